@@ -1,0 +1,3 @@
+from artifactory.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,390 @@
+"""The admin API of CONTRACT.md: /api/v1/*. Thin views: parse, call the core, answer JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from anyio import to_thread
+from sqlalchemy import func, or_, select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from artifactory import __version__
+from artifactory.api.openapi import OPENAPI
+from artifactory.db import queries
+from artifactory.db.models import Component, Repository
+from artifactory.events import RepositoryEvent
+from artifactory.http.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from artifactory.repository.config import ConfigError, public_view
+from artifactory.repository.model import PROXY
+from artifactory.repository.registry import RepositoryExists, RepositoryInUse
+from artifactory.security.principal import Principal
+from artifactory.state import AppState
+
+
+def _state(request: Request) -> AppState:
+    return request.scope["artifactory.state"]  # type: ignore[no-any-return]
+
+
+async def _json(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+
+
+async def _object(request: Request) -> dict[str, Any]:
+    body = await _json(request)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+async def _user(request: Request) -> Principal:
+    principal = await _state(request).principal(request)
+    if principal.anonymous:
+        raise Unauthorized("this call needs a user")
+    return principal
+
+
+async def _admin(request: Request) -> Principal:
+    principal = await _user(request)
+    if not principal.is_admin:
+        raise Forbidden("this call needs the admin role")
+    return principal
+
+
+async def _run(fn: Any, *args: Any) -> Any:
+    return await to_thread.run_sync(fn, *args)
+
+
+# -- status ------------------------------------------------------------------------------------
+async def status(request: Request) -> Response:
+    state = _state(request)
+    return JSONResponse(
+        {
+            "status": "ok",
+            "version": __version__,
+            "formats": state.formats.ids(),
+            "database": state.db.engine.dialect.name,
+            "blobstore": type(state.blobs.driver).__name__,
+        }
+    )
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(OPENAPI)
+
+
+async def whoami(request: Request) -> Response:
+    principal = await _state(request).principal(request)
+    return JSONResponse(
+        {"username": principal.username, "roles": sorted(principal.roles), "anonymous": principal.anonymous}
+    )
+
+
+# -- repositories -------------------------------------------------------------------------------
+def _view(state: AppState, row: dict[str, Any]) -> dict[str, Any]:
+    view = public_view(row)
+    if row["type"] == PROXY:
+        repo = state.engine.repos.get(row["name"])
+        if repo is not None:
+            view["status"] = state.engine.proxy.status(repo)
+    return view
+
+
+async def list_repositories(request: Request) -> Response:
+    state = _state(request)
+    principal = await state.principal(request)
+    rows = await _run(lambda: [r for r in state.engine.repos.all()])
+    visible = [
+        {"name": r.name, "format": r.format, "type": r.type, "url": f"{_base(request)}/repository/{r.name}/"}
+        for r in rows
+        if state.security.allowed(principal, r.name, "read")
+    ]
+    return JSONResponse(visible)
+
+
+def _base(request: Request) -> str:
+    from artifactory.http.urls import base_url
+
+    return base_url(request)
+
+
+async def create_repository(request: Request) -> Response:
+    principal = await _admin(request)
+    state = _state(request)
+    body = await _object(request)
+    try:
+        row = await _run(state.engine.repos.create, body)
+    except ConfigError as exc:
+        raise BadRequest(str(exc)) from None
+    except RepositoryExists:
+        raise Conflict(f"repository {body.get('name')!r} already exists") from None
+    state.engine.fire(
+        "artifactory_repository_created",
+        event=RepositoryEvent(row["name"], row["format"], row["type"], principal.username),
+    )
+    return JSONResponse(await _run(_view, state, row), status_code=201)
+
+
+async def get_repository(request: Request) -> Response:
+    state = _state(request)
+    name = request.path_params["name"]
+    principal = await state.principal(request)
+    row = await _run(state.engine.repos.row, name)
+    if row is None or not state.security.allowed(principal, name, "read"):
+        raise NotFound(f"repository {name!r} not found")
+    return JSONResponse(await _run(_view, state, row))
+
+
+async def put_repository(request: Request) -> Response:
+    await _admin(request)
+    state = _state(request)
+    name = request.path_params["name"]
+    body = await _object(request)
+    body.setdefault("name", name)
+    try:
+        row = await _run(state.engine.repos.update, name, body)
+    except KeyError:
+        raise NotFound(f"repository {name!r} not found") from None
+    except ConfigError as exc:
+        raise BadRequest(str(exc)) from None
+    return JSONResponse(await _run(_view, state, row))
+
+
+async def delete_repository(request: Request) -> Response:
+    principal = await _admin(request)
+    state = _state(request)
+    name = request.path_params["name"]
+    try:
+        row = await _run(state.engine.repos.delete, name)
+    except RepositoryInUse as exc:
+        raise Conflict(str(exc)) from None
+    if row is None:
+        raise NotFound(f"repository {name!r} not found")
+    state.engine.fire(
+        "artifactory_repository_deleted",
+        event=RepositoryEvent(row["name"], row["format"], row["type"], principal.username),
+    )
+    return Response(status_code=204)
+
+
+async def invalidate_cache(request: Request) -> Response:
+    await _admin(request)
+    state = _state(request)
+    repo = state.engine.repository(request.path_params["name"])
+    if repo.type != PROXY:
+        raise BadRequest(f"{repo.name} is not a proxy repository")
+    body = await _json(request) or {}
+    prefix = body.get("prefix", "") if isinstance(body, dict) else ""
+    if not isinstance(prefix, str):
+        raise BadRequest("prefix must be a string")
+    await _run(state.engine.proxy.invalidate, repo, prefix.lstrip("/"))
+    return JSONResponse({"invalidated": prefix or "*"})
+
+
+# -- users, roles, tokens, settings ------------------------------------------------------------------
+async def create_user(request: Request) -> Response:
+    await _admin(request)
+    body = await _object(request)
+    try:
+        user = await _run(
+            _state(request).security.create_user,
+            body.get("username"),
+            body.get("password"),
+            body.get("roles", []),
+        )
+    except KeyError:
+        raise Conflict(f"user {body.get('username')!r} already exists") from None
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return JSONResponse(user, status_code=201)
+
+
+async def list_users(request: Request) -> Response:
+    await _admin(request)
+    return JSONResponse(await _run(_state(request).security.list_users))
+
+
+async def delete_user(request: Request) -> Response:
+    await _admin(request)
+    name = request.path_params["name"]
+    if name == "admin":
+        raise BadRequest("the admin user cannot be deleted")
+    if not await _run(_state(request).security.delete_user, name):
+        raise NotFound(f"user {name!r} not found")
+    return Response(status_code=204)
+
+
+async def save_role(request: Request) -> Response:
+    await _admin(request)
+    body = await _object(request)
+    create = request.method == "POST"
+    name = body.get("name") if create else request.path_params["name"]
+    try:
+        role = await _run(_state(request).security.save_role, name, body.get("privileges"), create)
+    except KeyError:
+        raise Conflict(f"role {name!r} already exists") from None
+    except PermissionError as exc:
+        raise BadRequest(str(exc)) from None
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return JSONResponse(role, status_code=201 if create else 200)
+
+
+async def list_roles(request: Request) -> Response:
+    await _admin(request)
+    return JSONResponse(await _run(_state(request).security.list_roles))
+
+
+async def delete_role(request: Request) -> Response:
+    await _admin(request)
+    try:
+        found = await _run(_state(request).security.delete_role, request.path_params["name"])
+    except PermissionError as exc:
+        raise BadRequest(str(exc)) from None
+    if not found:
+        raise NotFound("role not found")
+    return Response(status_code=204)
+
+
+async def create_token(request: Request) -> Response:
+    principal = await _user(request)
+    body = await _json(request) or {}
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    name = body.get("name", "")
+    expires = body.get("expires_in_seconds")
+    if not isinstance(name, str) or (expires is not None and (not isinstance(expires, int) or expires <= 0)):
+        raise BadRequest("name must be a string and expires_in_seconds a positive integer")
+    token = await _run(_state(request).security.create_token, principal.username, name, expires)
+    return JSONResponse(token, status_code=201)
+
+
+async def list_tokens(request: Request) -> Response:
+    principal = await _user(request)
+    return JSONResponse(await _run(_state(request).security.list_tokens, principal.username))
+
+
+async def revoke_token(request: Request) -> Response:
+    principal = await _user(request)
+    revoked = await _run(
+        _state(request).security.revoke_token,
+        principal.username,
+        request.path_params["token_id"],
+        principal.is_admin,
+    )
+    if not revoked:
+        raise NotFound("token not found")
+    return Response(status_code=204)
+
+
+async def get_settings(request: Request) -> Response:
+    await _admin(request)
+    return JSONResponse({"anonymous_read": _state(request).security.anonymous_read})
+
+
+async def put_settings(request: Request) -> Response:
+    await _admin(request)
+    body = await _object(request)
+    if "anonymous_read" in body:
+        if not isinstance(body["anonymous_read"], bool):
+            raise BadRequest("anonymous_read must be true or false")
+        await _run(_state(request).security.set_anonymous_read, body["anonymous_read"])
+    unknown = sorted(set(body) - {"anonymous_read"})
+    if unknown:
+        raise BadRequest(f"unknown settings: {', '.join(unknown)}")
+    return JSONResponse({"anonymous_read": _state(request).security.anonymous_read})
+
+
+# -- search ------------------------------------------------------------------------------------
+async def search(request: Request) -> Response:
+    state = _state(request)
+    principal = await state.principal(request)
+    q = request.query_params.get("q", "")
+    fmt = request.query_params.get("format")
+    repository = request.query_params.get("repository")
+    try:
+        limit = max(1, min(int(request.query_params.get("limit", "200")), 1000))
+    except ValueError:
+        raise BadRequest("limit must be an integer") from None
+
+    def run() -> list[dict[str, Any]]:
+        with state.db.read() as session:
+            query = select(Component, Repository).join(Repository, Repository.id == Component.repository_id)
+            if q:
+                pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                query = query.where(
+                    or_(
+                        func.lower(Component.name).like(pattern, escape="\\"),
+                        func.lower(Component.namespace).like(pattern, escape="\\"),
+                    )
+                )
+            if fmt:
+                query = query.where(Repository.format == fmt)
+            if repository:
+                query = query.where(Repository.name == repository)
+            rows = [
+                (c, r)
+                for c, r in session.execute(
+                    query.order_by(Repository.name, Component.name, Component.id).limit(limit * 4)
+                )
+                if state.security.allowed(principal, r.name, "read")
+            ][:limit]
+            found: list[dict[str, Any]] = []
+            for component, repo in rows:
+                infos = queries.components(
+                    session, (repo.id, repo.name), component.name, component.namespace, component.version
+                )
+                for info in infos:
+                    found.append(
+                        {
+                            "repository": repo.name,
+                            "format": repo.format,
+                            "namespace": info.namespace,
+                            "name": info.name,
+                            "version": info.version,
+                            "assets": [
+                                {
+                                    "path": a.path,
+                                    "sha256": a.sha256,
+                                    "size": a.size,
+                                    "content_type": a.content_type,
+                                }
+                                for a in info.assets
+                            ],
+                        }
+                    )
+            return found
+
+    return JSONResponse({"items": await _run(run)})
+
+
+routes = [
+    Route("/api/v1/status", status, methods=["GET"]),
+    Route("/api/v1/openapi.json", openapi, methods=["GET"]),
+    Route("/api/v1/whoami", whoami, methods=["GET"]),
+    Route("/api/v1/repositories", list_repositories, methods=["GET"]),
+    Route("/api/v1/repositories", create_repository, methods=["POST"]),
+    Route("/api/v1/repositories/{name}", get_repository, methods=["GET"]),
+    Route("/api/v1/repositories/{name}", put_repository, methods=["PUT"]),
+    Route("/api/v1/repositories/{name}", delete_repository, methods=["DELETE"]),
+    Route("/api/v1/repositories/{name}/invalidate", invalidate_cache, methods=["POST"]),
+    Route("/api/v1/users", list_users, methods=["GET"]),
+    Route("/api/v1/users", create_user, methods=["POST"]),
+    Route("/api/v1/users/{name}", delete_user, methods=["DELETE"]),
+    Route("/api/v1/roles", list_roles, methods=["GET"]),
+    Route("/api/v1/roles", save_role, methods=["POST"]),
+    Route("/api/v1/roles/{name}", save_role, methods=["PUT"]),
+    Route("/api/v1/roles/{name}", delete_role, methods=["DELETE"]),
+    Route("/api/v1/tokens", list_tokens, methods=["GET"]),
+    Route("/api/v1/tokens", create_token, methods=["POST"]),
+    Route("/api/v1/tokens/{token_id}", revoke_token, methods=["DELETE"]),
+    Route("/api/v1/settings", get_settings, methods=["GET"]),
+    Route("/api/v1/settings", put_settings, methods=["PUT"]),
+    Route("/api/v1/search", search, methods=["GET"]),
+]

@@ -1,0 +1,121 @@
+"""create_app(): the ASGI application.
+
+Requests under /repository/{name}/ skip the general router: the repository is resolved from its
+cached snapshot, the path is checked once on the raw bytes, a GET or HEAD is authorised for read, and
+the request goes to that repository's format routes. Everything else (the admin API, a format's
+global routes such as /v2/) goes through one Starlette router.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Router
+from starlette.types import Receive, Scope, Send
+
+from artifactory.api.routes import routes as api_routes
+from artifactory.formats import Format
+from artifactory.http.errors import HTTPProblem, NotFound
+from artifactory.http.paths import decode_path
+from artifactory.settings import Settings, load_settings
+from artifactory.state import AppState
+
+log = logging.getLogger(__name__)
+PREFIX = "/repository/"
+READ_METHODS = ("GET", "HEAD")
+
+
+def render_problem(request: Request, problem: HTTPProblem, fmt: Format | None = None) -> Response:
+    if fmt is not None:
+        return fmt.render_error(problem, request)
+    return problem.render(request)
+
+
+class Application:
+    """The outer ASGI callable: the repository fast path, then Starlette for the rest."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.format_routers: dict[str, Router] = {
+            f.id: Router(routes=list(f.routes())) for f in state.formats.all()
+        }
+        global_routes = [route for f in state.formats.all() for route in f.global_routes()]
+        self.starlette = Starlette(
+            routes=[*api_routes, *global_routes],
+            exception_handlers={
+                HTTPProblem: self._problem_handler,
+                404: self._not_found,
+                405: self._not_allowed,
+            },
+            lifespan=self._lifespan,
+        )
+        self.starlette.state.artifactory = state
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.state.pm.hook.artifactory_startup(state=self.state)
+        try:
+            yield
+        finally:
+            await self.state.engine.close()
+            self.state.pm.hook.artifactory_shutdown(state=self.state)
+            self.state.db.dispose()
+
+    async def _problem_handler(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPProblem)
+        return render_problem(request, exc)
+
+    async def _not_found(self, request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": f"not found: {request.url.path}"}, status_code=404)
+
+    async def _not_allowed(self, request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": f"method {request.method} not allowed here"}, status_code=405)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["artifactory.state"] = self.state
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
+            await self._repository(scope, receive, send)
+            return
+        await self.starlette(scope, receive, send)
+
+    async def _repository(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self.starlette
+        raw = scope.get("raw_path") or scope["path"].encode()
+        raw_text = raw.decode("latin-1").split("?", 1)[0]
+        name, _, rest = raw_text[len(PREFIX) :].partition("/")
+        request = Request(scope, receive)
+        fmt: Format | None = None
+        try:
+            repo = self.state.engine.repos.get(name) if name else None
+            if repo is None:
+                raise NotFound(f"repository {name!r} not found")
+            fmt = self.state.formats.get(repo.format)
+            if fmt is None:
+                raise NotFound(f"repository {name!r} has format {repo.format!r}, which is not installed")
+            path = decode_path(rest, fmt.encoded_path_characters)
+            if scope["method"] in READ_METHODS:
+                principal = await self.state.principal(request)
+                self.state.engine.require(principal, repo, "read")
+            child = dict(scope)
+            child["artifactory.repo"] = repo
+            child["artifactory.path"] = path
+            child["root_path"] = scope.get("root_path", "") + PREFIX + name
+            child["path"] = "/" + path
+            await self.format_routers[fmt.id](child, receive, send)
+        except HTTPProblem as problem:
+            await render_problem(request, problem, fmt)(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> Any:
+    """The ASGI app for these settings (or the settings handed over by `artifactory serve`)."""
+    settings = settings or load_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return Application(AppState.build(settings))

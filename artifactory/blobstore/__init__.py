@@ -1,0 +1,1 @@
+"""Content-addressed blob storage: the driver protocol, digests, layout, drivers and GC."""

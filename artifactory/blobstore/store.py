@@ -1,0 +1,210 @@
+"""The blob store: streaming ingest with every digest computed in one pass, and the key layout.
+
+Layout (the only place it is described): a blob with sha256 `h` lives at key
+`sha256/h[0:2]/h[2:4]/h`. Keys never depend on a repository or a path, so identical bytes are
+stored once however many repositories hold them.
+
+Ingest writes to a temporary object while hashing; nothing is promoted to its content address until
+the caller has checked what it needs and asked for it, so a cut-off or rejected upload leaves at most
+a temporary object, which `discard` removes (and GC removes if the process died first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from anyio import to_thread
+
+from artifactory.blobstore.api import BlobDriver, TempObject
+
+ALGORITHMS = ("sha256", "sha1", "md5", "sha512")
+HEX_LENGTH = {"sha256": 64, "sha1": 40, "md5": 32, "sha512": 128}
+FLUSH_BYTES = 1024 * 1024
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+class BlobError(Exception):
+    """Base of the blob store's own errors."""
+
+
+class DigestMismatch(BlobError):
+    def __init__(self, algorithm: str, expected: str, actual: str) -> None:
+        super().__init__(f"{algorithm} mismatch: expected {expected}, got {actual}")
+        self.algorithm = algorithm
+        self.expected = expected
+        self.actual = actual
+
+
+class TooLarge(BlobError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"upload exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    sha256: str
+    size: int
+    sha1: str
+    md5: str
+    sha512: str
+
+    def digest(self, algorithm: str) -> str:
+        return str(getattr(self, algorithm))
+
+
+@dataclass
+class StagedBlob:
+    """Bytes hashed and durable in a temporary object, not yet at their content address."""
+
+    info: BlobInfo
+    temp_name: str
+
+
+def blob_key(sha256: str) -> str:
+    if len(sha256) != 64 or not _HEX.match(sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return f"sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+def normalise_expected(expected: Mapping[str, str | None] | None) -> dict[str, str]:
+    """Lower-case, validated expected digests; a malformed one is reported as a mismatch up front."""
+    result: dict[str, str] = {}
+    for algorithm, value in (expected or {}).items():
+        if value is None or value == "":
+            continue
+        if algorithm not in HEX_LENGTH:
+            raise ValueError(f"unknown digest algorithm {algorithm!r}")
+        value = value.strip().lower()
+        if len(value) != HEX_LENGTH[algorithm] or not _HEX.match(value):
+            raise DigestMismatch(algorithm, value, "(not a valid hex digest)")
+        result[algorithm] = value
+    return result
+
+
+class _Hasher:
+    def __init__(self) -> None:
+        self.hashes = {name: hashlib.new(name) for name in ALGORITHMS}
+        self.size = 0
+
+    def update(self, data: bytes) -> None:
+        self.size += len(data)
+        for h in self.hashes.values():
+            h.update(data)
+
+    def info(self) -> BlobInfo:
+        digests = {name: h.hexdigest() for name, h in self.hashes.items()}
+        return BlobInfo(size=self.size, **digests)
+
+
+def _write_and_hash(temp: TempObject, hasher: _Hasher, data: bytes) -> None:
+    hasher.update(data)
+    temp.write(data)
+
+
+class BlobStore:
+    def __init__(self, driver: BlobDriver) -> None:
+        self.driver = driver
+
+    async def ingest(
+        self,
+        chunks: AsyncIterable[bytes],
+        expected: Mapping[str, str | None] | None = None,
+        max_size: int | None = None,
+    ) -> StagedBlob:
+        """Write a stream to a temporary object, hashing it; verify `expected` digests and the size.
+
+        Raises DigestMismatch or TooLarge (the temporary object is removed first); any exception from
+        the stream itself (a client that disconnects) likewise leaves nothing behind.
+        """
+        wanted = normalise_expected(expected)
+        temp = await to_thread.run_sync(self.driver.create_temp)
+        hasher = _Hasher()
+        try:
+            buffer = bytearray()
+            async for chunk in chunks:
+                if max_size is not None and hasher.size + len(buffer) + len(chunk) > max_size:
+                    raise TooLarge(max_size)
+                buffer += chunk
+                if len(buffer) >= FLUSH_BYTES:
+                    data = bytes(buffer)
+                    buffer.clear()
+                    await to_thread.run_sync(_write_and_hash, temp, hasher, data)
+            if buffer:
+                await to_thread.run_sync(_write_and_hash, temp, hasher, bytes(buffer))
+            await to_thread.run_sync(temp.close)
+            info = hasher.info()
+            for algorithm, value in wanted.items():
+                if not hmac.compare_digest(value, info.digest(algorithm)):
+                    raise DigestMismatch(algorithm, value, info.digest(algorithm))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await to_thread.run_sync(_close_and_delete, self.driver, temp)
+            raise
+        return StagedBlob(info=info, temp_name=temp.name)
+
+    async def ingest_bytes(self, data: bytes, expected: Mapping[str, str | None] | None = None) -> StagedBlob:
+        async def one() -> AsyncIterator[bytes]:
+            yield data
+
+        return await self.ingest(one(), expected)
+
+    async def publish(self, staged: StagedBlob) -> None:
+        """Move staged bytes to their content address; durable when this returns."""
+        await to_thread.run_sync(self.driver.promote, staged.temp_name, blob_key(staged.info.sha256))
+
+    async def discard(self, staged: StagedBlob) -> None:
+        await to_thread.run_sync(self.driver.delete_temp, staged.temp_name)
+
+    def local_path(self, sha256: str) -> Path | None:
+        return self.driver.local_path(blob_key(sha256))
+
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        return self.driver.read(blob_key(sha256), start, end)
+
+    async def read_all(self, sha256: str, limit: int) -> bytes:
+        """A whole (small) blob in memory, for metadata documents; refuses more than `limit` bytes."""
+
+        def load() -> bytes:
+            data = bytearray()
+            for chunk in self.driver.read(blob_key(sha256)):
+                data += chunk
+                if len(data) > limit:
+                    raise TooLarge(limit)
+            return bytes(data)
+
+        return await to_thread.run_sync(load)
+
+    def exists(self, sha256: str) -> bool:
+        return self.driver.exists(blob_key(sha256))
+
+    def delete(self, sha256: str) -> None:
+        self.driver.delete(blob_key(sha256))
+
+
+def _close_and_delete(driver: BlobDriver, temp: TempObject) -> None:
+    try:
+        temp.close()
+    finally:
+        driver.delete_temp(temp.name)
+
+
+def open_driver(settings: object) -> BlobDriver:
+    """The driver the settings ask for: S3 when an endpoint is set, else the filesystem."""
+    from artifactory.settings import Settings
+
+    if not isinstance(settings, Settings):
+        raise TypeError("open_driver takes Settings")
+    if settings.s3.endpoint:
+        from artifactory.blobstore.s3 import S3Driver
+
+        return S3Driver(settings.s3)
+    from artifactory.blobstore.filesystem import FilesystemDriver
+
+    return FilesystemDriver(settings.blob_dir)

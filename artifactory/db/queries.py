@@ -1,0 +1,267 @@
+"""The SQL the engine runs, as small synchronous functions over a Session.
+
+Portable across SQLite and PostgreSQL: upserts use each dialect's INSERT ... ON CONFLICT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from artifactory.blobstore.store import BlobInfo
+from artifactory.db.models import Asset, Blob, Component, Repository, utcnow
+from artifactory.repository.model import ComponentInfo, StoredAsset
+
+_ASSET_COLUMNS = (
+    Asset.id,
+    Asset.path,
+    Asset.blob_sha256,
+    Asset.content_type,
+    Asset.attributes,
+    Asset.updated_at,
+    Asset.component_id,
+    Blob.size,
+    Blob.md5,
+    Blob.sha1,
+    Blob.sha512,
+)
+
+
+def _insert(session: Session, model: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)
+
+
+def upsert(
+    session: Session, model: Any, values: dict[str, Any], keys: Sequence[str], update_keys: Iterable[str]
+) -> None:
+    statement = _insert(session, model).values(**values)
+    updates = {k: statement.excluded[k] for k in update_keys}
+    if updates:
+        statement = statement.on_conflict_do_update(index_elements=list(keys), set_=updates)
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=list(keys))
+    session.execute(statement)
+
+
+def insert_ignore(session: Session, model: Any, values: dict[str, Any], keys: Sequence[str]) -> bool:
+    """Insert unless the key exists; True if this call inserted the row."""
+    result = session.execute(
+        _insert(session, model).values(**values).on_conflict_do_nothing(index_elements=list(keys))
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def to_asset(repository: str, row: Row[Any]) -> StoredAsset:
+    return StoredAsset(
+        repository=repository,
+        path=row.path,
+        sha256=row.blob_sha256,
+        size=row.size,
+        md5=row.md5,
+        sha1=row.sha1,
+        sha512=row.sha512,
+        content_type=row.content_type,
+        updated_at=row.updated_at,
+        attributes=row.attributes or {},
+        asset_id=row.id,
+        component_id=row.component_id,
+    )
+
+
+def find_asset(session: Session, repository_id: int, path: str) -> Row[Any] | None:
+    return session.execute(
+        select(*_ASSET_COLUMNS)
+        .join(Blob, Blob.sha256 == Asset.blob_sha256)
+        .where(Asset.repository_id == repository_id, Asset.path == path)
+    ).first()
+
+
+def assets_under(session: Session, repository_id: int, prefix: str, limit: int = 10_000) -> list[Row[Any]]:
+    query = (
+        select(*_ASSET_COLUMNS)
+        .join(Blob, Blob.sha256 == Asset.blob_sha256)
+        .where(Asset.repository_id == repository_id)
+    )
+    if prefix:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Asset.path.like(escaped + "%", escape="\\"))
+    return list(session.execute(query.order_by(Asset.path).limit(limit)))
+
+
+def touch_blob(session: Session, info: BlobInfo) -> None:
+    """Record (or refresh) a blob before its bytes are promoted, so GC never collects it mid-upload."""
+    now = utcnow()
+    upsert(
+        session,
+        Blob,
+        {
+            "sha256": info.sha256,
+            "size": info.size,
+            "md5": info.md5,
+            "sha1": info.sha1,
+            "sha512": info.sha512,
+            "created_at": now,
+            "touched_at": now,
+        },
+        ["sha256"],
+        ["touched_at"],
+    )
+
+
+def bump_revision(session: Session, repository_id: int) -> None:
+    session.execute(
+        update(Repository).where(Repository.id == repository_id).values(revision=Repository.revision + 1)
+    )
+
+
+def ensure_component(
+    session: Session,
+    repository_id: int,
+    namespace: str,
+    name: str,
+    version: str,
+    attributes: dict[str, Any] | None,
+) -> int:
+    values = {"repository_id": repository_id, "namespace": namespace, "name": name, "version": version}
+    insert_ignore(
+        session, Component, {**values, "attributes": attributes or {}, "created_at": utcnow()}, list(values)
+    )
+    component_id = session.scalar(
+        select(Component.id).where(*[getattr(Component, k) == v for k, v in values.items()])
+    )
+    assert component_id is not None
+    if attributes:
+        current = session.scalar(select(Component.attributes).where(Component.id == component_id)) or {}
+        if any(current.get(k) != v for k, v in attributes.items()):
+            session.execute(
+                update(Component)
+                .where(Component.id == component_id)
+                .values(attributes={**current, **attributes})
+            )
+    return component_id
+
+
+def save_asset(
+    session: Session,
+    repository_id: int,
+    path: str,
+    sha256: str,
+    content_type: str,
+    attributes: dict[str, Any],
+    component_id: int | None,
+) -> None:
+    now = utcnow()
+    upsert(
+        session,
+        Asset,
+        {
+            "repository_id": repository_id,
+            "path": path,
+            "blob_sha256": sha256,
+            "content_type": content_type,
+            "attributes": attributes,
+            "component_id": component_id,
+            "created_at": now,
+            "updated_at": now,
+        },
+        ["repository_id", "path"],
+        ["blob_sha256", "content_type", "attributes", "component_id", "updated_at"],
+    )
+
+
+def delete_asset(session: Session, repository_id: int, path: str) -> Row[Any] | None:
+    """Delete one asset (and its component when it was the last asset). Returns the deleted row."""
+    row = find_asset(session, repository_id, path)
+    if row is None:
+        return None
+    session.execute(delete(Asset).where(Asset.id == row.id))
+    if row.component_id is not None:
+        remaining = session.scalar(
+            select(func.count()).select_from(Asset).where(Asset.component_id == row.component_id)
+        )
+        if not remaining:
+            session.execute(delete(Component).where(Component.id == row.component_id))
+    return row
+
+
+def components(
+    session: Session,
+    repository: tuple[int, str],
+    name: str | None = None,
+    namespace: str | None = None,
+    version: str | None = None,
+    with_assets: bool = True,
+) -> list[ComponentInfo]:
+    repository_id, repository_name = repository
+    query = select(Component).where(Component.repository_id == repository_id)
+    if name is not None:
+        query = query.where(Component.name == name)
+    if namespace is not None:
+        query = query.where(Component.namespace == namespace)
+    if version is not None:
+        query = query.where(Component.version == version)
+    found = list(session.scalars(query.order_by(Component.id)))
+    assets: dict[int, list[StoredAsset]] = {}
+    if with_assets and found:
+        rows = session.execute(
+            select(*_ASSET_COLUMNS)
+            .join(Blob, Blob.sha256 == Asset.blob_sha256)
+            .where(Asset.component_id.in_([c.id for c in found]))
+            .order_by(Asset.path)
+        )
+        for row in rows:
+            assets.setdefault(row.component_id, []).append(to_asset(repository_name, row))
+    return [
+        ComponentInfo(
+            id=c.id,
+            repository=repository_name,
+            namespace=c.namespace,
+            name=c.name,
+            version=c.version,
+            attributes=c.attributes or {},
+            created_at=c.created_at,
+            assets=tuple(assets.get(c.id, ())),
+        )
+        for c in found
+    ]
+
+
+def component_names(session: Session, repository_id: int) -> list[tuple[str, str]]:
+    return [
+        (row.namespace, row.name)
+        for row in session.execute(
+            select(Component.namespace, Component.name)
+            .where(Component.repository_id == repository_id)
+            .distinct()
+        )
+    ]
+
+
+def has_component_named(session: Session, repository_ids: Sequence[int], namespace: str, name: str) -> bool:
+    if not repository_ids:
+        return False
+    return (
+        session.scalar(
+            select(Component.id)
+            .where(
+                and_(
+                    Component.repository_id.in_(repository_ids),
+                    Component.namespace == namespace,
+                    Component.name == name,
+                )
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def mark_downloaded(session: Session, asset_id: int, when: datetime) -> None:
+    session.execute(update(Asset).where(Asset.id == asset_id).values(last_downloaded=when))

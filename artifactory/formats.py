@@ -1,0 +1,119 @@
+"""The Format base class and the registry formats are added to.
+
+A format answers protocol questions only; storage, caching, single-flight, permissions and SQL
+belong to the engine. A repository has exactly one format, so the engine calls these methods
+directly rather than broadcasting a hook.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from artifactory.http.errors import HTTPProblem
+
+
+@dataclass(frozen=True)
+class Coordinates:
+    """What a user thinks of as a package version."""
+
+    name: str
+    version: str = ""
+    namespace: str = ""
+
+
+class CachePolicy(enum.Enum):
+    IMMUTABLE = "immutable"  # never revalidated once cached (release files, digests)
+    METADATA = "metadata"  # revalidated after the proxy's metadata TTL; merged by groups
+
+
+class Format:
+    """Subclass once per format and register an instance through `artifactory_register_formats`."""
+
+    id: ClassVar[str] = ""
+    # Characters in a path that this protocol defines as meaningful when percent-encoded, such as
+    # npm's "@scope%2fname"; every other encoded slash or backslash is refused.
+    encoded_path_characters: ClassVar[frozenset[str]] = frozenset()
+
+    def routes(self) -> Sequence[BaseRoute]:
+        """Routes relative to a repository's root, /repository/{name}/.
+
+        Handlers find their repository with `artifactory.plugin.current_repository(request)`.
+        """
+        return ()
+
+    def global_routes(self) -> Sequence[BaseRoute]:
+        """Routes outside /repository/ (the OCI /v2/ API); the format resolves repositories itself."""
+        return ()
+
+    def validate_config(self, repo_type: str, config: dict[str, Any]) -> dict[str, Any]:
+        """Check and normalise the format's own repository settings; raise ValueError to refuse."""
+        return config
+
+    def default_write_policy(self, config: dict[str, Any]) -> str:
+        return "allow"
+
+    def coordinates(self, path: str) -> Coordinates | None:
+        """Which component a path belongs to, if any (also the name the dependency-confusion guard checks)."""
+        return None
+
+    def cache_policy(self, path: str) -> CachePolicy:
+        """How a proxy treats a cached copy of `path`: kept for good, or revalidated after the TTL."""
+        return CachePolicy.IMMUTABLE
+
+    def is_mergeable(self, path: str) -> bool:
+        """Whether a group builds `path` by merging every member's copy (else the first member wins)."""
+        return False
+
+    def merge_documents(self, path: str, documents: Sequence[bytes]) -> bytes:
+        """Merge a METADATA document across a group's members (first member first)."""
+        return documents[0]
+
+    def rewrites(self, path: str) -> bool:
+        """Whether a proxy passes this upstream document through `rewrite_upstream` before caching it."""
+        return False
+
+    def rewrite_upstream(self, path: str, body: bytes, upstream_url: str) -> bytes:
+        """Transform a proxied document (one `rewrites` names) before it is cached."""
+        return body
+
+    def render_error(self, problem: HTTPProblem, request: Request) -> Response:
+        """An error in the protocol's own shape (default: JSON {"error": message})."""
+        return problem.render(request)
+
+    def content_type(self, path: str) -> str | None:
+        """The Content-Type to store an asset with; None lets the engine guess from the extension."""
+        return None
+
+
+class FormatRegistry:
+    def __init__(self) -> None:
+        self._formats: dict[str, Format] = {}
+
+    def add(self, fmt: Format) -> None:
+        if not fmt.id:
+            raise ValueError(f"{type(fmt).__name__} has no id")
+        if fmt.id in self._formats:
+            raise ValueError(f"format {fmt.id!r} is registered twice")
+        self._formats[fmt.id] = fmt
+
+    def get(self, format_id: str) -> Format | None:
+        return self._formats.get(format_id)
+
+    def __getitem__(self, format_id: str) -> Format:
+        return self._formats[format_id]
+
+    def __contains__(self, format_id: object) -> bool:
+        return format_id in self._formats
+
+    def ids(self) -> list[str]:
+        return sorted(self._formats)
+
+    def all(self) -> list[Format]:
+        return [self._formats[i] for i in self.ids()]

@@ -1,0 +1,1 @@
+"""HTTP helpers shared by every format: errors, paths, URLs, conditional and ranged responses."""

@@ -1,0 +1,182 @@
+"""Responses shared by every format: blobs (conditional, ranged, zero-copy where possible) and
+computed metadata documents (ETag, 304, gzip). Blobs are never compressed."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
+
+from anyio import to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+INLINE_READ_LIMIT = 256 * 1024
+GZIP_MIN_BYTES = 1024
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    bare = etag.strip('"')
+    return any(candidate.strip().removeprefix("W/").strip('"') == bare for candidate in header.split(","))
+
+
+def not_modified(request: Request, etag: str, last_modified: datetime | None) -> bool:
+    """RFC 9110 conditional GET: If-None-Match wins over If-Modified-Since."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    inm = request.headers.get("if-none-match")
+    if inm is not None:
+        return etag_matches(inm, etag)
+    ims = request.headers.get("if-modified-since")
+    if ims and last_modified is not None:
+        try:
+            since = parsedate_to_datetime(ims)
+        except (TypeError, ValueError):
+            return False
+        return last_modified.replace(microsecond=0) <= since
+    return False
+
+
+def http_date(moment: datetime) -> str:
+    return format_datetime(moment, usegmt=True)
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
+    """One byte range [start, end) from a Range header; None: serve it all; "unsatisfiable": 416."""
+    if not header or not header.startswith("bytes="):
+        return None
+    spec = header[6:].strip()
+    if "," in spec:
+        return None  # several ranges: answering with the whole representation is allowed
+    first, sep, last = spec.partition("-")
+    if not sep:
+        return None
+    try:
+        if first == "":
+            suffix = int(last)
+            if suffix <= 0:
+                return "unsatisfiable"
+            return (max(0, size - suffix), size) if size else "unsatisfiable"
+        start = int(first)
+        end = int(last) + 1 if last else size
+    except ValueError:
+        return None
+    if start < 0 or start >= size or end <= start:
+        return "unsatisfiable"
+    return start, min(end, size)
+
+
+class BlobResponse(Response):
+    """Streams [start, end) of a blob: pathsend/inline read for local files, else chunks in a thread."""
+
+    def __init__(
+        self,
+        status_code: int,
+        headers: Mapping[str, str],
+        chunks: Iterator[bytes] | None,
+        path: Path | None,
+        start: int,
+        end: int,
+        full: bool,
+    ) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = b""
+        self.init_headers(headers)
+        self._chunks = chunks
+        self._path = path
+        self._start = start
+        self._end = end
+        self._full = full
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if scope["method"] == "HEAD" or self._end <= self._start:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        length = self._end - self._start
+        if self._path is not None:
+            if self._full and "http.response.pathsend" in scope.get("extensions", {}):
+                await send({"type": "http.response.pathsend", "path": str(self._path)})
+                return
+            if length <= INLINE_READ_LIMIT:
+                with open(self._path, "rb") as handle:
+                    handle.seek(self._start)
+                    body = handle.read(length)
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
+            await _send_file(send, self._path, self._start, length)
+            return
+        assert self._chunks is not None
+        iterator = self._chunks
+        sentinel = object()
+        while True:
+            chunk = await to_thread.run_sync(next, iterator, sentinel)
+            if chunk is sentinel:
+                break
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _send_file(send: Send, path: Path, start: int, length: int) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        offset = start
+        remaining = length
+        while remaining > 0:
+            chunk = await to_thread.run_sync(os.pread, fd, min(1024 * 1024, remaining), offset)
+            if not chunk:
+                break
+            offset += len(chunk)
+            remaining -= len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
+        if remaining > 0:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        os.close(fd)
+
+
+class StreamingBodyResponse(Response):
+    """Streams an async iterator of chunks (a proxied file as it arrives) with known headers."""
+
+    def __init__(self, status_code: int, headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = b""
+        self.init_headers(headers)
+        self._chunks = chunks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if scope["method"] != "HEAD":
+            async for chunk in self._chunks:
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def document_response(
+    request: Request,
+    body: bytes,
+    media_type: str,
+    etag: str,
+    headers: Mapping[str, str] | None = None,
+    vary: str = "Accept-Encoding",
+) -> Response:
+    """A metadata document: ETag/If-None-Match, gzip when the client takes it, never cached stale."""
+    quoted = f'"{etag}"'
+    base = {"ETag": quoted, "Vary": vary, "Cache-Control": "no-cache", **(headers or {})}
+    if etag_matches(request.headers.get("if-none-match"), quoted):
+        return Response(status_code=304, headers=base)
+    if len(body) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
+        body = gzip.compress(body, compresslevel=5)
+        base["Content-Encoding"] = "gzip"
+    return Response(body, media_type=media_type, headers=base)

@@ -1,0 +1,98 @@
+"""The public facade: what formats (formats/) and plugins (plugins/) import, and nothing else.
+
+from artifactory.plugin import Format, hookimpl, Upload, current_repository, respond
+"""
+
+from __future__ import annotations
+
+import pluggy
+from starlette.requests import HTTPConnection, Request
+
+from artifactory.events import AssetEvent, RepositoryEvent
+from artifactory.formats import CachePolicy, Coordinates, Format, FormatRegistry
+from artifactory.http.errors import (
+    BadGateway,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    HTTPProblem,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    UploadRefused,
+)
+from artifactory.http.responses import document_response
+from artifactory.http.urls import base_url, repository_url
+from artifactory.repository.engine import Engine, Entry
+from artifactory.repository.hosted import Upload
+from artifactory.repository.model import ComponentInfo, Content, Document, Repo, StoredAsset, Streaming
+from artifactory.security.principal import Credentials, Principal
+from artifactory.serve import respond
+from artifactory.state import AppState
+
+hookimpl = pluggy.HookimplMarker("artifactory")
+
+
+def app_state(connection: HTTPConnection) -> AppState:
+    return connection.scope["artifactory.state"]  # type: ignore[no-any-return]
+
+
+def engine(connection: HTTPConnection) -> Engine:
+    return app_state(connection).engine
+
+
+def current_repository(request: Request) -> Repo:
+    """The repository a /repository/{name}/... request is for (resolved before the format runs)."""
+    return request.scope["artifactory.repo"]  # type: ignore[no-any-return]
+
+
+def current_path(request: Request) -> str:
+    """The checked, decoded path below the repository root."""
+    return request.scope["artifactory.path"]  # type: ignore[no-any-return]
+
+
+async def current_principal(connection: HTTPConnection) -> Principal:
+    return await app_state(connection).principal(connection)
+
+
+__all__ = [
+    "AppState",
+    "AssetEvent",
+    "BadGateway",
+    "BadRequest",
+    "CachePolicy",
+    "ComponentInfo",
+    "Conflict",
+    "Content",
+    "Coordinates",
+    "Credentials",
+    "Document",
+    "Engine",
+    "Entry",
+    "Forbidden",
+    "Format",
+    "FormatRegistry",
+    "HTTPProblem",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "Principal",
+    "Repo",
+    "RepositoryEvent",
+    "StoredAsset",
+    "Streaming",
+    "Unauthorized",
+    "Upload",
+    "UploadRefused",
+    "app_state",
+    "base_url",
+    "current_path",
+    "current_principal",
+    "current_repository",
+    "document_response",
+    "engine",
+    "hookimpl",
+    "repository_url",
+    "respond",
+]

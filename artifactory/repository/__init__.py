@@ -1,0 +1,1 @@
+"""Hosted, proxy and group behaviour, written once for every format."""

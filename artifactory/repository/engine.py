@@ -1,0 +1,218 @@
+"""The repository engine: the one object formats call for storage, whatever the repository type.
+
+A format asks for a path, stores an upload, deletes, lists or queries components; the engine decides
+what hosted, proxy and group mean. Database work runs in worker threads so the event loop never waits
+on SQL; events reach plugins only after their transaction has committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pluggy
+from anyio import to_thread
+
+from artifactory.blobstore.store import BlobStore
+from artifactory.db import queries
+from artifactory.db.engine import Database
+from artifactory.formats import FormatRegistry
+from artifactory.http.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, Unauthorized
+from artifactory.repository.group import Group
+from artifactory.repository.hosted import Hosted, Upload
+from artifactory.repository.model import GROUP, HOSTED, PROXY, ComponentInfo, Content, Repo, StoredAsset
+from artifactory.repository.proxy import Proxy
+from artifactory.repository.registry import RepositoryRegistry
+from artifactory.security.principal import Principal
+from artifactory.security.service import Security
+from artifactory.settings import Settings
+from artifactory.upstream.client import UpstreamClients
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DOCUMENT_CACHE_SIZE = 2048
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a folder listing."""
+
+    name: str
+    is_folder: bool
+    asset: StoredAsset | None = None
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        blobs: BlobStore,
+        formats: FormatRegistry,
+        security: Security,
+        pm: pluggy.PluginManager,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.blobs = blobs
+        self.formats = formats
+        self.security = security
+        self.pm = pm
+        self.repos = RepositoryRegistry(db, formats, settings.config_cache_seconds)
+        self.upstreams = UpstreamClients()
+        self.hosted = Hosted(self)
+        self.proxy = Proxy(self)
+        self.group = Group(self)
+        self._documents: OrderedDict[tuple[int, str, int], tuple[bytes, str]] = OrderedDict()
+
+    async def db_call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await to_thread.run_sync(fn, *args)
+
+    def fire(self, hook: str, **kwargs: Any) -> None:
+        """Broadcast an event to plugins; a failing listener is logged, never the caller's problem."""
+        try:
+            getattr(self.pm.hook, hook)(**kwargs)
+        except Exception:
+            log.exception("plugin hook %s failed", hook)
+
+    # -- access ------------------------------------------------------------------------------
+    def repository(self, name: str) -> Repo:
+        repo = self.repos.get(name)
+        if repo is None:
+            raise NotFound(f"repository {name!r} not found")
+        return repo
+
+    def require(self, principal: Principal, repo: Repo, action: str) -> None:
+        """401 for an anonymous caller without the privilege, 403 for a known one."""
+        if self.security.allowed(principal, repo.name, action):
+            return
+        if principal.anonymous:
+            raise Unauthorized(f"{action} access to {repo.name} requires authentication")
+        raise Forbidden(f"user {principal.username} may not {action} in {repo.name}")
+
+    # -- reading -----------------------------------------------------------------------------
+    async def get(
+        self,
+        repo: Repo,
+        path: str,
+        principal: Principal,
+        stream: bool = True,
+        seen: frozenset[str] = frozenset(),
+    ) -> Content | None:
+        """The content at `path`: stored, computed (a group's merge) or arriving from upstream."""
+        if repo.type == HOSTED:
+            return await self.db_call(self._lookup, repo, path)
+        if repo.type == PROXY:
+            return await self.proxy.get(repo, path, stream)
+        return await self.group.get(repo, path, principal, stream, seen)
+
+    def _lookup(self, repo: Repo, path: str) -> StoredAsset | None:
+        with self.db.read() as session:
+            row = queries.find_asset(session, repo.id, path)
+        return queries.to_asset(repo.name, row) if row is not None else None
+
+    def lookup(self, repo: Repo, path: str) -> StoredAsset | None:
+        """A stored asset of this very repository (no proxy fetch, no group search). Blocking."""
+        return self._lookup(repo, path)
+
+    async def listing(self, repo: Repo, prefix: str, principal: Principal) -> list[Entry]:
+        """The folders and files directly under `prefix` (which ends with "/" or is empty)."""
+        names: dict[str, Entry] = {}
+        for member in self._leaf_repositories(repo, principal):
+            rows = await self.db_call(self._under, member, prefix)
+            for asset in rows:
+                rest = asset.path[len(prefix) :]
+                head, sep, _tail = rest.partition("/")
+                if not head or head in names:
+                    continue
+                names[head] = Entry(head, True) if sep else Entry(head, False, asset)
+        return sorted(names.values(), key=lambda e: (not e.is_folder, e.name))
+
+    def _under(self, repo: Repo, prefix: str) -> list[StoredAsset]:
+        with self.db.read() as session:
+            return [
+                queries.to_asset(repo.name, row) for row in queries.assets_under(session, repo.id, prefix)
+            ]
+
+    def _leaf_repositories(
+        self, repo: Repo, principal: Principal, seen: frozenset[str] = frozenset()
+    ) -> list[Repo]:
+        if repo.type != GROUP:
+            return [repo]
+        found: list[Repo] = []
+        for member in self.group.members(repo, principal):
+            if member.name not in seen:
+                found.extend(self._leaf_repositories(member, principal, seen | {repo.name}))
+        return found
+
+    # -- writing -----------------------------------------------------------------------------
+    def write_target(self, repo: Repo) -> Repo:
+        """Where a write to `repo` goes: itself if hosted, a group's configured write member."""
+        if repo.type == HOSTED:
+            return repo
+        if repo.type == GROUP and repo.config.get("write_member"):
+            return self.repository(str(repo.config["write_member"]))
+        if repo.type == GROUP:
+            raise MethodNotAllowed(f"{repo.name} is a group: upload to one of its hosted members")
+        raise MethodNotAllowed(f"{repo.name} is a proxy repository: it cannot be uploaded to")
+
+    async def put(
+        self, repo: Repo, chunks: AsyncIterable[bytes], upload: Upload, principal: Principal
+    ) -> StoredAsset:
+        target = self.write_target(repo)
+        self.require(principal, target, "write")
+        return await self.hosted.store(target, chunks, upload, principal)
+
+    async def put_bytes(self, repo: Repo, data: bytes, upload: Upload, principal: Principal) -> StoredAsset:
+        async def one() -> Any:
+            yield data
+
+        return await self.put(repo, one(), upload, principal)
+
+    async def delete(self, repo: Repo, path: str, principal: Principal) -> StoredAsset | None:
+        if repo.type == GROUP:
+            raise MethodNotAllowed(f"{repo.name} is a group: remove the file from one of its members")
+        self.require(principal, repo, "delete")
+        return await self.hosted.delete(repo, path, principal)
+
+    # -- components and documents -------------------------------------------------------------
+    async def components(
+        self, repo: Repo, name: str | None = None, namespace: str | None = None, version: str | None = None
+    ) -> list[ComponentInfo]:
+        def run() -> list[ComponentInfo]:
+            with self.db.read() as session:
+                return queries.components(session, (repo.id, repo.name), name, namespace, version)
+
+        return await self.db_call(run)
+
+    async def document(self, repo: Repo, key: str, build: Callable[[], Any]) -> tuple[bytes, str]:
+        """A computed document cached by (repository, key, revision): (body, etag).
+
+        `build` may be a plain or an async function returning bytes.
+        """
+        cache_key = (repo.id, key, repo.revision)
+        hit = self._documents.get(cache_key)
+        if hit is not None:
+            self._documents.move_to_end(cache_key)
+            return hit
+        result = build()
+        if inspect.isawaitable(result):
+            result = await result
+        body = bytes(result)
+        entry = (body, hashlib.sha256(body).hexdigest())
+        self._documents[cache_key] = entry
+        if len(self._documents) > DOCUMENT_CACHE_SIZE:
+            self._documents.popitem(last=False)
+        return entry
+
+    async def close(self) -> None:
+        await self.proxy.close()
+        await self.upstreams.close()
+
+
+__all__ = ["Engine", "Entry", "Upload", "BadRequest"]

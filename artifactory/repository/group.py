@@ -1,0 +1,125 @@
+"""Group repositories: ordered members, written once for every format.
+
+Files come from the first member that has them. Paths the format declares mergeable are built from
+every member's copy by the format's `merge_documents`, cached by the members' digests. Members the
+caller may not read are skipped. The dependency-confusion guard: a component name that a hosted
+member holds is never served from a proxy member, unless the group's config allows it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from artifactory.db import queries
+from artifactory.db.models import utcnow
+from artifactory.http.errors import BadGateway
+from artifactory.repository.model import GROUP, HOSTED, PROXY, Content, Document, Repo, StoredAsset, Streaming
+from artifactory.security.principal import Principal
+
+if TYPE_CHECKING:
+    from artifactory.repository.engine import Engine
+
+MERGE_CACHE_SIZE = 512
+MAX_MERGED_INPUT = 64 * 1024 * 1024
+
+
+class Group:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._merged: OrderedDict[tuple[object, ...], Document] = OrderedDict()
+
+    def members(self, repo: Repo, principal: Principal) -> list[Repo]:
+        found = []
+        for name in repo.members:
+            member = self.engine.repos.get(name)
+            if member is not None and self.engine.security.allowed(principal, member.name, "read"):
+                found.append(member)
+        return found
+
+    def hosted_ids(self, repo: Repo, principal: Principal, seen: frozenset[str] = frozenset()) -> list[int]:
+        """Ids of the hosted repositories inside a group, nested groups included."""
+        ids: list[int] = []
+        for member in self.members(repo, principal):
+            if member.type == HOSTED:
+                ids.append(member.id)
+            elif member.type == GROUP and member.name not in seen:
+                ids.extend(self.hosted_ids(member, principal, seen | {repo.name}))
+        return ids
+
+    async def get(
+        self, repo: Repo, path: str, principal: Principal, stream: bool, seen: frozenset[str] = frozenset()
+    ) -> Content | None:
+        if repo.name in seen:
+            return None
+        seen = seen | {repo.name}
+        fmt = self.engine.formats[repo.format]
+        members = self.members(repo, principal)
+        if fmt.is_mergeable(path):
+            return await self._merge(repo, path, principal, members, seen)
+        skip_proxies = False
+        coordinates = fmt.coordinates(path)
+        if coordinates is not None and not repo.config.get("allow_proxy_shadowing", False):
+            hosted = self.hosted_ids(repo, principal)
+            skip_proxies = bool(hosted) and await self.engine.db_call(
+                self._hosted_has, hosted, coordinates.namespace, coordinates.name
+            )
+        failure: BadGateway | None = None
+        for member in members:
+            if skip_proxies and member.type == PROXY:
+                continue
+            try:
+                found = await self.engine.get(member, path, principal, stream=stream, seen=seen)
+            except BadGateway as exc:
+                failure = exc
+                continue
+            if found is not None:
+                return found
+        if failure is not None:
+            raise failure
+        return None
+
+    def _hosted_has(self, ids: list[int], namespace: str, name: str) -> bool:
+        with self.engine.db.read() as session:
+            return queries.has_component_named(session, ids, namespace, name)
+
+    async def _merge(
+        self, repo: Repo, path: str, principal: Principal, members: list[Repo], seen: frozenset[str]
+    ) -> Content | None:
+        parts: list[StoredAsset | Document] = []
+        for member in members:
+            try:
+                found = await self.engine.get(member, path, principal, stream=False, seen=seen)
+            except BadGateway:
+                continue
+            if isinstance(found, Streaming):  # stream=False never gives one; keep the type checker honest
+                continue
+            if found is not None:
+                parts.append(found)
+        if not parts:
+            return None
+        key = (repo.id, path, tuple(p.sha256 for p in parts))
+        cached = self._merged.get(key)
+        if cached is not None:
+            self._merged.move_to_end(key)
+            return cached
+        bodies = [
+            p.body
+            if isinstance(p, Document)
+            else await self.engine.blobs.read_all(p.sha256, MAX_MERGED_INPUT)
+            for p in parts
+        ]
+        merged = self.engine.formats[repo.format].merge_documents(path, bodies)
+        document = Document(
+            repository=repo.name,
+            path=path,
+            body=merged,
+            content_type=parts[0].content_type,
+            sha256=hashlib.sha256(merged).hexdigest(),
+            updated_at=max((p.updated_at for p in parts), default=utcnow()),
+        )
+        self._merged[key] = document
+        if len(self._merged) > MERGE_CACHE_SIZE:
+            self._merged.popitem(last=False)
+        return document

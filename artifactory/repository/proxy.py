@@ -1,0 +1,469 @@
+"""Proxy repositories: a cache in front of an upstream, written once for every format.
+
+- Immutable paths (the format's cache policy) are never revalidated once cached; metadata paths are
+  revalidated after the TTL with If-None-Match / If-Modified-Since, and a 304 only refreshes the TTL.
+- Concurrent misses for one path, in any process on any node, make one upstream request: a lease row
+  in the database elects the fetcher, the others wait for its asset to appear. No HEAD probe is sent.
+- The fetcher streams the file to its client while it is stored (the download finishes into the cache
+  even if that client goes away).
+- Misses are remembered (negative cache); after repeated failures the proxy blocks itself for a while
+  and answers from cache (or 404) at once; a failing or offline upstream never hides cached content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
+
+import httpx
+from sqlalchemy import delete, select, update
+
+from artifactory.blobstore.store import StagedBlob
+from artifactory.db import queries
+from artifactory.db.models import Asset, ProxyHealth, ProxyLease, ProxyMiss, UpstreamLink, utcnow
+from artifactory.formats import CachePolicy
+from artifactory.http.errors import BadGateway
+from artifactory.repository.hosted import Upload
+from artifactory.repository.model import Repo, StoredAsset, Streaming
+from artifactory.security.principal import Principal
+
+if TYPE_CHECKING:
+    from artifactory.repository.engine import Engine
+
+log = logging.getLogger(__name__)
+SYSTEM = Principal(username="system:proxy", roles=frozenset({"admin"}))
+LEASE_SECONDS = 120
+LEASE_REFRESH_SECONDS = 15
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+HOP_HEADERS = {"etag", "last-modified", "content-type"}
+
+
+class Proxy:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._health: dict[int, tuple[float, datetime | None, int]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- public ------------------------------------------------------------------------------
+    async def get(self, repo: Repo, path: str, stream: bool) -> StoredAsset | Streaming | None:
+        engine = self.engine
+        fmt = engine.formats[repo.format]
+        policy = fmt.cache_policy(path)
+        cached = await engine.db_call(self._cached, repo, path)
+        if cached is not None and not self._stale(repo, cached, policy):
+            return cached
+        if not self._included(repo, path) or repo.config.get("offline"):
+            return cached
+        if await engine.db_call(self._blocked, repo):
+            return cached
+        if cached is None and await engine.db_call(self._negative, repo.id, path):
+            return None
+        return await self._fetch(repo, path, cached, policy, stream)
+
+    def status(self, repo: Repo) -> dict[str, Any]:
+        with self.engine.db.read() as session:
+            health = session.get(ProxyHealth, repo.id)
+        now = datetime.now(UTC)
+        blocked = bool(health and health.blocked_until and health.blocked_until > now)
+        return {
+            "online": not repo.config.get("offline", False),
+            "blocked": blocked,
+            "blocked_until": health.blocked_until.isoformat()
+            if blocked and health and health.blocked_until
+            else None,
+            "failures": health.failures if health else 0,
+            "last_error": health.last_error if health else "",
+        }
+
+    def invalidate(self, repo: Repo, prefix: str) -> None:
+        """Forget negative-cache entries and force revalidation of cached files under `prefix`."""
+        now = time.time()
+        marks = [
+            m for m in repo.state.get("invalidations", []) if prefix and not m["prefix"].startswith(prefix)
+        ]
+        if prefix:
+            marks.append({"prefix": prefix, "at": now})
+        with self.engine.db.write() as session:
+            query = delete(ProxyMiss).where(ProxyMiss.repository_id == repo.id)
+            if prefix:
+                query = query.where(ProxyMiss.path.startswith(prefix, autoescape=True))
+            session.execute(query)
+        self.engine.repos.set_state(repo.name, "invalidations", marks[-100:])
+        if not prefix:
+            self.engine.repos.set_state(repo.name, "invalidated_at", now)
+
+    def remember_upstream(self, repo: Repo, links: dict[str, str]) -> None:
+        """Record absolute upstream URLs named by an upstream document (files on another host)."""
+        if not links:
+            return
+        with self.engine.db.write() as session:
+            for path, url in links.items():
+                queries.upsert(
+                    session,
+                    UpstreamLink,
+                    {"repository_id": repo.id, "path": path, "url": url},
+                    ["repository_id", "path"],
+                    ["url"],
+                )
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- cache state -------------------------------------------------------------------------
+    def _cached(self, repo: Repo, path: str) -> StoredAsset | None:
+        with self.engine.db.read() as session:
+            row = queries.find_asset(session, repo.id, path)
+        return queries.to_asset(repo.name, row) if row is not None else None
+
+    def _stale(self, repo: Repo, asset: StoredAsset, policy: CachePolicy) -> bool:
+        fetched = float(asset.attributes.get("proxy", {}).get("fetched_at", 0))
+        if fetched < float(repo.state.get("invalidated_at", 0)):
+            return True
+        for mark in repo.state.get("invalidations", []):
+            if asset.path.startswith(mark["prefix"]) and fetched < mark["at"]:
+                return True
+        if policy is CachePolicy.IMMUTABLE:
+            return False
+        return time.time() - fetched > float(repo.config.get("metadata_ttl_seconds", 3600))
+
+    def _included(self, repo: Repo, path: str) -> bool:
+        include = repo.config.get("include") or []
+        exclude = repo.config.get("exclude") or []
+        if include and not any(fnmatch.fnmatchcase(path, p) for p in include):
+            return False
+        return not any(fnmatch.fnmatchcase(path, p) for p in exclude)
+
+    def _negative(self, repository_id: int, path: str) -> bool:
+        with self.engine.db.read() as session:
+            expires = session.scalar(
+                select(ProxyMiss.expires_at).where(
+                    ProxyMiss.repository_id == repository_id, ProxyMiss.path == path
+                )
+            )
+        return expires is not None and expires > datetime.now(UTC)
+
+    def _remember_miss(self, repo: Repo, path: str) -> None:
+        seconds = int(repo.config.get("negative_cache_seconds", 300))
+        if seconds <= 0:
+            return
+        with self.engine.db.write() as session:
+            queries.upsert(
+                session,
+                ProxyMiss,
+                {"repository_id": repo.id, "path": path, "expires_at": utcnow() + timedelta(seconds=seconds)},
+                ["repository_id", "path"],
+                ["expires_at"],
+            )
+
+    def _blocked(self, repo: Repo) -> bool:
+        entry = self._health.get(repo.id)
+        now = time.monotonic()
+        if entry is None or now - entry[0] > self.engine.settings.config_cache_seconds:
+            with self.engine.db.read() as session:
+                health = session.get(ProxyHealth, repo.id)
+            entry = (now, health.blocked_until if health else None, health.failures if health else 0)
+            self._health[repo.id] = entry
+        return entry[1] is not None and entry[1] > datetime.now(UTC)
+
+    def _record(self, repo: Repo, error: str | None) -> None:
+        entry = self._health.get(repo.id)
+        if error is None and entry is not None and entry[2] == 0:
+            return
+        with self.engine.db.write() as session:
+            health = session.get(ProxyHealth, repo.id)
+            if health is None:
+                if error is None:
+                    self._health[repo.id] = (time.monotonic(), None, 0)
+                    return
+                health = ProxyHealth(repository_id=repo.id, failures=0, last_error="")
+                session.add(health)
+            if error is None:
+                health.failures = 0
+                health.blocked_until = None
+            else:
+                health.failures += 1
+                health.last_error = error[:1000]
+                if health.failures >= int(repo.config.get("block_after_failures", 3)) > 0:
+                    health.blocked_until = utcnow() + timedelta(
+                        seconds=int(repo.config.get("block_seconds", 60))
+                    )
+                    health.failures = 0
+            session.flush()
+            self._health[repo.id] = (time.monotonic(), health.blocked_until, health.failures)
+
+    # -- single flight -----------------------------------------------------------------------
+    def _acquire(self, repository_id: int, path: str, owner: str) -> bool:
+        now = utcnow()
+        expires = now + timedelta(seconds=LEASE_SECONDS)
+        with self.engine.db.write() as session:
+            values = {"repository_id": repository_id, "path": path, "owner": owner, "expires_at": expires}
+            if queries.insert_ignore(session, ProxyLease, values, ["repository_id", "path"]):
+                return True
+            taken = session.execute(
+                update(ProxyLease)
+                .where(
+                    ProxyLease.repository_id == repository_id,
+                    ProxyLease.path == path,
+                    ProxyLease.expires_at < now,
+                )
+                .values(owner=owner, expires_at=expires)
+            )
+            return bool(getattr(taken, "rowcount", 0))
+
+    def _lease_held(self, repository_id: int, path: str) -> bool:
+        with self.engine.db.read() as session:
+            expires = session.scalar(
+                select(ProxyLease.expires_at).where(
+                    ProxyLease.repository_id == repository_id, ProxyLease.path == path
+                )
+            )
+        return expires is not None and expires > datetime.now(UTC)
+
+    def _refresh_lease(self, repository_id: int, path: str, owner: str) -> None:
+        with self.engine.db.write() as session:
+            session.execute(
+                update(ProxyLease)
+                .where(
+                    ProxyLease.repository_id == repository_id,
+                    ProxyLease.path == path,
+                    ProxyLease.owner == owner,
+                )
+                .values(expires_at=utcnow() + timedelta(seconds=LEASE_SECONDS))
+            )
+
+    def _release(self, repository_id: int, path: str, owner: str) -> None:
+        with self.engine.db.write() as session:
+            session.execute(
+                delete(ProxyLease).where(
+                    ProxyLease.repository_id == repository_id,
+                    ProxyLease.path == path,
+                    ProxyLease.owner == owner,
+                )
+            )
+
+    async def _follow(self, repo: Repo, path: str, cached: StoredAsset | None) -> StoredAsset | None:
+        """Wait for another fetcher's result instead of asking the upstream a second time."""
+        deadline = time.monotonic() + 2 * float(repo.config.get("timeout_seconds", 30)) + 5
+        delay = 0.02
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+            if not await self.engine.db_call(self._lease_held, repo.id, path):
+                break
+        else:
+            if cached is None:
+                raise BadGateway(f"timed out waiting for the upstream fetch of {path}")
+        return await self.engine.db_call(self._cached, repo, path)
+
+    # -- fetching ----------------------------------------------------------------------------
+    def _upstream_url(self, repo: Repo, path: str) -> str:
+        with self.engine.db.read() as session:
+            url = session.scalar(
+                select(UpstreamLink.url).where(
+                    UpstreamLink.repository_id == repo.id, UpstreamLink.path == path
+                )
+            )
+        if url:
+            return str(url)
+        base = str(repo.config["url"])
+        return urljoin(base if base.endswith("/") else base + "/", path)
+
+    async def _fetch(
+        self, repo: Repo, path: str, cached: StoredAsset | None, policy: CachePolicy, stream: bool
+    ) -> StoredAsset | Streaming | None:
+        engine = self.engine
+        owner = uuid.uuid4().hex
+        if not await engine.db_call(self._acquire, repo.id, path, owner):
+            return await self._follow(repo, path, cached)
+        released = False
+        try:
+            url = await engine.db_call(self._upstream_url, repo, path)
+            rewrite = engine.formats[repo.format].rewrites(path)
+            headers = {"Accept-Encoding": "gzip" if rewrite else "identity"}
+            if cached is not None:
+                meta = cached.attributes.get("proxy", {})
+                if meta.get("etag"):
+                    headers["If-None-Match"] = meta["etag"]
+                if meta.get("last_modified"):
+                    headers["If-Modified-Since"] = meta["last_modified"]
+                elif cached.updated_at is not None and not meta.get("etag"):
+                    headers["If-Modified-Since"] = format_datetime(cached.updated_at, usegmt=True)
+            client = engine.upstreams.get(repo.id, repo.config)
+            try:
+                response = await client.send(client.build_request("GET", url, headers=headers), stream=True)
+            except (httpx.HTTPError, OSError) as exc:
+                await engine.db_call(self._record, repo, f"{type(exc).__name__}: {exc}")
+                return self._unavailable(repo, path, cached, str(exc))
+            if response.status_code == 304 and cached is not None:
+                await response.aclose()
+                await engine.db_call(self._record, repo, None)
+                return await engine.db_call(self._refreshed, repo, cached)
+            if response.status_code in (404, 410):
+                await response.aclose()
+                await engine.db_call(self._record, repo, None)
+                await engine.db_call(self._remember_miss, repo, path)
+                return None
+            if response.status_code != 200:
+                await response.aclose()
+                await engine.db_call(self._record, repo, f"upstream answered {response.status_code}")
+                return self._unavailable(repo, path, cached, f"upstream answered HTTP {response.status_code}")
+            await engine.db_call(self._record, repo, None)
+            meta = {
+                "url": url,
+                "fetched_at": time.time(),
+                "etag": response.headers.get("etag"),
+                "last_modified": response.headers.get("last-modified"),
+            }
+            content_type = response.headers.get("content-type")
+            if rewrite or not stream:
+                try:
+                    return await self._store_whole(repo, path, response, meta, content_type, rewrite)
+                except BadGateway:
+                    return self._unavailable(repo, path, cached, "upstream transfer failed")
+            released = True
+            return self._stream(repo, path, response, meta, content_type, owner)
+        finally:
+            if not released:
+                await engine.db_call(self._release, repo.id, path, owner)
+
+    def _unavailable(self, repo: Repo, path: str, cached: StoredAsset | None, reason: str) -> StoredAsset:
+        if cached is not None:
+            log.warning("proxy %s: serving cached %s, upstream failed: %s", repo.name, path, reason)
+            return cached
+        raise BadGateway(f"upstream of {repo.name} is unavailable: {reason}")
+
+    def _refreshed(self, repo: Repo, cached: StoredAsset) -> StoredAsset:
+        attributes = dict(cached.attributes)
+        attributes["proxy"] = {**attributes.get("proxy", {}), "fetched_at": time.time()}
+        with self.engine.db.write() as session:
+            session.execute(update(Asset).where(Asset.id == cached.asset_id).values(attributes=attributes))
+        return StoredAsset(**{**cached.__dict__, "attributes": attributes})
+
+    def _upload(self, repo: Repo, path: str, meta: dict[str, Any], content_type: str | None) -> Upload:
+        fmt = self.engine.formats[repo.format]
+        return Upload(
+            path=path,
+            content_type=fmt.content_type(path) or content_type,
+            component=fmt.coordinates(path),
+            attributes={"proxy": meta},
+            bypass_write_policy=True,
+        )
+
+    async def _store_whole(
+        self,
+        repo: Repo,
+        path: str,
+        response: httpx.Response,
+        meta: dict[str, Any],
+        content_type: str | None,
+        rewrite: bool,
+    ) -> StoredAsset:
+        engine = self.engine
+        try:
+            if rewrite:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_DOCUMENT_BYTES:
+                        raise BadGateway(
+                            f"upstream document {path} is larger than {MAX_DOCUMENT_BYTES} bytes"
+                        )
+                rewritten = engine.formats[repo.format].rewrite_upstream(path, bytes(body), str(response.url))
+                staged = await engine.blobs.ingest_bytes(rewritten)
+            else:
+                staged = await engine.blobs.ingest(response.aiter_bytes())
+        except httpx.HTTPError as exc:
+            raise BadGateway(f"upstream transfer failed: {exc}") from None
+        finally:
+            await response.aclose()
+        return await engine.hosted.commit(repo, staged, self._upload(repo, path, meta, content_type), SYSTEM)
+
+    def _stream(
+        self,
+        repo: Repo,
+        path: str,
+        response: httpx.Response,
+        meta: dict[str, Any],
+        content_type: str | None,
+        owner: str,
+    ) -> Streaming:
+        """Store the upstream body in a background task while handing its chunks to the client."""
+        engine = self.engine
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=16)
+        attached = True
+
+        async def source() -> AsyncIterator[bytes]:
+            refreshed = time.monotonic()
+            async for chunk in response.aiter_bytes():
+                if attached:
+                    await queue.put(chunk)
+                if time.monotonic() - refreshed > LEASE_REFRESH_SECONDS:
+                    refreshed = time.monotonic()
+                    await engine.db_call(self._refresh_lease, repo.id, path, owner)
+                yield chunk
+
+        async def run() -> None:
+            staged: StagedBlob | None = None
+            try:
+                staged = await engine.blobs.ingest(source())
+                await engine.hosted.commit(repo, staged, self._upload(repo, path, meta, content_type), SYSTEM)
+                await _put(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the client side, then re-raised
+                log.warning("proxy %s: fetch of %s failed: %s", repo.name, path, exc)
+                await _put(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+                if not isinstance(exc, Exception):
+                    raise
+            finally:
+                await response.aclose()
+                await engine.db_call(self._release, repo.id, path, owner)
+
+        async def _put(item: bytes | BaseException | None) -> None:
+            if attached:
+                try:
+                    queue.put_nowait(item)
+                except asyncio.QueueFull:
+                    await queue.put(item)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            nonlocal attached
+            try:
+                while True:
+                    item = await queue.get()
+                    if item is None:
+                        return
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+            finally:
+                attached = False
+                while not queue.empty():  # unblock a producer waiting on a full queue
+                    queue.get_nowait()
+
+        size_header = (
+            None if response.headers.get("content-encoding") else response.headers.get("content-length")
+        )
+        return Streaming(
+            repository=repo.name,
+            path=path,
+            chunks=chunks(),
+            size=int(size_header) if size_header and size_header.isdigit() else None,
+            content_type=self.engine.formats[repo.format].content_type(path)
+            or content_type
+            or "application/octet-stream",
+            upstream_headers={k: v for k, v in response.headers.items() if k.lower() in HOP_HEADERS},
+        )

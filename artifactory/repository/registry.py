@@ -1,0 +1,186 @@
+"""Repository definitions: create, update, delete, and a per-process cache of snapshots.
+
+A snapshot is re-read when it is older than `cache_seconds`, or at once when a query shows that the
+repository's revision moved, so several nodes converge without talking to each other.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from artifactory.db.engine import Database
+from artifactory.db.models import Repository
+from artifactory.db.queries import bump_revision
+from artifactory.formats import FormatRegistry
+from artifactory.repository import config as repo_config
+from artifactory.repository.model import GROUP, Repo
+
+
+class RepositoryInUse(Exception):
+    def __init__(self, name: str, groups: list[str]) -> None:
+        super().__init__(f"repository {name!r} is a member of group {', '.join(groups)}")
+        self.groups = groups
+
+
+class RepositoryExists(Exception):
+    pass
+
+
+def _snapshot(row: Repository) -> Repo:
+    return Repo(
+        id=row.id,
+        name=row.name,
+        format=row.format,
+        type=row.type,
+        config={k: v for k, v in (row.config or {}).items() if k != "_state"},
+        revision=row.revision,
+        state=dict((row.config or {}).get("_state", {})),
+    )
+
+
+class RepositoryRegistry:
+    def __init__(self, db: Database, formats: FormatRegistry, cache_seconds: float = 1.0) -> None:
+        self.db = db
+        self.formats = formats
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Repo | None]] = {}
+        self._lock = threading.Lock()
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def get(self, name: str) -> Repo | None:
+        entry = self._cache.get(name)
+        now = time.monotonic()
+        if entry is not None and now - entry[0] < self.cache_seconds:
+            return entry[1]
+        with self.db.read() as session:
+            row = session.scalar(select(Repository).where(Repository.name == name))
+            repo = _snapshot(row) if row is not None else None
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[name] = (now, repo)
+        return repo
+
+    def seen_revision(self, repo: Repo, revision: int) -> None:
+        """A query saw `revision`; drop the snapshot if it is older."""
+        if revision != repo.revision:
+            self._cache.pop(repo.name, None)
+
+    def forget(self, name: str) -> None:
+        self._cache.pop(name, None)
+
+    def all(self) -> list[Repo]:
+        with self.db.read() as session:
+            return [_snapshot(row) for row in session.scalars(select(Repository).order_by(Repository.name))]
+
+    def row(self, name: str) -> dict[str, Any] | None:
+        with self.db.read() as session:
+            row = session.scalar(select(Repository).where(Repository.name == name))
+            return _as_dict(row) if row is not None else None
+
+    # -- changes -----------------------------------------------------------------------------
+    def create(self, body: Any) -> dict[str, Any]:
+        checked = repo_config.validate(body, self.formats)
+        with self.db.write() as session:
+            self._check_members(session, checked)
+            if session.scalar(select(Repository.id).where(Repository.name == checked["name"])) is not None:
+                raise RepositoryExists(checked["name"])
+            row = Repository(**checked, revision=1)
+            session.add(row)
+            session.flush()
+            result = _as_dict(row)
+        self.forget(checked["name"])
+        return result
+
+    def update(self, name: str, body: Any) -> dict[str, Any]:
+        with self.db.write() as session:
+            row = session.scalar(select(Repository).where(Repository.name == name))
+            if row is None:
+                raise KeyError(name)
+            checked = repo_config.validate(body, self.formats, existing=_as_dict(row))
+            self._check_members(session, checked)
+            state = (row.config or {}).get("_state")
+            row.config = {**checked["config"], **({"_state": state} if state else {})}
+            session.flush()
+            bump_revision(session, row.id)
+            session.refresh(row)
+            result = _as_dict(row)
+        self.forget(name)
+        return result
+
+    def set_state(self, name: str, key: str, value: Any) -> None:
+        """Server-managed state kept beside the config (cache invalidations); bumps the revision."""
+        with self.db.write() as session:
+            row = session.scalar(select(Repository).where(Repository.name == name).with_for_update())
+            if row is None:
+                raise KeyError(name)
+            config = dict(row.config or {})
+            config["_state"] = {**config.get("_state", {}), key: value}
+            row.config = config
+            session.flush()
+            bump_revision(session, row.id)
+        self.forget(name)
+
+    def delete(self, name: str) -> dict[str, Any] | None:
+        with self.db.write() as session:
+            row = session.scalar(select(Repository).where(Repository.name == name))
+            if row is None:
+                return None
+            groups = [
+                g.name
+                for g in session.scalars(select(Repository).where(Repository.type == GROUP))
+                if name in (g.config or {}).get("members", [])
+            ]
+            if groups:
+                raise RepositoryInUse(name, groups)
+            result = _as_dict(row)
+            session.delete(row)
+        self.forget(name)
+        return result
+
+    def _check_members(self, session: Any, checked: dict[str, Any]) -> None:
+        if checked["type"] != GROUP:
+            return
+        rows = {
+            r.name: r
+            for r in session.scalars(
+                select(Repository).where(Repository.name.in_(checked["config"]["members"]))
+            )
+        }
+        for member in checked["config"]["members"]:
+            if member not in rows:
+                raise repo_config.ConfigError(f"member {member!r} does not exist")
+            if rows[member].format != checked["format"]:
+                raise repo_config.ConfigError(f"member {member!r} is a {rows[member].format} repository")
+        # No cycles: walk nested groups from the new members back to this group.
+        seen: set[str] = set()
+        pending = [r for r in rows.values() if r.type == GROUP]
+        while pending:
+            group = pending.pop()
+            if group.name in seen:
+                continue
+            seen.add(group.name)
+            nested = list((group.config or {}).get("members", []))
+            if checked["name"] in nested:
+                raise repo_config.ConfigError(f"member {group.name!r} contains {checked['name']!r}: a cycle")
+            pending.extend(
+                session.scalars(
+                    select(Repository).where(Repository.name.in_(nested), Repository.type == GROUP)
+                )
+            )
+
+
+def _as_dict(row: Repository) -> dict[str, Any]:
+    config = {k: v for k, v in (row.config or {}).items() if k != "_state"}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "format": row.format,
+        "type": row.type,
+        "config": config,
+        "revision": row.revision,
+    }

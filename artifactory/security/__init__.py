@@ -1,0 +1,1 @@
+"""Users, roles, tokens, the authentication chain and permission checks."""

@@ -1,0 +1,337 @@
+"""Users, roles, tokens and the permission check, with per-process caches bounded in time.
+
+Roles and the anonymous switch are re-read at most every `config_cache_seconds`, so a change made
+on one node reaches the others within that time. Verified credentials are remembered briefly (keyed
+by a hash of the credentials, never the credentials themselves) so that clients sending Basic auth on
+every request do not pay for scrypt each time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import hashlib
+import re
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from artifactory.db.engine import Database
+from artifactory.db.models import ApiToken, Role, Setting, User
+from artifactory.security.passwords import (
+    hash_password,
+    new_token,
+    secret_matches,
+    split_token,
+    verify_password,
+)
+from artifactory.security.principal import ANONYMOUS, Credentials, Principal
+
+ACTIONS = ("read", "write", "delete")
+ADMIN_ROLE = "admin"
+ANONYMOUS_ROLE = "anonymous"
+BUILTIN_ROLES: dict[str, list[dict[str, Any]]] = {
+    ADMIN_ROLE: [{"repositories": "*", "actions": list(ACTIONS)}],
+    ANONYMOUS_ROLE: [{"repositories": "*", "actions": ["read"]}],
+}
+CREDENTIAL_CACHE_SECONDS = 5.0
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+
+
+class SecurityError(Exception):
+    pass
+
+
+class InvalidCredentials(SecurityError):
+    """Credentials were sent and are wrong: 401."""
+
+
+@dataclass(frozen=True)
+class Privilege:
+    repositories: str
+    actions: frozenset[str]
+
+    def grants(self, repository: str, action: str) -> bool:
+        return action in self.actions and fnmatch.fnmatchcase(repository, self.repositories)
+
+
+def validate_privileges(raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        raise ValueError("privileges must be a list")
+    result = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("repositories"), str):
+            raise ValueError('each privilege needs "repositories" (a glob) and "actions"')
+        actions = item.get("actions")
+        if not isinstance(actions, list) or not actions or any(a not in ACTIONS for a in actions):
+            raise ValueError(f"actions must be a non-empty list of {', '.join(ACTIONS)}")
+        result.append({"repositories": item["repositories"], "actions": sorted(set(actions))})
+    return result
+
+
+def validate_name(kind: str, name: Any) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"invalid {kind} name: letters, digits, '.', '_', '-', '@'; at most 100")
+    return name
+
+
+def parse_authorization(header: str | None) -> Credentials:
+    if not header:
+        return Credentials()
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise InvalidCredentials("malformed Basic credentials") from None
+        username, sep, password = decoded.partition(":")
+        if not sep:
+            raise InvalidCredentials("malformed Basic credentials")
+        return Credentials("basic", username, password)
+    if scheme == "bearer" and value:
+        return Credentials("bearer", "", value)
+    raise InvalidCredentials(f"unsupported authorization scheme {scheme!r}")
+
+
+class Security:
+    def __init__(self, db: Database, cache_seconds: float = 1.0) -> None:
+        self.db = db
+        self.cache_seconds = cache_seconds
+        self._lock = threading.Lock()
+        self._loaded_at = 0.0
+        self._roles: dict[str, list[Privilege]] = {}
+        self._anonymous_read = True
+        self._verified: dict[bytes, tuple[float, Principal]] = {}
+
+    # -- bootstrap ---------------------------------------------------------------------------
+    def bootstrap(self, admin_password: str) -> bool:
+        """Create the built-in roles and the admin user if missing. True if the admin was created."""
+        with self.db.write() as session:
+            for name, privileges in BUILTIN_ROLES.items():
+                if session.get(Role, name) is None:
+                    session.add(Role(name=name, privileges=privileges, builtin=True))
+            if session.get(Setting, "security") is None:
+                session.add(Setting(key="security", value={"anonymous_read": True}))
+            if session.scalar(select(User.id).where(User.username == "admin")) is None:
+                session.add(
+                    User(username="admin", password_hash=hash_password(admin_password), roles=[ADMIN_ROLE])
+                )
+                return True
+        return False
+
+    # -- caches ------------------------------------------------------------------------------
+    def _refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._loaded_at < self.cache_seconds:
+            return
+        with self.db.read() as session:
+            roles = {
+                role.name: [Privilege(p["repositories"], frozenset(p["actions"])) for p in role.privileges]
+                for role in session.scalars(select(Role))
+            }
+            setting = session.get(Setting, "security")
+        with self._lock:
+            self._roles = roles
+            self._anonymous_read = bool(setting.value.get("anonymous_read", True)) if setting else True
+            self._loaded_at = now
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._loaded_at = 0.0
+            self._verified.clear()
+
+    @property
+    def anonymous_read(self) -> bool:
+        self._refresh()
+        return self._anonymous_read
+
+    # -- authentication ----------------------------------------------------------------------
+    def verify(self, credentials: Credentials) -> Principal:
+        """The principal these credentials prove; InvalidCredentials if they prove nothing."""
+        key = hashlib.sha256(
+            f"{credentials.scheme}\0{credentials.username}\0{credentials.secret}".encode()
+        ).digest()
+        now = time.monotonic()
+        cached = self._verified.get(key)
+        if cached and cached[0] > now:
+            return cached[1]
+        principal = self._verify_uncached(credentials)
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[key] = (now + CREDENTIAL_CACHE_SECONDS, principal)
+        return principal
+
+    def _verify_uncached(self, credentials: Credentials) -> Principal:
+        token = split_token(credentials.secret)
+        with self.db.read() as session:
+            if token is not None:
+                token_id, secret = token
+                row = session.execute(
+                    select(ApiToken, User)
+                    .join(User, ApiToken.user_id == User.id)
+                    .where(ApiToken.id == token_id)
+                ).first()
+                if row is not None:
+                    api_token, user = row
+                    name_ok = credentials.scheme == "bearer" or credentials.username in (
+                        user.username,
+                        "__token__",
+                    )
+                    fresh = api_token.expires_at is None or api_token.expires_at > datetime.now(UTC)
+                    if secret_matches(secret, api_token.secret_hash) and name_ok and fresh:
+                        return Principal(user.username, frozenset(user.roles))
+                raise InvalidCredentials("invalid or expired token")
+            if credentials.scheme != "basic":
+                raise InvalidCredentials("invalid token")
+            account = session.scalar(select(User).where(User.username == credentials.username))
+            if account is None:
+                verify_password(credentials.secret, _DUMMY_HASH)  # same cost whether or not the user exists
+                raise InvalidCredentials("invalid username or password")
+            if not verify_password(credentials.secret, account.password_hash):
+                raise InvalidCredentials("invalid username or password")
+            return Principal(account.username, frozenset(account.roles))
+
+    # -- authorisation -----------------------------------------------------------------------
+    def allowed(self, principal: Principal, repository: str, action: str) -> bool:
+        if principal.is_admin:
+            return True
+        self._refresh()
+        if principal.anonymous and not self._anonymous_read:
+            return False
+        role_names = set(principal.roles)
+        if self._anonymous_read:
+            role_names.add(ANONYMOUS_ROLE)
+        for role in role_names:
+            for privilege in self._roles.get(role, ()):
+                if privilege.grants(repository, action):
+                    return True
+        return False
+
+    # -- administration ----------------------------------------------------------------------
+    def set_anonymous_read(self, enabled: bool) -> None:
+        with self.db.write() as session:
+            setting = session.get(Setting, "security")
+            if setting is None:
+                session.add(Setting(key="security", value={"anonymous_read": enabled}))
+            else:
+                setting.value = {**setting.value, "anonymous_read": enabled}
+        self.invalidate()
+
+    def create_user(self, username: str, password: str, roles: list[str]) -> dict[str, Any]:
+        validate_name("user", username)
+        if not isinstance(password, str) or len(password) < 1:
+            raise ValueError("password must be a non-empty string")
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise ValueError("roles must be a list of role names")
+        with self.db.write() as session:
+            known = set(session.scalars(select(Role.name)))
+            unknown = sorted(set(roles) - known)
+            if unknown:
+                raise ValueError(f"unknown roles: {', '.join(unknown)}")
+            if session.scalar(select(User.id).where(User.username == username)) is not None:
+                raise KeyError(username)
+            session.add(
+                User(username=username, password_hash=hash_password(password), roles=sorted(set(roles)))
+            )
+        return {"username": username, "roles": sorted(set(roles))}
+
+    def list_users(self) -> list[dict[str, Any]]:
+        with self.db.read() as session:
+            return [
+                {"username": u.username, "roles": list(u.roles)}
+                for u in session.scalars(select(User).order_by(User.username))
+            ]
+
+    def delete_user(self, username: str) -> bool:
+        with self.db.write() as session:
+            result = session.execute(delete(User).where(User.username == username))
+        self.invalidate()
+        return bool(getattr(result, "rowcount", 0))
+
+    def save_role(self, name: str, privileges: Any, create: bool) -> dict[str, Any]:
+        validate_name("role", name)
+        if name == ADMIN_ROLE:
+            raise PermissionError("the built-in admin role cannot be changed")
+        checked = validate_privileges(privileges)
+        with self.db.write() as session:
+            role = session.get(Role, name)
+            if role is not None and create:
+                raise KeyError(name)
+            if role is None:
+                session.add(Role(name=name, privileges=checked, builtin=False))
+            else:
+                role.privileges = checked
+        self.invalidate()
+        return {"name": name, "privileges": checked}
+
+    def list_roles(self) -> list[dict[str, Any]]:
+        with self.db.read() as session:
+            return [
+                {"name": r.name, "privileges": list(r.privileges), "builtin": r.builtin}
+                for r in session.scalars(select(Role).order_by(Role.name))
+            ]
+
+    def delete_role(self, name: str) -> bool:
+        if name in BUILTIN_ROLES:
+            raise PermissionError(f"the built-in role {name!r} cannot be deleted")
+        with self.db.write() as session:
+            result = session.execute(delete(Role).where(Role.name == name))
+        self.invalidate()
+        return bool(getattr(result, "rowcount", 0))
+
+    def create_token(
+        self, username: str, name: str = "", expires_in_seconds: int | None = None
+    ) -> dict[str, Any]:
+        token, token_id, secret_hash = new_token()
+        expires_at = datetime.now(UTC) + timedelta(seconds=expires_in_seconds) if expires_in_seconds else None
+        with self.db.write() as session:
+            user_id = session.scalar(select(User.id).where(User.username == username))
+            if user_id is None:
+                raise KeyError(username)
+            session.add(
+                ApiToken(
+                    id=token_id, user_id=user_id, name=name, secret_hash=secret_hash, expires_at=expires_at
+                )
+            )
+        return {
+            "token": token,
+            "id": token_id,
+            "name": name,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        }
+
+    def list_tokens(self, username: str) -> list[dict[str, Any]]:
+        with self.db.read() as session:
+            rows = session.scalars(
+                select(ApiToken).join(User, ApiToken.user_id == User.id).where(User.username == username)
+            )
+            return [
+                {
+                    "id": t.id,
+                    "name": t.name,
+                    "created_at": t.created_at.isoformat(),
+                    "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+                }
+                for t in rows
+            ]
+
+    def revoke_token(self, username: str, token_id: str, any_user: bool = False) -> bool:
+        with self.db.write() as session:
+            query = delete(ApiToken).where(ApiToken.id == token_id)
+            if not any_user:
+                user_id = session.scalar(select(User.id).where(User.username == username))
+                query = query.where(ApiToken.user_id == user_id)
+            result = session.execute(query)
+        self.invalidate()
+        return bool(getattr(result, "rowcount", 0))
+
+
+_DUMMY_HASH = hash_password("timing-equaliser")
+__all__ = ["ANONYMOUS", "Security", "InvalidCredentials", "parse_authorization", "Principal", "Credentials"]

@@ -1,0 +1,95 @@
+"""Turning engine content into an HTTP response: the one place blob headers are decided.
+
+Every stored file is served with its digests (ETag is the sha256), Last-Modified, conditional GET and
+single byte ranges, `X-Content-Type-Options: nosniff` and, unless the repository allows inline
+display, `Content-Disposition: attachment`, so stored files never become a cross-site-scripting vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from artifactory.http.responses import (
+    BlobResponse,
+    StreamingBodyResponse,
+    http_date,
+    not_modified,
+    parse_range,
+)
+from artifactory.repository.model import Content, Document, StoredAsset, Streaming
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def _disposition(path: str, inline: bool) -> str:
+    if inline:
+        return "inline"
+    filename = path.rstrip("/").rsplit("/", 1)[-1]
+    safe = "".join(c for c in filename if c.isascii() and c.isprintable() and c not in '"\\;') or "download"
+    return f'attachment; filename="{safe}"'
+
+
+def respond(
+    request: Request,
+    content: Content,
+    *,
+    inline: bool = False,
+    immutable: bool = False,
+    media_type: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    base = {
+        "X-Content-Type-Options": "nosniff",
+        "Content-Disposition": _disposition(content.path, inline),
+        "Content-Type": media_type or content.content_type,
+    }
+    if immutable:
+        base["Cache-Control"] = IMMUTABLE
+    if headers:
+        base.update(headers)
+    if isinstance(content, Streaming):
+        if content.size is not None:
+            base["Content-Length"] = str(content.size)
+        for name in ("etag", "last-modified"):
+            if name in content.upstream_headers:
+                base[name.title()] = content.upstream_headers[name]
+        return StreamingBodyResponse(200, base, content.chunks)
+    etag = f'"{content.sha256}"'
+    base["ETag"] = etag
+    base["Last-Modified"] = http_date(content.updated_at)
+    if isinstance(content, StoredAsset):
+        base["X-Checksum-Sha256"] = content.sha256
+        base["X-Checksum-Sha1"] = content.sha1
+        base["X-Checksum-Md5"] = content.md5
+    if not_modified(request, etag, content.updated_at):
+        return Response(status_code=304, headers={k: v for k, v in base.items() if k != "Content-Type"})
+    if isinstance(content, Document):
+        return Response(content.body, headers=base)
+    return blob_response(request, content, base)
+
+
+def blob_response(request: Request, asset: StoredAsset, headers: dict[str, str]) -> Response:
+    size = asset.size
+    headers["Accept-Ranges"] = "bytes"
+    ranged = None
+    if_range = request.headers.get("if-range")
+    if if_range is None or if_range.strip() in (headers["ETag"], headers["Last-Modified"]):
+        ranged = parse_range(request.headers.get("range"), size)
+    if ranged == "unsatisfiable":
+        return Response(
+            status_code=416, headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"}
+        )
+    store = request.scope["artifactory.state"].blobs
+    path = store.local_path(asset.sha256)
+    if isinstance(ranged, tuple):
+        start, end = ranged
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        headers["Content-Length"] = str(end - start)
+        chunks = None if path is not None else store.read(asset.sha256, start, end)
+        return BlobResponse(206, headers, chunks, path, start, end, full=False)
+    headers["Content-Length"] = str(size)
+    chunks = None if path is not None else store.read(asset.sha256)
+    return BlobResponse(200, headers, chunks, path, 0, size, full=True)

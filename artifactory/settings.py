@@ -1,0 +1,130 @@
+"""Server settings: embedded defaults, then a TOML config file, then environment, then CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_PREFIX = "ARTIFACTORY_"
+_SERIALISED_ENV = "ARTIFACTORY_SETTINGS_JSON"
+
+
+@dataclass
+class S3Settings:
+    endpoint: str = ""
+    bucket: str = "artifactory"
+    access_key: str = ""
+    secret_key: str = ""
+    region: str = ""
+    secure: bool = True
+    prefix: str = ""
+
+
+@dataclass
+class Settings:
+    data_dir: Path = Path("./artifactory-data")
+    host: str = "127.0.0.1"
+    port: int = 8081
+    workers: int = 1
+    server: str = "uvicorn"
+    database_url: str = ""
+    s3: S3Settings = field(default_factory=S3Settings)
+    # Absolute base URL handed to clients, e.g. "https://repo.example.com/prefix". Empty: from the request.
+    external_url: str = ""
+    # Client addresses whose X-Forwarded-Proto/-Host/-Prefix are believed; "*" trusts every peer.
+    trusted_proxies: list[str] = field(default_factory=list)
+    max_upload_bytes: int = 20 * 1024**3
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    admin_password: str = ""
+    log_level: str = "info"
+    # Seconds a proxy keeps remembering that an upstream path does not exist.
+    negative_cache_seconds: int = 300
+    upstream_timeout_seconds: float = 30.0
+    # How long cached repository config and security data may be used before re-checking the database.
+    config_cache_seconds: float = 1.0
+    # Extra plugin modules to load besides the `artifactory` entry-point group.
+    plugins: list[str] = field(default_factory=list)
+    # Secret that signs container registry tokens; generated into the data dir when empty.
+    token_secret: str = ""
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'artifactory.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data["data_dir"] = str(self.data_dir)
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        data = json.loads(text)
+        data["data_dir"] = Path(data["data_dir"])
+        data["s3"] = S3Settings(**data["s3"])
+        return cls(**data)
+
+    def export(self) -> None:
+        """Hand these settings to worker processes started by the ASGI server."""
+        os.environ[_SERIALISED_ENV] = self.to_json()
+
+
+def _coerce(value: str, current: object) -> object:
+    if isinstance(current, bool):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(current, int):
+        return int(value)
+    if isinstance(current, float):
+        return float(value)
+    if isinstance(current, list):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(current, Path):
+        return Path(value)
+    return value
+
+
+def _apply(target: object, values: dict[str, object]) -> None:
+    for key, value in values.items():
+        if not hasattr(target, key):
+            raise ValueError(f"unknown setting {key!r}")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            _apply(current, value)
+        elif isinstance(value, str) and not isinstance(current, str):
+            setattr(target, key, _coerce(value, current))
+        elif isinstance(current, Path):
+            setattr(target, key, Path(str(value)))
+        else:
+            setattr(target, key, value)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: object) -> Settings:
+    """Build settings in precedence order; `overrides` (CLI flags) win, None means "not given"."""
+    serialised = os.environ.get(_SERIALISED_ENV)
+    if serialised and config_file is None and not overrides:
+        return Settings.from_json(serialised)
+    settings = Settings()
+    if config_file:
+        with open(config_file, "rb") as handle:
+            _apply(settings, tomllib.load(handle))
+    env = os.environ
+    for f in dataclasses.fields(Settings):
+        name = ENV_PREFIX + f.name.upper()
+        if f.name != "s3" and name in env:
+            setattr(settings, f.name, _coerce(env[name], getattr(settings, f.name)))
+    for f in dataclasses.fields(S3Settings):
+        name = f"{ENV_PREFIX}S3_{f.name.upper()}"
+        if name in env:
+            setattr(settings.s3, f.name, _coerce(env[name], getattr(settings.s3, f.name)))
+    _apply(settings, {k: v for k, v in overrides.items() if v is not None})
+    return settings

@@ -1,0 +1,96 @@
+"""Everything one server process holds: settings, database, blob store, formats, plugins, engine."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import pluggy
+from anyio import to_thread
+from starlette.requests import HTTPConnection
+
+from artifactory.blobstore.store import BlobStore, open_driver
+from artifactory.db.engine import Database
+from artifactory.formats import FormatRegistry
+from artifactory.http.errors import Unauthorized
+from artifactory.plugins import plugin_manager
+from artifactory.repository.engine import Engine
+from artifactory.security.principal import ANONYMOUS, Principal
+from artifactory.security.service import InvalidCredentials, Security, parse_authorization
+from artifactory.settings import Settings
+
+log = logging.getLogger(__name__)
+PRINCIPAL_KEY = "artifactory.principal"
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    formats: FormatRegistry
+    pm: pluggy.PluginManager
+    security: Security
+    engine: Engine
+    token_secret: bytes
+
+    @classmethod
+    def build(cls, settings: Settings) -> AppState:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        pm = plugin_manager(settings.plugins)
+        formats = FormatRegistry()
+        pm.hook.artifactory_register_formats(registry=formats)
+        db = Database(settings.resolved_database_url)
+        blobs = BlobStore(open_driver(settings))
+        security = Security(db, settings.config_cache_seconds)
+        engine = Engine(settings, db, blobs, formats, security, pm)
+        return cls(settings, db, blobs, formats, pm, security, engine, _token_secret(settings))
+
+    async def principal(self, connection: HTTPConnection) -> Principal:
+        """Who sent this request (cached on the request); 401 for credentials that prove nothing."""
+        scope = connection.scope
+        cached = scope.get(PRINCIPAL_KEY)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        header = connection.headers.get("authorization")
+        if not header:
+            principal = ANONYMOUS
+        else:
+            try:
+                credentials = parse_authorization(header)
+                found = await to_thread.run_sync(self._authenticate, credentials)
+            except InvalidCredentials as exc:
+                raise Unauthorized(str(exc)) from None
+            principal = found or ANONYMOUS
+        scope[PRINCIPAL_KEY] = principal
+        return principal
+
+    def _authenticate(self, credentials: object) -> Principal | None:
+        result: Principal | None = self.pm.hook.artifactory_authenticate(credentials=credentials, state=self)
+        return result
+
+
+def _token_secret(settings: Settings) -> bytes:
+    """The key that signs registry tokens: from settings, else a file in the data dir made once.
+
+    Several nodes must share it: set `token_secret` (ARTIFACTORY_TOKEN_SECRET) for them.
+    """
+    if settings.token_secret:
+        return settings.token_secret.encode()
+    path = Path(settings.data_dir) / "token.secret"
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    value = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, value)
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return value

@@ -1,0 +1,92 @@
+"""pytest plugin (loaded with `-p artifactory.testing.fixtures`): live servers and databases.
+
+- `server`: one real server per test module (uvicorn, SQLite, temp data dir, free loopback port).
+- `pg_url`: a PostgreSQL URL whose search_path is a schema of this test run's own (dropped at the end),
+  on the server named by ARTIFACTORY_TEST_DATABASE_URL (default: the local server, database `test`).
+- `pg_server`: a real server on that schema.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from artifactory.testing.server import LiveServer
+
+DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def test_database_url() -> str:
+    return os.environ.get("ARTIFACTORY_TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+
+
+@pytest.fixture(scope="session")
+def pg_base_url() -> str:
+    url = test_database_url()
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"PostgreSQL at {url} is not reachable ({exc}); .ci/run starts one")
+    finally:
+        engine.dispose()
+    return url
+
+
+def new_schema(base_url: str) -> tuple[str, str]:
+    schema = f"art_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(base_url)
+    with engine.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    separator = "&" if "?" in base_url else "?"
+    return schema, f"{base_url}{separator}options={quote(f'-csearch_path={schema}')}"
+
+
+def drop_schema(base_url: str, schema: str) -> None:
+    engine = create_engine(base_url)
+    with engine.begin() as connection:
+        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_base_url: str) -> Iterator[str]:
+    schema, url = new_schema(pg_base_url)
+    try:
+        yield url
+    finally:
+        drop_schema(pg_base_url, schema)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = LiveServer(tmp_path_factory.mktemp("server") / "data").start()
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_server(tmp_path_factory: pytest.TempPathFactory, pg_base_url: str) -> Iterator[LiveServer]:
+    schema, url = new_schema(pg_base_url)
+    live = LiveServer(tmp_path_factory.mktemp("pgserver") / "data", database_url=url).start()
+    try:
+        yield live
+    finally:
+        live.stop()
+        drop_schema(pg_base_url, schema)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], scope="module")
+def any_server(request: pytest.FixtureRequest) -> LiveServer:
+    """The same tests against both metadata backends."""
+    name = "server" if request.param == "sqlite" else "pg_server"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]

@@ -1,0 +1,139 @@
+"""A real server in a subprocess on a free loopback port, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ADMIN_PASSWORD = "admin-test-password"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        database_url: str = "",
+        workers: int = 1,
+        server: str = "uvicorn",
+        env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.database_url = database_url
+        self.workers = workers
+        self.server = server
+        self.extra_env = env or {}
+        self.extra_args = extra_args or []
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def repo_url(self, name: str) -> str:
+        return f"{self.url}/repository/{name}/"
+
+    def start(self, timeout: float = 30.0) -> LiveServer:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTORY_")}
+        env.update(
+            {
+                "ARTIFACTORY_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                "ARTIFACTORY_LOG_LEVEL": "warning",
+                "ARTIFACTORY_CONFIG_CACHE_SECONDS": "0.2",
+            }
+        )
+        if self.database_url:
+            env["ARTIFACTORY_DATABASE_URL"] = self.database_url
+        env.update(self.extra_env)
+        command = [
+            sys.executable,
+            "-m",
+            "artifactory",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--server",
+            self.server,
+            *self.extra_args,
+        ]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
+        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/api/v1/status", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server did not start within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-5000:]
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        sig = signal.SIGKILL if kill else signal.SIGTERM
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+    def restart(self) -> LiveServer:
+        self.stop()
+        return self.start()
+
+    # -- clients -----------------------------------------------------------------------------
+    def client(self, auth: tuple[str, str] | None = ("admin", ADMIN_PASSWORD), **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, auth=auth, timeout=60.0, **kwargs)
+
+    def create_repo(self, fmt: str, kind: str = "hosted", name: str | None = None, **config: Any) -> str:
+        name = name or f"{fmt}-{kind}-{uuid.uuid4().hex[:8]}"
+        with self.client() as admin:
+            response = admin.post("/api/v1/repositories", json={"name": name, "format": fmt, "type": kind, **config})
+        if response.status_code != 201:
+            raise AssertionError(f"creating {name}: {response.status_code} {response.text}")
+        return name
+
+    def create_user(self, roles: list[str], password: str = "user-password") -> tuple[str, str]:
+        username = f"user-{uuid.uuid4().hex[:8]}"
+        with self.client() as admin:
+            response = admin.post("/api/v1/users", json={"username": username, "password": password, "roles": roles})
+        if response.status_code != 201:
+            raise AssertionError(response.text)
+        return username, password

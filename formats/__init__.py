@@ -1,0 +1,1 @@
+"""Built-in formats, each registered through the `artifactory` entry-point group."""

@@ -1,0 +1,1 @@
+"""The raw format: any file at any path."""

@@ -1,0 +1,12 @@
+"""Registers the raw format, exactly as a third-party format would register itself."""
+
+from __future__ import annotations
+
+from artifactory_formats.raw.format import RawFormat
+
+from artifactory.plugin import FormatRegistry, hookimpl
+
+
+@hookimpl
+def artifactory_register_formats(registry: FormatRegistry) -> None:
+    registry.add(RawFormat())

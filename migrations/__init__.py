@@ -1,0 +1,1 @@
+"""The one alembic history of the metadata database."""

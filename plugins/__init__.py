@@ -1,0 +1,1 @@
+"""Built-in non-format plugins."""

@@ -1,0 +1,1 @@
+"""Example plugin: refuses uploads whose path matches configured patterns."""
