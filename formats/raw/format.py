@@ -8,7 +8,7 @@ from typing import Any
 from artifactory_formats.raw import routes
 from starlette.routing import BaseRoute
 
-from artifactory.plugin import CachePolicy, Format
+from artifactory.plugin import CachePolicy, Coordinates, Format
 
 
 class RawFormat(Format):
@@ -21,6 +21,10 @@ class RawFormat(Format):
     def validate_config(self, repo_type: str, config: dict[str, Any]) -> dict[str, Any]:
         config.setdefault("allow_inline", False)
         return config
+
+    def coordinates(self, path: str) -> Coordinates | None:
+        # Each file is its own component, named by its path (as Nexus does for raw).
+        return Coordinates(name=path) if path and not path.endswith("/") else None
 
     def cache_policy(self, path: str) -> CachePolicy:
         # Raw files may change upstream under the same name: revalidate them after the TTL.

@@ -60,7 +60,8 @@ async def put(request: Request) -> Response:
         return Response("cannot upload to a folder path", status_code=400)
     expected = {name: request.headers.get(header) for name, header in CHECKSUM_HEADERS.items()}
     principal = await current_principal(request)
-    upload = Upload(path=path, expected=expected, content_type=None)
+    fmt = engine(request).formats[repo.format]
+    upload = Upload(path=path, expected=expected, component=fmt.coordinates(path))
     asset = await engine(request).put(repo, request.stream(), upload, principal)
     return Response(
         status_code=201,
