@@ -1,0 +1,186 @@
+"""Crash safety, bounded memory and concurrent writers, each against a real server process."""
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from artifactory.testing.server import ADMIN_PASSWORD, LiveServer
+
+CHUNK = os.urandom(1024 * 1024)
+
+
+def stream(total: int):
+    sent = 0
+    while sent < total:
+        piece = CHUNK[: min(len(CHUNK), total - sent)]
+        sent += len(piece)
+        yield piece
+
+
+def assets_and_blobs_consistent(data_dir):
+    """Every asset's blob row exists, and its bytes exist with the recorded size and sha256."""
+    connection = sqlite3.connect(data_dir / "artifactory.db")
+    rows = connection.execute(
+        "select a.path, b.sha256, b.size from asset a join blob b on b.sha256 = a.blob_sha256"
+    ).fetchall()
+    orphans = connection.execute(
+        "select count(*) from asset a where not exists (select 1 from blob b where b.sha256 = a.blob_sha256)"
+    ).fetchone()[0]
+    connection.close()
+    assert orphans == 0
+    for path, sha256, size in rows:
+        blob = data_dir / "blobs" / "objects" / "sha256" / sha256[:2] / sha256[2:4] / sha256
+        assert blob.is_file(), f"asset {path} has no bytes"
+        assert blob.stat().st_size == size
+        digest = hashlib.sha256()
+        with open(blob, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        assert digest.hexdigest() == sha256, f"asset {path} has wrong bytes"
+    return len(rows)
+
+
+@pytest.mark.slow
+def test_kill_9_during_uploads_leaves_no_asset_without_its_bytes(tmp_path):
+    live = LiveServer(tmp_path / "data").start()
+    name = live.create_repo("raw")
+    stop = threading.Event()
+
+    def small_uploads():
+        with live.client() as client:
+            i = 0
+            while not stop.is_set():
+                try:
+                    client.put(f"/repository/{name}/small/{i}.bin", content=os.urandom(200_000))
+                except httpx.HTTPError:
+                    return
+                i += 1
+
+    def large_upload():
+        try:
+            with live.client() as client:
+                client.put(f"/repository/{name}/large.bin", content=stream(400 * 1024 * 1024))
+        except httpx.HTTPError:
+            pass
+
+    workers = [threading.Thread(target=small_uploads), threading.Thread(target=large_upload)]
+    for worker in workers:
+        worker.start()
+    time.sleep(2.0)
+    live.stop(kill=True)
+    stop.set()
+    for worker in workers:
+        worker.join(timeout=30)
+    stored = assets_and_blobs_consistent(live.data_dir)
+    assert stored > 0  # some uploads completed before the kill
+
+    live.start()
+    try:
+        with live.client() as client:
+            assert client.get(f"/repository/{name}/large.bin").status_code == 404
+            assert client.put(f"/repository/{name}/after.bin", content=b"alive").status_code == 201
+        result = subprocess.run(
+            [sys.executable, "-m", "artifactory", "gc", "--grace", "0", "--data-dir", str(live.data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert not list((live.data_dir / "blobs" / "tmp").iterdir())
+        assert assets_and_blobs_consistent(live.data_dir) == stored + 1
+    finally:
+        live.stop()
+
+
+def rss_kib(pid: int) -> int:
+    total = 0
+    for candidate in [pid, *children(pid)]:
+        try:
+            with open(f"/proc/{candidate}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            continue
+    return total
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            direct = [int(p) for p in handle.read().split()]
+    except FileNotFoundError:
+        return []
+    return direct + [grandchild for child in direct for grandchild in children(child)]
+
+
+@pytest.mark.slow
+def test_memory_stays_under_200mb_while_1gb_is_uploaded_and_downloaded_at_once(tmp_path):
+    size = 1024 * 1024 * 1024
+    live = LiveServer(tmp_path / "data").start()
+    try:
+        name = live.create_repo("raw")
+        with live.client() as client:
+            assert client.put(f"/repository/{name}/first.bin", content=stream(size)).status_code == 201
+        peak = 0
+        done = threading.Event()
+
+        def sample():
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, rss_kib(live.process.pid))
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+
+        def upload():
+            with live.client() as client:
+                return client.put(f"/repository/{name}/second.bin", content=stream(size)).status_code
+
+        def download():
+            received = 0
+            with live.client() as client, client.stream("GET", f"/repository/{name}/first.bin") as response:
+                for chunk in response.iter_bytes(1 << 20):
+                    received += len(chunk)
+            return received
+
+        with ThreadPoolExecutor(2) as pool:
+            uploaded, downloaded = pool.submit(upload), pool.submit(download)
+            assert uploaded.result() == 201
+            assert downloaded.result() == size
+        done.set()
+        sampler.join()
+        assert peak < 200 * 1024, f"peak RSS {peak // 1024} MiB"
+    finally:
+        live.stop()
+
+
+def test_two_workers_and_concurrent_writes_never_report_database_locked(tmp_path):
+    live = LiveServer(tmp_path / "data", workers=2).start()
+    try:
+        name = live.create_repo("raw")
+
+        def put(i: int) -> int:
+            with httpx.Client(auth=("admin", ADMIN_PASSWORD), timeout=60) as client:
+                status = client.put(f"{live.repo_url(name)}f/{i}.txt", content=f"{i}".encode()).status_code
+                client.get(f"{live.repo_url(name)}f/{i}.txt")
+                return status
+
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(put, range(120)))
+        assert statuses == [201] * 120
+        assert "database is locked" not in live.log()
+        with live.client() as client:
+            for i in range(0, 120, 17):
+                assert client.get(f"/repository/{name}/f/{i}.txt").text == str(i)
+    finally:
+        live.stop()
