@@ -4,11 +4,16 @@
 - `pg_url`: a PostgreSQL URL whose search_path is a schema of this test run's own (dropped at the end),
   on the server named by ARTIFACTORY_TEST_DATABASE_URL (default: the local server, database `test`).
 - `pg_server`: a real server on that schema.
+- `s3_endpoint`: "127.0.0.1:PORT" of an S3 API served on loopback by moto (credentials testing/testing).
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -16,7 +21,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import create_engine, text
 
-from artifactory.testing.server import LiveServer
+from artifactory.testing.server import LiveServer, free_port
 
 DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -90,3 +95,35 @@ def any_server(request: pytest.FixtureRequest) -> LiveServer:
     """The same tests against both metadata backends."""
     name = "server" if request.param == "sqlite" else "pg_server"
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"moto server exited with {process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("moto server did not start listening within 30 s")
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

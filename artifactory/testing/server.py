@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -33,20 +34,28 @@ class LiveServer:
         server: str = "uvicorn",
         env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.database_url = database_url
         self.workers = workers
         self.server = server
         self.extra_env = env or {}
-        self.extra_args = extra_args or []
+        self.extra_args = list(extra_args or [])
+        self.verify: ssl.SSLContext | bool = True
+        self.scheme = "http"
+        if tls is not None:
+            certfile, keyfile = tls
+            self.extra_args += ["--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile)]
+            self.verify = ssl.create_default_context(cafile=str(certfile))
+            self.scheme = "https"
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def repo_url(self, name: str) -> str:
         return f"{self.url}/repository/{name}/"
@@ -79,14 +88,16 @@ class LiveServer:
             *self.extra_args,
         ]
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/api/v1/status", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}/api/v1/status", timeout=1.0, verify=self.verify).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -120,12 +131,14 @@ class LiveServer:
 
     # -- clients -----------------------------------------------------------------------------
     def client(self, auth: tuple[str, str] | None = ("admin", ADMIN_PASSWORD), **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, auth=auth, timeout=60.0, **kwargs)
+        return httpx.Client(base_url=self.url, auth=auth, timeout=60.0, verify=self.verify, **kwargs)
 
     def create_repo(self, fmt: str, kind: str = "hosted", name: str | None = None, **config: Any) -> str:
         name = name or f"{fmt}-{kind}-{uuid.uuid4().hex[:8]}"
         with self.client() as admin:
-            response = admin.post("/api/v1/repositories", json={"name": name, "format": fmt, "type": kind, **config})
+            response = admin.post(
+                "/api/v1/repositories", json={"name": name, "format": fmt, "type": kind, **config}
+            )
         if response.status_code != 201:
             raise AssertionError(f"creating {name}: {response.status_code} {response.text}")
         return name
@@ -133,7 +146,9 @@ class LiveServer:
     def create_user(self, roles: list[str], password: str = "user-password") -> tuple[str, str]:
         username = f"user-{uuid.uuid4().hex[:8]}"
         with self.client() as admin:
-            response = admin.post("/api/v1/users", json={"username": username, "password": password, "roles": roles})
+            response = admin.post(
+                "/api/v1/users", json={"username": username, "password": password, "roles": roles}
+            )
         if response.status_code != 201:
             raise AssertionError(response.text)
         return username, password
