@@ -1,0 +1,85 @@
+"""The `artifactory` command's subcommands, run as a user would run them."""
+
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+
+from artifactory.testing.server import LiveServer
+
+
+def cli(data_dir, *args, **env):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTORY_")}
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "artifactory", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+    )
+
+
+def test_repo_and_user_commands_prepare_what_the_server_then_serves(tmp_path):
+    data = tmp_path / "data"
+    created = cli(data, "repo", "create", "files", "--format", "raw", "--write-policy", "allow_once")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout[created.stdout.index("{") :])["write_policy"] == "allow_once"
+    assert (data / "admin.password").exists()
+    assert cli(data, "repo", "create", "files", "--format", "raw").returncode == 1
+    group = cli(data, "repo", "create", "all", "--format", "raw", "--type", "group", "--members", "files")
+    assert group.returncode == 0, group.stderr
+    assert cli(data, "repo", "delete", "files").returncode == 1  # used by the group
+    user = cli(data, "user", "create", "ci", "--password", "ci-pass", "--roles", "admin")
+    assert user.returncode == 0, user.stderr
+    listed = cli(data, "repo", "list")
+    assert "files\traw\thosted" in listed.stdout and "all\traw\tgroup" in listed.stdout
+
+    live = LiveServer(data).start()
+    try:
+        response = httpx.put(f"{live.repo_url('files')}a.txt", content=b"a", auth=("ci", "ci-pass"))
+        assert response.status_code == 201
+        assert httpx.get(f"{live.repo_url('all')}a.txt").content == b"a"
+    finally:
+        live.stop()
+    assert cli(data, "repo", "delete", "all").returncode == 0
+    assert "all\t" not in cli(data, "repo", "list").stdout
+
+
+def test_first_start_writes_a_private_admin_password_file_and_prints_its_path(tmp_path):
+    data = tmp_path / "data"
+    live = LiveServer(data, env={"ARTIFACTORY_ADMIN_PASSWORD": ""})
+    live.start()
+    try:
+        password_file = data / "admin.password"
+        assert password_file.stat().st_mode & 0o777 == 0o600
+        assert str(password_file.resolve()) in live.log()
+        password = password_file.read_text().strip()
+        assert httpx.get(f"{live.url}/api/v1/users", auth=("admin", password)).status_code == 200
+    finally:
+        live.stop()
+
+
+def test_python_dash_m_and_console_script_are_the_same_program():
+    module = subprocess.run(
+        [sys.executable, "-m", "artifactory", "--version"], capture_output=True, text=True
+    )
+    script = subprocess.run(["artifactory", "--version"], capture_output=True, text=True)
+    assert module.returncode == script.returncode == 0
+    assert module.stdout == script.stdout
+
+
+def test_serve_under_granian_with_two_workers(tmp_path):
+    live = LiveServer(tmp_path / "data", server="granian", workers=2).start()
+    try:
+        name = live.create_repo("raw")
+        data = os.urandom(300_000)
+        with live.client() as client:
+            assert client.put(f"/repository/{name}/g.bin", content=data).status_code == 201
+            assert client.get(f"/repository/{name}/g.bin").content == data
+            ranged = client.get(f"/repository/{name}/g.bin", headers={"Range": "bytes=10-19"})
+            assert ranged.status_code == 206 and ranged.content == data[10:20]
+    finally:
+        live.stop()
