@@ -63,9 +63,11 @@ class Application:
         try:
             yield
         finally:
-            await self.state.engine.close()
-            self.state.pm.hook.artifactory_shutdown(state=self.state)
-            self.state.db.dispose()
+            try:
+                await self.state.engine.close()
+                self.state.pm.hook.artifactory_shutdown(state=self.state)
+            finally:
+                self.state.db.dispose()
 
     async def _problem_handler(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPProblem)

@@ -24,6 +24,7 @@ def plugin_manager(extra_modules: list[str] | None = None) -> pluggy.PluginManag
         pm.register(importlib.import_module(name), name=name)
     pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     for name in extra_modules or []:
-        if pm.get_plugin(name) is None:
-            pm.register(importlib.import_module(name), name=name)
+        module = importlib.import_module(name)
+        if not pm.is_registered(module):
+            pm.register(module, name=name)
     return pm
