@@ -155,6 +155,83 @@ class BlobStore:
 
         return await self.ingest(one(), expected)
 
+    def stage_bytes_sync(self, data: bytes) -> StagedBlob:
+        """Blocking staging of a small in-memory document (for transforms run inside a transaction)."""
+        temp = self.driver.create_temp()
+        hasher = _Hasher()
+        try:
+            _write_and_hash(temp, hasher, data)
+            temp.close()
+        except BaseException:
+            _close_and_delete(self.driver, temp)
+            raise
+        return StagedBlob(info=hasher.info(), temp_name=temp.name)
+
+    def publish_sync(self, staged: StagedBlob) -> None:
+        self.driver.promote(staged.temp_name, blob_key(staged.info.sha256))
+
+    def read_all_sync(self, sha256: str, limit: int) -> bytes:
+        data = bytearray()
+        for chunk in self.driver.read(blob_key(sha256)):
+            data += chunk
+            if len(data) > limit:
+                raise TooLarge(limit)
+        return bytes(data)
+
+    # -- resumable temporary objects (upload sessions that span requests and processes) ------
+    async def open_temp(self) -> str:
+        def create() -> str:
+            temp = self.driver.create_temp()
+            temp.close()
+            return temp.name
+
+        return await to_thread.run_sync(create)
+
+    async def append(self, name: str, chunks: AsyncIterable[bytes], max_size: int | None = None) -> int:
+        """Append a stream to a temporary object; returns its new size. The caller serialises appends."""
+        temp = await to_thread.run_sync(self.driver.append_temp, name)
+        size = await to_thread.run_sync(self.driver.temp_size, name) or 0
+        buffer = bytearray()
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if max_size is not None and size > max_size:
+                    raise TooLarge(max_size)
+                buffer += chunk
+                if len(buffer) >= FLUSH_BYTES:
+                    data = bytes(buffer)
+                    buffer.clear()
+                    await to_thread.run_sync(temp.write, data)
+            if buffer:
+                await to_thread.run_sync(temp.write, bytes(buffer))
+        finally:
+            with anyio.CancelScope(shield=True):
+                await to_thread.run_sync(temp.close)
+        return size
+
+    async def temp_size(self, name: str) -> int | None:
+        return await to_thread.run_sync(self.driver.temp_size, name)
+
+    async def finish(self, name: str, expected: Mapping[str, str | None] | None = None) -> StagedBlob:
+        """Hash a finished temporary object and check `expected`; the temp is removed on mismatch."""
+        wanted = normalise_expected(expected)
+
+        def digest() -> BlobInfo:
+            hasher = _Hasher()
+            for chunk in self.driver.read_temp(name):
+                hasher.update(chunk)
+            return hasher.info()
+
+        info = await to_thread.run_sync(digest)
+        for algorithm, value in wanted.items():
+            if not hmac.compare_digest(value, info.digest(algorithm)):
+                await to_thread.run_sync(self.driver.delete_temp, name)
+                raise DigestMismatch(algorithm, value, info.digest(algorithm))
+        return StagedBlob(info=info, temp_name=name)
+
+    async def drop_temp(self, name: str) -> None:
+        await to_thread.run_sync(self.driver.delete_temp, name)
+
     async def publish(self, staged: StagedBlob) -> None:
         """Move staged bytes to their content address; durable when this returns."""
         await to_thread.run_sync(self.driver.promote, staged.temp_name, blob_key(staged.info.sha256))

@@ -162,12 +162,13 @@ class UploadSession(Base):
 
 class AuditEvent(Base):
     __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_repository_path", "repository", "path"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(100), default="")
     action: Mapped[str] = mapped_column(String(50))
     repository: Mapped[str] = mapped_column(String(200), default="")
-    path: Mapped[str] = mapped_column(Text, default="")
+    path: Mapped[str] = mapped_column(String(MAX_PATH), default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 

@@ -17,10 +17,12 @@ from typing import Any, TypeVar
 
 import pluggy
 from anyio import to_thread
+from sqlalchemy import select
 
-from artifactory.blobstore.store import BlobStore
+from artifactory.blobstore.store import BlobStore, StagedBlob
 from artifactory.db import queries
 from artifactory.db.engine import Database
+from artifactory.db.models import AuditEvent, Repository
 from artifactory.formats import FormatRegistry
 from artifactory.http.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, Unauthorized
 from artifactory.repository.group import Group
@@ -28,6 +30,7 @@ from artifactory.repository.hosted import Hosted, Upload
 from artifactory.repository.model import GROUP, HOSTED, PROXY, ComponentInfo, Content, Repo, StoredAsset
 from artifactory.repository.proxy import Proxy
 from artifactory.repository.registry import RepositoryRegistry
+from artifactory.repository.uploads import Uploads
 from artifactory.security.principal import Principal
 from artifactory.security.service import Security
 from artifactory.settings import Settings
@@ -68,6 +71,7 @@ class Engine:
         self.hosted = Hosted(self)
         self.proxy = Proxy(self)
         self.group = Group(self)
+        self.uploads = Uploads(self)
         self._documents: OrderedDict[tuple[int, str, int], tuple[bytes, str]] = OrderedDict()
 
     async def db_call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -173,6 +177,103 @@ class Engine:
             yield data
 
         return await self.put(repo, one(), upload, principal)
+
+    async def commit(
+        self, repo: Repo, staged: StagedBlob, upload: Upload, principal: Principal
+    ) -> StoredAsset:
+        """Store bytes staged earlier (an upload session, a parsed upload) as the asset at upload.path."""
+        target = self.write_target(repo)
+        self.require(principal, target, "write")
+        if not upload.bypass_write_policy:
+            exists = await self.db_call(self.hosted._exists, target.id, upload.path)
+            try:
+                self.hosted.check_write_policy(target, upload.path, exists)
+            except BaseException:
+                await self.blobs.discard(staged)
+                raise
+        return await self.hosted.commit(target, staged, upload, principal)
+
+    async def stage(self, repo: Repo, chunks: AsyncIterable[bytes], upload: Upload) -> StagedBlob:
+        """Receive and hash bytes without storing an asset yet (a format parses them first)."""
+        target = self.write_target(repo)
+        limit = int(target.config.get("max_upload_bytes") or self.settings.max_upload_bytes)
+        return await self.hosted.stage(target, chunks, upload, limit)
+
+    async def read_bytes(self, sha256: str, limit: int = 64 * 1024 * 1024) -> bytes:
+        return await self.blobs.read_all(sha256, limit)
+
+    async def update_document(
+        self,
+        repo: Repo,
+        path: str,
+        transform: Callable[[bytes | None], bytes | None],
+        principal: Principal,
+        content_type: str = "application/json",
+        limit: int = 64 * 1024 * 1024,
+    ) -> StoredAsset | None:
+        """Change a mutable document under a lock: `transform(old bytes or None)` gives the new bytes
+        (None deletes it). Runs inside one write transaction that holds the repository's row lock
+        (BEGIN IMMEDIATE on SQLite), so concurrent updates on any node apply one after the other."""
+        target = self.write_target(repo)
+        self.require(principal, target, "write")
+        return await self.db_call(
+            self._update_document, target, path, transform, content_type, limit, principal
+        )
+
+    def _update_document(
+        self,
+        repo: Repo,
+        path: str,
+        transform: Callable[[bytes | None], bytes | None],
+        content_type: str,
+        limit: int,
+        principal: Principal,
+    ) -> StoredAsset | None:
+        with self.db.write() as session:
+            session.execute(select(Repository.id).where(Repository.id == repo.id).with_for_update())
+            row = queries.find_asset(session, repo.id, path)
+            old = self.blobs.read_all_sync(row.blob_sha256, limit) if row is not None else None
+            new = transform(old)
+            if new is None:
+                if row is not None:
+                    queries.delete_asset(session, repo.id, path)
+                    queries.bump_revision(session, repo.id)
+                return None
+            if old == new and row is not None:
+                return queries.to_asset(repo.name, row)
+            staged = self.blobs.stage_bytes_sync(new)
+            queries.touch_blob(session, staged.info)
+            self.blobs.publish_sync(staged)
+            queries.save_asset(session, repo.id, path, staged.info.sha256, content_type, {}, None)
+            queries.bump_revision(session, repo.id)
+            session.add(
+                AuditEvent(actor=principal.username, action="asset.stored", repository=repo.name, path=path)
+            )
+            saved = queries.find_asset(session, repo.id, path)
+            assert saved is not None
+            result = queries.to_asset(repo.name, saved)
+        self.repos.forget(repo.name)
+        return result
+
+    async def was_ever_stored(self, repo: Repo, path: str) -> bool:
+        """Whether `path` held an asset in this repository at any time, deleted since or not."""
+
+        def run() -> bool:
+            with self.db.read() as session:
+                return (
+                    session.scalar(
+                        select(AuditEvent.id)
+                        .where(
+                            AuditEvent.repository == repo.name,
+                            AuditEvent.path == path,
+                            AuditEvent.action == "asset.stored",
+                        )
+                        .limit(1)
+                    )
+                    is not None
+                )
+
+        return await self.db_call(run)
 
     async def delete(self, repo: Repo, path: str, principal: Principal) -> StoredAsset | None:
         if repo.type == GROUP:

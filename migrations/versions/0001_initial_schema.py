@@ -23,12 +23,13 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(length=100), nullable=False),
         sa.Column("action", sa.String(length=50), nullable=False),
         sa.Column("repository", sa.String(length=200), nullable=False),
-        sa.Column("path", sa.Text(), nullable=False),
+        sa.Column("path", sa.String(length=1024), nullable=False),
         sa.Column("details", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_event")),
     )
     with op.batch_alter_table("audit_event", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_audit_event_at"), ["at"], unique=False)
+        batch_op.create_index("ix_audit_event_repository_path", ["repository", "path"], unique=False)
 
     op.create_table(
         "blob",
@@ -253,6 +254,7 @@ def downgrade() -> None:
 
     op.drop_table("blob")
     with op.batch_alter_table("audit_event", schema=None) as batch_op:
+        batch_op.drop_index("ix_audit_event_repository_path")
         batch_op.drop_index(batch_op.f("ix_audit_event_at"))
 
     op.drop_table("audit_event")

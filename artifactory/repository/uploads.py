@@ -1,0 +1,159 @@
+"""Resumable upload sessions that live in the database and blob store, not in process memory,
+so consecutive chunks of one upload may reach different processes or nodes (OCI chunked pushes).
+
+A session row records the bytes accepted so far (`offset`). An append claims the session by moving
+its offset to -1 (compare-and-set), writes, then records the new offset; an append that fails half
+way drops the session, since a temporary object cannot be truncated back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, select, update
+
+from artifactory.blobstore.store import DigestMismatch, StagedBlob, TooLarge
+from artifactory.db.models import UploadSession, utcnow
+from artifactory.http.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from artifactory.repository.model import Repo
+
+if TYPE_CHECKING:
+    from artifactory.repository.engine import Engine
+
+BUSY = -1
+
+
+class UploadUnknown(NotFound):
+    pass
+
+
+class UploadOffsetMismatch(Conflict):
+    """The client's idea of the offset is not the session's: OCI answers 416."""
+
+    status = 416
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(f"upload is at offset {offset}")
+        self.offset = offset
+
+
+@dataclass(frozen=True)
+class UploadState:
+    id: str
+    offset: int
+    path: str
+    attributes: Mapping[str, Any]
+
+
+class Uploads:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def start(
+        self, repo: Repo, path: str = "", attributes: Mapping[str, Any] | None = None
+    ) -> UploadState:
+        temp = await self.engine.blobs.open_temp()
+        session_id = uuid.uuid4().hex
+
+        def create() -> None:
+            with self.engine.db.write() as session:
+                session.add(
+                    UploadSession(
+                        id=session_id,
+                        repository_id=repo.id,
+                        path=path,
+                        temp_key=temp,
+                        offset=0,
+                        attributes=dict(attributes or {}),
+                    )
+                )
+
+        await self.engine.db_call(create)
+        return UploadState(session_id, 0, path, dict(attributes or {}))
+
+    def _get(self, repo: Repo, session_id: str) -> UploadSession | None:
+        with self.engine.db.read() as session:
+            return session.scalar(
+                select(UploadSession).where(
+                    UploadSession.id == session_id, UploadSession.repository_id == repo.id
+                )
+            )
+
+    async def status(self, repo: Repo, session_id: str) -> UploadState:
+        row = await self.engine.db_call(self._get, repo, session_id)
+        if row is None:
+            raise UploadUnknown(f"upload {session_id} not found")
+        return UploadState(row.id, row.offset, row.path, row.attributes or {})
+
+    def _claim(self, session_id: str, offset: int) -> bool:
+        with self.engine.db.write() as session:
+            result = session.execute(
+                update(UploadSession)
+                .where(UploadSession.id == session_id, UploadSession.offset == offset)
+                .values(offset=BUSY, updated_at=utcnow())
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    def _record(self, session_id: str, offset: int) -> None:
+        with self.engine.db.write() as session:
+            session.execute(
+                update(UploadSession)
+                .where(UploadSession.id == session_id)
+                .values(offset=offset, updated_at=utcnow())
+            )
+
+    def _remove(self, session_id: str) -> None:
+        with self.engine.db.write() as session:
+            session.execute(delete(UploadSession).where(UploadSession.id == session_id))
+
+    async def append(
+        self, repo: Repo, session_id: str, chunks: AsyncIterable[bytes], start: int | None = None
+    ) -> UploadState:
+        """Append bytes; `start` (from a Content-Range) must equal the current offset."""
+        row = await self.engine.db_call(self._get, repo, session_id)
+        if row is None:
+            raise UploadUnknown(f"upload {session_id} not found")
+        if row.offset == BUSY:
+            raise UploadOffsetMismatch(0)
+        if start is not None and start != row.offset:
+            raise UploadOffsetMismatch(row.offset)
+        if not await self.engine.db_call(self._claim, session_id, row.offset):
+            raise UploadOffsetMismatch(row.offset)
+        limit = int(repo.config.get("max_upload_bytes") or self.engine.settings.max_upload_bytes)
+        try:
+            size = await self.engine.blobs.append(row.temp_key, chunks, limit)
+        except BaseException as exc:
+            await self.engine.blobs.drop_temp(row.temp_key)
+            await self.engine.db_call(self._remove, session_id)
+            if isinstance(exc, TooLarge):
+                raise PayloadTooLarge(str(exc)) from None
+            raise
+        await self.engine.db_call(self._record, session_id, size)
+        return UploadState(row.id, size, row.path, row.attributes or {})
+
+    async def finish(
+        self, repo: Repo, session_id: str, expected: Mapping[str, str | None] | None = None
+    ) -> tuple[UploadState, StagedBlob]:
+        """Close the session: its bytes, verified against `expected`, ready for `Engine.commit`."""
+        row = await self.engine.db_call(self._get, repo, session_id)
+        if row is None:
+            raise UploadUnknown(f"upload {session_id} not found")
+        if row.offset == BUSY or not await self.engine.db_call(self._claim, session_id, row.offset):
+            raise UploadOffsetMismatch(max(row.offset, 0))
+        try:
+            staged = await self.engine.blobs.finish(row.temp_key, expected)
+        except DigestMismatch as exc:
+            await self.engine.db_call(self._remove, session_id)
+            raise BadRequest(f"digest mismatch: {exc}") from None
+        await self.engine.db_call(self._remove, session_id)
+        return UploadState(row.id, staged.info.size, row.path, row.attributes or {}), staged
+
+    async def cancel(self, repo: Repo, session_id: str) -> None:
+        row = await self.engine.db_call(self._get, repo, session_id)
+        if row is None:
+            raise UploadUnknown(f"upload {session_id} not found")
+        await self.engine.db_call(self._remove, session_id)
+        await self.engine.blobs.drop_temp(row.temp_key)

@@ -1,0 +1,151 @@
+"""The engine calls formats build on, run in-process on real databases (SQLite and PostgreSQL)."""
+
+import asyncio
+import hashlib
+import json
+import os
+import threading
+
+import pytest
+
+from artifactory.cli import prepare
+from artifactory.http.errors import BadRequest, HTTPProblem
+from artifactory.repository.hosted import Upload
+from artifactory.repository.uploads import UploadOffsetMismatch, UploadUnknown
+from artifactory.security.principal import Principal
+from artifactory.settings import Settings
+from artifactory.state import AppState
+
+ADMIN = Principal("admin", frozenset({"admin"}))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request, tmp_path):
+    settings = Settings(data_dir=tmp_path / "data", admin_password="x")
+    if request.param == "postgresql":
+        settings.database_url = request.getfixturevalue("pg_url")
+    prepare(settings, announce=False)
+    app_state = AppState.build(settings)
+    yield app_state
+    app_state.db.dispose()
+
+
+async def chunks(*parts):
+    for part in parts:
+        yield part
+
+
+def make_repo(state, **config):
+    name = f"r{os.urandom(4).hex()}"
+    state.engine.repos.create({"name": name, "format": "raw", "type": "hosted", **config})
+    return state.engine.repository(name)
+
+
+def test_upload_session_survives_across_engine_instances_and_verifies_digest(state):
+    repo = make_repo(state)
+    data = os.urandom(300_000)
+
+    async def scenario():
+        started = await state.engine.uploads.start(repo, attributes={"kind": "layer"})
+        await state.engine.uploads.append(repo, started.id, chunks(data[:100_000]))
+        # A second process (another engine on the same database and blob store) continues it.
+        other = AppState.build(state.settings)
+        try:
+            status = await other.engine.uploads.status(repo, started.id)
+            assert status.offset == 100_000
+            with pytest.raises(UploadOffsetMismatch):
+                await other.engine.uploads.append(repo, started.id, chunks(b"replayed"), start=0)
+            await other.engine.uploads.append(repo, started.id, chunks(data[100_000:]), start=100_000)
+            done, staged = await other.engine.uploads.finish(
+                repo, started.id, {"sha256": hashlib.sha256(data).hexdigest()}
+            )
+            assert done.attributes == {"kind": "layer"}
+            asset = await other.engine.commit(repo, staged, Upload(path="layers/one"), ADMIN)
+        finally:
+            other.db.dispose()
+        assert asset.sha256 == hashlib.sha256(data).hexdigest()
+        with pytest.raises(UploadUnknown):
+            await state.engine.uploads.status(repo, started.id)
+
+    asyncio.run(scenario())
+
+
+def test_upload_session_with_wrong_digest_is_refused_and_forgotten(state):
+    repo = make_repo(state)
+
+    async def scenario():
+        started = await state.engine.uploads.start(repo)
+        await state.engine.uploads.append(repo, started.id, chunks(b"abc"))
+        with pytest.raises(BadRequest):
+            await state.engine.uploads.finish(repo, started.id, {"sha256": "0" * 64})
+        with pytest.raises(UploadUnknown):
+            await state.engine.uploads.finish(repo, started.id)
+        assert list(state.blobs.driver.list_temps()) == []
+
+    asyncio.run(scenario())
+
+
+def test_cancelled_upload_session_leaves_no_temporary_object(state):
+    repo = make_repo(state)
+
+    async def scenario():
+        started = await state.engine.uploads.start(repo)
+        await state.engine.uploads.append(repo, started.id, chunks(b"abc"))
+        await state.engine.uploads.cancel(repo, started.id)
+        assert list(state.blobs.driver.list_temps()) == []
+
+    asyncio.run(scenario())
+
+
+def test_update_document_applies_concurrent_transforms_one_after_the_other(state):
+    repo = make_repo(state)
+
+    def increment(old):
+        value = json.loads(old)["n"] if old else 0
+        return json.dumps({"n": value + 1}).encode()
+
+    def worker():
+        async def run():
+            for _ in range(5):
+                await state.engine.update_document(repo, "counter.json", increment, ADMIN)
+
+        asyncio.run(run())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    asset = state.engine.lookup(repo, "counter.json")
+    assert json.loads(state.blobs.read_all_sync(asset.sha256, 1000)) == {"n": 20}
+
+    async def remove():
+        return await state.engine.update_document(repo, "counter.json", lambda old: None, ADMIN)
+
+    assert asyncio.run(remove()) is None
+    assert state.engine.lookup(repo, "counter.json") is None
+
+
+def test_was_ever_stored_remembers_deleted_paths(state):
+    repo = make_repo(state)
+
+    async def scenario():
+        assert not await state.engine.was_ever_stored(repo, "a.whl")
+        await state.engine.put_bytes(repo, b"x", Upload(path="a.whl"), ADMIN)
+        await state.engine.delete(repo, "a.whl", ADMIN)
+        assert await state.engine.was_ever_stored(repo, "a.whl")
+
+    asyncio.run(scenario())
+
+
+def test_commit_respects_allow_once(state):
+    repo = make_repo(state, write_policy="allow_once")
+
+    async def scenario():
+        await state.engine.put_bytes(repo, b"1", Upload(path="f"), ADMIN)
+        staged = await state.engine.stage(repo, chunks(b"2"), Upload(path="f"))
+        with pytest.raises(HTTPProblem):
+            await state.engine.commit(repo, staged, Upload(path="f"), ADMIN)
+        assert list(state.blobs.driver.list_temps()) == []
+
+    asyncio.run(scenario())
