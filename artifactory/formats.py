@@ -8,15 +8,17 @@ directly rather than broadcasting a hook.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from artifactory.http.errors import HTTPProblem
+from artifactory.repository.model import Repo
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,15 @@ class Coordinates:
     name: str
     version: str = ""
     namespace: str = ""
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    """A proxied document as it is cached, plus the absolute upstream URL of each path it names
+    (files often live on another host than the index); the proxy fetches those paths from there."""
+
+    body: bytes
+    links: Mapping[str, str] = field(default_factory=dict)
 
 
 class CachePolicy(enum.Enum):
@@ -79,13 +90,21 @@ class Format:
         """Whether a proxy passes this upstream document through `rewrite_upstream` before caching it."""
         return False
 
-    def rewrite_upstream(self, path: str, body: bytes, upstream_url: str) -> bytes:
-        """Transform a proxied document (one `rewrites` names) before it is cached."""
-        return body
+    def rewrite_upstream(self, repo: Repo, path: str, body: bytes, upstream_url: str) -> Rewritten:
+        """Transform a proxied document (one `rewrites` names) before it is cached.
+
+        `upstream_url` is where the body came from (after redirects), for resolving relative links.
+        Cache a form that does not depend on this server's URL (render absolute URLs per request).
+        """
+        return Rewritten(body)
 
     def render_error(self, problem: HTTPProblem, request: Request) -> Response:
         """An error in the protocol's own shape (default: JSON {"error": message})."""
         return problem.render(request)
+
+    def upstream_auth(self, config: Mapping[str, Any]) -> httpx.Auth | None:
+        """An httpx.Auth for a proxy's upstream (None: HTTP Basic from the proxy's username/password)."""
+        return None
 
     def content_type(self, path: str) -> str | None:
         """The Content-Type to store an asset with; None lets the engine guess from the extension."""

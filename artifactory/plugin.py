@@ -9,7 +9,7 @@ import pluggy
 from starlette.requests import HTTPConnection, Request
 
 from artifactory.events import AssetEvent, RepositoryEvent
-from artifactory.formats import CachePolicy, Coordinates, Format, FormatRegistry
+from artifactory.formats import CachePolicy, Coordinates, Format, FormatRegistry, Rewritten
 from artifactory.http.errors import (
     BadGateway,
     BadRequest,
@@ -79,6 +79,7 @@ __all__ = [
     "PayloadTooLarge",
     "Principal",
     "Repo",
+    "Rewritten",
     "RepositoryEvent",
     "StoredAsset",
     "Streaming",

@@ -8,7 +8,7 @@ bundle. One client per proxy configuration, reused across requests for connectio
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -32,7 +32,14 @@ class UpstreamClients:
         self._clients: dict[int, tuple[tuple[Any, ...], httpx.AsyncClient]] = {}
         self._retired: list[httpx.AsyncClient] = []
 
-    def get(self, repository_id: int, config: Mapping[str, Any]) -> httpx.AsyncClient:
+    def get(
+        self,
+        repository_id: int,
+        config: Mapping[str, Any],
+        auth_factory: Callable[[Mapping[str, Any]], httpx.Auth | None] | None = None,
+    ) -> httpx.AsyncClient:
+        """The client for a proxy; `auth_factory` (a format's `upstream_auth`) may supply an httpx.Auth
+        that answers the upstream's own challenges (such as a registry's Bearer token flow)."""
         key = (
             config.get("url"),
             config.get("username"),
@@ -44,8 +51,8 @@ class UpstreamClients:
         if entry is not None and entry[0] == key:
             return entry[1]
         timeout = float(config.get("timeout_seconds") or 30.0)
-        auth = None
-        if config.get("username"):
+        auth = auth_factory(config) if auth_factory is not None else None
+        if auth is None and config.get("username"):
             auth = httpx.BasicAuth(str(config["username"]), str(config.get("password") or ""))
         client = httpx.AsyncClient(
             verify=ssl_context(config.get("ca_bundle")),
