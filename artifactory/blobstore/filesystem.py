@@ -58,6 +58,10 @@ class FilesystemDriver:
             raise ValueError(f"invalid temp name {name!r}")
         return self.tmp / name
 
+    def temp_path(self, name: str) -> Path:
+        """Where a temporary object lives on disk (the store opens staged uploads in place)."""
+        return self._temp(name)
+
     def create_temp(self) -> FileTemp:
         name = uuid.uuid4().hex
         return FileTemp(name, self._temp(name), "xb")

@@ -14,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import anyio
 from anyio import to_thread
@@ -228,6 +230,18 @@ class BlobStore:
                 await to_thread.run_sync(self.driver.delete_temp, name)
                 raise DigestMismatch(algorithm, value, info.digest(algorithm))
         return StagedBlob(info=info, temp_name=name)
+
+    def open_staged(self, staged: StagedBlob) -> BinaryIO:
+        """A seekable file of staged (not yet published) bytes, for parsing an upload. Blocking;
+        the caller closes it. Local temporaries are opened in place, others copied to a local file."""
+        local = getattr(self.driver, "temp_path", None)
+        if local is not None:
+            return open(local(staged.temp_name), "rb")  # noqa: SIM115 - the caller closes it
+        spool = tempfile.TemporaryFile()  # noqa: SIM115
+        for chunk in self.driver.read_temp(staged.temp_name):
+            spool.write(chunk)
+        spool.seek(0)
+        return spool
 
     async def drop_temp(self, name: str) -> None:
         await to_thread.run_sync(self.driver.delete_temp, name)

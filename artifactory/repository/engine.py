@@ -13,7 +13,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import pluggy
 from anyio import to_thread
@@ -198,6 +198,14 @@ class Engine:
         target = self.write_target(repo)
         limit = int(target.config.get("max_upload_bytes") or self.settings.max_upload_bytes)
         return await self.hosted.stage(target, chunks, upload, limit)
+
+    async def discard(self, staged: StagedBlob) -> None:
+        """Forget staged bytes that will not be committed (an upload that failed a format's checks)."""
+        await self.blobs.discard(staged)
+
+    def open_staged(self, staged: StagedBlob) -> BinaryIO:
+        """A seekable file of staged bytes (blocking; run it with db_call and close it)."""
+        return self.blobs.open_staged(staged)
 
     async def read_bytes(self, sha256: str, limit: int = 64 * 1024 * 1024) -> bytes:
         return await self.blobs.read_all(sha256, limit)

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 from sqlalchemy import delete, select, update
@@ -44,6 +44,7 @@ LEASE_SECONDS = 120
 LEASE_REFRESH_SECONDS = 15
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 HOP_HEADERS = {"etag", "last-modified", "content-type"}
+PATH_SAFE = "/%:@!$&'()*+,;=~"
 
 
 class Proxy:
@@ -264,7 +265,16 @@ class Proxy:
         else:
             if cached is None:
                 raise BadGateway(f"timed out waiting for the upstream fetch of {path}")
-        return await self.engine.db_call(self._cached, repo, path)
+        found = await self.engine.db_call(self._cached, repo, path)
+        if found is not None or cached is not None:
+            return found or cached
+        # Nothing was stored: the upstream said 404 (remembered as a miss, unless misses are not
+        # remembered at all) or the fetch failed, which must not reach these clients as a 404.
+        if int(repo.config.get("negative_cache_seconds", 300)) <= 0 or await self.engine.db_call(
+            self._negative, repo.id, path
+        ):
+            return None
+        raise BadGateway(f"upstream of {repo.name} is unavailable: the fetch of {path} failed")
 
     # -- fetching ----------------------------------------------------------------------------
     def _upstream_url(self, repo: Repo, path: str) -> str:
@@ -276,8 +286,12 @@ class Proxy:
             )
         if url:
             return str(url)
-        base = str(repo.config["url"])
-        return urljoin(base if base.endswith("/") else base + "/", path)
+        # Not urljoin: a path is data, so "#", "?", spaces and a colon in its first segment ("v1:x/")
+        # must be percent-encoded rather than read as a fragment, a query or a URL scheme. "%" stays:
+        # the only escapes left in a decoded path are the ones its format keeps on purpose (npm's %2F).
+        base = urlsplit(str(repo.config["url"]))
+        folder = base.path if base.path.endswith("/") else base.path + "/"
+        return urlunsplit(base._replace(path=folder + quote(path, safe=PATH_SAFE), fragment=""))
 
     async def _fetch(
         self, repo: Repo, path: str, cached: StoredAsset | None, policy: CachePolicy, stream: bool
@@ -288,6 +302,13 @@ class Proxy:
             return await self._follow(repo, path, cached)
         released = False
         try:
+            # Another request may have completed this very fetch between our lookup and the lease.
+            current = await engine.db_call(self._cached, repo, path)
+            if current is not None and not self._stale(repo, current, policy):
+                return current
+            if current is None and await engine.db_call(self._negative, repo.id, path):
+                return None
+            cached = current
             url = await engine.db_call(self._upstream_url, repo, path)
             rewrite = engine.formats[repo.format].rewrites(path)
             headers = {"Accept-Encoding": "gzip" if rewrite else "identity"}
@@ -300,8 +321,12 @@ class Proxy:
                 elif cached.updated_at is not None and not meta.get("etag"):
                     headers["If-Modified-Since"] = format_datetime(cached.updated_at, usegmt=True)
             client = engine.upstreams.get(repo.id, repo.config)
+            request = client.build_request("GET", url, headers=headers)
             try:
-                response = await client.send(client.build_request("GET", url, headers=headers), stream=True)
+                if _same_origin(request.url, httpx.URL(str(repo.config["url"]))):
+                    response = await client.send(request, stream=True)
+                else:  # an absolute link to another host: the upstream's credentials are not for it
+                    response = await client.send(request, stream=True, auth=None)
             except (httpx.HTTPError, OSError) as exc:
                 await engine.db_call(self._record, repo, f"{type(exc).__name__}: {exc}")
                 return self._unavailable(repo, path, cached, str(exc))
@@ -467,3 +492,7 @@ class Proxy:
             or "application/octet-stream",
             upstream_headers={k: v for k, v in response.headers.items() if k.lower() in HOP_HEADERS},
         )
+
+
+def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)
