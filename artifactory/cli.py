@@ -222,9 +222,28 @@ def parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true")
     gc.add_argument("--grace", type=int, default=24 * 3600, help="seconds an unreferenced blob is kept")
     gc.set_defaults(func=cmd_gc)
+
+    from artifactory.plugins import plugin_manager
+
+    plugin_manager(_plugin_names()).hook.artifactory_register_commands(subparsers=sub)
     return top
+
+
+def _plugin_names() -> list[str]:
+    value = os.environ.get("ARTIFACTORY_PLUGINS", "")
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def cmd_plugin(args: argparse.Namespace) -> int:
+    state = _offline_state(args)
+    try:
+        return int(args.run(args, state))
+    finally:
+        state.db.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "run", None) is not None:
+        return cmd_plugin(args)
     return int(args.func(args))

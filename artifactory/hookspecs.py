@@ -10,6 +10,7 @@ through the `artifactory` entry-point group or named in the `plugins` setting.
 
 from __future__ import annotations
 
+import argparse
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -28,6 +29,17 @@ def artifactory_register_formats(registry: FormatRegistry) -> None:
     """Add Format objects with `registry.add(MyFormat())`. Called once at start-up.
 
     A format id must be unique; registering a second format with the same id is an error.
+    """
+
+
+@hookspec
+def artifactory_register_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add subcommands to the `artifactory` command line.
+
+    Add a parser with `subparsers.add_parser(...)` and give it `set_defaults(run=fn)`; the command line
+    then calls `fn(args, state)` with the parsed arguments and an AppState on the configured database
+    and blob store (migrated, not serving), and exits with the int it returns. Add `--data-dir` and
+    `--config` options to your parser, as the built-in commands do.
     """
 
 
