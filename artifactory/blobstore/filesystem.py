@@ -43,15 +43,23 @@ class FilesystemDriver:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
         self.objects = self.root / "objects"
+        self._objects_text = str(self.objects) + "/"
         self.tmp = self.root / "tmp"
         self.objects.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
 
     def _object(self, key: str) -> Path:
-        path = (self.objects / key).resolve()
-        if not path.is_relative_to(self.objects) or path == self.objects:
+        # A lexical check (no filesystem calls: this is on every read): relative, no empty, "." or
+        # ".." segments, no backslash or NUL. Keys come from the store's layout, never from clients.
+        if (
+            not key
+            or key.startswith("/")
+            or "\\" in key
+            or "\x00" in key
+            or any(part in ("", ".", "..") for part in key.split("/"))
+        ):
             raise ValueError(f"invalid blob key {key!r}")
-        return path
+        return Path(self._objects_text + key)
 
     def _temp(self, name: str) -> Path:
         if not name or "/" in name or name.startswith("."):

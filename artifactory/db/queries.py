@@ -5,11 +5,12 @@ Portable across SQLite and PostgreSQL: upserts use each dialect's INSERT ... ON 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, select, update
+from sqlalchemy import Engine, Row, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -30,6 +31,74 @@ _ASSET_COLUMNS = (
     Blob.sha1,
     Blob.sha512,
 )
+
+
+_FIND_ASSET = (
+    select(*_ASSET_COLUMNS)
+    .join(Blob, Blob.sha256 == Asset.blob_sha256)
+    .where(Asset.repository_id == bindparam("rid"), Asset.path == bindparam("path"))
+)
+
+
+class AssetLookup:
+    """The hot read path: one indexed query on a pooled DBAPI connection.
+
+    The same statement as `find_asset`, compiled once for the engine's dialect and run without the
+    ORM and Core execution layers, which cost about ten times the query itself on SQLite.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        compiled = _FIND_ASSET.compile(dialect=engine.dialect)
+        self.sql = compiled.string
+        self.positional = bool(compiled.positional)
+        self.order = list(compiled.positiontup or [])
+
+    def __call__(self, repository: str, repository_id: int, path: str) -> StoredAsset | None:
+        values = {"rid": repository_id, "path": path}
+        params: Any = tuple(values[name] for name in self.order) if self.positional else values
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(self.sql, params)
+            row = cursor.fetchone()
+            cursor.close()
+        finally:
+            connection.close()
+        if row is None:
+            return None
+        (
+            asset_id,
+            asset_path,
+            sha256,
+            content_type,
+            attributes,
+            updated,
+            component_id,
+            size,
+            md5,
+            sha1,
+            sha512,
+        ) = row
+        if isinstance(attributes, str | bytes):
+            attributes = json.loads(attributes)
+        if isinstance(updated, str):
+            updated = datetime.fromisoformat(updated)
+        updated_at = updated.replace(tzinfo=UTC) if updated.tzinfo is None else updated.astimezone(UTC)
+        return StoredAsset(
+            repository=repository,
+            path=asset_path,
+            sha256=sha256,
+            size=size,
+            md5=md5,
+            sha1=sha1,
+            sha512=sha512,
+            content_type=content_type,
+            updated_at=updated_at,
+            attributes=attributes or {},
+            asset_id=asset_id,
+            component_id=component_id,
+        )
 
 
 def _insert(session: Session, model: Any) -> Any:
@@ -76,11 +145,7 @@ def to_asset(repository: str, row: Row[Any]) -> StoredAsset:
 
 
 def find_asset(session: Session, repository_id: int, path: str) -> Row[Any] | None:
-    return session.execute(
-        select(*_ASSET_COLUMNS)
-        .join(Blob, Blob.sha256 == Asset.blob_sha256)
-        .where(Asset.repository_id == repository_id, Asset.path == path)
-    ).first()
+    return session.execute(_FIND_ASSET, {"rid": repository_id, "path": path}).first()
 
 
 def assets_under(session: Session, repository_id: int, prefix: str, limit: int = 10_000) -> list[Row[Any]]:
