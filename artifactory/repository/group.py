@@ -3,7 +3,9 @@
 Files come from the first member that has them. Paths the format declares mergeable are built from
 every member's copy by the format's `merge_documents`, cached by the members' digests. Members the
 caller may not read are skipped. The dependency-confusion guard: a component name that a hosted
-member holds is never served from a proxy member, unless the group's config allows it.
+member holds is never served from a proxy member, unless the group's config allows it. The guard looks
+at every hosted member, readable by the caller or not, and reaches into nested groups both ways: a
+hosted repository inside a nested group guards, and a proxy inside a nested group is guarded.
 """
 
 from __future__ import annotations
@@ -48,29 +50,49 @@ class Group:
                 ids.extend(self.hosted_ids(member, principal, seen | {repo.name}))
         return ids
 
+    def _leaves(self, repo: Repo, seen: frozenset[str] = frozenset()) -> list[Repo]:
+        """Every hosted and proxy repository inside a group, nested groups included, whoever asks.
+
+        The guard must not depend on the caller: someone who may not read the internal repository
+        must not be handed the public lookalike instead.
+        """
+        found: list[Repo] = []
+        for name in repo.members:
+            member = self.engine.repos.get(name)
+            if member is None:
+                continue
+            if member.type == GROUP:
+                if member.name not in seen:
+                    found.extend(self._leaves(member, seen | {repo.name}))
+            else:
+                found.append(member)
+        return found
+
     async def get(
-        self, repo: Repo, path: str, principal: Principal, stream: bool, seen: frozenset[str] = frozenset()
+        self,
+        repo: Repo,
+        path: str,
+        principal: Principal,
+        stream: bool,
+        seen: frozenset[str] = frozenset(),
+        skip_proxies: bool = False,
     ) -> Content | None:
+        """`skip_proxies`: an enclosing group's guard already rules out every proxy for `path`."""
         if repo.name in seen:
             return None
         seen = seen | {repo.name}
         fmt = self.engine.formats[repo.format]
         members = self.members(repo, principal)
+        if not skip_proxies:
+            skip_proxies = await self._shadowed(repo, path)
         if fmt.is_mergeable(path):
-            return await self._merge(repo, path, principal, members, seen)
-        skip_proxies = False
-        coordinates = fmt.coordinates(path)
-        if coordinates is not None and not repo.config.get("allow_proxy_shadowing", False):
-            hosted = self.hosted_ids(repo, principal)
-            skip_proxies = bool(hosted) and await self.engine.db_call(
-                self._hosted_has, hosted, coordinates.namespace, coordinates.name
-            )
+            return await self._merge(repo, path, principal, members, seen, skip_proxies)
         failure: BadGateway | None = None
         for member in members:
             if skip_proxies and member.type == PROXY:
                 continue
             try:
-                found = await self.engine.get(member, path, principal, stream=stream, seen=seen)
+                found = await self._member_get(member, path, principal, stream, seen, skip_proxies)
             except BadGateway as exc:
                 failure = exc
                 continue
@@ -80,17 +102,43 @@ class Group:
             raise failure
         return None
 
+    async def _shadowed(self, repo: Repo, path: str) -> bool:
+        """True if a hosted member holds the component `path` belongs to: proxies must not serve it."""
+        coordinates = self.engine.formats[repo.format].coordinates(path)
+        if coordinates is None or repo.config.get("allow_proxy_shadowing", False):
+            return False
+        leaves = self._leaves(repo)
+        hosted = [r.id for r in leaves if r.type == HOSTED]
+        if not hosted or not any(r.type == PROXY for r in leaves):
+            return False  # nothing to guard, or nothing to guard against: spare the query
+        return await self.engine.db_call(self._hosted_has, hosted, coordinates.namespace, coordinates.name)
+
+    async def _member_get(
+        self, member: Repo, path: str, principal: Principal, stream: bool, seen: frozenset[str], guard: bool
+    ) -> Content | None:
+        if member.type == GROUP:  # hand the guard down: a nested proxy is a proxy all the same
+            return await self.get(member, path, principal, stream, seen, guard)
+        return await self.engine.get(member, path, principal, stream=stream, seen=seen)
+
     def _hosted_has(self, ids: list[int], namespace: str, name: str) -> bool:
         with self.engine.db.read() as session:
             return queries.has_component_named(session, ids, namespace, name)
 
     async def _merge(
-        self, repo: Repo, path: str, principal: Principal, members: list[Repo], seen: frozenset[str]
+        self,
+        repo: Repo,
+        path: str,
+        principal: Principal,
+        members: list[Repo],
+        seen: frozenset[str],
+        skip_proxies: bool,
     ) -> Content | None:
         parts: list[StoredAsset | Document] = []
         for member in members:
+            if skip_proxies and member.type == PROXY:
+                continue
             try:
-                found = await self.engine.get(member, path, principal, stream=False, seen=seen)
+                found = await self._member_get(member, path, principal, False, seen, skip_proxies)
             except BadGateway:
                 continue
             if isinstance(found, Streaming):  # stream=False never gives one; keep the type checker honest

@@ -3,7 +3,10 @@
 - Immutable paths (the format's cache policy) are never revalidated once cached; metadata paths are
   revalidated after the TTL with If-None-Match / If-Modified-Since, and a 304 only refreshes the TTL.
 - Concurrent misses for one path, in any process on any node, make one upstream request: a lease row
-  in the database elects the fetcher, the others wait for its asset to appear. No HEAD probe is sent.
+  in the database elects the fetcher, the others wait for its asset to appear (and share its 502 if it
+  fails). No HEAD probe is sent.
+- Upstream credentials go only to the configured upstream's origin, never to an absolute link that an
+  upstream document names on another host.
 - The fetcher streams the file to its client while it is stored (the download finishes into the cache
   even if that client goes away).
 - Misses are remembered (negative cache); after repeated failures the proxy blocks itself for a while
@@ -178,14 +181,17 @@ class Proxy:
         return entry[1] is not None and entry[1] > datetime.now(UTC)
 
     def _record(self, repo: Repo, error: str | None) -> None:
-        entry = self._health.get(repo.id)
-        if error is None and entry is not None and entry[2] == 0:
-            return
+        if error is None:
+            # A success ends a run of failures, which other processes may have recorded since this one
+            # last looked: ask the database (a read), and write only when there is something to clear.
+            with self.engine.db.read() as session:
+                health = session.get(ProxyHealth, repo.id)
+            if health is None or (health.failures == 0 and health.blocked_until is None):
+                return
         with self.engine.db.write() as session:
             health = session.get(ProxyHealth, repo.id)
             if health is None:
                 if error is None:
-                    self._health[repo.id] = (time.monotonic(), None, 0)
                     return
                 health = ProxyHealth(repository_id=repo.id, failures=0, last_error="")
                 session.add(health)
@@ -320,7 +326,7 @@ class Proxy:
                     headers["If-Modified-Since"] = meta["last_modified"]
                 elif cached.updated_at is not None and not meta.get("etag"):
                     headers["If-Modified-Since"] = format_datetime(cached.updated_at, usegmt=True)
-            client = engine.upstreams.get(repo.id, repo.config)
+            client = engine.upstreams.get(repo.id, repo.config, engine.formats[repo.format].upstream_auth)
             request = client.build_request("GET", url, headers=headers)
             try:
                 if _same_origin(request.url, httpx.URL(str(repo.config["url"]))):
@@ -404,8 +410,14 @@ class Proxy:
                         raise BadGateway(
                             f"upstream document {path} is larger than {MAX_DOCUMENT_BYTES} bytes"
                         )
-                rewritten = engine.formats[repo.format].rewrite_upstream(path, bytes(body), str(response.url))
-                staged = await engine.blobs.ingest_bytes(rewritten)
+                fmt = engine.formats[repo.format]
+                try:
+                    rewritten = fmt.rewrite_upstream(repo, path, bytes(body), str(response.url))
+                except ValueError as exc:  # a malformed upstream document: keep serving the cached one
+                    raise BadGateway(f"upstream document {path} is unusable: {exc}") from None
+                # Links first: a client that reads the document asks for the files it names at once.
+                await engine.db_call(self.remember_upstream, repo, dict(rewritten.links))
+                staged = await engine.blobs.ingest_bytes(rewritten.body)
             else:
                 staged = await engine.blobs.ingest(response.aiter_bytes())
         except httpx.HTTPError as exc:
