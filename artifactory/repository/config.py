@@ -105,7 +105,13 @@ def _validate_proxy(config: dict[str, Any], existing: dict[str, Any] | None) -> 
         _expect(config, key, str, "a string")
     if "ca_bundle" in config and "BEGIN CERTIFICATE" not in config["ca_bundle"]:
         raise ConfigError("ca_bundle must hold PEM certificates")
-    stored_password = (existing or {}).get("config", {}).get("password")
+    stored = (existing or {}).get("config", {})
+    stored_password = stored.get("password")
+    moved = bool(stored) and urlsplit(str(stored.get("url", ""))).netloc != urlsplit(url).netloc
+    if moved and stored_password is not None and config.get("password") in (None, MASK):
+        raise ConfigError(
+            "the upstream host changed: send the password again (it is never sent to a new host)"
+        )
     if config.get("password") in (None, MASK):
         config.pop("password", None)
         if stored_password is not None:

@@ -159,7 +159,10 @@ class Engine:
         if repo.type == HOSTED:
             return repo
         if repo.type == GROUP and repo.config.get("write_member"):
-            return self.repository(str(repo.config["write_member"]))
+            member = self.repository(str(repo.config["write_member"]))
+            if member.type != HOSTED:
+                raise MethodNotAllowed(f"{repo.name}'s write member {member.name} is not a hosted repository")
+            return member
         if repo.type == GROUP:
             raise MethodNotAllowed(f"{repo.name} is a group: upload to one of its hosted members")
         raise MethodNotAllowed(f"{repo.name} is a proxy repository: it cannot be uploaded to")

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 SYSTEM = Principal(username="system:proxy", roles=frozenset({"admin"}))
 LEASE_SECONDS = 120
 LEASE_REFRESH_SECONDS = 15
+MAX_FOLLOW_SECONDS = 3600
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 HOP_HEADERS = {"etag", "last-modified", "content-type"}
 PATH_SAFE = "/%:@!$&'()*+,;=~"
@@ -261,16 +262,19 @@ class Proxy:
 
     async def _follow(self, repo: Repo, path: str, cached: StoredAsset | None) -> StoredAsset | None:
         """Wait for another fetcher's result instead of asking the upstream a second time."""
-        deadline = time.monotonic() + 2 * float(repo.config.get("timeout_seconds", 30)) + 5
+        # Wait as long as the fetcher keeps its lease alive (it refreshes it while a large file
+        # arrives); an expired lease means the fetcher died, and its work is not waited for.
+        deadline = time.monotonic() + MAX_FOLLOW_SECONDS
         delay = 0.02
-        while time.monotonic() < deadline:
+        while True:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
             if not await self.engine.db_call(self._lease_held, repo.id, path):
                 break
-        else:
-            if cached is None:
-                raise BadGateway(f"timed out waiting for the upstream fetch of {path}")
+            if time.monotonic() > deadline:
+                if cached is None:
+                    raise BadGateway(f"timed out waiting for the upstream fetch of {path}")
+                break
         found = await self.engine.db_call(self._cached, repo, path)
         if found is not None or cached is not None:
             return found or cached

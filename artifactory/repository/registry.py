@@ -17,7 +17,7 @@ from artifactory.db.models import Repository
 from artifactory.db.queries import bump_revision
 from artifactory.formats import FormatRegistry
 from artifactory.repository import config as repo_config
-from artifactory.repository.model import GROUP, Repo
+from artifactory.repository.model import GROUP, HOSTED, Repo
 
 
 class RepositoryInUse(Exception):
@@ -156,6 +156,9 @@ class RepositoryRegistry:
                 raise repo_config.ConfigError(f"member {member!r} does not exist")
             if rows[member].format != checked["format"]:
                 raise repo_config.ConfigError(f"member {member!r} is a {rows[member].format} repository")
+        write_member = checked["config"].get("write_member")
+        if write_member and rows[write_member].type != HOSTED:
+            raise repo_config.ConfigError(f"write_member {write_member!r} must be a hosted repository")
         # No cycles: walk nested groups from the new members back to this group.
         seen: set[str] = set()
         pending = [r for r in rows.values() if r.type == GROUP]

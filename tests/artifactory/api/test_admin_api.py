@@ -153,3 +153,19 @@ def test_cli_lists_repositories_created_through_the_api(server, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert name in result.stdout
+
+
+def test_changing_a_proxy_upstream_host_requires_the_password_again(server):
+    name = server.create_repo("raw", "proxy", url="http://127.0.0.1:9/", username="u", password="s3cret")
+    with server.client() as admin:
+        view = admin.get(f"/api/v1/repositories/{name}").json()
+        same_host = admin.put(
+            f"/api/v1/repositories/{name}", json={**view, "url": "http://127.0.0.1:9/other/"}
+        )
+        assert same_host.status_code == 200
+        moved = admin.put(f"/api/v1/repositories/{name}", json={**view, "url": "http://127.0.0.2:9/"})
+        assert moved.status_code == 400 and "password" in moved.json()["error"]
+        resent = admin.put(
+            f"/api/v1/repositories/{name}", json={**view, "url": "http://127.0.0.2:9/", "password": "new"}
+        )
+    assert resent.status_code == 200

@@ -211,11 +211,6 @@ def test_a_write_to_a_group_goes_to_its_write_member_or_is_refused(server, admin
     assert body(admin, f"/repository/{writable}/{root}/up.txt") == (200, b"stored")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine.write_target and config validation accept a proxy or group as write_member: "
-    "the write lands in the proxy's cache (or in a group row) instead of being refused",
-)
 def test_a_group_never_writes_into_a_proxy_write_member(server, upstream, admin, root):
     remote = proxy(server, upstream)
     local = hosted(server, admin, {})
