@@ -1,0 +1,229 @@
+"""What the routes ask the engine for, in Maven terms.
+
+- `metadata_document`: maven-metadata.xml of any repository. Hosted: computed from components and
+  cached per repository revision (never stored, never taken from an upload). Proxy: the upstream's,
+  cached for the TTL. Group: every member's document merged, cached by the members' digests.
+- `fetch`: a file; for a proxy (or a group answering from one) checked once against the upstream's
+  `.sha1` under the proxy's `checksum_policy`.
+- `apply_retention`: keep the newest N builds of a SNAPSHOT version.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+
+from artifactory_formats.maven import metadata as md
+from artifactory_formats.maven.coordinates import (
+    Artifact,
+    is_metadata,
+    metadata_scope,
+    try_artifact,
+)
+from artifactory_formats.maven.upload import InvalidUpload, read_checksum
+
+from artifactory.plugin import (
+    BadGateway,
+    Content,
+    Engine,
+    Principal,
+    Repo,
+    StoredAsset,
+)
+
+log = logging.getLogger(__name__)
+SYSTEM = Principal(username="system:maven", roles=frozenset({"admin"}))
+MAX_UPSTREAM_METADATA = 16 * 1024 * 1024
+VERIFIED_CACHE_SIZE = 20_000
+_verified: OrderedDict[tuple[int, str, str], None] = OrderedDict()
+PROXY_MEMO_SECONDS = 1.0
+PROXY_MEMO_SIZE = 4096
+_proxy_answers: OrderedDict[tuple[int, int, str], tuple[float, tuple[bytes, str] | None]] = OrderedDict()
+
+
+# -- maven-metadata.xml --------------------------------------------------------------------------
+async def metadata_document(
+    eng: Engine,
+    repo: Repo,
+    path: str,
+    principal: Principal,
+    seen: frozenset[str] = frozenset(),
+    cached_only: bool = False,
+) -> tuple[bytes, str] | None:
+    """(body, etag) of the maven-metadata.xml at `path` in `repo`, or None when there is none.
+
+    `cached_only` keeps proxies from asking their upstream (a folder listing must not fetch).
+    """
+    if repo.type == "hosted":
+        body, etag = await eng.document(
+            repo, "maven-metadata:" + path, lambda: _build_hosted(eng, repo, path)
+        )
+        return (body, etag) if body else None
+    if repo.type == "proxy":
+        return await _proxy_metadata(eng, repo, path, principal, cached_only, in_group=bool(seen))
+    seen = seen | {repo.name}
+    parts: list[tuple[bytes, str]] = []
+    for member in eng.group.members(repo, principal):
+        if member.name in seen:
+            continue
+        try:
+            found = await metadata_document(eng, member, path, principal, seen, cached_only)
+        except BadGateway as exc:
+            log.warning("group %s: member %s left out of %s: %s", repo.name, member.name, path, exc)
+            continue
+        if found is not None:
+            parts.append(found)
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    key = "maven-merged:" + path + ":" + ",".join(etag for _, etag in parts)
+    return await eng.document(repo, key, lambda: md.merge_bodies([body for body, _ in parts]))
+
+
+async def _proxy_metadata(
+    eng: Engine, repo: Repo, path: str, principal: Principal, cached_only: bool, in_group: bool
+) -> tuple[bytes, str] | None:
+    """A proxy's cached (or freshly fetched) document. Inside a group merge the answer is reused for
+    PROXY_MEMO_SECONDS, sparing the proxy's cache and negative-cache lookups on every request for a
+    document that is itself only revalidated after the proxy's TTL."""
+    key = (repo.id, repo.revision, path)
+    memo = in_group and not cached_only
+    if memo:
+        hit = _proxy_answers.get(key)
+        if hit is not None and time.monotonic() - hit[0] < PROXY_MEMO_SECONDS:
+            return hit[1]
+    content: Content | None
+    if cached_only:
+        content = await eng.db_call(eng.lookup, repo, path)
+    else:
+        content = await eng.get(repo, path, principal, stream=False)
+    found = None
+    if isinstance(content, StoredAsset):
+        found = (await eng.read_bytes(content.sha256, MAX_UPSTREAM_METADATA), content.sha256)
+    if memo:
+        _proxy_answers[key] = (time.monotonic(), found)
+        _proxy_answers.move_to_end(key)
+        if len(_proxy_answers) > PROXY_MEMO_SIZE:
+            _proxy_answers.popitem(last=False)
+    return found
+
+
+async def _build_hosted(eng: Engine, repo: Repo, path: str) -> bytes:
+    scope = metadata_scope(path)
+    if scope is None:
+        return b""
+    doc = md.Metadata()
+    if scope.snapshot is not None:
+        group_id, artifact_id, version = scope.snapshot
+        files = [
+            (artifact, asset.updated_at)
+            for component in await eng.components(repo, name=artifact_id, namespace=group_id, version=version)
+            for asset in component.assets
+            if (artifact := try_artifact(asset.path)) is not None and artifact.base_version == version
+        ]
+        if files:
+            doc.group_id, doc.artifact_id, doc.version = group_id, artifact_id, version
+            md.snapshot_of(doc, files)
+    if doc.empty() and scope.artifact is not None:
+        group_id, artifact_id = scope.artifact
+        components = [c for c in await eng.components(repo, name=artifact_id, namespace=group_id) if c.assets]
+        if components:
+            doc.group_id, doc.artifact_id = group_id, artifact_id
+            newest = max(asset.updated_at for c in components for asset in c.assets)
+            md.versions_of(doc, [c.version for c in components], md.stamp(newest))
+    plugins: dict[str, md.Plugin] = {}
+    for component in await eng.components(repo, namespace=scope.group_level):
+        for asset in component.assets:
+            plugin = asset.attributes.get("maven", {}).get("plugin")
+            if plugin and plugin.get("prefix") and component.name not in plugins:
+                plugins[component.name] = md.Plugin(plugin["prefix"], component.name, plugin.get("name", ""))
+    doc.plugins = list({p.prefix: p for p in plugins.values()}.values())
+    return b"" if doc.empty() else md.render(doc)
+
+
+# -- files -----------------------------------------------------------------------------------------
+def _checksum_policy(repo: Repo) -> str:
+    return str(repo.config.get("checksum_policy", "strict"))
+
+
+async def fetch(eng: Engine, repo: Repo, path: str, principal: Principal, stream: bool) -> Content | None:
+    """A file of `repo`; proxied files are verified against the upstream's .sha1 before they are served.
+
+    Verification needs the whole file stored first, so a proxy that verifies does not stream a first
+    download to its client while it arrives (the core has no hook to verify before caching).
+    """
+    if repo.type == "hosted":
+        return await eng.get(repo, path, principal, stream=stream)
+    verifying = repo.type == "group" or _checksum_policy(repo) != "off"
+    content = await eng.get(repo, path, principal, stream=stream and not verifying)
+    if isinstance(content, StoredAsset) and not is_metadata(path):
+        source = repo if content.repository == repo.name else eng.repos.get(content.repository)
+        if source is not None and source.type == "proxy" and _checksum_policy(source) != "off":
+            await verify_upstream_checksum(eng, source, content)
+    return content
+
+
+async def verify_upstream_checksum(eng: Engine, proxy: Repo, asset: StoredAsset) -> None:
+    """Compare a cached file with the upstream's `.sha1` (once per content). A missing or unreadable
+    upstream checksum is not a failure; a mismatch is: under `strict` the file leaves the cache and
+    the client gets 502, under `warn` it is logged and served."""
+    key = (proxy.id, asset.path, asset.sha256)
+    if key in _verified:
+        return
+    try:
+        published = await eng.get(proxy, asset.path + ".sha1", SYSTEM, stream=False)
+    except BadGateway as exc:
+        log.info("proxy %s: no upstream checksum for %s (%s)", proxy.name, asset.path, exc)
+        published = None
+    expected = None
+    if isinstance(published, StoredAsset):
+        try:
+            expected = read_checksum(await eng.read_bytes(published.sha256, 4096), "sha1")
+        except (InvalidUpload, ValueError):
+            log.warning("proxy %s: upstream %s.sha1 is not a SHA-1 checksum", proxy.name, asset.path)
+    if expected is None or expected == asset.sha1:
+        _remember(key)
+        return
+    message = (
+        f"{asset.path} from the upstream of {proxy.name} does not match the upstream's SHA-1 checksum "
+        f"(published {expected}, received {asset.sha1})"
+    )
+    if _checksum_policy(proxy) == "warn":
+        log.warning("proxy %s: %s; served anyway (checksum_policy warn)", proxy.name, message)
+        _remember(key)
+        return
+    log.error("proxy %s: %s; removed from the cache (checksum_policy strict)", proxy.name, message)
+    for stale in (asset.path, asset.path + ".sha1"):  # both: the next request fetches both afresh
+        await eng.delete(proxy, stale, SYSTEM)
+    raise BadGateway(message + "; not cached")
+
+
+def _remember(key: tuple[int, str, str]) -> None:
+    _verified[key] = None
+    if len(_verified) > VERIFIED_CACHE_SIZE:
+        _verified.popitem(last=False)
+
+
+# -- snapshot retention ----------------------------------------------------------------------------
+async def apply_retention(eng: Engine, repo: Repo, artifact: Artifact) -> list[str]:
+    """Delete every build of artifact's SNAPSHOT version but the newest `snapshot_retention`."""
+    keep = int(repo.config.get("snapshot_retention") or 0)
+    if keep <= 0 or not artifact.timestamped:
+        return []
+    builds: dict[tuple[int, str], list[str]] = {}
+    components = await eng.components(
+        repo, name=artifact.artifact_id, namespace=artifact.group_id, version=artifact.base_version
+    )
+    for component in components:
+        for asset in component.assets:
+            found = try_artifact(asset.path)
+            if found is not None and found.timestamped:
+                builds.setdefault((found.build_number, found.timestamp), []).append(asset.path)
+    removed: list[str] = []
+    for build in sorted(builds)[:-keep]:
+        for path in builds[build]:
+            if await eng.delete(repo, path, SYSTEM) is not None:
+                removed.append(path)
+    return removed

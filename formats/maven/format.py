@@ -1,0 +1,92 @@
+"""Maven 2 repositories: hosted (releases, snapshots or both), proxy and group."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from artifactory_formats.maven import metadata, routes
+from artifactory_formats.maven.coordinates import (
+    is_metadata,
+    is_snapshot,
+    split_checksum,
+    try_artifact,
+)
+from starlette.routing import BaseRoute
+
+from artifactory.plugin import CachePolicy, Coordinates, Format
+
+VERSION_POLICIES = ("release", "snapshot", "mixed")
+CHECKSUM_POLICIES = ("strict", "warn", "off")
+HOSTED_KEYS = {"version_policy": "release", "snapshot_retention": 0}
+PROXY_KEYS = {"checksum_policy": "strict"}
+CONTENT_TYPES = {
+    "pom": "application/xml",
+    "xml": "application/xml",
+    "jar": "application/java-archive",
+    "war": "application/java-archive",
+    "ear": "application/java-archive",
+    "module": "application/json",
+    "json": "application/json",
+    "asc": "application/pgp-signature",
+    "md5": "text/plain",
+    "sha1": "text/plain",
+    "sha256": "text/plain",
+    "sha512": "text/plain",
+}
+
+
+class MavenFormat(Format):
+    id = "maven"
+    config_keys = (*HOSTED_KEYS, *PROXY_KEYS)
+
+    def routes(self) -> Sequence[BaseRoute]:
+        return routes.ROUTES
+
+    def validate_config(self, repo_type: str, config: dict[str, Any]) -> dict[str, Any]:
+        own = HOSTED_KEYS if repo_type == "hosted" else PROXY_KEYS if repo_type == "proxy" else {}
+        for key in (*HOSTED_KEYS, *PROXY_KEYS):
+            if key in config and key not in own:
+                raise ValueError(f"{key} does not apply to a maven {repo_type} repository")
+        for key, default in own.items():
+            config.setdefault(key, default)
+        if repo_type == "hosted":
+            if config["version_policy"] not in VERSION_POLICIES:
+                raise ValueError(f"version_policy must be one of {', '.join(VERSION_POLICIES)}")
+            keep = config["snapshot_retention"]
+            if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
+                raise ValueError("snapshot_retention must be a whole number of builds (0 keeps every build)")
+        if repo_type == "proxy" and config["checksum_policy"] not in CHECKSUM_POLICIES:
+            raise ValueError(f"checksum_policy must be one of {', '.join(CHECKSUM_POLICIES)}")
+        return config
+
+    def default_write_policy(self, config: dict[str, Any]) -> str:
+        # A release is deployed once; snapshot builds are new files every time anyway.
+        return "allow" if config.get("version_policy") == "snapshot" else "allow_once"
+
+    def coordinates(self, path: str) -> Coordinates | None:
+        artifact = try_artifact(path)
+        if artifact is None:
+            return None
+        return Coordinates(
+            name=artifact.artifact_id, version=artifact.base_version, namespace=artifact.group_id
+        )
+
+    def cache_policy(self, path: str) -> CachePolicy:
+        base, _ = split_checksum(path)
+        if is_metadata(base):
+            return CachePolicy.METADATA
+        artifact = try_artifact(base)
+        if artifact is None or is_snapshot(artifact.base_version):
+            return CachePolicy.METADATA
+        return CachePolicy.IMMUTABLE
+
+    def is_mergeable(self, path: str) -> bool:
+        return is_metadata(path)
+
+    def merge_documents(self, path: str, documents: Sequence[bytes]) -> bytes:
+        return metadata.merge_bodies(documents)
+
+    def content_type(self, path: str) -> str | None:
+        name = path.rsplit("/", 1)[-1]
+        return CONTENT_TYPES.get(name.rpartition(".")[2])

@@ -1,0 +1,67 @@
+"""/v2/<name>/blobs/<digest>: GET and HEAD (with Range), DELETE."""
+
+from __future__ import annotations
+
+import hmac
+
+from artifactory_formats.oci.access import PROXY, SYSTEM, Ctx, deletion_allowed, fetch, open_ctx
+from artifactory_formats.oci.coordinates import Digest, InvalidDigest, blob_path, parse_digest
+from artifactory_formats.oci.errors import OCIError, translate
+from starlette.requests import Request
+from starlette.responses import Response
+
+from artifactory.plugin import HTTPProblem, StoredAsset, respond
+
+OCTET_STREAM = "application/octet-stream"
+
+
+def digest_arg(value: str) -> Digest:
+    try:
+        return parse_digest(value)
+    except InvalidDigest as exc:
+        raise OCIError("DIGEST_INVALID", str(exc), detail={"digest": value}) from None
+
+
+def unknown(ctx: Ctx, digest: Digest | str) -> OCIError:
+    return OCIError(
+        "BLOB_UNKNOWN", f"blob {digest} not found in {ctx.name.full}", detail={"digest": str(digest)}
+    )
+
+
+def matches(asset: StoredAsset, digest: Digest) -> bool:
+    actual = asset.sha256 if digest.algorithm == "sha256" else asset.sha512
+    return hmac.compare_digest(actual, digest.hex)
+
+
+async def get(request: Request, name: str, digest: str) -> Response:
+    ctx = await open_ctx(request, name, "read")
+    wanted = digest_arg(digest)
+    content = await fetch(ctx, blob_path(ctx.image, wanted), stream=request.method == "GET")
+    if content is None:
+        raise unknown(ctx, wanted)
+    if isinstance(content, StoredAsset) and not matches(content, wanted):
+        # Only a proxy can hold wrong bytes (an upstream that lied); forget them.
+        member = ctx.eng.repos.get(content.repository)
+        if member is not None and member.type == PROXY:
+            await ctx.eng.delete(member, content.path, SYSTEM)
+        raise unknown(ctx, wanted)
+    return respond(
+        request,
+        content,
+        immutable=True,
+        media_type=OCTET_STREAM,
+        headers={"Docker-Content-Digest": str(wanted)},
+    )
+
+
+async def delete(request: Request, name: str, digest: str) -> Response:
+    ctx = await open_ctx(request, name, "delete")
+    deletion_allowed(ctx)
+    wanted = digest_arg(digest)
+    try:
+        deleted = await ctx.eng.delete(ctx.repo, blob_path(ctx.image, wanted), ctx.principal)
+    except HTTPProblem as problem:
+        raise translate(problem) from None
+    if deleted is None:
+        raise unknown(ctx, wanted)
+    return Response(status_code=202)

@@ -1,0 +1,80 @@
+"""OCI: a container registry at /v2/ (distribution spec 1.1), with the docker token flow."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+from artifactory_formats.oci.app import OciApp
+from artifactory_formats.oci.coordinates import is_digest_reference, locate
+from artifactory_formats.oci.errors import translate
+from artifactory_formats.oci.manifests import DEFAULT_MAX_MANIFEST_BYTES
+from artifactory_formats.oci.upstream import RegistryAuth
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from artifactory.plugin import CachePolicy, Coordinates, Format, HTTPProblem
+
+
+class OciFormat(Format):
+    id = "oci"
+    config_keys = ("delete_enabled", "max_manifest_bytes", "default_namespace")
+
+    def __init__(self) -> None:
+        self._app = OciApp()
+
+    def global_routes(self) -> Sequence[BaseRoute]:
+        return (Route("/v2", self._app), Route("/v2/{rest:path}", self._app))
+
+    def validate_config(self, repo_type: str, config: dict[str, Any]) -> dict[str, Any]:
+        if repo_type == "hosted":
+            config.setdefault("delete_enabled", True)
+        if "delete_enabled" in config and not isinstance(config["delete_enabled"], bool):
+            raise ValueError("delete_enabled must be a boolean")
+        limit = config.get("max_manifest_bytes")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1024):
+            raise ValueError("max_manifest_bytes must be an integer of at least 1024")
+        if limit is not None and repo_type != "hosted":
+            raise ValueError("max_manifest_bytes applies to hosted repositories")
+        namespace = config.get("default_namespace")
+        if namespace is not None:
+            if repo_type != "proxy":
+                raise ValueError("default_namespace applies to proxy repositories")
+            if not isinstance(namespace, str) or not namespace.strip("/"):
+                raise ValueError("default_namespace must be a non-empty string such as 'library'")
+        return config
+
+    def coordinates(self, path: str) -> Coordinates | None:
+        located = locate(path)
+        if located is None or located.kind != "manifest":
+            return None
+        return Coordinates(name=located.image, version=located.reference)
+
+    def cache_policy(self, path: str) -> CachePolicy:
+        located = locate(path)
+        if (
+            located is not None
+            and located.kind in ("blob", "manifest")
+            and is_digest_reference(located.reference)
+        ):
+            return CachePolicy.IMMUTABLE
+        return CachePolicy.METADATA  # tags, tag lists, referrers
+
+    def content_type(self, path: str) -> str | None:
+        located = locate(path)
+        if located is not None and located.kind == "blob":
+            return "application/octet-stream"
+        if located is not None and located.kind in ("tags", "referrers"):
+            return "application/json"
+        return None  # manifests keep the media type they were pushed (or served upstream) with
+
+    def upstream_auth(self, config: Mapping[str, Any]) -> httpx.Auth | None:
+        return RegistryAuth(config.get("username"), config.get("password"))
+
+    def render_error(self, problem: HTTPProblem, request: Request) -> Response:
+        return translate(problem).render(request)
+
+
+__all__ = ["OciFormat", "DEFAULT_MAX_MANIFEST_BYTES"]

@@ -1,0 +1,137 @@
+"""Talking to an upstream registry: its Bearer token challenge, and the Accept header manifests need.
+
+`RegistryAuth` is the httpx.Auth a proxy's upstream client uses. On a 401 with
+`WWW-Authenticate: Bearer realm=...,service=...,scope=...` it fetches a token from the realm (with the
+proxy's username/password as Basic credentials when configured, anonymously otherwise), remembers it
+per scope until it expires, and retries. A Basic challenge is answered with the configured
+credentials. Manifest requests get the Accept header that lists every manifest type we store, without
+which registries answer 404 for OCI manifests or down-convert them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncGenerator, Generator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from artifactory_formats.oci.metadata import ACCEPT_MANIFESTS, OCI_INDEX
+
+_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))')
+_IMAGE = re.compile(r"^/v2/(?P<image>.+)/(?:manifests|blobs|tags|referrers)/")
+DEFAULT_TOKEN_SECONDS = 60
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.strip().partition(" ")
+    return scheme.lower(), {m.group(1).lower(): m.group(2) or m.group(3) or "" for m in _PARAM.finditer(rest)}
+
+
+def accept_for(url: httpx.URL) -> str | None:
+    path = url.path
+    if "/manifests/" in path:
+        return ACCEPT_MANIFESTS
+    if "/referrers/" in path:
+        return OCI_INDEX
+    return None
+
+
+class RegistryAuth(httpx.Auth):
+    def __init__(self, username: str | None = None, password: str | None = None) -> None:
+        self.basic = httpx.BasicAuth(username, password or "") if username else None
+        self._tokens: dict[str, tuple[str, float]] = {}  # image (or "") -> (token, expires)
+
+    @staticmethod
+    def _image(url: httpx.URL) -> str:
+        match = _IMAGE.match(url.path)
+        return match["image"] if match else ""
+
+    def _prepare(self, request: httpx.Request) -> None:
+        accept = accept_for(request.url)
+        if accept:  # the proxy itself sends only httpx's default (*/*)
+            request.headers["Accept"] = accept
+        cached = self._tokens.get(self._image(request.url))
+        if cached and cached[1] > time.monotonic():
+            request.headers["Authorization"] = f"Bearer {cached[0]}"
+
+    def _token_request(self, params: Mapping[str, str], original: httpx.Request) -> httpx.Request:
+        query = {k: v for k, v in params.items() if k in ("service", "scope") and v}
+        if "scope" not in query:
+            image = self._image(original.url)
+            if image:
+                query["scope"] = f"repository:{image}:pull"
+        request = httpx.Request("GET", params["realm"], params=query)
+        if self.basic is not None and _realm_is_safe(params["realm"], original.url):
+            request.headers["Authorization"] = self.basic._auth_header
+        return request
+
+    def _remember(self, original: httpx.Request, payload: Any) -> str | None:
+        if not isinstance(payload, dict):
+            return None
+        token = payload.get("token") or payload.get("access_token")
+        if not isinstance(token, str) or not token:
+            return None
+        seconds = payload.get("expires_in")
+        lifetime = (
+            float(seconds) if isinstance(seconds, int | float) and seconds > 0 else DEFAULT_TOKEN_SECONDS
+        )
+        self._tokens[self._image(original.url)] = (token, time.monotonic() + max(lifetime - 10, 5))
+        return token
+
+    def _retry(self, request: httpx.Request, token: str) -> httpx.Request:
+        request.headers["Authorization"] = f"Bearer {token}"
+        return request
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        self._prepare(request)
+        response = yield request
+        if response.status_code != 401:
+            return
+        scheme, params = parse_challenge(response.headers.get("www-authenticate", ""))
+        if scheme == "basic" and self.basic is not None:
+            request.headers["Authorization"] = self.basic._auth_header
+            yield request
+            return
+        if scheme != "bearer" or not params.get("realm"):
+            return
+        token_response = yield self._token_request(params, request)
+        await token_response.aread()
+        if token_response.status_code != 200:
+            return
+        try:
+            token = self._remember(request, token_response.json())
+        except ValueError:
+            return
+        if token:
+            yield self._retry(request, token)
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        self._prepare(request)
+        response = yield request
+        if response.status_code != 401:
+            return
+        scheme, params = parse_challenge(response.headers.get("www-authenticate", ""))
+        if scheme == "basic" and self.basic is not None:
+            request.headers["Authorization"] = self.basic._auth_header
+            yield request
+            return
+        if scheme != "bearer" or not params.get("realm"):
+            return
+        token_response = yield self._token_request(params, request)
+        token_response.read()
+        if token_response.status_code != 200:
+            return
+        try:
+            token = self._remember(request, token_response.json())
+        except ValueError:
+            return
+        if token:
+            yield self._retry(request, token)
+
+
+def _realm_is_safe(realm: str, origin: httpx.URL) -> bool:
+    """Send the proxy's credentials to a token realm only over TLS, or to the upstream host itself."""
+    parts = urlsplit(realm)
+    return parts.scheme == "https" or parts.hostname == origin.host

@@ -1,0 +1,176 @@
+"""Maven proxy repositories against an upstream served over loopback from a temp folder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from artifactory.testing.server import LiveServer
+from tests.formats.maven.support import StaticServer, jar_bytes
+
+GOOD = "org/up/good/1.0/good-1.0.jar"
+BAD = "org/up/bad/1.0/bad-1.0.jar"
+NOSUM = "org/up/nosum/1.0/nosum-1.0.jar"
+META = "org/up/meta/maven-metadata.xml"
+SNAP = "org/up/snap/1.0-SNAPSHOT/snap-1.0-SNAPSHOT.jar"
+
+
+def metadata_xml(*versions: str) -> bytes:
+    listed = "".join(f"<version>{v}</version>" for v in versions)
+    return (
+        f"<metadata><groupId>org.up</groupId><artifactId>meta</artifactId><versioning>"
+        f"<latest>{versions[-1]}</latest><release>{versions[-1]}</release><versions>{listed}</versions>"
+        f"<lastUpdated>20240101000000</lastUpdated></versioning></metadata>"
+    ).encode()
+
+
+def write(root: Path, path: str, data: bytes, future: int = 0) -> None:
+    target = root / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    if future:  # the static server answers 304 unless the mtime moved past If-Modified-Since
+        moment = time.time() + future
+        os.utime(target, (moment, moment))
+
+
+@pytest.fixture(scope="module")
+def upstream_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("upstream")
+    for path in (GOOD, BAD, NOSUM, SNAP):
+        write(root, path, jar_bytes({"name": path.encode()}))
+    write(root, GOOD + ".sha1", hashlib.sha1((root / GOOD).read_bytes()).hexdigest().encode())
+    write(root, BAD + ".sha1", b"0123456789012345678901234567890123456789  bad-1.0.jar\n")
+    write(root, META, metadata_xml("1.0"))
+    write(root, "org/up/good/maven-metadata.xml", metadata_xml("1.0"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def upstream(upstream_root: Path) -> Iterator[StaticServer]:
+    with StaticServer(upstream_root) as static:
+        yield static
+
+
+@pytest.fixture(scope="module")
+def admin(server: LiveServer):
+    with server.client() as client:
+        yield client
+
+
+def proxy(server: LiveServer, url: str, **config: Any) -> str:
+    return server.create_repo("maven", "proxy", name=f"mvnp-{uuid.uuid4().hex[:8]}", url=url, **config)
+
+
+def test_a_file_whose_upstream_sha1_matches_is_served_and_cached(server, upstream, upstream_root, admin):
+    repo = proxy(server, upstream.url)
+    response = admin.get(f"/repository/{repo}/{GOOD}")
+    assert response.status_code == 200 and response.content == (upstream_root / GOOD).read_bytes()
+    assert 'href="good-1.0.jar"' in admin.get(f"/repository/{repo}/org/up/good/1.0/").text
+
+
+def test_a_file_whose_upstream_sha1_mismatches_is_refused_and_not_cached_under_strict(
+    server, upstream, admin
+):
+    repo = proxy(server, upstream.url)
+    assert admin.get(f"/api/v1/repositories/{repo}").json()["checksum_policy"] == "strict"
+    response = admin.get(f"/repository/{repo}/{BAD}")
+    assert response.status_code == 502
+    assert "does not match the upstream's SHA-1" in response.json()["error"]
+    assert admin.get(f"/repository/{repo}/org/up/bad/1.0/").status_code == 404
+    assert admin.get(f"/repository/{repo}/{BAD}").status_code == 502
+
+
+def test_a_mismatch_is_served_under_warn_and_not_checked_under_off(server, upstream, upstream_root, admin):
+    for policy in ("warn", "off"):
+        repo = proxy(server, upstream.url, checksum_policy=policy)
+        response = admin.get(f"/repository/{repo}/{BAD}")
+        assert response.status_code == 200, policy
+        assert response.content == (upstream_root / BAD).read_bytes()
+
+
+def test_a_missing_upstream_checksum_is_not_a_failure(server, upstream, admin):
+    repo = proxy(server, upstream.url)
+    assert admin.get(f"/repository/{repo}/{NOSUM}").status_code == 200
+
+
+def test_checksums_of_proxied_files_come_from_the_cached_blob(server, upstream, upstream_root, admin):
+    repo = proxy(server, upstream.url, checksum_policy="off")
+    data = (upstream_root / BAD).read_bytes()
+    for algorithm in ("sha1", "sha256", "sha512", "md5"):
+        response = admin.get(f"/repository/{repo}/{BAD}.{algorithm}")
+        assert response.status_code == 200
+        assert response.text == hashlib.new(algorithm, data).hexdigest()
+
+
+def test_release_files_are_cached_for_good_while_metadata_and_snapshots_follow_the_ttl(
+    server, tmp_path, admin
+):
+    root = tmp_path / "changing"
+    for path in (GOOD, SNAP):
+        write(root, path, b"first " + path.encode())
+    write(root, META, metadata_xml("1.0"))
+    with StaticServer(root) as changing:
+        repo = proxy(server, changing.url, metadata_ttl_seconds=0)
+        for path in (GOOD, SNAP, META):
+            assert admin.get(f"/repository/{repo}/{path}").status_code == 200
+        write(root, GOOD, b"second release bytes", future=10)
+        write(root, SNAP, b"second snapshot bytes", future=10)
+        write(root, META, metadata_xml("1.0", "1.1"), future=10)
+        assert admin.get(f"/repository/{repo}/{GOOD}").content == b"first " + GOOD.encode()
+        assert admin.get(f"/repository/{repo}/{SNAP}").content == b"second snapshot bytes"
+        doc = etree.fromstring(admin.get(f"/repository/{repo}/{META}").content)
+        assert [v.text for v in doc.findall("versioning/versions/version")] == ["1.0", "1.1"]
+        body = admin.get(f"/repository/{repo}/{META}").content
+        assert admin.get(f"/repository/{repo}/{META}.sha1").text == hashlib.sha1(body).hexdigest()
+
+
+def test_missing_paths_are_negative_cached(server, tmp_path, admin):
+    root = tmp_path / "late"
+    root.mkdir()
+    with StaticServer(root) as late:
+        repo = proxy(server, late.url)
+        assert admin.get(f"/repository/{repo}/{GOOD}").status_code == 404
+        write(root, GOOD, jar_bytes())
+        assert admin.get(f"/repository/{repo}/{GOOD}").status_code == 404
+
+
+def test_cached_files_and_metadata_are_served_while_the_upstream_is_down(server, tmp_path, admin):
+    root = tmp_path / "down"
+    write(root, GOOD, b"cached bytes")
+    write(root, META, metadata_xml("1.0"))
+    with StaticServer(root) as going:
+        repo = proxy(server, going.url, metadata_ttl_seconds=0)
+        assert admin.get(f"/repository/{repo}/{GOOD}").status_code == 200
+        assert admin.get(f"/repository/{repo}/{META}").status_code == 200
+    assert admin.get(f"/repository/{repo}/{GOOD}").content == b"cached bytes"
+    assert admin.get(f"/repository/{repo}/{META}").status_code == 200
+    assert admin.get(f"/repository/{repo}/{GOOD}.sha1").text == hashlib.sha1(b"cached bytes").hexdigest()
+
+
+def test_a_proxy_refuses_uploads(server, upstream, admin):
+    repo = proxy(server, upstream.url)
+    assert admin.put(f"/repository/{repo}/org/x/y/1.0/y-1.0.jar", content=b"x").status_code == 405
+
+
+def test_a_group_applies_its_proxy_members_checksum_policy(server, upstream, admin):
+    strict = proxy(server, upstream.url)
+    group = server.create_repo("maven", "group", name=f"mvng-{uuid.uuid4().hex[:8]}", members=[strict])
+    assert admin.get(f"/repository/{group}/{BAD}").status_code == 502
+    assert admin.get(f"/repository/{group}/{GOOD}").status_code == 200
+
+
+def test_a_proxy_folder_listing_shows_what_is_cached_and_never_asks_the_upstream(server, upstream, admin):
+    repo = proxy(server, upstream.url)
+    assert admin.get(f"/repository/{repo}/{GOOD}").status_code == 200
+    listing = admin.get(f"/repository/{repo}/org/up/good/").text
+    assert 'href="1.0/"' in listing and "maven-metadata.xml" not in listing
+    assert admin.get(f"/repository/{repo}/org/up/good/maven-metadata.xml").status_code == 200
+    assert 'href="maven-metadata.xml"' in admin.get(f"/repository/{repo}/org/up/good/").text

@@ -1,0 +1,195 @@
+"""The pure parts: names, references, digests, manifests, pagination, tokens, challenges, GC planning."""
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from artifactory_formats.oci import auth, gc
+from artifactory_formats.oci.access import upstream_url
+from artifactory_formats.oci.coordinates import (
+    IMAGE,
+    InvalidDigest,
+    locate,
+    parse_digest,
+    parse_name,
+)
+from artifactory_formats.oci.errors import OCIError
+from artifactory_formats.oci.metadata import paginate, parse_manifest
+from artifactory_formats.oci.upstream import parse_challenge
+from hypothesis import given
+from hypothesis import strategies as st
+
+from artifactory.plugin import Principal, StoredAsset
+from tests.formats.oci.images import OCI_INDEX, OCI_MANIFEST, image, index
+
+component = st.builds(
+    lambda parts, sep: sep.join(parts),
+    st.lists(st.text("abcxyz0189", min_size=1, max_size=6), min_size=1, max_size=3),
+    st.sampled_from([".", "_", "__", "-", "--"]),
+)
+
+
+@given(st.lists(component, min_size=1, max_size=4))
+def test_every_spec_image_name_parses_with_its_repository(parts):
+    image_name = "/".join(parts)
+    parsed = parse_name(f"repo/{image_name}")
+    if len(image_name) + 5 <= 255:
+        assert parsed is not None and parsed.repository == "repo" and parsed.image == image_name
+
+
+@given(st.text(min_size=1, max_size=60))
+def test_name_parsing_never_accepts_what_the_spec_grammar_refuses(text):
+    parsed = parse_name(f"repo/{text}")
+    assert parsed is None or IMAGE.match(parsed.image)
+
+
+@given(st.binary(max_size=64))
+def test_real_digests_parse_and_anything_else_is_invalid_digest(data):
+    assert str(parse_digest("sha256:" + hashlib.sha256(data).hexdigest())).startswith("sha256:")
+    assert parse_digest("sha512:" + hashlib.sha512(data).hexdigest()).algorithm == "sha512"
+    with pytest.raises(InvalidDigest):
+        parse_digest("sha256:" + hashlib.sha256(data).hexdigest()[:-1])
+
+
+@given(st.text(max_size=80))
+def test_digest_parser_raises_only_invalid_digest(text):
+    try:
+        parse_digest(text)
+    except InvalidDigest:
+        pass
+
+
+def test_paths_locate_back_to_image_kind_and_reference():
+    assert locate("a/b/manifests/v1").image == "a/b"
+    assert locate("a/b/blobs/sha256:00").kind == "blob"
+    assert locate("a/tags/list").kind == "tags"
+    assert locate("a/b/referrers/sha256:00").kind == "referrers"
+    assert locate("nothing-here") is None
+
+
+@given(st.lists(st.from_regex(r"\A[a-z0-9]{1,6}\Z", fullmatch=True), max_size=30), st.integers(1, 7))
+def test_pages_walked_with_last_cover_every_name_once_in_order(names, n):
+    seen, last = [], None
+    while True:
+        page = paginate(names, n, last)
+        seen.extend(page.items)
+        if page.next_last is None:
+            break
+        last = page.next_last
+    assert seen == sorted(set(names))
+
+
+def test_parse_manifest_finds_blobs_children_subject_and_artifact_type():
+    subject = image("s")
+    img = image(
+        "x", layers=2, subject=subject.manifest, artifact_type="application/x.t", annotations={"a": "b"}
+    )
+    parsed = parse_manifest(img.manifest, OCI_MANIFEST)
+    assert len(parsed.blobs) == 3 and str(parsed.subject) == subject.digest
+    assert parsed.attributes(img.digest, len(img.manifest))["oci"]["artifactType"] == "application/x.t"
+    idx = parse_manifest(index([img.manifest]), f"{OCI_INDEX}; charset=utf-8")
+    assert [str(d) for d in idx.children] == [img.digest]
+
+
+@pytest.mark.parametrize("body", [b"", b"null", b"[1]", b'{"schemaVersion": 2}', b"\xff\xfe"])
+def test_parse_manifest_refuses_garbage_with_manifest_invalid(body):
+    with pytest.raises(OCIError) as caught:
+        parse_manifest(body, OCI_MANIFEST)
+    assert caught.value.code == "MANIFEST_INVALID"
+
+
+def test_tokens_round_trip_and_refuse_other_secrets_and_expiry():
+    principal = Principal("alice", frozenset({"dev"}))
+    access = [auth.Access("repository", "r/i", frozenset({"pull"}))]
+    token = auth.issue(b"secret", principal, access, "svc", seconds=60, now=1000)
+    assert auth.is_ours(token)
+    checked = auth.verify(b"secret", token, now=1001)
+    assert checked.username == "alice" and checked.roles == {"dev"}
+    assert checked.grants("r/i", "read") and not checked.grants("r/i", "write")
+    assert not checked.grants("r/other", "read")
+    with pytest.raises(auth.InvalidToken):
+        auth.verify(b"other", token, now=1001)
+    with pytest.raises(auth.InvalidToken):
+        auth.verify(b"secret", token, now=2000)
+    assert not auth.is_ours("art_0123456789abcdef_secret")
+
+
+def test_scopes_parse_several_and_skip_garbage():
+    scopes = auth.parse_scopes(["repository:r/a:pull,push", "repository:r/b:pull registry:catalog:*", "junk"])
+    assert [(s.type, s.name, sorted(s.actions)) for s in scopes] == [
+        ("repository", "r/a", ["pull", "push"]),
+        ("repository", "r/b", ["pull"]),
+        ("registry", "catalog", ["*"]),
+    ]
+
+
+def test_challenge_round_trips_through_the_upstream_parser():
+    header = auth.challenge("https://h/v2/token", "h", "repository:a/b:pull", "insufficient_scope")
+    scheme, params = parse_challenge(header)
+    assert scheme == "bearer"
+    assert params == {
+        "realm": "https://h/v2/token",
+        "service": "h",
+        "scope": "repository:a/b:pull",
+        "error": "insufficient_scope",
+    }
+
+
+def test_upstream_urls_follow_the_v2_layout_and_default_namespace():
+    config = {"url": "https://registry.example.test/", "default_namespace": "library"}
+    assert (
+        upstream_url(config, "alpine/manifests/3")
+        == "https://registry.example.test/v2/library/alpine/manifests/3"
+    )
+    assert (
+        upstream_url(config, "me/app/blobs/sha256:00")
+        == "https://registry.example.test/v2/me/app/blobs/sha256:00"
+    )
+    assert upstream_url({"url": "http://h:5000/v2"}, "a/tags/list") == "http://h:5000/v2/a/tags/list"
+
+
+def _asset(path, data, attributes=None, age=3600):
+    return StoredAsset(
+        repository="r",
+        path=path,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        md5="",
+        sha1="",
+        sha512="",
+        content_type="",
+        updated_at=datetime.now(UTC) - timedelta(seconds=age),
+        attributes=attributes or {},
+    )
+
+
+def test_gc_plan_keeps_tagged_content_and_referrers_and_drops_the_rest_after_grace():
+    kept, dropped = image("kept"), image("dropped")
+    signature = image("signature", subject=kept.manifest)
+    refs: dict[str, dict[str, Any]] = {
+        m.digest: {"oci": {"references": [f"sha256:{hashlib.sha256(b).hexdigest()}" for b in m.blobs]}}
+        for m in (kept, dropped)
+    }
+    refs[signature.digest] = {"oci": {"references": [], "subject": kept.digest}}
+    manifests = {
+        "v1": _asset("i/manifests/v1", kept.manifest),
+        kept.digest: _asset(f"i/manifests/{kept.digest}", kept.manifest, refs[kept.digest]),
+        dropped.digest: _asset(f"i/manifests/{dropped.digest}", dropped.manifest, refs[dropped.digest]),
+        signature.digest: _asset(
+            f"i/manifests/{signature.digest}", signature.manifest, refs[signature.digest]
+        ),
+    }
+    blobs = {}
+    for blob in (*kept.blobs, *dropped.blobs):
+        d = f"sha256:{hashlib.sha256(blob).hexdigest()}"
+        blobs[d] = _asset(f"i/blobs/{d}", blob)
+    young = b"just uploaded"
+    blobs["sha256:" + hashlib.sha256(young).hexdigest()] = _asset("i/blobs/young", young, age=1)
+    doomed = gc.plan({"manifests": manifests, "blobs": blobs}, datetime.now(UTC) - timedelta(seconds=60))
+    expected = {f"i/manifests/{dropped.digest}"} | {
+        f"i/blobs/sha256:{hashlib.sha256(b).hexdigest()}" for b in dropped.blobs
+    }
+    assert set(doomed) == expected
+    json.dumps(doomed)
