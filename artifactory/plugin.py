@@ -8,6 +8,7 @@ from __future__ import annotations
 import pluggy
 from starlette.requests import HTTPConnection, Request
 
+from artifactory.blobstore.store import BlobInfo, StagedBlob
 from artifactory.events import AssetEvent, RepositoryEvent
 from artifactory.formats import CachePolicy, Coordinates, Format, FormatRegistry, Rewritten
 from artifactory.http.errors import (
@@ -27,11 +28,16 @@ from artifactory.http.urls import base_url, repository_url
 from artifactory.repository.engine import Engine, Entry
 from artifactory.repository.hosted import Upload
 from artifactory.repository.model import ComponentInfo, Content, Document, Repo, StoredAsset, Streaming
-from artifactory.security.principal import Credentials, Principal
+from artifactory.repository.uploads import UploadOffsetMismatch, UploadState, UploadUnknown
+from artifactory.security.principal import ANONYMOUS, Credentials, Principal
+from artifactory.security.service import InvalidCredentials
 from artifactory.serve import respond
 from artifactory.state import AppState
 
 hookimpl = pluggy.HookimplMarker("artifactory")
+
+# The principal for changes the server makes itself (retention, cache repairs): it may do anything.
+SYSTEM = Principal(username="system", roles=frozenset({"admin"}))
 
 
 def app_state(connection: HTTPConnection) -> AppState:
@@ -57,6 +63,14 @@ async def current_principal(connection: HTTPConnection) -> Principal:
 
 
 __all__ = [
+    "ANONYMOUS",
+    "BlobInfo",
+    "InvalidCredentials",
+    "SYSTEM",
+    "StagedBlob",
+    "UploadOffsetMismatch",
+    "UploadState",
+    "UploadUnknown",
     "AppState",
     "AssetEvent",
     "BadGateway",

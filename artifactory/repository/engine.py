@@ -19,14 +19,14 @@ import pluggy
 from anyio import to_thread
 from sqlalchemy import select
 
-from artifactory.blobstore.store import BlobStore, StagedBlob
+from artifactory.blobstore.store import BlobInfo, BlobStore, StagedBlob
 from artifactory.db import queries
 from artifactory.db.engine import Database
-from artifactory.db.models import AuditEvent, Repository
+from artifactory.db.models import AuditEvent, Blob, Repository
 from artifactory.formats import FormatRegistry
 from artifactory.http.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, Unauthorized
 from artifactory.repository.group import Group
-from artifactory.repository.hosted import Hosted, Upload
+from artifactory.repository.hosted import BlobGone, Hosted, Upload
 from artifactory.repository.model import GROUP, HOSTED, PROXY, ComponentInfo, Content, Repo, StoredAsset
 from artifactory.repository.proxy import Proxy
 from artifactory.repository.registry import RepositoryRegistry
@@ -194,6 +194,36 @@ class Engine:
                 await self.blobs.discard(staged)
                 raise
         return await self.hosted.commit(target, staged, upload, principal)
+
+    async def link(self, repo: Repo, sha256: str, upload: Upload, principal: Principal) -> StoredAsset | None:
+        """Make a blob that is already stored the asset at upload.path, without copying its bytes
+        (a registry's cross-repository mount). None when no such blob is stored."""
+        target = self.write_target(repo)
+        self.require(principal, target, "write")
+
+        def known() -> BlobInfo | None:
+            with self.db.read() as session:
+                row = session.get(Blob, sha256)
+            if row is None or not self.blobs.exists(sha256):
+                return None
+            return BlobInfo(sha256=row.sha256, size=row.size, sha1=row.sha1, md5=row.md5, sha512=row.sha512)
+
+        info = await self.db_call(known)
+        if info is None:
+            return None
+        for algorithm, value in (upload.expected or {}).items():
+            if value and value.lower() != info.digest(algorithm):
+                raise BadRequest(
+                    f"checksum mismatch for {upload.path}: {algorithm} is {info.digest(algorithm)}"
+                )
+        if not upload.bypass_write_policy:
+            self.hosted.check_write_policy(
+                target, upload.path, await self.db_call(self.hosted._exists, target.id, upload.path)
+            )
+        try:
+            return await self.hosted.commit(target, StagedBlob(info=info, temp_name=""), upload, principal)
+        except BlobGone:
+            return None
 
     async def stage(self, repo: Repo, chunks: AsyncIterable[bytes], upload: Upload) -> StagedBlob:
         """Receive and hash bytes without storing an asset yet (a format parses them first)."""

@@ -30,6 +30,10 @@ class WritePolicyViolation(BadRequest):
     pass
 
 
+class BlobGone(Exception):
+    """A linked blob was collected before the link took hold."""
+
+
 @dataclass(frozen=True)
 class Upload:
     """Everything a format knows about an upload besides its bytes."""
@@ -98,9 +102,15 @@ class Hosted:
                 principal=principal,
             )
             await engine.db_call(self._touch, staged)
-            await engine.blobs.publish(staged)
+            if staged.temp_name:
+                await engine.blobs.publish(staged)
+            elif not await engine.db_call(engine.blobs.exists, staged.info.sha256):
+                # A link to bytes already stored: after the touch GC can no longer take them,
+                # but it may have taken them just before.
+                raise BlobGone(staged.info.sha256)
         except BaseException:
-            await engine.blobs.discard(staged)
+            if staged.temp_name:
+                await engine.blobs.discard(staged)
             raise
         content_type = upload.content_type or engine.formats[repo.format].content_type(upload.path)
         asset = await engine.db_call(

@@ -9,7 +9,6 @@ before a PATCH stays valid; its offset lives in the database and a chunk that do
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 from artifactory_formats.oci.access import Ctx, fetch, may, open_ctx, push_target
@@ -19,7 +18,7 @@ from artifactory_formats.oci.errors import OCIError, translate
 from starlette.requests import Request
 from starlette.responses import Response
 
-from artifactory.plugin import Engine, HTTPProblem, Repo, Upload
+from artifactory.plugin import HTTPProblem, Repo, Upload
 
 _RANGE = re.compile(r"^(?:bytes[= ])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 _SESSION = re.compile(r"^[0-9a-f]{32}$")
@@ -147,21 +146,15 @@ async def _mount(ctx: Ctx, target: Repo, digest: Digest, source: str | None) -> 
     sha256 = str(found.sha256)
     upload = Upload(path=path, expected={digest.algorithm: digest.hex}, content_type=OCTET_STREAM)
     try:
-        await ctx.eng.put(target, _blob_chunks(ctx.eng, sha256), upload, ctx.principal)
+        # The same blob becomes the target's asset: no bytes are read or written again.
+        linked = await ctx.eng.link(target, sha256, upload, ctx.principal)
     except HTTPProblem as problem:
         if problem.status == 400:
             return None  # the source's bytes are not that digest: upload it instead
         raise translate(problem) from None
+    if linked is None:
+        return None
     return _created(ctx, digest)
-
-
-async def _blob_chunks(eng: Engine, sha256: str) -> AsyncIterator[bytes]:
-    iterator = eng.blobs.read(sha256)
-    while True:
-        chunk = await eng.db_call(next, iterator, None)
-        if chunk is None:
-            return
-        yield chunk
 
 
 async def patch(request: Request, name: str, session_id: str) -> Response:

@@ -149,3 +149,24 @@ def test_commit_respects_allow_once(state):
         assert list(state.blobs.driver.list_temps()) == []
 
     asyncio.run(scenario())
+
+
+def test_link_makes_a_stored_blob_another_asset_without_copying(state):
+    source, target = make_repo(state), make_repo(state)
+    data = os.urandom(50_000)
+    digest = hashlib.sha256(data).hexdigest()
+
+    async def scenario():
+        await state.engine.put_bytes(source, data, Upload(path="a.bin"), ADMIN)
+        temps_before = list(state.blobs.driver.list_temps())
+        linked = await state.engine.link(
+            target, digest, Upload(path="b.bin", expected={"sha256": digest}), ADMIN
+        )
+        assert linked is not None and linked.sha256 == digest and linked.repository == target.name
+        assert list(state.blobs.driver.list_temps()) == temps_before
+        assert await state.engine.link(target, "0" * 64, Upload(path="c.bin"), ADMIN) is None
+        with pytest.raises(BadRequest):
+            await state.engine.link(target, digest, Upload(path="d.bin", expected={"md5": "0" * 32}), ADMIN)
+
+    asyncio.run(scenario())
+    assert state.engine.lookup(target, "b.bin").size == 50_000
