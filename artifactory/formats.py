@@ -8,7 +8,7 @@ directly rather than broadcasting a hook.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from artifactory.blobstore.store import BlobInfo
 from artifactory.http.errors import HTTPProblem
 from artifactory.repository.model import Repo
 
@@ -101,6 +102,17 @@ class Format:
     def render_error(self, problem: HTTPProblem, request: Request) -> Response:
         """An error in the protocol's own shape (default: JSON {"error": message})."""
         return problem.render(request)
+
+    async def verify_fetched(
+        self, repo: Repo, path: str, blob: BlobInfo, fetch: Callable[[str], Awaitable[bytes | None]]
+    ) -> None:
+        """Check a file a proxy fetched, before it is cached; raise ValueError to refuse it.
+
+        A refused file is not cached and the client gets 502 (or the previously cached copy).
+        `fetch(other_path)` GETs another upstream path without caching it (such as a published
+        checksum file): its bytes, or None when the upstream has none. `blob` carries every digest.
+        """
+        return None
 
     def upstream_auth(self, config: Mapping[str, Any]) -> httpx.Auth | None:
         """An httpx.Auth for a proxy's upstream (None: HTTP Basic from the proxy's username/password)."""

@@ -364,8 +364,8 @@ class Proxy:
             if rewrite or not stream:
                 try:
                     return await self._store_whole(repo, path, response, meta, content_type, rewrite)
-                except BadGateway:
-                    return self._unavailable(repo, path, cached, "upstream transfer failed")
+                except BadGateway as exc:
+                    return self._unavailable(repo, path, cached, exc.message)
             released = True
             return self._stream(repo, path, response, meta, content_type, owner)
         finally:
@@ -428,7 +428,39 @@ class Proxy:
             raise BadGateway(f"upstream transfer failed: {exc}") from None
         finally:
             await response.aclose()
+        return await self._commit_fetched(repo, path, staged, meta, content_type)
+
+    async def _commit_fetched(
+        self, repo: Repo, path: str, staged: StagedBlob, meta: dict[str, Any], content_type: str | None
+    ) -> StoredAsset:
+        """Let the format check fetched bytes (an upstream checksum file), then cache them."""
+        engine = self.engine
+
+        async def sibling(other: str) -> bytes | None:
+            return await self._fetch_sibling(repo, other)
+
+        try:
+            await engine.formats[repo.format].verify_fetched(repo, path, staged.info, sibling)
+        except ValueError as exc:
+            await engine.blobs.discard(staged)
+            raise BadGateway(f"{path} from the upstream of {repo.name} was refused: {exc}") from None
         return await engine.hosted.commit(repo, staged, self._upload(repo, path, meta, content_type), SYSTEM)
+
+    async def _fetch_sibling(self, repo: Repo, path: str) -> bytes | None:
+        """GET another upstream path without caching it: its bytes (at most 1 MiB), or None when the
+        upstream has none or cannot be asked."""
+        engine = self.engine
+        url = await engine.db_call(self._upstream_url, repo, path)
+        client = engine.upstreams.get(repo.id, repo.config, engine.formats[repo.format].upstream_auth)
+        request = client.build_request("GET", url)
+        try:
+            same = _same_origin(request.url, httpx.URL(str(repo.config["url"])))
+            response = await (client.send(request) if same else client.send(request, auth=None))
+        except (httpx.HTTPError, OSError):
+            return None
+        if response.status_code != 200 or len(response.content) > 1024 * 1024:
+            return None
+        return response.content
 
     def _stream(
         self,
@@ -458,7 +490,7 @@ class Proxy:
             staged: StagedBlob | None = None
             try:
                 staged = await engine.blobs.ingest(source())
-                await engine.hosted.commit(repo, staged, self._upload(repo, path, meta, content_type), SYSTEM)
+                await self._commit_fetched(repo, path, staged, meta, content_type)
                 await _put(None)
             except BaseException as exc:  # noqa: BLE001 - handed to the client side, then re-raised
                 log.warning("proxy %s: fetch of %s failed: %s", repo.name, path, exc)

@@ -3,8 +3,8 @@
 - `metadata_document`: maven-metadata.xml of any repository. Hosted: computed from components and
   cached per repository revision (never stored, never taken from an upload). Proxy: the upstream's,
   cached for the TTL. Group: every member's document merged, cached by the members' digests.
-- `fetch`: a file; for a proxy (or a group answering from one) checked once against the upstream's
-  `.sha1` under the proxy's `checksum_policy`.
+- `fetch`: a file; a proxy checks each fetched file against the upstream's `.sha1` before caching it
+  (`checksum_verdict`, called from MavenFormat.verify_fetched) under its `checksum_policy`.
 - `apply_retention`: keep the newest N builds of a SNAPSHOT version.
 """
 
@@ -17,7 +17,6 @@ from collections import OrderedDict
 from artifactory_formats.maven import metadata as md
 from artifactory_formats.maven.coordinates import (
     Artifact,
-    is_metadata,
     metadata_scope,
     try_artifact,
 )
@@ -35,8 +34,6 @@ from artifactory.plugin import (
 log = logging.getLogger(__name__)
 SYSTEM = Principal(username="system:maven", roles=frozenset({"admin"}))
 MAX_UPSTREAM_METADATA = 16 * 1024 * 1024
-VERIFIED_CACHE_SIZE = 20_000
-_verified: OrderedDict[tuple[int, str, str], None] = OrderedDict()
 PROXY_MEMO_SECONDS = 1.0
 PROXY_MEMO_SIZE = 4096
 _proxy_answers: OrderedDict[tuple[int, int, str], tuple[float, tuple[bytes, str] | None]] = OrderedDict()
@@ -149,61 +146,36 @@ def _checksum_policy(repo: Repo) -> str:
 
 
 async def fetch(eng: Engine, repo: Repo, path: str, principal: Principal, stream: bool) -> Content | None:
-    """A file of `repo`; proxied files are verified against the upstream's .sha1 before they are served.
-
-    Verification needs the whole file stored first, so a proxy that verifies does not stream a first
-    download to its client while it arrives (the core has no hook to verify before caching).
-    """
+    """A file of `repo`. A proxy checks what it fetches against the upstream's .sha1 before caching
+    it (MavenFormat.verify_fetched); under `strict` the whole file is checked before the client gets
+    any of it, so a mismatch is a clean 502 rather than a cut-off download."""
     if repo.type == "hosted":
         return await eng.get(repo, path, principal, stream=stream)
-    verifying = repo.type == "group" or _checksum_policy(repo) != "off"
-    content = await eng.get(repo, path, principal, stream=stream and not verifying)
-    if isinstance(content, StoredAsset) and not is_metadata(path):
-        source = repo if content.repository == repo.name else eng.repos.get(content.repository)
-        if source is not None and source.type == "proxy" and _checksum_policy(source) != "off":
-            await verify_upstream_checksum(eng, source, content)
-    return content
+    checking = repo.type == "group" or _checksum_policy(repo) == "strict"
+    return await eng.get(repo, path, principal, stream=stream and not checking)
 
 
-async def verify_upstream_checksum(eng: Engine, proxy: Repo, asset: StoredAsset) -> None:
-    """Compare a cached file with the upstream's `.sha1` (once per content). A missing or unreadable
-    upstream checksum is not a failure; a mismatch is: under `strict` the file leaves the cache and
-    the client gets 502, under `warn` it is logged and served."""
-    key = (proxy.id, asset.path, asset.sha256)
-    if key in _verified:
-        return
+def checksum_verdict(repo: Repo, path: str, received_sha1: str, published: bytes | None) -> str | None:
+    """None when a fetched file may be cached; else why not. A missing or unreadable upstream
+    checksum is not a failure; a mismatch is (under `warn` it is only logged)."""
+    if published is None:
+        return None
     try:
-        published = await eng.get(proxy, asset.path + ".sha1", SYSTEM, stream=False)
-    except BadGateway as exc:
-        log.info("proxy %s: no upstream checksum for %s (%s)", proxy.name, asset.path, exc)
-        published = None
-    expected = None
-    if isinstance(published, StoredAsset):
-        try:
-            expected = read_checksum(await eng.read_bytes(published.sha256, 4096), "sha1")
-        except (InvalidUpload, ValueError):
-            log.warning("proxy %s: upstream %s.sha1 is not a SHA-1 checksum", proxy.name, asset.path)
-    if expected is None or expected == asset.sha1:
-        _remember(key)
-        return
+        expected = read_checksum(published, "sha1")
+    except (InvalidUpload, ValueError):
+        log.warning("proxy %s: upstream %s.sha1 is not a SHA-1 checksum", repo.name, path)
+        return None
+    if expected == received_sha1:
+        return None
     message = (
-        f"{asset.path} from the upstream of {proxy.name} does not match the upstream's SHA-1 checksum "
-        f"(published {expected}, received {asset.sha1})"
+        f"{path} does not match the upstream's SHA-1 checksum "
+        f"(published {expected}, received {received_sha1})"
     )
-    if _checksum_policy(proxy) == "warn":
-        log.warning("proxy %s: %s; served anyway (checksum_policy warn)", proxy.name, message)
-        _remember(key)
-        return
-    log.error("proxy %s: %s; removed from the cache (checksum_policy strict)", proxy.name, message)
-    for stale in (asset.path, asset.path + ".sha1"):  # both: the next request fetches both afresh
-        await eng.delete(proxy, stale, SYSTEM)
-    raise BadGateway(message + "; not cached")
-
-
-def _remember(key: tuple[int, str, str]) -> None:
-    _verified[key] = None
-    if len(_verified) > VERIFIED_CACHE_SIZE:
-        _verified.popitem(last=False)
+    if _checksum_policy(repo) == "warn":
+        log.warning("proxy %s: %s; cached anyway (checksum_policy warn)", repo.name, message)
+        return None
+    log.error("proxy %s: %s; not cached (checksum_policy strict)", repo.name, message)
+    return message
 
 
 # -- snapshot retention ----------------------------------------------------------------------------

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from artifactory_formats.maven import metadata, routes
+from artifactory_formats.maven import content, metadata, routes
 from artifactory_formats.maven.coordinates import (
     is_metadata,
     is_snapshot,
@@ -14,7 +14,7 @@ from artifactory_formats.maven.coordinates import (
 )
 from starlette.routing import BaseRoute
 
-from artifactory.plugin import CachePolicy, Coordinates, Format
+from artifactory.plugin import BlobInfo, CachePolicy, Coordinates, Format, Repo
 
 VERSION_POLICIES = ("release", "snapshot", "mixed")
 CHECKSUM_POLICIES = ("strict", "warn", "off")
@@ -86,6 +86,18 @@ class MavenFormat(Format):
 
     def merge_documents(self, path: str, documents: Sequence[bytes]) -> bytes:
         return metadata.merge_bodies(documents)
+
+    async def verify_fetched(
+        self, repo: Repo, path: str, blob: BlobInfo, fetch: Callable[[str], Awaitable[bytes | None]]
+    ) -> None:
+        if repo.config.get("checksum_policy", "strict") == "off":
+            return
+        base, algorithm = split_checksum(path)
+        if algorithm is not None or is_metadata(base) or path.endswith(".asc"):
+            return
+        problem = content.checksum_verdict(repo, path, blob.sha1, await fetch(path + ".sha1"))
+        if problem is not None:
+            raise ValueError(problem)
 
     def content_type(self, path: str) -> str | None:
         name = path.rsplit("/", 1)[-1]
