@@ -52,6 +52,8 @@ class Format:
     # Characters in a path that this protocol defines as meaningful when percent-encoded, such as
     # npm's "@scope%2fname"; every other encoded slash or backslash is refused.
     encoded_path_characters: ClassVar[frozenset[str]] = frozenset()
+    # Repository settings this format accepts besides the core's; any other key is refused with 400.
+    config_keys: ClassVar[tuple[str, ...]] = ()
 
     def routes(self) -> Sequence[BaseRoute]:
         """Routes relative to a repository's root, /repository/{name}/.

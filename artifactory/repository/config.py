@@ -79,7 +79,7 @@ def validate(body: Any, formats: FormatRegistry, existing: dict[str, Any] | None
         config = plugin_format.validate_config(kind, config)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    allowed = COMMON_KEYS | TYPE_KEYS[kind] | set(getattr(plugin_format, "config_keys", ()))
+    allowed = COMMON_KEYS | TYPE_KEYS[kind] | set(plugin_format.config_keys)
     unknown = sorted(set(config) - allowed)
     if unknown:
         raise ConfigError(f"unknown settings for a {fmt} {kind} repository: {', '.join(unknown)}")

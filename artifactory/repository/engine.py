@@ -278,20 +278,28 @@ class Engine:
                 if row is not None:
                     queries.delete_asset(session, repo.id, path)
                     queries.bump_revision(session, repo.id)
-                return None
-            if old == new and row is not None:
+                    session.add(
+                        AuditEvent(
+                            actor=principal.username, action="asset.deleted", repository=repo.name, path=path
+                        )
+                    )
+                result = None
+            elif old == new and row is not None:
                 return queries.to_asset(repo.name, row)
-            staged = self.blobs.stage_bytes_sync(new)
-            queries.touch_blob(session, staged.info)
-            self.blobs.publish_sync(staged)
-            queries.save_asset(session, repo.id, path, staged.info.sha256, content_type, {}, None)
-            queries.bump_revision(session, repo.id)
-            session.add(
-                AuditEvent(actor=principal.username, action="asset.stored", repository=repo.name, path=path)
-            )
-            saved = queries.find_asset(session, repo.id, path)
-            assert saved is not None
-            result = queries.to_asset(repo.name, saved)
+            else:
+                staged = self.blobs.stage_bytes_sync(new)
+                queries.touch_blob(session, staged.info)
+                self.blobs.publish_sync(staged)
+                queries.save_asset(session, repo.id, path, staged.info.sha256, content_type, {}, None)
+                queries.bump_revision(session, repo.id)
+                session.add(
+                    AuditEvent(
+                        actor=principal.username, action="asset.stored", repository=repo.name, path=path
+                    )
+                )
+                saved = queries.find_asset(session, repo.id, path)
+                assert saved is not None
+                result = queries.to_asset(repo.name, saved)
         self.repos.forget(repo.name)
         return result
 
@@ -322,6 +330,15 @@ class Engine:
         return await self.hosted.delete(repo, path, principal)
 
     # -- components and documents -------------------------------------------------------------
+    async def component_names(self, repo: Repo) -> list[tuple[str, str]]:
+        """Every (namespace, name) with a component in `repo`, without loading any asset."""
+
+        def run() -> list[tuple[str, str]]:
+            with self.db.read() as session:
+                return queries.component_names(session, repo.id)
+
+        return await self.db_call(run)
+
     async def components(
         self, repo: Repo, name: str | None = None, namespace: str | None = None, version: str | None = None
     ) -> list[ComponentInfo]:
