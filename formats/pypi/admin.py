@@ -1,0 +1,87 @@
+"""The pypi admin API (global routes): yank/unyank and delete in hosted repositories.
+
+    PUT    /api/v1/pypi/{repo}/projects/{project}/versions/{version}/yank    {"reason": "..."}
+    DELETE /api/v1/pypi/{repo}/projects/{project}/versions/{version}/yank    (unyank)
+    PUT    /api/v1/pypi/{repo}/projects/{project}/files/{filename}/yank      {"reason": "..."}
+    DELETE /api/v1/pypi/{repo}/projects/{project}/files/{filename}/yank
+    DELETE /api/v1/pypi/{repo}/projects/{project}                            (every file)
+    DELETE /api/v1/pypi/{repo}/projects/{project}/versions/{version}
+    DELETE /api/v1/pypi/{repo}/projects/{project}/files/{filename}
+
+Yanking needs write permission on the repository, deleting needs delete permission.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from artifactory_formats.pypi import operations
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from artifactory.plugin import BadRequest, Unauthorized, current_principal, engine
+
+PREFIX = "/api/v1/pypi/{repo}/projects/{project}"
+
+
+async def _reason(request: Request) -> str:
+    raw = await request.body()
+    if not raw.strip():
+        return ""
+    try:
+        body: Any = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+    reason = body.get("reason", "") if isinstance(body, dict) else None
+    if not isinstance(reason, str):
+        raise BadRequest('the body is {"reason": "..."}')
+    return reason[:1000]
+
+
+async def yank(request: Request) -> Response:
+    eng = engine(request)
+    principal = await current_principal(request)
+    if principal.anonymous:
+        raise Unauthorized("yanking needs a user")
+    repo = eng.repository(request.path_params["repo"])
+    undo = request.method == "DELETE"
+    result = await operations.yank(
+        eng,
+        repo,
+        request.path_params["project"],
+        principal,
+        version=request.path_params.get("version"),
+        filename=request.path_params.get("filename"),
+        reason="" if undo else await _reason(request),
+        undo=undo,
+    )
+    return JSONResponse(result)
+
+
+async def delete(request: Request) -> Response:
+    eng = engine(request)
+    principal = await current_principal(request)
+    if principal.anonymous:
+        raise Unauthorized("deleting needs a user")
+    repo = eng.repository(request.path_params["repo"])
+    deleted = await operations.delete(
+        eng,
+        repo,
+        request.path_params["project"],
+        principal,
+        version=request.path_params.get("version"),
+        filename=request.path_params.get("filename"),
+    )
+    return JSONResponse({"deleted": deleted})
+
+
+ROUTES: Sequence[BaseRoute] = (
+    Route(PREFIX + "/versions/{version}/yank", yank, methods=["PUT", "DELETE"]),
+    Route(PREFIX + "/files/{filename}/yank", yank, methods=["PUT", "DELETE"]),
+    Route(PREFIX, delete, methods=["DELETE"]),
+    Route(PREFIX + "/versions/{version}", delete, methods=["DELETE"]),
+    Route(PREFIX + "/files/{filename}", delete, methods=["DELETE"]),
+)

@@ -1,0 +1,128 @@
+"""Names, filenames and repository paths: the one place that knows the layout.
+
+    simple/                          root index (computed for hosted, proxied, merged for groups)
+    simple/<project>/                project page (PEP 503 HTML or PEP 691 JSON)
+    packages/<project>/<filename>    a distribution file
+    packages/<project>/<filename>.metadata   its core metadata (PEP 658/714)
+    .pypi/yanked/<project>.json      yank marks of a hosted project (a locked, mutable document)
+    .pypi/generation/<project>       rewritten whenever a hosted project changes (its cache key)
+
+`<project>` is always the PEP 503 normalised name, so hosted, proxy and group repositories hold a file
+at the same path and a group finds it in whichever member has it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from artifactory.plugin import Coordinates
+
+SIMPLE = "simple/"
+PACKAGES = "packages/"
+METADATA_SUFFIX = ".metadata"
+YANKED_PREFIX = ".pypi/yanked/"
+GENERATION_PREFIX = ".pypi/generation/"
+SDIST_SUFFIXES = (".tar.gz", ".zip")
+# PEP 508 names: letters, digits, and . _ - between them.
+PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+# What a file we store or proxy may be called: one path segment of plain characters.
+SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!~-]{0,250}$")
+
+
+class InvalidFilename(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """What a distribution's filename says."""
+
+    filename: str
+    project: str  # normalised
+    version: Version
+    packagetype: str  # "bdist_wheel" or "sdist"
+    python_version: str  # the wheel's python tag, "source" for an sdist
+
+
+def normalize(name: str) -> str:
+    return str(canonicalize_name(name))
+
+
+def valid_project_name(name: str) -> bool:
+    return bool(PROJECT_NAME.match(name))
+
+
+def parse_filename(filename: str) -> Distribution:
+    """Parse a wheel or sdist filename with `packaging`; InvalidFilename says why it does not parse."""
+    if not SAFE_FILENAME.match(filename) or ".." in filename:
+        raise InvalidFilename(f"invalid distribution filename {filename!r}")
+    if filename.endswith(".whl"):
+        try:
+            name, version, _build, tags = parse_wheel_filename(filename)
+        except (InvalidWheelFilename, InvalidVersion) as exc:
+            raise InvalidFilename(f"invalid wheel filename {filename!r}: {exc}") from None
+        pythons = sorted({tag.interpreter for tag in tags})
+        return Distribution(filename, str(name), version, "bdist_wheel", ".".join(pythons))
+    if filename.endswith(SDIST_SUFFIXES):
+        try:
+            name, version = parse_sdist_filename(filename)
+        except (InvalidSdistFilename, InvalidVersion) as exc:
+            raise InvalidFilename(f"invalid sdist filename {filename!r}: {exc}") from None
+        if not valid_project_name(filename.rsplit("-", 1)[0]):
+            raise InvalidFilename(f"invalid sdist filename {filename!r}: bad project name")
+        return Distribution(filename, str(name), version, "sdist", "source")
+    raise InvalidFilename(f"{filename!r} is neither a wheel (.whl) nor an sdist (.tar.gz, .zip)")
+
+
+def page_path(project: str) -> str:
+    return f"{SIMPLE}{project}/"
+
+
+def file_path(project: str, filename: str) -> str:
+    return f"{PACKAGES}{project}/{filename}"
+
+
+def metadata_path(project: str, filename: str) -> str:
+    return file_path(project, filename) + METADATA_SUFFIX
+
+
+def yanked_path(project: str) -> str:
+    return f"{YANKED_PREFIX}{project}.json"
+
+
+def generation_path(project: str) -> str:
+    return f"{GENERATION_PREFIX}{project}"
+
+
+def split_file_path(path: str) -> tuple[str, str] | None:
+    """(project, filename) of packages/<project>/<filename>, else None."""
+    if not path.startswith(PACKAGES):
+        return None
+    project, sep, filename = path[len(PACKAGES) :].partition("/")
+    if not sep or not project or not filename or "/" in filename:
+        return None
+    return project, filename
+
+
+def coordinates(path: str) -> Coordinates | None:
+    """The component of a file path (its .metadata companion counts as the same component)."""
+    parts = split_file_path(path)
+    if parts is None:
+        return None
+    project, filename = parts
+    filename = filename.removesuffix(METADATA_SUFFIX)
+    try:
+        version = str(parse_filename(filename).version)
+    except InvalidFilename:
+        version = ""
+    return Coordinates(name=normalize(project), version=version)

@@ -1,0 +1,83 @@
+"""PyPI: hosted, proxy and group repositories that pip, uv, poetry and twine use as their only index."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any
+
+import httpx
+from artifactory_formats.pypi import admin, coordinates, metadata, routes
+from artifactory_formats.pypi.metadata import HTML_TYPE, JSON_TYPE
+from starlette.routing import BaseRoute
+
+from artifactory.plugin import CachePolicy, Coordinates, Format, Repo, Rewritten
+
+HOSTED = "hosted"
+# Whether the proxy passes upstream project pages through rewrite_upstream before caching them. Off:
+# the core's proxy still calls the hook with its old signature (path, body, url) and caches the result
+# as bytes; and recording every file's link at each page refresh costs a write per file, where
+# sources.link_file records one link when that file is first asked for. The pages are parsed as the
+# upstream sent them (sources.proxied), which also reads the form rewrite_upstream produces.
+REWRITE_UPSTREAM_PAGES = False
+UPSTREAM_ACCEPT = f"{JSON_TYPE}, {HTML_TYPE};q=0.2, text/html;q=0.01"
+
+
+class IndexAuth(httpx.Auth):
+    """Asks an upstream index for PEP 691 JSON, and sends the proxy's credentials if it has any."""
+
+    def __init__(self, username: str | None, password: str | None) -> None:
+        self.basic = httpx.BasicAuth(username, password or "") if username else None
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if request.url.path.endswith("/") and "accept" not in request.headers:
+            request.headers["Accept"] = UPSTREAM_ACCEPT
+        if self.basic is not None:
+            yield from self.basic.auth_flow(request)
+        else:
+            yield request
+
+
+class PypiFormat(Format):
+    id = "pypi"
+
+    def routes(self) -> Sequence[BaseRoute]:
+        return routes.ROUTES
+
+    def global_routes(self) -> Sequence[BaseRoute]:
+        return admin.ROUTES
+
+    def default_write_policy(self, config: dict[str, Any]) -> str:
+        # As on the public index: a filename, once used, is never used again.
+        return "allow_once"
+
+    def coordinates(self, path: str) -> Coordinates | None:
+        return coordinates.coordinates(path)
+
+    def cache_policy(self, path: str) -> CachePolicy:
+        return CachePolicy.METADATA if path.startswith(coordinates.SIMPLE) else CachePolicy.IMMUTABLE
+
+    def rewrites(self, path: str) -> bool:
+        return REWRITE_UPSTREAM_PAGES and path.startswith(coordinates.SIMPLE) and path != coordinates.SIMPLE
+
+    def rewrite_upstream(self, repo: Repo, path: str, body: bytes, upstream_url: str) -> Rewritten:
+        """An upstream project page (JSON or HTML) as PEP 691 JSON whose file URLs stay absolute upstream
+        URLs (cached independent of this server's URL), plus the upstream URL of each file and .metadata."""
+        project = path.removeprefix(coordinates.SIMPLE).strip("/")
+        page = metadata.parse_upstream(body, upstream_url, project)
+        links: dict[str, str] = {}
+        for f in page.files:
+            if f.upstream_url is None:
+                continue
+            links[f.path] = f.upstream_url
+            if f.core_metadata is not None:
+                links[f.path + coordinates.METADATA_SUFFIX] = f.upstream_url + coordinates.METADATA_SUFFIX
+        return Rewritten(metadata.render_json(page, lambda f: f.upstream_url or f.path), links)
+
+    def upstream_auth(self, config: Mapping[str, Any]) -> httpx.Auth | None:
+        username = config.get("username")
+        return IndexAuth(str(username) if username else None, config.get("password"))
+
+    def content_type(self, path: str) -> str | None:
+        if path.startswith(coordinates.PACKAGES):
+            return routes.FILE_TYPE
+        return None

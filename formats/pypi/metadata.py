@@ -1,0 +1,495 @@
+"""Index documents as plain data: built from stored facts or parsed from an upstream, merged for
+groups, then rendered as PEP 503 HTML, PEP 691 JSON or the `/pypi/<project>/json` shape.
+
+Everything here is a pure function; nothing touches storage or the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, unquote, urldefrag, urljoin, urlsplit
+
+import lxml.html
+from artifactory_formats.pypi.coordinates import (
+    METADATA_SUFFIX,
+    SAFE_FILENAME,
+    InvalidFilename,
+    file_path,
+    normalize,
+    parse_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from artifactory.plugin import ComponentInfo
+
+API_VERSION = "1.1"
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+HTML_TYPE = "application/vnd.pypi.simple.v1+html"
+HEX = re.compile(r"^[0-9a-fA-F]{16,256}$")
+HASH_NAMES = frozenset(hashlib.algorithms_guaranteed)
+# Version-level facts of the core metadata kept for the JSON API.
+INFO_FIELDS = (
+    "summary",
+    "requires_python",
+    "requires_dist",
+    "author",
+    "author_email",
+    "maintainer",
+    "maintainer_email",
+    "license",
+    "license_expression",
+    "home_page",
+    "keywords",
+    "classifiers",
+    "project_urls",
+    "description_content_type",
+    "provides_extra",
+)
+
+
+@dataclass(frozen=True)
+class File:
+    filename: str
+    path: str  # repository path: packages/<project>/<filename>
+    version: str
+    hashes: Mapping[str, str]
+    size: int | None = None
+    upload_time: str | None = None  # ISO 8601, UTC, "Z"
+    requires_python: str | None = None
+    core_metadata: Mapping[str, str] | None = None  # hashes of <file>.metadata; None: not served
+    yanked: str | None = None  # None: not yanked; "" yanked without a reason
+    packagetype: str = ""
+    python_version: str = ""
+    upstream_url: str | None = None  # proxied files: where the bytes really are
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str  # as the project spells itself
+    files: tuple[File, ...]
+    versions: tuple[str, ...]
+    # Per version, the core metadata facts the JSON API shows (hosted only).
+    releases: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def file(self, filename: str) -> File | None:
+        for candidate in self.files:
+            if candidate.filename == filename:
+                return candidate
+        return None
+
+
+def version_key(version: str) -> tuple[int, Any]:
+    try:
+        return (1, Version(version))
+    except InvalidVersion:
+        return (0, version)
+
+
+def _ordered(files: Iterable[File]) -> tuple[File, ...]:
+    return tuple(sorted(files, key=lambda f: (version_key(f.version), f.filename)))
+
+
+def _versions(files: Iterable[File], extra: Iterable[str] = ()) -> tuple[str, ...]:
+    found = {f.version for f in files if f.version} | {v for v in extra if v}
+    return tuple(sorted(found, key=version_key))
+
+
+def iso_time(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# -- building ---------------------------------------------------------------------------------
+def hosted_project(components: Sequence[ComponentInfo], yanked: Mapping[str, Any] | None) -> Project | None:
+    """A hosted project from its components; per-file facts were stored at upload time."""
+    yanked = yanked or {}
+    yanked_versions: Mapping[str, str] = yanked.get("versions", {})
+    yanked_files: Mapping[str, str] = yanked.get("files", {})
+    files: list[File] = []
+    releases: dict[str, Mapping[str, Any]] = {}
+    for component in components:
+        facts = dict(component.attributes)
+        releases[component.version] = {k: facts[k] for k in INFO_FIELDS if k in facts}
+        for asset in component.assets:
+            pypi = asset.attributes.get("pypi")
+            if not pypi or asset.path.endswith(METADATA_SUFFIX):
+                continue
+            filename = str(pypi["filename"])
+            reason = yanked_files.get(filename, yanked_versions.get(component.version))
+            metadata_sha256 = pypi.get("metadata_sha256")
+            files.append(
+                File(
+                    filename=filename,
+                    path=asset.path,
+                    version=component.version,
+                    hashes={
+                        "sha256": asset.sha256,
+                        "md5": asset.md5,
+                        "blake2b_256": pypi.get("blake2b_256", ""),
+                    },
+                    size=asset.size,
+                    upload_time=pypi.get("upload_time"),
+                    requires_python=pypi.get("requires_python") or None,
+                    core_metadata={"sha256": metadata_sha256} if metadata_sha256 else None,
+                    yanked=None if reason is None else str(reason),
+                    packagetype=str(pypi.get("packagetype", "")),
+                    python_version=str(pypi.get("python_version", "")),
+                )
+            )
+    if not files:
+        return None
+    name = display_name(components)
+    return Project(name=name, files=_ordered(files), versions=_versions(files), releases=releases)
+
+
+def display_name(components: Sequence[ComponentInfo]) -> str:
+    """How the project spells its name: as its highest version's metadata does."""
+    newest = max(components, key=lambda c: version_key(c.version))
+    return str(newest.attributes.get("name") or newest.name)
+
+
+def merge(projects: Sequence[Project]) -> Project | None:
+    """A group's view: every member's files, the first member winning for a filename it shares."""
+    if not projects:
+        return None
+    seen: dict[str, File] = {}
+    releases: dict[str, Mapping[str, Any]] = {}
+    for project in projects:
+        for f in project.files:
+            seen.setdefault(f.filename, f)
+        for version, info in project.releases.items():
+            releases.setdefault(version, info)
+    files = _ordered(seen.values())
+    extra = [v for p in projects for v in p.versions]
+    return Project(name=projects[0].name, files=files, versions=_versions(files, extra), releases=releases)
+
+
+# -- parsing an upstream page ----------------------------------------------------------------
+def parse_upstream(body: bytes, page_url: str, project: str) -> Project:
+    """A project page from any simple index: PEP 691 JSON or PEP 503 HTML (content sniffed)."""
+    if body.lstrip()[:1] == b"{":
+        return _parse_json(body, page_url, project)
+    return _parse_html(body, page_url, project)
+
+
+def _proxied_file(project: str, filename: str, url: str, **facts: Any) -> File | None:
+    if not SAFE_FILENAME.match(filename) or ".." in filename or filename.endswith(METADATA_SUFFIX):
+        return None
+    try:
+        version = str(parse_filename(filename).version)
+    except InvalidFilename:
+        version = ""
+    return File(
+        filename=filename, path=file_path(project, filename), version=version, upstream_url=url, **facts
+    )
+
+
+def _hash_fragment(fragment: str) -> dict[str, str]:
+    algorithm, sep, value = fragment.partition("=")
+    if sep and algorithm in HASH_NAMES and HEX.match(value):
+        return {algorithm: value.lower()}
+    return {}
+
+
+def _metadata_flag(value: Any) -> Mapping[str, str] | None:
+    """data-core-metadata / core-metadata: absent or false -> None, true -> {}, hashes -> hashes."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return {}
+    if isinstance(value, str):
+        if value.lower() == "true":
+            return {}
+        return _hash_fragment(value) if "=" in value else None
+    if isinstance(value, dict):
+        return {k: str(v).lower() for k, v in value.items() if k in HASH_NAMES and HEX.match(str(v))}
+    return None
+
+
+def _parse_html(body: bytes, page_url: str, project: str) -> Project:
+    files: list[File] = []
+    if not body.strip():
+        return Project(name=project, files=(), versions=())
+    parser = lxml.html.HTMLParser(no_network=True, huge_tree=False)
+    root = lxml.html.document_fromstring(body, parser=parser)
+    base = page_url
+    for tag in root.iter("base"):
+        if tag.get("href"):
+            base = urljoin(page_url, tag.get("href"))
+            break
+    for anchor in root.iter("a"):
+        href = anchor.get("href")
+        if not href:
+            continue
+        url, fragment = urldefrag(urljoin(base, href.strip()))
+        filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+        yanked = anchor.get("data-yanked")
+        entry = _proxied_file(
+            project,
+            filename,
+            url,
+            hashes=_hash_fragment(fragment),
+            requires_python=anchor.get("data-requires-python") or None,
+            core_metadata=_metadata_flag(
+                anchor.get("data-core-metadata") or anchor.get("data-dist-info-metadata")
+            ),
+            yanked=yanked,
+        )
+        if entry is not None:
+            files.append(entry)
+    return Project(name=project, files=_ordered(files), versions=_versions(files))
+
+
+def _parse_json(body: bytes, page_url: str, project: str) -> Project:
+    data = json.loads(body)
+    if not isinstance(data, dict) or not isinstance(data.get("files", []), list):
+        raise ValueError("not a PEP 691 project page")
+    files: list[File] = []
+    for raw in data.get("files", []):
+        if (
+            not isinstance(raw, dict)
+            or not isinstance(raw.get("filename"), str)
+            or not isinstance(raw.get("url"), str)
+        ):
+            continue
+        url, _fragment = urldefrag(urljoin(page_url, raw["url"]))
+        hashes: dict[str, Any] = raw["hashes"] if isinstance(raw.get("hashes"), dict) else {}
+        yanked = raw.get("yanked", False)
+        size = raw.get("size")
+        upload_time = raw.get("upload-time")
+        requires_python = raw.get("requires-python")
+        entry = _proxied_file(
+            project,
+            raw["filename"],
+            url,
+            hashes={k: str(v).lower() for k, v in hashes.items() if k in HASH_NAMES and HEX.match(str(v))},
+            size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+            upload_time=upload_time if isinstance(upload_time, str) else None,
+            requires_python=requires_python if isinstance(requires_python, str) and requires_python else None,
+            core_metadata=_metadata_flag(raw.get("core-metadata", raw.get("dist-info-metadata"))),
+            yanked=(yanked if isinstance(yanked, str) else "") if yanked else None,
+        )
+        if entry is not None:
+            files.append(entry)
+    versions = [v for v in data.get("versions", []) if isinstance(v, str)]
+    name = data.get("name")
+    return Project(
+        name=name if isinstance(name, str) else project,
+        files=_ordered(files),
+        versions=_versions(files, versions),
+    )
+
+
+def parse_upstream_root(body: bytes) -> list[str]:
+    """Project names of an upstream root index (JSON or HTML)."""
+    if body.lstrip()[:1] == b"{":
+        data = json.loads(body)
+        projects = data.get("projects", []) if isinstance(data, dict) else []
+        return [p["name"] for p in projects if isinstance(p, dict) and isinstance(p.get("name"), str)]
+    if not body.strip():
+        return []
+    parser = lxml.html.HTMLParser(no_network=True, huge_tree=True)
+    root = lxml.html.document_fromstring(body, parser=parser)
+    return [text for a in root.iter("a") if (text := (a.text or "").strip())]
+
+
+# -- rendering --------------------------------------------------------------------------------
+FileUrl = Callable[[File], str]
+
+
+def _best_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:
+    for name in ("sha256", "sha384", "sha512", "sha224", "sha1", "md5"):
+        if hashes.get(name):
+            return name, hashes[name]
+    return None
+
+
+def render_html(project: Project, file_url: FileUrl) -> bytes:
+    title = html.escape(f"Links for {project.name}")
+    lines = [
+        "<!DOCTYPE html>",
+        "<html>",
+        "<head>",
+        f'<meta name="pypi:repository-version" content="{API_VERSION}">',
+        f"<title>{title}</title>",
+        "</head>",
+        "<body>",
+        f"<h1>{title}</h1>",
+    ]
+    for f in project.files:
+        href = file_url(f)
+        best = _best_hash(f.hashes)
+        if best is not None:
+            href += f"#{best[0]}={best[1]}"
+        attrs = [f'href="{html.escape(href, quote=True)}"']
+        if f.requires_python:
+            attrs.append(f'data-requires-python="{html.escape(f.requires_python, quote=True)}"')
+        if f.core_metadata is not None:
+            meta = _best_hash(f.core_metadata)
+            value = f"{meta[0]}={meta[1]}" if meta else "true"
+            attrs.append(f'data-dist-info-metadata="{value}" data-core-metadata="{value}"')
+        if f.yanked is not None:
+            attrs.append(f'data-yanked="{html.escape(f.yanked, quote=True)}"')
+        lines.append(f"<a {' '.join(attrs)}>{html.escape(f.filename)}</a><br>")
+    lines += ["</body>", "</html>", ""]
+    return "\n".join(lines).encode()
+
+
+def _json_file(f: File, file_url: FileUrl) -> dict[str, Any]:
+    best = _best_hash(f.hashes)
+    entry: dict[str, Any] = {
+        "filename": f.filename,
+        "url": file_url(f),
+        "hashes": {best[0]: best[1]} if best else {},
+    }
+    if f.requires_python:
+        entry["requires-python"] = f.requires_python
+    metadata: Any = False
+    if f.core_metadata is not None:
+        metadata = dict(f.core_metadata) or True
+    entry["core-metadata"] = metadata
+    entry["dist-info-metadata"] = metadata
+    entry["yanked"] = (f.yanked or True) if f.yanked is not None else False
+    if f.size is not None:
+        entry["size"] = f.size
+    if f.upload_time:
+        entry["upload-time"] = f.upload_time
+    return entry
+
+
+def render_json(project: Project, file_url: FileUrl) -> bytes:
+    document = {
+        "meta": {"api-version": API_VERSION},
+        "name": normalize(project.name),
+        "files": [_json_file(f, file_url) for f in project.files],
+        "versions": list(project.versions),
+    }
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def render_root_html(names: Iterable[str], project_url: Callable[[str], str]) -> bytes:
+    lines = [
+        "<!DOCTYPE html>",
+        "<html>",
+        "<head>",
+        f'<meta name="pypi:repository-version" content="{API_VERSION}">',
+        "<title>Simple index</title>",
+        "</head>",
+        "<body>",
+    ]
+    for name in names:
+        href = html.escape(project_url(name), quote=True)
+        lines.append(f'<a href="{href}">{html.escape(name)}</a><br>')
+    lines += ["</body>", "</html>", ""]
+    return "\n".join(lines).encode()
+
+
+def render_root_json(names: Iterable[str]) -> bytes:
+    document = {"meta": {"api-version": API_VERSION}, "projects": [{"name": n} for n in names]}
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def project_href(name: str) -> str:
+    return quote(normalize(name)) + "/"
+
+
+def root_names(names: Iterable[str]) -> list[str]:
+    """One entry per normalised name (the first spelling seen), sorted."""
+    found: dict[str, str] = {}
+    for name in names:
+        found.setdefault(normalize(name), name)
+    return [found[key] for key in sorted(found)]
+
+
+# -- the JSON API (/pypi/<project>/json) ------------------------------------------------------
+def latest_version(project: Project) -> str | None:
+    live = [f.version for f in project.files if f.yanked is None and f.version]
+    candidates = live or [f.version for f in project.files if f.version]
+    if not candidates:
+        return None
+    final = [v for v in candidates if not version_key(v)[0] or not Version(v).is_prerelease]
+    return max(final or candidates, key=version_key)
+
+
+def _api_file(f: File, file_url: FileUrl) -> dict[str, Any]:
+    digests = {
+        k: v
+        for k, v in (
+            ("md5", f.hashes.get("md5")),
+            ("sha256", f.hashes.get("sha256")),
+            ("blake2b_256", f.hashes.get("blake2b_256")),
+        )
+        if v
+    }
+    upload_time = f.upload_time or ""
+    return {
+        "comment_text": "",
+        "digests": digests,
+        "downloads": -1,
+        "filename": f.filename,
+        "has_sig": False,
+        "md5_digest": f.hashes.get("md5"),
+        "packagetype": f.packagetype or ("bdist_wheel" if f.filename.endswith(".whl") else "sdist"),
+        "python_version": f.python_version or ("source" if not f.filename.endswith(".whl") else ""),
+        "requires_python": f.requires_python,
+        "size": f.size,
+        "upload_time": upload_time[:19],
+        "upload_time_iso_8601": upload_time or None,
+        "url": file_url(f),
+        "yanked": f.yanked is not None,
+        "yanked_reason": f.yanked or None,
+    }
+
+
+def json_api(
+    project: Project, version: str | None, file_url: FileUrl, project_url: str, serial: int
+) -> dict[str, Any] | None:
+    """The public index's JSON API shape for a project (version None) or one release."""
+    chosen = version if version is not None else latest_version(project)
+    if version is not None:
+        matches = [v for v in project.versions if v == version or version_key(v) == version_key(version)]
+        if not matches:
+            return None
+        chosen = matches[0]
+    release_files = [f for f in project.files if f.version == chosen]
+    info: dict[str, Any] = {key: None for key in INFO_FIELDS}
+    info.update(project.releases.get(chosen or "", {}))
+    yanked = bool(release_files) and all(f.yanked is not None for f in release_files)
+    info.update(
+        {
+            "name": project.name,
+            "version": chosen,
+            "package_url": project_url,
+            "project_url": project_url,
+            "release_url": f"{project_url}{chosen}/" if chosen else None,
+            "description": "",
+            "yanked": yanked,
+            "yanked_reason": (release_files[0].yanked or None) if yanked else None,
+        }
+    )
+    if not info.get("requires_python") and release_files:
+        info["requires_python"] = release_files[0].requires_python
+    document: dict[str, Any] = {
+        "info": info,
+        "last_serial": serial,
+        "urls": [_api_file(f, file_url) for f in release_files],
+        "vulnerabilities": [],
+    }
+    if version is None:
+        releases: dict[str, list[dict[str, Any]]] = {v: [] for v in project.versions}
+        for f in project.files:
+            releases.setdefault(f.version, []).append(_api_file(f, file_url))
+        document["releases"] = releases
+    return document
+
+
+def without_proxied(project: Project) -> Project:
+    return replace(project, files=tuple(f for f in project.files if f.upstream_url is None))

@@ -1,0 +1,126 @@
+"""Management of a hosted project: yank and unyank (PEP 592), delete a file, a release or a project.
+
+Shared by the admin API and the command line. Every change goes through the engine, which bumps the
+repository's revision, so every index document built from it is rebuilt on its next read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from artifactory_formats.pypi import sources
+from artifactory_formats.pypi.coordinates import METADATA_SUFFIX, normalize, split_file_path, yanked_path
+from packaging.version import InvalidVersion, Version
+
+from artifactory.plugin import BadRequest, Engine, NotFound, Principal, Repo
+
+HOSTED = "hosted"
+
+
+def _hosted(repo: Repo) -> None:
+    if repo.format != "pypi":
+        raise BadRequest(f"{repo.name} is a {repo.format} repository, not pypi")
+    if repo.type != HOSTED:
+        raise BadRequest(f"{repo.name} is a {repo.type} repository: yank and delete work on hosted ones")
+
+
+def _same_version(a: str, b: str) -> bool:
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
+async def _paths(eng: Engine, repo: Repo, project: str, version: str | None) -> list[tuple[str, str, str]]:
+    """(path, filename, version) of the project's files, optionally of one release."""
+    found = []
+    for component in await eng.components(repo, name=normalize(project)):
+        if version is not None and not _same_version(component.version, version):
+            continue
+        for asset in component.assets:
+            pypi = asset.attributes.get("pypi")
+            if pypi and not asset.path.endswith(METADATA_SUFFIX):
+                found.append((asset.path, str(pypi["filename"]), component.version))
+    return found
+
+
+async def yank(
+    eng: Engine,
+    repo: Repo,
+    project: str,
+    principal: Principal,
+    *,
+    version: str | None = None,
+    filename: str | None = None,
+    reason: str = "",
+    undo: bool = False,
+) -> dict[str, Any]:
+    """Mark a release (or one file) yanked, or clear the mark; answers what is yanked afterwards."""
+    _hosted(repo)
+    eng.require(principal, repo, "write")
+    if (version is None) == (filename is None):
+        raise BadRequest("yank either a version or a filename")
+    project = normalize(project)
+    files = await _paths(eng, repo, project, version)
+    if filename is not None:
+        files = [f for f in files if f[1] == filename]
+    if not files:
+        what = f"version {version}" if version is not None else f"file {filename}"
+        raise NotFound(f"{project} has no {what} in {repo.name}")
+    key, name = ("versions", files[0][2]) if version is not None else ("files", str(filename))
+
+    def transform(old: bytes | None) -> bytes | None:
+        marks: dict[str, Any] = json.loads(old) if old else {}
+        marks.setdefault("versions", {})
+        marks.setdefault("files", {})
+        if undo:
+            marks[key].pop(name, None)
+        else:
+            marks[key][name] = reason
+        return json.dumps(marks, sort_keys=True).encode()
+
+    await eng.update_document(repo, yanked_path(project), transform, principal)
+    await sources.touch(eng, repo, project)
+    return {"project": project, key[:-1]: name, "yanked": not undo, "reason": None if undo else reason}
+
+
+async def delete(
+    eng: Engine,
+    repo: Repo,
+    project: str,
+    principal: Principal,
+    *,
+    version: str | None = None,
+    filename: str | None = None,
+) -> list[str]:
+    """Delete a file, a release or a whole project (with their .metadata files and yank marks)."""
+    _hosted(repo)
+    eng.require(principal, repo, "delete")
+    project = normalize(project)
+    files = await _paths(eng, repo, project, version)
+    if filename is not None:
+        files = [f for f in files if f[1] == filename]
+    if not files:
+        raise NotFound(f"nothing to delete for {project} in {repo.name}")
+    deleted = []
+    for path, name, _version in files:
+        if await delete_path(eng, repo, path, principal, touch=False):
+            deleted.append(name)
+    if version is None and filename is None:
+        await eng.update_document(repo, yanked_path(project), lambda old: None, sources.SYSTEM)
+    await sources.touch(eng, repo, project)
+    return deleted
+
+
+async def delete_path(eng: Engine, repo: Repo, path: str, principal: Principal, touch: bool = True) -> bool:
+    """DELETE of a file URL: the file and its .metadata companion."""
+    if path.endswith(METADATA_SUFFIX):
+        raise BadRequest("delete the distribution file; its .metadata file goes with it")
+    # The file first: a page never lists a file whose .metadata is already gone.
+    deleted = await eng.delete(repo, path, principal)
+    await eng.delete(repo, path + METADATA_SUFFIX, principal)
+    parts = split_file_path(path)
+    if touch and deleted is not None and parts is not None and repo.type == HOSTED:
+        await sources.touch(eng, repo, parts[0])
+    return deleted is not None

@@ -1,0 +1,287 @@
+"""The pure parts of the pypi format: names, filenames, negotiation, index documents, archive safety."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import struct
+import tarfile
+import zipfile
+
+import pytest
+from artifactory_formats.pypi import metadata, negotiation, upload
+from artifactory_formats.pypi.coordinates import (
+    InvalidFilename,
+    coordinates,
+    normalize,
+    parse_filename,
+    split_file_path,
+)
+from artifactory_formats.pypi.format import PypiFormat
+from artifactory_formats.pypi.metadata import File, Project
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from packaging.version import Version
+
+from artifactory.plugin import BadRequest
+from tests.formats.pypi.dists import escaped, metadata_text, sdist_bytes, wheel_bytes
+
+NAMES = st.from_regex(r"\A[A-Za-z0-9]([A-Za-z0-9._-]{0,20}[A-Za-z0-9])?\Z")
+VERSIONS = st.builds(
+    lambda parts, pre, post: ".".join(map(str, parts)) + pre + post,
+    st.lists(st.integers(0, 999), min_size=1, max_size=4),
+    st.sampled_from(["", "a1", "b2", "rc3"]),
+    st.sampled_from(["", ".post1", ".dev4"]),
+)
+
+
+@given(NAMES)
+def test_normalised_names_are_lowercase_with_single_dashes_and_idempotent(name):
+    normal = normalize(name)
+    assert normal == normalize(normal)
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", normal)
+    assert normalize(name.upper().replace("-", "_")) == normal
+
+
+@settings(deadline=None)
+@given(NAMES, VERSIONS)
+def test_wheel_and_sdist_filenames_parse_back_to_their_name_and_version(name, version):
+    wheel = parse_filename(f"{escaped(name)}-{version}-py3-none-any.whl")
+    assert (wheel.project, wheel.version, wheel.packagetype) == (
+        normalize(name),
+        Version(version),
+        "bdist_wheel",
+    )
+    sdist = parse_filename(f"{escaped(name)}-{version}.tar.gz")
+    assert (sdist.project, sdist.version, sdist.packagetype) == (normalize(name), Version(version), "sdist")
+    coords = coordinates(f"packages/{normalize(name)}/{escaped(name)}-{version}-py3-none-any.whl.metadata")
+    assert coords is not None and coords.name == normalize(name) and coords.version == str(Version(version))
+
+
+@given(st.text(max_size=60))
+def test_arbitrary_filenames_either_parse_or_raise_invalid_filename(text):
+    try:
+        dist = parse_filename(text)
+    except InvalidFilename:
+        return
+    assert "/" not in dist.filename and ".." not in dist.filename
+
+
+@given(st.text(max_size=80))
+def test_split_file_path_never_returns_a_filename_with_a_slash(path):
+    parts = split_file_path(path)
+    if parts is not None:
+        assert "/" not in parts[1] and parts[0] and parts[1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz/+*;=.,0123456789 ", max_size=80),
+    st.none() | st.text(max_size=30),
+)
+def test_negotiation_answers_one_of_our_types_or_none(accept, query):
+    assert negotiation.choose(accept, query) in (metadata.JSON_TYPE, metadata.HTML_TYPE, "text/html", None)
+
+
+def test_negotiation_prefers_quality_then_json():
+    assert negotiation.choose(None, None) == "text/html"
+    assert (
+        negotiation.choose("text/html;q=0.5, application/vnd.pypi.simple.v1+json;q=0.5", None)
+        == metadata.JSON_TYPE
+    )
+    assert negotiation.choose("application/vnd.pypi.simple.v1+json;q=0", None) is None
+    assert negotiation.choose("text/html", "application/vnd.pypi.simple.v1 json") == metadata.JSON_TYPE
+
+
+FILES = st.lists(
+    st.builds(
+        lambda version, n, digest, rp, yanked, meta: File(
+            filename=f"pkg-{version}-py{n}-none-any.whl",
+            path=f"packages/pkg/pkg-{version}-py{n}-none-any.whl",
+            version=version,
+            hashes={"sha256": digest},
+            requires_python=rp,
+            yanked=yanked,
+            core_metadata={"sha256": digest[::-1]} if meta else None,
+            size=n * 10,
+            upload_time="2024-01-02T03:04:05.000006Z",
+        ),
+        VERSIONS.map(lambda v: str(Version(v))),
+        st.integers(2, 3),
+        st.binary(min_size=32, max_size=32).map(bytes.hex),
+        st.none() | st.sampled_from([">=3.8", "<4,>=3.7", "!=3.0.*"]),
+        st.none() | st.text(alphabet='ab <>&"', max_size=8),
+        st.booleans(),
+    ),
+    max_size=6,
+    unique_by=lambda f: f.filename,
+)
+
+
+def _url(f: File) -> str:
+    return "http://up.invalid/x/" + f.filename
+
+
+@settings(deadline=None, max_examples=60)
+@given(FILES)
+def test_html_and_json_pages_parse_back_to_the_same_files(files):
+    project = Project(name="pkg", files=metadata._ordered(files), versions=metadata._versions(files))
+    for body in (metadata.render_html(project, _url), metadata.render_json(project, _url)):
+        parsed = metadata.parse_upstream(body, "http://up.invalid/simple/pkg/", "pkg")
+        assert [f.filename for f in parsed.files] == [f.filename for f in project.files]
+        for mine, theirs in zip(project.files, parsed.files, strict=True):
+            assert theirs.hashes == mine.hashes
+            assert theirs.requires_python == mine.requires_python
+            assert theirs.yanked == mine.yanked
+            assert theirs.core_metadata == mine.core_metadata
+            assert theirs.upstream_url == _url(mine)
+            assert theirs.path == mine.path
+
+
+def test_merge_keeps_the_first_members_file_for_a_shared_filename():
+    first = File(
+        filename="a-1.0.tar.gz", path="packages/a/a-1.0.tar.gz", version="1.0", hashes={"sha256": "1" * 64}
+    )
+    second = File(
+        filename="a-1.0.tar.gz", path="packages/a/a-1.0.tar.gz", version="1.0", hashes={"sha256": "2" * 64}
+    )
+    other = File(filename="a-2.0.tar.gz", path="packages/a/a-2.0.tar.gz", version="2.0", hashes={})
+    merged = metadata.merge(
+        [Project("A", (first,), ("1.0",)), Project("a", (second, other), ("1.0", "2.0", "3.0"))]
+    )
+    assert merged is not None
+    assert merged.name == "A"
+    assert [f.hashes for f in merged.files] == [{"sha256": "1" * 64}, {}]
+    assert merged.versions == ("1.0", "2.0", "3.0")
+
+
+def test_relative_links_resolve_against_the_page_and_base_tag():
+    body = (
+        b'<html><head><base href="/files/"></head><body><a href="a-1.0.tar.gz#md5='
+        + b"a" * 32
+        + b'">a-1.0.tar.gz</a></body></html>'
+    )
+    parsed = metadata.parse_upstream(body, "http://h.invalid/simple/a/", "a")
+    assert parsed.files[0].upstream_url == "http://h.invalid/files/a-1.0.tar.gz"
+    assert parsed.files[0].hashes == {"md5": "a" * 32}
+
+
+# -- archives ----------------------------------------------------------------------------------------
+def inspect(content: bytes, filename: str):
+    return upload.inspect(io.BytesIO(content), parse_filename(filename), len(content))
+
+
+def test_wheel_metadata_is_found_and_parsed():
+    found = inspect(
+        wheel_bytes("Good.Pkg", "1.0", requires=["x>1"], requires_python=">=3.9"),
+        "good_pkg-1.0-py3-none-any.whl",
+    )
+    assert found.metadata == metadata_text("Good.Pkg", "1.0", ["x>1"], ">=3.9").encode()
+    assert found.display_name == "Good.Pkg"
+    assert found.requires_python == ">=3.9"
+    assert found.info["requires_dist"] == ["x>1"]
+    assert found.served_metadata
+
+
+def test_zip_sdist_pkg_info_is_found():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("zpkg-1.0/PKG-INFO", metadata_text("zpkg", "1.0"))
+    found = inspect(buffer.getvalue(), "zpkg-1.0.zip")
+    assert found.display_name == "zpkg" and not found.served_metadata
+
+
+def test_overlapping_zip_members_are_refused_as_a_bomb():
+    content = bytearray(wheel_bytes("lap", "1.0"))
+    # Point every central directory entry at the first local header: members that overlap.
+    position = content.find(b"PK\x01\x02")
+    while position != -1:
+        struct.pack_into("<I", content, position + 42, 0)
+        position = content.find(b"PK\x01\x02", position + 4)
+    with pytest.raises(upload.UnsafeArchive, match="overlapping"):
+        inspect(bytes(content), "lap-1.0-py3-none-any.whl")
+
+
+def test_a_metadata_entry_that_lies_about_its_size_is_still_bounded(monkeypatch):
+    monkeypatch.setattr(upload, "MAX_METADATA_BYTES", 100)
+    with pytest.raises(upload.UnsafeArchive):
+        inspect(
+            wheel_bytes("big", "1.0", metadata=metadata_text("big", "1.0") + "y" * 500),
+            "big-1.0-py3-none-any.whl",
+        )
+
+
+def test_a_tar_gz_that_expands_too_far_is_refused_as_a_bomb(monkeypatch):
+    monkeypatch.setattr(upload, "MAX_EXPANSION", 1024 * 1024)
+    monkeypatch.setattr(upload, "BOMB_RATIO", 10)
+    info = tarfile.TarInfo("bomb-1.0/zeros")
+    info.size = 8 * 1024 * 1024
+    content = sdist_bytes("bomb", "1.0", extra=[(info, bytes(info.size))])
+    with pytest.raises(upload.UnsafeArchive, match="compression bomb"):
+        inspect(content, "bomb-1.0.tar.gz")
+
+
+def test_a_tar_gz_without_pkg_info_or_not_gzip_is_refused():
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        data = b"print()\n"
+        info = tarfile.TarInfo("nopkg-1.0/setup.py")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    with pytest.raises(BadRequest, match="no top-level"):
+        inspect(buffer.getvalue(), "nopkg-1.0.tar.gz")
+    with pytest.raises(BadRequest, match="not a valid"):
+        inspect(gzip.compress(b"not a tar"), "nopkg-1.0.tar.gz")
+    with pytest.raises(BadRequest, match="not a valid"):
+        inspect(b"not even gzip", "nopkg-1.0.tar.gz")
+
+
+def test_a_wheel_with_two_dist_info_metadata_files_is_refused():
+    content = wheel_bytes(
+        "two", "1.0", extra=[("other-1.0.dist-info/METADATA", metadata_text("other", "1.0").encode())]
+    )
+    with pytest.raises(BadRequest, match="exactly one"):
+        inspect(content, "two-1.0-py3-none-any.whl")
+
+
+def test_metadata_without_a_name_is_refused():
+    with pytest.raises(BadRequest, match="no Name or Version"):
+        inspect(
+            wheel_bytes("anon", "1.0", metadata="Metadata-Version: 2.1\nVersion: 1.0\n"),
+            "anon-1.0-py3-none-any.whl",
+        )
+
+
+def test_rewrite_upstream_gives_a_server_independent_page_and_the_absolute_link_of_each_file():
+    body = (
+        b'<a href="https://files.invalid/x/r-1.0-py3-none-any.whl#sha256='
+        + b"c" * 64
+        + b'" data-core-metadata="sha256='
+        + b"d" * 64
+        + b'">r-1.0-py3-none-any.whl</a>'
+        + b'<a href="../../r-1.0.tar.gz">r-1.0.tar.gz</a>'
+    )
+    rewritten = PypiFormat().rewrite_upstream(None, "simple/r/", body, "https://index.invalid/simple/r/")  # type: ignore[arg-type]
+    assert rewritten.links == {
+        "packages/r/r-1.0-py3-none-any.whl": "https://files.invalid/x/r-1.0-py3-none-any.whl",
+        "packages/r/r-1.0-py3-none-any.whl.metadata": "https://files.invalid/x/r-1.0-py3-none-any.whl.metadata",
+        "packages/r/r-1.0.tar.gz": "https://index.invalid/r-1.0.tar.gz",
+    }
+    again = metadata.parse_upstream(rewritten.body, "https://elsewhere.invalid/", "r")
+    assert [(f.filename, f.upstream_url, dict(f.hashes)) for f in again.files] == [
+        ("r-1.0-py3-none-any.whl", "https://files.invalid/x/r-1.0-py3-none-any.whl", {"sha256": "c" * 64}),
+        ("r-1.0.tar.gz", "https://index.invalid/r-1.0.tar.gz", {}),
+    ]
+    assert again.files[0].core_metadata == {"sha256": "d" * 64}
+
+
+def test_a_corrupt_metadata_member_is_a_bad_request_not_a_crash():
+    content = bytearray(wheel_bytes("broken", "1.0", metadata=metadata_text("broken", "1.0") + "z" * 5000))
+    with zipfile.ZipFile(io.BytesIO(bytes(content))) as archive:
+        info = archive.getinfo("broken-1.0.dist-info/METADATA")
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    for offset in range(start + 2, start + info.compress_size - 2):
+        content[offset] ^= 0x5A
+    with pytest.raises(BadRequest):
+        inspect(bytes(content), "broken-1.0-py3-none-any.whl")
