@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Router
@@ -112,6 +113,9 @@ class Application:
             await self.format_routers[fmt.id](child, receive, send)
         except HTTPProblem as problem:
             await render_problem(request, problem, fmt)(scope, receive, send)
+        except HTTPException as exc:  # a route matched the path but not the method, and the like
+            translated = HTTPProblem(str(exc.detail), status=exc.status_code, headers=exc.headers)
+            await render_problem(request, translated, fmt)(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> Any:

@@ -39,6 +39,7 @@ from artifactory.upstream.client import UpstreamClients
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DOCUMENT_CACHE_SIZE = 2048
+DOCUMENT_CACHE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Engine:
         self.group = Group(self)
         self.uploads = Uploads(self)
         self._find_asset = queries.AssetLookup(db.read_engine)
+        self._document_bytes = 0
         self._documents: OrderedDict[tuple[int, str, int], tuple[bytes, str]] = OrderedDict()
 
     async def db_call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -364,8 +366,10 @@ class Engine:
         body = bytes(result)
         entry = (body, hashlib.sha256(body).hexdigest())
         self._documents[cache_key] = entry
-        if len(self._documents) > DOCUMENT_CACHE_SIZE:
-            self._documents.popitem(last=False)
+        self._document_bytes += len(body)
+        while len(self._documents) > DOCUMENT_CACHE_SIZE or self._document_bytes > DOCUMENT_CACHE_BYTES:
+            _key, (dropped, _etag) = self._documents.popitem(last=False)
+            self._document_bytes -= len(dropped)
         return entry
 
     async def close(self) -> None:

@@ -212,3 +212,9 @@ def test_upload_cut_off_mid_stream_leaves_no_asset_and_no_blob(server, raw):
     time.sleep(0.7)
     assert httpx.get(f"{server.repo_url(raw)}partial.bin").status_code == 404
     assert not list((server.data_dir / "blobs" / "tmp").iterdir())
+
+
+def test_a_method_the_format_does_not_serve_answers_405_json(server, raw, admin):
+    response = admin.post(f"/repository/{raw}/anything.txt", content=b"x")
+    assert response.status_code == 405
+    assert "error" in response.json()
