@@ -1,0 +1,446 @@
+"""npm registry benchmark: this server (--workers 2) side by side with Verdaccio, same packages.
+
+    python bench/npm.py [--duration 10] [--big-versions 2000] [--installs 3] [--verdaccio-dir DIR]
+
+Both registries get the same 200 packages x 3 versions plus one package with 2,000 versions, published
+over HTTP exactly as `npm publish` sends them. Then, one registry at a time:
+
+- req/s of full and of abbreviated packuments (wrk -t2 -c32, rotating over the 200 packages, gzip
+  accepted as npm does);
+- latency (p50/p99, one connection) of the 2,000-version package next to a 3-version one, full and
+  abbreviated: it must not grow with the version count;
+- wall time of `npm install` of 20 dependencies with a cold cache (median of --installs runs).
+
+Verdaccio 6.8.0 comes from the npm registry (with node-fetch pinned to 2.7.0, which installs on this
+machine) into --verdaccio-dir, once. Everything listens on 127.0.0.1 and lives in one temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from artifactory.testing.server import LiveServer, free_port  # noqa: E402
+
+VERDACCIO_VERSION = "6.8.0"
+DEFAULT_VERDACCIO_DIR = Path.home() / ".cache" / "artifactory-bench" / f"verdaccio-{VERDACCIO_VERSION}"
+PACKAGES = 200
+VERSIONS = ("1.0.0", "1.1.0", "1.2.0")
+BIG = "bench-big"
+SMALL = "bench-pkg-000"
+INSTALL_DEPENDENCIES = 20
+ABBREVIATED = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*"
+FULL = "application/json"
+WRK_REPORT = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests": %d, "duration_us": %d, "errors": %d, "status": %d, "p50_us": %d, "p99_us": %d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+@dataclass
+class Registry:
+    name: str
+    url: str  # the registry URL npm is given, with a trailing slash
+    token: str
+    results: dict[str, Any] = field(default_factory=dict)
+    installs: list[float] = field(default_factory=list)
+
+
+# -- packages --------------------------------------------------------------------------------
+def package_name(index: int) -> str:
+    return f"bench-pkg-{index:03d}"
+
+
+def big_version(index: int) -> str:
+    return f"{index // 100}.{index % 100}.0"
+
+
+def tarball(name: str, version: str) -> bytes:
+    manifest = {
+        "name": name,
+        "version": version,
+        "description": f"{name}: a package for the npm benchmark",
+        "main": "index.js",
+        "license": "MIT",
+        "keywords": ["bench", "npm"],
+        "engines": {"node": ">=18"},
+        "scripts": {"test": "node test.js"},
+    }
+    files = {
+        "package.json": json.dumps(manifest, indent=2).encode(),
+        "index.js": f"module.exports = {json.dumps(name + '@' + version)};\n".encode(),
+        "README.md": f"# {name}\n\nVersion {version}.\n".encode(),
+    }
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed:
+        with tarfile.open(fileobj=compressed, mode="w") as archive:
+            for path, data in files.items():
+                info = tarfile.TarInfo(f"package/{path}")
+                info.size = len(data)
+                info.mode = 0o644
+                archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def publish_document(name: str, version: str, registry: str) -> dict[str, object]:
+    data = tarball(name, version)
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        handle = archive.extractfile("package/package.json")
+        assert handle is not None
+        manifest = json.loads(handle.read())
+    manifest.update(
+        _id=f"{name}@{version}",
+        readme=f"# {name}",
+        dist={
+            "integrity": "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode(),
+            "shasum": hashlib.sha1(data).hexdigest(),
+            "tarball": f"{registry}{name}/-/{name}-{version}.tgz",
+        },
+    )
+    return {
+        "_id": name,
+        "name": name,
+        "description": manifest["description"],
+        "dist-tags": {"latest": version},
+        "versions": {version: manifest},
+        "readme": f"# {name}",
+        "_attachments": {
+            f"{name}-{version}.tgz": {
+                "content_type": "application/octet-stream",
+                "data": base64.b64encode(data).decode(),
+                "length": len(data),
+            }
+        },
+    }
+
+
+def populate(registry: Registry, big_versions: int) -> float:
+    """Publish everything; returns the seconds it took."""
+    headers = {"Authorization": f"Bearer {registry.token}"}
+    started = time.monotonic()
+
+    def publish_all(name: str, versions: list[str]) -> None:
+        with httpx.Client(timeout=120.0, headers=headers) as client:
+            for version in versions:
+                response = client.put(registry.url + name, json=publish_document(name, version, registry.url))
+                if response.status_code not in (200, 201):
+                    raise RuntimeError(
+                        f"{registry.name}: publish {name}@{version}: {response.status_code} {response.text}"
+                    )
+
+    jobs = [(package_name(i), list(VERSIONS)) for i in range(PACKAGES)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        big = pool.submit(publish_all, BIG, [big_version(i) for i in range(big_versions)])
+        for future in [pool.submit(publish_all, name, versions) for name, versions in jobs]:
+            future.result()
+        big.result()
+    return time.monotonic() - started
+
+
+def check(registry: Registry, big_versions: int) -> None:
+    """Refuse to measure a registry that does not serve what was published."""
+    with httpx.Client(timeout=60.0) as client:
+        doc = client.get(registry.url + BIG, headers={"Accept": ABBREVIATED}).json()
+        if len(doc["versions"]) != big_versions:
+            raise RuntimeError(f"{registry.name}: {BIG} has {len(doc['versions'])} versions")
+        small = client.get(registry.url + SMALL).json()
+        tarball_url = small["versions"]["1.2.0"]["dist"]["tarball"]
+        if client.get(tarball_url).content != tarball(SMALL, "1.2.0"):
+            raise RuntimeError(f"{registry.name}: {tarball_url} does not serve the published bytes")
+
+
+# -- servers ---------------------------------------------------------------------------------
+VERDACCIO_CONFIG = """\
+storage: {storage}
+auth:
+  htpasswd:
+    file: {htpasswd}
+    max_users: 100
+uplinks: {{}}
+packages:
+  '@*/*':
+    access: $all
+    publish: $authenticated
+  '**':
+    access: $all
+    publish: $authenticated
+max_body_size: 200mb
+web:
+  enable: false
+log: {{type: stdout, format: pretty, level: error}}
+"""
+
+
+def install_verdaccio(directory: Path) -> Path:
+    binary = directory / "node_modules" / "verdaccio" / "bin" / "verdaccio"
+    if binary.exists():
+        return binary
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "package.json").write_text(
+        json.dumps(
+            {
+                "name": "verdaccio-bench",
+                "version": "1.0.0",
+                "private": True,
+                "dependencies": {"verdaccio": VERDACCIO_VERSION},
+                "overrides": {"node-fetch": "2.7.0"},
+            }
+        )
+    )
+    print(f"installing Verdaccio {VERDACCIO_VERSION} into {directory} ...", flush=True)
+    subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=directory, check=True)
+    return binary
+
+
+@contextmanager
+def verdaccio(work: Path, directory: Path) -> Iterator[Registry]:
+    binary = install_verdaccio(directory)
+    port = free_port()
+    config = work / "verdaccio.yaml"
+    (work / "verdaccio").mkdir()
+    config.write_text(
+        VERDACCIO_CONFIG.format(
+            storage=work / "verdaccio" / "storage", htpasswd=work / "verdaccio" / "htpasswd"
+        )
+    )
+    log = open(work / "verdaccio.log", "wb")  # noqa: SIM115 - the child keeps it
+    process = subprocess.Popen(
+        ["node", str(binary), "--config", str(config), "--listen", f"127.0.0.1:{port}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"Verdaccio exited: {(work / 'verdaccio.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(url + "-/ping", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("Verdaccio did not start")
+            time.sleep(0.2)
+        response = httpx.put(
+            url + "-/user/org.couchdb.user:bench", json={"name": "bench", "password": "bench-password"}
+        )
+        response.raise_for_status()
+        yield Registry("verdaccio", url, response.json()["token"])
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@contextmanager
+def artifactory(work: Path) -> Iterator[Registry]:
+    server = LiveServer(
+        work / "artifactory", workers=2, env={"ARTIFACTORY_CONFIG_CACHE_SECONDS": "1.0"}
+    ).start()
+    try:
+        repo = server.create_repo("npm", name="bench")
+        with server.client() as admin:
+            token = admin.post("/api/v1/tokens", json={"name": "bench"}).json()["token"]
+        yield Registry("artifactory", server.repo_url(repo), token)
+    finally:
+        server.stop()
+
+
+# -- measurements ----------------------------------------------------------------------------
+def wrk(
+    url: str, paths: list[str], accept: str, threads: int, connections: int, duration: int, work: Path
+) -> dict:
+    script = work / "wrk.lua"
+    listed = ", ".join(json.dumps(p) for p in paths)
+    script.write_text(
+        f"local paths = {{{listed}}}\nlocal i = 0\n"
+        f'wrk.headers["Accept"] = "{accept}"\nwrk.headers["Accept-Encoding"] = "gzip"\n'
+        'request = function()\n  i = i % #paths + 1\n  return wrk.format("GET", paths[i])\nend\n' + WRK_REPORT
+    )
+    result = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(line for line in result.stdout.splitlines() if line.startswith("WRK_JSON "))
+    report = json.loads(line[len("WRK_JSON ") :])
+    report["rps"] = report["requests"] / (report["duration_us"] / 1e6)
+    if report["errors"] or report["status"]:
+        report["problem"] = f"{report['errors']} socket errors, {report['status']} non-2xx answers"
+    return report
+
+
+def measure(registries: list[Registry], duration: int, installs: int, work: Path) -> None:
+    """Each measurement on every registry in turn, so that load from elsewhere hits both alike."""
+    for label, accept in (("full", FULL), ("abbreviated", ABBREVIATED)):
+        for registry in registries:
+            prefix = httpx.URL(registry.url).path
+            rotating = [prefix + package_name(i) for i in range(PACKAGES)]
+            wrk(registry.url, rotating, accept, 2, 32, 2, work)  # warm caches
+            registry.results[f"{label}_rps"] = wrk(registry.url, rotating, accept, 2, 32, duration, work)
+        for package in (SMALL, BIG):
+            for registry in registries:
+                prefix = httpx.URL(registry.url).path
+                key = f"{label}_latency_{'big' if package == BIG else 'small'}"
+                single = [prefix + package]
+                registry.results[key] = wrk(registry.url, single, accept, 1, 1, max(3, duration // 2), work)
+    for run in range(installs):
+        for registry in registries:
+            seconds = npm_install(registry, work / f"install-{registry.name}-{run}")
+            registry.installs.append(seconds)
+
+
+def npm_install(registry: Registry, folder: Path) -> float:
+    folder.mkdir(parents=True)
+    dependencies = {package_name(i): "^1.0.0" for i in range(INSTALL_DEPENDENCIES)}
+    (folder / "package.json").write_text(
+        json.dumps({"name": "consumer", "version": "1.0.0", "dependencies": dependencies})
+    )
+    env = {k: v for k, v in os.environ.items() if not k.lower().startswith("npm_")}
+    env.update(HOME=str(folder), npm_config_cache=str(folder / "cache"), npm_config_update_notifier="false")
+    started = time.monotonic()
+    subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--registry", registry.url],
+        cwd=folder,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    elapsed = time.monotonic() - started
+    if len(list((folder / "node_modules").glob("bench-pkg-*"))) != INSTALL_DEPENDENCIES:
+        raise RuntimeError(f"{registry.name}: npm install did not install {INSTALL_DEPENDENCIES} packages")
+    return elapsed
+
+
+# -- report ----------------------------------------------------------------------------------
+def report(registries: list[Registry], big_versions: int) -> str:
+    ours, theirs = registries
+
+    def rps(r: Registry, label: str) -> str:
+        return f"{r.results[f'{label}_rps']['rps']:,.0f}"
+
+    def latency(r: Registry, key: str) -> str:
+        result = r.results[key]
+        return f"{result['p50_us'] / 1000:.1f} / {result['p99_us'] / 1000:.1f}"
+
+    def install(r: Registry) -> str:
+        return f"{statistics.median(r.installs):.2f}"
+
+    rows = [
+        ("full packuments, req/s (200 packages, -t2 -c32)", rps(ours, "full"), rps(theirs, "full")),
+        ("abbreviated packuments, req/s", rps(ours, "abbreviated"), rps(theirs, "abbreviated")),
+        (
+            "full, 3 versions: p50 / p99 ms (1 connection)",
+            latency(ours, "full_latency_small"),
+            latency(theirs, "full_latency_small"),
+        ),
+        (
+            f"full, {big_versions} versions: p50 / p99 ms",
+            latency(ours, "full_latency_big"),
+            latency(theirs, "full_latency_big"),
+        ),
+        (
+            "abbreviated, 3 versions: p50 / p99 ms",
+            latency(ours, "abbreviated_latency_small"),
+            latency(theirs, "abbreviated_latency_small"),
+        ),
+        (
+            f"abbreviated, {big_versions} versions: p50 / p99 ms",
+            latency(ours, "abbreviated_latency_big"),
+            latency(theirs, "abbreviated_latency_big"),
+        ),
+        (
+            f"npm install of {INSTALL_DEPENDENCIES} dependencies, cold cache, s (median)",
+            install(ours),
+            install(theirs),
+        ),
+        (
+            "publishing everything, s",
+            f"{ours.results['populate_seconds']:.0f}",
+            f"{theirs.results['populate_seconds']:.0f}",
+        ),
+    ]
+    lines = [
+        f"| measure | {ours.name} (--workers 2) | {theirs.name} {VERDACCIO_VERSION} |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    abbreviated_ratio = ours.results["abbreviated_rps"]["rps"] / theirs.results["abbreviated_rps"]["rps"]
+    install_ratio = statistics.median(ours.installs) / statistics.median(theirs.installs)
+    lines.append("")
+    lines.append(
+        f"abbreviated req/s: {abbreviated_ratio:.1f}x Verdaccio (target >= 2x: "
+        f"{'met' if abbreviated_ratio >= 2 else 'NOT met'}); install time: {install_ratio:.2f}x Verdaccio's "
+        f"(target <= 1: {'met' if install_ratio <= 1.0 else 'NOT met'})"
+    )
+    for registry in registries:
+        for key, value in registry.results.items():
+            if isinstance(value, dict) and value.get("problem"):
+                lines.append(f"{registry.name} {key}: {value['problem']}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per req/s measurement")
+    parser.add_argument("--big-versions", type=int, default=2000)
+    parser.add_argument("--installs", type=int, default=3)
+    parser.add_argument("--verdaccio-dir", type=Path, default=DEFAULT_VERDACCIO_DIR)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None or shutil.which("npm") is None:
+        print("needs wrk and npm on PATH", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="npm-bench-") as temp:
+        work = Path(temp)
+        with artifactory(work) as ours, verdaccio(work, args.verdaccio_dir) as theirs:
+            registries = [ours, theirs]
+            for registry in registries:
+                print(f"{registry.name}: publishing ...", flush=True)
+                registry.results["populate_seconds"] = populate(registry, args.big_versions)
+                check(registry, args.big_versions)
+            print("measuring ...", flush=True)
+            measure(registries, args.duration, args.installs, work)
+        print(report(registries, args.big_versions))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""npm: hosted, proxy and group registries for npm, pnpm and yarn."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from artifactory_formats.npm import metadata, routes
+from artifactory_formats.npm.coordinates import parse_path, tarball_coordinates
+from starlette.routing import BaseRoute
+
+from artifactory.plugin import CachePolicy, Coordinates, Format, HTTPProblem, Repo, Rewritten
+
+
+def _is_packument(path: str) -> bool:
+    parsed = parse_path(path)
+    return parsed is not None and parsed.kind == "packument"
+
+
+class NpmFormat(Format):
+    id = "npm"
+    encoded_path_characters = frozenset("/")
+    config_keys = ("allow_user_registration",)
+
+    def routes(self) -> Sequence[BaseRoute]:
+        return routes.ROUTES
+
+    def validate_config(self, repo_type: str, config: dict[str, Any]) -> dict[str, Any]:
+        config.setdefault("allow_user_registration", False)
+        if not isinstance(config["allow_user_registration"], bool):
+            raise ValueError("allow_user_registration must be a boolean")
+        return config
+
+    def coordinates(self, path: str) -> Coordinates | None:
+        # A packument belongs to its package (no version): the group's dependency-confusion guard then
+        # keeps a proxied packument out of a merge while a hosted member holds the package.
+        parsed = parse_path(path)
+        if parsed is not None and parsed.kind == "packument":
+            return parsed.package.coordinates()
+        return tarball_coordinates(path)
+
+    def cache_policy(self, path: str) -> CachePolicy:
+        return CachePolicy.METADATA if _is_packument(path) else CachePolicy.IMMUTABLE
+
+    def is_mergeable(self, path: str) -> bool:
+        return _is_packument(path)
+
+    def merge_documents(self, path: str, documents: Sequence[bytes]) -> bytes:
+        return metadata.merge(documents)
+
+    def rewrites(self, path: str) -> bool:
+        return _is_packument(path)
+
+    def rewrite_upstream(self, repo: Repo, path: str, body: bytes, upstream_url: str) -> Rewritten:
+        """Cache a proxied packument with tarball paths relative to the repository (absolute URLs
+        are rendered per request); each tarball's absolute upstream URL goes into the links."""
+        parsed = parse_path(path)
+        if parsed is None or parsed.kind != "packument":
+            return Rewritten(body)
+        try:
+            doc = metadata.load(body)
+        except HTTPProblem as exc:
+            raise ValueError(exc.message) from None
+        links = metadata.relativize(doc, parsed.package)
+        return Rewritten(metadata.dump(doc), links)
+
+    def content_type(self, path: str) -> str | None:
+        return "application/json" if _is_packument(path) else "application/octet-stream"

@@ -1,0 +1,81 @@
+"""Small request and response helpers shared by the npm handlers."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from artifactory.plugin import BadRequest, PayloadTooLarge, Repo, engine
+
+GZIP_MIN_BYTES = 1024
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body (gunzipped if the client compressed it), refused past `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    if request.headers.get("content-encoding", "").lower() == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            plain = inflater.decompress(bytes(body), limit + 1)
+        except zlib.error:
+            raise BadRequest("the request body is not valid gzip") from None
+        if len(plain) > limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+        return plain
+    return bytes(body)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    body = await read_body(request, limit)
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("the request body is not valid JSON") from None
+
+
+def max_upload_bytes(request: Request, repo: Repo) -> int:
+    return int(repo.config.get("max_upload_bytes") or engine(request).settings.max_upload_bytes)
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    return any(part.strip().removeprefix("W/").strip('"') == etag for part in header.split(","))
+
+
+async def cached_document(
+    request: Request, repo: Repo, key: str, build: Callable[[], Any], media_type: str
+) -> Response:
+    """A computed document from the engine's cache, with ETag / 304 and a cached gzip form."""
+    eng = engine(request)
+    body, etag = await eng.document(repo, key, build)
+    headers = {"ETag": f'"{etag}"', "Vary": "Accept, Accept-Encoding", "Cache-Control": "no-cache"}
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    if len(body) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
+        compressed, _ = await eng.document(repo, key + ":gzip", lambda: gzip.compress(body, compresslevel=6))
+        return Response(compressed, media_type=media_type, headers={**headers, "Content-Encoding": "gzip"})
+    return Response(body, media_type=media_type, headers=headers)
+
+
+def ok(status: int = 200, **fields: Any) -> JSONResponse:
+    return JSONResponse({"ok": True, **fields}, status_code=status)
+
+
+async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data

@@ -1,0 +1,333 @@
+"""The pure parts of the npm format: names, paths, versions, tags, and packument transforms."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import semver
+from artifactory_formats.npm import metadata
+from artifactory_formats.npm.coordinates import (
+    PackageName,
+    name_problem,
+    parse_name,
+    parse_path,
+    tag_problem,
+    tarball_coordinates,
+    version_problem,
+)
+from artifactory_formats.npm.format import NpmFormat
+from artifactory_formats.npm.upload import parse_publish
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from artifactory.plugin import BadRequest, CachePolicy, Conflict, Forbidden, HTTPProblem, PayloadTooLarge
+from tests.formats.npm.helpers import publish_document
+
+PART = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,40}", fullmatch=True).filter(
+    lambda p: p not in ("node_modules", "favicon.ico") and p not in metadata_core()
+)
+
+
+def metadata_core() -> frozenset[str]:
+    from artifactory_formats.npm.coordinates import CORE_MODULES
+
+    return CORE_MODULES
+
+
+PACKAGES = st.builds(PackageName, st.one_of(st.just(""), PART.map(lambda s: "@" + s)), PART)
+VERSIONS = st.builds(
+    lambda a, b, c, pre: f"{a}.{b}.{c}" + (f"-{pre}" if pre else ""),
+    st.integers(0, 30),
+    st.integers(0, 30),
+    st.integers(0, 30),
+    st.one_of(st.just(""), st.from_regex(r"(alpha|beta|rc)\.[1-9]", fullmatch=True)),
+)
+
+
+# -- names and paths -------------------------------------------------------------------------
+@given(PACKAGES)
+def test_valid_names_are_accepted_and_round_trip_through_every_path_spelling(package):
+    assert name_problem(package.full) is None
+    assert parse_name(package.full) == package
+    assert parse_name(package.path) == package
+    assert parse_name(package.path.replace("%2F", "%2f")) == package
+    parsed = parse_path(package.path)
+    assert parsed is not None and parsed.kind == "packument" and parsed.package == package
+    if package.scope:
+        literal = parse_path(package.full)
+        assert literal is not None and literal.kind == "packument" and literal.storage_path == package.path
+
+
+@given(PACKAGES, VERSIONS)
+def test_tarball_paths_name_their_component(package, version):
+    path = package.tarball_path(version)
+    parsed = parse_path(path)
+    assert parsed is not None and parsed.kind == "tarball" and parsed.storage_path == path
+    coordinates = tarball_coordinates(path)
+    assert coordinates is not None
+    assert (coordinates.namespace, coordinates.name, coordinates.version) == (
+        package.scope,
+        package.bare,
+        version,
+    )
+    if package.scope:
+        encoded = parse_path(f"{package.path}/-/{package.tarball_file(version)}")
+        assert encoded is not None and encoded.storage_path == path
+    version_path = parse_path(f"{package.path}/{version}")
+    assert version_path is not None and version_path.kind == "version" and version_path.rest == version
+
+
+@given(PACKAGES, st.sampled_from("ABCXYZ"))
+def test_any_capital_letter_makes_a_name_invalid(package, letter):
+    name = package.full + letter
+    assert "capital" in (name_problem(name) or "")
+
+
+@given(PACKAGES, st.characters(blacklist_categories=("Cs",)))
+def test_names_with_characters_outside_the_url_safe_set_are_invalid(package, char):
+    if char.isascii() and (char.isalnum() or char in "-._"):
+        return
+    assert name_problem(package.full + char) is not None
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        ".start",
+        "_start",
+        "..",
+        "@scope/.x",
+        "@scope/_x",
+        "@.scope/x",
+        "a" * 215,
+        " lead",
+        "trail ",
+        "@scope/",
+        "@/x",
+        "a/b",
+    ],
+)
+def test_names_npm_refuses_are_refused(name):
+    assert name_problem(name) is not None
+
+
+def test_a_name_of_214_characters_is_the_longest_allowed():
+    assert name_problem("a" * 214) is None and name_problem("a" * 215) is not None
+
+
+@given(st.text(max_size=30))
+def test_versions_are_accepted_exactly_when_they_are_semver(text):
+    assert (version_problem(text) is None) == semver.Version.is_valid(text)
+
+
+@given(VERSIONS)
+def test_generated_versions_are_valid(version):
+    assert version_problem(version) is None
+
+
+@pytest.mark.parametrize("tag", ["1.x", "1", "v1", "^1.0.0", "~2", ">=3", "*", "x", "", "a b", "tag/slash"])
+def test_tags_that_read_as_ranges_or_are_not_url_safe_are_refused(tag):
+    assert tag_problem(tag) is not None
+
+
+@pytest.mark.parametrize("tag", ["latest", "next", "beta", "rc-1", "legacy_v2", "x-compat"])
+def test_ordinary_tags_are_accepted(tag):
+    assert tag_problem(tag) is None
+
+
+def test_api_paths_are_not_packages():
+    for path in ("-/ping", "-/v1/search", "name/-", "name/-/", "name/a/b", "@scope"):
+        parsed = parse_path(path)
+        assert parsed is None or parsed.kind != "tarball"
+    assert parse_path("-/ping") is None
+
+
+def test_format_policies_by_path():
+    fmt = NpmFormat()
+    assert fmt.cache_policy("left-pad") is CachePolicy.METADATA
+    assert fmt.cache_policy("@a%2Fb") is CachePolicy.METADATA
+    assert fmt.cache_policy("left-pad/-/left-pad-1.0.0.tgz") is CachePolicy.IMMUTABLE
+    assert fmt.is_mergeable("@a%2Fb") and not fmt.is_mergeable("@a/b/-/b-1.0.0.tgz")
+    packument = fmt.coordinates("@a%2Fb")
+    assert packument is not None
+    assert (packument.namespace, packument.name, packument.version) == ("@a", "b", "")
+    assert fmt.coordinates("-/v1/search") is None
+    assert fmt.rewrites("left-pad") and not fmt.rewrites("left-pad/-/left-pad-1.0.0.tgz")
+    assert fmt.encoded_path_characters == frozenset("/")
+
+
+# -- publish documents -----------------------------------------------------------------------
+def test_a_publish_document_parses_into_its_parts():
+    publication = parse_publish(publish_document("@a/b", "1.2.3"), PackageName("@a", "b"), 10_000)
+    assert publication.version == "1.2.3" and publication.tags == {"latest": "1.2.3"}
+    assert set(publication.expected) == {"sha1", "sha512"}
+
+
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        (lambda d: d.update(versions={}), BadRequest),
+        (lambda d: d["versions"].update({"2.0.0": {}}), BadRequest),
+        (lambda d: d.update({"dist-tags": {"latest": "9.9.9"}}), BadRequest),
+        (lambda d: d.pop("_attachments"), BadRequest),
+        (lambda d: d["_attachments"].update({"extra.tgz": {"data": ""}}), BadRequest),
+        (lambda d: d["versions"]["1.0.0"].update(name="other"), BadRequest),
+        (lambda d: d["versions"]["1.0.0"]["dist"].update(integrity="sha512-@@@", shasum=None), BadRequest),
+        (lambda d: d["versions"]["1.0.0"].update(dist={}), BadRequest),
+        (lambda d: d["_attachments"]["pkg-1.0.0.tgz"].update(length=1), BadRequest),
+        (lambda d: d["_attachments"]["pkg-1.0.0.tgz"].update(data="QUJD" * 10_000), PayloadTooLarge),
+    ],
+)
+def test_malformed_publish_documents_are_refused(change, error):
+    doc = publish_document("pkg", "1.0.0")
+    change(doc)
+    with pytest.raises(error):
+        parse_publish(doc, PackageName("", "pkg"), 10_000)
+
+
+# -- packument transforms --------------------------------------------------------------------
+PKG = PackageName("", "pkg")
+
+
+def manifest(version: str) -> dict:
+    return {"name": "pkg", "version": version, "dist": {"tarball": PKG.tarball_path(version), "shasum": "0"}}
+
+
+def published(*versions: str, tags: dict[str, str] | None = None) -> bytes:
+    body = None
+    for version in versions:
+        body = metadata.add_version(body, PKG, manifest(version), {}, None, "me", "2024-01-01T00:00:00.000Z")
+    doc = metadata.load(body)
+    if tags:
+        doc["dist-tags"].update(tags)
+    return metadata.dump(doc)
+
+
+def test_add_version_refuses_an_existing_version_and_counts_revisions():
+    body = published("1.0.0", "1.1.0")
+    assert metadata.load(body)["_rev"].startswith("2-")
+    with pytest.raises(Forbidden):
+        metadata.add_version(body, PKG, manifest("1.0.0"), {}, None, "me", "now")
+
+
+def test_deprecation_is_set_and_cleared_through_a_document_put():
+    body = published("1.0.0", "1.1.0")
+    doc = metadata.load(body)
+    doc["versions"]["1.0.0"]["deprecated"] = "old"
+    body, removed = metadata.apply_update(body, doc, None, False, "later")
+    assert removed == [] and metadata.load(body)["versions"]["1.0.0"]["deprecated"] == "old"
+    doc = metadata.load(body)
+    doc["versions"]["1.0.0"]["deprecated"] = ""
+    body, _ = metadata.apply_update(body, doc, doc["_rev"], False, "later")
+    assert "deprecated" not in metadata.load(body)["versions"]["1.0.0"]
+
+
+def test_removing_the_latest_version_recomputes_latest_and_drops_its_tags():
+    body = published("1.0.0", "1.1.0", "2.0.0-rc.1", tags={"next": "2.0.0-rc.1", "old": "1.0.0"})
+    doc = metadata.load(body)
+    doc["dist-tags"]["latest"] = "1.1.0"
+    body = metadata.dump(doc)
+    del doc["versions"]["1.1.0"]
+    new, removed = metadata.apply_update(body, doc, doc["_rev"], True, "later")
+    assert removed == ["1.1.0"]
+    assert metadata.load(new)["dist-tags"] == {"latest": "1.0.0", "next": "2.0.0-rc.1", "old": "1.0.0"}
+
+
+def test_a_stale_revision_conflicts():
+    body = published("1.0.0")
+    with pytest.raises(Conflict):
+        metadata.apply_update(body, metadata.load(body), "1-other", True, "later")
+
+
+def test_the_latest_tag_cannot_be_removed_and_tags_need_existing_versions():
+    body = published("1.0.0")
+    with pytest.raises(BadRequest):
+        metadata.remove_tag(body, "latest", "now")
+    with pytest.raises(BadRequest):
+        metadata.set_tag(body, "beta", "9.9.9", "now")
+    assert metadata.load(metadata.set_tag(body, "beta", "1.0.0", "now"))["dist-tags"]["beta"] == "1.0.0"
+
+
+def test_relativize_maps_upstream_urls_to_local_paths_and_avoids_collisions():
+    doc = {
+        "name": "pkg",
+        "versions": {
+            "1.0.0": {"dist": {"tarball": "https://cdn.invalid/a/pkg-1.0.0.tgz"}},
+            "1.1.0": {"dist": {"tarball": "https://cdn.invalid/b/download"}},
+            "1.2.0": {"dist": {"tarball": "https://cdn.invalid/c/pkg-1.0.0.tgz"}},
+            "1.3.0": {"dist": {"tarball": "pkg/-/pkg-1.3.0.tgz"}},
+        },
+    }
+    links = metadata.relativize(doc, PKG)
+    tarballs = {v: m["dist"]["tarball"] for v, m in doc["versions"].items()}
+    assert tarballs == {
+        "1.0.0": "pkg/-/pkg-1.0.0.tgz",
+        "1.1.0": "pkg/-/pkg-1.1.0.tgz",
+        "1.2.0": "pkg/-/pkg-1.2.0.tgz",
+        "1.3.0": "pkg/-/pkg-1.3.0.tgz",
+    }
+    assert links["pkg/-/pkg-1.1.0.tgz"] == "https://cdn.invalid/b/download" and len(links) == 3
+
+
+def test_rewrite_upstream_returns_the_relativised_document_and_its_links():
+    body = json.dumps(
+        {"name": "pkg", "versions": {"1.0.0": {"dist": {"tarball": "http://up.invalid/pkg/-/pkg-1.0.0.tgz"}}}}
+    )
+    rewritten = NpmFormat().rewrite_upstream(None, "pkg", body.encode(), "http://up.invalid/pkg")  # type: ignore[arg-type]
+    assert json.loads(rewritten.body)["versions"]["1.0.0"]["dist"]["tarball"] == "pkg/-/pkg-1.0.0.tgz"
+    assert rewritten.links == {"pkg/-/pkg-1.0.0.tgz": "http://up.invalid/pkg/-/pkg-1.0.0.tgz"}
+
+
+MEMBER = st.dictionaries(VERSIONS, st.integers(0, 3), min_size=1, max_size=6).flatmap(
+    lambda versions: st.tuples(
+        st.just(versions),
+        st.sampled_from(sorted(versions)),
+        st.dictionaries(
+            st.sampled_from(["beta", "next", "old"]), st.sampled_from(sorted(versions)), max_size=2
+        ),
+    )
+)
+
+
+@settings(max_examples=60)
+@given(st.lists(MEMBER, min_size=1, max_size=4))
+def test_group_merge_is_a_union_with_first_member_winning_and_no_dangling_tags(members):
+    bodies = []
+    for index, (versions, latest, tags) in enumerate(members):
+        doc = {
+            "name": "pkg",
+            "versions": {v: {"name": "pkg", "version": v, "member": index} for v in versions},
+            "dist-tags": {**tags, "latest": latest},
+        }
+        bodies.append(json.dumps(doc).encode())
+    merged = json.loads(metadata.merge(bodies))
+    union = set().union(*(set(v) for v, _, _ in members))
+    assert set(merged["versions"]) == union
+    for version, item in merged["versions"].items():
+        first = next(i for i, (v, _, _) in enumerate(members) if version in v)
+        assert item["member"] == first
+    latests = [latest for _, latest, _ in members]
+    assert merged["dist-tags"]["latest"] == max(latests, key=semver.Version.parse)
+    for tag, target in merged["dist-tags"].items():
+        assert target in merged["versions"]
+        if tag != "latest":
+            assert target == next(t[tag] for _, _, t in members if tag in t)
+
+
+def test_an_unreadable_upstream_packument_is_a_value_error_for_the_proxy():
+    with pytest.raises(ValueError):
+        NpmFormat().rewrite_upstream(None, "pkg", b"<html>", "http://up.invalid/pkg")  # type: ignore[arg-type]
+
+
+def test_merge_of_nothing_readable_is_not_found():
+    with pytest.raises(HTTPProblem):
+        metadata.merge([b"not json"])
+
+
+def test_abbreviated_keeps_only_what_install_needs():
+    doc = metadata.load(published("1.0.0"))
+    doc["versions"]["1.0.0"].update(readme="long", scripts={"test": "x"}, dependencies={"a": "1"})
+    short = json.loads(metadata.abbreviated(doc))
+    assert set(short) == {"name", "modified", "dist-tags", "versions"}
+    assert set(short["versions"]["1.0.0"]) == {"name", "version", "dist", "dependencies"}
