@@ -164,10 +164,12 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     state = _offline_state(args)
     try:
+        # Formats first: what they delete (untagged manifests) frees blobs for the same run.
+        formats = state.pm.hook.artifactory_gc(state=state, grace_seconds=args.grace, dry_run=args.dry_run)
         report = collect(state.db, state.blobs, grace_seconds=args.grace, dry_run=args.dry_run)
     finally:
         state.db.dispose()
-    print(json.dumps(report.as_dict()))
+    print(json.dumps({**report.as_dict(), "formats": formats}))
     return 0
 
 

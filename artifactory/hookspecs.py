@@ -11,7 +11,7 @@ through the `artifactory` entry-point group or named in the `plugins` setting.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -40,6 +40,15 @@ def artifactory_register_commands(subparsers: argparse._SubParsersAction) -> Non
     then calls `fn(args, state)` with the parsed arguments and an AppState on the configured database
     and blob store (migrated, not serving), and exits with the int it returns. Add `--data-dir` and
     `--config` options to your parser, as the built-in commands do.
+    """
+
+
+@hookspec
+def artifactory_gc(state: AppState, grace_seconds: int, dry_run: bool) -> dict[str, Any] | None:
+    """`artifactory gc` is running: delete (or, with `dry_run`, only count) what your format no longer
+    needs, such as untagged manifests, so that the blobs only they referenced are collected in the
+    same run. Leave alone anything changed within `grace_seconds`. Return a small report naming your
+    format (the command prints the list under "formats"), or None.
     """
 
 

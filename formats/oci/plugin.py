@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+from typing import Any
 
 from artifactory_formats.oci import auth
 from artifactory_formats.oci.format import OciFormat
@@ -24,6 +26,15 @@ def artifactory_authenticate(credentials: Credentials, state: AppState) -> Princ
         return auth.verify(state.token_secret, credentials.secret)
     except auth.InvalidToken as exc:
         raise Unauthorized(str(exc)) from None
+
+
+@hookimpl
+def artifactory_gc(state: AppState, grace_seconds: int, dry_run: bool) -> dict[str, Any]:
+    """Untagged manifests and blobs no manifest references go before `artifactory gc` collects blobs."""
+    from artifactory_formats.oci import gc
+
+    report = asyncio.run(gc.collect(state.engine, grace_seconds, dry_run))
+    return {"format": "oci", **report.as_dict()}
 
 
 @hookimpl

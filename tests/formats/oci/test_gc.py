@@ -1,4 +1,4 @@
-"""`artifactory oci-gc` then `artifactory gc`: untagged manifests and unreferenced blobs are reclaimed
+"""`artifactory gc` (or `oci-gc` then `gc`): untagged manifests and unreferenced blobs are reclaimed
 after the grace period; tagged images, their referrers and young uploads stay."""
 
 import hashlib
@@ -60,3 +60,18 @@ def test_oci_gc_keeps_everything_younger_than_the_grace_period(server, admin, an
     report = cli(server, "oci-gc")
     assert not [d for d in report["deleted"] if d.startswith(f"{repo}/")]
     assert anon.get(f"/v2/{repo}/app/manifests/{untagged.digest}").status_code == 200
+
+
+def test_plain_gc_reclaims_untagged_manifests_and_their_blobs_in_one_run(server, admin, anon):
+    repo = server.create_repo("oci")
+    kept, untagged = image("gc-plain-kept"), image("gc-plain-untagged")
+    push(admin, f"{repo}/app", "v1", kept)
+    push(admin, f"{repo}/app", untagged.digest, untagged)
+    report = cli(server, "gc", "--grace", "0")
+    oci = next(r for r in report["formats"] if r["format"] == "oci")
+    assert f"{repo}/app/manifests/{untagged.digest}" in oci["deleted"]
+    assert anon.get(f"/v2/{repo}/app/manifests/{untagged.digest}").status_code == 404
+    assert anon.get(f"/v2/{repo}/app/manifests/v1").status_code == 200
+    objects = server.data_dir / "blobs" / "objects"
+    assert not list(objects.rglob(hashlib.sha256(untagged.manifest).hexdigest()))
+    assert list(objects.rglob(hashlib.sha256(kept.manifest).hexdigest()))
