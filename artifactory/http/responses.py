@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -108,9 +109,7 @@ class BlobResponse(Response):
                 await send({"type": "http.response.pathsend", "path": str(self._path)})
                 return
             if length <= INLINE_READ_LIMIT:
-                with open(self._path, "rb") as handle:
-                    handle.seek(self._start)
-                    body = handle.read(length)
+                body = small_blob(self._path, self._start, length, self._full)
                 await send({"type": "http.response.body", "body": body, "more_body": False})
                 return
             await _send_file(send, self._path, self._start, length)
@@ -124,6 +123,35 @@ class BlobResponse(Response):
                 break
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+_small_blobs: OrderedDict[str, bytes] = OrderedDict()
+_small_bytes = 0
+SMALL_BLOB_LIMIT = 64 * 1024
+SMALL_BLOB_CACHE_BYTES = 32 * 1024 * 1024
+
+
+def small_blob(path: Path, start: int, length: int, full: bool) -> bytes:
+    """Bytes of a small local blob. Whole small blobs are kept in memory: a blob's path is its
+    content address, so a cached copy can never be stale."""
+    global _small_bytes
+    key = str(path)
+    cached = _small_blobs.get(key)
+    if cached is not None:
+        _small_blobs.move_to_end(key)
+        return cached if full else cached[start : start + length]
+    with open(path, "rb") as handle:
+        if not full:
+            handle.seek(start)
+            return handle.read(length)
+        body = handle.read(length)
+    if length <= SMALL_BLOB_LIMIT:
+        _small_blobs[key] = body
+        _small_bytes += len(body)
+        while _small_bytes > SMALL_BLOB_CACHE_BYTES:
+            _dropped_key, dropped = _small_blobs.popitem(last=False)
+            _small_bytes -= len(dropped)
+    return body
 
 
 async def _send_file(send: Send, path: Path, start: int, length: int) -> None:

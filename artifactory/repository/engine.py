@@ -39,6 +39,7 @@ from artifactory.upstream.client import UpstreamClients
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DOCUMENT_CACHE_SIZE = 2048
+ASSET_CACHE_SIZE = 8192
 DOCUMENT_CACHE_BYTES = 64 * 1024 * 1024
 
 
@@ -74,6 +75,10 @@ class Engine:
         self.group = Group(self)
         self.uploads = Uploads(self)
         self._find_asset = queries.AssetLookup(db.read_engine)
+        # Hosted lookups, keyed by the repository revision they were read at: any change to the
+        # repository moves its revision, so an entry is never used past the snapshot it belongs to
+        # (at most `config_cache_seconds` on other processes, as for the repository's config).
+        self._assets: OrderedDict[tuple[int, int, str], StoredAsset] = OrderedDict()
         self._document_bytes = 0
         self._documents: OrderedDict[tuple[int, str, int], tuple[bytes, str]] = OrderedDict()
 
@@ -113,10 +118,20 @@ class Engine:
     ) -> Content | None:
         """The content at `path`: stored, computed (a group's merge) or arriving from upstream."""
         if repo.type == HOSTED:
+            key = (repo.id, repo.revision, path)
+            found = self._assets.get(key)
+            if found is not None:
+                return found
             if self.db.is_sqlite:
                 # An in-process read of ~30 us: cheaper than a hop to a worker thread.
-                return self._find_asset(repo.name, repo.id, path)
-            return await self.db_call(self._find_asset, repo.name, repo.id, path)
+                found = self._find_asset(repo.name, repo.id, path)
+            else:
+                found = await self.db_call(self._find_asset, repo.name, repo.id, path)
+            if found is not None:
+                self._assets[key] = found
+                if len(self._assets) > ASSET_CACHE_SIZE:
+                    self._assets.popitem(last=False)
+            return found
         if repo.type == PROXY:
             return await self.proxy.get(repo, path, stream)
         return await self.group.get(repo, path, principal, stream, seen)
