@@ -307,7 +307,7 @@ def cpu_busy(seconds: float = 1.0) -> float | None:
 
 
 def wrk(
-    wrk_bin: str, script: Path, url: str, load: tuple[str, str], seconds: int, server_pid: int
+    wrk_bin: str, script: Path, url: str, load: tuple[str, str], seconds: int, server_pid: int | None = None
 ) -> dict[str, float]:
     """One wrk run; its summary, plus `others`: percent of all CPUs used by neither wrk nor the server."""
     threads, connections = load
@@ -316,11 +316,11 @@ def wrk(
         "-s", str(script), url,
     ]  # fmt: skip
     busy0, total0 = _cpu_times()
-    server0 = _tree_cpu(server_pid)
+    server0 = _tree_cpu(server_pid) if server_pid else 0.0
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
     children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    server1 = _tree_cpu(server_pid)
+    server1 = _tree_cpu(server_pid) if server_pid else 0.0
     busy1, total1 = _cpu_times()
     ours = (
         (server1 - server0)
