@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from artifactory.repository.engine import Engine
 
 MERGE_CACHE_SIZE = 512
+GUARD_CACHE_SIZE = 8192
 MAX_MERGED_INPUT = 64 * 1024 * 1024
 
 
@@ -31,6 +32,7 @@ class Group:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._merged: OrderedDict[tuple[object, ...], Document] = OrderedDict()
+        self._guards: OrderedDict[tuple[object, ...], bool] = OrderedDict()
 
     def members(self, repo: Repo, principal: Principal) -> list[Repo]:
         found = []
@@ -108,10 +110,19 @@ class Group:
         if coordinates is None or repo.config.get("allow_proxy_shadowing", False):
             return False
         leaves = self._leaves(repo)
-        hosted = [r.id for r in leaves if r.type == HOSTED]
+        hosted = [r for r in leaves if r.type == HOSTED]
         if not hosted or not any(r.type == PROXY for r in leaves):
             return False  # nothing to guard, or nothing to guard against: spare the query
-        return await self.engine.db_call(self._hosted_has, hosted, coordinates.namespace, coordinates.name)
+        # Keyed by the hosted members' revisions: any upload or deletion there moves the key.
+        key = (tuple((r.id, r.revision) for r in hosted), coordinates.namespace, coordinates.name)
+        known = self._guards.get(key)
+        if known is None:
+            ids = [r.id for r in hosted]
+            known = await self.engine.db_call(self._hosted_has, ids, coordinates.namespace, coordinates.name)
+            self._guards[key] = known
+            if len(self._guards) > GUARD_CACHE_SIZE:
+                self._guards.popitem(last=False)
+        return known
 
     async def _member_get(
         self, member: Repo, path: str, principal: Principal, stream: bool, seen: frozenset[str], guard: bool

@@ -127,9 +127,7 @@ class Proxy:
 
     # -- cache state -------------------------------------------------------------------------
     def _cached(self, repo: Repo, path: str) -> StoredAsset | None:
-        with self.engine.db.read() as session:
-            row = queries.find_asset(session, repo.id, path)
-        return queries.to_asset(repo.name, row) if row is not None else None
+        return self.engine.lookup(repo, path)
 
     def _stale(self, repo: Repo, asset: StoredAsset, policy: CachePolicy) -> bool:
         fetched = float(asset.attributes.get("proxy", {}).get("fetched_at", 0))
