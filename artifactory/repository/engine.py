@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 DOCUMENT_CACHE_SIZE = 2048
 ASSET_CACHE_SIZE = 8192
+# A hot file is looked up at most this often per process; another process's change to it is seen
+# within this time (the revision key makes this process's own changes visible at once).
+ASSET_CACHE_SECONDS = 0.1
 DOCUMENT_CACHE_BYTES = 64 * 1024 * 1024
 
 
@@ -75,10 +79,10 @@ class Engine:
         self.group = Group(self)
         self.uploads = Uploads(self)
         self._find_asset = queries.AssetLookup(db.read_engine)
-        # Hosted lookups, keyed by the repository revision they were read at: any change to the
-        # repository moves its revision, so an entry is never used past the snapshot it belongs to
-        # (at most `config_cache_seconds` on other processes, as for the repository's config).
-        self._assets: OrderedDict[tuple[int, int, str], StoredAsset] = OrderedDict()
+        # Hosted lookups, keyed by the repository revision they were read at and trusted for
+        # ASSET_CACHE_SECONDS: a change made here moves the revision (seen at once), a change made by
+        # another process or node is seen within ASSET_CACHE_SECONDS.
+        self._assets: OrderedDict[tuple[int, int, str], tuple[float, StoredAsset]] = OrderedDict()
         self._document_bytes = 0
         self._documents: OrderedDict[tuple[int, str, int], tuple[bytes, str]] = OrderedDict()
 
@@ -119,16 +123,17 @@ class Engine:
         """The content at `path`: stored, computed (a group's merge) or arriving from upstream."""
         if repo.type == HOSTED:
             key = (repo.id, repo.revision, path)
-            found = self._assets.get(key)
-            if found is not None:
-                return found
+            now = time.monotonic()
+            hit = self._assets.get(key)
+            if hit is not None and now - hit[0] < ASSET_CACHE_SECONDS:
+                return hit[1]
             if self.db.is_sqlite:
                 # An in-process read of ~30 us: cheaper than a hop to a worker thread.
                 found = self._find_asset(repo.name, repo.id, path)
             else:
                 found = await self.db_call(self._find_asset, repo.name, repo.id, path)
             if found is not None:
-                self._assets[key] = found
+                self._assets[key] = (now, found)
                 if len(self._assets) > ASSET_CACHE_SIZE:
                     self._assets.popitem(last=False)
             return found

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 
 import httpx
 import pytest
@@ -62,6 +63,8 @@ def test_skopeo_copies_in_and_out_inspects_lists_and_deletes(two_workers, tmp_pa
         assert stored.read_bytes() == blob
 
     skopeo("delete", "--tls-verify=false", "--creds", creds, f"{ref}:v2")
+    # The other worker sees a deletion within a tenth of a second (docs/configuration.md).
+    time.sleep(0.2)
     # skopeo deletes by digest: v1, the same manifest, goes too.
     assert skopeo("inspect", "--tls-verify=false", f"{ref}:v1", check=False).returncode != 0
     assert "manifest unknown" in skopeo("inspect", "--tls-verify=false", f"{ref}:v2", check=False).stderr
