@@ -26,8 +26,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,11 +41,13 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for extra in (ROOT, ROOT / "bench"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
 
 from artifactory_formats.pypi import metadata  # noqa: E402
 from artifactory_formats.pypi.metadata import File, Project  # noqa: E402
+from run import stop_process, wait_for_port  # noqa: E402
 
 from artifactory.testing.server import ADMIN_PASSWORD, LiveServer, free_port  # noqa: E402
 
@@ -178,34 +178,6 @@ def static_copy(www: Path, dataset: dict[str, list[tuple[str, Path, bytes]]]) ->
 
 
 # -- servers -------------------------------------------------------------------------------------------
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @contextmanager
 def background(
     command: list[str], port: int, log: Path, what: str, env: dict[str, str] | None = None
