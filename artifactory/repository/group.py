@@ -42,16 +42,6 @@ class Group:
                 found.append(member)
         return found
 
-    def hosted_ids(self, repo: Repo, principal: Principal, seen: frozenset[str] = frozenset()) -> list[int]:
-        """Ids of the hosted repositories inside a group, nested groups included."""
-        ids: list[int] = []
-        for member in self.members(repo, principal):
-            if member.type == HOSTED:
-                ids.append(member.id)
-            elif member.type == GROUP and member.name not in seen:
-                ids.extend(self.hosted_ids(member, principal, seen | {repo.name}))
-        return ids
-
     def _leaves(self, repo: Repo, seen: frozenset[str] = frozenset()) -> list[Repo]:
         """Every hosted and proxy repository inside a group, nested groups included, whoever asks.
 

@@ -65,11 +65,6 @@ class RepositoryRegistry:
             self._cache[name] = (now, repo)
         return repo
 
-    def seen_revision(self, repo: Repo, revision: int) -> None:
-        """A query saw `revision`; drop the snapshot if it is older."""
-        if revision != repo.revision:
-            self._cache.pop(repo.name, None)
-
     def forget(self, name: str) -> None:
         self._cache.pop(name, None)
 
