@@ -80,6 +80,30 @@ def put_package(server, repo, token, name, version, **kwargs):
     assert response.status_code == 201, response.text
 
 
+def answer_prompts(
+    fresh: Npm, command: str, username: str, password: str, email: str | None = None
+) -> pexpect.spawn:
+    """Run `npm login` or `npm adduser` and answer its prompts as a person would."""
+    child = pexpect.spawn(
+        "npm",
+        [command, "--registry", fresh.registry],
+        env=fresh.env,
+        cwd=str(fresh.root),
+        encoding="utf-8",
+        timeout=60,
+    )
+    child.expect("Username:")
+    child.sendline(username)
+    child.expect("Password:")
+    child.sendline(password)
+    if email is not None:
+        child.expect("Email")
+        child.sendline(email)
+    child.expect(pexpect.EOF)
+    child.close()
+    return child
+
+
 def clean_project(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "package.json").write_text(json.dumps({"name": "consumer", "version": "1.0.0", "private": True}))
@@ -90,20 +114,7 @@ def test_npm_login_answers_the_prompts_whoami_knows_the_user_and_logout_revokes_
     server, repo, publisher_account, tmp_path
 ):
     fresh = Npm(tmp_path, server.repo_url(repo))
-    child = pexpect.spawn(
-        "npm",
-        ["login", "--registry", fresh.registry],
-        env=fresh.env,
-        cwd=str(tmp_path),
-        encoding="utf-8",
-        timeout=60,
-    )
-    child.expect("Username:")
-    child.sendline(publisher_account[0])
-    child.expect("Password:")
-    child.sendline(PASSWORD)
-    child.expect(pexpect.EOF)
-    child.close()
+    child = answer_prompts(fresh, "login", publisher_account[0], PASSWORD)
     assert child.exitstatus == 0, child.before
     config = fresh.userconfig.read_text()
     assert f"{fresh.auth_key}:_authToken=art_" in config
@@ -118,20 +129,7 @@ def test_npm_login_answers_the_prompts_whoami_knows_the_user_and_logout_revokes_
 
 def test_npm_login_with_a_wrong_password_fails_and_stores_nothing(server, repo, publisher_account, tmp_path):
     fresh = Npm(tmp_path, server.repo_url(repo))
-    child = pexpect.spawn(
-        "npm",
-        ["login", "--registry", fresh.registry],
-        env=fresh.env,
-        cwd=str(tmp_path),
-        encoding="utf-8",
-        timeout=60,
-    )
-    child.expect("Username:")
-    child.sendline(publisher_account[0])
-    child.expect("Password:")
-    child.sendline("wrong password")
-    child.expect(pexpect.EOF)
-    child.close()
+    child = answer_prompts(fresh, "login", publisher_account[0], "wrong password")
     assert child.exitstatus != 0
     assert "_authToken" not in fresh.userconfig.read_text()
 
@@ -139,17 +137,7 @@ def test_npm_login_with_a_wrong_password_fails_and_stores_nothing(server, repo, 
 def test_adduser_creates_an_account_only_where_registration_is_allowed(server, tmp_path):
     def adduser(repo: str, username: str) -> tuple[int, Npm]:
         fresh = Npm(tmp_path / repo, server.repo_url(repo))
-        child = pexpect.spawn(
-            "npm", ["adduser", "--registry", fresh.registry], env=fresh.env, encoding="utf-8", timeout=60
-        )
-        child.expect("Username:")
-        child.sendline(username)
-        child.expect("Password:")
-        child.sendline(PASSWORD)
-        child.expect("Email")
-        child.sendline(f"{username}@example.invalid")
-        child.expect(pexpect.EOF)
-        child.close()
+        child = answer_prompts(fresh, "adduser", username, PASSWORD, email=f"{username}@example.invalid")
         return child.exitstatus, fresh
 
     closed = server.create_repo("npm")
