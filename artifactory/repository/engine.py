@@ -12,7 +12,7 @@ import inspect
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVar
 
@@ -84,7 +84,7 @@ class Engine:
         # another process or node is seen within ASSET_CACHE_SECONDS.
         self._assets: OrderedDict[tuple[int, int, str], tuple[float, StoredAsset]] = OrderedDict()
         self._document_bytes = 0
-        self._documents: OrderedDict[tuple[int, str, int], tuple[bytes, str]] = OrderedDict()
+        self._documents: OrderedDict[tuple[int, str, Hashable], tuple[bytes, str]] = OrderedDict()
 
     async def db_call(self, fn: Callable[..., T], *args: Any) -> T:
         return await to_thread.run_sync(fn, *args)
@@ -370,12 +370,16 @@ class Engine:
 
         return await self.db_call(run)
 
-    async def document(self, repo: Repo, key: str, build: Callable[[], Any]) -> tuple[bytes, str]:
+    async def document(
+        self, repo: Repo, key: str, build: Callable[[], Any], stamp: Hashable | None = None
+    ) -> tuple[bytes, str]:
         """A computed document cached by (repository, key, revision): (body, etag).
 
-        `build` may be a plain or an async function returning bytes.
+        `build` may be a plain or an async function returning bytes. A caller whose `key` already
+        names everything the document is built from (a digest, a per-project generation) passes a
+        constant `stamp`, so changes elsewhere in the repository do not rebuild it.
         """
-        cache_key = (repo.id, key, repo.revision)
+        cache_key = (repo.id, key, repo.revision if stamp is None else stamp)
         hit = self._documents.get(cache_key)
         if hit is not None:
             self._documents.move_to_end(cache_key)

@@ -108,11 +108,20 @@ Build = Callable[[], Awaitable[bytes]]
 Cache = Callable[[str, Build], Awaitable[tuple[bytes, str]]]
 
 
+def _by_identity(eng: Engine, repo: Repo) -> Cache:
+    """The engine's document cache for keys that name what the document was built from."""
+
+    def cache(key: str, build: Build) -> Awaitable[tuple[bytes, str]]:
+        return eng.document(repo, key, build, stamp="identity")
+
+    return cache
+
+
 async def _document(
     request: Request, eng: Engine, cache: Cache, key: str, build: Build, media_type: str
 ) -> Response:
     """A cached index document with ETag/304 and a cached gzip form. `cache` is the engine's
-    per-revision document cache, or `sources.documents` for keys that name what they were built from."""
+    per-revision document cache, or `_by_identity(eng, repo)` for keys that name what they were built from."""
     body, etag = await cache(key, build)
     headers = request.headers
     if _etag_matches(headers.get("if-none-match"), etag):
@@ -215,7 +224,7 @@ async def simple_root(request: Request) -> Response:
         return await eng.db_call(render, names)
 
     key = f"root:{repo.id}:{media}:{base}:{identity}"
-    return await _document(request, eng, sources.documents.get, key, build, media)
+    return await _document(request, eng, _by_identity(eng, repo), key, build, media)
 
 
 async def project_page(request: Request) -> Response:
@@ -240,7 +249,7 @@ async def project_page(request: Request) -> Response:
         return await eng.db_call(render)
 
     key = f"page:{repo.id}:{media}:{project}:{base}:{identity}"
-    return await _document(request, eng, sources.documents.get, key, build, media)
+    return await _document(request, eng, _by_identity(eng, repo), key, build, media)
 
 
 async def add_slash(request: Request) -> Response:
@@ -370,7 +379,7 @@ async def json_api(request: Request) -> Response:
         return json.dumps(document).encode()
 
     key = f"api:{repo.id}:{project}:{version}:{base}:{identity}"
-    return await _document(request, eng, sources.documents.get, key, build, "application/json")
+    return await _document(request, eng, _by_identity(eng, repo), key, build, "application/json")
 
 
 ROUTES: Sequence[BaseRoute] = (

@@ -16,13 +16,12 @@ documents are cached under it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -75,32 +74,6 @@ class Lru(Generic[K, V]):
         return value
 
 
-class Documents:
-    """Rendered documents keyed by what they were built from (not by repository revision, which
-    moves with every change to any project), bounded in bytes."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.total = 0
-        self._items: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
-
-    async def get(self, key: str, build: Callable[[], Awaitable[bytes]]) -> tuple[bytes, str]:
-        hit = self._items.get(key)
-        if hit is not None:
-            self._items.move_to_end(key)
-            return hit
-        body = await build()
-        entry = (body, hashlib.sha256(body).hexdigest())
-        if key not in self._items:
-            self.total += len(body)
-        self._items[key] = entry
-        while self.total > self.max_bytes and len(self._items) > 1:
-            _key, (old, _etag) = self._items.popitem(last=False)
-            self.total -= len(old)
-        return entry
-
-
-documents = Documents(256 * 1024 * 1024)
 _EMPTY = Project(name="", files=(), versions=())
 _hosted: Lru[tuple[int, str, str], tuple[float, Project]] = Lru(1024)
 _generations: Lru[tuple[int, str], tuple[int, str]] = Lru(100_000)
