@@ -38,6 +38,10 @@ class Rewritten:
 
     body: bytes
     links: Mapping[str, str] = field(default_factory=dict)
+    # What the document declares each file it names hashes to: {path: {"sha256": hex, ...}}
+    # (hex digests: sha256, sha512, sha1 or md5). The proxy verifies a later fetch of that path
+    # against them while streaming and caches nothing that does not match.
+    digests: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 class CachePolicy(enum.Enum):
@@ -104,6 +108,14 @@ class Format:
     def render_error(self, problem: HTTPProblem, request: Request) -> Response:
         """An error in the protocol's own shape (default: JSON {"error": message})."""
         return problem.render(request)
+
+    def expected_digests(self, repo: Repo, path: str) -> Mapping[str, str]:
+        """Digests a path states by itself (an OCI blob or manifest by digest): {"sha256": hex}.
+
+        The proxy verifies fetched bytes against these (and against what an upstream document
+        declared through `Rewritten.digests`) while streaming; a mismatch is never cached or served.
+        """
+        return {}
 
     async def verify_fetched(
         self, repo: Repo, path: str, blob: BlobInfo, fetch: Callable[[str], Awaitable[bytes | None]]

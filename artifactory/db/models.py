@@ -123,6 +123,7 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     roles: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class Role(Base):
@@ -144,6 +145,8 @@ class ApiToken(Base):
     secret_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # None: the owner's roles in full; else {"repositories": glob, "actions": [...]} within them.
+    scope: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, nullable=True)
 
 
 class UploadSession(Base):
@@ -209,7 +212,10 @@ class UpstreamLink(Base):
         ForeignKey("repository.id", ondelete="CASCADE"), primary_key=True
     )
     path: Mapped[str] = mapped_column(String(MAX_PATH), primary_key=True)
-    url: Mapped[str] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What the upstream's index declared the file at `path` hashes to: {"sha256": hex, ...}.
+    digests: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, nullable=True)
+    updated_at: Mapped[datetime | None] = mapped_column(default=None, nullable=True)
 
 
 class ProxyHealth(Base):

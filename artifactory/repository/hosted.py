@@ -46,6 +46,20 @@ class Upload:
     component_attributes: Mapping[str, Any] | None = None
     # Stores regardless of the write policy (server-generated files such as metadata documents).
     bypass_write_policy: bool = False
+    # Assets whose attributes carry the same conflict key count as the same file for the write
+    # policy (one release spelled two ways); checked inside the commit's transaction.
+    conflict_key: str | None = None
+    # Files derived from this upload (a wheel's .metadata), stored in the same transaction.
+    companions: tuple[Companion, ...] = ()
+
+
+@dataclass(frozen=True)
+class Companion:
+    """A file derived from an upload, committed with it or not at all."""
+
+    path: str
+    staged: StagedBlob
+    content_type: str | None = None
 
 
 def guess_content_type(path: str) -> str:
