@@ -26,6 +26,7 @@ from artifactory.http.errors import HTTPProblem, NotFound
 from artifactory.http.paths import decode_path
 from artifactory.settings import Settings, load_settings
 from artifactory.state import AppState
+from artifactory.ui import routes as ui_routes
 
 log = logging.getLogger(__name__)
 PREFIX = "/repository/"
@@ -48,7 +49,7 @@ class Application:
         }
         global_routes = [route for f in state.formats.all() for route in f.global_routes()]
         self.starlette = Starlette(
-            routes=[*api_routes, *global_routes],
+            routes=[*api_routes, *ui_routes, *global_routes],
             exception_handlers={
                 HTTPProblem: self._problem_handler,
                 404: self._not_found,
