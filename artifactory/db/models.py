@@ -101,7 +101,10 @@ class Component(Base):
 
 class Asset(Base):
     __tablename__ = "asset"
-    __table_args__ = (UniqueConstraint("repository_id", "path", name="uq_asset_repository_path"),)
+    __table_args__ = (
+        UniqueConstraint("repository_id", "path", name="uq_asset_repository_path"),
+        Index("ix_asset_repository_conflict_key", "repository_id", "conflict_key"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     repository_id: Mapped[int] = mapped_column(ForeignKey("repository.id", ondelete="CASCADE"))
     component_id: Mapped[int | None] = mapped_column(
@@ -114,6 +117,9 @@ class Asset(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_downloaded: Mapped[datetime | None] = mapped_column(default=None)
+    # Assets of one repository with the same key are one file for the write policy (a release
+    # spelled two ways); the format chooses the key (`Upload.conflict_key`).
+    conflict_key: Mapped[str | None] = mapped_column(String(255), default=None, nullable=True)
 
 
 class User(Base):

@@ -160,9 +160,13 @@ def assets_under(session: Session, repository_id: int, prefix: str, limit: int =
     return list(session.execute(query.order_by(Asset.path).limit(limit)))
 
 
-def touch_blob(session: Session, info: BlobInfo) -> None:
-    """Record (or refresh) a blob before its bytes are promoted, so GC never collects it mid-upload."""
-    now = utcnow()
+def touch_blob(session: Session, info: BlobInfo, until: datetime | None = None) -> None:
+    """Record (or refresh) a blob before its bytes are promoted, so GC never collects it mid-upload.
+
+    `until` (a moment in the future) keeps an unreferenced blob from GC until then whatever grace GC
+    is given: a commit reserves its blobs that way before it promotes them.
+    """
+    now = until or utcnow()
     upsert(
         session,
         Blob,
@@ -177,6 +181,21 @@ def touch_blob(session: Session, info: BlobInfo) -> None:
         },
         ["sha256"],
         ["touched_at"],
+    )
+
+
+def lock_repository(session: Session, repository_id: int) -> None:
+    """Hold the repository's row lock until the transaction ends (SQLite: the write transaction
+    is already exclusive), so checks and writes of concurrent commits apply one after the other."""
+    session.execute(select(Repository.id).where(Repository.id == repository_id).with_for_update())
+
+
+def find_conflict(session: Session, repository_id: int, conflict_key: str) -> str | None:
+    """The path of an asset of this repository stored under `conflict_key`, if any."""
+    return session.scalar(
+        select(Asset.path)
+        .where(Asset.repository_id == repository_id, Asset.conflict_key == conflict_key)
+        .limit(1)
     )
 
 
@@ -221,6 +240,7 @@ def save_asset(
     content_type: str,
     attributes: dict[str, Any],
     component_id: int | None,
+    conflict_key: str | None = None,
 ) -> None:
     now = utcnow()
     upsert(
@@ -233,11 +253,12 @@ def save_asset(
             "content_type": content_type,
             "attributes": attributes,
             "component_id": component_id,
+            "conflict_key": conflict_key,
             "created_at": now,
             "updated_at": now,
         },
         ["repository_id", "path"],
-        ["blob_sha256", "content_type", "attributes", "component_id", "updated_at"],
+        ["blob_sha256", "content_type", "attributes", "component_id", "conflict_key", "updated_at"],
     )
 
 

@@ -205,16 +205,15 @@ class Engine:
     async def commit(
         self, repo: Repo, staged: StagedBlob, upload: Upload, principal: Principal
     ) -> StoredAsset:
-        """Store bytes staged earlier (an upload session, a parsed upload) as the asset at upload.path."""
-        target = self.write_target(repo)
-        self.require(principal, target, "write")
-        if not upload.bypass_write_policy:
-            exists = await self.db_call(self.hosted._exists, target.id, upload.path)
-            try:
-                self.hosted.check_write_policy(target, upload.path, exists)
-            except BaseException:
-                await self.blobs.discard(staged)
-                raise
+        """Store bytes staged earlier (an upload session, a parsed upload) as the asset at upload.path,
+        with `upload.companions` in the same transaction. Staged bytes that are refused are discarded."""
+        try:
+            target = self.write_target(repo)
+            self.require(principal, target, "write")
+            await self.hosted.precheck(target, upload)
+        except BaseException:
+            await self.hosted.discard([staged, *upload.companions])
+            raise
         return await self.hosted.commit(target, staged, upload, principal)
 
     async def link(self, repo: Repo, sha256: str, upload: Upload, principal: Principal) -> StoredAsset | None:
@@ -238,10 +237,7 @@ class Engine:
                 raise BadRequest(
                     f"checksum mismatch for {upload.path}: {algorithm} is {info.digest(algorithm)}"
                 )
-        if not upload.bypass_write_policy:
-            self.hosted.check_write_policy(
-                target, upload.path, await self.db_call(self.hosted._exists, target.id, upload.path)
-            )
+        await self.hosted.precheck(target, upload)
         try:
             return await self.hosted.commit(target, StagedBlob(info=info, temp_name=""), upload, principal)
         except BlobGone:
@@ -252,6 +248,10 @@ class Engine:
         target = self.write_target(repo)
         limit = int(target.config.get("max_upload_bytes") or self.settings.max_upload_bytes)
         return await self.hosted.stage(target, chunks, upload, limit)
+
+    async def stage_bytes(self, data: bytes) -> StagedBlob:
+        """Stage a small in-memory file (a companion derived from an upload) for `Upload.companions`."""
+        return await self.blobs.ingest_bytes(data)
 
     async def discard(self, staged: StagedBlob) -> None:
         """Forget staged bytes that will not be committed (an upload that failed a format's checks)."""

@@ -1,21 +1,25 @@
 """Hosted storage: store, fetch and delete assets, with write policies, written once for every format.
 
 Order of a store (the rule that keeps a crash harmless): bytes are hashed into a temporary object;
-the blob row is touched; the bytes are promoted to their content address (durable); only then does
-the transaction that creates the asset commit. A crash at any point leaves at worst an unreferenced
-blob or temporary object, which GC removes after its grace period.
+the blob row is reserved (touched with a moment in the future, so GC leaves it alone whatever its
+grace); the bytes are promoted to their content address (durable); only then does the transaction
+that creates the asset commit. That transaction takes the repository's row lock, checks the write
+policy (the path and the upload's conflict key), touches each blob again and checks its bytes are
+still there, and saves the asset and its companions together. A crash at any point leaves at worst
+an unreferenced blob or temporary object, which GC removes after its grace period.
 """
 
 from __future__ import annotations
 
 import mimetypes
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from artifactory.blobstore.store import BlobError, DigestMismatch, StagedBlob, TooLarge
+from artifactory.blobstore.store import BlobError, BlobInfo, DigestMismatch, StagedBlob, TooLarge
 from artifactory.db import queries
-from artifactory.db.models import AuditEvent
+from artifactory.db.models import AuditEvent, utcnow
 from artifactory.events import AssetEvent
 from artifactory.formats import Coordinates
 from artifactory.http.errors import BadRequest, HTTPProblem, PayloadTooLarge
@@ -25,13 +29,30 @@ from artifactory.security.principal import Principal
 if TYPE_CHECKING:
     from artifactory.repository.engine import Engine
 
+# How long a commit's reservation keeps its blobs from GC between staging and the asset row: far
+# longer than promoting bytes takes, so that GC is safe at any grace, even 0.
+RESERVE_SECONDS = 3600
+
 
 class WritePolicyViolation(BadRequest):
-    pass
+    """A write the repository's write policy refuses; `existing` is the stored file it collides with."""
+
+    def __init__(self, message: str, existing: str | None = None) -> None:
+        super().__init__(message)
+        self.existing = existing
 
 
-class BlobGone(Exception):
-    """A linked blob was collected before the link took hold."""
+class BlobGone(HTTPProblem):
+    """A linked blob was collected before the link took hold (503: the client may simply retry)."""
+
+    status = 503
+
+    def __init__(self, sha256: str) -> None:
+        super().__init__(
+            f"stored bytes {sha256} were collected while they were being linked; try again",
+            headers={"Retry-After": "1"},
+        )
+        self.sha256 = sha256
 
 
 @dataclass(frozen=True)
@@ -46,10 +67,12 @@ class Upload:
     component_attributes: Mapping[str, Any] | None = None
     # Stores regardless of the write policy (server-generated files such as metadata documents).
     bypass_write_policy: bool = False
-    # Assets whose attributes carry the same conflict key count as the same file for the write
-    # policy (one release spelled two ways); checked inside the commit's transaction.
+    # Assets with the same conflict key count as the same file for the write policy (one release
+    # spelled two ways): under allow_once a second one is refused, checked inside the commit's
+    # transaction under the repository's row lock. Kept as attributes["conflict_key"] too.
     conflict_key: str | None = None
-    # Files derived from this upload (a wheel's .metadata), stored in the same transaction.
+    # Files derived from this upload (a wheel's .metadata), stored in the same transaction as it
+    # (or not at all), whatever the write policy once the upload itself passes it.
     companions: tuple[Companion, ...] = ()
 
 
@@ -70,14 +93,25 @@ class Hosted:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def check_write_policy(self, repo: Repo, path: str, exists: bool) -> None:
+    def check_write_policy(self, repo: Repo, path: str, existing: str | None) -> None:
+        """Refuse a write the policy forbids; `existing` is the path of a stored asset the write
+        would replace (the same path, or another one with the same conflict key), or None."""
         policy = repo.write_policy
         if policy == "deny":
             raise WritePolicyViolation(f"repository {repo.name} is read-only (write policy deny)")
-        if policy == "allow_once" and exists:
+        if policy == "allow_once" and existing is not None:
+            same = "" if existing == path else f" (the same file as {existing})"
             raise WritePolicyViolation(
-                f"repository {repo.name} does not allow updating assets (write policy allow_once): {path}"
+                f"repository {repo.name} does not allow updating assets (write policy allow_once): "
+                f"{path}{same}",
+                existing,
             )
+
+    async def precheck(self, repo: Repo, upload: Upload) -> None:
+        """The write policy, checked early to spare a doomed upload (`_save` checks it again)."""
+        if not upload.bypass_write_policy:
+            existing = await self.engine.db_call(self._existing, repo.id, upload)
+            self.check_write_policy(repo, upload.path, existing)
 
     async def stage(
         self, repo: Repo, chunks: AsyncIterable[bytes], upload: Upload, max_size: int | None
@@ -94,19 +128,32 @@ class Hosted:
     async def store(
         self, repo: Repo, chunks: AsyncIterable[bytes], upload: Upload, principal: Principal
     ) -> StoredAsset:
-        engine = self.engine
-        if not upload.bypass_write_policy:
-            existing = await engine.db_call(self._exists, repo.id, upload.path)
-            self.check_write_policy(repo, upload.path, existing)
-        limit = int(repo.config.get("max_upload_bytes") or engine.settings.max_upload_bytes)
-        staged = await self.stage(repo, chunks, upload, limit)
+        try:
+            await self.precheck(repo, upload)
+        except BaseException:
+            await self.discard(upload.companions)
+            raise
+        limit = int(repo.config.get("max_upload_bytes") or self.engine.settings.max_upload_bytes)
+        try:
+            staged = await self.stage(repo, chunks, upload, limit)
+        except BaseException:
+            await self.discard(upload.companions)
+            raise
         return await self.commit(repo, staged, upload, principal)
+
+    async def discard(self, staged: Sequence[StagedBlob | Companion]) -> None:
+        for item in staged:
+            blob = item.staged if isinstance(item, Companion) else item
+            if blob.temp_name:
+                await self.engine.blobs.discard(blob)
 
     async def commit(
         self, repo: Repo, staged: StagedBlob, upload: Upload, principal: Principal
     ) -> StoredAsset:
-        """Make staged bytes the asset at upload.path: plugin checks, blob row, promote, asset row."""
+        """Make staged bytes the asset at upload.path, and its companions theirs, all or nothing:
+        plugin checks, blob reservations, promotion, then one transaction for every asset row."""
         engine = self.engine
+        blobs = [staged, *(c.staged for c in upload.companions)]
         try:
             engine.pm.hook.artifactory_check_upload(
                 repository=repo.name,
@@ -115,81 +162,115 @@ class Hosted:
                 size=staged.info.size,
                 principal=principal,
             )
-            await engine.db_call(self._touch, staged)
-            if staged.temp_name:
-                await engine.blobs.publish(staged)
-            elif not await engine.db_call(engine.blobs.exists, staged.info.sha256):
-                # A link to bytes already stored: after the touch GC can no longer take them,
-                # but it may have taken them just before.
-                raise BlobGone(staged.info.sha256)
+            await engine.db_call(self._reserve, [b.info for b in blobs])
+            for blob in blobs:
+                if blob.temp_name:
+                    await engine.blobs.publish(blob)
+                elif not await engine.db_call(engine.blobs.exists, blob.info.sha256):
+                    # A link to bytes already stored: after the reservation GC can no longer take
+                    # them, but it may have taken them just before.
+                    raise BlobGone(blob.info.sha256)
         except BaseException:
-            if staged.temp_name:
-                await engine.blobs.discard(staged)
+            await self.discard(blobs)
             raise
-        content_type = upload.content_type or engine.formats[repo.format].content_type(upload.path)
-        asset = await engine.db_call(
-            self._save, repo, staged, upload, content_type or guess_content_type(upload.path), principal
-        )
+        fmt = engine.formats[repo.format]
+        content_type = upload.content_type or fmt.content_type(upload.path) or guess_content_type(upload.path)
+        asset, companions = await engine.db_call(self._save, repo, staged, upload, content_type, principal)
         engine.repos.forget(repo.name)
-        engine.fire(
-            "artifactory_asset_stored",
-            event=AssetEvent(
-                repository=repo.name,
-                format=repo.format,
-                path=upload.path,
-                sha256=asset.sha256,
-                size=asset.size,
-                actor=principal.username,
-                attributes=dict(asset.attributes),
-            ),
-        )
+        for stored in (asset, *companions):
+            engine.fire(
+                "artifactory_asset_stored",
+                event=AssetEvent(
+                    repository=repo.name,
+                    format=repo.format,
+                    path=stored.path,
+                    sha256=stored.sha256,
+                    size=stored.size,
+                    actor=principal.username,
+                    attributes=dict(stored.attributes),
+                ),
+            )
         return asset
 
-    def _exists(self, repository_id: int, path: str) -> bool:
+    def _existing(self, repository_id: int, upload: Upload) -> str | None:
         with self.engine.db.read() as session:
-            return queries.find_asset(session, repository_id, path) is not None
+            return self._collision(session, repository_id, upload)
 
-    def _touch(self, staged: StagedBlob) -> None:
+    @staticmethod
+    def _collision(session: Any, repository_id: int, upload: Upload) -> str | None:
+        if queries.find_asset(session, repository_id, upload.path) is not None:
+            return upload.path
+        if upload.conflict_key:
+            return queries.find_conflict(session, repository_id, upload.conflict_key)
+        return None
+
+    def _reserve(self, infos: list[BlobInfo]) -> None:
+        until = utcnow() + timedelta(seconds=RESERVE_SECONDS)
         with self.engine.db.write() as session:
-            queries.touch_blob(session, staged.info)
+            for info in sorted(infos, key=lambda i: i.sha256):
+                queries.touch_blob(session, info, until)
 
     def _save(
         self, repo: Repo, staged: StagedBlob, upload: Upload, content_type: str, principal: Principal
-    ) -> StoredAsset:
+    ) -> tuple[StoredAsset, list[StoredAsset]]:
+        blobs = sorted({staged.info, *(c.staged.info for c in upload.companions)}, key=lambda i: i.sha256)
         with self.engine.db.write() as session:
             if not upload.bypass_write_policy:
-                self.check_write_policy(
-                    repo, upload.path, queries.find_asset(session, repo.id, upload.path) is not None
-                )
-            queries.touch_blob(session, staged.info)
+                # Held to the end: a concurrent commit of the same file (or conflict key) waits here
+                # and then sees this one's asset.
+                queries.lock_repository(session, repo.id)
+                self.check_write_policy(repo, upload.path, self._collision(session, repo.id, upload))
+            for info in blobs:
+                queries.touch_blob(session, info)
+                if not self.engine.blobs.exists(info.sha256):
+                    raise BlobGone(info.sha256)
             component_id = None
             if upload.component is not None:
                 c = upload.component
                 component_id = queries.ensure_component(
                     session, repo.id, c.namespace, c.name, c.version, dict(upload.component_attributes or {})
                 )
+            attributes = dict(upload.attributes or {})
+            if upload.conflict_key:
+                attributes["conflict_key"] = upload.conflict_key
             queries.save_asset(
                 session,
                 repo.id,
                 upload.path,
                 staged.info.sha256,
                 content_type,
-                dict(upload.attributes or {}),
+                attributes,
                 component_id,
+                upload.conflict_key,
             )
-            queries.bump_revision(session, repo.id)
-            session.add(
-                AuditEvent(
-                    actor=principal.username,
-                    action="asset.stored",
-                    repository=repo.name,
-                    path=upload.path,
-                    details={"sha256": staged.info.sha256, "size": staged.info.size},
+            for companion in upload.companions:
+                queries.save_asset(
+                    session,
+                    repo.id,
+                    companion.path,
+                    companion.staged.info.sha256,
+                    companion.content_type or guess_content_type(companion.path),
+                    {"companion_of": upload.path},
+                    None,
                 )
-            )
-            row = queries.find_asset(session, repo.id, upload.path)
-            assert row is not None
-            return queries.to_asset(repo.name, row)
+            queries.bump_revision(session, repo.id)
+            files = [(upload.path, staged.info), *((c.path, c.staged.info) for c in upload.companions)]
+            for path, info in files:
+                session.add(
+                    AuditEvent(
+                        actor=principal.username,
+                        action="asset.stored",
+                        repository=repo.name,
+                        path=path,
+                        details={"sha256": info.sha256, "size": info.size},
+                    )
+                )
+            saved = []
+            for path, _info in files:
+                row = queries.find_asset(session, repo.id, path)
+                assert row is not None
+                saved.append(queries.to_asset(repo.name, row))
+            return saved[0], saved[1:]
 
     async def delete(self, repo: Repo, path: str, principal: Principal) -> StoredAsset | None:
         deleted = await self.engine.db_call(self._delete, repo, path, principal)
@@ -220,4 +301,4 @@ class Hosted:
             return queries.to_asset(repo.name, row)
 
 
-__all__ = ["Hosted", "Upload", "WritePolicyViolation", "HTTPProblem"]
+__all__ = ["BlobGone", "Companion", "Hosted", "Upload", "WritePolicyViolation", "HTTPProblem"]

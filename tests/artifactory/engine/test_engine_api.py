@@ -8,26 +8,13 @@ import threading
 
 import pytest
 
-from artifactory.cli import prepare
 from artifactory.http.errors import BadRequest, HTTPProblem
 from artifactory.repository.hosted import Upload
 from artifactory.repository.uploads import UploadOffsetMismatch, UploadUnknown
 from artifactory.security.principal import Principal
-from artifactory.settings import Settings
 from artifactory.state import AppState
 
-ADMIN = Principal("admin", frozenset({"admin"}))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state(request, tmp_path):
-    settings = Settings(data_dir=tmp_path / "data", admin_password="x")
-    if request.param == "postgresql":
-        settings.database_url = request.getfixturevalue("pg_url")
-    prepare(settings, announce=False)
-    app_state = AppState.build(settings)
-    yield app_state
-    app_state.db.dispose()
+ADMIN = Principal("admin", frozenset({"admin"}))  # the `state` fixture is in conftest.py
 
 
 async def chunks(*parts):
