@@ -18,19 +18,25 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Router
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from artifactory.api.routes import routes as api_routes
 from artifactory.formats import Format
 from artifactory.http.errors import HTTPProblem, NotFound
 from artifactory.http.paths import decode_path
 from artifactory.settings import Settings, load_settings
-from artifactory.state import AppState
+from artifactory.state import REQUEST_PATH_KEY, AppState
 from artifactory.ui import routes as ui_routes
 
 log = logging.getLogger(__name__)
 PREFIX = "/repository/"
 READ_METHODS = ("GET", "HEAD")
+# Every HTML page this server sends (folder listings, simple indexes, the UI) gets this policy unless
+# it set its own: nothing runs, loads or submits from anywhere but this server.
+HTML_POLICY = (
+    b"default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
+    b"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 def render_problem(request: Request, problem: HTTPProblem, fmt: Format | None = None) -> Response:
@@ -83,9 +89,12 @@ class Application:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["artifactory.state"] = self.state
-        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
-            await self._repository(scope, receive, send)
-            return
+        scope[REQUEST_PATH_KEY] = scope.get("path", "")
+        if scope["type"] == "http":
+            send = _with_html_policy(send)
+            if scope["path"].startswith(PREFIX):
+                await self._repository(scope, receive, send)
+                return
         await self.starlette(scope, receive, send)
 
     async def _repository(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -117,6 +126,18 @@ class Application:
         except HTTPException as exc:  # a route matched the path but not the method, and the like
             translated = HTTPProblem(str(exc.detail), status=exc.status_code, headers=exc.headers)
             await render_problem(request, translated, fmt)(scope, receive, send)
+
+
+def _with_html_policy(send: Send) -> Send:
+    async def sender(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers") or []
+            html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
+            if html and not any(k.lower() == b"content-security-policy" for k, _ in headers):
+                message = {**message, "headers": [*headers, (b"content-security-policy", HTML_POLICY)]}
+        await send(message)
+
+    return sender
 
 
 def create_app(settings: Settings | None = None) -> Any:

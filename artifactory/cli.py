@@ -29,12 +29,19 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def prepare(settings: Settings, announce: bool = True) -> None:
     """Migrate the database and make sure the admin user exists (once, before any worker starts)."""
+    from artifactory.db.migrate import exclusive
+
+    settings.secure_data_dir()
+    with exclusive(settings.resolved_database_url):
+        _prepare_locked(settings, announce)
+
+
+def _prepare_locked(settings: Settings, announce: bool) -> None:
     from artifactory.db.engine import Database
-    from artifactory.db.migrate import upgrade
+    from artifactory.db.migrate import upgrade_unlocked
     from artifactory.security.service import Security
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.resolved_database_url)
+    upgrade_unlocked(settings.resolved_database_url)
     db = Database(settings.resolved_database_url)
     try:
         password = settings.admin_password or secrets.token_urlsafe(18)

@@ -26,10 +26,10 @@ from artifactory.http.errors import (
 from artifactory.http.responses import document_response
 from artifactory.http.urls import base_url, repository_url
 from artifactory.repository.engine import Engine, Entry
-from artifactory.repository.hosted import Upload
+from artifactory.repository.hosted import Companion, Upload
 from artifactory.repository.model import ComponentInfo, Content, Document, Repo, StoredAsset, Streaming
 from artifactory.repository.uploads import UploadOffsetMismatch, UploadState, UploadUnknown
-from artifactory.security.principal import ANONYMOUS, Credentials, Principal
+from artifactory.security.principal import ANONYMOUS, Credentials, Grant, Principal
 from artifactory.security.service import InvalidCredentials
 from artifactory.serve import respond
 from artifactory.state import AppState
@@ -65,6 +65,7 @@ async def current_principal(connection: HTTPConnection) -> Principal:
 __all__ = [
     "ANONYMOUS",
     "BlobInfo",
+    "Companion",
     "InvalidCredentials",
     "SYSTEM",
     "StagedBlob",
@@ -91,6 +92,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
+    "Grant",
     "Principal",
     "Repo",
     "Rewritten",

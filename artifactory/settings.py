@@ -62,6 +62,17 @@ class Settings:
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
 
+    def secure_data_dir(self) -> None:
+        """Create the data dir readable by this user only, and keep everything made below it so.
+
+        It holds upstream passwords, password hashes, the token secret and private blobs: the dir
+        is 0700 and this process's umask becomes 077, whatever umask it was started with, so the
+        database, blobs and temporary files are created 0600 (directories 0700).
+        """
+        os.umask(0o077)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
         data["data_dir"] = str(self.data_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from artifactory.settings import Settings
 
 log = logging.getLogger(__name__)
 PRINCIPAL_KEY = "artifactory.principal"
+REQUEST_PATH_KEY = "artifactory.request_path"  # the path as the client sent it, set by the app
 
 
 @dataclass
@@ -39,7 +41,7 @@ class AppState:
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.secure_data_dir()
         pm = plugin_manager(settings.plugins)
         formats = FormatRegistry()
         pm.hook.artifactory_register_formats(registry=formats)
@@ -65,6 +67,11 @@ class AppState:
             except InvalidCredentials as exc:
                 raise Unauthorized(str(exc)) from None
             principal = found or ANONYMOUS
+            path = scope.get(REQUEST_PATH_KEY) or scope.get("path", "")
+            if principal.only_under and not path.startswith(principal.only_under):
+                raise Unauthorized(f"this credential is valid only under {principal.only_under}")
+            if principal.expires_at is not None and principal.expires_at <= time.time():
+                raise Unauthorized("the credential has expired")
         scope[PRINCIPAL_KEY] = principal
         return principal
 

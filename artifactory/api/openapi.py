@@ -35,7 +35,14 @@ def _name_param(what: str) -> dict[str, Any]:
     return {"name": "name", "in": "path", "required": True, "description": what, "schema": {"type": "string"}}
 
 
-ERROR_NAMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict"}
+ERROR_NAMES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    413: "TooLarge",
+}
 NO_CONTENT = {"204": {"description": "Done; no body."}}
 
 # -- schemas --------------------------------------------------------------------------------------
@@ -229,6 +236,32 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "username": {"type": "string"},
             "roles": {"type": "array", "items": {"type": "string"}},
+            "disabled": {"type": "boolean"},
+        },
+    },
+    "UserUpdate": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "password": {"type": "string", "minLength": 1, "maxLength": 1024},
+            "roles": {"type": "array", "items": {"type": "string"}},
+            "disabled": {
+                "type": "boolean",
+                "description": "A disabled user's password and tokens stop working.",
+            },
+            "current_password": {
+                "type": "string",
+                "description": "Required when a user who is not an admin changes their own password.",
+            },
+        },
+    },
+    "TokenScope": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Limits a token below its owner's roles; a scoped token never administers.",
+        "properties": {
+            "repositories": {"type": "string", "description": "Glob over repository names.", "default": "*"},
+            "actions": {"type": "array", "minItems": 1, "items": {"enum": ["read", "write", "delete"]}},
         },
     },
     "Privilege": {
@@ -267,9 +300,16 @@ SCHEMAS: dict[str, Any] = {
     },
     "NewToken": {
         "type": "object",
+        "additionalProperties": False,
         "properties": {
-            "name": {"type": "string", "default": ""},
-            "expires_in_seconds": {"type": "integer", "minimum": 1},
+            "name": {"type": "string", "default": "", "maxLength": 200},
+            "expires_in_seconds": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 316224000,
+                "description": "A token made with an expiring token expires no later than it.",
+            },
+            "scope": _ref("TokenScope"),
         },
     },
     "CreatedToken": {
@@ -284,6 +324,7 @@ SCHEMAS: dict[str, Any] = {
             "id": {"type": "string"},
             "name": {"type": "string"},
             "expires_at": {"type": ["string", "null"], "format": "date-time"},
+            "scope": {"anyOf": [_ref("TokenScope"), {"type": "null"}]},
         },
     },
     "Token": {
@@ -294,6 +335,7 @@ SCHEMAS: dict[str, Any] = {
             "name": {"type": "string"},
             "created_at": {"type": "string", "format": "date-time"},
             "expires_at": {"type": ["string", "null"], "format": "date-time"},
+            "scope": {"anyOf": [_ref("TokenScope"), {"type": "null"}]},
         },
     },
     "Settings": {
@@ -338,6 +380,10 @@ SCHEMAS: dict[str, Any] = {
 RESPONSES: dict[str, Any] = {
     "BadRequest": {
         "description": "The request was malformed or refused.",
+        "content": {JSON: {"schema": _ref("Error")}},
+    },
+    "TooLarge": {
+        "description": "The JSON body is larger than the admin API's limit (1 MiB).",
         "content": {JSON: {"schema": _ref("Error")}},
     },
     "Unauthorized": {
@@ -475,6 +521,15 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/users/{name}": {
         "parameters": [_name_param("Username.")],
+        "put": {
+            "operationId": "updateUser",
+            "summary": "Change a user's password, roles or disabled flag (admin); a user may change "
+            "only their own password, sending current_password.",
+            "tags": ["security"],
+            "security": SIGNED_IN,
+            "requestBody": _body(_ref("UserUpdate")),
+            "responses": {"200": _ok("The user.", _ref("User")), **_errors(400, 401, 403, 404, 413)},
+        },
         "delete": {
             "operationId": "deleteUser",
             "summary": "Delete a user (admin); the admin user cannot be deleted (400).",
@@ -520,12 +575,15 @@ PATHS: dict[str, Any] = {
     "/api/v1/tokens": {
         "get": {
             "operationId": "listTokens",
-            "summary": "The caller's API tokens (without their secrets).",
+            "summary": "The caller's API tokens (without their secrets); an admin may name ?user=.",
             "tags": ["security"],
             "security": SIGNED_IN,
+            "parameters": [
+                {"name": "user", "in": "query", "required": False, "schema": {"type": "string"}},
+            ],
             "responses": {
                 "200": _ok("The tokens.", {"type": "array", "items": _ref("Token")}),
-                **_errors(401),
+                **_errors(401, 403),
             },
         },
         "post": {
@@ -534,7 +592,7 @@ PATHS: dict[str, Any] = {
             "tags": ["security"],
             "security": SIGNED_IN,
             "requestBody": _body(_ref("NewToken"), required=False),
-            "responses": {"201": _ok("The new token.", _ref("CreatedToken")), **_errors(400, 401)},
+            "responses": {"201": _ok("The new token.", _ref("CreatedToken")), **_errors(400, 401, 413)},
         },
     },
     "/api/v1/tokens/{token_id}": {
@@ -546,7 +604,7 @@ PATHS: dict[str, Any] = {
             "summary": "Revoke one of the caller's tokens (an admin may revoke anyone's).",
             "tags": ["security"],
             "security": SIGNED_IN,
-            "responses": {**NO_CONTENT, **_errors(401, 404)},
+            "responses": {**NO_CONTENT, **_errors(401, 403, 404)},
         },
     },
     "/api/v1/settings": {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from anyio import to_thread
@@ -14,6 +13,7 @@ from artifactory import __version__
 from artifactory.api.openapi import OPENAPI
 from artifactory.api.search import search
 from artifactory.events import RepositoryEvent
+from artifactory.http.bodies import ADMIN_BODY_BYTES, read_json
 from artifactory.http.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from artifactory.repository.config import ConfigError, public_view
 from artifactory.repository.model import PROXY
@@ -27,11 +27,7 @@ def _state(request: Request) -> AppState:
 
 
 async def _json(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"malformed JSON: {exc}") from None
+    return await read_json(request, ADMIN_BODY_BYTES)
 
 
 async def _object(request: Request) -> dict[str, Any]:
@@ -85,8 +81,8 @@ async def whoami(request: Request) -> Response:
 
 
 # -- repositories -------------------------------------------------------------------------------
-def _view(state: AppState, row: dict[str, Any]) -> dict[str, Any]:
-    view = public_view(row)
+def _view(state: AppState, row: dict[str, Any], admin: bool = True) -> dict[str, Any]:
+    view = public_view(row, admin)
     if row["type"] == PROXY:
         repo = state.engine.repos.get(row["name"])
         if repo is not None:
@@ -136,7 +132,7 @@ async def get_repository(request: Request) -> Response:
     row = await _run(state.engine.repos.row, name)
     if row is None or not state.security.allowed(principal, name, "read"):
         raise NotFound(f"repository {name!r} not found")
-    return JSONResponse(await _run(_view, state, row))
+    return JSONResponse(await _run(_view, state, row, principal.is_admin))
 
 
 async def put_repository(request: Request) -> Response:
@@ -208,6 +204,36 @@ async def list_users(request: Request) -> Response:
     return JSONResponse(await _run(_state(request).security.list_users))
 
 
+async def update_user(request: Request) -> Response:
+    """Admins change anything; a user changes only their own password, proving the current one."""
+    principal = await _user(request)
+    name = request.path_params["name"]
+    body = await _object(request)
+    unknown = sorted(set(body) - {"password", "roles", "disabled", "current_password"})
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(unknown)}; expected password, roles, disabled")
+    security = _state(request).security
+    if not principal.is_admin:
+        if name != principal.username or principal.scope is not None:
+            raise Forbidden("only an admin may change another user")
+        if set(body) - {"password", "current_password"} or "password" not in body:
+            raise Forbidden("you may change only your own password")
+        current = body.get("current_password")
+        if not isinstance(current, str) or not await _run(security.check_password, name, current):
+            raise Forbidden("current_password is wrong")
+    if name == "admin" and body.get("disabled") is True:
+        raise BadRequest("the admin user cannot be disabled")
+    try:
+        user = await _run(
+            lambda: security.update_user(name, body.get("password"), body.get("roles"), body.get("disabled"))
+        )
+    except KeyError:
+        raise NotFound(f"user {name!r} not found") from None
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return JSONResponse(user)
+
+
 async def delete_user(request: Request) -> Response:
     await _admin(request)
     name = request.path_params["name"]
@@ -255,21 +281,36 @@ async def create_token(request: Request) -> Response:
     body = await _json(request) or {}
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
-    name = body.get("name", "")
-    expires = body.get("expires_in_seconds")
-    if not isinstance(name, str) or (expires is not None and (not isinstance(expires, int) or expires <= 0)):
-        raise BadRequest("name must be a string and expires_in_seconds a positive integer")
-    token = await _run(_state(request).security.create_token, principal.username, name, expires)
+    unknown = sorted(set(body) - {"name", "expires_in_seconds", "scope"})
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(unknown)}; expected name, expires_in_seconds, scope")
+    try:
+        token = await _run(
+            _state(request).security.create_token,
+            principal,
+            body.get("name", ""),
+            body.get("expires_in_seconds"),
+            body.get("scope"),
+        )
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    except KeyError:
+        raise Unauthorized("the user no longer exists") from None
     return JSONResponse(token, status_code=201)
 
 
 async def list_tokens(request: Request) -> Response:
     principal = await _user(request)
-    return JSONResponse(await _run(_state(request).security.list_tokens, principal.username))
+    user = request.query_params.get("user", principal.username)
+    if user != principal.username and not principal.is_admin:
+        raise Forbidden("only an admin may list another user's tokens")
+    return JSONResponse(await _run(_state(request).security.list_tokens, user))
 
 
 async def revoke_token(request: Request) -> Response:
     principal = await _user(request)
+    if principal.scope is not None:
+        raise Forbidden("a scoped token cannot revoke tokens")
     revoked = await _run(
         _state(request).security.revoke_token,
         principal.username,
@@ -311,6 +352,7 @@ routes = [
     Route("/api/v1/repositories/{name}/invalidate", invalidate_cache, methods=["POST"]),
     Route("/api/v1/users", list_users, methods=["GET"]),
     Route("/api/v1/users", create_user, methods=["POST"]),
+    Route("/api/v1/users/{name}", update_user, methods=["PUT"]),
     Route("/api/v1/users/{name}", delete_user, methods=["DELETE"]),
     Route("/api/v1/roles", list_roles, methods=["GET"]),
     Route("/api/v1/roles", save_role, methods=["POST"]),

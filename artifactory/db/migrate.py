@@ -1,12 +1,26 @@
-"""Alembic, driven from code: `artifactory db upgrade` and `serve` call upgrade()."""
+"""Alembic, driven from code: `artifactory db upgrade` and `serve` call upgrade().
+
+Several processes or nodes may start together on one empty database: `exclusive(url)` makes them
+take turns (a PostgreSQL advisory lock held on its own connection; on SQLite a file lock beside the
+database), so one migrates and creates the first admin while the others wait and then find it done.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import artifactory_migrations
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.pool import NullPool
+
+# Any fixed 64-bit number: the key of the advisory lock every artifactory process agrees on.
+ADVISORY_KEY = 0x61727469666163
 
 
 def alembic_config(url: str) -> Config:
@@ -16,5 +30,44 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+@contextlib.contextmanager
+def exclusive(url: str) -> Iterator[None]:
+    """Hold the database-wide start-up lock (blocking until the process holding it is done)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_KEY})
+                connection.commit()
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
+                    connection.commit()
+        finally:
+            engine.dispose()
+        return
+    database = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def upgrade(url: str, revision: str = "head") -> None:
+    with exclusive(url):
+        upgrade_unlocked(url, revision)
+
+
+def upgrade_unlocked(url: str, revision: str = "head") -> None:
+    """upgrade() for a caller already inside `exclusive(url)`."""
     command.upgrade(alembic_config(url), revision)

@@ -6,9 +6,11 @@ returned: GET shows MASK, and a PUT that sends MASK back (or omits the password)
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from artifactory.formats import FormatRegistry
 from artifactory.repository.model import GROUP, HOSTED, PROXY, REPOSITORY_TYPES, WRITE_POLICIES
@@ -35,6 +37,11 @@ TYPE_KEYS = {
 }
 
 
+MAX_CONFIG_BYTES = 256 * 1024
+MAX_SECONDS = 10 * 366 * 24 * 3600
+MAX_URL = 2000
+
+
 class ConfigError(ValueError):
     pass
 
@@ -59,9 +66,9 @@ def validate(body: Any, formats: FormatRegistry, existing: dict[str, Any] | None
             raise ConfigError("the name and format of a repository cannot change")
         if kind != existing["type"]:
             raise ConfigError("the type of a repository cannot change")
-    if fmt not in formats:
+    if not isinstance(fmt, str) or fmt not in formats:
         raise ConfigError(f"unknown format {fmt!r}; known: {', '.join(formats.ids())}")
-    if kind not in REPOSITORY_TYPES:
+    if not isinstance(kind, str) or kind not in REPOSITORY_TYPES:
         raise ConfigError(f"type must be one of {', '.join(REPOSITORY_TYPES)}")
     config = dict(body)
     plugin_format = formats[fmt]
@@ -71,6 +78,10 @@ def validate(body: Any, formats: FormatRegistry, existing: dict[str, Any] | None
         raise ConfigError(f"write_policy must be one of {', '.join(WRITE_POLICIES)}")
     _expect(config, "allow_inline", bool, "a boolean")
     _expect(config, "max_upload_bytes", int, "an integer")
+    if not 0 <= config.get("max_upload_bytes", 0) <= 2**53:
+        raise ConfigError("max_upload_bytes must be a non-negative integer")
+    if len(json.dumps(config, default=str)) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"the settings are larger than {MAX_CONFIG_BYTES} bytes")
     if kind == PROXY:
         _validate_proxy(config, existing)
     elif kind == GROUP:
@@ -86,18 +97,40 @@ def validate(body: Any, formats: FormatRegistry, existing: dict[str, Any] | None
     return {"name": name, "format": fmt, "type": kind, "config": config}
 
 
-def _validate_proxy(config: dict[str, Any], existing: dict[str, Any] | None) -> None:
+def _split_credentials(config: dict[str, Any]) -> str:
+    """The upstream URL without user:password@; credentials written into it move to the username and
+    password settings (where they are masked and never logged), unless those are given already."""
     url = config.get("url")
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+    try:
+        parts = urlsplit(url) if isinstance(url, str) and len(url) <= MAX_URL else None
+        port_ok = parts is not None and (parts.port is None or 0 < parts.port < 65536)
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or not port_ok or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError("a proxy needs url: an absolute http(s) URL of the upstream")
+    if parts.username is None and parts.password is None:
+        return str(url)
+    if parts.username and not config.get("username"):
+        config["username"] = unquote(parts.username)
+    if parts.password and config.get("password") in (None, MASK):
+        config["password"] = unquote(parts.password)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def _validate_proxy(config: dict[str, Any], existing: dict[str, Any] | None) -> None:
+    url = config["url"] = _split_credentials(config)
     for key, default in PROXY_DEFAULTS.items():
         config.setdefault(key, default)
     _expect(config, "offline", bool, "a boolean")
     for key in ("metadata_ttl_seconds", "negative_cache_seconds", "block_after_failures", "block_seconds"):
         _expect(config, key, int, "an integer")
-        if config[key] < 0:
-            raise ConfigError(f"{key} must not be negative")
+        if not 0 <= config[key] <= MAX_SECONDS:
+            raise ConfigError(f"{key} must be an integer from 0 to {MAX_SECONDS}")
     _expect(config, "timeout_seconds", (int, float), "a number")
+    timeout = config["timeout_seconds"]
+    if isinstance(timeout, bool) or not (math.isfinite(timeout) and 0 < timeout <= 3600):
+        raise ConfigError("timeout_seconds must be a number of seconds above 0 and at most 3600")
     for key in ("include", "exclude"):
         if not isinstance(config[key], list) or not all(isinstance(p, str) for p in config[key]):
             raise ConfigError(f"{key} must be a list of path patterns")
@@ -132,11 +165,19 @@ def _validate_group(config: dict[str, Any], name: str) -> None:
         raise ConfigError("write_member must be one of the members")
 
 
-def public_view(row: dict[str, Any]) -> dict[str, Any]:
-    """What GET answers: the definition with secrets masked."""
+def public_view(row: dict[str, Any], admin: bool = True) -> dict[str, Any]:
+    """What GET answers: the definition with secrets masked (and, for anyone but an admin, without
+    the upstream account name or any credentials an old definition kept inside its URL)."""
     config = dict(row["config"])
     if config.get("password"):
         config["password"] = MASK
+    if isinstance(config.get("url"), str) and "@" in config["url"]:
+        parts = urlsplit(config["url"])
+        config["url"] = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    if not admin:
+        config.pop("username", None)
+        config.pop("password", None)
+        config.pop("ca_bundle", None)
     view = {"name": row["name"], "format": row["format"], "type": row["type"], **config}
     if row["type"] == PROXY:
         view["offline"] = bool(config.get("offline", False))

@@ -1,9 +1,16 @@
 """Users, roles, tokens and the permission check, with per-process caches bounded in time.
 
 Roles and the anonymous switch are re-read at most every `config_cache_seconds`, so a change made
-on one node reaches the others within that time. Verified credentials are remembered briefly (keyed
-by a hash of the credentials, never the credentials themselves) so that clients sending Basic auth on
-every request do not pay for scrypt each time.
+on one node reaches the others within that time. Verified credentials are remembered for the same
+time at most (keyed by a hash of the credentials, never the credentials themselves) so that clients
+sending Basic auth on every request do not pay for scrypt each time: a revoked token, a deleted or
+disabled user or a changed password stops working on every process and node within
+`config_cache_seconds`, and a token's expiry is exact (checked on every use, cached or not).
+
+What a credential may do is decided here, once: `allowed(principal, repository, action)` answers
+for every route of every format and the admin API, combining the user's roles, the credential's
+scope (an API token's `scope`, a registry token's access list) and the rule that anonymous callers
+only ever read.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from artifactory.security.passwords import (
     split_token,
     verify_password,
 )
-from artifactory.security.principal import ANONYMOUS, Credentials, Principal
+from artifactory.security.principal import ANONYMOUS, Credentials, Grant, Principal
 
 ACTIONS = ("read", "write", "delete")
 ADMIN_ROLE = "admin"
@@ -39,8 +46,10 @@ BUILTIN_ROLES: dict[str, list[dict[str, Any]]] = {
     ADMIN_ROLE: [{"repositories": "*", "actions": list(ACTIONS)}],
     ANONYMOUS_ROLE: [{"repositories": "*", "actions": ["read"]}],
 }
-CREDENTIAL_CACHE_SECONDS = 5.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+MAX_TOKEN_NAME = 200
+MAX_PASSWORD = 1024
+MAX_TOKEN_SECONDS = 10 * 366 * 24 * 3600  # ten years: longer is refused, not overflowed
 
 
 class SecurityError(Exception):
@@ -72,6 +81,36 @@ def validate_privileges(raw: Any) -> list[dict[str, Any]]:
             raise ValueError(f"actions must be a non-empty list of {', '.join(ACTIONS)}")
         result.append({"repositories": item["repositories"], "actions": sorted(set(actions))})
     return result
+
+
+def validate_scope(raw: Any) -> dict[str, Any] | None:
+    """An API token's scope: None, or {"repositories": "<glob>", "actions": [...]}."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"repositories", "actions"}:
+        raise ValueError('scope must be {"repositories": "<glob>", "actions": [...]}')
+    repositories = raw.get("repositories", "*")
+    if not isinstance(repositories, str) or not repositories or len(repositories) > 200:
+        raise ValueError("scope.repositories must be a glob of at most 200 characters")
+    actions = raw.get("actions", list(ACTIONS))
+    if not isinstance(actions, list) or not actions or any(a not in ACTIONS for a in actions):
+        raise ValueError(f"scope.actions must be a non-empty list of {', '.join(ACTIONS)}")
+    return {"repositories": repositories, "actions": sorted(set(actions))}
+
+
+def _grants(scope: dict[str, Any] | None) -> tuple[Grant, ...] | None:
+    if scope is None:
+        return None
+    return (Grant(str(scope["repositories"]), frozenset(scope["actions"])),)
+
+
+def _within(scope: dict[str, Any], limit: tuple[Grant, ...]) -> bool:
+    """Whether every (repository, action) `scope` grants is granted by `limit` too."""
+    return any(
+        set(scope["actions"]) <= grant.actions
+        and (grant.repositories == "*" or grant.repositories == scope["repositories"])
+        for grant in limit
+    )
 
 
 def validate_name(kind: str, name: Any) -> str:
@@ -143,6 +182,7 @@ class Security:
             self._loaded_at = now
 
     def invalidate(self) -> None:
+        """Forget this process's caches (other processes forget theirs within cache_seconds)."""
         with self._lock:
             self._loaded_at = 0.0
             self._verified.clear()
@@ -161,11 +201,14 @@ class Security:
         now = time.monotonic()
         cached = self._verified.get(key)
         if cached and cached[0] > now:
-            return cached[1]
-        principal = self._verify_uncached(credentials)
-        if len(self._verified) > 10_000:
-            self._verified.clear()
-        self._verified[key] = (now + CREDENTIAL_CACHE_SECONDS, principal)
+            principal = cached[1]
+        else:
+            principal = self._verify_uncached(credentials)
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[key] = (now + self.cache_seconds, principal)
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            raise InvalidCredentials("invalid or expired token")
         return principal
 
     def _verify_uncached(self, credentials: Credentials) -> Principal:
@@ -185,8 +228,18 @@ class Security:
                         "__token__",
                     )
                     fresh = api_token.expires_at is None or api_token.expires_at > datetime.now(UTC)
-                    if secret_matches(secret, api_token.secret_hash) and name_ok and fresh:
-                        return Principal(user.username, frozenset(user.roles))
+                    if (
+                        secret_matches(secret, api_token.secret_hash)
+                        and name_ok
+                        and fresh
+                        and not user.disabled
+                    ):
+                        return Principal(
+                            user.username,
+                            frozenset(user.roles),
+                            scope=_grants(api_token.scope),
+                            expires_at=api_token.expires_at.timestamp() if api_token.expires_at else None,
+                        )
                 raise InvalidCredentials("invalid or expired token")
             if credentials.scheme != "basic":
                 raise InvalidCredentials("invalid token")
@@ -194,13 +247,27 @@ class Security:
             if account is None:
                 verify_password(credentials.secret, _DUMMY_HASH)  # same cost whether or not the user exists
                 raise InvalidCredentials("invalid username or password")
-            if not verify_password(credentials.secret, account.password_hash):
+            if not verify_password(credentials.secret, account.password_hash) or account.disabled:
                 raise InvalidCredentials("invalid username or password")
             return Principal(account.username, frozenset(account.roles))
 
+    def check_password(self, username: str, password: str) -> bool:
+        """Whether `password` is this user's real password (never a token); same cost either way."""
+        with self.db.read() as session:
+            account = session.scalar(select(User).where(User.username == username))
+        if account is None or account.disabled or len(password) > MAX_PASSWORD:
+            verify_password(password[:MAX_PASSWORD], _DUMMY_HASH)
+            return False
+        return verify_password(password, account.password_hash)
+
     # -- authorisation -----------------------------------------------------------------------
     def allowed(self, principal: Principal, repository: str, action: str) -> bool:
-        if principal.is_admin:
+        """Whether this principal, through the credential it used, may `action` in `repository`."""
+        if principal.anonymous and action != "read":
+            return False  # every write needs a user, whatever the anonymous role says
+        if not principal.scope_grants(repository, action):
+            return False
+        if "admin" in principal.roles:
             return True
         self._refresh()
         if principal.anonymous and not self._anonymous_read:
@@ -226,26 +293,58 @@ class Security:
 
     def create_user(self, username: str, password: str, roles: list[str]) -> dict[str, Any]:
         validate_name("user", username)
-        if not isinstance(password, str) or len(password) < 1:
-            raise ValueError("password must be a non-empty string")
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-            raise ValueError("roles must be a list of role names")
+        _check_password_value(password)
+        checked_roles = _check_roles_value(roles)
         with self.db.write() as session:
-            known = set(session.scalars(select(Role.name)))
-            unknown = sorted(set(roles) - known)
-            if unknown:
-                raise ValueError(f"unknown roles: {', '.join(unknown)}")
+            self._known_roles(session, checked_roles)
             if session.scalar(select(User.id).where(User.username == username)) is not None:
                 raise KeyError(username)
-            session.add(
-                User(username=username, password_hash=hash_password(password), roles=sorted(set(roles)))
-            )
-        return {"username": username, "roles": sorted(set(roles))}
+            session.add(User(username=username, password_hash=hash_password(password), roles=checked_roles))
+        return {"username": username, "roles": checked_roles, "disabled": False}
+
+    def update_user(
+        self,
+        username: str,
+        password: str | None = None,
+        roles: list[str] | None = None,
+        disabled: bool | None = None,
+    ) -> dict[str, Any]:
+        """Change a user's password, roles or disabled flag; KeyError when there is no such user."""
+        if password is not None:
+            _check_password_value(password)
+        checked_roles = _check_roles_value(roles) if roles is not None else None
+        if disabled is not None and not isinstance(disabled, bool):
+            raise ValueError("disabled must be true or false")
+        with self.db.write() as session:
+            account = session.scalar(select(User).where(User.username == username))
+            if account is None:
+                raise KeyError(username)
+            if checked_roles is not None:
+                self._known_roles(session, checked_roles)
+                account.roles = checked_roles
+            if password is not None:
+                account.password_hash = hash_password(password)
+            if disabled is not None:
+                account.disabled = disabled
+            result = {
+                "username": account.username,
+                "roles": list(account.roles),
+                "disabled": account.disabled,
+            }
+        self.invalidate()
+        return result
+
+    @staticmethod
+    def _known_roles(session: Any, roles: list[str]) -> None:
+        known = set(session.scalars(select(Role.name)))
+        unknown = sorted(set(roles) - known)
+        if unknown:
+            raise ValueError(f"unknown roles: {', '.join(unknown)}")
 
     def list_users(self) -> list[dict[str, Any]]:
         with self.db.read() as session:
             return [
-                {"username": u.username, "roles": list(u.roles)}
+                {"username": u.username, "roles": list(u.roles), "disabled": u.disabled}
                 for u in session.scalars(select(User).order_by(User.username))
             ]
 
@@ -287,17 +386,55 @@ class Security:
         return bool(getattr(result, "rowcount", 0))
 
     def create_token(
-        self, username: str, name: str = "", expires_in_seconds: int | None = None
+        self,
+        principal: Principal | str,
+        name: str = "",
+        expires_in_seconds: int | None = None,
+        scope: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """A new API token for `principal`'s user that can never outlive or exceed `principal`'s
+        credential: a scoped or expiring credential makes only tokens inside its scope and life.
+        A bare username stands for that user's full, unexpiring credential (the CLI, an admin)."""
+        if isinstance(principal, str):
+            principal = Principal(principal)
+        if principal.anonymous or principal.only_under:
+            raise ValueError("this credential cannot create API tokens")
+        if not isinstance(name, str) or len(name) > MAX_TOKEN_NAME:
+            raise ValueError(f"name must be a string of at most {MAX_TOKEN_NAME} characters")
+        if expires_in_seconds is not None and (
+            isinstance(expires_in_seconds, bool)
+            or not isinstance(expires_in_seconds, int)
+            or not 0 < expires_in_seconds <= MAX_TOKEN_SECONDS
+        ):
+            raise ValueError(f"expires_in_seconds must be an integer from 1 to {MAX_TOKEN_SECONDS}")
+        checked = validate_scope(scope)
+        if principal.scope is not None:
+            if checked is None and len(principal.scope) == 1:
+                only = principal.scope[0]
+                checked = {"repositories": only.repositories, "actions": sorted(only.actions)}
+            if checked is None or not _within(checked, principal.scope):
+                raise ValueError("a scoped token can only create tokens within its own scope")
+        now = datetime.now(UTC)
+        expires_at = now + timedelta(seconds=expires_in_seconds) if expires_in_seconds else None
+        if principal.expires_at is not None:
+            limit = datetime.fromtimestamp(principal.expires_at, UTC)
+            if expires_at is None:
+                expires_at = limit
+            elif expires_at > limit:
+                raise ValueError("a token cannot outlive the credential that creates it")
         token, token_id, secret_hash = new_token()
-        expires_at = datetime.now(UTC) + timedelta(seconds=expires_in_seconds) if expires_in_seconds else None
         with self.db.write() as session:
-            user_id = session.scalar(select(User.id).where(User.username == username))
+            user_id = session.scalar(select(User.id).where(User.username == principal.username))
             if user_id is None:
-                raise KeyError(username)
+                raise KeyError(principal.username)
             session.add(
                 ApiToken(
-                    id=token_id, user_id=user_id, name=name, secret_hash=secret_hash, expires_at=expires_at
+                    id=token_id,
+                    user_id=user_id,
+                    name=name,
+                    secret_hash=secret_hash,
+                    expires_at=expires_at,
+                    scope=checked,
                 )
             )
         return {
@@ -305,6 +442,7 @@ class Security:
             "id": token_id,
             "name": name,
             "expires_at": expires_at.isoformat() if expires_at else None,
+            "scope": checked,
         }
 
     def list_tokens(self, username: str) -> list[dict[str, Any]]:
@@ -318,6 +456,7 @@ class Security:
                     "name": t.name,
                     "created_at": t.created_at.isoformat(),
                     "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+                    "scope": t.scope,
                 }
                 for t in rows
             ]
@@ -331,6 +470,17 @@ class Security:
             result = session.execute(query)
         self.invalidate()
         return bool(getattr(result, "rowcount", 0))
+
+
+def _check_password_value(password: Any) -> None:
+    if not isinstance(password, str) or not 0 < len(password) <= MAX_PASSWORD:
+        raise ValueError(f"password must be a non-empty string of at most {MAX_PASSWORD} characters")
+
+
+def _check_roles_value(roles: Any) -> list[str]:
+    if not isinstance(roles, list) or not all(isinstance(r, str) and len(r) <= 100 for r in roles):
+        raise ValueError("roles must be a list of role names")
+    return sorted(set(roles))
 
 
 _DUMMY_HASH = hash_password("timing-equaliser")

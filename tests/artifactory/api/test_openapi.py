@@ -156,7 +156,7 @@ def test_security_calls_answer_what_the_document_says(server):
         assert admin("post", USERS, json=new_user).status_code == 201
         assert admin("post", USERS, json=new_user).status_code == 409
         assert admin("post", USERS, json={**new_user, "username": "bad name"}).status_code == 400
-        assert {"username": user, "roles": [role]} in admin("get", USERS).json()
+        assert {"username": user, "roles": [role], "disabled": False} in admin("get", USERS).json()
 
         with server.client(auth=(user, "pw-1")) as member_client, server.client(auth=(user, "no")) as wrong:
             member = Documented(member_client)
