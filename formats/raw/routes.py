@@ -1,15 +1,23 @@
-"""Raw routes: GET/HEAD (files and folder listings), PUT with checksum headers, DELETE."""
+"""Raw routes: GET/HEAD (files and folder listings), PUT with checksum headers, DELETE.
+
+A path is data: it reaches a header only percent-encoded (a Location with non-Latin-1 characters
+must not fail after the file is stored) and a listing only as a relative, percent-encoded href with
+an HTML-escaped label (a file named `javascript:alert(1)` must not become a link with a scheme).
+"""
 
 from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from artifactory.plugin import (
+    BadRequest,
+    Entry,
     NotFound,
     Upload,
     current_path,
@@ -21,6 +29,18 @@ from artifactory.plugin import (
 )
 
 CHECKSUM_HEADERS = {"sha256": "x-checksum-sha256", "sha1": "x-checksum-sha1", "md5": "x-checksum-md5"}
+# A listing loads nothing (no script, style, frame or form); links still navigate.
+LISTING_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": (
+        "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+}
+
+
+def encoded(path: str) -> str:
+    """A decoded repository path as it goes into a URL or a header: every segment percent-encoded."""
+    return quote(path, safe="/")
 
 
 async def get(request: Request) -> Response:
@@ -31,9 +51,17 @@ async def get(request: Request) -> Response:
     content = await eng.get(repo, path, principal, stream=request.method == "GET")
     if content is None:
         if await eng.listing(repo, path + "/", principal):
-            return RedirectResponse(f"{request.scope['root_path']}/{path}/", status_code=301)
+            return RedirectResponse(f"{request.scope['root_path']}/{encoded(path)}/", status_code=301)
         raise NotFound(f"{path} not found in {repo.name}")
     return respond(request, content, inline=bool(repo.config.get("allow_inline")))
+
+
+def listing_line(entry: Entry) -> str:
+    """One <li>: a relative href ("./" first, so no name reads as a scheme), an escaped label."""
+    name = entry.name + ("/" if entry.is_folder else "")
+    href = "./" + quote(entry.name, safe="") + ("/" if entry.is_folder else "")
+    size = "" if entry.asset is None else f" {entry.asset.size} bytes"
+    return f'<li><a href="{html.escape(href, quote=True)}">{html.escape(name)}</a>{size}</li>'
 
 
 async def listing(request: Request, prefix: str) -> Response:
@@ -43,32 +71,30 @@ async def listing(request: Request, prefix: str) -> Response:
         raise NotFound(f"{prefix} not found in {repo.name}")
     title = html.escape(f"{repo.name}/{prefix}")
     lines = ['<li><a href="../">../</a></li>'] if prefix else []
-    for entry in entries:
-        label = entry.name + ("/" if entry.is_folder else "")
-        size = "" if entry.asset is None else f" {entry.asset.size} bytes"
-        lines.append(f'<li><a href="{html.escape(label, quote=True)}">{html.escape(label)}</a>{size}</li>')
+    lines.extend(listing_line(entry) for entry in entries)
     body = (
-        f"<!DOCTYPE html><html><head><title>{title}</title></head>"
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title></head>'
         f"<body><h1>{title}</h1><ul>{''.join(lines)}</ul></body></html>"
     )
-    return HTMLResponse(body, headers={"X-Content-Type-Options": "nosniff"})
+    return HTMLResponse(body, headers=LISTING_HEADERS)
 
 
 async def put(request: Request) -> Response:
-    repo, path = current_repository(request), current_path(request)
-    if path == "" or path.endswith("/"):
-        return Response("cannot upload to a folder path", status_code=400)
-    expected = {name: request.headers.get(header) for name, header in CHECKSUM_HEADERS.items()}
+    repo, path, eng = current_repository(request), current_path(request), engine(request)
     principal = await current_principal(request)
-    fmt = engine(request).formats[repo.format]
-    upload = Upload(path=path, expected=expected, component=fmt.coordinates(path))
-    asset = await engine(request).put(repo, request.stream(), upload, principal)
+    target = eng.write_target(repo)
+    eng.require(principal, target, "write")
+    if path == "" or path.endswith("/"):
+        raise BadRequest("cannot upload to a folder path: name the file")
+    expected = {name: request.headers.get(header) for name, header in CHECKSUM_HEADERS.items()}
+    upload = Upload(path=path, expected=expected, component=eng.formats[repo.format].coordinates(path))
+    asset = await eng.put(repo, request.stream(), upload, principal)
     return Response(
         status_code=201,
         headers={
             "ETag": f'"{asset.sha256}"',
             "X-Checksum-Sha256": asset.sha256,
-            "Location": repository_url(request, repo.name) + path,
+            "Location": repository_url(request, repo.name) + encoded(path),
         },
     )
 

@@ -1,4 +1,4 @@
-"""The raw format over HTTP: every header and status a client of a plain file server expects."""
+"""The raw format over HTTP, on SQLite and PostgreSQL: what a client of a plain file server expects."""
 
 import hashlib
 import socket
@@ -8,19 +8,19 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def raw(server):
-    return server.create_repo("raw")
+def raw(any_server):
+    return any_server.create_repo("raw")
 
 
 @pytest.fixture(scope="module")
-def admin(server):
-    with server.client() as client:
+def admin(any_server):
+    with any_server.client() as client:
         yield client
 
 
-def test_head_gives_length_etag_and_last_modified_without_body(server, raw, admin):
+def test_head_gives_length_etag_and_last_modified_without_body(any_server, raw, admin):
     admin.put(f"/repository/{raw}/docs/readme.txt", content=b"read me")
-    response = httpx.head(f"{server.repo_url(raw)}docs/readme.txt")
+    response = httpx.head(f"{any_server.repo_url(raw)}docs/readme.txt")
     assert response.status_code == 200
     assert response.headers["content-length"] == "7"
     assert response.headers["etag"] == f'"{hashlib.sha256(b"read me").hexdigest()}"'
@@ -28,16 +28,18 @@ def test_head_gives_length_etag_and_last_modified_without_body(server, raw, admi
     assert response.content == b""
 
 
-def test_conditional_get_answers_304_for_matching_etag_and_modified_since(server, raw, admin):
+def test_conditional_get_answers_304_for_matching_etag_and_modified_since(any_server, raw, admin):
     admin.put(f"/repository/{raw}/cond.bin", content=b"abc")
-    first = httpx.get(f"{server.repo_url(raw)}cond.bin")
-    by_etag = httpx.get(f"{server.repo_url(raw)}cond.bin", headers={"If-None-Match": first.headers["etag"]})
+    first = httpx.get(f"{any_server.repo_url(raw)}cond.bin")
+    by_etag = httpx.get(
+        f"{any_server.repo_url(raw)}cond.bin", headers={"If-None-Match": first.headers["etag"]}
+    )
     assert by_etag.status_code == 304
     by_date = httpx.get(
-        f"{server.repo_url(raw)}cond.bin", headers={"If-Modified-Since": first.headers["last-modified"]}
+        f"{any_server.repo_url(raw)}cond.bin", headers={"If-Modified-Since": first.headers["last-modified"]}
     )
     assert by_date.status_code == 304
-    stale = httpx.get(f"{server.repo_url(raw)}cond.bin", headers={"If-None-Match": '"other"'})
+    stale = httpx.get(f"{any_server.repo_url(raw)}cond.bin", headers={"If-None-Match": '"other"'})
     assert stale.status_code == 200 and stale.content == b"abc"
 
 
@@ -52,9 +54,9 @@ def test_conditional_get_answers_304_for_matching_etag_and_modified_since(server
         ("bytes=0-1,4-5", 200, b"0123456789"),
     ],
 )
-def test_range_requests(server, raw, admin, header, status, body):
+def test_range_requests(any_server, raw, admin, header, status, body):
     admin.put(f"/repository/{raw}/digits.txt", content=b"0123456789")
-    response = httpx.get(f"{server.repo_url(raw)}digits.txt", headers={"Range": header})
+    response = httpx.get(f"{any_server.repo_url(raw)}digits.txt", headers={"Range": header})
     assert response.status_code == status
     if status != 416:
         assert response.content == body
@@ -62,16 +64,16 @@ def test_range_requests(server, raw, admin, header, status, body):
         assert response.headers["content-range"] == "bytes */10"
 
 
-def test_range_on_large_file_streams_the_right_slice(server, raw, admin):
+def test_range_on_large_file_streams_the_right_slice(any_server, raw, admin):
     data = bytes(range(256)) * 4096  # 1 MiB, past the inline-read limit
     admin.put(f"/repository/{raw}/big.bin", content=data)
-    response = httpx.get(f"{server.repo_url(raw)}big.bin", headers={"Range": "bytes=300000-800000"})
+    response = httpx.get(f"{any_server.repo_url(raw)}big.bin", headers={"Range": "bytes=300000-800000"})
     assert response.status_code == 206
     assert response.content == data[300000:800001]
     assert response.headers["content-range"] == f"bytes 300000-800000/{len(data)}"
 
 
-def test_checksum_headers_verified_on_upload_and_returned_on_download(server, raw, admin):
+def test_checksum_headers_verified_on_upload_and_returned_on_download(any_server, raw, admin):
     data = b"checked content"
     headers = {
         "X-Checksum-Sha256": hashlib.sha256(data).hexdigest(),
@@ -79,26 +81,26 @@ def test_checksum_headers_verified_on_upload_and_returned_on_download(server, ra
         "X-Checksum-Md5": hashlib.md5(data).hexdigest(),
     }
     assert admin.put(f"/repository/{raw}/ok.txt", content=data, headers=headers).status_code == 201
-    response = httpx.get(f"{server.repo_url(raw)}ok.txt")
+    response = httpx.get(f"{any_server.repo_url(raw)}ok.txt")
     for name, value in headers.items():
         assert response.headers[name] == value
 
 
 @pytest.mark.parametrize("header", ["X-Checksum-Sha256", "X-Checksum-Sha1", "X-Checksum-Md5"])
-def test_checksum_mismatch_answers_400_and_stores_nothing(server, raw, admin, header):
+def test_checksum_mismatch_answers_400_and_stores_nothing(any_server, raw, admin, header):
     data = f"mismatch {header}".encode()
     wrong = {"X-Checksum-Sha256": "0" * 64, "X-Checksum-Sha1": "0" * 40, "X-Checksum-Md5": "0" * 32}[header]
     response = admin.put(f"/repository/{raw}/bad-{header}.txt", content=data, headers={header: wrong})
     assert response.status_code == 400
     assert "mismatch" in response.json()["error"]
     assert admin.get(f"/repository/{raw}/bad-{header}.txt").status_code == 404
-    objects = server.data_dir / "blobs" / "objects"
+    objects = any_server.data_dir / "blobs" / "objects"
     digest = hashlib.sha256(data).hexdigest()
     assert not list(objects.rglob(digest))
-    assert not list((server.data_dir / "blobs" / "tmp").iterdir())
+    assert not list((any_server.data_dir / "blobs" / "tmp").iterdir())
 
 
-def test_malformed_checksum_header_answers_400(server, raw, admin):
+def test_malformed_checksum_header_answers_400(any_server, raw, admin):
     response = admin.put(f"/repository/{raw}/m.txt", content=b"x", headers={"X-Checksum-Sha256": "not-hex"})
     assert response.status_code == 400
 
@@ -112,92 +114,92 @@ def test_malformed_checksum_header_answers_400(server, raw, admin):
         ("a.unknownext", "application/octet-stream"),
     ],
 )
-def test_content_type_by_extension_with_nosniff_and_attachment(server, raw, admin, path, content_type):
+def test_content_type_by_extension_with_nosniff_and_attachment(any_server, raw, admin, path, content_type):
     admin.put(f"/repository/{raw}/ct/{path}", content=b"<script>alert(1)</script>")
-    response = httpx.get(f"{server.repo_url(raw)}ct/{path}")
+    response = httpx.get(f"{any_server.repo_url(raw)}ct/{path}")
     assert response.headers["content-type"].startswith(content_type)
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["content-disposition"].startswith("attachment")
 
 
-def test_inline_display_only_when_the_repository_allows_it(server, admin):
-    inline = server.create_repo("raw", allow_inline=True)
+def test_inline_display_only_when_the_repository_allows_it(any_server, admin):
+    inline = any_server.create_repo("raw", allow_inline=True)
     admin.put(f"/repository/{inline}/page.html", content=b"<p>hi</p>")
-    response = httpx.get(f"{server.repo_url(inline)}page.html")
+    response = httpx.get(f"{any_server.repo_url(inline)}page.html")
     assert response.headers["content-disposition"] == "inline"
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
-def test_folder_listing_is_html_with_folders_and_files(server, raw, admin):
+def test_folder_listing_is_html_with_folders_and_files(any_server, raw, admin):
     admin.put(f"/repository/{raw}/tree/sub/leaf.txt", content=b"1")
     admin.put(f"/repository/{raw}/tree/top.txt", content=b"22")
-    response = httpx.get(f"{server.repo_url(raw)}tree/")
+    response = httpx.get(f"{any_server.repo_url(raw)}tree/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    assert 'href="sub/"' in response.text and 'href="top.txt"' in response.text
-    redirect = httpx.get(f"{server.repo_url(raw)}tree")
+    assert 'href="./sub/"' in response.text and 'href="./top.txt"' in response.text
+    redirect = httpx.get(f"{any_server.repo_url(raw)}tree")
     assert redirect.status_code == 301
-    assert httpx.get(f"{server.repo_url(raw)}no-such-folder/").status_code == 404
+    assert httpx.get(f"{any_server.repo_url(raw)}no-such-folder/").status_code == 404
 
 
-def test_listing_escapes_html_in_names(server, raw, admin):
+def test_listing_escapes_html_in_names(any_server, raw, admin):
     admin.put(f"/repository/{raw}/esc/%3Cb%3Ex.txt", content=b"1")
-    response = httpx.get(f"{server.repo_url(raw)}esc/")
+    response = httpx.get(f"{any_server.repo_url(raw)}esc/")
     assert "<b>" not in response.text and "&lt;b&gt;x.txt" in response.text
 
 
-def test_delete_removes_file_and_second_delete_answers_404(server, raw, admin):
+def test_delete_removes_file_and_second_delete_answers_404(any_server, raw, admin):
     admin.put(f"/repository/{raw}/gone.txt", content=b"bye")
     assert admin.delete(f"/repository/{raw}/gone.txt").status_code == 204
     assert admin.get(f"/repository/{raw}/gone.txt").status_code == 404
     assert admin.delete(f"/repository/{raw}/gone.txt").status_code == 404
 
 
-def test_overwrite_replaces_content_under_allow_policy(server, raw, admin):
+def test_overwrite_replaces_content_under_allow_policy(any_server, raw, admin):
     admin.put(f"/repository/{raw}/v.txt", content=b"one")
     admin.put(f"/repository/{raw}/v.txt", content=b"two")
     assert admin.get(f"/repository/{raw}/v.txt").content == b"two"
 
 
-def test_allow_once_refuses_redeploy_and_deny_refuses_all_writes(server, admin):
-    once = server.create_repo("raw", write_policy="allow_once")
+def test_allow_once_refuses_redeploy_and_deny_refuses_all_writes(any_server, admin):
+    once = any_server.create_repo("raw", write_policy="allow_once")
     assert admin.put(f"/repository/{once}/f.txt", content=b"1").status_code == 201
     again = admin.put(f"/repository/{once}/f.txt", content=b"2")
     assert again.status_code == 400
     assert "allow_once" in again.json()["error"]
     assert admin.get(f"/repository/{once}/f.txt").content == b"1"
-    deny = server.create_repo("raw", write_policy="deny")
+    deny = any_server.create_repo("raw", write_policy="deny")
     refused = admin.put(f"/repository/{deny}/f.txt", content=b"1")
     assert refused.status_code == 400 and "read-only" in refused.json()["error"]
 
 
-def test_identical_content_in_two_repositories_is_one_blob(server, admin):
-    first, second = server.create_repo("raw"), server.create_repo("raw")
+def test_identical_content_in_two_repositories_is_one_blob(any_server, admin):
+    first, second = any_server.create_repo("raw"), any_server.create_repo("raw")
     data = b"shared bytes for dedup test"
     admin.put(f"/repository/{first}/a.bin", content=data)
     admin.put(f"/repository/{second}/b.bin", content=data)
     digest = hashlib.sha256(data).hexdigest()
-    assert len(list((server.data_dir / "blobs" / "objects").rglob(digest))) == 1
+    assert len(list((any_server.data_dir / "blobs" / "objects").rglob(digest))) == 1
 
 
-def test_proxy_repository_refuses_uploads_with_405(server, admin):
-    proxy = server.create_repo("raw", "proxy", url="http://127.0.0.1:9/")
+def test_proxy_repository_refuses_uploads_with_405(any_server, admin):
+    proxy = any_server.create_repo("raw", "proxy", url="http://127.0.0.1:9/")
     assert admin.put(f"/repository/{proxy}/f.txt", content=b"1").status_code == 405
 
 
-def test_oversize_upload_answers_413_and_leaves_nothing(server, admin):
-    small = server.create_repo("raw", max_upload_bytes=1000)
+def test_oversize_upload_answers_413_and_leaves_nothing(any_server, admin):
+    small = any_server.create_repo("raw", max_upload_bytes=1000)
     response = admin.put(f"/repository/{small}/big.bin", content=b"x" * 5000)
     assert response.status_code == 413
     assert admin.get(f"/repository/{small}/big.bin").status_code == 404
-    assert not list((server.data_dir / "blobs" / "tmp").iterdir())
+    assert not list((any_server.data_dir / "blobs" / "tmp").iterdir())
 
 
-def test_upload_cut_off_mid_stream_leaves_no_asset_and_no_blob(server, raw):
+def test_upload_cut_off_mid_stream_leaves_no_asset_and_no_blob(any_server, raw):
     import time
 
     marker = b"cut-off-upload-marker" * 1000
-    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+    with socket.create_connection(("127.0.0.1", any_server.port)) as sock:
         import base64
 
         auth = base64.b64encode(b"admin:admin-test-password").decode()
@@ -210,11 +212,11 @@ def test_upload_cut_off_mid_stream_leaves_no_asset_and_no_blob(server, raw):
         )
         time.sleep(0.3)
     time.sleep(0.7)
-    assert httpx.get(f"{server.repo_url(raw)}partial.bin").status_code == 404
-    assert not list((server.data_dir / "blobs" / "tmp").iterdir())
+    assert httpx.get(f"{any_server.repo_url(raw)}partial.bin").status_code == 404
+    assert not list((any_server.data_dir / "blobs" / "tmp").iterdir())
 
 
-def test_a_method_the_format_does_not_serve_answers_405_json(server, raw, admin):
+def test_a_method_the_format_does_not_serve_answers_405_json(any_server, raw, admin):
     response = admin.post(f"/repository/{raw}/anything.txt", content=b"x")
     assert response.status_code == 405
     assert "error" in response.json()
