@@ -1,9 +1,10 @@
 """One alembic history creates the schema on SQLite and PostgreSQL alike."""
 
+import os
 import subprocess
 import sys
 
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from artifactory.db.migrate import upgrade
 from artifactory.db.models import Base
@@ -57,3 +58,65 @@ def test_db_upgrade_command(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "d" / "admin.password").stat().st_mode & 0o777 == 0o600
     assert EXPECTED <= tables(f"sqlite:///{tmp_path / 'd' / 'artifactory.db'}")
+
+
+def _start_together(data_dirs, database_url=""):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTORY_")}
+    if database_url:
+        env["ARTIFACTORY_DATABASE_URL"] = database_url
+    env["ARTIFACTORY_ADMIN_PASSWORD"] = "same-for-all"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "artifactory", "db", "upgrade", "--data-dir", str(d)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for d in data_dirs
+    ]
+    return [(p.wait(timeout=120), p.stderr.read()) for p in processes]
+
+
+def test_processes_started_together_on_an_empty_postgresql_database_all_succeed(tmp_path, pg_url):
+    results = _start_together([tmp_path / f"n{i}" for i in range(3)], pg_url)
+    assert [code for code, _ in results] == [0, 0, 0], [err[-2000:] for _, err in results]
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as connection:
+            admins = connection.execute(text("SELECT count(*) FROM user_account WHERE username = 'admin'"))
+            assert admins.scalar() == 1
+            assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_processes_started_together_on_one_sqlite_data_dir_all_succeed(tmp_path):
+    results = _start_together([tmp_path / "d"] * 2)
+    assert [code for code, _ in results] == [0, 0], [err[-2000:] for _, err in results]
+
+
+def test_data_dir_database_and_blobs_are_private_whatever_the_umask(tmp_path):
+    from artifactory.testing.server import ADMIN_PASSWORD, LiveServer
+
+    data = tmp_path / "data"
+    server = LiveServer(data)
+    old = os.umask(0)
+    try:
+        server.start()
+    finally:
+        os.umask(old)
+    try:
+        name = server.create_repo("raw")
+        with server.client() as admin:
+            assert admin.put(f"/repository/{name}/secret.txt", content=b"private").status_code == 201
+    finally:
+        server.stop()
+    assert ADMIN_PASSWORD
+    assert data.stat().st_mode & 0o777 == 0o700
+    for path in data.rglob("*"):
+        mode = path.stat().st_mode & 0o777
+        if path.is_dir():
+            assert mode & 0o077 == 0, (path, oct(mode))
+        else:
+            assert mode & 0o077 == 0, (path, oct(mode))
