@@ -1,27 +1,40 @@
 """Garbage collection: removes blobs no asset references, and leftovers of interrupted uploads.
 
-Safe while the server runs: a blob is collected only when no asset points at it and it was last
-touched before the grace period. Ingest touches a blob's row *before* promoting its bytes, and GC
-removes the bytes inside the same transaction that deletes the row, so an upload that reuses a blob
-either sees the row gone (and writes the bytes again) or keeps it alive. Work is done in small
-batches, each its own transaction, so GC can be interrupted and run again at any time.
+Safe while the server runs, at any grace (even 0): a blob is collected only when no asset points at
+it and it was last touched before the grace period. A commit reserves a blob's row (touches it with
+a moment an hour ahead) *before* promoting its bytes, and touches it again inside the transaction
+that saves the asset; GC locks the row, checks both again and removes the bytes inside the same
+transaction that deletes the row. So an upload that reuses a blob either waits for GC and writes the
+bytes again, or keeps the blob alive; it never links bytes GC is removing.
+
+Temporary objects, upload sessions and objects without a blob row are left alone for at least
+LEFTOVER_SECONDS whatever the grace: nothing in the database says whether a temporary object belongs
+to an upload still arriving, only its age does. Upstream links (absolute upstream URLs and digests
+that proxied documents named) not refreshed for LINK_SECONDS (or the grace, if longer) are dropped.
+Work is done in small batches, each its own transaction, so GC can be interrupted and run again.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, func, or_, select
+from sqlalchemy.orm import Session
 
 from artifactory.blobstore.store import BlobStore
 from artifactory.db.engine import Database
-from artifactory.db.models import Asset, Blob, ProxyLease, ProxyMiss, UploadSession, utcnow
+from artifactory.db.models import Asset, Blob, ProxyLease, ProxyMiss, UploadSession, UpstreamLink, utcnow
 
 log = logging.getLogger(__name__)
 DEFAULT_GRACE_SECONDS = 24 * 3600
+# The least age of a temporary object, upload session or row-less object before GC takes it: an
+# upload still arriving writes its temporary object at least this often.
+LEFTOVER_SECONDS = 3600
+# Upstream links unused and not named again by their upstream documents for this long are dropped.
+LINK_SECONDS = 7 * 24 * 3600
 BATCH = 200
 
 
@@ -31,6 +44,7 @@ class GcReport:
     bytes: int = 0
     orphan_objects: int = 0
     temps: int = 0
+    upstream_links: int = 0
     dry_run: bool = False
     errors: list[str] = field(default_factory=list)
 
@@ -40,6 +54,7 @@ class GcReport:
             "bytes": self.bytes,
             "orphan_objects": self.orphan_objects,
             "temps": self.temps,
+            "upstream_links": self.upstream_links,
             "dry_run": self.dry_run,
             "errors": self.errors,
         }
@@ -71,22 +86,49 @@ def collect(
             continue
         with db.write() as session:
             for row in batch:
-                gone = session.execute(
-                    delete(Blob).where(Blob.sha256 == row.sha256, Blob.touched_at < cutoff, unreferenced)
-                )
-                if getattr(gone, "rowcount", 0):
-                    store.delete(row.sha256)  # inside the transaction: see the module docstring
+                if _collect_blob(session, store, row.sha256, cutoff):
                     report.blobs += 1
                     report.bytes += row.size
-    _orphans(db, store, cutoff.timestamp(), dry_run, report)
-    _temps(db, store, cutoff.timestamp(), dry_run, report)
+    leftovers = min(cutoff, utcnow() - timedelta(seconds=LEFTOVER_SECONDS))
+    _orphans(db, store, leftovers.timestamp(), dry_run, report)
+    _temps(db, store, leftovers.timestamp(), dry_run, report)
+    links = min(cutoff, utcnow() - timedelta(seconds=LINK_SECONDS))
+    report.upstream_links = _upstream_links(db, links, dry_run)
     if not dry_run:
         with db.write() as session:
             now = utcnow()
             session.execute(delete(ProxyLease).where(ProxyLease.expires_at < now))
             session.execute(delete(ProxyMiss).where(ProxyMiss.expires_at < now))
-            session.execute(delete(UploadSession).where(UploadSession.updated_at < cutoff))
+            session.execute(delete(UploadSession).where(UploadSession.updated_at < leftovers))
     return report
+
+
+def _collect_blob(session: Session, store: BlobStore, sha256: str, cutoff: datetime) -> bool:
+    """Delete one blob's row and bytes if it is still unreferenced and untouched since `cutoff`.
+
+    The row lock (PostgreSQL; SQLite's write transaction is exclusive) waits for a commit that is
+    touching or linking the blob; the reference check after it is a new statement, so it sees that
+    commit's asset. A commit that comes later waits on this lock and then finds the row gone.
+    """
+    locked = session.scalar(
+        select(Blob.sha256).where(Blob.sha256 == sha256, Blob.touched_at < cutoff).with_for_update()
+    )
+    if locked is None:
+        return False
+    if session.scalar(select(Asset.id).where(Asset.blob_sha256 == sha256).limit(1)) is not None:
+        return False
+    session.execute(delete(Blob).where(Blob.sha256 == sha256))
+    store.delete(sha256)  # inside the transaction: see the module docstring
+    return True
+
+
+def _upstream_links(db: Database, cutoff: datetime, dry_run: bool) -> int:
+    stale = or_(UpstreamLink.updated_at < cutoff, UpstreamLink.updated_at.is_(None))
+    if dry_run:
+        with db.read() as session:
+            return int(session.scalar(select(func.count()).select_from(UpstreamLink).where(stale)) or 0)
+    with db.write() as session:
+        return int(getattr(session.execute(delete(UpstreamLink).where(stale)), "rowcount", 0) or 0)
 
 
 def _orphans(db: Database, store: BlobStore, cutoff: float, dry_run: bool, report: GcReport) -> None:

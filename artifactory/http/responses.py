@@ -4,6 +4,7 @@ computed metadata documents (ETag, 304, gzip). Blobs are never compressed."""
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+log = logging.getLogger(__name__)
 INLINE_READ_LIMIT = 256 * 1024
 GZIP_MIN_BYTES = 1024
 
@@ -99,30 +101,59 @@ class BlobResponse(Response):
         self._full = full
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        if scope["method"] == "HEAD" or self._end <= self._start:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
+        # The bytes are opened (or their first chunk read) before the status goes out: a blob that
+        # cannot be read is a 500, never a 200 with a Content-Length and no body.
+        empty = scope["method"] == "HEAD" or self._end <= self._start
         length = self._end - self._start
-        if self._path is not None:
-            if self._full and "http.response.pathsend" in scope.get("extensions", {}):
-                await send({"type": "http.response.pathsend", "path": str(self._path)})
-                return
-            if length <= INLINE_READ_LIMIT:
-                body = small_blob(self._path, self._start, length, self._full)
-                await send({"type": "http.response.body", "body": body, "more_body": False})
-                return
-            await _send_file(send, self._path, self._start, length)
-            return
-        assert self._chunks is not None
-        iterator = self._chunks
+        body: bytes | None = None
+        fd: int | None = None
+        first: object = None
         sentinel = object()
-        while True:
-            chunk = await to_thread.run_sync(next, iterator, sentinel)
-            if chunk is sentinel:
-                break
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        try:
+            if self._path is not None:
+                if empty or (self._full and "http.response.pathsend" in scope.get("extensions", {})):
+                    if not os.path.isfile(self._path):  # a stat: cheaper than a thread hop
+                        raise FileNotFoundError(str(self._path))
+                elif length <= INLINE_READ_LIMIT:
+                    body = small_blob(self._path, self._start, length, self._full)
+                else:
+                    fd = os.open(self._path, os.O_RDONLY)
+            elif not empty:
+                assert self._chunks is not None
+                first = await to_thread.run_sync(next, self._chunks, sentinel)
+        except (OSError, KeyError) as exc:
+            log.error("stored bytes cannot be read: %s", exc)
+            await _unreadable(send)
+            return
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            if empty:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            elif body is not None:
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+            elif fd is not None:
+                await _send_file(send, fd, self._start, length)
+            elif self._path is not None:
+                await send({"type": "http.response.pathsend", "path": str(self._path)})
+            else:
+                assert self._chunks is not None
+                chunk = first
+                while chunk is not sentinel:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    chunk = await to_thread.run_sync(next, self._chunks, sentinel)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+async def _unreadable(send: Send) -> None:
+    body = b'{"error": "the stored bytes of this file cannot be read"}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 _small_blobs: OrderedDict[str, bytes] = OrderedDict()
@@ -154,22 +185,17 @@ def small_blob(path: Path, start: int, length: int, full: bool) -> bytes:
     return body
 
 
-async def _send_file(send: Send, path: Path, start: int, length: int) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        offset = start
-        remaining = length
-        while remaining > 0:
-            chunk = await to_thread.run_sync(os.pread, fd, min(1024 * 1024, remaining), offset)
-            if not chunk:
-                break
-            offset += len(chunk)
-            remaining -= len(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
-        if remaining > 0:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-    finally:
-        os.close(fd)
+async def _send_file(send: Send, fd: int, start: int, length: int) -> None:
+    offset = start
+    remaining = length
+    while remaining > 0:
+        chunk = await to_thread.run_sync(os.pread, fd, min(1024 * 1024, remaining), offset)
+        if not chunk:
+            # Fewer bytes than the Content-Length promised: cut the connection, never end cleanly.
+            raise OSError(f"blob ended {remaining} bytes early")
+        offset += len(chunk)
+        remaining -= len(chunk)
+        await send({"type": "http.response.body", "body": chunk, "more_body": remaining > 0})
 
 
 class StreamingBodyResponse(Response):
