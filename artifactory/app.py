@@ -92,6 +92,10 @@ class Application:
         scope[REQUEST_PATH_KEY] = scope.get("path", "")
         if scope["type"] == "http":
             send = _with_html_policy(send)
+            if b"%00" in scope.get("query_string", b"") or "\x00" in scope["path"]:
+                # NUL is never meaningful in a query or a path, and PostgreSQL refuses it in text.
+                await JSONResponse({"error": "NUL character in the request"}, 400)(scope, receive, send)
+                return
             if scope["path"].startswith(PREFIX):
                 await self._repository(scope, receive, send)
                 return
