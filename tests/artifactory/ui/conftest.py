@@ -1,0 +1,146 @@
+"""A server for the web UI tests (SQLite and PostgreSQL) and a browser-like HTTP client for it.
+
+The server trusts X-Forwarded-For from loopback, so each test can sign in from an address of its
+own: the per-address sign-in limit of one test then never reaches another.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from artifactory.testing.fixtures import drop_schema, new_schema
+from artifactory.testing.server import ADMIN_PASSWORD, LiveServer
+
+ENV = {"ARTIFACTORY_TRUSTED_PROXIES": "127.0.0.1"}
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture(scope="module")
+def ui_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    live = LiveServer(tmp_path_factory.mktemp("ui") / "data", env=ENV).start()
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+@pytest.fixture(scope="module")
+def ui_postgresql(tmp_path_factory: pytest.TempPathFactory, pg_base_url: str) -> Iterator[LiveServer]:
+    schema, url = new_schema(pg_base_url)
+    live = LiveServer(tmp_path_factory.mktemp("uipg") / "data", database_url=url, env=ENV).start()
+    try:
+        yield live
+    finally:
+        live.stop()
+        drop_schema(pg_base_url, schema)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], scope="module")
+def ui_server(request: pytest.FixtureRequest) -> LiveServer:
+    return request.getfixturevalue(f"ui_{request.param}")  # type: ignore[no-any-return]
+
+
+_TOKENS: dict[str, str] = {}
+
+
+def api(server: LiveServer) -> httpx.Client:
+    """An admin API client with a Bearer token: cheap to verify, unlike a password on every call."""
+    token = _TOKENS.get(server.url)
+    if token is None:
+        with server.client() as admin:
+            response = admin.post("/api/v1/tokens", json={"name": "ui-tests"})
+            assert response.status_code == 201, response.text
+            token = _TOKENS[server.url] = response.json()["token"]
+    return httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {token}"})
+
+
+def create_repo(
+    server: LiveServer, fmt: str, kind: str = "hosted", name: str | None = None, **config: Any
+) -> str:
+    name = name or f"{fmt}-{kind}-{uuid.uuid4().hex[:8]}"
+    with api(server) as admin:
+        response = admin.post(
+            "/api/v1/repositories", json={"name": name, "format": fmt, "type": kind, **config}
+        )
+    assert response.status_code == 201, response.text
+    return name
+
+
+def create_user(server: LiveServer, roles: list[str], password: str = "user-password") -> tuple[str, str]:
+    username = f"user-{uuid.uuid4().hex[:8]}"
+    with api(server) as admin:
+        response = admin.post(
+            "/api/v1/users", json={"username": username, "password": password, "roles": roles}
+        )
+    assert response.status_code == 201, response.text
+    return username, password
+
+
+class Browser:
+    """What a browser does over HTTP: keeps cookies, reads the CSRF token of the page, posts forms."""
+
+    def __init__(self, server: LiveServer, address: str | None = None) -> None:
+        self.server = server
+        self.address = (
+            address or f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+        )
+        self.http = httpx.Client(
+            base_url=server.url,
+            timeout=60,
+            headers={"Accept": "text/html", "X-Forwarded-For": self.address},
+        )
+        self.csrf = ""
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        response = self.http.get(path, **kwargs)
+        found = _CSRF.search(response.text)
+        if found:
+            self.csrf = found.group(1)
+        return response
+
+    def post(self, path: str, data: dict[str, Any] | None = None, csrf: bool = True) -> httpx.Response:
+        if csrf and not self.csrf:
+            self.get("/ui/login")
+        body = dict(data or {})
+        if csrf:
+            body.setdefault("csrf", self.csrf)
+        response = self.http.post(path, data=body)
+        found = _CSRF.search(response.text)
+        if found:
+            self.csrf = found.group(1)
+        return response
+
+    def login(self, username: str = "admin", password: str = ADMIN_PASSWORD) -> httpx.Response:
+        self.get("/ui/login")
+        response = self.post("/ui/login", {"username": username, "password": password, "next": "/ui/"})
+        if response.status_code == 303:
+            self.get("/ui/")  # the new session's token
+        return response
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@pytest.fixture
+def browser(ui_server: LiveServer) -> Iterator[Browser]:
+    client = Browser(ui_server)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def admin_browser(ui_server: LiveServer) -> Iterator[Browser]:
+    client = Browser(ui_server)
+    assert client.login().status_code == 303
+    try:
+        yield client
+    finally:
+        client.close()
