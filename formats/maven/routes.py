@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import html
 from typing import Any
+from urllib.parse import quote
 
 from artifactory_formats.maven import content
 from artifactory_formats.maven.coordinates import (
@@ -52,6 +53,13 @@ from artifactory.plugin import (
 XML = "application/xml"
 CHECKSUM_HEADERS = {"sha256": "x-checksum-sha256", "sha1": "x-checksum-sha1", "md5": "x-checksum-md5"}
 MAX_IGNORED_BYTES = 16 * 1024 * 1024
+# A listing loads nothing (no script, style, frame or form); its links still navigate.
+LISTING_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": (
+        "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+}
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -71,7 +79,7 @@ async def get(request: Request) -> Response:
     found = await content.fetch(eng, repo, path, principal, stream=request.method == "GET")
     if found is None:
         if await eng.listing(repo, path + "/", principal):
-            return RedirectResponse(f"{request.scope['root_path']}/{path}/", status_code=301)
+            return RedirectResponse(f"{request.scope['root_path']}/{_encoded(path)}/", status_code=301)
         raise NotFound(f"{path} not found in {repo.name}")
     return respond(request, found)
 
@@ -113,16 +121,28 @@ async def listing(request: Request, prefix: str) -> Response:
     files = [(e.name, e.asset.size) for e in entries if not e.is_folder and e.asset is not None]
     for entry in entries:
         if entry.is_folder:
-            label = html.escape(entry.name + "/", quote=True)
-            lines.append(f'<li><a href="{label}">{label}</a></li>')
+            lines.append(_link(entry.name, folder=True))
     for name, size in sorted(files + generated):
-        label = html.escape(name, quote=True)
-        lines.append(f'<li><a href="{label}">{label}</a> {size} bytes</li>')
+        lines.append(_link(name, folder=False, size=size))
     body = (
-        f"<!DOCTYPE html><html><head><title>{title}</title></head>"
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title></head>'
         f"<body><h1>{title}</h1><ul>{''.join(lines)}</ul></body></html>"
     )
-    return HTMLResponse(body, headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
+    return HTMLResponse(body, headers={**LISTING_HEADERS, "Cache-Control": "no-cache"})
+
+
+def _link(name: str, folder: bool, size: int | None = None) -> str:
+    """One <li>: a relative href ("./" first, so no name reads as a URL scheme), percent-encoded,
+    and an HTML-escaped label. A proxy caches whatever names its upstream answers for."""
+    slash = "/" if folder else ""
+    href = html.escape("./" + quote(name, safe="") + slash, quote=True)
+    tail = "" if size is None else f" {size} bytes"
+    return f'<li><a href="{href}">{html.escape(name + slash)}</a>{tail}</li>'
+
+
+def _encoded(path: str) -> str:
+    """A decoded repository path as it goes into a URL or a header (Location): percent-encoded."""
+    return quote(path, safe="/")
 
 
 # -- writing -------------------------------------------------------------------------------------
@@ -136,7 +156,7 @@ async def put(request: Request) -> Response:
     base, algorithm = split_checksum(path)
     if is_metadata(base):
         # The server generates maven-metadata.xml and its checksums; clients' copies are not kept.
-        await _read_body(request, MAX_IGNORED_BYTES)
+        await _drain(request, MAX_IGNORED_BYTES)
         return Response(status_code=201)
     if algorithm is not None:
         await _check_uploaded_checksum(request, eng, target, base, algorithm)
@@ -166,7 +186,7 @@ async def put(request: Request) -> Response:
         headers={
             "ETag": f'"{asset.sha256}"',
             "X-Checksum-Sha256": asset.sha256,
-            "Location": repository_url(request, target.name) + path,
+            "Location": repository_url(request, target.name) + _encoded(path),
         },
     )
 
@@ -234,6 +254,15 @@ async def _check_uploaded_checksum(
         raise BadRequest(
             f"{algorithm} checksum mismatch for {base}: uploaded {expected}, stored file has {actual}"
         )
+
+
+async def _drain(request: Request, limit: int) -> None:
+    """Read and drop a body the server does not keep, without holding it in memory."""
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body larger than {limit} bytes")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import threading
 import zipfile
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -34,11 +34,27 @@ class _Quiet(SimpleHTTPRequestHandler):
         pass
 
 
+class _AnyPath(BaseHTTPRequestHandler):
+    """Answers 200 for any path, as a careless or hostile upstream would."""
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        body = f"upstream copy of {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+        pass
+
+
 class StaticServer:
     """Serves a folder read-only over HTTP on 127.0.0.1 (an upstream Maven repository)."""
 
-    def __init__(self, root: Path) -> None:
-        handler = functools.partial(_Quiet, directory=str(root))
+    def __init__(self, root: Path | None) -> None:
+        """`root` None: answer 200 for every path instead of serving a folder."""
+        handler = _AnyPath if root is None else functools.partial(_Quiet, directory=str(root))
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

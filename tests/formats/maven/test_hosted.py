@@ -1,4 +1,5 @@
-"""Hosted maven repositories over HTTP: layout, checksums, generated metadata, policies, bad input."""
+"""Hosted maven repositories over HTTP, on SQLite and PostgreSQL: layout, checksums, generated metadata,
+policies, bad input."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import re
 import uuid
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -19,13 +21,13 @@ METADATA = "maven-metadata.xml"
 
 
 @pytest.fixture(scope="module")
-def admin(server: LiveServer):
-    with server.client() as client:
+def admin(any_server: LiveServer):
+    with any_server.client() as client:
         yield client
 
 
-def new_repo(server: LiveServer, **config: Any) -> str:
-    return server.create_repo("maven", name=f"mvn-{uuid.uuid4().hex[:8]}", **config)
+def new_repo(any_server: LiveServer, **config: Any) -> str:
+    return any_server.create_repo("maven", name=f"mvn-{uuid.uuid4().hex[:8]}", **config)
 
 
 def deploy(admin: httpx.Client, repo: str, path: str, data: bytes, status: int = 201) -> httpx.Response:
@@ -48,8 +50,10 @@ def stored_paths(admin: httpx.Client, repo: str, prefix: str = "") -> list[str]:
     assert response.status_code == 200, response.text
     found: list[str] = []
     for href in re.findall(r'href="([^"]+)"', response.text):
-        if href == "../" or href == METADATA:
+        if href == "../" or href == "./" + METADATA:
             continue
+        assert href.startswith("./"), href
+        href = unquote(href[2:])
         found += stored_paths(admin, repo, prefix + href) if href.endswith("/") else [prefix + href]
     return sorted(found)
 
@@ -62,8 +66,8 @@ def metadata(admin: httpx.Client, repo: str, path: str) -> etree._Element:
 
 
 # -- files and checksums -------------------------------------------------------------------------
-def test_every_checksum_of_a_file_is_served_from_its_blob_digests(server, admin):
-    repo = new_repo(server)
+def test_every_checksum_of_a_file_is_served_from_its_blob_digests(any_server, admin):
+    repo = new_repo(any_server)
     jar = jar_bytes({"a.txt": b"a"})
     deploy(admin, repo, f"{G}/lib/1.0/lib-1.0.jar", jar)
     got = admin.get(f"/repository/{repo}/{G}/lib/1.0/lib-1.0.jar")
@@ -75,8 +79,8 @@ def test_every_checksum_of_a_file_is_served_from_its_blob_digests(server, admin)
     assert admin.get(f"/repository/{repo}/{G}/lib/1.0/lib-1.0.war.sha1").status_code == 404
 
 
-def test_head_and_conditional_get_on_files_checksums_and_metadata(server, admin):
-    repo = new_repo(server)
+def test_head_and_conditional_get_on_files_checksums_and_metadata(any_server, admin):
+    repo = new_repo(any_server)
     deploy_release(admin, repo, "cond", "1.0")
     for path in (
         f"{G}/cond/1.0/cond-1.0.jar",
@@ -84,19 +88,19 @@ def test_head_and_conditional_get_on_files_checksums_and_metadata(server, admin)
         f"{G}/cond/maven-metadata.xml",
         f"{G}/cond/maven-metadata.xml.sha1",
     ):
-        url = f"{server.repo_url(repo)}{path}"
+        url = f"{any_server.repo_url(repo)}{path}"
         full = httpx.get(url)
         head = httpx.head(url)
         assert head.status_code == 200 and head.content == b""
         assert head.headers["etag"] == full.headers["etag"]
         assert httpx.get(url, headers={"If-None-Match": full.headers["etag"]}).status_code == 304
-    jar_url = f"{server.repo_url(repo)}{G}/cond/1.0/cond-1.0.jar"
+    jar_url = f"{any_server.repo_url(repo)}{G}/cond/1.0/cond-1.0.jar"
     modified = httpx.get(jar_url).headers["last-modified"]
     assert httpx.get(jar_url, headers={"If-Modified-Since": modified}).status_code == 304
 
 
-def test_matching_uploaded_checksums_are_accepted_but_not_stored(server, admin):
-    repo = new_repo(server)
+def test_matching_uploaded_checksums_are_accepted_but_not_stored(any_server, admin):
+    repo = new_repo(any_server)
     jar = jar_bytes()
     path = f"{G}/sums/1.0/sums-1.0.jar"
     deploy(admin, repo, path, jar)
@@ -107,8 +111,8 @@ def test_matching_uploaded_checksums_are_accepted_but_not_stored(server, admin):
     assert admin.get(f"/repository/{repo}/{path}.sha1").text == hashlib.sha1(jar).hexdigest()
 
 
-def test_a_wrong_checksum_file_is_refused_and_nothing_is_stored(server, admin):
-    repo = new_repo(server)
+def test_a_wrong_checksum_file_is_refused_and_nothing_is_stored(any_server, admin):
+    repo = new_repo(any_server)
     path = f"{G}/bad/1.0/bad-1.0.jar"
     deploy(admin, repo, path, jar_bytes())
     response = deploy(admin, repo, f"{path}.sha1", b"0" * 40, status=400)
@@ -118,23 +122,23 @@ def test_a_wrong_checksum_file_is_refused_and_nothing_is_stored(server, admin):
     assert stored_paths(admin, repo) == [path]
 
 
-def test_a_checksum_for_a_missing_file_is_refused(server, admin):
-    repo = new_repo(server)
+def test_a_checksum_for_a_missing_file_is_refused(any_server, admin):
+    repo = new_repo(any_server)
     response = deploy(admin, repo, f"{G}/none/1.0/none-1.0.jar.sha1", b"a" * 40, status=400)
     assert "upload it first" in response.json()["error"]
     assert stored_paths(admin, repo) == []
 
 
-def test_checksum_headers_on_a_put_are_verified(server, admin):
-    repo = new_repo(server)
+def test_checksum_headers_on_a_put_are_verified(any_server, admin):
+    repo = new_repo(any_server)
     path = f"{G}/hdr/1.0/hdr-1.0.jar"
     bad = admin.put(f"/repository/{repo}/{path}", content=b"x", headers={"X-Checksum-Sha1": "1" * 40})
     assert bad.status_code == 400
     assert stored_paths(admin, repo) == []
 
 
-def test_signatures_and_gradle_module_files_are_stored_next_to_their_file(server, admin):
-    repo = new_repo(server)
+def test_signatures_and_gradle_module_files_are_stored_next_to_their_file(any_server, admin):
+    repo = new_repo(any_server)
     base = f"{G}/signed/1.0/signed-1.0"
     deploy_release(admin, repo, "signed", "1.0")
     signature = b"-----BEGIN PGP SIGNATURE-----\nabc\n-----END PGP SIGNATURE-----\n"
@@ -146,24 +150,24 @@ def test_signatures_and_gradle_module_files_are_stored_next_to_their_file(server
     assert f"{base}.module" in stored_paths(admin, repo)
 
 
-def test_folders_answer_a_browsable_listing_with_the_generated_metadata(server, admin):
-    repo = new_repo(server)
+def test_folders_answer_a_browsable_listing_with_the_generated_metadata(any_server, admin):
+    repo = new_repo(any_server)
     deploy_release(admin, repo, "browse", "1.0")
     root = admin.get(f"/repository/{repo}/")
-    assert root.status_code == 200 and 'href="org/"' in root.text
+    assert root.status_code == 200 and 'href="./org/"' in root.text
     folder = admin.get(f"/repository/{repo}/{G}/browse/")
     assert folder.headers["content-type"].startswith("text/html")
-    assert 'href="1.0/"' in folder.text and 'href="maven-metadata.xml"' in folder.text
+    assert 'href="./1.0/"' in folder.text and 'href="./maven-metadata.xml"' in folder.text
     version = admin.get(f"/repository/{repo}/{G}/browse/1.0/").text
-    assert 'href="browse-1.0.jar"' in version and 'href="browse-1.0.pom"' in version
+    assert 'href="./browse-1.0.jar"' in version and 'href="./browse-1.0.pom"' in version
     redirect = admin.get(f"/repository/{repo}/{G}/browse", follow_redirects=False)
     assert redirect.status_code == 301 and redirect.headers["location"].endswith(f"{G}/browse/")
     assert admin.get(f"/repository/{repo}/{G}/nothing/").status_code == 404
 
 
 # -- generated metadata --------------------------------------------------------------------------
-def test_artifact_metadata_lists_versions_in_maven_order_with_latest_and_release(server, admin):
-    repo = new_repo(server, version_policy="mixed")
+def test_artifact_metadata_lists_versions_in_maven_order_with_latest_and_release(any_server, admin):
+    repo = new_repo(any_server, version_policy="mixed")
     for version in ("1.10", "1.9", "2.0-beta-1", "1.0"):
         deploy_release(admin, repo, "ordered", version)
     stamp = "20240101.101010"
@@ -186,8 +190,8 @@ def test_artifact_metadata_lists_versions_in_maven_order_with_latest_and_release
     assert admin.get(f"/repository/{repo}/{G}/unknown/maven-metadata.xml").status_code == 404
 
 
-def test_snapshot_metadata_names_the_newest_build_per_classifier_and_extension(server, admin):
-    repo = new_repo(server, version_policy="snapshot")
+def test_snapshot_metadata_names_the_newest_build_per_classifier_and_extension(any_server, admin):
+    repo = new_repo(any_server, version_policy="snapshot")
     folder = f"{G}/snap/1.0-SNAPSHOT"
     for build, stamp in ((1, "20240101.100000"), (2, "20240102.100000")):
         deploy(admin, repo, f"{folder}/snap-1.0-{stamp}-{build}.jar", jar_bytes({"b": str(build).encode()}))
@@ -216,8 +220,8 @@ def test_snapshot_metadata_names_the_newest_build_per_classifier_and_extension(s
     assert [v.text for v in top.findall("versioning/versions/version")] == ["1.0-SNAPSHOT"]
 
 
-def test_metadata_is_regenerated_when_files_are_deleted(server, admin):
-    repo = new_repo(server)
+def test_metadata_is_regenerated_when_files_are_deleted(any_server, admin):
+    repo = new_repo(any_server)
     deploy_release(admin, repo, "gone", "1.0")
     deploy_release(admin, repo, "gone", "2.0")
     assert metadata(admin, repo, f"{G}/gone/maven-metadata.xml").findtext("versioning/release") == "2.0"
@@ -230,8 +234,8 @@ def test_metadata_is_regenerated_when_files_are_deleted(server, admin):
     assert admin.get(f"/repository/{repo}/{G}/gone/maven-metadata.xml").status_code == 404
 
 
-def test_uploaded_metadata_and_its_checksums_are_acknowledged_and_ignored(server, admin):
-    repo = new_repo(server)  # a release repository: allow_once must not apply to metadata
+def test_uploaded_metadata_and_its_checksums_are_acknowledged_and_ignored(any_server, admin):
+    repo = new_repo(any_server)  # a release repository: allow_once must not apply to metadata
     deploy_release(admin, repo, "meta", "1.0")
     forged = b"<metadata><versioning><versions><version>6.6.6</version></versions></versioning></metadata>"
     for _ in range(2):
@@ -248,8 +252,8 @@ def test_uploaded_metadata_and_its_checksums_are_acknowledged_and_ignored(server
     assert found and all("maven-metadata" not in str(component) for component in found)
 
 
-def test_group_level_metadata_lists_plugin_prefixes_from_plugin_descriptors(server, admin):
-    repo = new_repo(server)
+def test_group_level_metadata_lists_plugin_prefixes_from_plugin_descriptors(any_server, admin):
+    repo = new_repo(any_server)
     base = "org/example/plugins/hello-maven-plugin/1.0/hello-maven-plugin-1.0"
     deploy(admin, repo, f"{base}.jar", plugin_jar("hello", "Hello Plugin"))
     deploy(
@@ -268,8 +272,8 @@ def test_group_level_metadata_lists_plugin_prefixes_from_plugin_descriptors(serv
 
 
 # -- policies ------------------------------------------------------------------------------------
-def test_a_release_redeploy_is_refused_under_the_default_allow_once(server, admin):
-    repo = new_repo(server)
+def test_a_release_redeploy_is_refused_under_the_default_allow_once(any_server, admin):
+    repo = new_repo(any_server)
     assert admin.get(f"/api/v1/repositories/{repo}").json()["write_policy"] == "allow_once"
     deploy_release(admin, repo, "once", "1.0")
     response = deploy(admin, repo, f"{G}/once/1.0/once-1.0.jar", b"other bytes", status=400)
@@ -277,23 +281,23 @@ def test_a_release_redeploy_is_refused_under_the_default_allow_once(server, admi
     assert admin.get(f"/repository/{repo}/{G}/once/1.0/once-1.0.jar").content != b"other bytes"
 
 
-def test_a_snapshot_into_a_release_repository_is_refused(server, admin):
-    repo = new_repo(server)
+def test_a_snapshot_into_a_release_repository_is_refused(any_server, admin):
+    repo = new_repo(any_server)
     response = deploy(admin, repo, f"{G}/s/1.0-SNAPSHOT/s-1.0-20240101.100000-1.jar", jar_bytes(), status=400)
     assert "version policy release" in response.json()["error"]
     assert stored_paths(admin, repo) == []
 
 
-def test_a_release_into_a_snapshot_repository_is_refused(server, admin):
-    repo = new_repo(server, version_policy="snapshot")
+def test_a_release_into_a_snapshot_repository_is_refused(any_server, admin):
+    repo = new_repo(any_server, version_policy="snapshot")
     assert admin.get(f"/api/v1/repositories/{repo}").json()["write_policy"] == "allow"
     response = deploy(admin, repo, f"{G}/r/1.0/r-1.0.jar", jar_bytes(), status=400)
     assert "version policy snapshot" in response.json()["error"]
     assert stored_paths(admin, repo) == []
 
 
-def test_a_mixed_repository_takes_both_and_lets_snapshots_be_redeployed(server, admin):
-    repo = new_repo(server, version_policy="mixed")
+def test_a_mixed_repository_takes_both_and_lets_snapshots_be_redeployed(any_server, admin):
+    repo = new_repo(any_server, version_policy="mixed")
     deploy_release(admin, repo, "both", "1.0")
     path = f"{G}/both/1.0-SNAPSHOT/both-1.0-SNAPSHOT.jar"
     deploy(admin, repo, path, b"first")
@@ -302,8 +306,8 @@ def test_a_mixed_repository_takes_both_and_lets_snapshots_be_redeployed(server, 
     deploy(admin, repo, f"{G}/both/1.0/both-1.0.jar", b"again", status=400)
 
 
-def test_snapshot_retention_keeps_only_the_newest_builds(server, admin):
-    repo = new_repo(server, version_policy="snapshot", snapshot_retention=2)
+def test_snapshot_retention_keeps_only_the_newest_builds(any_server, admin):
+    repo = new_repo(any_server, version_policy="snapshot", snapshot_retention=2)
     folder = f"{G}/kept/1.0-SNAPSHOT"
     for build in range(1, 5):
         stamp = f"2024010{build}.100000"
@@ -320,8 +324,8 @@ def test_snapshot_retention_keeps_only_the_newest_builds(server, admin):
     assert doc.findtext("versioning/snapshot/buildNumber") == "4"
 
 
-def test_every_snapshot_build_is_kept_by_default(server, admin):
-    repo = new_repo(server, version_policy="snapshot")
+def test_every_snapshot_build_is_kept_by_default(any_server, admin):
+    repo = new_repo(any_server, version_policy="snapshot")
     assert admin.get(f"/api/v1/repositories/{repo}").json()["snapshot_retention"] == 0
     for build in range(1, 4):
         deploy(admin, repo, f"{G}/all/1.0-SNAPSHOT/all-1.0-2024010{build}.100000-{build}.jar", jar_bytes())
@@ -365,24 +369,24 @@ def test_invalid_proxy_settings_are_refused(admin):
         "archetype-catalog.xml",
     ],
 )
-def test_paths_outside_the_maven_layout_are_refused(server, admin, path):
-    repo = new_repo(server, version_policy="mixed")
+def test_paths_outside_the_maven_layout_are_refused(any_server, admin, path):
+    repo = new_repo(any_server, version_policy="mixed")
     response = admin.put(f"/repository/{repo}/{path}", content=b"data")
     assert response.status_code == 400, response.text
     assert response.json()["error"]
     assert stored_paths(admin, repo) == []
 
 
-def test_dot_dot_in_a_path_is_refused(server, admin):
-    repo = new_repo(server)
+def test_dot_dot_in_a_path_is_refused(any_server, admin):
+    repo = new_repo(any_server)
     for raw in (f"{G}/%2e%2e/lib/1.0/lib-1.0.jar", f"{G}/lib/1.0/..%2flib-1.0.jar"):
-        response = admin.put(httpx.URL(f"{server.url}/repository/{repo}/{raw}"), content=b"x")
+        response = admin.put(httpx.URL(f"{any_server.url}/repository/{repo}/{raw}"), content=b"x")
         assert response.status_code == 400
     assert stored_paths(admin, repo) == []
 
 
-def test_a_pom_whose_version_disagrees_with_its_path_is_refused(server, admin):
-    repo = new_repo(server)
+def test_a_pom_whose_version_disagrees_with_its_path_is_refused(any_server, admin):
+    repo = new_repo(any_server)
     path = f"{G}/lib/1.0/lib-1.0.pom"
     response = deploy(admin, repo, path, pom_xml("org.example", "lib", "1.1"), status=400)
     assert "version '1.1' disagrees" in response.json()["error"]
@@ -405,38 +409,40 @@ LAUGHS_POM = (
 
 
 @pytest.mark.parametrize("pom", [XXE_POM, LAUGHS_POM], ids=["xxe", "billion-laughs"])
-def test_poms_with_entities_are_refused_never_evaluated(server, admin, pom):
-    repo = new_repo(server)
+def test_poms_with_entities_are_refused_never_evaluated(any_server, admin, pom):
+    repo = new_repo(any_server)
     response = deploy(admin, repo, f"{G}/lib/1.0/lib-1.0.pom", pom, status=400)
     assert "DOCTYPE" in response.json()["error"]
     assert "root:" not in response.text
     assert stored_paths(admin, repo) == []
 
 
-def test_a_pom_that_is_not_xml_is_refused(server, admin):
-    repo = new_repo(server)
+def test_a_pom_that_is_not_xml_is_refused(any_server, admin):
+    repo = new_repo(any_server)
     response = deploy(admin, repo, f"{G}/lib/1.0/lib-1.0.pom", b"{not xml", status=400)
     assert "well-formed" in response.json()["error"]
     assert stored_paths(admin, repo) == []
 
 
-def test_a_deploy_without_credentials_is_refused_and_stores_nothing(server, admin):
-    repo = new_repo(server)
-    url = f"{server.repo_url(repo)}{G}/anon/1.0/anon-1.0"
+def test_a_deploy_without_credentials_is_refused_and_stores_nothing(any_server, admin):
+    repo = new_repo(any_server)
+    url = f"{any_server.repo_url(repo)}{G}/anon/1.0/anon-1.0"
     for suffix, data in ((".jar", jar_bytes()), (".pom", pom_xml("org.example", "anon", "1.0"))):
         response = httpx.put(url + suffix, content=data)
         assert response.status_code == 401 and "www-authenticate" in response.headers
     assert (
-        httpx.put(f"{server.repo_url(repo)}{G}/anon/maven-metadata.xml", content=b"<metadata/>").status_code
+        httpx.put(
+            f"{any_server.repo_url(repo)}{G}/anon/maven-metadata.xml", content=b"<metadata/>"
+        ).status_code
         == 401
     )
-    reader, password = server.create_user([])
+    reader, password = any_server.create_user([])
     assert httpx.put(url + ".jar", content=b"x", auth=(reader, password)).status_code == 403
     assert stored_paths(admin, repo) == []
 
 
-def test_metadata_and_checksums_cannot_be_deleted_only_the_files_they_describe(server, admin):
-    repo = new_repo(server)
+def test_metadata_and_checksums_cannot_be_deleted_only_the_files_they_describe(any_server, admin):
+    repo = new_repo(any_server)
     deploy_release(admin, repo, "keep", "1.0")
     assert admin.delete(f"/repository/{repo}/{G}/keep/maven-metadata.xml").status_code == 405
     assert admin.delete(f"/repository/{repo}/{G}/keep/1.0/keep-1.0.jar.sha1").status_code == 405
