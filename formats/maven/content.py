@@ -2,7 +2,10 @@
 
 - `metadata_document`: maven-metadata.xml of any repository. Hosted: computed from components and
   cached per repository revision (never stored, never taken from an upload). Proxy: the upstream's,
-  cached for the TTL. Group: every member's document merged, cached by the members' digests.
+  cached for the TTL. Group: every member's document merged, cached by the members' digests, under
+  the dependency-confusion guard (`guarded`): when a hosted repository anywhere in the group holds
+  groupId:artifactId, no proxy's versions of it are merged in, just as no proxy serves its files.
+- `listing`: a folder's entries; inside a guarded groupId:artifactId a group lists no proxy's cache.
 - `fetch`: a file; a proxy checks each fetched file against the upstream's `.sha1` before caching it
   (`checksum_verdict`, called from MavenFormat.verify_fetched) under its `checksum_policy`.
 - `apply_retention`: keep the newest N builds of a SNAPSHOT version.
@@ -26,6 +29,7 @@ from artifactory.plugin import (
     BadGateway,
     Content,
     Engine,
+    Entry,
     Principal,
     Repo,
     StoredAsset,
@@ -36,6 +40,8 @@ SYSTEM = Principal(username="system:maven", roles=frozenset({"admin"}))
 MAX_UPSTREAM_METADATA = 16 * 1024 * 1024
 PROXY_MEMO_SECONDS = 1.0
 PROXY_MEMO_SIZE = 4096
+GUARD_MEMO_SIZE = 8192
+_holders: OrderedDict[tuple[int, int, str, str], bool] = OrderedDict()
 _proxy_answers: OrderedDict[tuple[int, int, str], tuple[float, tuple[bytes, str] | None]] = OrderedDict()
 
 
@@ -47,10 +53,12 @@ async def metadata_document(
     principal: Principal,
     seen: frozenset[str] = frozenset(),
     cached_only: bool = False,
+    guard: bool = False,
 ) -> tuple[bytes, str] | None:
     """(body, etag) of the maven-metadata.xml at `path` in `repo`, or None when there is none.
 
     `cached_only` keeps proxies from asking their upstream (a folder listing must not fetch).
+    `guard`: an enclosing group has decided that its proxies may not speak for this artifact.
     """
     if repo.type == "hosted":
         body, etag = await eng.document(
@@ -59,24 +67,104 @@ async def metadata_document(
         return (body, etag) if body else None
     if repo.type == "proxy":
         return await _proxy_metadata(eng, repo, path, principal, cached_only, in_group=bool(seen))
+    if not guard:
+        scope = metadata_scope(path)
+        held = None if scope is None else scope.snapshot[:2] if scope.snapshot else scope.artifact
+        guard = held is not None and await guarded(eng, repo, *held)
     seen = seen | {repo.name}
-    parts: list[tuple[bytes, str]] = []
+    # Hosted (and nested groups') documents first, proxies' after: a plugin prefix that a hosted
+    # member maps is never taken over by a proxy listed before it.
+    own: list[tuple[bytes, str]] = []
+    proxied: list[tuple[bytes, str]] = []
     for member in eng.group.members(repo, principal):
-        if member.name in seen:
-            continue
+        if member.name in seen or (guard and member.type == "proxy"):
+            continue  # a guarded name is not even asked of a proxy's upstream
         try:
-            found = await metadata_document(eng, member, path, principal, seen, cached_only)
+            found = await metadata_document(eng, member, path, principal, seen, cached_only, guard)
         except BadGateway as exc:
             log.warning("group %s: member %s left out of %s: %s", repo.name, member.name, path, exc)
             continue
         if found is not None:
-            parts.append(found)
+            (proxied if member.type == "proxy" else own).append(found)
+    parts = own + proxied
     if not parts:
         return None
     if len(parts) == 1:
         return parts[0]
     key = "maven-merged:" + path + ":" + ",".join(etag for _, etag in parts)
     return await eng.document(repo, key, lambda: md.merge_bodies([body for body, _ in parts]))
+
+
+def _leaves(eng: Engine, repo: Repo, seen: frozenset[str] = frozenset()) -> list[Repo]:
+    """Every hosted and proxy repository inside a group, nested groups included, whoever asks: the
+    guard must not depend on the caller, or someone who may not read the internal repository would
+    be handed the public lookalike instead."""
+    found: list[Repo] = []
+    for name in repo.members:
+        member = eng.repos.get(name)
+        if member is None or member.name in seen:
+            continue
+        if member.type == "group":
+            found.extend(_leaves(eng, member, seen | {repo.name, member.name}))
+        else:
+            found.append(member)
+    return found
+
+
+async def guarded(eng: Engine, group: Repo, group_id: str, artifact_id: str) -> bool:
+    """Whether a hosted repository anywhere in `group` holds groupId:artifactId, so that no proxy
+    of the group may speak for it (unless the group allows proxy shadowing): the rule the engine's
+    group walk applies to files, applied to the documents this format merges itself."""
+    if group.config.get("allow_proxy_shadowing", False):
+        return False
+    leaves = _leaves(eng, group)
+    if not any(r.type == "proxy" for r in leaves):
+        return False  # nothing to guard against: spare the queries
+    for hosted in (r for r in leaves if r.type == "hosted"):
+        # Keyed by the hosted revision: a deploy or a deletion there moves the key.
+        key = (hosted.id, hosted.revision, group_id, artifact_id)
+        held = _holders.get(key)
+        if held is None:
+            held = bool(await eng.components(hosted, name=artifact_id, namespace=group_id))
+            _holders[key] = held
+            if len(_holders) > GUARD_MEMO_SIZE:
+                _holders.popitem(last=False)
+        if held:
+            return True
+    return False
+
+
+async def listing(eng: Engine, repo: Repo, prefix: str, principal: Principal) -> list[Entry]:
+    """The entries under `prefix`. A group leaves its proxies out below a groupId:artifactId folder
+    that a hosted member holds: their cached versions are ones the group would not serve."""
+    if repo.type != "group" or not await _guarded_folder(eng, repo, prefix):
+        return await eng.listing(repo, prefix, principal)
+    return await _listing_without_proxies(eng, repo, prefix, principal, frozenset())
+
+
+async def _guarded_folder(eng: Engine, group: Repo, prefix: str) -> bool:
+    folders = prefix.rstrip("/").split("/") if prefix else []
+    # g/a/ and anything below it; a folder can be read as g/a at several depths (a.b/c or a/b.c).
+    for depth in range(1, len(folders)):
+        if await guarded(eng, group, ".".join(folders[:depth]), folders[depth]):
+            return True
+    return False
+
+
+async def _listing_without_proxies(
+    eng: Engine, repo: Repo, prefix: str, principal: Principal, seen: frozenset[str]
+) -> list[Entry]:
+    names: dict[str, Entry] = {}
+    for member in eng.group.members(repo, principal):
+        if member.type == "proxy" or member.name in seen:
+            continue
+        if member.type == "group":
+            entries = await _listing_without_proxies(eng, member, prefix, principal, seen | {repo.name})
+        else:
+            entries = await eng.listing(member, prefix, principal)
+        for entry in entries:
+            names.setdefault(entry.name, entry)
+    return sorted(names.values(), key=lambda e: (not e.is_folder, e.name))
 
 
 async def _proxy_metadata(

@@ -106,7 +106,7 @@ async def checksum(request: Request, base: str, algorithm: str) -> Response:
 async def listing(request: Request, prefix: str) -> Response:
     repo, eng = current_repository(request), engine(request)
     principal = await current_principal(request)
-    entries = await eng.listing(repo, prefix, principal)
+    entries = await content.listing(eng, repo, prefix, principal)
     names = {entry.name for entry in entries}
     generated = []
     if prefix and METADATA not in names:
