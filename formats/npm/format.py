@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from artifactory_formats.npm import metadata, routes
+from artifactory_formats.npm import metadata, routes, safejson
 from artifactory_formats.npm.coordinates import parse_path, tarball_coordinates
 from starlette.routing import BaseRoute
 
 from artifactory.plugin import CachePolicy, Coordinates, Format, HTTPProblem, Repo, Rewritten
+
+MIN_DOCUMENT = 1024 * 1024
+MAX_DOCUMENT = 1024 * 1024 * 1024
 
 
 def _is_packument(path: str) -> bool:
@@ -20,7 +23,7 @@ def _is_packument(path: str) -> bool:
 class NpmFormat(Format):
     id = "npm"
     encoded_path_characters = frozenset("/")
-    config_keys = ("allow_user_registration",)
+    config_keys = ("allow_user_registration", "max_document_bytes")
 
     def routes(self) -> Sequence[BaseRoute]:
         return routes.ROUTES
@@ -29,6 +32,13 @@ class NpmFormat(Format):
         config.setdefault("allow_user_registration", False)
         if not isinstance(config["allow_user_registration"], bool):
             raise ValueError("allow_user_registration must be a boolean")
+        limit = config.get("max_document_bytes")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or not MIN_DOCUMENT <= limit <= MAX_DOCUMENT
+        ):
+            raise ValueError(
+                f"max_document_bytes must be an integer from {MIN_DOCUMENT} to {MAX_DOCUMENT} (bytes)"
+            )
         return config
 
     def coordinates(self, path: str) -> Coordinates | None:
@@ -58,9 +68,11 @@ class NpmFormat(Format):
         if parsed is None or parsed.kind != "packument":
             return Rewritten(body)
         try:
-            doc = metadata.load(body)
+            doc = safejson.loads(body, "the upstream packument", max_values=None)
         except HTTPProblem as exc:
             raise ValueError(exc.message) from None
+        if not isinstance(doc, dict):
+            raise ValueError("the upstream packument is not a JSON object")
         links = metadata.relativize(doc, parsed.package)
         return Rewritten(metadata.dump(doc), links)
 

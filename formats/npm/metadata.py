@@ -58,8 +58,13 @@ def now_iso() -> str:
 
 
 def load(body: bytes) -> Doc:
+    """A stored package document (one this server wrote, or an upstream's it checked when caching).
+
+    Documents from outside go through `safejson.loads` first."""
     try:
         doc = json.loads(body)
+    except RecursionError:
+        raise BadRequest("the package document is nested too deeply") from None
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("the package document is not valid JSON") from None
     if not isinstance(doc, dict):

@@ -8,13 +8,13 @@ package apply one after the other on any node.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
-from artifactory_formats.npm import metadata, upload
+from artifactory_formats.npm import metadata, safejson, upload
 from artifactory_formats.npm.coordinates import PackageName, ParsedPath, parse_path
 from artifactory_formats.npm.httputil import (
     cached_document,
+    max_document_bytes,
     max_upload_bytes,
     ok,
     one_chunk,
@@ -44,8 +44,6 @@ from artifactory.plugin import (
 
 TARBALL_TYPE = "application/octet-stream"
 JSON_TYPE = "application/json"
-# A publish document is the tarball in base64 plus the manifest and readme.
-DOCUMENT_OVERHEAD = 16 * 1024 * 1024
 TAG_BODY_LIMIT = 4096
 
 
@@ -170,8 +168,11 @@ async def put_path(request: Request) -> Response:
         raise MethodNotAllowed(f"PUT is not supported at {current_path(request)}")
     target, principal = await writable(request)
     limit = max_upload_bytes(request, target)
-    body = await read_body(request, limit * 4 // 3 + DOCUMENT_OVERHEAD)
-    doc = metadata.load(body)
+    body = await read_body(request, max_document_bytes(target))
+    doc = safejson.loads(body, "the package document")
+    del body
+    if not isinstance(doc, dict):
+        raise BadRequest("the package document must be a JSON object")
     if doc.get("_attachments"):
         return await publish(request, target, principal, parsed.package, doc, limit)
     return await update(request, target, principal, parsed.package, doc, rev)
@@ -340,8 +341,8 @@ async def put_tag(request: Request) -> Response:
     target, principal = await writable(request)
     body = await read_body(request, TAG_BODY_LIMIT)
     try:
-        version = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+        version = safejson.loads(body, "the dist-tag body")
+    except BadRequest:  # a bare version, as some clients send it
         version = body.decode(errors="replace").strip()
     if not isinstance(version, str) or not version:
         raise BadRequest("the body of a dist-tag PUT is the version, as a JSON string")

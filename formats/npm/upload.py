@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
+import gzip
+import io
 import tarfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-from artifactory_formats.npm import metadata
+from artifactory_formats.npm import metadata, safejson
 from artifactory_formats.npm.coordinates import (
     PackageName,
     clean_version,
@@ -25,6 +27,12 @@ from artifactory_formats.npm.coordinates import (
 from artifactory.plugin import BadRequest, PayloadTooLarge
 
 MAX_PACKAGE_JSON = 4 * 1024 * 1024
+# How far reading a tarball may inflate it: 100 times its size, at least 64 MiB and at most 1 GiB
+# (a tarball of 2 MB may unpack to 200 MB; a gzip bomb is refused with 413 before it is expanded).
+MAX_INFLATE_RATIO = 100
+MIN_INFLATE_BYTES = 64 * 1024 * 1024
+MAX_INFLATE_BYTES = 1024 * 1024 * 1024
+MAX_ENTRIES = 100_000
 INSTALL_SCRIPTS = ("preinstall", "install", "postinstall")
 # Fields a client may not set in a version manifest: the registry writes them.
 REGISTRY_FIELDS = ("_attachments", "_rev", "_npmUser", "readme")
@@ -141,14 +149,48 @@ def _expected_digests(dist: Mapping[str, Any]) -> dict[str, str]:
     return expected
 
 
+class _Inflating(io.RawIOBase):
+    """The gunzipped bytes of a file, refused with 413 past `limit` bytes."""
+
+    def __init__(self, file: IO[bytes], limit: int) -> None:
+        self._gzip = gzip.GzipFile(fileobj=file, mode="rb")
+        self._limit = limit
+        self._total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._gzip.read(len(view))
+        self._total += len(data)
+        if self._total > self._limit:
+            raise PayloadTooLarge(
+                f"the tarball unpacks to more than {self._limit} bytes "
+                f"({MAX_INFLATE_RATIO} times its size, at most {MAX_INFLATE_BYTES})"
+            )
+        view[: len(data)] = data
+        return len(data)
+
+
+def inflate_limit(compressed: int) -> int:
+    return min(MAX_INFLATE_BYTES, max(MIN_INFLATE_BYTES, MAX_INFLATE_RATIO * compressed))
+
+
 def inspect_tarball(file: IO[bytes]) -> TarballFacts:
     """package.json from `package/package.json` (npm's layout: one top-level folder), and whether the
-    package holds npm-shrinkwrap.json or binding.gyp at its root."""
+    package holds npm-shrinkwrap.json or binding.gyp at its root. The archive is read as a stream,
+    inflating it at most `inflate_limit(compressed size)` bytes."""
     found: dict[str, Any] | None = None
     has_shrinkwrap = has_gyp = False
+    compressed = file.seek(0, io.SEEK_END)
+    file.seek(0)
     try:
-        with tarfile.open(fileobj=file, mode="r:gz") as archive:
-            for member in archive:
+        stream = io.BufferedReader(_Inflating(file, inflate_limit(compressed)), 64 * 1024)
+        with tarfile.open(fileobj=stream, mode="r|") as archive:
+            for count, member in enumerate(archive, 1):
+                if count > MAX_ENTRIES:
+                    raise BadRequest(f"the tarball holds more than {MAX_ENTRIES} entries")
                 parts = member.name.lstrip("./").split("/")
                 if len(parts) != 2 or not member.isfile():
                     continue
@@ -162,14 +204,11 @@ def inspect_tarball(file: IO[bytes]) -> TarballFacts:
                     handle = archive.extractfile(member)
                     if handle is None:
                         continue
-                    try:
-                        parsed = json.loads(handle.read())
-                    except (UnicodeDecodeError, ValueError):
-                        raise BadRequest("package.json in the tarball is not valid JSON") from None
+                    parsed = safejson.loads(handle.read(), "package.json in the tarball")
                     if not isinstance(parsed, dict):
                         raise BadRequest("package.json in the tarball is not a JSON object")
                     found = parsed
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as exc:
         raise BadRequest(f"the tarball is not a gzip-compressed tar archive: {exc}") from None
     if found is None:
         raise BadRequest("the tarball holds no package/package.json")

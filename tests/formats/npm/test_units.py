@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 import semver
-from artifactory_formats.npm import metadata
+from artifactory_formats.npm import metadata, safejson, upload
 from artifactory_formats.npm.coordinates import (
     PackageName,
     name_problem,
@@ -22,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from artifactory.plugin import BadRequest, CachePolicy, Conflict, Forbidden, HTTPProblem, PayloadTooLarge
-from tests.formats.npm.helpers import publish_document
+from tests.formats.npm.helpers import publish_document, tarball
 
 PART = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,40}", fullmatch=True).filter(
     lambda p: p not in ("node_modules", "favicon.ico") and p not in metadata_core()
@@ -331,3 +332,47 @@ def test_abbreviated_keeps_only_what_install_needs():
     short = json.loads(metadata.abbreviated(doc))
     assert set(short) == {"name", "modified", "dist-tags", "versions"}
     assert set(short["versions"]["1.0.0"]) == {"name", "version", "dist", "dependencies"}
+
+
+# -- bounded JSON (issue 9, item 12) ---------------------------------------------------------
+def test_json_nested_deeper_than_the_limit_is_a_400_however_deep():
+    for depth in (65, 5_000, 100_000):
+        with pytest.raises(BadRequest, match="nested more than 64 levels"):
+            safejson.loads(b"[" * depth + b"]" * depth)
+    assert safejson.loads(b"[" * 64 + b"]" * 64) is not None
+    assert safejson.loads(json.dumps({"text": "[[[[" * 100 + '\\"{{{'}).encode())["text"].startswith("[[[[")
+
+
+def test_json_with_more_values_than_the_limit_is_a_400_but_commas_in_strings_do_not_count():
+    with pytest.raises(BadRequest, match="more than 1000 JSON values"):
+        safejson.loads(json.dumps(list(range(1001))).encode(), max_values=1000)
+    readme = {"readme": "a, b, [c], {d}, " * 1000 + '\\\\", '}
+    assert safejson.loads(json.dumps(readme).encode(), max_values=1000) == readme
+
+
+# -- tarball inflation (issue 9, item 11) ----------------------------------------------------
+def zero_tarball(size: int) -> bytes:
+    return tarball("zeros", "1.0.0", files={"zeros.bin": bytes(size)})
+
+
+def test_a_tarball_inflating_past_the_ratio_limit_is_refused_with_413(monkeypatch):
+    monkeypatch.setattr(upload, "MIN_INFLATE_BYTES", 1024 * 1024)
+    data = zero_tarball(8 * 1024 * 1024)  # a few KB of gzip
+    assert upload.inflate_limit(len(data)) == 1024 * 1024
+    with pytest.raises(PayloadTooLarge, match="unpacks to more than 1048576 bytes"):
+        upload.inspect_tarball(io.BytesIO(data))
+    facts = upload.inspect_tarball(io.BytesIO(zero_tarball(512 * 1024)))
+    assert facts.manifest["name"] == "zeros"
+
+
+def test_inflation_limits_scale_with_the_tarball_and_stop_at_1_gib():
+    assert upload.inflate_limit(1000) == upload.MIN_INFLATE_BYTES
+    assert upload.inflate_limit(2 * 1024 * 1024) == 200 * 1024 * 1024  # 2 MB never becomes 2 GiB
+    assert upload.inflate_limit(100 * 1024 * 1024) == upload.MAX_INFLATE_BYTES
+
+
+def test_a_corrupt_gzip_stream_is_a_400():
+    data = bytearray(zero_tarball(64 * 1024))
+    data[len(data) // 2 : len(data) // 2 + 16] = b"\xff" * 16
+    with pytest.raises(BadRequest, match="not a gzip-compressed tar"):
+        upload.inspect_tarball(io.BytesIO(bytes(data)))
