@@ -63,7 +63,8 @@ class NpmFormat(Format):
 
     def rewrite_upstream(self, repo: Repo, path: str, body: bytes, upstream_url: str) -> Rewritten:
         """Cache a proxied packument with tarball paths relative to the repository (absolute URLs
-        are rendered per request); each tarball's absolute upstream URL goes into the links."""
+        are rendered per request); each tarball's absolute upstream URL goes into the links, and
+        what its dist says it hashes to into the digests."""
         parsed = parse_path(path)
         if parsed is None or parsed.kind != "packument":
             return Rewritten(body)
@@ -74,7 +75,9 @@ class NpmFormat(Format):
         if not isinstance(doc, dict):
             raise ValueError("the upstream packument is not a JSON object")
         links = metadata.relativize(doc, parsed.package)
-        return Rewritten(metadata.dump(doc), links)
+        # Each tarball must hash to what its version's dist.integrity (or shasum) says: the proxy
+        # verifies that while it streams, and caches and serves nothing that does not match.
+        return Rewritten(metadata.dump(doc), links, metadata.tarball_digests(doc, links))
 
     def content_type(self, path: str) -> str | None:
         return "application/json" if _is_packument(path) else "application/octet-stream"

@@ -10,7 +10,10 @@ repository and returns the upstream URLs for the proxy to fetch those paths from
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -48,6 +51,10 @@ ABBREVIATED_FIELDS = (
     "funding",
     "license",
 )
+# Hex digest lengths of the SRI algorithms the engine can verify, strongest first (npm's ssri checks
+# the strongest algorithm an integrity string names).
+SRI_ALGORITHMS = {"sha512": 128, "sha256": 64, "sha1": 40}
+_HEX = re.compile(r"^[0-9a-f]+$")
 # Top-level fields that follow the manifest of the version `latest` points at.
 LATEST_FIELDS = ("description", "keywords", "license", "homepage", "repository", "author", "bugs")
 
@@ -314,6 +321,51 @@ def relativize(doc: Doc, package: PackageName) -> dict[str, str]:
         links[path] = url
         dist["tarball"] = path
     return links
+
+
+def sri_digests(integrity: str) -> dict[str, str]:
+    """The entries of an SRI string (`sha512-<base64> ...`) the engine can verify, as hex; entries
+    that are malformed or of another algorithm are left out."""
+    found: dict[str, str] = {}
+    for entry in integrity.split():
+        algorithm, sep, value = entry.partition("-")
+        if not sep or algorithm not in SRI_ALGORITHMS or algorithm in found:
+            continue
+        try:
+            digest = base64.b64decode(value.split("?", 1)[0], validate=True).hex()
+        except (binascii.Error, ValueError):
+            continue
+        if len(digest) == SRI_ALGORITHMS[algorithm]:
+            found[algorithm] = digest
+    return found
+
+
+def dist_digests(dist: Mapping[str, Any]) -> dict[str, str]:
+    """What a version's `dist` says its tarball hashes to, as npm checks it: the strongest algorithm
+    of `integrity`, else `shasum` (sha1, hex). Empty when it says nothing usable."""
+    integrity = dist.get("integrity")
+    found = sri_digests(integrity) if isinstance(integrity, str) else {}
+    for algorithm in SRI_ALGORITHMS:
+        if algorithm in found:
+            return {algorithm: found[algorithm]}
+    shasum = dist.get("shasum")
+    if isinstance(shasum, str) and len(shasum) == 40 and _HEX.match(shasum.lower()):
+        return {"sha1": shasum.lower()}
+    return {}
+
+
+def tarball_digests(doc: Mapping[str, Any], paths: Iterable[str]) -> dict[str, dict[str, str]]:
+    """{path: digests} for the tarballs at `paths` (relative, as `relativize` left them)."""
+    wanted = set(paths)
+    digests: dict[str, dict[str, str]] = {}
+    for manifest in versions_of(doc).values():
+        dist = as_dict(as_dict(manifest).get("dist"))
+        path = dist.get("tarball")
+        if isinstance(path, str) and path in wanted:
+            found = dist_digests(dist)
+            if found:
+                digests[path] = found
+    return digests
 
 
 def merge(bodies: Sequence[bytes]) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 
@@ -332,6 +334,42 @@ def test_abbreviated_keeps_only_what_install_needs():
     short = json.loads(metadata.abbreviated(doc))
     assert set(short) == {"name", "modified", "dist-tags", "versions"}
     assert set(short["versions"]["1.0.0"]) == {"name", "version", "dist", "dependencies"}
+
+
+# -- upstream digests (issue 10, item 5) -----------------------------------------------------
+def test_rewrite_upstream_declares_each_tarball_digest_in_hex_for_the_proxy_to_verify():
+    sha512 = hashlib.sha512(b"tarball one").digest()
+    sha1 = hashlib.sha1(b"tarball two").hexdigest()
+    doc = {
+        "name": "pkg",
+        "versions": {
+            "1.0.0": {
+                "dist": {
+                    "tarball": "http://up.invalid/pkg/-/pkg-1.0.0.tgz",
+                    "integrity": "sha512-" + base64.b64encode(sha512).decode(),
+                    "shasum": "ignored-when-integrity-is-there",
+                }
+            },
+            "2.0.0": {"dist": {"tarball": "http://up.invalid/pkg/-/pkg-2.0.0.tgz", "shasum": sha1.upper()}},
+            "3.0.0": {
+                "dist": {"tarball": "http://up.invalid/pkg/-/pkg-3.0.0.tgz", "integrity": "sha512-%%%"}
+            },
+        },
+    }
+    rewritten = NpmFormat().rewrite_upstream(None, "pkg", json.dumps(doc).encode(), "http://up.invalid/pkg")  # type: ignore[arg-type]
+    assert rewritten.digests == {
+        "pkg/-/pkg-1.0.0.tgz": {"sha512": sha512.hex()},
+        "pkg/-/pkg-2.0.0.tgz": {"sha1": sha1},
+    }
+
+
+def test_the_strongest_algorithm_of_an_integrity_string_is_the_one_declared():
+    sha1 = hashlib.sha1(b"x").digest()
+    sha512 = hashlib.sha512(b"x").digest()
+    both = f"sha1-{base64.b64encode(sha1).decode()} sha512-{base64.b64encode(sha512).decode()}"
+    assert metadata.dist_digests({"integrity": both}) == {"sha512": sha512.hex()}
+    assert metadata.dist_digests({"integrity": "sha384-abc", "shasum": sha1.hex()}) == {"sha1": sha1.hex()}
+    assert metadata.dist_digests({"integrity": "sha512-" + base64.b64encode(b"short").decode()}) == {}
 
 
 # -- bounded JSON (issue 9, item 12) ---------------------------------------------------------
