@@ -1,8 +1,10 @@
 """Who the caller is: npm ping, whoami, login/adduser, logout and npm token.
 
 `npm login` in npm 11 first tries web login (POST /-/v1/login); that answers 404, so npm falls back to
-the CouchDB user document PUT, which answers one of our API tokens. Passwords are checked through the
-server's authentication chain (every `artifactory_authenticate` plugin), exactly as a Basic header is.
+the CouchDB user document PUT, which answers one of our API tokens. Login passwords are checked through
+the server's authentication chain (every `artifactory_authenticate` plugin), exactly as a Basic header
+is; `npm token create` asks for the account's real password (never a token). Either way the new token
+is made for the credential that proved itself, so it can never outlive or exceed that credential.
 Creating users that way (`npm adduser`) is off unless the repository sets `allow_user_registration`;
 such users get no roles, so they can do nothing an anonymous caller cannot until an admin grants some.
 """
@@ -20,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from artifactory.plugin import (
     BadRequest,
+    Forbidden,
     NotFound,
     Principal,
     Unauthorized,
@@ -29,7 +32,8 @@ from artifactory.plugin import (
     engine,
 )
 
-BODY_LIMIT = 64 * 1024
+BODY_LIMIT = 1024 * 1024  # login, adduser and token bodies: a name, a password and a few flags
+MAX_TOKEN_DAYS = 3650
 _TOKEN = re.compile(r"^art_([A-Za-z0-9]+)_")  # our API tokens: art_<id>_<secret>
 
 
@@ -52,7 +56,7 @@ async def whoami(request: Request) -> Response:
     return JSONResponse({"username": (await authenticated(request)).username})
 
 
-async def check_password(request: Request, username: str, password: str) -> Principal:
+async def authenticate_password(request: Request, username: str, password: str) -> Principal:
     """The principal a username and password prove, through the whole authentication chain."""
     basic = base64.b64encode(f"{username}:{password}".encode()).decode()
     probe = HTTPConnection(
@@ -84,7 +88,7 @@ async def login(request: Request) -> Response:
     security = app_state(request).security
     eng = engine(request)
     try:
-        principal = await check_password(request, name, password)
+        principal = await authenticate_password(request, name, password)
     except Unauthorized:
         if not current_repository(request).config.get("allow_user_registration"):
             raise Unauthorized("bad username or password") from None
@@ -94,8 +98,8 @@ async def login(request: Request) -> Response:
             raise Unauthorized("bad username or password") from None
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        principal = await check_password(request, name, password)
-    created = await eng.db_call(security.create_token, principal.username, "npm login")
+        principal = await authenticate_password(request, name, password)
+    created = await new_token(request, principal, "npm login")
     return JSONResponse(
         {"ok": True, "id": f"org.couchdb.user:{principal.username}", "token": created["token"]},
         status_code=201,
@@ -135,7 +139,7 @@ def _token_view(token: dict[str, Any]) -> dict[str, Any]:
         "created": token.get("created_at"),
         "updated": token.get("created_at"),
         "expires": token.get("expires_at"),
-        "readonly": False,
+        "readonly": (token.get("scope") or {}).get("actions") == ["read"],
         "cidr_whitelist": None,
     }
 
@@ -148,24 +152,54 @@ async def list_tokens(request: Request) -> Response:
     return JSONResponse({"objects": objects, "total": len(objects), "urls": {}})
 
 
+async def new_token(
+    request: Request,
+    principal: Principal,
+    name: str,
+    seconds: int | None = None,
+    scope: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A token for `principal`'s credential: never longer-lived or wider than that credential."""
+    security = app_state(request).security
+    try:
+        return await engine(request).db_call(security.create_token, principal, name, seconds, scope)
+    except ValueError as exc:
+        raise BadRequest(f"cannot create this token: {exc}") from None
+    except KeyError:  # a user some authentication plugin knows, without an account of ours
+        raise Forbidden(f"user {principal.username} has no account here to hold tokens") from None
+
+
+def read_only_scope(principal: Principal) -> dict[str, Any]:
+    """The scope of a read-only token made by `principal`'s credential."""
+    if principal.scope is None:
+        return {"repositories": "*", "actions": ["read"]}
+    readable = [grant for grant in principal.scope if "read" in grant.actions]
+    if len(readable) != 1:
+        raise BadRequest("this credential cannot create a read-only token: create it with your password")
+    return {"repositories": readable[0].repositories, "actions": ["read"]}
+
+
 async def create_token(request: Request) -> Response:
-    """POST /-/npm/v1/tokens (npm token create): the account password confirms the request."""
+    """POST /-/npm/v1/tokens (npm token create): the account's real password confirms the request."""
     principal = await authenticated(request)
     body = await read_json(request, BODY_LIMIT)
-    if not isinstance(body, dict) or not isinstance(body.get("password"), str):
+    if not isinstance(body, dict) or not isinstance(body.get("password"), str) or not body["password"]:
         raise BadRequest("creating a token needs your password")
-    if body.get("readonly"):
-        raise BadRequest("read-only tokens are not supported: a token has its owner's privileges")
     if body.get("cidr_whitelist"):
         raise BadRequest("CIDR-restricted tokens are not supported by this registry")
-    confirmed = await check_password(request, principal.username, body["password"])
-    if confirmed.username != principal.username:
+    security = app_state(request).security
+    eng = engine(request)
+    if not await eng.db_call(security.check_password, principal.username, body["password"]):
         raise Unauthorized("the password is not the one of the logged-in user")
     expires = body.get("expires")
-    seconds = int(expires) * 86400 if isinstance(expires, int) and expires > 0 else None
-    name = body.get("name") if isinstance(body.get("name"), str) else "npm token"
-    security = app_state(request).security
-    created = await engine(request).db_call(security.create_token, principal.username, name, seconds)
+    if expires is not None and (
+        isinstance(expires, bool) or not isinstance(expires, int) or not 0 < expires <= MAX_TOKEN_DAYS
+    ):
+        raise BadRequest(f"expires must be a number of days from 1 to {MAX_TOKEN_DAYS}")
+    name = str(body["name"]) if isinstance(body.get("name"), str) else "npm token"
+    readonly = body.get("readonly") is True
+    scope = read_only_scope(principal) if readonly else None
+    created = await new_token(request, principal, name, expires * 86400 if expires else None, scope)
     now = datetime.now(UTC).isoformat()
     return JSONResponse(
         {
@@ -175,7 +209,7 @@ async def create_token(request: Request) -> Response:
             "created": now,
             "updated": now,
             "expires": created.get("expires_at"),
-            "readonly": False,
+            "readonly": readonly,
             "cidr_whitelist": [],
         },
         status_code=201,

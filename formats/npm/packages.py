@@ -68,6 +68,8 @@ def wants_abbreviated(request: Request) -> bool:
 
 async def packument_content(request: Request, package: PackageName) -> StoredAsset | Document:
     repo, eng = current_repository(request), engine(request)
+    principal = await current_principal(request)
+    missing = NotFound(f"package {package.full} not found in {repo.name}")
     source = repo
     if (
         request.query_params.get("write") == "true"
@@ -75,11 +77,14 @@ async def packument_content(request: Request, package: PackageName) -> StoredAss
         and repo.config.get("write_member")
     ):
         # What npm reads before it writes a document back (deprecate, unpublish): the document of the
-        # member that write goes to, with its _rev, not the merge.
+        # member that write goes to, with its _rev, not the merge. Reading the group is not reading
+        # that member: a caller who may not read it is answered as if the package did not exist.
         source = eng.write_target(repo)
-    content = await eng.get(source, package.path, await current_principal(request), stream=False)
+        if not eng.security.allowed(principal, source.name, "read"):
+            raise missing
+    content = await eng.get(source, package.path, principal, stream=False)
     if not isinstance(content, StoredAsset | Document):
-        raise NotFound(f"package {package.full} not found in {repo.name}")
+        raise missing
     return content
 
 

@@ -2,8 +2,11 @@
 
 Search: a hosted repository searches its own packages (an index built from its components, cached
 per revision); a proxy asks its upstream; a group combines its members, first member first.
-Audit: a proxy (or the first proxy inside a group) forwards the request to its upstream; anything
-else, or an upstream that fails, answers an empty report so that `npm install` never fails on it.
+Audit: reading the repository is needed, as for any read. A proxy (or the first proxy inside a group
+the caller may read) forwards the request to its upstream, with the proxy's upstream credentials:
+only for a logged-in caller who may read that proxy, and only a bounded body. An upstream that fails
+is reported as a 502, never as an empty report (npm would print "found 0 vulnerabilities"). A
+repository without a proxy answers an empty report: there is nothing it could know advisories of.
 """
 
 from __future__ import annotations
@@ -13,15 +16,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-from artifactory_formats.npm import metadata
+from artifactory_formats.npm import metadata, safejson
 from artifactory_formats.npm.httputil import read_body
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from artifactory.plugin import (
+    BadGateway,
     ComponentInfo,
+    HTTPProblem,
     Principal,
     Repo,
+    Unauthorized,
     current_path,
     current_principal,
     current_repository,
@@ -29,7 +35,9 @@ from artifactory.plugin import (
 )
 
 MAX_SEARCH_SIZE = 250
-AUDIT_BODY_LIMIT = 32 * 1024 * 1024
+AUDIT_BODY_LIMIT = 4 * 1024 * 1024  # npm's bulk audit body: {name: [versions]} of one project
+AUDIT_ANSWER_LIMIT = 32 * 1024 * 1024
+SEARCH_ANSWER_LIMIT = 8 * 1024 * 1024
 EMPTY_QUICK_AUDIT = {
     "actions": [],
     "advisories": {},
@@ -130,12 +138,18 @@ async def hosted_results(request: Request, repo: Repo, terms: Sequence[str]) -> 
 
 async def proxy_results(request: Request, repo: Repo, text: str, wanted: int) -> list[dict[str, Any]]:
     try:
-        response = await upstream_client(request, repo).get(
-            upstream_url(repo, "-/v1/search"), params={"text": text, "size": wanted, "from": 0}
+        status, body = await upstream_call(
+            request,
+            repo,
+            "GET",
+            "-/v1/search",
+            SEARCH_ANSWER_LIMIT,
+            params={"text": text, "size": wanted, "from": 0},
         )
-        objects = response.json().get("objects") if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, AttributeError):
+        answer = safejson.loads(body, "the upstream's search answer") if status == 200 else None
+    except (httpx.HTTPError, BadGateway, HTTPProblem):
         return []
+    objects = answer.get("objects") if isinstance(answer, dict) else None
     return (
         [o for o in objects if isinstance(o, dict) and isinstance(o.get("package"), dict)]
         if isinstance(objects, list)
@@ -180,9 +194,28 @@ def upstream_url(repo: Repo, path: str) -> str:
     return str(repo.config["url"]).rstrip("/") + "/" + path
 
 
+async def upstream_call(
+    request: Request, repo: Repo, method: str, path: str, limit: int, **kwargs: Any
+) -> tuple[int, bytes]:
+    """Ask a proxy's upstream; its status and body, 502 when the body is larger than `limit`."""
+    client = upstream_client(request, repo)
+    async with client.stream(method, upstream_url(repo, path), **kwargs) as response:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise BadGateway(f"the upstream of {repo.name} answered more than {limit} bytes")
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > limit:
+                raise BadGateway(f"the upstream of {repo.name} answered more than {limit} bytes")
+        return response.status_code, bytes(body)
+
+
 def first_proxy(
     request: Request, repo: Repo, principal: Principal, seen: frozenset[str] = frozenset()
 ) -> Repo | None:
+    """The repository itself if it is a proxy, else the first proxy member (nested groups first
+    member first) that `principal` may read."""
     if repo.type == "proxy":
         return repo
     if repo.type != "group" or repo.name in seen:
@@ -197,20 +230,36 @@ def first_proxy(
 async def audit(request: Request) -> Response:
     """POST /-/npm/v1/security/advisories/bulk and /-/npm/v1/security/audits[/quick]."""
     path = current_path(request)
+    repo, eng = current_repository(request), engine(request)
+    principal = await current_principal(request)
+    eng.require(principal, repo, "read")  # a POST, but a read: the core checks only GET and HEAD
+    proxy = first_proxy(request, repo, principal)
+    if proxy is None or proxy.config.get("offline"):
+        await read_body(request, AUDIT_BODY_LIMIT)
+        return JSONResponse({} if path.endswith("advisories/bulk") else EMPTY_QUICK_AUDIT)
+    # The upstream is asked with the proxy's credentials: never on behalf of someone unknown.
+    if principal.anonymous:
+        raise Unauthorized(f"npm audit through {repo.name} needs a logged-in user (npm login)")
+    eng.require(principal, proxy, "read")
     body = await read_body(request, AUDIT_BODY_LIMIT)
-    repo = current_repository(request)
-    proxy = first_proxy(request, repo, await current_principal(request))
-    if proxy is not None and not proxy.config.get("offline"):
-        try:
-            answer = await upstream_client(request, proxy).post(
-                upstream_url(proxy, path),
-                content=body,
-                headers={"Content-Type": request.headers.get("content-type", "application/json")},
-            )
-            if answer.status_code == 200:
-                return Response(answer.content, media_type="application/json")
-        except httpx.HTTPError:
-            pass
-    if path.endswith("advisories/bulk"):
-        return JSONResponse({})
-    return JSONResponse(EMPTY_QUICK_AUDIT)
+    try:
+        status, answer = await upstream_call(
+            request,
+            proxy,
+            "POST",
+            path,
+            AUDIT_ANSWER_LIMIT,
+            content=body,
+            headers={"Content-Type": request.headers.get("content-type", "application/json")},
+        )
+    except httpx.HTTPError as exc:
+        raise BadGateway(f"the audit service of {proxy.name}'s upstream cannot be reached: {exc}") from None
+    if status != 200:
+        raise BadGateway(f"the audit service of {proxy.name}'s upstream answered {status}")
+    try:
+        report = safejson.loads(answer, "the upstream's audit report", max_values=None)
+    except HTTPProblem as exc:
+        raise BadGateway(exc.message) from None
+    if not isinstance(report, dict):
+        raise BadGateway("the upstream's audit report is not a JSON object")
+    return Response(answer, media_type="application/json")
