@@ -276,6 +276,7 @@ async def update_user(ctx: Ctx) -> Response:
         return await user_page(ctx, "You cannot disable your own account.", 400)
     try:
         await ctx.run(update, user["username"], password, ctx.fields("roles"), disabled)
+        ctx.sessions.forget(user["username"])
     except KeyError:
         raise NotFound(f"user {user['username']!r} not found") from None
     except ValueError as exc:
@@ -290,6 +291,7 @@ async def delete_user(ctx: Ctx) -> Response:
     if user["username"] == ctx.principal.username:
         return await user_page(ctx, "You cannot delete your own account.", 400)
     await ctx.run(ctx.state.security.delete_user, user["username"])
+    ctx.sessions.forget(user["username"])
     return ctx.redirect("/admin/users")
 
 

@@ -158,6 +158,10 @@ class Sessions:
             self._accounts[username] = (now, account)
         return account
 
+    def forget(self, username: str) -> None:
+        """Re-read this user at the next request (this process; others within cache_seconds)."""
+        self._accounts.pop(username, None)
+
     def signed_in(self, username: str) -> Session:
         """A new session (with a new id: no fixation) for a user whose password was just checked."""
         account = self.account(username, fresh=True)

@@ -185,7 +185,7 @@ class Ctx:
 async def read_form(request: Request) -> dict[str, list[str]]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
-        raise BadRequest("forms are sent as application/x-www-form-urlencoded")
+        return {}  # not one of our forms (which carry a CSRF token): refused as such
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_FORM_BYTES:
         raise PayloadTooLarge(f"the form is larger than {MAX_FORM_BYTES} bytes")
