@@ -25,7 +25,7 @@ from artifactory.formats import Format
 from artifactory.http.errors import HTTPProblem, NotFound
 from artifactory.http.paths import decode_path
 from artifactory.settings import Settings, load_settings
-from artifactory.state import REQUEST_PATH_KEY, AppState
+from artifactory.state import PRINCIPAL_KEY, REQUEST_PATH_KEY, AppState
 from artifactory.ui import routes as ui_routes
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,21 @@ class Application:
 
     async def _problem_handler(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPProblem)
+        await self._audit_denial(request, exc)
         return render_problem(request, exc)
+
+    async def _audit_denial(self, request: Request, problem: HTTPProblem, repository: str = "") -> None:
+        """A known user refused an action is an audit event (anonymous 401s are clients' first try)."""
+        if problem.status != 403:
+            return
+        principal = request.scope.get(PRINCIPAL_KEY)
+        await self.state.record(
+            principal.username if principal is not None else "",
+            "access.denied",
+            repository=repository,
+            path=request.scope.get(REQUEST_PATH_KEY, ""),
+            details={"method": request.method, "reason": problem.message[:500]},
+        )
 
     async def _not_found(self, request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": f"not found: {request.url.path}"}, status_code=404)
@@ -108,6 +122,7 @@ class Application:
         name, _, rest = raw_text[len(PREFIX) :].partition("/")
         request = Request(scope, receive)
         fmt: Format | None = None
+        child: Scope = scope
         try:
             repo = self.state.engine.repos.get(name) if name else None
             if repo is None:
@@ -126,6 +141,7 @@ class Application:
             child["path"] = "/" + path
             await self.format_routers[fmt.id](child, receive, send)
         except HTTPProblem as problem:
+            await self._audit_denial(Request(child, receive), problem, name)
             await render_problem(request, problem, fmt)(scope, receive, send)
         except HTTPException as exc:  # a route matched the path but not the method, and the like
             translated = HTTPProblem(str(exc.detail), status=exc.status_code, headers=exc.headers)

@@ -49,6 +49,8 @@ class Settings:
     config_cache_seconds: float = 1.0
     # Extra plugin modules to load besides the `artifactory` entry-point group.
     plugins: list[str] = field(default_factory=list)
+    # A file that receives every audit event as one JSON line ("" for none; the database keeps them all).
+    audit_log: str = ""
     # Secret that signs container registry tokens; generated into the data dir when empty.
     token_secret: str = ""
 

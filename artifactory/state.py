@@ -13,6 +13,7 @@ import pluggy
 from anyio import to_thread
 from starlette.requests import HTTPConnection
 
+from artifactory.audit import Audit
 from artifactory.blobstore.store import BlobStore, open_driver
 from artifactory.db.engine import Database
 from artifactory.formats import FormatRegistry
@@ -38,6 +39,7 @@ class AppState:
     security: Security
     engine: Engine
     token_secret: bytes
+    audit: Audit
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
@@ -49,7 +51,8 @@ class AppState:
         blobs = BlobStore(open_driver(settings))
         security = Security(db, settings.config_cache_seconds)
         engine = Engine(settings, db, blobs, formats, security, pm)
-        return cls(settings, db, blobs, formats, pm, security, engine, _token_secret(settings))
+        audit = Audit(db, settings.audit_log)
+        return cls(settings, db, blobs, formats, pm, security, engine, _token_secret(settings), audit)
 
     async def principal(self, connection: HTTPConnection) -> Principal:
         """Who sent this request (cached on the request); 401 for credentials that prove nothing."""
@@ -61,10 +64,17 @@ class AppState:
         if not header:
             principal = ANONYMOUS
         else:
+            credentials = None
             try:
                 credentials = parse_authorization(header)
                 found = await to_thread.run_sync(self._authenticate, credentials)
-            except InvalidCredentials as exc:
+            except (InvalidCredentials, Unauthorized) as exc:
+                await self.record(
+                    credentials.username if credentials else "",
+                    "auth.failed",
+                    details={"reason": str(exc), "address": _address(connection)},
+                    path=scope.get(REQUEST_PATH_KEY, ""),
+                )
                 raise Unauthorized(str(exc)) from None
             principal = found or ANONYMOUS
             path = scope.get(REQUEST_PATH_KEY) or scope.get("path", "")
@@ -75,9 +85,22 @@ class AppState:
         scope[PRINCIPAL_KEY] = principal
         return principal
 
+    async def record(
+        self, actor: str, action: str, repository: str = "", path: str = "", details: dict | None = None
+    ) -> None:
+        """Add an event to the audit log without holding up the event loop; never fails the caller."""
+        try:
+            await to_thread.run_sync(self.audit.record, actor, action, repository, path, details)
+        except Exception:  # noqa: BLE001 - an audit write must not turn a request into a 500
+            log.exception("could not record audit event %s", action)
+
     def _authenticate(self, credentials: object) -> Principal | None:
         result: Principal | None = self.pm.hook.artifactory_authenticate(credentials=credentials, state=self)
         return result
+
+
+def _address(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else ""
 
 
 def _token_secret(settings: Settings) -> bytes:

@@ -348,6 +348,27 @@ SCHEMAS: dict[str, Any] = {
             }
         },
     },
+    "AuditPage": {
+        "type": "object",
+        "required": ["items", "next"],
+        "properties": {
+            "items": {"type": "array", "items": _ref("AuditEvent")},
+            "next": {"type": ["string", "null"], "description": "Cursor of the next page; null on the last."},
+        },
+    },
+    "AuditEvent": {
+        "type": "object",
+        "required": ["id", "at", "actor", "action", "repository", "path", "details"],
+        "properties": {
+            "id": {"type": "integer"},
+            "at": {"type": "string", "format": "date-time"},
+            "actor": {"type": "string"},
+            "action": {"type": "string"},
+            "repository": {"type": "string"},
+            "path": {"type": "string"},
+            "details": {"type": "object"},
+        },
+    },
     "SearchResults": {
         "type": "object",
         "required": ["items"],
@@ -645,6 +666,38 @@ PATHS: dict[str, Any] = {
                 },
             ],
             "responses": {"200": _ok("Matching components.", _ref("SearchResults")), **_errors(400, 401)},
+        }
+    },
+    "/api/v1/audit": {
+        "get": {
+            "operationId": "listAuditEvents",
+            "summary": "Audit events, newest first (admin): writes, deletes, repository, user, role, "
+            "token and settings changes, failed sign-ins and refused actions.",
+            "tags": ["server"],
+            "parameters": [
+                {"name": "actor", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "action",
+                    "in": "query",
+                    "description": "An action such as user.created, or a prefix ending in * (user.*).",
+                    "schema": {"type": "string"},
+                },
+                {"name": "repository", "in": "query", "schema": {"type": "string"}},
+                {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {"name": "until", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "description": "The `next` of the previous page.",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                },
+            ],
+            "responses": {"200": _ok("A page of events.", _ref("AuditPage")), **_errors(400, 401, 403)},
         }
     },
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from anyio import to_thread
@@ -118,6 +119,7 @@ async def create_repository(request: Request) -> Response:
         raise BadRequest(str(exc)) from None
     except RepositoryExists:
         raise Conflict(f"repository {body.get('name')!r} already exists") from None
+    await state.record(principal.username, "repository.created", row["name"], details=_audit_view(row))
     state.engine.fire(
         "artifactory_repository_created",
         event=RepositoryEvent(row["name"], row["format"], row["type"], principal.username),
@@ -136,7 +138,7 @@ async def get_repository(request: Request) -> Response:
 
 
 async def put_repository(request: Request) -> Response:
-    await _admin(request)
+    principal = await _admin(request)
     state = _state(request)
     name = request.path_params["name"]
     body = await _object(request)
@@ -147,6 +149,7 @@ async def put_repository(request: Request) -> Response:
         raise NotFound(f"repository {name!r} not found") from None
     except ConfigError as exc:
         raise BadRequest(str(exc)) from None
+    await state.record(principal.username, "repository.updated", name, details=_audit_view(row))
     return JSONResponse(await _run(_view, state, row))
 
 
@@ -160,6 +163,7 @@ async def delete_repository(request: Request) -> Response:
         raise Conflict(str(exc)) from None
     if row is None:
         raise NotFound(f"repository {name!r} not found")
+    await state.record(principal.username, "repository.deleted", name)
     state.engine.fire(
         "artifactory_repository_deleted",
         event=RepositoryEvent(row["name"], row["format"], row["type"], principal.username),
@@ -168,7 +172,7 @@ async def delete_repository(request: Request) -> Response:
 
 
 async def invalidate_cache(request: Request) -> Response:
-    await _admin(request)
+    principal = await _admin(request)
     state = _state(request)
     repo = state.engine.repository(request.path_params["name"])
     if repo.type != PROXY:
@@ -178,13 +182,33 @@ async def invalidate_cache(request: Request) -> Response:
     if not isinstance(prefix, str):
         raise BadRequest("prefix must be a string")
     await _run(state.engine.proxy.invalidate, repo, prefix.lstrip("/"))
+    await state.record(principal.username, "repository.invalidated", repo.name, details={"prefix": prefix})
     return JSONResponse({"invalidated": prefix or "*"})
+
+
+def _audit_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A repository definition as the audit log keeps it: never a secret."""
+    view = public_view(row)
+    return {k: v for k, v in view.items() if k not in ("password", "ca_bundle")}
+
+
+def _user_details(user: dict[str, Any]) -> dict[str, Any]:
+    return {k: user[k] for k in ("username", "roles", "disabled") if k in user}
+
+
+async def security_record(
+    request: Request, principal: Principal, action: str, details: dict[str, Any]
+) -> None:
+    await _state(request).record(principal.username, action, details=details)
 
 
 # -- users, roles, tokens, settings ------------------------------------------------------------------
 async def create_user(request: Request) -> Response:
-    await _admin(request)
+    principal = await _admin(request)
     body = await _object(request)
+    unknown = sorted(set(body) - {"username", "password", "roles"})
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(unknown)}; expected username, password, roles")
     try:
         user = await _run(
             _state(request).security.create_user,
@@ -196,6 +220,7 @@ async def create_user(request: Request) -> Response:
         raise Conflict(f"user {body.get('username')!r} already exists") from None
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+    await _state(request).record(principal.username, "user.created", details=_user_details(user))
     return JSONResponse(user, status_code=201)
 
 
@@ -231,21 +256,24 @@ async def update_user(request: Request) -> Response:
         raise NotFound(f"user {name!r} not found") from None
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+    changed = sorted(k for k in body if k != "current_password")
+    await security_record(request, principal, "user.updated", {**_user_details(user), "changed": changed})
     return JSONResponse(user)
 
 
 async def delete_user(request: Request) -> Response:
-    await _admin(request)
+    principal = await _admin(request)
     name = request.path_params["name"]
     if name == "admin":
         raise BadRequest("the admin user cannot be deleted")
     if not await _run(_state(request).security.delete_user, name):
         raise NotFound(f"user {name!r} not found")
+    await security_record(request, principal, "user.deleted", {"username": name})
     return Response(status_code=204)
 
 
 async def save_role(request: Request) -> Response:
-    await _admin(request)
+    principal = await _admin(request)
     body = await _object(request)
     create = request.method == "POST"
     name = body.get("name") if create else request.path_params["name"]
@@ -257,6 +285,7 @@ async def save_role(request: Request) -> Response:
         raise BadRequest(str(exc)) from None
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+    await security_record(request, principal, "role.saved", role)
     return JSONResponse(role, status_code=201 if create else 200)
 
 
@@ -266,13 +295,14 @@ async def list_roles(request: Request) -> Response:
 
 
 async def delete_role(request: Request) -> Response:
-    await _admin(request)
+    principal = await _admin(request)
     try:
         found = await _run(_state(request).security.delete_role, request.path_params["name"])
     except PermissionError as exc:
         raise BadRequest(str(exc)) from None
     if not found:
         raise NotFound("role not found")
+    await security_record(request, principal, "role.deleted", {"name": request.path_params["name"]})
     return Response(status_code=204)
 
 
@@ -296,6 +326,8 @@ async def create_token(request: Request) -> Response:
         raise BadRequest(str(exc)) from None
     except KeyError:
         raise Unauthorized("the user no longer exists") from None
+    details = {k: token[k] for k in ("id", "name", "expires_at", "scope")}
+    await security_record(request, principal, "token.created", details)
     return JSONResponse(token, status_code=201)
 
 
@@ -319,6 +351,7 @@ async def revoke_token(request: Request) -> Response:
     )
     if not revoked:
         raise NotFound("token not found")
+    await security_record(request, principal, "token.revoked", {"id": request.path_params["token_id"]})
     return Response(status_code=204)
 
 
@@ -328,16 +361,60 @@ async def get_settings(request: Request) -> Response:
 
 
 async def put_settings(request: Request) -> Response:
-    await _admin(request)
+    principal = await _admin(request)
     body = await _object(request)
+    unknown = sorted(set(body) - {"anonymous_read"})
+    if unknown:
+        raise BadRequest(f"unknown settings: {', '.join(unknown)}")
     if "anonymous_read" in body:
         if not isinstance(body["anonymous_read"], bool):
             raise BadRequest("anonymous_read must be true or false")
         await _run(_state(request).security.set_anonymous_read, body["anonymous_read"])
-    unknown = sorted(set(body) - {"anonymous_read"})
-    if unknown:
-        raise BadRequest(f"unknown settings: {', '.join(unknown)}")
+        await security_record(
+            request, principal, "settings.changed", {"anonymous_read": body["anonymous_read"]}
+        )
     return JSONResponse({"anonymous_read": _state(request).security.anonymous_read})
+
+
+# -- audit ---------------------------------------------------------------------------------------
+AUDIT_PARAMETERS = {"actor", "action", "repository", "since", "until", "cursor", "limit"}
+
+
+def _moment(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{name} must be an ISO 8601 time such as 2026-11-28T12:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def audit(request: Request) -> Response:
+    await _admin(request)
+    params = request.query_params
+    unknown = sorted(set(params) - AUDIT_PARAMETERS)
+    if unknown:
+        raise BadRequest(
+            f"unknown parameters: {', '.join(unknown)}; known: {', '.join(sorted(AUDIT_PARAMETERS))}"
+        )
+    cursor_text = params.get("cursor")
+    limit_text = params.get("limit", "100")
+    if (cursor_text is not None and not cursor_text.isdigit()) or not limit_text.isdigit():
+        raise BadRequest("cursor and limit must be whole numbers")
+    since, until = _moment(params.get("since"), "since"), _moment(params.get("until"), "until")
+    page = await _run(
+        lambda: _state(request).audit.query(
+            actor=params.get("actor"),
+            action=params.get("action"),
+            repository=params.get("repository"),
+            since=since,
+            until=until,
+            cursor=int(cursor_text) if cursor_text is not None else None,
+            limit=max(1, int(limit_text)),
+        )
+    )
+    return JSONResponse({"items": page.items, "next": page.next})
 
 
 routes = [
@@ -364,4 +441,5 @@ routes = [
     Route("/api/v1/settings", get_settings, methods=["GET"]),
     Route("/api/v1/settings", put_settings, methods=["PUT"]),
     Route("/api/v1/search", search, methods=["GET"]),
+    Route("/api/v1/audit", audit, methods=["GET"]),
 ]
