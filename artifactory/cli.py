@@ -149,16 +149,59 @@ def cmd_repo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace) -> str:
+    """The password from --password, $ARTIFACTORY_USER_PASSWORD, a prompt on a terminal, or one
+    line of standard input (so it never has to appear in a command line)."""
+    given = getattr(args, "password", None) or os.environ.get("ARTIFACTORY_USER_PASSWORD")
+    if given:
+        return str(given)
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass("New password: ")
+        if first != getpass.getpass("Repeat it: "):
+            raise ValueError("the passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 def cmd_user(args: argparse.Namespace) -> int:
+    try:
+        password = _read_password(args) if args.user_command in ("create", "passwd") else ""
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.user_command in ("create", "passwd") and not password:
+        print(
+            "error: an empty password: type one, pipe one line, or set $ARTIFACTORY_USER_PASSWORD",
+            file=sys.stderr,
+        )
+        return 2
     state = _offline_state(args)
     try:
-        password = args.password or os.environ.get("ARTIFACTORY_USER_PASSWORD") or ""
-        if not password:
-            print("give --password or $ARTIFACTORY_USER_PASSWORD", file=sys.stderr)
-            return 2
-        roles = [r for r in (args.roles or "").split(",") if r]
-        print(json.dumps(state.security.create_user(args.name, password, roles)))
-    except (KeyError, ValueError) as exc:
+        if args.user_command == "create":
+            roles = [r for r in (args.roles or "").split(",") if r]
+            result = state.security.create_user(args.name, password, roles)
+            action = "user.created"
+        elif args.user_command == "passwd":
+            result = state.security.update_user(args.name, password=password, disabled=False)
+            action = "user.updated"
+        else:
+            result = state.security.update_user(args.name, disabled=args.user_command == "disable")
+            action = "user.updated"
+        state.audit.record("cli", action, details={"username": args.name, "command": args.user_command})
+        print(json.dumps(result))
+    except KeyError:
+        if args.user_command == "create":
+            print(
+                f"error: user {args.name!r} already exists; "
+                f"`artifactory user passwd {args.name}` sets a new password",
+                file=sys.stderr,
+            )
+        else:
+            print(f"error: no user {args.name!r}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -223,9 +266,24 @@ def parser() -> argparse.ArgumentParser:
     user_sub = user.add_subparsers(dest="user_command", required=True)
     ucreate = common(user_sub.add_parser("create"))
     ucreate.add_argument("name")
-    ucreate.add_argument("--password")
+    ucreate.add_argument("--password", help="prefer the prompt or standard input: argv is visible to others")
     ucreate.add_argument("--roles", default="")
     ucreate.set_defaults(func=cmd_user)
+    passwd = common(
+        user_sub.add_parser(
+            "passwd",
+            help="set a user's password (and enable the user): works on a stopped or a running server, "
+            "which stops accepting the old password within config_cache_seconds",
+        )
+    )
+    passwd.add_argument("name")
+    passwd.set_defaults(func=cmd_user)
+    for verb in ("disable", "enable"):
+        toggle = common(
+            user_sub.add_parser(verb, help=f"{verb} a user (a disabled user's credentials stop working)")
+        )
+        toggle.add_argument("name")
+        toggle.set_defaults(func=cmd_user)
 
     gc = common(sub.add_parser("gc", help="remove unreferenced blobs"))
     gc.add_argument("--dry-run", action="store_true")

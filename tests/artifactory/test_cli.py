@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import httpx
 
@@ -83,3 +84,32 @@ def test_serve_under_granian_with_two_workers(tmp_path):
             assert ranged.status_code == 206 and ranged.content == data[10:20]
     finally:
         live.stop()
+
+
+def test_user_passwd_resets_a_lost_admin_password_from_stdin_on_a_running_server(tmp_path):
+    data = tmp_path / "data"
+    live = LiveServer(data).start()  # admin's password is the test default
+    try:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTORY_")}
+        reset = subprocess.run(
+            [sys.executable, "-m", "artifactory", "user", "passwd", "admin", "--data-dir", str(data)],
+            input="brand-new-secret\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=environment,
+        )
+        assert reset.returncode == 0, reset.stderr
+        assert "brand-new-secret" not in reset.stdout + reset.stderr
+        again = cli(data, "user", "create", "admin", "--password", "x")
+        assert again.returncode == 1 and "user passwd admin" in again.stderr
+        time.sleep(0.5)  # the running server's credential cache (0.2 s in tests)
+        assert httpx.get(f"{live.url}/api/v1/users", auth=("admin", "brand-new-secret")).status_code == 200
+        assert httpx.get(f"{live.url}/api/v1/users", auth=("admin", "admin-test-password")).status_code == 401
+        events = httpx.get(
+            f"{live.url}/api/v1/audit", params={"actor": "cli"}, auth=("admin", "brand-new-secret")
+        ).json()["items"]
+        assert events[0]["action"] == "user.updated" and events[0]["details"]["username"] == "admin"
+    finally:
+        live.stop()
+    assert cli(data, "user", "disable", "nobody").returncode == 1
