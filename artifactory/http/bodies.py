@@ -54,7 +54,7 @@ def loads(raw: bytes | str, depth: int = MAX_DEPTH) -> Any:
     """json.loads that refuses deep nesting and non-finite numbers with BadRequest."""
     if nesting_depth_exceeds(raw, depth):
         raise BadRequest(f"malformed JSON: nested deeper than {depth} levels")
-    if (b"\\u0000" if isinstance(raw, bytes) else "\\u0000") in raw:
+    if (b"\\u0000" in raw) if isinstance(raw, bytes) else ("\\u0000" in raw):
         raise BadRequest("malformed JSON: NUL characters are not allowed in strings")
     try:
         return json.loads(raw, parse_constant=_refuse_constant)
