@@ -14,7 +14,7 @@ import pluggy
 from artifactory import hookspecs
 
 ENTRY_POINT_GROUP = "artifactory"
-CORE_PLUGINS = ("artifactory.security.builtin", "artifactory.audit")
+CORE_PLUGINS = ("artifactory.security.builtin", "artifactory.audit", "artifactory.transfer")
 
 
 def plugin_manager(extra_modules: list[str] | None = None) -> pluggy.PluginManager:
