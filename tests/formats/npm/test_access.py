@@ -87,38 +87,37 @@ def test_write_true_through_a_group_never_shows_a_write_member_the_caller_cannot
 
 
 # -- item 3: audit -------------------------------------------------------------------------
-@pytest.mark.parametrize("path", AUDIT_PATHS)
-def test_audit_needs_read_access_like_any_read(any_server, admin, path):
+def test_audit_needs_read_access_like_any_read(any_server, admin):
     hosted = any_server.create_repo("npm")
-    url = any_server.repo_url(hosted) + path
-    anonymous = httpx.post(url, json={"left-pad": ["1.0.0"]})
-    assert anonymous.status_code == 401 and "error" in anonymous.json()
-    stranger = httpx.post(url, json={"left-pad": ["1.0.0"]}, auth=user(any_server, admin))
-    assert stranger.status_code == 403
-    reader = httpx.post(url, json={"left-pad": ["1.0.0"]}, auth=user(any_server, admin, **{hosted: ["read"]}))
-    assert reader.status_code == 200
-    assert reader.json() == {} if path.endswith("bulk") else reader.json()["advisories"] == {}
+    stranger, reader = user(any_server, admin), user(any_server, admin, **{hosted: ["read"]})
+    for path in AUDIT_PATHS:
+        url = any_server.repo_url(hosted) + path
+        anonymous = httpx.post(url, json={"left-pad": ["1.0.0"]})
+        assert anonymous.status_code == 401 and "error" in anonymous.json()
+        assert httpx.post(url, json={"left-pad": ["1.0.0"]}, auth=stranger).status_code == 403
+        allowed = httpx.post(url, json={"left-pad": ["1.0.0"]}, auth=reader)
+        assert allowed.status_code == 200
+        assert allowed.json() == {} if path.endswith("bulk") else allowed.json()["advisories"] == {}
 
 
-@pytest.mark.parametrize("path", AUDIT_PATHS)
-def test_a_proxy_forwards_audits_only_for_a_logged_in_reader(any_server, admin, tiny, path):
-    tiny.serve("/" + path, {"up-lib": []})
+def test_a_proxy_forwards_audits_only_for_a_logged_in_reader(any_server, admin, tiny):
     proxy = any_server.create_repo("npm", "proxy", url=tiny.url)
     group = any_server.create_repo("npm", "group", members=[any_server.create_repo("npm"), proxy])
-    with anonymous_reads(admin, True):
-        for repo in (proxy, group):
-            response = httpx.post(any_server.repo_url(repo) + path, json={"up-lib": ["1.0.0"]})
-            assert response.status_code == 401 and "log" in response.json()["error"]
-        assert tiny.count("/" + path, "POST") == 0
-    # A user who may read the group but not its proxy member gets no upstream audit either.
     outsider = user(any_server, admin, **{group: ["read"]})
-    empty = httpx.post(any_server.repo_url(group) + path, json={"up-lib": ["1.0.0"]}, auth=outsider)
-    assert empty.status_code == 200 and "up-lib" not in empty.json()
-    assert tiny.count("/" + path, "POST") == 0
     reader = user(any_server, admin, **{group: ["read"], proxy: ["read"]})
-    answered = httpx.post(any_server.repo_url(group) + path, json={"up-lib": ["1.0.0"]}, auth=reader)
-    assert answered.status_code == 200 and answered.json() == {"up-lib": []}
-    assert tiny.count("/" + path, "POST") == 1
+    for path in AUDIT_PATHS:
+        tiny.serve("/" + path, {"up-lib": []})
+        with anonymous_reads(admin, True):
+            for repo in (proxy, group):
+                response = httpx.post(any_server.repo_url(repo) + path, json={"up-lib": ["1.0.0"]})
+                assert response.status_code == 401 and "log" in response.json()["error"]
+        # A user who may read the group but not its proxy member gets no upstream audit either.
+        empty = httpx.post(any_server.repo_url(group) + path, json={"up-lib": ["1.0.0"]}, auth=outsider)
+        assert empty.status_code == 200 and "up-lib" not in empty.json()
+        assert tiny.count("/" + path, "POST") == 0
+        answered = httpx.post(any_server.repo_url(group) + path, json={"up-lib": ["1.0.0"]}, auth=reader)
+        assert answered.status_code == 200 and answered.json() == {"up-lib": []}
+        assert tiny.count("/" + path, "POST") == 1
 
 
 def test_an_audit_body_over_4_mib_is_refused_with_413_and_never_forwarded(any_server, admin, tiny):
@@ -137,23 +136,21 @@ def test_an_audit_body_over_4_mib_is_refused_with_413_and_never_forwarded(any_se
     assert tiny.count("/" + path, "POST") == 0
 
 
-@pytest.mark.parametrize("path", AUDIT_PATHS)
-def test_an_upstream_audit_failure_through_a_group_is_a_502_not_an_empty_report(
-    any_server, admin, tiny, path
-):
+def test_an_upstream_audit_failure_through_a_group_is_a_502_not_an_empty_report(any_server, admin, tiny):
     proxy = any_server.create_repo("npm", "proxy", url=tiny.url)
     group = any_server.create_repo("npm", "group", members=[any_server.create_repo("npm"), proxy])
-    reader = user(any_server, admin, **{"*": ["read"]})
-    url = any_server.repo_url(group) + path
-    tiny.down = True
-    failed = httpx.post(url, json={"up-lib": ["1.0.0"]}, auth=reader)
-    assert failed.status_code == 502 and "503" in failed.json()["error"]
-    tiny.down = False
-    tiny.serve("/" + path, b"<html>maintenance</html>", "text/html")
-    garbled = httpx.post(url, json={"up-lib": ["1.0.0"]}, auth=reader)
-    assert garbled.status_code == 502 and "not valid JSON" in garbled.json()["error"]
-    direct = httpx.post(any_server.repo_url(proxy) + path, json={"up-lib": ["1.0.0"]}, auth=reader)
-    assert direct.status_code == 502
+    reader = user(any_server, admin, **{group: ["read"], proxy: ["read"]})
+    for path in AUDIT_PATHS:
+        url = any_server.repo_url(group) + path
+        tiny.down = True
+        failed = httpx.post(url, json={"up-lib": ["1.0.0"]}, auth=reader)
+        assert failed.status_code == 502 and "503" in failed.json()["error"]
+        tiny.down = False
+        tiny.serve("/" + path, b"<html>maintenance</html>", "text/html")
+        garbled = httpx.post(url, json={"up-lib": ["1.0.0"]}, auth=reader)
+        assert garbled.status_code == 502 and "not valid JSON" in garbled.json()["error"]
+        direct = httpx.post(any_server.repo_url(proxy) + path, json={"up-lib": ["1.0.0"]}, auth=reader)
+        assert direct.status_code == 502
 
 
 # -- item 7: tokens made through npm -------------------------------------------------------
