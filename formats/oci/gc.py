@@ -1,11 +1,18 @@
 """`artifactory oci-gc`: drop untagged manifests and blobs no manifest references, after a grace period.
 
-Kept: every tagged manifest, what it references (an index's child manifests, a manifest's config and
-layers, transitively), and every manifest whose `subject` is kept (signatures, SBOMs). Everything
-else in an image's manifests/ and blobs/ folders is deleted once it is older than the grace period,
-so a push in progress (blobs uploaded, manifest not yet pushed) is never broken; the bytes of an
-upload session are temporaries that the core `artifactory gc` keeps while the session lives. Run
-`artifactory gc` afterwards to reclaim the bytes of blobs that no asset references any more.
+Marked as live, in every oci repository, hosted and proxy alike: every manifest that stays (a tag,
+anything younger than the grace period, and in a proxy every cached manifest, whether it was
+fetched by tag or by digest), what each references (an index's child manifests, a manifest's config
+and layers, transitively), and every manifest whose `subject` is live (signatures, SBOMs). What a
+manifest references is read from the attributes stored with a push, or from its bytes (a proxy
+caches an upstream's manifest as it came). Everything else in an image's manifests/ and blobs/
+folders is deleted once it is older than the grace period, so a push in progress (blobs uploaded,
+manifest not yet pushed) is never broken; the bytes of an upload session are temporaries that the
+core `artifactory gc` keeps while the session lives. Run `artifactory gc` afterwards to reclaim the
+bytes of blobs that no asset references any more.
+
+When in doubt nothing is deleted: an image whose folders cannot be listed completely or one of
+whose manifests cannot be read is skipped (and named in the report).
 """
 
 from __future__ import annotations
@@ -13,15 +20,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from artifactory_formats.oci.manifests import DEFAULT_MAX_MANIFEST_BYTES
+from artifactory_formats.oci.metadata import references_of
+
 from artifactory.plugin import AppState, Engine, Principal, Repo, StoredAsset
 
 SYSTEM = Principal(username="system:oci-gc", roles=frozenset({"admin"}))
 DEFAULT_GRACE_SECONDS = 24 * 3600
+# The engine's listing returns at most this many rows under a prefix: a folder that reaches it may
+# be incomplete, and an incomplete list of manifests would doom the blobs of the ones left out.
+LISTING_LIMIT = 10_000
+MAX_MANIFEST_READ = 16 * 1024 * 1024
 
 
 @dataclass
@@ -30,6 +45,7 @@ class Report:
     blobs: int = 0
     dry_run: bool = False
     deleted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -37,55 +53,126 @@ class Report:
             "blobs": self.blobs,
             "dry_run": self.dry_run,
             "deleted": self.deleted,
+            "skipped": self.skipped,
         }
 
 
-async def _walk(eng: Engine, repo: Repo, prefix: str, found: dict[str, StoredAsset]) -> None:
-    for entry in await eng.listing(repo, prefix, SYSTEM):
-        if entry.is_folder:
-            await _walk(eng, repo, f"{prefix}{entry.name}/", found)
-        elif entry.asset is not None:
-            found[entry.asset.path] = entry.asset
+@dataclass(frozen=True)
+class Facts:
+    """What one manifest points at: descriptor digests, and the subject it refers to."""
+
+    references: tuple[str, ...]
+    subject: str | None = None
 
 
-def _images(assets: dict[str, StoredAsset]) -> dict[str, dict[str, dict[str, StoredAsset]]]:
-    """image -> {"manifests": {ref: asset}, "blobs": {digest: asset}}"""
-    images: dict[str, dict[str, dict[str, StoredAsset]]] = {}
-    for path, asset in assets.items():
-        for folder in ("manifests", "blobs"):
-            head, sep, ref = path.rpartition(f"/{folder}/")
-            if sep and ref and "/" not in ref:
-                images.setdefault(head, {"manifests": {}, "blobs": {}})[folder][ref] = asset
-                break
-    return images
+@dataclass
+class Image:
+    manifests: dict[str, StoredAsset]  # reference (tag or digest) -> asset
+    blobs: dict[str, StoredAsset]  # digest -> asset
 
 
-def _oci(asset: StoredAsset) -> dict[str, Any]:
-    return dict(asset.attributes.get("oci") or {})
+def _keys(asset: StoredAsset) -> set[str]:
+    """The digests an asset's bytes answer to."""
+    keys = {f"sha256:{asset.sha256}"}
+    if asset.sha512:
+        keys.add(f"sha512:{asset.sha512}")
+    return keys
 
 
-def plan(image: dict[str, dict[str, StoredAsset]], cutoff: datetime) -> list[str]:
-    """The paths to delete in one image (pure: decided from the assets and their attributes)."""
-    manifests, blobs = image["manifests"], image["blobs"]
-    by_digest = {ref: a for ref, a in manifests.items() if ":" in ref}
-    live: set[str] = {f"sha256:{a.sha256}" for ref, a in manifests.items() if ":" not in ref}
-    pending = list(live)
+def plan(image: Image, facts: Mapping[str, Facts], cutoff: datetime, cache: bool) -> list[str]:
+    """The paths to delete in one image (pure: decided from the assets and what they reference).
+
+    `facts` maps each manifest's sha256 to what it references; `cache` is true for a proxy, whose
+    manifests are all kept (they were fetched because someone pulled them).
+    """
+    manifests, blobs = image.manifests, image.blobs
+    holders: dict[str, list[StoredAsset]] = {}
+    for asset in manifests.values():
+        for key in _keys(asset):
+            holders.setdefault(key, []).append(asset)
+    live: set[str] = set()
+    pending: list[str] = []
+
+    def mark(digests: Iterable[str]) -> None:
+        for digest in digests:
+            if digest not in live:
+                live.add(digest)
+                pending.append(digest)
+
+    for ref, asset in manifests.items():
+        if cache or ":" not in ref or asset.updated_at >= cutoff:
+            mark(_keys(asset))
     while True:
         while pending:
-            digest = pending.pop()
-            asset = by_digest.get(digest)
-            for ref in _oci(asset).get("references", []) if asset is not None else []:
-                if ref not in live:
-                    live.add(ref)
-                    pending.append(ref)
-        referrers = [d for d, a in by_digest.items() if d not in live and _oci(a).get("subject") in live]
+            for asset in holders.get(pending.pop(), []):
+                mark(facts[asset.sha256].references)
+        referrers = [a for a in manifests.values() if not _keys(a) & live and facts[a.sha256].subject in live]
         if not referrers:
             break
-        live.update(referrers)
-        pending.extend(referrers)
-    doomed = [a.path for d, a in by_digest.items() if d not in live and a.updated_at < cutoff]
-    doomed += [a.path for d, a in blobs.items() if d not in live and a.updated_at < cutoff]
+        for asset in referrers:
+            mark(_keys(asset))
+    doomed = [
+        a.path
+        for ref, a in manifests.items()
+        if not cache and ":" in ref and not _keys(a) & live and a.updated_at < cutoff
+    ]
+    doomed += [
+        a.path
+        for ref, a in blobs.items()
+        if ref not in live and not _keys(a) & live and a.updated_at < cutoff
+    ]
     return doomed
+
+
+def _stored_facts(asset: StoredAsset) -> Facts | None:
+    """What a pushed manifest's attributes say it references (None: read its bytes instead)."""
+    oci = asset.attributes.get("oci")
+    references = oci.get("references") if isinstance(oci, dict) else None
+    if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
+        return None
+    subject = oci.get("subject") if isinstance(oci, dict) else None
+    return Facts(tuple(references), subject if isinstance(subject, str) else None)
+
+
+async def _facts(eng: Engine, manifests: Iterable[StoredAsset], known: dict[str, Facts]) -> bool:
+    """Fill `known` (sha256 -> Facts) for every manifest; False if one cannot be read."""
+    for asset in manifests:
+        if asset.sha256 in known:
+            continue
+        stored = _stored_facts(asset)
+        if stored is None:
+            if asset.size > max(MAX_MANIFEST_READ, DEFAULT_MAX_MANIFEST_BYTES):
+                return False
+            try:
+                body = await eng.read_bytes(asset.sha256, MAX_MANIFEST_READ)
+                stored = Facts(*references_of(body))
+            except Exception:  # noqa: BLE001 - unreadable for any reason: keep the whole image
+                return False
+        known[asset.sha256] = stored
+    return True
+
+
+async def _folder(eng: Engine, repo: Repo, prefix: str) -> dict[str, StoredAsset] | None:
+    """The files directly in a folder; None when the list may be incomplete."""
+    entries = await eng.listing(repo, prefix, SYSTEM)
+    if len(entries) >= LISTING_LIMIT or any(e.is_folder for e in entries):
+        return None  # a nested image's rows count towards the limit too
+    return {e.name: e.asset for e in entries if e.asset is not None}
+
+
+async def _walk(eng: Engine, repo: Repo, prefix: str, found: set[str]) -> None:
+    """Image names seen in the folder tree (images with blobs but no manifest included)."""
+    for entry in await eng.listing(repo, prefix, SYSTEM):
+        if entry.is_folder:
+            if entry.name in ("manifests", "blobs") and prefix:
+                found.add(prefix.rstrip("/"))
+            await _walk(eng, repo, f"{prefix}{entry.name}/", found)
+
+
+async def _image_names(eng: Engine, repo: Repo) -> list[str]:
+    names = {name for _namespace, name in await eng.component_names(repo)}
+    await _walk(eng, repo, "", names)
+    return sorted(names)
 
 
 async def collect(eng: Engine, grace_seconds: int, dry_run: bool) -> Report:
@@ -95,11 +182,15 @@ async def collect(eng: Engine, grace_seconds: int, dry_run: bool) -> Report:
     for repo in repos:
         if repo.format != "oci" or repo.type == "group":
             continue
-        assets: dict[str, StoredAsset] = {}
-        await _walk(eng, repo, "", assets)
-        for image in _images(assets).values():
-            for path in plan(image, cutoff):
-                if "/manifests/" in path:
+        known: dict[str, Facts] = {}
+        for name in await _image_names(eng, repo):
+            manifests = await _folder(eng, repo, f"{name}/manifests/")
+            blobs = await _folder(eng, repo, f"{name}/blobs/")
+            if manifests is None or blobs is None or not await _facts(eng, manifests.values(), known):
+                report.skipped.append(f"{repo.name}/{name}")
+                continue
+            for path in plan(Image(manifests, blobs), known, cutoff, cache=repo.type == "proxy"):
+                if "/manifests/" in path.removeprefix(name):
                     report.manifests += 1
                 else:
                     report.blobs += 1

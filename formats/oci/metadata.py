@@ -56,6 +56,14 @@ class Manifest:
         return attrs
 
 
+def load_json(body: bytes) -> Any:
+    """json.loads that answers ValueError for any unusable document, deep nesting included."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("the document is nested too deeply") from None
+
+
 def _invalid(message: str) -> OCIError:
     return OCIError("MANIFEST_INVALID", message)
 
@@ -87,9 +95,9 @@ def _annotations(value: Any) -> dict[str, str]:
 def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
     """Check a pushed manifest; MANIFEST_INVALID for anything a client could not pull back."""
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise _invalid("the manifest is not JSON") from None
+        document = load_json(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _invalid(f"the manifest is not usable JSON: {exc}"[:200]) from None
     if not isinstance(document, dict):
         raise _invalid("the manifest must be a JSON object")
     declared = document.get("mediaType")
@@ -145,6 +153,32 @@ def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
     )
 
 
+def references_of(body: bytes) -> tuple[tuple[str, ...], str | None]:
+    """What any stored manifest points at, read leniently (an upstream's bytes were never checked
+    by `parse_manifest`): every descriptor digest (config, layers, an index's manifests, an
+    artifact's blobs, a schema 1 manifest's blobSums) and its subject. ValueError if unreadable."""
+    document = load_json(body)
+    if not isinstance(document, dict):
+        raise ValueError("a manifest is a JSON object")
+    found: list[str] = []
+
+    def add(descriptor: Any, key: str = "digest") -> None:
+        if isinstance(descriptor, dict) and isinstance(descriptor.get(key), str):
+            found.append(descriptor[key])
+
+    add(document.get("config"))
+    for field_name in ("layers", "manifests", "blobs"):
+        entries = document.get(field_name)
+        for entry in entries if isinstance(entries, list) else []:
+            add(entry)
+    layers = document.get("fsLayers")
+    for entry in layers if isinstance(layers, list) else []:
+        add(entry, "blobSum")
+    subject = document.get("subject")
+    digest = subject.get("digest") if isinstance(subject, dict) else None
+    return tuple(found), digest if isinstance(digest, str) else None
+
+
 def referrer_descriptor(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
     """The descriptor of a stored manifest in a referrers index (None if it has no subject)."""
     oci = attributes.get("oci") or {}
@@ -173,7 +207,7 @@ def referrers_index(descriptors: Iterable[Mapping[str, Any]]) -> bytes:
 
 
 def filter_referrers(index: bytes, artifact_type: str) -> bytes:
-    document = json.loads(index)
+    document = load_json(index)
     document["manifests"] = [
         m for m in document.get("manifests", []) if m.get("artifactType") == artifact_type
     ]
@@ -183,7 +217,7 @@ def filter_referrers(index: bytes, artifact_type: str) -> bytes:
 def descriptors_of_index(body: bytes) -> list[dict[str, Any]]:
     """The manifests listed by an index document (an upstream's referrers answer or fallback tag)."""
     try:
-        document = json.loads(body)
+        document = load_json(body)
     except (UnicodeDecodeError, ValueError):
         return []
     entries = document.get("manifests") if isinstance(document, dict) else None

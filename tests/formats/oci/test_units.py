@@ -3,7 +3,6 @@
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from artifactory_formats.oci import auth, gc
@@ -16,12 +15,13 @@ from artifactory_formats.oci.coordinates import (
     parse_name,
 )
 from artifactory_formats.oci.errors import OCIError
-from artifactory_formats.oci.metadata import paginate, parse_manifest
+from artifactory_formats.oci.metadata import paginate, parse_manifest, references_of
 from artifactory_formats.oci.upstream import parse_challenge
 from hypothesis import given
 from hypothesis import strategies as st
 
 from artifactory.plugin import Principal, StoredAsset
+from artifactory.security.principal import Grant
 from tests.formats.oci.images import OCI_INDEX, OCI_MANIFEST, image, index
 
 component = st.builds(
@@ -165,31 +165,103 @@ def _asset(path, data, attributes=None, age=3600):
     )
 
 
+def _sha(data: bytes) -> str:
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def _facts(*images):
+    """What gc knows of each manifest, read from its bytes as it would for a proxy's cache."""
+    return {hashlib.sha256(m).hexdigest(): gc.Facts(*references_of(m)) for m in images}
+
+
 def test_gc_plan_keeps_tagged_content_and_referrers_and_drops_the_rest_after_grace():
     kept, dropped = image("kept"), image("dropped")
     signature = image("signature", subject=kept.manifest)
-    refs: dict[str, dict[str, Any]] = {
-        m.digest: {"oci": {"references": [f"sha256:{hashlib.sha256(b).hexdigest()}" for b in m.blobs]}}
-        for m in (kept, dropped)
-    }
-    refs[signature.digest] = {"oci": {"references": [], "subject": kept.digest}}
     manifests = {
         "v1": _asset("i/manifests/v1", kept.manifest),
-        kept.digest: _asset(f"i/manifests/{kept.digest}", kept.manifest, refs[kept.digest]),
-        dropped.digest: _asset(f"i/manifests/{dropped.digest}", dropped.manifest, refs[dropped.digest]),
-        signature.digest: _asset(
-            f"i/manifests/{signature.digest}", signature.manifest, refs[signature.digest]
-        ),
+        kept.digest: _asset(f"i/manifests/{kept.digest}", kept.manifest),
+        dropped.digest: _asset(f"i/manifests/{dropped.digest}", dropped.manifest),
+        signature.digest: _asset(f"i/manifests/{signature.digest}", signature.manifest),
     }
-    blobs = {}
-    for blob in (*kept.blobs, *dropped.blobs):
-        d = f"sha256:{hashlib.sha256(blob).hexdigest()}"
-        blobs[d] = _asset(f"i/blobs/{d}", blob)
+    blobs = {
+        _sha(b): _asset(f"i/blobs/{_sha(b)}", b) for b in (*kept.blobs, *dropped.blobs, *signature.blobs)
+    }
     young = b"just uploaded"
-    blobs["sha256:" + hashlib.sha256(young).hexdigest()] = _asset("i/blobs/young", young, age=1)
-    doomed = gc.plan({"manifests": manifests, "blobs": blobs}, datetime.now(UTC) - timedelta(seconds=60))
-    expected = {f"i/manifests/{dropped.digest}"} | {
-        f"i/blobs/sha256:{hashlib.sha256(b).hexdigest()}" for b in dropped.blobs
-    }
+    blobs[_sha(young)] = _asset("i/blobs/young", young, age=1)
+    facts = _facts(kept.manifest, dropped.manifest, signature.manifest)
+    doomed = gc.plan(
+        gc.Image(manifests, blobs), facts, datetime.now(UTC) - timedelta(seconds=60), cache=False
+    )
+    expected = {f"i/manifests/{dropped.digest}"} | {f"i/blobs/{_sha(b)}" for b in dropped.blobs}
     assert set(doomed) == expected
     json.dumps(doomed)
+
+
+def test_gc_plan_follows_manifests_cached_by_tag_only_through_indexes_and_referrers():
+    """A proxy caches `manifests/<tag>` with no digest twin and no attributes of ours."""
+    arm, amd = image("arm"), image("amd")
+    multi = index([arm.manifest, amd.manifest])
+    signature = image("signature", subject=multi)
+    manifests = {
+        "v1": _asset("i/manifests/v1", multi),
+        arm.digest: _asset(f"i/manifests/{arm.digest}", arm.manifest),
+        signature.digest: _asset(f"i/manifests/{signature.digest}", signature.manifest),
+    }
+    blobs = {_sha(b): _asset(f"i/blobs/{_sha(b)}", b) for b in (*arm.blobs, *signature.blobs)}
+    stray = b"fetched on its own"
+    blobs[_sha(stray)] = _asset(f"i/blobs/{_sha(stray)}", stray)
+    facts = _facts(multi, arm.manifest, signature.manifest)
+    cutoff = datetime.now(UTC)
+    assert gc.plan(gc.Image(manifests, blobs), facts, cutoff, cache=True) == [f"i/blobs/{_sha(stray)}"]
+    # The same assets in a hosted repository: the tagged index keeps its child and its referrer.
+    hosted = gc.plan(gc.Image(manifests, blobs), facts, cutoff, cache=False)
+    assert hosted == [f"i/blobs/{_sha(stray)}"]
+
+
+def test_gc_plan_keeps_old_blobs_of_a_manifest_younger_than_the_grace():
+    late = image("late")
+    manifests = {late.digest: _asset(f"i/manifests/{late.digest}", late.manifest, age=1)}
+    blobs = {_sha(b): _asset(f"i/blobs/{_sha(b)}", b, age=3600) for b in late.blobs}
+    cutoff = datetime.now(UTC) - timedelta(seconds=60)
+    assert gc.plan(gc.Image(manifests, blobs), _facts(late.manifest), cutoff, cache=False) == []
+    old = {late.digest: _asset(f"i/manifests/{late.digest}", late.manifest, age=3600)}
+    doomed = gc.plan(gc.Image(old, blobs), _facts(late.manifest), cutoff, cache=False)
+    assert set(doomed) == {f"i/manifests/{late.digest}", *(f"i/blobs/{_sha(b)}" for b in late.blobs)}
+
+
+def test_references_of_reads_every_descriptor_and_refuses_what_is_not_a_manifest():
+    document = {
+        "config": {"digest": "sha256:c"},
+        "layers": [{"digest": "sha256:l"}, "junk"],
+        "manifests": [{"digest": "sha256:m"}],
+        "blobs": [{"digest": "sha256:b"}],
+        "fsLayers": [{"blobSum": "sha256:f"}],
+        "subject": {"digest": "sha256:s"},
+    }
+    assert references_of(json.dumps(document).encode()) == (
+        ("sha256:c", "sha256:l", "sha256:m", "sha256:b", "sha256:f"),
+        "sha256:s",
+    )
+    for bad in (b"[]", b"not json", b"[" * 100_000):
+        with pytest.raises(ValueError):
+            references_of(bad)
+
+
+def test_a_registry_token_proves_a_principal_confined_to_v2_its_repositories_and_its_life():
+    principal = Principal("admin", frozenset({"admin"}))
+    access = [
+        auth.Access("repository", "r/a/b", frozenset({"pull"})),
+        auth.Access("repository", "r/c", frozenset({"push", "delete"})),
+        auth.Access("repository", "s/x", frozenset({"*"})),
+        auth.Access("repository", "t/none", frozenset()),
+        auth.Access("registry", "catalog", frozenset({"*"})),
+    ]
+    token = auth.issue(b"secret", principal, access, "svc", seconds=60, now=1000)
+    checked = auth.verify(b"secret", token, now=1001)
+    assert checked.only_under == "/v2/" and checked.expires_at == 1060
+    assert set(checked.scope or ()) == {
+        Grant("r", frozenset({"read", "write", "delete"})),
+        Grant("s", frozenset({"read", "write", "delete"})),
+    }
+    assert not checked.is_admin
+    assert checked.scope_grants("r", "read") and not checked.scope_grants("t", "read")
