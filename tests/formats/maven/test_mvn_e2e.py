@@ -11,7 +11,15 @@ import pytest
 from lxml import etree
 
 from artifactory.testing.server import LiveServer
-from tests.formats.maven.support import StaticServer, project_pom, run_mvn, settings_xml, write_project
+from tests.formats.maven.support import (
+    StaticServer,
+    jar_bytes,
+    pom_xml,
+    project_pom,
+    run_mvn,
+    settings_xml,
+    write_project,
+)
 
 GROUP_ID = "com.example.e2e"
 
@@ -112,3 +120,43 @@ def test_mvn_deploys_release_and_snapshots_then_resolves_them_through_the_group(
             "maven-compiler-plugin-3.13.0.pom"
         )
         assert cached.status_code == 200
+
+
+def test_mvn_resolves_a_version_range_to_the_internal_artifact_not_a_public_lookalike(
+    server: LiveServer, repos: dict[str, str], tmp_path: Path
+) -> None:
+    """An internal org.example.internal:lib 1.0 and a public upstream offering 99.0 of the same name:
+    through the group, [1.0,) must resolve to 1.0 (the lookalike's versions are not even listed)."""
+    public = tmp_path / "public"
+    folder = public / "org/example/internal/lib"
+    (folder / "99.0").mkdir(parents=True)
+    (folder / "maven-metadata.xml").write_bytes(
+        b"<metadata><groupId>org.example.internal</groupId><artifactId>lib</artifactId><versioning>"
+        b"<latest>99.0</latest><release>99.0</release><versions><version>99.0</version></versions>"
+        b"<lastUpdated>20990101000000</lastUpdated></versioning></metadata>"
+    )
+    (folder / "99.0/lib-99.0.jar").write_bytes(jar_bytes({"evil.txt": b"1"}))
+    (folder / "99.0/lib-99.0.pom").write_bytes(pom_xml("org.example.internal", "lib", "99.0"))
+    with StaticServer(public) as lookalike, server.client() as admin:
+        internal = server.create_repo("maven", name="mvn-internal")
+        remote = server.create_repo("maven", "proxy", name="mvn-lookalike", url=lookalike.url)
+        group = server.create_repo(
+            "maven", "group", name="mvn-guarded", members=[remote, internal, repos["plugins"]]
+        )
+        base = "org/example/internal/lib/1.0/lib-1.0"
+        for path, data in ((f"{base}.jar", jar_bytes({"internal.txt": b"1"})), (f"{base}.pom", b"")):
+            data = data or pom_xml("org.example.internal", "lib", "1.0")
+            assert admin.put(f"/repository/{internal}/{path}", content=data).status_code == 201
+        settings = tmp_path / "settings.xml"
+        settings.write_text(settings_xml(server.repo_url(group)))
+        app_pom = project_pom(
+            "com.example.app", "ranged", "1.0", dependencies=(("org.example.internal", "lib", "[1.0,)"),)
+        )
+        source = "package com.example.app;\npublic class Ranged {}\n"
+        app = write_project(tmp_path / "ranged", app_pom, {"com/example/app/Ranged.java": source})
+        local = tmp_path / "m2-ranged"
+        result = run_mvn(app, settings, local, "compile")
+    assert result.returncode == 0, result.stdout + result.stderr
+    resolved = local / "org/example/internal/lib"
+    assert (resolved / "1.0/lib-1.0.jar").is_file()
+    assert not (resolved / "99.0").exists()
