@@ -1,4 +1,4 @@
-"""Maven proxy repositories against an upstream served over loopback from a temp folder."""
+"""Maven proxy repositories, on SQLite and PostgreSQL, against an upstream served over loopback."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -60,26 +61,26 @@ def upstream(upstream_root: Path) -> Iterator[StaticServer]:
 
 
 @pytest.fixture(scope="module")
-def admin(server: LiveServer):
-    with server.client() as client:
+def admin(any_server: LiveServer):
+    with any_server.client() as client:
         yield client
 
 
-def proxy(server: LiveServer, url: str, **config: Any) -> str:
-    return server.create_repo("maven", "proxy", name=f"mvnp-{uuid.uuid4().hex[:8]}", url=url, **config)
+def proxy(any_server: LiveServer, url: str, **config: Any) -> str:
+    return any_server.create_repo("maven", "proxy", name=f"mvnp-{uuid.uuid4().hex[:8]}", url=url, **config)
 
 
-def test_a_file_whose_upstream_sha1_matches_is_served_and_cached(server, upstream, upstream_root, admin):
-    repo = proxy(server, upstream.url)
+def test_a_file_whose_upstream_sha1_matches_is_served_and_cached(any_server, upstream, upstream_root, admin):
+    repo = proxy(any_server, upstream.url)
     response = admin.get(f"/repository/{repo}/{GOOD}")
     assert response.status_code == 200 and response.content == (upstream_root / GOOD).read_bytes()
-    assert 'href="good-1.0.jar"' in admin.get(f"/repository/{repo}/org/up/good/1.0/").text
+    assert 'href="./good-1.0.jar"' in admin.get(f"/repository/{repo}/org/up/good/1.0/").text
 
 
 def test_a_file_whose_upstream_sha1_mismatches_is_refused_and_not_cached_under_strict(
-    server, upstream, admin
+    any_server, upstream, admin
 ):
-    repo = proxy(server, upstream.url)
+    repo = proxy(any_server, upstream.url)
     assert admin.get(f"/api/v1/repositories/{repo}").json()["checksum_policy"] == "strict"
     response = admin.get(f"/repository/{repo}/{BAD}")
     assert response.status_code == 502
@@ -88,21 +89,23 @@ def test_a_file_whose_upstream_sha1_mismatches_is_refused_and_not_cached_under_s
     assert admin.get(f"/repository/{repo}/{BAD}").status_code == 502
 
 
-def test_a_mismatch_is_served_under_warn_and_not_checked_under_off(server, upstream, upstream_root, admin):
+def test_a_mismatch_is_served_under_warn_and_not_checked_under_off(
+    any_server, upstream, upstream_root, admin
+):
     for policy in ("warn", "off"):
-        repo = proxy(server, upstream.url, checksum_policy=policy)
+        repo = proxy(any_server, upstream.url, checksum_policy=policy)
         response = admin.get(f"/repository/{repo}/{BAD}")
         assert response.status_code == 200, policy
         assert response.content == (upstream_root / BAD).read_bytes()
 
 
-def test_a_missing_upstream_checksum_is_not_a_failure(server, upstream, admin):
-    repo = proxy(server, upstream.url)
+def test_a_missing_upstream_checksum_is_not_a_failure(any_server, upstream, admin):
+    repo = proxy(any_server, upstream.url)
     assert admin.get(f"/repository/{repo}/{NOSUM}").status_code == 200
 
 
-def test_checksums_of_proxied_files_come_from_the_cached_blob(server, upstream, upstream_root, admin):
-    repo = proxy(server, upstream.url, checksum_policy="off")
+def test_checksums_of_proxied_files_come_from_the_cached_blob(any_server, upstream, upstream_root, admin):
+    repo = proxy(any_server, upstream.url, checksum_policy="off")
     data = (upstream_root / BAD).read_bytes()
     for algorithm in ("sha1", "sha256", "sha512", "md5"):
         response = admin.get(f"/repository/{repo}/{BAD}.{algorithm}")
@@ -111,14 +114,14 @@ def test_checksums_of_proxied_files_come_from_the_cached_blob(server, upstream, 
 
 
 def test_release_files_are_cached_for_good_while_metadata_and_snapshots_follow_the_ttl(
-    server, tmp_path, admin
+    any_server, tmp_path, admin
 ):
     root = tmp_path / "changing"
     for path in (GOOD, SNAP):
         write(root, path, b"first " + path.encode())
     write(root, META, metadata_xml("1.0"))
     with StaticServer(root) as changing:
-        repo = proxy(server, changing.url, metadata_ttl_seconds=0)
+        repo = proxy(any_server, changing.url, metadata_ttl_seconds=0)
         for path in (GOOD, SNAP, META):
             assert admin.get(f"/repository/{repo}/{path}").status_code == 200
         write(root, GOOD, b"second release bytes", future=10)
@@ -132,22 +135,22 @@ def test_release_files_are_cached_for_good_while_metadata_and_snapshots_follow_t
         assert admin.get(f"/repository/{repo}/{META}.sha1").text == hashlib.sha1(body).hexdigest()
 
 
-def test_missing_paths_are_negative_cached(server, tmp_path, admin):
+def test_missing_paths_are_negative_cached(any_server, tmp_path, admin):
     root = tmp_path / "late"
     root.mkdir()
     with StaticServer(root) as late:
-        repo = proxy(server, late.url)
+        repo = proxy(any_server, late.url)
         assert admin.get(f"/repository/{repo}/{GOOD}").status_code == 404
         write(root, GOOD, jar_bytes())
         assert admin.get(f"/repository/{repo}/{GOOD}").status_code == 404
 
 
-def test_cached_files_and_metadata_are_served_while_the_upstream_is_down(server, tmp_path, admin):
+def test_cached_files_and_metadata_are_served_while_the_upstream_is_down(any_server, tmp_path, admin):
     root = tmp_path / "down"
     write(root, GOOD, b"cached bytes")
     write(root, META, metadata_xml("1.0"))
     with StaticServer(root) as going:
-        repo = proxy(server, going.url, metadata_ttl_seconds=0)
+        repo = proxy(any_server, going.url, metadata_ttl_seconds=0)
         assert admin.get(f"/repository/{repo}/{GOOD}").status_code == 200
         assert admin.get(f"/repository/{repo}/{META}").status_code == 200
     assert admin.get(f"/repository/{repo}/{GOOD}").content == b"cached bytes"
@@ -155,22 +158,76 @@ def test_cached_files_and_metadata_are_served_while_the_upstream_is_down(server,
     assert admin.get(f"/repository/{repo}/{GOOD}.sha1").text == hashlib.sha1(b"cached bytes").hexdigest()
 
 
-def test_a_proxy_refuses_uploads(server, upstream, admin):
-    repo = proxy(server, upstream.url)
+def test_a_proxy_refuses_uploads(any_server, upstream, admin):
+    repo = proxy(any_server, upstream.url)
     assert admin.put(f"/repository/{repo}/org/x/y/1.0/y-1.0.jar", content=b"x").status_code == 405
 
 
-def test_a_group_applies_its_proxy_members_checksum_policy(server, upstream, admin):
-    strict = proxy(server, upstream.url)
-    group = server.create_repo("maven", "group", name=f"mvng-{uuid.uuid4().hex[:8]}", members=[strict])
+def test_a_group_applies_its_proxy_members_checksum_policy(any_server, upstream, admin):
+    strict = proxy(any_server, upstream.url)
+    group = any_server.create_repo("maven", "group", name=f"mvng-{uuid.uuid4().hex[:8]}", members=[strict])
     assert admin.get(f"/repository/{group}/{BAD}").status_code == 502
     assert admin.get(f"/repository/{group}/{GOOD}").status_code == 200
 
 
-def test_a_proxy_folder_listing_shows_what_is_cached_and_never_asks_the_upstream(server, upstream, admin):
-    repo = proxy(server, upstream.url)
+def test_a_proxy_folder_listing_shows_what_is_cached_and_never_asks_the_upstream(any_server, upstream, admin):
+    repo = proxy(any_server, upstream.url)
     assert admin.get(f"/repository/{repo}/{GOOD}").status_code == 200
     listing = admin.get(f"/repository/{repo}/org/up/good/").text
-    assert 'href="1.0/"' in listing and "maven-metadata.xml" not in listing
+    assert 'href="./1.0/"' in listing and "maven-metadata.xml" not in listing
     assert admin.get(f"/repository/{repo}/org/up/good/maven-metadata.xml").status_code == 200
-    assert 'href="maven-metadata.xml"' in admin.get(f"/repository/{repo}/org/up/good/").text
+    assert 'href="./maven-metadata.xml"' in admin.get(f"/repository/{repo}/org/up/good/").text
+
+
+def stored_blob(any_server: LiveServer, data: bytes) -> bool:
+    return any(any_server.data_dir.joinpath("blobs", "objects").rglob(hashlib.sha256(data).hexdigest()))
+
+
+@pytest.mark.parametrize("size", [200, 3 * 1024 * 1024], ids=["small", "large"])
+def test_a_mismatch_is_never_served_or_cached_whatever_the_request(
+    any_server, upstream, upstream_root, admin, size
+):
+    repo = proxy(any_server, upstream.url)
+    group = any_server.create_repo("maven", "group", name=f"mvng-{uuid.uuid4().hex[:8]}", members=[repo])
+    artifact = f"tamper{uuid.uuid4().hex[:8]}"
+    path = f"org/up/{artifact}/1.0/{artifact}-1.0.jar"
+    data = os.urandom(size)  # a large one is well under way to a client before its last byte arrives
+    write(upstream_root, path, data)
+    write(upstream_root, path + ".sha1", hashlib.sha1(b"other bytes").hexdigest().encode())
+    # A streaming GET, several at once (one fetches, the others follow it), a HEAD, a checksum,
+    # and the same through a group: every one is a 502, none carries the upstream's bytes.
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: admin.get(f"/repository/{repo}/{path}"), range(6)))
+    answers += [
+        admin.head(f"/repository/{repo}/{path}"),
+        admin.get(f"/repository/{repo}/{path}.sha256"),
+        admin.get(f"/repository/{group}/{path}"),
+        admin.get(f"/repository/{repo}/{path}"),
+    ]
+    for response in answers:
+        assert response.status_code == 502, (response.status_code, response.request.method)
+        assert data not in response.content
+    # The fetcher says why; requests that waited for it say that the fetch failed.
+    assert any("does not match the upstream's SHA-1" in r.json()["error"] for r in answers if r.content)
+    folder = path.rsplit("/", 1)[0] + "/"
+    assert admin.get(f"/repository/{repo}/{folder}").status_code == 404
+    assert not stored_blob(any_server, data)
+
+
+def test_a_snapshot_that_changes_upstream_to_mismatching_bytes_keeps_its_verified_copy(
+    any_server, tmp_path, admin
+):
+    root = tmp_path / "turning"
+    first = jar_bytes({"build": b"1"})
+    write(root, SNAP, first)
+    write(root, SNAP + ".sha1", hashlib.sha1(first).hexdigest().encode())
+    with StaticServer(root) as turning:
+        repo = proxy(any_server, turning.url, metadata_ttl_seconds=0)
+        assert admin.get(f"/repository/{repo}/{SNAP}").content == first
+        tampered = jar_bytes({"build": b"tampered"})
+        write(root, SNAP, tampered, future=10)  # the published .sha1 still names the first build
+        for _ in range(2):
+            response = admin.get(f"/repository/{repo}/{SNAP}")
+            assert response.status_code == 200 and response.content == first
+        assert admin.get(f"/repository/{repo}/{SNAP}.sha1").text == hashlib.sha1(first).hexdigest()
+    assert not stored_blob(any_server, tampered)
