@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 from artifactory_formats.oci.app import OciApp
-from artifactory_formats.oci.coordinates import is_digest_reference, locate
+from artifactory_formats.oci.coordinates import InvalidDigest, is_digest_reference, locate, parse_digest
 from artifactory_formats.oci.errors import translate
 from artifactory_formats.oci.manifests import DEFAULT_MAX_MANIFEST_BYTES
 from artifactory_formats.oci.upstream import RegistryAuth
@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from artifactory.plugin import CachePolicy, Coordinates, Format, HTTPProblem
+from artifactory.plugin import CachePolicy, Coordinates, Format, HTTPProblem, Repo
 
 
 class OciFormat(Format):
@@ -61,6 +61,17 @@ class OciFormat(Format):
         ):
             return CachePolicy.IMMUTABLE
         return CachePolicy.METADATA  # tags, tag lists, referrers
+
+    def expected_digests(self, repo: Repo, path: str) -> Mapping[str, str]:
+        """A blob or manifest addressed by digest must be that digest's bytes: the proxy checks it."""
+        located = locate(path)
+        if located is None or located.kind not in ("blob", "manifest"):
+            return {}
+        try:
+            digest = parse_digest(located.reference)
+        except InvalidDigest:
+            return {}  # a tag, or a digest we cannot check (never fetched: the routes refuse it)
+        return {digest.algorithm: digest.hex}
 
     def content_type(self, path: str) -> str | None:
         located = locate(path)

@@ -65,7 +65,10 @@ def test_proxy_pulls_manifests_and_blobs_through_the_bearer_challenge(
     for blob in img.blobs:
         response = anon.get(f"/v2/{name}/blobs/{digest(blob)}")
         assert response.status_code == 200 and response.content == blob
-        assert response.headers["docker-content-digest"] == digest(blob)
+        # Streamed as it arrives, before it is verified: no digest header for it.
+        assert "docker-content-digest" not in response.headers
+        cached = anon.get(f"/v2/{name}/blobs/{digest(blob)}")
+        assert cached.content == blob and cached.headers["docker-content-digest"] == digest(blob)
     head = anon.head(f"/v2/{name}/blobs/{digest(img.layers[1])}")
     assert head.status_code == 200 and head.headers["content-length"] == str(len(img.layers[1]))
 
@@ -152,15 +155,46 @@ def test_referrers_fall_back_to_the_tag_schema_when_upstream_lacks_the_api(serve
     assert [d["digest"] for d in response.json()["manifests"]] == [referrer.digest]
 
 
-def test_a_lying_upstream_blob_is_never_served_from_the_cache(server, anon, stub):
-    claimed = digest(b"the real bytes")
-    stub.answers[f"/v2/app/blobs/{claimed}"] = ("application/octet-stream", b"other bytes")
+def _get(client, url, method="GET"):
+    """The response, or None when the server aborted the transfer (headers were already sent)."""
+    try:
+        return client.request(method, url)
+    except httpx.HTTPError:
+        return None
+
+
+def _refused(response):
+    if response is None:
+        return True
+    assert "docker-content-digest" not in response.headers
+    assert response.status_code == 502, response.text
+    return response.request.method == "HEAD" or response.json()["errors"][0]["code"] == "UNAVAILABLE"
+
+
+def test_bytes_that_do_not_match_their_digest_are_never_served_nor_cached(server, anon, stub):
+    real_blob, fake_blob = b"the real bytes", b"the fake bytes"  # the same length
+    real, fake = image("real-manifest"), image("fake-manifest")
+    blob_path, manifest_path = f"/v2/app/blobs/{digest(real_blob)}", f"/v2/app/manifests/{real.digest}"
+    stub.answers[blob_path] = ("application/octet-stream", fake_blob)
+    stub.answers[manifest_path] = (OCI_MANIFEST, fake.manifest)
     proxy = server.create_repo("oci", "proxy", url=stub.url)
-    anon.get(f"/v2/{proxy}/app/blobs/{claimed}")  # streamed as it arrives; the client checks it
-    time.sleep(0.3)
-    again = anon.get(f"/v2/{proxy}/app/blobs/{claimed}")
-    assert again.status_code in (404, 502)
-    assert again.content != b"other bytes"
+    blob_url = f"/v2/{proxy}/app/blobs/{digest(real_blob)}"
+    manifest_url = f"/v2/{proxy}/app/manifests/{real.digest}"
+
+    def asked(path):
+        return sum(1 for seen, _headers in stub.seen if seen == path)
+
+    for attempt in range(1, 3):  # nothing is cached, nor remembered as a miss: each try asks again
+        assert _refused(_get(anon, blob_url))
+        assert _refused(_get(anon, blob_url, "HEAD"))
+        assert _refused(_get(anon, manifest_url))
+        assert asked(blob_path) == 2 * attempt and asked(manifest_path) == attempt
+    stub.answers[blob_path] = ("application/octet-stream", real_blob)
+    stub.answers[manifest_path] = (OCI_MANIFEST, real.manifest)
+    assert anon.get(blob_url).content == real_blob
+    assert anon.get(manifest_url).content == real.manifest
+    head = anon.head(blob_url)
+    assert head.status_code == 200 and head.headers["docker-content-digest"] == digest(real_blob)
 
 
 def test_group_pulls_across_members_in_order_and_refuses_pushes(
