@@ -87,9 +87,17 @@ def may(request: Request, principal: Principal, name: Name, action: str) -> bool
     return app_state(request).security.allowed(principal, name.repository, action)
 
 
-def authorize(request: Request, principal: Principal, name: Name, action: str) -> None:
-    """401 with a challenge naming the scope to ask for, or 403 once the caller is known."""
-    scope = scope_for(name.full, {ACTION_OF[action], "pull"} if action != "read" else {"pull"})
+def authorize(
+    request: Request, principal: Principal, name: Name, action: str, also: tuple[str, ...] = ()
+) -> None:
+    """401 with a challenge naming the scope to ask for, or 403 once the caller is known.
+
+    `also` are further scopes the request can use (a mount's `repository:<from>:pull`): a challenge
+    names them too, space-separated as distribution does, so one token serves the whole request.
+    """
+    scope = " ".join(
+        (scope_for(name.full, {ACTION_OF[action], "pull"} if action != "read" else {"pull"}), *also)
+    )
     if isinstance(principal, TokenPrincipal) and not principal.grants(name.full, action):
         raise unauthorized(
             request,
@@ -106,12 +114,12 @@ def authorize(request: Request, principal: Principal, name: Name, action: str) -
     raise OCIError("DENIED", f"{principal.username} may not {ACTION_OF[action]} {name.full}")
 
 
-async def open_ctx(request: Request, name: str, action: str) -> Ctx:
+async def open_ctx(request: Request, name: str, action: str, also: tuple[str, ...] = ()) -> Ctx:
     parsed = parse_name(name)
     if parsed is None:
         raise OCIError("NAME_INVALID", f"invalid repository name {name!r}", detail={"name": name})
     principal = await principal_of(request)
-    authorize(request, principal, parsed, action)
+    authorize(request, principal, parsed, action, also)
     eng = engine(request)
     repo = eng.repos.get(parsed.repository)
     if repo is None or repo.format != OCI:
@@ -128,8 +136,8 @@ def push_target(ctx: Ctx) -> Repo:
         return repo
     if repo.type == GROUP:
         hosted = [str(repo.config["write_member"])] if repo.config.get("write_member") else []
-        if not hosted:
-            hosted = [m.name for m in ctx.eng.group.members(repo, SYSTEM) if m.type == HOSTED]
+        if not hosted:  # named only when the caller may see them
+            hosted = [m.name for m in ctx.eng.group.members(repo, ctx.principal) if m.type == HOSTED]
         where = f"push to {' or '.join(hosted)}" if hosted else "push to a hosted repository"
         raise OCIError("DENIED", f"{repo.name} is a group and cannot be pushed to: {where}")
     raise OCIError("DENIED", f"{repo.name} is a proxy of {repo.config.get('url')} and cannot be pushed to")

@@ -4,6 +4,10 @@ A token is a JWT (HS256, signed with the server's shared token secret, so every 
 any node issued) carrying the user, their roles and the granted access:
 `[{"type": "repository", "name": "<repo>/<image>", "actions": ["pull", "push", "delete"]}]`.
 Registry actions map onto ours: pull -> read, push -> write, delete -> delete.
+
+A token proves a principal confined to /v2/ (`only_under`), with a `scope` of one grant per
+repository it names and the token's expiry: the core's permission check then refuses everything
+else, on every route. The image-level check (`TokenPrincipal.grants`) is ours, on /v2/.
 """
 
 from __future__ import annotations
@@ -19,12 +23,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from artifactory.plugin import Principal
+from artifactory.security.principal import Grant  # not in the facade yet
 
 KEY_ID = "artifactory-oci"
 ISSUER = "artifactory"
 TOKEN_SECONDS = 300
 ACTIONS = {"pull": "read", "push": "write", "delete": "delete"}
 ACTION_OF = {v: k for k, v in ACTIONS.items()}
+ONLY_UNDER = "/v2/"
+MAX_TOKEN = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,18 @@ def parse_scopes(values: Iterable[str]) -> list[Access]:
     return found
 
 
+def scope_of(access: Iterable[Access]) -> tuple[Grant, ...]:
+    """One grant per repository the token names ("<repo>/<image>" -> "<repo>"), in our actions."""
+    actions: dict[str, set[str]] = {}
+    for entry in access:
+        if entry.type != "repository":
+            continue
+        repository = entry.name.partition("/")[0]
+        wanted = set(ACTIONS) if "*" in entry.actions else entry.actions & set(ACTIONS)
+        actions.setdefault(repository, set()).update(ACTIONS[a] for a in wanted)
+    return tuple(Grant(name, frozenset(acts)) for name, acts in sorted(actions.items()) if acts)
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -111,28 +130,38 @@ class InvalidToken(Exception):
 def is_ours(token: str) -> bool:
     """Whether a Bearer token is one of ours (else the core's API tokens and other plugins try)."""
     head, sep, _rest = token.partition(".")
-    if not sep or not head.startswith("eyJ"):
+    if not sep or not head.startswith("eyJ") or len(head) > 1024:
         return False
     try:
         return bool(json.loads(_unb64(head)).get("kid") == KEY_ID)
-    except (ValueError, UnicodeDecodeError, AttributeError):
+    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
         return False
 
 
 def verify(secret: bytes, token: str, now: float | None = None) -> TokenPrincipal:
+    """The principal a token proves; InvalidToken for anything forged, malformed or expired.
+
+    The signature is checked before the claims are parsed, so no unsigned input is ever decoded.
+    """
     parts = token.split(".")
-    if len(parts) != 3:
+    if len(parts) != 3 or len(token) > MAX_TOKEN:
         raise InvalidToken("malformed token")
     expected = hmac.new(secret, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
     try:
         signature = _unb64(parts[2])
-        claims: Mapping[str, Any] = json.loads(_unb64(parts[1]))
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:
         raise InvalidToken("malformed token") from None
     if not hmac.compare_digest(signature, expected):
         raise InvalidToken("bad token signature")
+    try:
+        claims: Any = json.loads(_unb64(parts[1]))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidToken("malformed token") from None
+    if not isinstance(claims, Mapping):
+        raise InvalidToken("malformed token")
     moment = now if now is not None else time.time()
-    if not isinstance(claims.get("exp"), int) or claims["exp"] < moment:
+    exp = claims.get("exp")
+    if not isinstance(exp, int) or isinstance(exp, bool) or exp < moment:
         raise InvalidToken("the token has expired")
     if isinstance(claims.get("nbf"), int) and claims["nbf"] > moment:
         raise InvalidToken("the token is not valid yet")
@@ -145,6 +174,9 @@ def verify(secret: bytes, token: str, now: float | None = None) -> TokenPrincipa
         username=str(claims.get("sub", "")),
         roles=frozenset(str(r) for r in claims.get("roles", [])),
         anonymous=bool(claims.get("anonymous", False)),
+        scope=scope_of(access),
+        only_under=ONLY_UNDER,
+        expires_at=float(exp),
         access=access,
     )
 

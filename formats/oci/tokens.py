@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
+from urllib.parse import parse_qs
 
 from artifactory_formats.oci.access import principal_of, realm, service, unauthorized
-from artifactory_formats.oci.auth import ACTIONS, TOKEN_SECONDS, Access, issue, parse_scopes
+from artifactory_formats.oci.auth import (
+    ACTIONS,
+    TOKEN_SECONDS,
+    Access,
+    TokenPrincipal,
+    issue,
+    parse_scopes,
+)
 from artifactory_formats.oci.errors import API_VERSION, OCIError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from artifactory.plugin import Credentials, Principal, app_state
+from artifactory.plugin import Credentials, InvalidCredentials, Principal, app_state
+
+MAX_FORM_BYTES = 64 * 1024
 
 
 async def base(request: Request) -> Response:
@@ -33,7 +44,13 @@ def _granted(request: Request, principal: Principal, requested: list[Access]) ->
             continue
         repository = access.name.partition("/")[0]
         wanted = set(ACTIONS) if "*" in access.actions else set(access.actions) & set(ACTIONS)
-        allowed = frozenset(a for a in wanted if security.allowed(principal, repository, ACTIONS[a]))
+        allowed = frozenset(
+            a
+            for a in wanted
+            if security.allowed(principal, repository, ACTIONS[a])
+            # a registry token presented here mints nothing it does not grant itself
+            and (not isinstance(principal, TokenPrincipal) or principal.grants(access.name, ACTIONS[a]))
+        )
         granted.append(Access("repository", access.name, allowed))
     return granted
 
@@ -48,9 +65,14 @@ def _token_response(request: Request, principal: Principal, scopes: list[str]) -
         )
     access = _granted(request, principal, parse_scopes(scopes))
     now = time.time()
-    token = issue(state.token_secret, principal, access, service(request), TOKEN_SECONDS, now)
+    seconds = TOKEN_SECONDS
+    if principal.expires_at is not None:  # never outlive the credential it was minted with
+        seconds = min(seconds, math.floor(principal.expires_at - now))
+        if seconds <= 0:
+            raise OCIError("UNAUTHORIZED", "the credential has expired")
+    token = issue(state.token_secret, principal, access, service(request), seconds, now)
     issued_at = datetime.fromtimestamp(int(now), UTC).isoformat().replace("+00:00", "Z")
-    body = {"token": token, "access_token": token, "expires_in": TOKEN_SECONDS, "issued_at": issued_at}
+    body = {"token": token, "access_token": token, "expires_in": seconds, "issued_at": issued_at}
     return JSONResponse(body, headers={**API_VERSION, "Cache-Control": "no-store"})
 
 
@@ -77,14 +99,38 @@ async def token(request: Request) -> Response:
 
 async def _oauth_token(request: Request) -> Response:
     """The OAuth2 form some clients (containerd) POST: grant_type=password with username/password."""
-    form = await request.form()
-    grant = str(form.get("grant_type", ""))
+    form = await _form(request)
+
+    def field(key: str) -> str:
+        return form.get(key, [""])[0]
+
+    grant = field("grant_type")
     if grant != "password":
-        raise OCIError("UNSUPPORTED", f"grant_type {grant!r} is not supported", status=400)
-    credentials = Credentials("basic", str(form.get("username", "")), str(form.get("password", "")))
+        raise OCIError("UNSUPPORTED", f"grant_type {grant[:100]!r} is not supported", status=400)
+    credentials = Credentials("basic", field("username"), field("password"))
     try:
         principal = await app_state(request).engine.db_call(app_state(request).security.verify, credentials)
-    except Exception as exc:  # the core's InvalidCredentials is not in the facade
+    except InvalidCredentials as exc:
         raise OCIError("UNAUTHORIZED", str(exc) or "invalid credentials") from None
-    scopes = str(form.get("scope", "")).split()
-    return _token_response(request, principal, scopes)
+    return _token_response(request, principal, form.get("scope", []))
+
+
+async def _form(request: Request) -> dict[str, list[str]]:
+    """The urlencoded form of an OAuth2 token request, read up to MAX_FORM_BYTES (413 beyond)."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/x-www-form-urlencoded":
+        raise OCIError(
+            "UNSUPPORTED", "the token request must be application/x-www-form-urlencoded", status=400
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise OCIError(
+                "SIZE_INVALID", f"token requests are limited to {MAX_FORM_BYTES} bytes", status=413
+            )
+    try:
+        fields = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=100)
+    except (UnicodeDecodeError, ValueError):
+        raise OCIError("UNSUPPORTED", "the token request is not a valid form", status=400) from None
+    return fields

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from artifactory_formats.oci.access import Ctx, fetch, may, open_ctx, push_target
+from artifactory_formats.oci.auth import scope_for
 from artifactory_formats.oci.blobs import OCTET_STREAM, digest_arg
 from artifactory_formats.oci.coordinates import Digest, blob_path, parse_name
 from artifactory_formats.oci.errors import OCIError, translate
@@ -99,8 +100,16 @@ def _created(ctx: Ctx, digest: Digest) -> Response:
     )
 
 
+def _mount_scopes(request: Request) -> tuple[str, ...]:
+    """A mount also reads its source: the challenge asks for that too (as distribution does)."""
+    source = parse_name(request.query_params.get("from") or "")
+    if not request.query_params.get("mount") or source is None:
+        return ()
+    return (scope_for(source.full, {"pull"}),)
+
+
 async def start(request: Request, name: str) -> Response:
-    ctx = await open_ctx(request, name, "write")
+    ctx = await open_ctx(request, name, "write", also=_mount_scopes(request))
     target = push_target(ctx)
     mount = request.query_params.get("mount")
     if mount:

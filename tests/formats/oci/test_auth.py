@@ -3,12 +3,13 @@
 import base64
 import json
 import time
+import uuid
 
 import httpx
 import pytest
 
 from artifactory.testing.server import ADMIN_PASSWORD
-from tests.formats.oci.images import image, push
+from tests.formats.oci.images import digest, image, push, push_blob
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +150,98 @@ def test_with_anonymous_read_off_everything_asks_for_a_token(server, admin, host
         assert catalog.status_code == 401
     finally:
         admin.put("/api/v1/settings", json={"anonymous_read": True})
+
+
+def challenge_scopes(response):
+    """The scopes a Bearer challenge asks for (distribution puts several in one, space-separated)."""
+    header = response.headers["www-authenticate"]
+    value = header.split('scope="', 1)[1].split('"', 1)[0]
+    return value.split(" ")
+
+
+def test_a_pull_token_of_an_admin_opens_nothing_but_pulling_its_image(server, admin, hosted):
+    name = f"{hosted}/confined/app"
+    img = image("confined")
+    assert push(admin, name, "v1", img).status_code == 201
+    raw = server.create_repo("raw")
+    token = token_for(server, ("admin", ADMIN_PASSWORD), f"repository:{name}:pull")
+    headers = bearer(token)
+    assert httpx.get(f"{server.url}/v2/{name}/manifests/v1", headers=headers).content == img.manifest
+
+    username = f"intruder-{uuid.uuid4().hex[:8]}"
+    created = httpx.post(
+        f"{server.url}/api/v1/users",
+        json={"username": username, "password": "a-long-password", "roles": ["admin"]},
+        headers=headers,
+    )
+    assert created.status_code == 401, created.text
+    assert username not in admin.get("/api/v1/users").text
+
+    stored = httpx.put(f"{server.url}/repository/{raw}/planted.txt", content=b"planted", headers=headers)
+    assert stored.status_code == 401, stored.text
+    assert admin.get(f"/repository/{raw}/planted.txt").status_code == 404
+
+    minted = httpx.post(f"{server.url}/api/v1/tokens", json={"name": "escape"}, headers=headers)
+    assert minted.status_code == 401, minted.text
+    assert "token" not in minted.json()
+    assert "escape" not in admin.get("/api/v1/tokens").text
+
+    other = f"{hosted}/confined/other"
+    for url in (f"/v2/{other}/blobs/uploads/", f"/v2/{name}/blobs/uploads/"):
+        pushed = httpx.post(f"{server.url}{url}", headers=headers)
+        assert pushed.status_code == 401, pushed.text
+        assert 'error="insufficient_scope"' in pushed.headers["www-authenticate"]
+    assert admin.get(f"/v2/{other}/tags/list").status_code == 404
+
+
+def test_a_registry_token_cannot_mint_a_wider_or_longer_token(server, writer, hosted):
+    token = token_for(server, writer, f"repository:{hosted}/narrow/app:pull")
+    response = httpx.get(
+        f"{server.url}/v2/token",
+        params={
+            "service": "x",
+            "scope": [f"repository:{hosted}/narrow/app:pull,push", f"repository:{hosted}/x:pull"],
+        },
+        headers=bearer(token),
+    )
+    assert response.status_code == 200
+    first = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    second = json.loads(base64.urlsafe_b64decode(response.json()["token"].split(".")[1] + "=="))
+    assert second["access"] == [
+        {"type": "repository", "name": f"{hosted}/narrow/app", "actions": ["pull"]},
+        {"type": "repository", "name": f"{hosted}/x", "actions": []},
+    ]
+    assert second["exp"] <= first["exp"]
+
+
+def test_a_pull_token_for_a_group_reads_through_its_members(server, admin):
+    member = server.create_repo("oci")
+    group = server.create_repo("oci", "group", members=[member])
+    img = image("group-token")
+    push(admin, f"{member}/app", "v1", img)
+    token = token_for(server, ("admin", ADMIN_PASSWORD), f"repository:{group}/app:pull")
+    response = httpx.get(f"{server.url}/v2/{group}/app/manifests/v1", headers=bearer(token))
+    assert response.status_code == 200 and response.content == img.manifest
+    blob = httpx.get(f"{server.url}/v2/{group}/app/blobs/{digest(img.config)}", headers=bearer(token))
+    assert blob.status_code == 200 and blob.content == img.config
+    tags = httpx.get(f"{server.url}/v2/{group}/app/tags/list", headers=bearer(token))
+    assert tags.json()["tags"] == ["v1"]
+    direct = httpx.get(f"{server.url}/v2/{member}/app/manifests/v1", headers=bearer(token))
+    assert direct.status_code == 401  # the member itself was not named
+
+
+def test_cross_repository_mount_succeeds_through_the_token_flow(server, admin):
+    source, target = server.create_repo("oci"), server.create_repo("oci")
+    layer = b"a layer shared by two repositories"
+    assert push_blob(admin, f"{source}/base", layer).status_code == 201
+    url = f"{server.url}/v2/{target}/app/blobs/uploads/"
+    params = {"mount": digest(layer), "from": f"{source}/base"}
+    challenged = httpx.post(url, params=params)
+    assert challenged.status_code == 401
+    scopes = challenge_scopes(challenged)
+    assert set(scopes) == {f"repository:{target}/app:pull,push", f"repository:{source}/base:pull"}
+    token = token_for(server, ("admin", ADMIN_PASSWORD), *scopes)
+    mounted = httpx.post(url, params=params, headers=bearer(token))
+    assert mounted.status_code == 201, mounted.text
+    assert mounted.headers["docker-content-digest"] == digest(layer)
+    assert admin.get(f"/v2/{target}/app/blobs/{digest(layer)}").content == layer

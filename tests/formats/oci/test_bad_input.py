@@ -1,8 +1,10 @@
 """Bad input, each case on its own: the spec's error code and status, never a 500, and nothing stored."""
 
+import base64
 import hashlib
 import json
 
+import httpx
 import pytest
 
 from tests.formats.oci.images import OCI_INDEX, OCI_MANIFEST, digest, image, push_blob
@@ -215,3 +217,44 @@ def test_bad_pagination_number_is_refused(anon, admin, name):
     push(admin, name, "v1", img)
     response = anon.get(f"/v2/{name}/tags/list", params={"n": "-1"})
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "nested",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000],
+    ids=["arrays", "objects"],
+)
+def test_a_manifest_nested_100k_deep_is_manifest_invalid_not_500(server, admin, anon, name, nested):
+    response = admin.put(f"/v2/{name}/manifests/v1", content=nested, headers={"Content-Type": OCI_MANIFEST})
+    assert response.status_code == 400 and code(response) == "MANIFEST_INVALID", response.text
+    assert "nested" in response.json()["errors"][0]["message"]
+    assert anon.get(f"/v2/{name}/manifests/v1").status_code == 404
+    assert nothing_stored(server, nested)
+
+
+def test_a_bearer_token_with_a_deeply_nested_header_is_401_not_500(server):
+    header = base64.urlsafe_b64encode(b'{"kid":' + b"[" * 3000).rstrip(b"=").decode()
+    response = httpx.get(f"{server.url}/v2/", headers={"Authorization": f"Bearer {header}.e30.x"})
+    assert response.status_code == 401, response.text
+
+
+def test_a_deeply_nested_token_payload_is_never_parsed_before_its_signature(server):
+    from artifactory_formats.oci.auth import KEY_ID, InvalidToken, verify
+
+    head = base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "kid": KEY_ID}).encode()).rstrip(b"=")
+    payload = base64.urlsafe_b64encode(b"[" * 100_000).rstrip(b"=")
+    with pytest.raises(InvalidToken):
+        verify(b"secret", f"{head.decode()}.{payload.decode()}.AAAA")
+    response = httpx.get(f"{server.url}/v2/", headers={"Authorization": f"Bearer {head.decode()}.e30.AAAA"})
+    assert response.status_code == 401
+
+
+def test_the_oauth_token_form_is_bounded_and_must_be_a_form(server):
+    big = httpx.post(
+        f"{server.url}/v2/token",
+        content=b"grant_type=password&scope=" + b"x" * (2 * 1024 * 1024),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert big.status_code == 413 and code(big) == "SIZE_INVALID"
+    wrong = httpx.post(f"{server.url}/v2/token", json={"grant_type": "password"})
+    assert wrong.status_code == 400, wrong.text
