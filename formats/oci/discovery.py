@@ -8,6 +8,7 @@ merge what their members answer.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any
@@ -35,6 +36,7 @@ from artifactory_formats.oci.metadata import (
     OCI_INDEX,
     descriptors_of_index,
     filter_referrers,
+    load_json,
     next_link,
     paginate,
     parse_page_args,
@@ -44,7 +46,15 @@ from artifactory_formats.oci.metadata import (
 from starlette.requests import Request
 from starlette.responses import Response
 
-from artifactory.plugin import Document, Engine, Repo, StoredAsset, app_state, document_response
+from artifactory.plugin import (
+    Document,
+    Engine,
+    Principal,
+    Repo,
+    StoredAsset,
+    app_state,
+    document_response,
+)
 
 MAX_DOCUMENT = 16 * 1024 * 1024
 
@@ -53,6 +63,10 @@ async def _body(ctx: Ctx, content: object) -> bytes | None:
     if isinstance(content, Document):
         return content.body
     if isinstance(content, StoredAsset):
+        if content.size > MAX_DOCUMENT:
+            raise OCIError(
+                "UNAVAILABLE", f"the upstream's {content.path} is larger than {MAX_DOCUMENT} bytes"
+            )
         return await ctx.eng.read_bytes(content.sha256, MAX_DOCUMENT)
     return None
 
@@ -84,8 +98,10 @@ async def _proxy_tags(ctx: Ctx, repo: Repo) -> tuple[bool, list[str]]:
     if body is None:
         return await _hosted_tags(ctx, repo)  # what the cache holds, when the upstream has nothing
     try:
-        tags = json.loads(body).get("tags") or []
-    except (ValueError, AttributeError):
+        tags = load_json(body).get("tags") or []
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        tags = []
+    if not isinstance(tags, list):
         tags = []
     return True, [t for t in tags if isinstance(t, str)]
 
@@ -118,6 +134,30 @@ async def _images(eng: Engine, repo: Repo) -> list[str]:
     return list(json.loads(body))
 
 
+def _catalog_reader(principal: Principal) -> Principal:
+    """Whose read permission decides what the catalog lists.
+
+    A registry token's catalog grant lists the images its owner may read (the token names no
+    repository for that); any other credential lists what it may read itself, its scope included.
+    """
+    if isinstance(principal, TokenPrincipal):
+        return dataclasses.replace(principal, scope=None)
+    return principal
+
+
+def _readable_leaves(eng: Engine, repo: Repo, reader: Principal, seen: frozenset[str]) -> list[Repo]:
+    """The hosted and proxy repositories a caller reads through `repo` (nested groups included)."""
+    if repo.type != GROUP:
+        return [repo]
+    if repo.name in seen:
+        return []
+    found: list[Repo] = []
+    for member in eng.group.members(repo, reader):  # only the members the caller may read
+        if member.format == OCI:
+            found.extend(_readable_leaves(eng, member, reader, seen | {repo.name}))
+    return found
+
+
 async def catalog(request: Request) -> Response:
     principal = await principal_of(request)
     if isinstance(principal, TokenPrincipal) and not principal.grants_catalog():
@@ -129,16 +169,15 @@ async def catalog(request: Request) -> Response:
         raise unauthorized(request, "listing the catalog requires authentication", "registry:catalog:*")
     n, last = parse_page_args(request.query_params.get("n"), request.query_params.get("last"))
     eng = state.engine
+    reader = _catalog_reader(principal)
     repos = await eng.db_call(eng.repos.all)
     names: list[str] = []
-    by_name = {r.name: r for r in repos if r.format == OCI}
-    for repo in by_name.values():
-        if not state.security.allowed(principal, repo.name, "read"):
+    for repo in repos:
+        if repo.format != OCI or not state.security.allowed(reader, repo.name, "read"):
             continue
-        leaves = [repo] if repo.type != GROUP else [by_name[m] for m in repo.members if m in by_name]
-        for leaf in leaves:
-            if leaf.type != GROUP:
-                names.extend(f"{repo.name}/{image}" for image in await _images(eng, leaf))
+        leaves = await eng.db_call(_readable_leaves, eng, repo, reader, frozenset())
+        for leaf in {leaf.name: leaf for leaf in leaves}.values():
+            names.extend(f"{repo.name}/{image}" for image in await _images(eng, leaf))
     page = paginate(names, n, last)
     headers = dict(API_VERSION)
     if page.next_last is not None and n is not None:

@@ -1,7 +1,12 @@
 """Content discovery (tags, catalog, referrers) and content management (deletion) workflows."""
 
 import json
+import time
+import uuid
 
+import httpx
+
+from artifactory.testing.server import ADMIN_PASSWORD
 from tests.formats.oci.images import (
     EMPTY_JSON,
     OCI_INDEX,
@@ -46,6 +51,48 @@ def test_catalog_lists_repository_image_names_with_pagination(server, admin, ano
     page = anon.get("/v2/_catalog", params={"n": 1, "last": f"{repo}/alpha"})
     assert page.json()["repositories"] == [f"{repo}/mid/nested"]
     assert page.headers["link"] == f'</v2/_catalog?n=1&last={repo}%2Fmid%2Fnested>; rel="next"'
+
+
+def _catalog_of(server, **kwargs):
+    response = httpx.get(f"{server.url}/v2/_catalog", **kwargs)
+    assert response.status_code == 200, response.text
+    return set(response.json()["repositories"])
+
+
+def test_catalog_through_a_group_lists_only_members_the_caller_may_read(server, admin):
+    prefix = f"cat{uuid.uuid4().hex[:6]}"
+    readable = server.create_repo("oci", name=f"{prefix}-open")
+    hidden = server.create_repo("oci", name=f"secret{uuid.uuid4().hex[:6]}")
+    inner = server.create_repo("oci", "group", name=f"{prefix}-inner", members=[readable, hidden])
+    outer = server.create_repo("oci", "group", name=f"{prefix}-outer", members=[inner])
+    push(admin, f"{readable}/public-app", "v1", image("catalog-open"))
+    push(admin, f"{hidden}/secret-app", "v1", image("catalog-hidden"))
+    expected = {f"{repo}/public-app" for repo in (readable, inner, outer)}
+
+    scoped = admin.post(
+        "/api/v1/tokens", json={"scope": {"repositories": f"{prefix}-*", "actions": ["read"]}}
+    )
+    assert scoped.status_code == 201, scoped.text
+    listed = _catalog_of(server, headers={"Authorization": f"Bearer {scoped.json()['token']}"})
+    assert {n for n in listed if n.endswith("-app")} == expected
+
+    role = f"reader-{prefix}"
+    privileges = [{"repositories": f"{prefix}-*", "actions": ["read"]}]
+    assert admin.post("/api/v1/roles", json={"name": role, "privileges": privileges}).status_code == 201
+    user = server.create_user([role])
+    admin.put("/api/v1/settings", json={"anonymous_read": False})
+    try:
+        time.sleep(0.3)  # the security settings cache
+        listed = _catalog_of(server, auth=user)
+        assert {n for n in listed if n.endswith("-app")} == expected
+        token = httpx.get(
+            f"{server.url}/v2/token", params={"service": "x", "scope": "registry:catalog:*"}, auth=user
+        ).json()["token"]
+        listed = _catalog_of(server, headers={"Authorization": f"Bearer {token}"})
+        assert {n for n in listed if n.endswith("-app")} == expected
+        assert f"{hidden}/secret-app" in _catalog_of(server, auth=("admin", ADMIN_PASSWORD))
+    finally:
+        admin.put("/api/v1/settings", json={"anonymous_read": True})
 
 
 def _referrers_fixture(admin, name):
