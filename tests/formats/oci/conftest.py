@@ -3,7 +3,29 @@ import uuid
 import httpx
 import pytest
 
+from artifactory.testing.fixtures import drop_schema, new_schema
 from artifactory.testing.server import LiveServer
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """Every HTTP-level OCI test runs on both metadata backends (the real-client runs in test_skopeo
+    keep a server of their own, on SQLite)."""
+    if request.param == "sqlite":
+        live = LiveServer(tmp_path_factory.mktemp("server") / "data").start()
+        try:
+            yield live
+        finally:
+            live.stop()
+        return
+    base_url = request.getfixturevalue("pg_base_url")
+    schema, url = new_schema(base_url)
+    live = LiveServer(tmp_path_factory.mktemp("pgserver") / "data", database_url=url)
+    try:
+        yield live.start()
+    finally:
+        live.stop()
+        drop_schema(base_url, schema)
 
 
 @pytest.fixture(scope="module")
