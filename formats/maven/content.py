@@ -186,6 +186,11 @@ async def _proxy_metadata(
         content = await eng.get(repo, path, principal, stream=False)
     found = None
     if isinstance(content, StoredAsset):
+        if content.size > MAX_UPSTREAM_METADATA:
+            raise BadGateway(
+                f"{path} from the upstream of {repo.name} is larger than {MAX_UPSTREAM_METADATA} bytes, "
+                "too large for a maven-metadata.xml"
+            )
         found = (await eng.read_bytes(content.sha256, MAX_UPSTREAM_METADATA), content.sha256)
     if memo:
         _proxy_answers[key] = (time.monotonic(), found)

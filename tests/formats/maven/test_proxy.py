@@ -231,3 +231,25 @@ def test_a_snapshot_that_changes_upstream_to_mismatching_bytes_keeps_its_verifie
             assert response.status_code == 200 and response.content == first
         assert admin.get(f"/repository/{repo}/{SNAP}.sha1").text == hashlib.sha1(first).hexdigest()
     assert not stored_blob(any_server, tampered)
+
+
+def test_an_oversized_upstream_metadata_document_is_a_502_not_a_server_error(any_server, tmp_path, admin):
+    root = tmp_path / "huge"
+    padding = b"<!-- " + b"x" * (17 * 1024 * 1024) + b" -->"
+    write(root, META, metadata_xml("1.0").replace(b"</metadata>", padding + b"</metadata>"))
+    with StaticServer(root) as huge:
+        repo = proxy(any_server, huge.url)
+        hosted = any_server.create_repo("maven", name=f"mvnh-{uuid.uuid4().hex[:8]}")
+        group = any_server.create_repo(
+            "maven", "group", name=f"mvng-{uuid.uuid4().hex[:8]}", members=[repo, hosted]
+        )
+        for path in (META, META + ".sha1"):
+            response = admin.get(f"/repository/{repo}/{path}")
+            assert response.status_code == 502, (path, response.status_code)
+            assert "larger than" in response.json()["error"]
+        # In a group the member is left out; the others still answer.
+        assert admin.get(f"/repository/{group}/{META}").status_code == 404
+        jar = "org/up/meta/2.0/meta-2.0.jar"
+        assert admin.put(f"/repository/{hosted}/{jar}", content=jar_bytes()).status_code == 201
+        doc = etree.fromstring(admin.get(f"/repository/{group}/{META}").content)
+        assert [v.text for v in doc.findall("versioning/versions/version")] == ["2.0"]
