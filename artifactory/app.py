@@ -13,17 +13,19 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from anyio import to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Router
+from starlette.routing import Route, Router
 from starlette.types import Message, Receive, Scope, Send
 
 from artifactory.api.routes import routes as api_routes
 from artifactory.formats import Format
-from artifactory.http.errors import HTTPProblem, NotFound
+from artifactory.http.errors import Forbidden, HTTPProblem, NotFound, Unauthorized
 from artifactory.http.paths import decode_path
+from artifactory.metrics import CONTENT_TYPE, Metrics, observe
 from artifactory.settings import Settings, load_settings
 from artifactory.state import PRINCIPAL_KEY, REQUEST_PATH_KEY, AppState
 from artifactory.ui import routes as ui_routes
@@ -55,7 +57,12 @@ class Application:
         }
         global_routes = [route for f in state.formats.all() for route in f.global_routes()]
         self.starlette = Starlette(
-            routes=[*api_routes, *ui_routes, *global_routes],
+            routes=[
+                *api_routes,
+                *ui_routes,
+                *global_routes,
+                Route("/metrics", self._metrics, methods=["GET"]),
+            ],
             exception_handlers={
                 HTTPProblem: self._problem_handler,
                 404: self._not_found,
@@ -64,6 +71,7 @@ class Application:
             lifespan=self._lifespan,
         )
         self.starlette.state.artifactory = state
+        self.metrics = Metrics(state)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -76,6 +84,16 @@ class Application:
                 self.state.pm.hook.artifactory_shutdown(state=self.state)
             finally:
                 self.state.db.dispose()
+
+    async def _metrics(self, request: Request) -> Response:
+        if not self.state.settings.metrics_public:
+            principal = await self.state.principal(request)
+            if principal.anonymous:
+                raise Unauthorized("metrics need an admin's credentials (or the metrics_public setting)")
+            if not principal.is_admin:
+                raise Forbidden("metrics need the admin role")
+        body = await to_thread.run_sync(self.metrics.render)
+        return Response(body, media_type=CONTENT_TYPE)
 
     async def _problem_handler(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPProblem)
@@ -127,6 +145,7 @@ class Application:
             repo = self.state.engine.repos.get(name) if name else None
             if repo is None:
                 raise NotFound(f"repository {name!r} not found")
+            scope["artifactory.repo"] = repo  # for the metrics' labels
             fmt = self.state.formats.get(repo.format)
             if fmt is None:
                 raise NotFound(f"repository {name!r} has format {repo.format!r}, which is not installed")
@@ -139,7 +158,10 @@ class Application:
             child["artifactory.path"] = path
             child["root_path"] = scope.get("root_path", "") + PREFIX + name
             child["path"] = "/" + path
-            await self.format_routers[fmt.id](child, receive, send)
+            try:
+                await self.format_routers[fmt.id](child, receive, send)
+            finally:
+                scope[PRINCIPAL_KEY] = child.get(PRINCIPAL_KEY)  # for the access log
         except HTTPProblem as problem:
             await self._audit_denial(Request(child, receive), problem, name)
             await render_problem(request, problem, fmt)(scope, receive, send)
@@ -166,4 +188,5 @@ def create_app(settings: Settings | None = None) -> Any:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return Application(AppState.build(settings))
+    state = AppState.build(settings)
+    return observe(state, Application(state))

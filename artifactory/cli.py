@@ -58,8 +58,11 @@ def _prepare_locked(settings: Settings, announce: bool) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from artifactory.metrics import prepare_multiprocess
+
     settings = _settings(args)
     prepare(settings)
+    prepare_multiprocess(settings.data_dir)
     settings.export()
     if settings.ssl_certfile and not settings.ssl_keyfile:
         print("--ssl-certfile needs --ssl-keyfile", file=sys.stderr)

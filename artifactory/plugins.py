@@ -14,7 +14,12 @@ import pluggy
 from artifactory import hookspecs
 
 ENTRY_POINT_GROUP = "artifactory"
-CORE_PLUGINS = ("artifactory.security.builtin", "artifactory.audit", "artifactory.transfer")
+CORE_PLUGINS = (
+    "artifactory.security.builtin",
+    "artifactory.audit",
+    "artifactory.metrics",
+    "artifactory.transfer",
+)
 
 
 def plugin_manager(extra_modules: list[str] | None = None) -> pluggy.PluginManager:

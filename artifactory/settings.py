@@ -49,6 +49,10 @@ class Settings:
     config_cache_seconds: float = 1.0
     # Extra plugin modules to load besides the `artifactory` entry-point group.
     plugins: list[str] = field(default_factory=list)
+    # One line per request on standard error: "off", "common" (Apache-like) or "json" (JSON lines).
+    access_log: str = "off"
+    # Whether /metrics answers without credentials (else it needs an admin's, e.g. a token).
+    metrics_public: bool = False
     # A file that receives every audit event as one JSON line ("" for none; the database keeps them all).
     audit_log: str = ""
     # Secret that signs container registry tokens; generated into the data dir when empty.
@@ -140,4 +144,6 @@ def load_settings(config_file: str | Path | None = None, **overrides: object) ->
         if name in env:
             setattr(settings.s3, f.name, _coerce(env[name], getattr(settings.s3, f.name)))
     _apply(settings, {k: v for k, v in overrides.items() if v is not None})
+    if settings.access_log not in ("off", "common", "json"):
+        raise ValueError(f"access_log must be off, common or json, not {settings.access_log!r}")
     return settings
