@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from typing import Any
 
 import httpx
@@ -144,3 +145,31 @@ def admin_browser(ui_server: LiveServer) -> Iterator[Browser]:
         yield client
     finally:
         client.close()
+
+
+SCRIPT_URLS = ("javascript:", "data:", "vbscript:")
+
+
+class Markup(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def assert_inert(html: str) -> None:
+    """Nothing hostile survived as markup: no script but ours, no event handler, no script URL."""
+    parser = Markup()
+    parser.feed(html)
+    for tag, attrs in parser.tags:
+        if tag == "script":
+            assert (attrs.get("src") or "").startswith("/ui/static/copy.js"), attrs
+        assert tag not in ("img", "iframe", "object", "embed", "style", "base", "form") or (
+            tag == "form" and (attrs.get("action") or "").startswith("/ui/")
+        ), (tag, attrs)
+        for key, value in attrs.items():
+            assert not key.startswith("on") and key != "style", (tag, attrs)
+            if key in ("href", "src", "action", "formaction") and attrs != {"rel": "icon", "href": "data:,"}:
+                assert not (value or "").strip().lower().startswith(SCRIPT_URLS), attrs

@@ -6,12 +6,11 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from html.parser import HTMLParser
 
 import httpx
 import pytest
 
-from tests.artifactory.ui.conftest import Browser, api, create_repo, create_user
+from tests.artifactory.ui.conftest import Browser, api, assert_inert, create_repo, create_user
 from tests.formats.npm.helpers import publish_document
 from tests.formats.pypi.conftest import post_upload
 from tests.formats.pypi.dists import wheel_bytes, wheel_name
@@ -21,34 +20,6 @@ EVIL = "<script>alert(1)</script>\"onmouseover=alert(2) x='"
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-SCRIPT_URLS = ("javascript:", "data:", "vbscript:")
-
-
-class Markup(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append((tag, dict(attrs)))
-
-
-def assert_inert(html: str) -> None:
-    """Nothing hostile survived as markup: no script but ours, no event handler, no script URL."""
-    parser = Markup()
-    parser.feed(html)
-    for tag, attrs in parser.tags:
-        if tag == "script":
-            assert (attrs.get("src") or "").startswith("/ui/static/copy.js"), attrs
-        assert tag not in ("img", "iframe", "object", "embed", "style", "base", "form") or (
-            tag == "form" and (attrs.get("action") or "").startswith("/ui/")
-        ), (tag, attrs)
-        for key, value in attrs.items():
-            assert not key.startswith("on") and key != "style", (tag, attrs)
-            if key in ("href", "src", "action", "formaction") and attrs != {"rel": "icon", "href": "data:,"}:
-                assert not (value or "").strip().lower().startswith(SCRIPT_URLS), attrs
 
 
 # -- the way in ------------------------------------------------------------------------------------
