@@ -8,7 +8,8 @@
     DELETE /api/v1/pypi/{repo}/projects/{project}/versions/{version}
     DELETE /api/v1/pypi/{repo}/projects/{project}/files/{filename}
 
-Yanking needs write permission on the repository, deleting needs delete permission.
+Yanking needs write permission on the repository, deleting needs delete permission. A repository
+the caller may not see answers 404, as one that does not exist does, whatever its format.
 """
 
 from __future__ import annotations
@@ -22,13 +23,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from artifactory.plugin import BadRequest, Unauthorized, current_principal, engine
+from artifactory.plugin import BadRequest, PayloadTooLarge, Unauthorized, current_principal, engine
 
 PREFIX = "/api/v1/pypi/{repo}/projects/{project}"
 
 
+MAX_BODY_BYTES = 64 * 1024
+
+
 async def _reason(request: Request) -> str:
-    raw = await request.body()
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"a yank body is at most {MAX_BODY_BYTES} bytes")
     if not raw.strip():
         return ""
     try:
@@ -46,11 +54,12 @@ async def yank(request: Request) -> Response:
     principal = await current_principal(request)
     if principal.anonymous:
         raise Unauthorized("yanking needs a user")
-    repo = eng.repository(request.path_params["repo"])
     undo = request.method == "DELETE"
+    # Permission first: a repository this caller may not see answers 404 before the body is read.
+    operations.hosted_repository(eng, request.path_params["repo"], principal, "write")
     result = await operations.yank(
         eng,
-        repo,
+        request.path_params["repo"],
         request.path_params["project"],
         principal,
         version=request.path_params.get("version"),
@@ -66,10 +75,9 @@ async def delete(request: Request) -> Response:
     principal = await current_principal(request)
     if principal.anonymous:
         raise Unauthorized("deleting needs a user")
-    repo = eng.repository(request.path_params["repo"])
     deleted = await operations.delete(
         eng,
-        repo,
+        request.path_params["repo"],
         request.path_params["project"],
         principal,
         version=request.path_params.get("version"),

@@ -52,10 +52,9 @@ def _run(fn: Any) -> int:
 
 def run_yank(args: argparse.Namespace, state: AppState) -> int:
     async def go() -> Any:
-        repo = state.engine.repository(args.repository)
         return await operations.yank(
             state.engine,
-            repo,
+            args.repository,
             args.project,
             OPERATOR,
             version=args.version,
@@ -69,9 +68,13 @@ def run_yank(args: argparse.Namespace, state: AppState) -> int:
 
 def run_delete(args: argparse.Namespace, state: AppState) -> int:
     async def go() -> Any:
-        repo = state.engine.repository(args.repository)
         deleted = await operations.delete(
-            state.engine, repo, args.project, OPERATOR, version=args.version, filename=args.filename
+            state.engine,
+            args.repository,
+            args.project,
+            OPERATOR,
+            version=args.version,
+            filename=args.filename,
         )
         return {"deleted": deleted}
 

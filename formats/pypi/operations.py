@@ -18,11 +18,20 @@ from artifactory.plugin import BadRequest, Engine, NotFound, Principal, Repo
 HOSTED = "hosted"
 
 
-def _hosted(repo: Repo) -> None:
-    if repo.format != "pypi":
-        raise BadRequest(f"{repo.name} is a {repo.format} repository, not pypi")
+def hosted_repository(eng: Engine, name: str, principal: Principal, action: str) -> Repo:
+    """The hosted pypi repository `name`, once `principal` may `action` in it.
+
+    Permission comes first: a repository the caller may not see answers the same 404 as one that does
+    not exist, whatever its format or type, so these routes tell an outsider nothing about it.
+    """
+    repo = eng.repos.get(name)
+    visible = repo is not None and any(eng.security.allowed(principal, name, a) for a in ("read", action))
+    if repo is None or not visible or repo.format != "pypi":
+        raise NotFound(f"pypi repository {name!r} not found")
     if repo.type != HOSTED:
         raise BadRequest(f"{repo.name} is a {repo.type} repository: yank and delete work on hosted ones")
+    eng.require(principal, repo, action)
+    return repo
 
 
 def _same_version(a: str, b: str) -> bool:
@@ -47,7 +56,7 @@ async def _paths(eng: Engine, repo: Repo, project: str, version: str | None) -> 
 
 async def yank(
     eng: Engine,
-    repo: Repo,
+    repository: str,
     project: str,
     principal: Principal,
     *,
@@ -57,8 +66,7 @@ async def yank(
     undo: bool = False,
 ) -> dict[str, Any]:
     """Mark a release (or one file) yanked, or clear the mark; answers what is yanked afterwards."""
-    _hosted(repo)
-    eng.require(principal, repo, "write")
+    repo = hosted_repository(eng, repository, principal, "write")
     if (version is None) == (filename is None):
         raise BadRequest("yank either a version or a filename")
     project = normalize(project)
@@ -87,7 +95,7 @@ async def yank(
 
 async def delete(
     eng: Engine,
-    repo: Repo,
+    repository: str,
     project: str,
     principal: Principal,
     *,
@@ -95,8 +103,7 @@ async def delete(
     filename: str | None = None,
 ) -> list[str]:
     """Delete a file, a release or a whole project (with their .metadata files and yank marks)."""
-    _hosted(repo)
-    eng.require(principal, repo, "delete")
+    repo = hosted_repository(eng, repository, principal, "delete")
     project = normalize(project)
     files = await _paths(eng, repo, project, version)
     if filename is not None:
