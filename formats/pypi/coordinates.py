@@ -20,6 +20,7 @@ from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
     canonicalize_name,
+    canonicalize_version,
     parse_sdist_filename,
     parse_wheel_filename,
 )
@@ -52,6 +53,15 @@ class Distribution:
     version: Version
     packagetype: str  # "bdist_wheel" or "sdist"
     python_version: str  # the wheel's python tag, "source" for an sdist
+    tags: str = "sdist"  # a wheel's build number and sorted compatibility tags; "sdist" for any sdist
+
+    @property
+    def release_file(self) -> str:
+        """What makes this file one file of its release, however its name is spelt: the normalised
+        project name, the canonical version (1.0, 1.0.0, 01.0 are one version) and the wheel tags or
+        "sdist" (a release has one sdist, .tar.gz or .zip). Two uploads with the same key are the
+        same file for the write policy."""
+        return f"pypi:{self.project}:{canonicalize_version(self.version)}:{self.tags}"
 
 
 def normalize(name: str) -> str:
@@ -68,11 +78,14 @@ def parse_filename(filename: str) -> Distribution:
         raise InvalidFilename(f"invalid distribution filename {filename!r}")
     if filename.endswith(".whl"):
         try:
-            name, version, _build, tags = parse_wheel_filename(filename)
+            name, version, build, tags = parse_wheel_filename(filename)
         except (InvalidWheelFilename, InvalidVersion) as exc:
             raise InvalidFilename(f"invalid wheel filename {filename!r}: {exc}") from None
         pythons = sorted({tag.interpreter for tag in tags})
-        return Distribution(filename, str(name), version, "bdist_wheel", ".".join(pythons))
+        key = ".".join(sorted(str(tag) for tag in tags))
+        if build:
+            key = f"build{build[0]}{build[1]}-{key}"
+        return Distribution(filename, str(name), version, "bdist_wheel", ".".join(pythons), key)
     if filename.endswith(SDIST_SUFFIXES):
         try:
             name, version = parse_sdist_filename(filename)

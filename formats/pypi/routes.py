@@ -30,11 +30,11 @@ from starlette.types import Receive, Scope, Send
 
 from artifactory.plugin import (
     BadRequest,
+    Companion,
     Coordinates,
     Engine,
     HTTPProblem,
     NotFound,
-    Principal,
     Repo,
     StoredAsset,
     Upload,
@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 HOSTED = "hosted"
 GZIP_MIN_BYTES = 1024
 FILE_TYPE = "application/octet-stream"
-SYSTEM = Principal(username="system:pypi", roles=frozenset({"admin"}))
+# Index pages hold links and nothing else: no script, style, frame or form may ever run in them.
+HTML_POLICY = b"default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 
 class NotAcceptable(HTTPProblem):
@@ -100,6 +101,8 @@ def _header_list(etag: str, media_type: str, gzipped: bool, length: int) -> list
             found += [(b"content-type", content_type.encode()), (b"content-length", str(length).encode())]
             if gzipped:
                 found.append((b"content-encoding", b"gzip"))
+        if "html" in media_type:
+            found.append((b"content-security-policy", HTML_POLICY))
         _headers.put(key, found)
     return found
 
@@ -301,6 +304,7 @@ async def upload(request: Request) -> Response:
         raise BadRequest(f"repository {target.name} is read-only (write policy deny)")
     form = UploadForm()
     staged = await eng.stage(target, form.file_chunks(request), Upload(path="packages/"))
+    companions: list[Companion] = []
     try:
         digests = {
             "sha256": staged.info.sha256,
@@ -316,46 +320,43 @@ async def upload(request: Request) -> Response:
             inspected = await eng.db_call(inspect, handle, dist, staged.info.size)
         finally:
             handle.close()
-        metadata_sha256 = None
         if inspected.served_metadata:
-            stored = await eng.put_bytes(
-                target,
-                inspected.metadata,
-                Upload(
-                    path=metadata_path(dist.project, dist.filename),
-                    content_type=FILE_TYPE,
-                    bypass_write_policy=True,
-                ),
-                principal,
-            )
-            metadata_sha256 = stored.sha256
+            # The .metadata is the wheel's own METADATA: committed with the wheel, in one transaction,
+            # or not at all, so a page never pairs one upload's file with another's metadata.
+            meta = await eng.stage_bytes(inspected.metadata)
+            companions.append(Companion(metadata_path(dist.project, dist.filename), meta, FILE_TYPE))
     except BaseException:
-        await eng.discard(staged)
+        for item in (staged, *(c.staged for c in companions)):
+            await eng.discard(item)
         raise
     asset = Upload(
         path=path,
         content_type=FILE_TYPE,
         component=Coordinates(name=dist.project, version=str(dist.version)),
-        attributes=file_attributes(dist, inspected, digests["blake2b_256"], metadata_sha256),
+        attributes=file_attributes(
+            dist, inspected, digests["blake2b_256"], companions[0].staged.info.sha256 if companions else None
+        ),
         component_attributes=inspected.info,
+        conflict_key=dist.release_file,
+        companions=tuple(companions),
     )
     try:
         await eng.commit(target, staged, asset, principal)
     except HTTPProblem as problem:
-        exists = await eng.db_call(eng.lookup, target, path) is not None
-        if metadata_sha256 is not None and not exists:
-            await eng.delete(target, metadata_path(dist.project, dist.filename), SYSTEM)
-        if problem.status == 400 and exists and target.write_policy != "allow":
-            raise BadRequest(_exists_message(dist.filename)) from None
+        existing = getattr(problem, "existing", None)
+        if problem.status == 400 and existing and target.write_policy != "allow":
+            raise BadRequest(_exists_message(dist.filename, existing)) from None
         raise
     await sources.touch(eng, target, dist.project)
     return PlainTextResponse("OK\n")
 
 
-def _exists_message(filename: str) -> str:
+def _exists_message(filename: str, existing: str | None = None) -> str:
+    stored = existing.rsplit("/", 1)[-1] if existing else filename
+    same = "" if stored == filename else f": it is the same release file as {stored!r}"
     return (
-        f"File already exists ({filename!r}). A filename can be uploaded once and is never reused, "
-        "even after deletion; upload a new version instead."
+        f"File already exists ({filename!r}{same}). A filename can be uploaded once and is never "
+        "reused, even after deletion; upload a new version instead."
     )
 
 

@@ -48,6 +48,16 @@ class UnsafeArchive(BadRequest):
     pass
 
 
+def same_version(stated: str, dist: Distribution) -> bool:
+    """Whether a version another source states (the form, METADATA, the .dist-info directory) is the
+    filename's: equal once normalised (01.0 is 1.0), so a file named 1.0.0 whose METADATA says 1.0
+    (equal as PEP 440 versions, yet another spelling of the release) is refused."""
+    try:
+        return str(Version(stated)) == str(dist.version)
+    except InvalidVersion:
+        return False
+
+
 # -- the multipart form --------------------------------------------------------------------------
 @dataclass
 class UploadForm:
@@ -162,13 +172,8 @@ def check_form(form: UploadForm, digests: dict[str, str]) -> Distribution:
     name, version, filetype = form.value("name"), form.value("version"), form.value("filetype")
     if name is not None and normalize(name) != dist.project:
         raise BadRequest(f"the form's name {name!r} does not match the filename {dist.filename!r}")
-    if version is not None:
-        try:
-            same = Version(version) == dist.version
-        except InvalidVersion:
-            same = False
-        if not same:
-            raise BadRequest(f"the form's version {version!r} does not match the filename {dist.filename!r}")
+    if version is not None and not same_version(version, dist):
+        raise BadRequest(f"the form's version {version!r} does not match the filename {dist.filename!r}")
     if filetype is not None and filetype != dist.packagetype:
         raise BadRequest(f"filetype {filetype!r} does not match {dist.filename!r} ({dist.packagetype})")
     sent = 0
@@ -292,11 +297,7 @@ def _check_overlap(file: BinaryIO, infos: list[zipfile.ZipInfo], dist: Distribut
 def _check_dist_info(directory: str, dist: Distribution) -> None:
     stem = directory.removesuffix(".dist-info")
     name, sep, version = stem.rpartition("-")
-    try:
-        same = bool(sep) and normalize(name) == dist.project and Version(version) == dist.version
-    except InvalidVersion:
-        same = False
-    if not same:
+    if not (sep and normalize(name) == dist.project and same_version(version, dist)):
         raise BadRequest(f"{directory} does not match the wheel filename {dist.filename!r}")
 
 
@@ -372,11 +373,7 @@ def _parse_metadata(data: bytes, dist: Distribution) -> Inspected:
         raise BadRequest(f"the core metadata of {dist.filename} has no Name or Version")
     if normalize(name) != dist.project:
         raise BadRequest(f"the metadata name {name!r} does not match the filename {dist.filename!r}")
-    try:
-        same = Version(version) == dist.version
-    except InvalidVersion:
-        same = False
-    if not same:
+    if not same_version(version, dist):
         raise BadRequest(f"the metadata version {version!r} does not match the filename {dist.filename!r}")
     info: dict[str, Any] = {"name": name}
     for key in INFO_FIELDS:
