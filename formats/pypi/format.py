@@ -6,7 +6,7 @@ from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 import httpx
-from artifactory_formats.pypi import admin, coordinates, metadata, routes
+from artifactory_formats.pypi import admin, coordinates, metadata, routes, sources
 from artifactory_formats.pypi.metadata import HTML_TYPE, JSON_TYPE
 from starlette.routing import BaseRoute
 
@@ -19,6 +19,8 @@ HOSTED = "hosted"
 # sources.link_file records one link when that file is first asked for. The pages are parsed as the
 # upstream sent them (sources.proxied), which also reads the form rewrite_upstream produces.
 REWRITE_UPSTREAM_PAGES = False
+# What pip and uv send: PEP 691 JSON first (the only form that carries PEP 700 size and upload-time),
+# HTML as a fallback. An index negotiates by this header alone (PEP 691 defines no query parameter).
 UPSTREAM_ACCEPT = f"{JSON_TYPE}, {HTML_TYPE};q=0.2, text/html;q=0.01"
 
 
@@ -29,7 +31,8 @@ class IndexAuth(httpx.Auth):
         self.basic = httpx.BasicAuth(username, password or "") if username else None
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if request.url.path.endswith("/") and "accept" not in request.headers:
+        if request.url.path.endswith("/"):
+            # Index pages end with "/", files never do. Replaces the client's default "*/*".
             request.headers["Accept"] = UPSTREAM_ACCEPT
         if self.basic is not None:
             yield from self.basic.auth_flow(request)
@@ -65,13 +68,18 @@ class PypiFormat(Format):
         project = path.removeprefix(coordinates.SIMPLE).strip("/")
         page = metadata.parse_upstream(body, upstream_url, project)
         links: dict[str, str] = {}
+        digests: dict[str, dict[str, str]] = {}
         for f in page.files:
             if f.upstream_url is None:
                 continue
             links[f.path] = f.upstream_url
+            digests[f.path] = sources.verifiable(f.hashes)
             if f.core_metadata is not None:
-                links[f.path + coordinates.METADATA_SUFFIX] = f.upstream_url + coordinates.METADATA_SUFFIX
-        return Rewritten(metadata.render_json(page, lambda f: f.upstream_url or f.path), links)
+                companion = f.path + coordinates.METADATA_SUFFIX
+                links[companion] = f.upstream_url + coordinates.METADATA_SUFFIX
+                digests[companion] = sources.verifiable(f.core_metadata)
+        declared = {path: found for path, found in digests.items() if found}
+        return Rewritten(metadata.render_json(page, lambda f: f.upstream_url or f.path), links, declared)
 
     def upstream_auth(self, config: Mapping[str, Any]) -> httpx.Auth | None:
         username = config.get("username")

@@ -2,6 +2,10 @@
 groups, then rendered as PEP 503 HTML, PEP 691 JSON or the `/pypi/<project>/json` shape.
 
 Everything here is a pure function; nothing touches storage or the request.
+
+What an upstream page says is data, never markup: names and URLs are checked as they are parsed
+(only http(s) file URLs, only valid project names), and every href this server renders is an
+http(s) URL percent-encoded outside RFC 3986's characters, or a relative one.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from artifactory_formats.pypi.coordinates import (
     file_path,
     normalize,
     parse_filename,
+    valid_project_name,
 )
 from packaging.version import InvalidVersion, Version
 
@@ -68,6 +73,8 @@ class File:
     packagetype: str = ""
     python_version: str = ""
     upstream_url: str | None = None  # proxied files: where the bytes really are
+    # Digests the JSON API shows besides `hashes` (hosted files: md5 and blake2b-256).
+    extra_digests: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -130,11 +137,8 @@ def hosted_project(components: Sequence[ComponentInfo], yanked: Mapping[str, Any
                     filename=filename,
                     path=asset.path,
                     version=component.version,
-                    hashes={
-                        "sha256": asset.sha256,
-                        "md5": asset.md5,
-                        "blake2b_256": pypi.get("blake2b_256", ""),
-                    },
+                    hashes={"sha256": asset.sha256},
+                    extra_digests={"md5": asset.md5, "blake2b_256": str(pypi.get("blake2b_256", ""))},
                     size=asset.size,
                     upload_time=pypi.get("upload_time"),
                     requires_python=pypi.get("requires_python") or None,
@@ -183,6 +187,8 @@ def parse_upstream(body: bytes, page_url: str, project: str) -> Project:
 def _proxied_file(project: str, filename: str, url: str, **facts: Any) -> File | None:
     if not SAFE_FILENAME.match(filename) or ".." in filename or filename.endswith(METADATA_SUFFIX):
         return None
+    if urlsplit(url).scheme.lower() not in ("http", "https"):
+        return None  # javascript:, file:, data: ... are nothing this server fetches or hands out
     try:
         version = str(parse_filename(filename).version)
     except InvalidFilename:
@@ -197,6 +203,24 @@ def _hash_fragment(fragment: str) -> dict[str, str]:
     if sep and algorithm in HASH_NAMES and HEX.match(value):
         return {algorithm: value.lower()}
     return {}
+
+
+def _upload_time(value: Any) -> str | None:
+    """An upstream's upload-time as this server writes its own (RFC 3339, UTC), or None."""
+    if not isinstance(value, str) or not value or len(value) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return iso_time(moment)
+
+
+def _display_name(name: Any, project: str) -> str:
+    """The upstream's spelling of the project's name, if it is one; else the name asked for."""
+    if isinstance(name, str) and valid_project_name(name) and normalize(name) == project:
+        return name
+    return project
 
 
 def _metadata_flag(value: Any) -> Mapping[str, str] | None:
@@ -271,34 +295,39 @@ def _parse_json(body: bytes, page_url: str, project: str) -> Project:
             raw["filename"],
             url,
             hashes={k: str(v).lower() for k, v in hashes.items() if k in HASH_NAMES and HEX.match(str(v))},
-            size=size if isinstance(size, int) and not isinstance(size, bool) else None,
-            upload_time=upload_time if isinstance(upload_time, str) else None,
+            size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
+            upload_time=_upload_time(upload_time),
             requires_python=requires_python if isinstance(requires_python, str) and requires_python else None,
             core_metadata=_metadata_flag(raw.get("core-metadata", raw.get("dist-info-metadata"))),
             yanked=(yanked if isinstance(yanked, str) else "") if yanked else None,
         )
         if entry is not None:
             files.append(entry)
-    versions = [v for v in data.get("versions", []) if isinstance(v, str)]
-    name = data.get("name")
+    raw_versions = data.get("versions", [])
+    versions = [v for v in raw_versions if isinstance(v, str)] if isinstance(raw_versions, list) else []
     return Project(
-        name=name if isinstance(name, str) else project,
+        name=_display_name(data.get("name"), project),
         files=_ordered(files),
         versions=_versions(files, versions),
     )
 
 
 def parse_upstream_root(body: bytes) -> list[str]:
-    """Project names of an upstream root index (JSON or HTML)."""
+    """Project names of an upstream root index (JSON or HTML); anything that is not a valid project
+    name is left out."""
     if body.lstrip()[:1] == b"{":
         data = json.loads(body)
         projects = data.get("projects", []) if isinstance(data, dict) else []
-        return [p["name"] for p in projects if isinstance(p, dict) and isinstance(p.get("name"), str)]
-    if not body.strip():
+        if not isinstance(projects, list):
+            return []
+        names = [p["name"] for p in projects if isinstance(p, dict) and isinstance(p.get("name"), str)]
+    elif not body.strip():
         return []
-    parser = lxml.html.HTMLParser(no_network=True, huge_tree=True)
-    root = lxml.html.document_fromstring(body, parser=parser)
-    return [text for a in root.iter("a") if (text := (a.text or "").strip())]
+    else:
+        parser = lxml.html.HTMLParser(no_network=True, huge_tree=True)
+        root = lxml.html.document_fromstring(body, parser=parser)
+        names = [text for a in root.iter("a") if (text := (a.text or "").strip())]
+    return [name for name in names if valid_project_name(name)]
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -312,7 +341,24 @@ def _best_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:
     return None
 
 
+# Characters a URL may carry as they are (RFC 3986 reserved and unreserved but the quote, and "%").
+URL_SAFE = ":/?#[]@!$&()*+,;=%~"
+
+
+def safe_href(url: str, relative: str) -> str:
+    """`url` for an href attribute: an http(s) URL with every other character percent-encoded, or
+    `relative` (a path this server built) when `url` is anything else; HTML-escaped either way."""
+    try:
+        scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    except ValueError:  # not a URL at all (an unclosed IPv6 bracket, ...)
+        scheme = ""
+    chosen = quote(url, safe=URL_SAFE) if scheme in ("http", "https") else quote(relative, safe=URL_SAFE)
+    return html.escape(chosen, quote=True)
+
+
 def render_html(project: Project, file_url: FileUrl) -> bytes:
+    """PEP 503 HTML. `file_url` gives absolute http(s) URLs; a page whose base is anything else gets
+    relative links (a project page is at simple/<project>/, its files at packages/<project>/...)."""
     title = html.escape(f"Links for {project.name}")
     lines = [
         "<!DOCTYPE html>",
@@ -325,11 +371,11 @@ def render_html(project: Project, file_url: FileUrl) -> bytes:
         f"<h1>{title}</h1>",
     ]
     for f in project.files:
-        href = file_url(f)
+        href = safe_href(file_url(f), "../../" + quote(f.path))
         best = _best_hash(f.hashes)
         if best is not None:
             href += f"#{best[0]}={best[1]}"
-        attrs = [f'href="{html.escape(href, quote=True)}"']
+        attrs = [f'href="{href}"']
         if f.requires_python:
             attrs.append(f'data-requires-python="{html.escape(f.requires_python, quote=True)}"')
         if f.core_metadata is not None:
@@ -344,11 +390,10 @@ def render_html(project: Project, file_url: FileUrl) -> bytes:
 
 
 def _json_file(f: File, file_url: FileUrl) -> dict[str, Any]:
-    best = _best_hash(f.hashes)
     entry: dict[str, Any] = {
         "filename": f.filename,
         "url": file_url(f),
-        "hashes": {best[0]: best[1]} if best else {},
+        "hashes": {k: v for k, v in f.hashes.items() if k in HASH_NAMES and v},
     }
     if f.requires_python:
         entry["requires-python"] = f.requires_python
@@ -386,7 +431,7 @@ def render_root_html(names: Iterable[str], project_url: Callable[[str], str]) ->
         "<body>",
     ]
     for name in names:
-        href = html.escape(project_url(name), quote=True)
+        href = safe_href(project_url(name), project_href(name))
         lines.append(f'<a href="{href}">{html.escape(name)}</a><br>')
     lines += ["</body>", "</html>", ""]
     return "\n".join(lines).encode()
@@ -420,15 +465,8 @@ def latest_version(project: Project) -> str | None:
 
 
 def _api_file(f: File, file_url: FileUrl) -> dict[str, Any]:
-    digests = {
-        k: v
-        for k, v in (
-            ("md5", f.hashes.get("md5")),
-            ("sha256", f.hashes.get("sha256")),
-            ("blake2b_256", f.hashes.get("blake2b_256")),
-        )
-        if v
-    }
+    known = {**f.hashes, **f.extra_digests}
+    digests = {k: v for k in ("md5", "sha256", "blake2b_256") if (v := known.get(k))}
     upload_time = f.upload_time or ""
     return {
         "comment_text": "",
@@ -436,7 +474,7 @@ def _api_file(f: File, file_url: FileUrl) -> dict[str, Any]:
         "downloads": -1,
         "filename": f.filename,
         "has_sig": False,
-        "md5_digest": f.hashes.get("md5"),
+        "md5_digest": known.get("md5"),
         "packagetype": f.packagetype or ("bdist_wheel" if f.filename.endswith(".whl") else "sdist"),
         "python_version": f.python_version or ("source" if not f.filename.endswith(".whl") else ""),
         "requires_python": f.requires_python,

@@ -3,12 +3,17 @@
 - hosted: the components and the per-file facts stored at upload, plus the yank marks; rebuilt when
   that project's generation document changes (every upload, deletion and yank writes a new one),
   which each process checks once per repository revision.
-- proxy: the upstream's page as the engine caches it (revalidated after the metadata TTL), parsed once
-  per distinct body; each file's absolute upstream URL is recorded with the engine just before the
-  file is first fetched, so the engine fetches it from there (files often live on another host).
+- proxy: the upstream's page as the engine caches it (revalidated after the metadata TTL), asked for
+  as pip and uv ask (PEP 691 JSON by `Accept`, see format.UPSTREAM_ACCEPT) and parsed once per
+  distinct body; each file's absolute upstream URL, and the digests the page publishes for it, are
+  recorded with the engine just before the file is first fetched, so the engine fetches it from there
+  (files often live on another host) and caches nothing that does not match.
 - group: the members' views merged in member order (first member wins per filename); while a hosted
   member holds the project, proxy members are left out (the engine's dependency-confusion guard,
   unless the group sets allow_proxy_shadowing), so a page never lists a file the group would not serve.
+  Like the engine's guard, this looks at every hosted member, whether the caller may read it or not:
+  a caller who may not read the hosted member that holds a project gets neither its files nor the
+  proxies' (404), never the public lookalike.
 
 Each view comes with an identity string that changes whenever what it was built from changes; rendered
 documents are cached under it.
@@ -21,7 +26,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -45,8 +50,8 @@ HOSTED, PROXY, GROUP = "hosted", "proxy", "group"
 MAX_PAGE_BYTES = 64 * 1024 * 1024
 MAX_YANK_DOCUMENT = 4 * 1024 * 1024
 MODEL_MAX_AGE = 600.0
-# Ask an upstream for PEP 691 JSON; an index that ignores the query answers HTML, which is parsed too.
-JSON_QUERY = "?format=application/vnd.pypi.simple.v1%2Bjson"
+# Digests the engine's proxy can verify a fetched file against (hex, as a page publishes them).
+VERIFIABLE = ("sha256", "sha512", "sha1", "md5")
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -80,7 +85,7 @@ _generations: Lru[tuple[int, str], tuple[int, str]] = Lru(100_000)
 _hosted_roots: Lru[tuple[int, int], list[str]] = Lru(64)
 _proxied: Lru[tuple[int, str, str], Project] = Lru(1024)
 _proxied_roots: Lru[tuple[int, str], list[str]] = Lru(16)
-_remembered: Lru[tuple[int, str, str], bool] = Lru(100_000)
+_remembered: Lru[tuple[int, str, str, str], bool] = Lru(100_000)
 _verified: Lru[tuple[int, str, str], bool] = Lru(100_000)
 SYSTEM = Principal(username="system:pypi", roles=frozenset({"admin"}))
 
@@ -92,6 +97,21 @@ def upstream_index(repo: Repo) -> str:
 
 def upstream_page(repo: Repo, project: str) -> str:
     return upstream_index(repo) + quote(project) + "/"
+
+
+def every_leaf(eng: Engine, repo: Repo, seen: frozenset[str] = frozenset()) -> list[Repo]:
+    """Every hosted and proxy repository behind `repo`, whoever asks (the guard must not depend on it)."""
+    if repo.type != GROUP:
+        return [repo]
+    found: list[Repo] = []
+    for name in repo.members:
+        member = eng.repos.get(name)
+        if member is None or member.name in seen or member.name == repo.name:
+            continue
+        for leaf in every_leaf(eng, member, seen | {repo.name}):
+            if all(leaf.name != other.name for other in found):
+                found.append(leaf)
+    return found
 
 
 def leaves(eng: Engine, repo: Repo, principal: Principal, seen: frozenset[str] = frozenset()) -> list[Repo]:
@@ -108,14 +128,28 @@ def leaves(eng: Engine, repo: Repo, principal: Principal, seen: frozenset[str] =
     return found
 
 
-async def remember(eng: Engine, repo: Repo, links: dict[str, str]) -> None:
-    """Record upstream URLs of paths (once per process; the engine keeps them in the database)."""
-    fresh = {path: url for path, url in links.items() if (repo.id, path, url) not in _remembered}
+def verifiable(hashes: Mapping[str, str] | None) -> dict[str, str]:
+    return {name: value for name in VERIFIABLE if hashes and (value := hashes.get(name))}
+
+
+async def remember(
+    eng: Engine, repo: Repo, links: dict[str, str], digests: dict[str, dict[str, str]] | None = None
+) -> None:
+    """Record the upstream URL of each path and the digests its page publishes for it, which the
+    engine's proxy verifies the fetched bytes against (once per process; the engine keeps them in
+    the database)."""
+    digests = digests or {}
+
+    def key(path: str, url: str) -> tuple[int, str, str, str]:
+        return (repo.id, path, url, json.dumps(digests.get(path, {}), sort_keys=True))
+
+    fresh = {path: url for path, url in links.items() if key(path, url) not in _remembered}
     if not fresh:
         return
-    await eng.db_call(eng.proxy.remember_upstream, repo, fresh)
+    declared = {path: digests[path] for path in fresh if digests.get(path)}
+    await eng.db_call(eng.proxy.remember_upstream, repo, fresh, declared)
     for path, url in fresh.items():
-        _remembered.put((repo.id, path, url), True)
+        _remembered.put(key(path, url), True)
 
 
 # -- hosted -----------------------------------------------------------------------------------
@@ -190,7 +224,7 @@ async def _upstream_document(
 
 async def proxied(eng: Engine, repo: Repo, project: str, principal: Principal) -> tuple[Project | None, str]:
     url = upstream_page(repo, project)
-    asset = await _upstream_document(eng, repo, page_path(project), url + JSON_QUERY, principal)
+    asset = await _upstream_document(eng, repo, page_path(project), url, principal)
     if asset is None:
         return None, f"p{repo.id}:-"
     key = (repo.id, project, asset.sha256)
@@ -209,7 +243,7 @@ async def proxied(eng: Engine, repo: Repo, project: str, principal: Principal) -
 
 
 async def proxied_names(eng: Engine, repo: Repo, principal: Principal) -> tuple[list[str], str]:
-    asset = await _upstream_document(eng, repo, SIMPLE, upstream_index(repo) + JSON_QUERY, principal)
+    asset = await _upstream_document(eng, repo, SIMPLE, upstream_index(repo), principal)
     if asset is None:
         return [], f"p{repo.id}:-"
     key = (repo.id, asset.sha256)
@@ -225,11 +259,15 @@ async def proxied_names(eng: Engine, repo: Repo, principal: Principal) -> tuple[
 
 
 # -- any repository ---------------------------------------------------------------------------
-async def _shadowed(eng: Engine, repo: Repo, members: list[Repo], project: str) -> bool:
-    """Whether proxy members are left out for `project` (a hosted member holds it)."""
+async def _shadowed(eng: Engine, repo: Repo, project: str) -> bool:
+    """Whether proxy members are left out for `project`: a hosted member holds it, be it one the
+    caller may read or not (the engine's dependency-confusion guard, for documents)."""
     if repo.type != GROUP or repo.config.get("allow_proxy_shadowing", False):
         return False
-    for member in members:
+    everything = every_leaf(eng, repo)
+    if not any(member.type == PROXY for member in everything):
+        return False
+    for member in everything:
         if member.type == HOSTED and await hosted(eng, member, project) is not None:
             return True
     return False
@@ -241,9 +279,11 @@ async def project_view(
     if repo.type == HOSTED:
         return await hosted_view(eng, repo, project)
     members = leaves(eng, repo, principal)
-    shadowed = await _shadowed(eng, repo, members, project)
+    shadowed = await _shadowed(eng, repo, project)
     found: list[Project] = []
-    identity: list[str] = []
+    # The guard's answer is part of what the page is built from (it may come from a hosted member
+    # this caller cannot read, whose generation is not among the identities below).
+    identity: list[str] = [f"guard:{int(shadowed)}"]
     for member in members:
         if member.type == HOSTED:
             view, seen = await hosted_view(eng, member, project)
@@ -302,7 +342,7 @@ async def link_file(eng: Engine, repo: Repo, path: str, principal: Principal) ->
         if member.type != PROXY:
             continue
         if shadowed is None:
-            shadowed = await _shadowed(eng, repo, members, project)
+            shadowed = await _shadowed(eng, repo, project)
         if shadowed:
             return
         try:
@@ -313,9 +353,11 @@ async def link_file(eng: Engine, repo: Repo, path: str, principal: Principal) ->
         if entry is None or entry.upstream_url is None:
             continue
         links = {file_path(project, base): entry.upstream_url}
+        digests = {file_path(project, base): verifiable(entry.hashes)}
         if entry.core_metadata is not None:
             links[metadata_path(project, base)] = entry.upstream_url + METADATA_SUFFIX
-        await remember(eng, member, links)
+            digests[metadata_path(project, base)] = verifiable(entry.core_metadata)
+        await remember(eng, member, links, digests)
         return
 
 
