@@ -120,11 +120,18 @@ def upsert(
 
 
 def insert_ignore(session: Session, model: Any, values: dict[str, Any], keys: Sequence[str]) -> bool:
-    """Insert unless the key exists; True if this call inserted the row."""
-    result = session.execute(
-        _insert(session, model).values(**values).on_conflict_do_nothing(index_elements=list(keys))
+    """Insert unless the key exists; True if this call inserted the row.
+
+    Told by RETURNING, not the rowcount: psycopg reports -1 for an INSERT, which once made every
+    caller think it had won (and broke the proxy's single-flight on PostgreSQL).
+    """
+    statement = (
+        _insert(session, model)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=list(keys))
+        .returning(getattr(model, keys[0]))
     )
-    return bool(getattr(result, "rowcount", 0))
+    return session.execute(statement).first() is not None
 
 
 def to_asset(repository: str, row: Row[Any]) -> StoredAsset:

@@ -204,8 +204,10 @@ class StreamingBodyResponse(Response):
     def __init__(self, status_code: int, headers: Mapping[str, str], chunks: AsyncIterator[bytes]) -> None:
         self.status_code = status_code
         self.background = None
-        self.body = b""
+        # Headers before body: Starlette would otherwise add "content-length: 0" for the empty body,
+        # and a file of unknown length (a chunked upstream answer) would reach the client empty.
         self.init_headers(headers)
+        self.body = b""
         self._chunks = chunks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

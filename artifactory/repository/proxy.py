@@ -9,18 +9,27 @@
   upstream document names on another host.
 - The fetcher streams the file to its client while it is stored (the download finishes into the cache
   even if that client goes away).
+- Fetched bytes are verified while they stream against the digests the path states by itself
+  (`Format.expected_digests`) and those an upstream document declared for it (`remember_upstream`,
+  `Rewritten.digests`), within the repository's size limit and a whole-transfer deadline. Bytes that
+  fail are never cached: a whole-body fetch answers 502, and a streaming client's connection is cut
+  before its last chunk, so it never receives a complete-looking wrong file.
 - Misses are remembered (negative cache); after repeated failures the proxy blocks itself for a while
   and answers from cache (or 404) at once; a failing or offline upstream never hides cached content.
+- Upstream links are kept fresh while in use (`updated_at`); a link that led to a miss, or that
+  nothing used or named again for a week, is dropped by GC.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hashlib
+import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
@@ -29,7 +38,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 from sqlalchemy import delete, select, update
 
-from artifactory.blobstore.store import StagedBlob
+from artifactory.blobstore.store import HEX_LENGTH, DigestMismatch, StagedBlob
 from artifactory.db import queries
 from artifactory.db.models import Asset, ProxyHealth, ProxyLease, ProxyMiss, UpstreamLink, utcnow
 from artifactory.formats import CachePolicy
@@ -47,6 +56,12 @@ LEASE_SECONDS = 120
 LEASE_REFRESH_SECONDS = 15
 MAX_FOLLOW_SECONDS = 3600
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+# The whole transfer of one upstream file, headers to last byte (`transfer_timeout_seconds` in the
+# repository's config overrides it); `timeout_seconds` bounds each read within it.
+TRANSFER_TIMEOUT_SECONDS = 3600.0
+# A link in use is marked fresh at most this often; rewritten documents are fetched in full (not
+# revalidated) at least this often, so the links they name stay fresh too.
+LINK_REFRESH_SECONDS = 24 * 3600
 HOP_HEADERS = {"etag", "last-modified", "content-type"}
 PATH_SAFE = "/%:@!$&'()*+,;=~"
 
@@ -105,18 +120,31 @@ class Proxy:
         if not prefix:
             self.engine.repos.set_state(repo.name, "invalidated_at", now)
 
-    def remember_upstream(self, repo: Repo, links: dict[str, str]) -> None:
-        """Record absolute upstream URLs named by an upstream document (files on another host)."""
-        if not links:
+    def remember_upstream(
+        self,
+        repo: Repo,
+        links: Mapping[str, str],
+        digests: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        """Record what an upstream document says of the paths it names: absolute upstream URLs
+        (files on another host) and the digests each file must have. A later fetch of such a path
+        goes to that URL and is verified against those digests."""
+        now = utcnow()
+        rows: dict[str, dict[str, Any]] = {path: {"url": url} for path, url in links.items()}
+        for path, declared in (digests or {}).items():
+            clean = clean_digests(declared)
+            if clean:
+                rows.setdefault(path, {})["digests"] = clean
+        if not rows:
             return
         with self.engine.db.write() as session:
-            for path, url in links.items():
+            for path, values in sorted(rows.items()):
                 queries.upsert(
                     session,
                     UpstreamLink,
-                    {"repository_id": repo.id, "path": path, "url": url},
+                    {"repository_id": repo.id, "path": path, **values, "updated_at": now},
                     ["repository_id", "path"],
-                    ["url"],
+                    [*values, "updated_at"],
                 )
 
     async def close(self) -> None:
@@ -198,13 +226,17 @@ class Proxy:
                 health.failures = 0
                 health.blocked_until = None
             else:
+                now = utcnow()
+                if health.blocked_until is not None and health.blocked_until <= now:
+                    # The block is over: this failure starts a new run.
+                    health.failures = 0
+                    health.blocked_until = None
+                # The count is kept while blocked: the status reports the failures behind a block.
                 health.failures += 1
                 health.last_error = error[:1000]
-                if health.failures >= int(repo.config.get("block_after_failures", 3)) > 0:
-                    health.blocked_until = utcnow() + timedelta(
-                        seconds=int(repo.config.get("block_seconds", 60))
-                    )
-                    health.failures = 0
+                threshold = int(repo.config.get("block_after_failures", 3))
+                if health.blocked_until is None and health.failures >= threshold > 0:
+                    health.blocked_until = now + timedelta(seconds=int(repo.config.get("block_seconds", 60)))
             session.flush()
             self._health[repo.id] = (time.monotonic(), health.blocked_until, health.failures)
 
@@ -285,26 +317,53 @@ class Proxy:
         raise BadGateway(f"upstream of {repo.name} is unavailable: the fetch of {path} failed")
 
     # -- fetching ----------------------------------------------------------------------------
-    def _upstream_url(self, repo: Repo, path: str) -> str:
+    def _upstream(self, repo: Repo, path: str) -> tuple[str, dict[str, str]]:
+        """Where to fetch `path` and the digests its upstream documents declared for it."""
         with self.engine.db.read() as session:
-            url = session.scalar(
-                select(UpstreamLink.url).where(
+            row = session.execute(
+                select(UpstreamLink.url, UpstreamLink.digests, UpstreamLink.updated_at).where(
                     UpstreamLink.repository_id == repo.id, UpstreamLink.path == path
                 )
-            )
-        if url:
-            return str(url)
+            ).first()
+        if row is not None and (
+            row.updated_at is None or utcnow() - row.updated_at > timedelta(seconds=LINK_REFRESH_SECONDS)
+        ):
+            self._touch_link(repo.id, path, utcnow())  # in use: GC must not take it
+        declared = clean_digests(row.digests) if row is not None and row.digests else {}
+        if row is not None and row.url:
+            return str(row.url), declared
         # Not urljoin: a path is data, so "#", "?", spaces and a colon in its first segment ("v1:x/")
         # must be percent-encoded rather than read as a fragment, a query or a URL scheme. "%" stays:
         # the only escapes left in a decoded path are the ones its format keeps on purpose (npm's %2F).
         base = urlsplit(str(repo.config["url"]))
         folder = base.path if base.path.endswith("/") else base.path + "/"
-        return urlunsplit(base._replace(path=folder + quote(path, safe=PATH_SAFE), fragment=""))
+        return urlunsplit(base._replace(path=folder + quote(path, safe=PATH_SAFE), fragment="")), declared
+
+    def _upstream_url(self, repo: Repo, path: str) -> str:
+        return self._upstream(repo, path)[0]
+
+    def _touch_link(self, repository_id: int, path: str, when: datetime | None) -> None:
+        """Mark a link fresh (in use), or stale (`when` None: it led to a miss, and the next GC drops
+        it). A link that carries digests is kept until it ages out: they guard a later fetch."""
+        query = update(UpstreamLink).where(
+            UpstreamLink.repository_id == repository_id, UpstreamLink.path == path
+        )
+        if when is None:
+            query = query.where(UpstreamLink.digests.is_(None))
+        with self.engine.db.write() as session:
+            session.execute(query.values(updated_at=when))
+
+    def _limits(self, repo: Repo) -> tuple[int, float]:
+        """(most bytes, deadline on the monotonic clock) of one upstream transfer."""
+        limit = int(repo.config.get("max_upload_bytes") or self.engine.settings.max_upload_bytes)
+        seconds = float(repo.config.get("transfer_timeout_seconds") or TRANSFER_TIMEOUT_SECONDS)
+        return limit, time.monotonic() + seconds
 
     async def _fetch(
         self, repo: Repo, path: str, cached: StoredAsset | None, policy: CachePolicy, stream: bool
     ) -> StoredAsset | Streaming | None:
         engine = self.engine
+        fmt = engine.formats[repo.format]
         owner = uuid.uuid4().hex
         if not await engine.db_call(self._acquire, repo.id, path, owner):
             return await self._follow(repo, path, cached)
@@ -317,18 +376,27 @@ class Proxy:
             if current is None and await engine.db_call(self._negative, repo.id, path):
                 return None
             cached = current
-            url = await engine.db_call(self._upstream_url, repo, path)
-            rewrite = engine.formats[repo.format].rewrites(path)
+            limit, deadline = self._limits(repo)
+            url, declared = await engine.db_call(self._upstream, repo, path)
+            try:
+                expected = merge_digests(fmt.expected_digests(repo, path), declared)
+            except ValueError as exc:
+                return self._unavailable(repo, path, cached, str(exc))
+            rewrite = fmt.rewrites(path)
             headers = {"Accept-Encoding": "gzip" if rewrite else "identity"}
-            if cached is not None:
-                meta = cached.attributes.get("proxy", {})
-                if meta.get("etag"):
-                    headers["If-None-Match"] = meta["etag"]
-                if meta.get("last_modified"):
-                    headers["If-Modified-Since"] = meta["last_modified"]
-                elif cached.updated_at is not None and not meta.get("etag"):
+            meta = cached.attributes.get("proxy", {}) if cached is not None else {}
+            # A rewritten document is fetched in full now and then (no conditional headers), so the
+            # links it names stay fresh even while the upstream would answer 304.
+            renew = rewrite and time.time() - float(meta.get("rewritten_at", 0)) > LINK_REFRESH_SECONDS
+            if cached is not None and not renew:
+                if meta.get("etag") or meta.get("last_modified"):
+                    if meta.get("etag"):
+                        headers["If-None-Match"] = meta["etag"]
+                    if meta.get("last_modified"):
+                        headers["If-Modified-Since"] = meta["last_modified"]
+                elif cached.updated_at is not None:
                     headers["If-Modified-Since"] = format_datetime(cached.updated_at, usegmt=True)
-            client = engine.upstreams.get(repo.id, repo.config, engine.formats[repo.format].upstream_auth)
+            client = engine.upstreams.get(repo.id, repo.config, fmt.upstream_auth)
             request = client.build_request("GET", url, headers=headers)
             try:
                 if _same_origin(request.url, httpx.URL(str(repo.config["url"]))):
@@ -346,26 +414,43 @@ class Proxy:
                 await response.aclose()
                 await engine.db_call(self._record, repo, None)
                 await engine.db_call(self._remember_miss, repo, path)
+                await engine.db_call(self._touch_link, repo.id, path, None)
                 return None
             if response.status_code != 200:
                 await response.aclose()
                 await engine.db_call(self._record, repo, f"upstream answered {response.status_code}")
                 return self._unavailable(repo, path, cached, f"upstream answered HTTP {response.status_code}")
             await engine.db_call(self._record, repo, None)
+            length = response.headers.get("content-length")
+            if (
+                not response.headers.get("content-encoding")
+                and length
+                and length.isdigit()
+                and int(length) > limit
+            ):
+                await response.aclose()
+                return self._unavailable(
+                    repo, path, cached, f"{path} is larger than the limit of {limit} bytes"
+                )
             meta = {
                 "url": url,
                 "fetched_at": time.time(),
                 "etag": response.headers.get("etag"),
                 "last_modified": response.headers.get("last-modified"),
             }
+            if rewrite:
+                meta["rewritten_at"] = meta["fetched_at"]
             content_type = response.headers.get("content-type")
+            body = _bounded(response.aiter_bytes(), path, limit, deadline)
             if rewrite or not stream:
                 try:
-                    return await self._store_whole(repo, path, response, meta, content_type, rewrite)
+                    return await self._store_whole(
+                        repo, path, response, body, expected, meta, content_type, rewrite
+                    )
                 except BadGateway as exc:
                     return self._unavailable(repo, path, cached, exc.message)
             released = True
-            return self._stream(repo, path, response, meta, content_type, owner)
+            return self._stream(repo, path, response, body, expected, meta, content_type, owner)
         finally:
             if not released:
                 await engine.db_call(self._release, repo.id, path, owner)
@@ -398,6 +483,8 @@ class Proxy:
         repo: Repo,
         path: str,
         response: httpx.Response,
+        body: AsyncIterator[bytes],
+        expected: dict[str, str],
         meta: dict[str, Any],
         content_type: str | None,
         rewrite: bool,
@@ -405,33 +492,37 @@ class Proxy:
         engine = self.engine
         try:
             if rewrite:
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_DOCUMENT_BYTES:
+                document = bytearray()
+                async for chunk in body:
+                    document += chunk
+                    if len(document) > MAX_DOCUMENT_BYTES:
                         raise BadGateway(
                             f"upstream document {path} is larger than {MAX_DOCUMENT_BYTES} bytes"
                         )
+                check_digests(bytes(document), expected)
                 fmt = engine.formats[repo.format]
                 try:
-                    rewritten = fmt.rewrite_upstream(repo, path, bytes(body), str(response.url))
+                    rewritten = fmt.rewrite_upstream(repo, path, bytes(document), str(response.url))
                 except ValueError as exc:  # a malformed upstream document: keep serving the cached one
                     raise BadGateway(f"upstream document {path} is unusable: {exc}") from None
                 # Links first: a client that reads the document asks for the files it names at once.
-                await engine.db_call(self.remember_upstream, repo, dict(rewritten.links))
+                await engine.db_call(
+                    self.remember_upstream, repo, dict(rewritten.links), dict(rewritten.digests)
+                )
                 staged = await engine.blobs.ingest_bytes(rewritten.body)
             else:
-                staged = await engine.blobs.ingest(response.aiter_bytes())
+                staged = await engine.blobs.ingest(body, expected)
         except httpx.HTTPError as exc:
             raise BadGateway(f"upstream transfer failed: {exc}") from None
+        except DigestMismatch as exc:
+            raise BadGateway(f"{path} from the upstream of {repo.name} was refused: {exc}") from None
         finally:
             await response.aclose()
+        await self._verify_fetched(repo, path, staged)
         return await self._commit_fetched(repo, path, staged, meta, content_type)
 
-    async def _commit_fetched(
-        self, repo: Repo, path: str, staged: StagedBlob, meta: dict[str, Any], content_type: str | None
-    ) -> StoredAsset:
-        """Let the format check fetched bytes (an upstream checksum file), then cache them."""
+    async def _verify_fetched(self, repo: Repo, path: str, staged: StagedBlob) -> None:
+        """Let the format check fetched bytes (an upstream checksum file) before they are cached."""
         engine = self.engine
 
         async def sibling(other: str) -> bytes | None:
@@ -442,7 +533,12 @@ class Proxy:
         except ValueError as exc:
             await engine.blobs.discard(staged)
             raise BadGateway(f"{path} from the upstream of {repo.name} was refused: {exc}") from None
-        return await engine.hosted.commit(repo, staged, self._upload(repo, path, meta, content_type), SYSTEM)
+
+    async def _commit_fetched(
+        self, repo: Repo, path: str, staged: StagedBlob, meta: dict[str, Any], content_type: str | None
+    ) -> StoredAsset:
+        upload = self._upload(repo, path, meta, content_type)
+        return await self.engine.hosted.commit(repo, staged, upload, SYSTEM)
 
     async def _fetch_sibling(self, repo: Repo, path: str) -> bytes | None:
         """GET another upstream path without caching it: its bytes (at most 1 MiB), or None when the
@@ -465,20 +561,29 @@ class Proxy:
         repo: Repo,
         path: str,
         response: httpx.Response,
+        body: AsyncIterator[bytes],
+        expected: dict[str, str],
         meta: dict[str, Any],
         content_type: str | None,
         owner: str,
     ) -> Streaming:
-        """Store the upstream body in a background task while handing its chunks to the client."""
+        """Store the upstream body in a background task while handing its chunks to the client.
+
+        The client is always one chunk behind the store: the last chunk reaches it only once every
+        byte has been verified, so bytes that fail end its connection short of a complete file.
+        """
         engine = self.engine
         queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=16)
         attached = True
+        held: bytes | None = None
 
         async def source() -> AsyncIterator[bytes]:
+            nonlocal held
             refreshed = time.monotonic()
-            async for chunk in response.aiter_bytes():
-                if attached:
-                    await queue.put(chunk)
+            async for chunk in body:
+                if held is not None and attached:
+                    await queue.put(held)
+                held = chunk
                 if time.monotonic() - refreshed > LEASE_REFRESH_SECONDS:
                     refreshed = time.monotonic()
                     await engine.db_call(self._refresh_lease, repo.id, path, owner)
@@ -487,7 +592,10 @@ class Proxy:
         async def run() -> None:
             staged: StagedBlob | None = None
             try:
-                staged = await engine.blobs.ingest(source())
+                staged = await engine.blobs.ingest(source(), expected)
+                await self._verify_fetched(repo, path, staged)
+                if held is not None:
+                    await _put(held)  # verified: the client may have its last bytes
                 await self._commit_fetched(repo, path, staged, meta, content_type)
                 await _put(None)
             except BaseException as exc:  # noqa: BLE001 - handed to the client side, then re-raised
@@ -538,6 +646,50 @@ class Proxy:
             or "application/octet-stream",
             upstream_headers={k: v for k, v in response.headers.items() if k.lower() in HOP_HEADERS},
         )
+
+
+def clean_digests(declared: Mapping[str, Any] | None) -> dict[str, str]:
+    """The digests the engine can verify (sha256, sha512, sha1, md5 as hex), lower-cased; others
+    (an algorithm the blob store does not compute, a malformed value) are left out."""
+    clean: dict[str, str] = {}
+    for algorithm, value in (declared or {}).items():
+        if algorithm in HEX_LENGTH and isinstance(value, str):
+            value = value.strip().lower()
+            if len(value) == HEX_LENGTH[algorithm] and all(c in "0123456789abcdef" for c in value):
+                clean[algorithm] = value
+    return clean
+
+
+def merge_digests(*sources: Mapping[str, Any]) -> dict[str, str]:
+    """Every digest the fetched bytes must have; ValueError when two sources disagree."""
+    merged: dict[str, str] = {}
+    for source in sources:
+        for algorithm, value in clean_digests(source).items():
+            if merged.setdefault(algorithm, value) != value:
+                raise ValueError(f"the upstream declared two different {algorithm} digests")
+    return merged
+
+
+def check_digests(data: bytes, expected: Mapping[str, str]) -> None:
+    for algorithm, value in expected.items():
+        actual = hashlib.new(algorithm, data).hexdigest()
+        if not hmac.compare_digest(actual, value):
+            raise DigestMismatch(algorithm, value, actual)
+
+
+async def _bounded(
+    chunks: AsyncIterator[bytes], path: str, limit: int, deadline: float
+) -> AsyncIterator[bytes]:
+    """An upstream body cut off past `limit` bytes or the transfer deadline (each read is bounded
+    by the client's own timeout, so a stalled upstream is cut off too)."""
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise BadGateway(f"upstream file {path} is larger than the limit of {limit} bytes")
+        if time.monotonic() > deadline:
+            raise BadGateway(f"upstream transfer of {path} took longer than its deadline")
+        yield chunk
 
 
 def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:

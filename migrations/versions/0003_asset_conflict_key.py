@@ -1,9 +1,12 @@
-"""asset conflict keys: one release spelled two ways is one file for the write policy
+"""asset conflict keys: one release spelled two ways is one file for the write policy;
+upstream links from before 0002 count as fresh (GC drops links not refreshed for a week)
 
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-28
 """
+
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -20,6 +23,11 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_asset_repository_conflict_key", ["repository_id", "conflict_key"], unique=False
         )
+    now = datetime.now(UTC)
+    if op.get_bind().dialect.name == "sqlite":
+        now = now.replace(tzinfo=None)  # as the models store it there
+    links = sa.table("upstream_link", sa.column("updated_at", sa.DateTime(timezone=True)))
+    op.execute(links.update().where(links.c.updated_at.is_(None)).values(updated_at=now))
 
 
 def downgrade() -> None:

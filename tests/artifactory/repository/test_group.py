@@ -23,8 +23,8 @@ def upstream() -> Iterator[Upstream]:
 
 
 @pytest.fixture
-def admin(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as client:
+def admin(any_server: LiveServer) -> Iterator[httpx.Client]:
+    with any_server.client() as client:
         yield client
 
 
@@ -34,7 +34,7 @@ def root() -> str:
 
 
 @pytest.fixture
-def private(server: LiveServer, admin: httpx.Client) -> Iterator[None]:
+def private(any_server: LiveServer, admin: httpx.Client) -> Iterator[None]:
     """Anonymous read off, so that a user reads only what its roles grant."""
     assert admin.put("/api/v1/settings", json={"anonymous_read": False}).status_code == 200
     time.sleep(SETTLE)
@@ -45,22 +45,22 @@ def private(server: LiveServer, admin: httpx.Client) -> Iterator[None]:
         time.sleep(SETTLE)
 
 
-def hosted(server: LiveServer, admin: httpx.Client, files: dict[str, bytes]) -> str:
-    name = server.create_repo("raw")
+def hosted(any_server: LiveServer, admin: httpx.Client, files: dict[str, bytes]) -> str:
+    name = any_server.create_repo("raw")
     for path, data in files.items():
         assert admin.put(f"/repository/{name}/{path}", content=data).status_code == 201
     return name
 
 
-def proxy(server: LiveServer, upstream: Upstream, **config: Any) -> str:
-    return server.create_repo("raw", "proxy", url=upstream.url, **config)
+def proxy(any_server: LiveServer, upstream: Upstream, **config: Any) -> str:
+    return any_server.create_repo("raw", "proxy", url=upstream.url, **config)
 
 
-def group(server: LiveServer, *members: str, **config: Any) -> str:
-    return server.create_repo("raw", "group", members=list(members), **config)
+def group(any_server: LiveServer, *members: str, **config: Any) -> str:
+    return any_server.create_repo("raw", "group", members=list(members), **config)
 
 
-def user_reading(server: LiveServer, admin: httpx.Client, *repositories: str) -> tuple[str, str]:
+def user_reading(any_server: LiveServer, admin: httpx.Client, *repositories: str) -> tuple[str, str]:
     role = f"role-{uuid.uuid4().hex[:8]}"
     privileges = [{"repositories": r, "actions": ["read"]} for r in repositories]
     response = admin.post("/api/v1/roles", json={"name": role, "privileges": privileges})
@@ -78,31 +78,33 @@ def body(client: httpx.Client, url: str) -> tuple[int, bytes]:
 
 
 # -- reading -----------------------------------------------------------------------------------
-def test_the_first_member_holding_a_path_wins(server, admin, root):
-    first = hosted(server, admin, {f"{root}/same.txt": b"from first"})
-    second = hosted(server, admin, {f"{root}/same.txt": b"from second", f"{root}/only.txt": b"only second"})
-    forward, backward = group(server, first, second), group(server, second, first)
+def test_the_first_member_holding_a_path_wins(any_server, admin, root):
+    first = hosted(any_server, admin, {f"{root}/same.txt": b"from first"})
+    second = hosted(
+        any_server, admin, {f"{root}/same.txt": b"from second", f"{root}/only.txt": b"only second"}
+    )
+    forward, backward = group(any_server, first, second), group(any_server, second, first)
     assert body(admin, f"/repository/{forward}/{root}/same.txt") == (200, b"from first")
     assert body(admin, f"/repository/{backward}/{root}/same.txt") == (200, b"from second")
     assert body(admin, f"/repository/{forward}/{root}/only.txt") == (200, b"only second")
     assert admin.get(f"/repository/{forward}/{root}/nowhere.txt").status_code == 404
 
 
-def test_a_member_the_caller_may_not_read_is_skipped(server, admin, root, private):
-    secret = hosted(server, admin, {f"{root}/same.txt": b"secret copy"})
-    public = hosted(server, admin, {f"{root}/same.txt": b"public copy"})
-    both = group(server, secret, public)
-    username, password = user_reading(server, admin, both, public)
-    with server.client(auth=(username, password)) as user:
+def test_a_member_the_caller_may_not_read_is_skipped(any_server, admin, root, private):
+    secret = hosted(any_server, admin, {f"{root}/same.txt": b"secret copy"})
+    public = hosted(any_server, admin, {f"{root}/same.txt": b"public copy"})
+    both = group(any_server, secret, public)
+    username, password = user_reading(any_server, admin, both, public)
+    with any_server.client(auth=(username, password)) as user:
         assert body(user, f"/repository/{both}/{root}/same.txt") == (200, b"public copy")
         assert user.get(f"/repository/{secret}/{root}/same.txt").status_code == 403
     assert body(admin, f"/repository/{both}/{root}/same.txt") == (200, b"secret copy")
 
 
-def test_a_group_fetches_through_its_proxy_member_and_caches_there(server, upstream, admin, root):
-    local = hosted(server, admin, {f"{root}/local.txt": b"local"})
-    remote = proxy(server, upstream)
-    both = group(server, local, remote)
+def test_a_group_fetches_through_its_proxy_member_and_caches_there(any_server, upstream, admin, root):
+    local = hosted(any_server, admin, {f"{root}/local.txt": b"local"})
+    remote = proxy(any_server, upstream)
+    both = group(any_server, local, remote)
     upstream.put(f"{root}/remote.bin", b"remote bytes" * 1000)
     for _ in range(3):
         assert body(admin, f"/repository/{both}/{root}/remote.bin") == (200, b"remote bytes" * 1000)
@@ -112,10 +114,10 @@ def test_a_group_fetches_through_its_proxy_member_and_caches_there(server, upstr
     assert upstream.count(f"{root}/local.txt") == 0  # the hosted member came first
 
 
-def test_a_failing_proxy_member_does_not_hide_a_later_member(server, upstream, admin, root):
-    remote = proxy(server, upstream, timeout_seconds=0.5)
-    local = hosted(server, admin, {f"{root}/here.txt": b"hosted copy"})
-    both = group(server, remote, local)
+def test_a_failing_proxy_member_does_not_hide_a_later_member(any_server, upstream, admin, root):
+    remote = proxy(any_server, upstream, timeout_seconds=0.5)
+    local = hosted(any_server, admin, {f"{root}/here.txt": b"hosted copy"})
+    both = group(any_server, remote, local)
     upstream.fail[f"{root}/here.txt"] = "500"
     upstream.fail[f"{root}/gone.txt"] = "500"
     assert body(admin, f"/repository/{both}/{root}/here.txt") == (200, b"hosted copy")
@@ -126,69 +128,71 @@ def test_a_failing_proxy_member_does_not_hide_a_later_member(server, upstream, a
 
 
 # -- the dependency-confusion guard -------------------------------------------------------------
-def test_a_path_held_by_a_hosted_member_is_never_served_from_an_earlier_proxy(server, upstream, admin, root):
+def test_a_path_held_by_a_hosted_member_is_never_served_from_an_earlier_proxy(
+    any_server, upstream, admin, root
+):
     internal = f"{root}/internal/lib.txt"
     upstream.put(internal, b"attacker's lookalike")
     upstream.put(f"{root}/public/tool.txt", b"public tool")
-    remote = proxy(server, upstream)
-    local = hosted(server, admin, {internal: b"our own lib"})
-    guarded = group(server, remote, local)
+    remote = proxy(any_server, upstream)
+    local = hosted(any_server, admin, {internal: b"our own lib"})
+    guarded = group(any_server, remote, local)
     assert body(admin, f"/repository/{guarded}/{internal}") == (200, b"our own lib")
     assert upstream.count(internal) == 0
     assert body(admin, f"/repository/{guarded}/{root}/public/tool.txt") == (200, b"public tool")
 
 
-def test_allow_proxy_shadowing_lets_an_earlier_proxy_win(server, upstream, admin, root):
+def test_allow_proxy_shadowing_lets_an_earlier_proxy_win(any_server, upstream, admin, root):
     internal = f"{root}/internal/lib.txt"
     upstream.put(internal, b"upstream copy")
-    remote = proxy(server, upstream)
-    local = hosted(server, admin, {internal: b"our own lib"})
-    shadowing = group(server, remote, local, allow_proxy_shadowing=True)
+    remote = proxy(any_server, upstream)
+    local = hosted(any_server, admin, {internal: b"our own lib"})
+    shadowing = group(any_server, remote, local, allow_proxy_shadowing=True)
     assert body(admin, f"/repository/{shadowing}/{internal}") == (200, b"upstream copy")
     assert upstream.count(internal) == 1
 
 
 def test_the_guard_holds_for_a_caller_who_may_not_read_the_hosted_member(
-    server, upstream, admin, root, private
+    any_server, upstream, admin, root, private
 ):
     internal = f"{root}/internal/lib.txt"
     upstream.put(internal, b"attacker's lookalike")
-    remote = proxy(server, upstream)
-    local = hosted(server, admin, {internal: b"our own lib"})
-    guarded = group(server, remote, local)
-    username, password = user_reading(server, admin, guarded, remote)
-    with server.client(auth=(username, password)) as user:
+    remote = proxy(any_server, upstream)
+    local = hosted(any_server, admin, {internal: b"our own lib"})
+    guarded = group(any_server, remote, local)
+    username, password = user_reading(any_server, admin, guarded, remote)
+    with any_server.client(auth=(username, password)) as user:
         response = user.get(f"/repository/{guarded}/{internal}")
     assert response.status_code == 404
     assert b"attacker" not in response.content
     assert upstream.count(internal) == 0
 
 
-def test_the_guard_holds_for_a_proxy_inside_a_nested_group(server, upstream, admin, root):
+def test_the_guard_holds_for_a_proxy_inside_a_nested_group(any_server, upstream, admin, root):
     internal = f"{root}/internal/lib.txt"
     upstream.put(internal, b"attacker's lookalike")
-    remote = proxy(server, upstream)
-    inner = group(server, remote)
-    local = hosted(server, admin, {internal: b"our own lib"})
-    outer = group(server, inner, local)
+    remote = proxy(any_server, upstream)
+    inner = group(any_server, remote)
+    local = hosted(any_server, admin, {internal: b"our own lib"})
+    outer = group(any_server, inner, local)
     assert body(admin, f"/repository/{outer}/{internal}") == (200, b"our own lib")
     assert upstream.count(internal) == 0
 
 
-def test_the_guard_holds_for_a_hosted_member_inside_a_nested_group(server, upstream, admin, root):
+def test_the_guard_holds_for_a_hosted_member_inside_a_nested_group(any_server, upstream, admin, root):
     internal = f"{root}/internal/lib.txt"
     upstream.put(internal, b"attacker's lookalike")
-    remote = proxy(server, upstream)
-    local = hosted(server, admin, {internal: b"our own lib"})
-    outer = group(server, remote, group(server, local))
+    remote = proxy(any_server, upstream)
+    local = hosted(any_server, admin, {internal: b"our own lib"})
+    outer = group(any_server, remote, group(any_server, local))
     assert body(admin, f"/repository/{outer}/{internal}") == (200, b"our own lib")
     assert upstream.count(internal) == 0
 
 
 # -- administration and writes ------------------------------------------------------------------
-def test_deleting_a_repository_a_group_uses_answers_409_naming_the_group(server, admin, root):
-    member = hosted(server, admin, {f"{root}/a.txt": b"a"})
-    users = group(server, member)
+def test_deleting_a_repository_a_group_uses_answers_409_naming_the_group(any_server, admin, root):
+    member = hosted(any_server, admin, {f"{root}/a.txt": b"a"})
+    users = group(any_server, member)
     response = admin.delete(f"/api/v1/repositories/{member}")
     assert response.status_code == 409
     assert users in response.json()["error"]
@@ -197,23 +201,23 @@ def test_deleting_a_repository_a_group_uses_answers_409_naming_the_group(server,
     assert admin.delete(f"/api/v1/repositories/{member}").status_code == 204
 
 
-def test_a_write_to_a_group_goes_to_its_write_member_or_is_refused(server, admin, root):
-    first = hosted(server, admin, {})
-    second = hosted(server, admin, {})
-    readonly = group(server, first, second)
+def test_a_write_to_a_group_goes_to_its_write_member_or_is_refused(any_server, admin, root):
+    first = hosted(any_server, admin, {})
+    second = hosted(any_server, admin, {})
+    readonly = group(any_server, first, second)
     response = admin.put(f"/repository/{readonly}/{root}/up.txt", content=b"refused")
     assert response.status_code == 405
     assert "error" in response.json()
-    writable = group(server, first, second, write_member=second)
+    writable = group(any_server, first, second, write_member=second)
     assert admin.put(f"/repository/{writable}/{root}/up.txt", content=b"stored").status_code == 201
     assert body(admin, f"/repository/{second}/{root}/up.txt") == (200, b"stored")
     assert admin.get(f"/repository/{first}/{root}/up.txt").status_code == 404
     assert body(admin, f"/repository/{writable}/{root}/up.txt") == (200, b"stored")
 
 
-def test_a_group_never_writes_into_a_proxy_write_member(server, upstream, admin, root):
-    remote = proxy(server, upstream)
-    local = hosted(server, admin, {})
+def test_a_group_never_writes_into_a_proxy_write_member(any_server, upstream, admin, root):
+    remote = proxy(any_server, upstream)
+    local = hosted(any_server, admin, {})
     response = admin.post(
         "/api/v1/repositories",
         json={

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
+from sqlalchemy import Engine, create_engine, insert, select, text, update
 
+from artifactory.blobstore.filesystem import FilesystemDriver
+from artifactory.blobstore.gc import collect
+from artifactory.blobstore.store import BlobStore
+from artifactory.db.engine import Database
+from artifactory.db.models import Repository, UpstreamLink, utcnow
+from artifactory.testing.fixtures import drop_schema, new_schema
 from artifactory.testing.server import LiveServer
 from tests.artifactory.repository.upstream import Upstream, running, self_signed, tls_context
 
@@ -24,13 +31,39 @@ from tests.artifactory.repository.upstream import Upstream, running, self_signed
 SETTLE = 0.3
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(tmp_path_factory.mktemp("proxy") / "data", workers=2).start()
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """Two worker processes on either metadata backend."""
+    schema, url = "", ""
+    if request.param == "postgresql":
+        base = request.getfixturevalue("pg_base_url")
+        schema, url = new_schema(base)
+    server = LiveServer(tmp_path_factory.mktemp("proxy") / "data", workers=2, database_url=url).start()
     try:
         yield server
     finally:
         server.stop()
+        if schema:
+            drop_schema(base, schema)
+
+
+def database(live: LiveServer) -> Engine:
+    """The server's own database, for what a test sets up behind its back."""
+    return create_engine(live.database_url or f"sqlite:///{live.data_dir / 'artifactory.db'}")
+
+
+def sql(live: LiveServer, statement: str, **params: Any) -> list[Any]:
+    engine = database(live)
+    try:
+        with engine.begin() as connection:
+            result = connection.execute(text(statement), params)
+            return list(result) if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def repository_id(live: LiveServer, name: str) -> int:
+    return int(sql(live, "SELECT id FROM repository WHERE name = :name", name=name)[0][0])
 
 
 @pytest.fixture(scope="module")
@@ -288,7 +321,7 @@ def test_offline_serves_a_stale_copy_without_revalidating(live, upstream, admin,
 def test_repeated_failures_block_the_proxy_which_then_answers_without_the_upstream(
     live, upstream, admin, root
 ):
-    name = make_proxy(live, upstream, block_after_failures=2, block_seconds=2, metadata_ttl_seconds=1)
+    name = make_proxy(live, upstream, block_after_failures=2, block_seconds=5, metadata_ttl_seconds=1)
     broken, cached, other = f"{root}/broken.txt", f"{root}/cached.txt", f"{root}/other.txt"
     upstream.put(cached, b"cached before the outage")
     upstream.put(other, b"other")
@@ -300,6 +333,7 @@ def test_repeated_failures_block_the_proxy_which_then_answers_without_the_upstre
     status = status_of(admin, name)
     assert status["blocked"] is True
     assert status["blocked_until"]
+    assert status["failures"] == 2  # the failures that caused the block
     assert "500" in status["last_error"]
     time.sleep(SETTLE)
     assert admin.get(f"/repository/{name}/{broken}").status_code == 404
@@ -307,7 +341,10 @@ def test_repeated_failures_block_the_proxy_which_then_answers_without_the_upstre
     time.sleep(1.0)  # the cached copy is now past its TTL: served as it is, not revalidated
     assert admin.get(f"/repository/{name}/{cached}").content == b"cached before the outage"
     assert (upstream.count(broken), upstream.count(other), upstream.count(cached)) == (2, 0, 1)
-    time.sleep(1.2)  # the block is over
+    deadline = time.monotonic() + 10
+    while status_of(admin, name)["blocked"] and time.monotonic() < deadline:
+        time.sleep(0.2)  # until the block is over
+    time.sleep(SETTLE)
     del upstream.fail[broken]
     upstream.put(broken, b"repaired")
     assert admin.get(f"/repository/{name}/{broken}").content == b"repaired"
@@ -401,12 +438,13 @@ def test_credentials_go_only_to_the_configured_upstream_not_to_an_absolute_link_
     with running() as cdn:
         cdn.put("files/from-cdn.tgz", b"cdn bytes")
         # What Proxy.remember_upstream stores when a format rewrites an upstream document.
-        with sqlite3.connect(live.data_dir / "artifactory.db") as db:
-            (repo_id,) = db.execute("SELECT id FROM repository WHERE name = ?", (name,)).fetchone()
-            db.execute(
-                "INSERT INTO upstream_link (repository_id, path, url) VALUES (?, ?, ?)",
-                (repo_id, path, cdn.url + "files/from-cdn.tgz"),
-            )
+        sql(
+            live,
+            "INSERT INTO upstream_link (repository_id, path, url) VALUES (:id, :path, :url)",
+            id=repository_id(live, name),
+            path=path,
+            url=cdn.url + "files/from-cdn.tgz",
+        )
         assert admin.get(f"/repository/{name}/{path}").content == b"cdn bytes"
         assert upstream.count(path) == 0
         assert cdn.count("files/from-cdn.tgz") == 1
@@ -469,3 +507,137 @@ def test_a_failed_fetch_answers_502_to_every_client_that_waited_for_it(live, ups
         statuses = list(pool.map(fetch, range(8)))
     assert statuses == [502] * 8
     assert upstream.count(path) == 1
+
+
+# -- integrity of what is fetched ------------------------------------------------------------------
+def remember(live: LiveServer, name: str, path: str, url: str | None = None, **columns: Any) -> None:
+    """An upstream link row as `Proxy.remember_upstream` (or a format before a fetch) writes it."""
+    values = {"repository_id": repository_id(live, name), "path": path, "url": url, "updated_at": utcnow()}
+    engine = database(live)
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(UpstreamLink).values(**{**values, **columns}))
+    finally:
+        engine.dispose()
+
+
+def links(live: LiveServer, name: str) -> set[str]:
+    return {
+        row[0]
+        for row in sql(
+            live, "SELECT path FROM upstream_link WHERE repository_id = :id", id=repository_id(live, name)
+        )
+    }
+
+
+def set_config(live: LiveServer, name: str, **changes: Any) -> None:
+    """Settings the admin API does not offer yet, written behind its back (the revision moves)."""
+    engine = database(live)
+    try:
+        with engine.begin() as connection:
+            config = connection.execute(select(Repository.config).where(Repository.name == name)).scalar_one()
+            connection.execute(
+                update(Repository)
+                .where(Repository.name == name)
+                .values(config={**config, **changes}, revision=Repository.revision + 1)
+            )
+    finally:
+        engine.dispose()
+    time.sleep(SETTLE)
+
+
+def test_a_file_failing_its_declared_digest_is_cut_off_never_cached_and_fetched_again(
+    live, upstream, admin, root
+):
+    name = make_proxy(live, upstream)
+    path = f"{root}/declared.bin"
+    good, bad = os.urandom(300 * 1024), os.urandom(300 * 1024)
+    remember(live, name, path, digests={"sha256": hashlib.sha256(good).hexdigest(), "md5": "not hex"})
+    upstream.put(path, bad)
+    for _attempt in range(2):  # the same answer every time: nothing was cached
+        received = bytearray()
+        with pytest.raises(httpx.HTTPError), admin.stream("GET", f"/repository/{name}/{path}") as response:
+            assert response.headers["content-length"] == str(len(bad))
+            for chunk in response.iter_bytes():
+                received += chunk
+        assert len(received) < len(bad)  # never a complete-looking file
+    assert upstream.count(path) == 2
+    upstream.put(path, good)
+    fetched = admin.get(f"/repository/{name}/{path}")
+    assert (fetched.status_code, fetched.content == good) == (200, True)
+    cached = admin.get(f"/repository/{name}/{path}")
+    assert cached.headers["x-checksum-sha256"] == hashlib.sha256(good).hexdigest()
+    assert upstream.count(path) == 3
+
+
+def test_a_chunked_upstream_body_reaches_the_first_client_whole(live, upstream, admin, root):
+    name = make_proxy(live, upstream)
+    small, large = f"{root}/chunked-small.txt", f"{root}/chunked-large.bin"
+    files = {small: b"no content-length here", large: os.urandom(1024 * 1024 + 3)}
+    for path, data in files.items():
+        upstream.put(path, data)
+        upstream.chunked.add(path)
+    for path, data in files.items():
+        first = admin.get(f"/repository/{name}/{path}")
+        assert (first.status_code, len(first.content), first.content == data) == (200, len(data), True)
+        second = admin.get(f"/repository/{name}/{path}")
+        assert second.content == data and second.headers["content-length"] == str(len(data))
+        assert upstream.count(path) == 1
+
+
+def test_a_proxy_fetches_nothing_larger_than_its_upload_limit(live, upstream, admin, root):
+    name = make_proxy(live, upstream, max_upload_bytes=200_000)
+    declared, chunked, fits = f"{root}/declared-big.bin", f"{root}/chunked-big.bin", f"{root}/fits.bin"
+    upstream.put(declared, os.urandom(600_000))
+    upstream.put(chunked, os.urandom(600_000))
+    upstream.chunked.add(chunked)
+    upstream.put(fits, b"x" * 200_000)
+    refused = admin.get(f"/repository/{name}/{declared}")
+    assert refused.status_code == 502 and "limit" in refused.json()["error"]
+    with pytest.raises(httpx.HTTPError):  # its size shows only as it arrives: the stream is cut
+        admin.get(f"/repository/{name}/{chunked}")
+    assert admin.get(f"/repository/{name}/{fits}").status_code == 200
+    assert admin.get(f"/repository/{name}/{declared}").status_code == 502
+    assert (upstream.count(declared), upstream.count(fits)) == (2, 1)
+    stored = sql(live, "SELECT path FROM asset WHERE repository_id = :id", id=repository_id(live, name))
+    assert [row[0] for row in stored] == [fits]
+
+
+def test_a_trickling_upstream_is_cut_off_at_the_transfer_deadline(live, upstream, admin, root):
+    name = make_proxy(live, upstream)
+    set_config(live, name, transfer_timeout_seconds=1)
+    path = f"{root}/trickle.bin"
+    upstream.put(path, os.urandom(12 * 64 * 1024))
+    upstream.trickle[path] = 0.25  # 12 chunks: 3 s, each read well within timeout_seconds
+    started = time.monotonic()
+    with pytest.raises(httpx.HTTPError):
+        admin.get(f"/repository/{name}/{path}")
+    assert time.monotonic() - started < 2.5
+    del upstream.trickle[path]
+    assert admin.get(f"/repository/{name}/{path}").status_code == 200
+    assert upstream.count(path) == 2
+
+
+def test_gc_drops_upstream_links_of_misses_and_links_nothing_used_for_a_week(live, upstream, admin, root):
+    name = make_proxy(live, upstream, negative_cache_seconds=0)
+    found, fresh, old = f"{root}/found.txt", f"{root}/named-not-asked.txt", f"{root}/old.txt"
+    misses = [f"{root}/miss-{i}.txt" for i in range(5)]
+    upstream.put(f"{root}/elsewhere/found.txt", b"found")
+    remember(live, name, found, upstream.url + f"{root}/elsewhere/found.txt")
+    remember(live, name, fresh, upstream.url + "somewhere")
+    remember(live, name, old, upstream.url + "old", updated_at=utcnow() - timedelta(days=8))
+    guarded = f"{root}/guarded-miss.txt"
+    remember(live, name, guarded, digests={"sha256": "0" * 64})
+    for path in misses:
+        remember(live, name, path, upstream.url + path)
+    for path in [*misses, guarded]:
+        assert admin.get(f"/repository/{name}/{path}").status_code == 404
+    assert admin.get(f"/repository/{name}/{found}").content == b"found"
+    db = Database(live.database_url or f"sqlite:///{live.data_dir / 'artifactory.db'}")
+    try:
+        report = collect(db, BlobStore(FilesystemDriver(live.data_dir / "blobs")))  # the default grace
+    finally:
+        db.dispose()
+    assert report.upstream_links >= 6
+    # A miss leaves nothing behind, but a link that carries digests keeps guarding its path.
+    assert links(live, name) == {found, fresh, guarded}

@@ -2,7 +2,8 @@
 
 It serves files from a dict, answers 304 to a matching If-None-Match, counts every request by
 (method, path) and keeps its headers, and can be told per path to be slow, to fail (500, a closed
-connection, a sleep past the proxy's timeout, a body cut short) or to require Basic credentials.
+connection, a sleep past the proxy's timeout, a body cut short), to send its body chunked (no
+Content-Length) or to require Basic credentials.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Upstream:
         self.fail: dict[str, str] = {}  # "500" | "close" | "sleep:<seconds>" | "truncate"
         self.trickle: dict[str, float] = {}  # seconds to wait between body chunks
         self.auth: dict[str, tuple[str, str]] = {}  # path prefix -> required Basic credentials
+        self.chunked: set[str] = set()  # paths answered with Transfer-Encoding: chunked
         self.hits: Counter[tuple[str, str]] = Counter()
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._lock = threading.Lock()
@@ -126,9 +128,13 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
+            chunked = path in upstream.chunked
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(data)))
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                self.send_header("Content-Length", str(len(data)))
             self.send_header("ETag", etag)
             self.end_headers()
             if not body:
@@ -136,9 +142,15 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
             view = memoryview(data)
             end = len(data) // 2 if failure == "truncate" else len(data)
             for start in range(0, end, CHUNK):
-                self.wfile.write(view[start : min(start + CHUNK, end)])
+                piece = view[start : min(start + CHUNK, end)]
+                if chunked:
+                    self.wfile.write(b"%x\r\n" % len(piece) + bytes(piece) + b"\r\n")
+                else:
+                    self.wfile.write(piece)
                 if path in upstream.trickle:
                     time.sleep(upstream.trickle[path])
+            if chunked and failure != "truncate":
+                self.wfile.write(b"0\r\n\r\n")
             if failure == "truncate":  # fewer bytes than Content-Length promised, then hang up
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
