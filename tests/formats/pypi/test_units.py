@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import html
 import io
+import json
 import re
 import struct
 import tarfile
 import zipfile
+from urllib.parse import urlsplit
 
 import pytest
 from artifactory_formats.pypi import metadata, negotiation, upload
@@ -285,3 +288,88 @@ def test_a_corrupt_metadata_member_is_a_bad_request_not_a_crash():
         content[offset] ^= 0x5A
     with pytest.raises(BadRequest):
         inspect(bytes(content), "broken-1.0-py3-none-any.whl")
+
+
+# -- what makes two filenames one release file (issue 10 item 4) ----------------------------------------
+@given(
+    NAMES,
+    st.lists(st.integers(0, 99), min_size=1, max_size=3),
+    st.sampled_from(["", "a1", "rc2", ".post3", ".dev4"]),
+    st.integers(0, 2),
+    st.booleans(),
+    st.sampled_from(["_", "."]),
+)
+def test_spellings_of_one_release_file_share_a_key(name, parts, suffix, zeros, padded, separator):
+    original = f"{escaped(name)}-{'.'.join(map(str, parts))}{suffix}"
+    release = ".".join(f"0{p}" if padded else str(p) for p in parts) + ".0" * zeros
+    spelled = f"{re.sub(r'[-_.]+', separator, name).upper()}-{release}{suffix}"
+    for tail in ("-py3-none-any.whl", ".tar.gz"):
+        assert parse_filename(spelled + tail).release_file == parse_filename(original + tail).release_file
+
+
+def test_other_tags_builds_and_sdists_are_other_release_files():
+    keys = {
+        parse_filename(f).release_file
+        for f in (
+            "a-1.0-py3-none-any.whl",
+            "a-1.0-py2.py3-none-any.whl",
+            "a-1.0-1-py3-none-any.whl",
+            "a-1.0.tar.gz",
+            "a-1.0.1-py3-none-any.whl",
+        )
+    }
+    assert len(keys) == 5
+    assert parse_filename("a-1.0.zip").release_file == parse_filename("A-1.0.0.tar.gz").release_file
+    assert (
+        parse_filename("a-1.0-py3.py2-none-any.whl").release_file
+        == parse_filename("a-1.0-py2.py3-none-any.whl").release_file
+    )
+
+
+# -- hostile upstream pages (issue 9 item 13) ----------------------------------------------------------
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)//a-1.0.tar.gz",
+        "JavaScript:alert(1)//a-1.0.tar.gz",
+        "data:text/html,x/a-1.0.tar.gz",
+        "file:///etc/a-1.0.tar.gz",
+        "vbscript:x/a-1.0.tar.gz",
+    ],
+)
+def test_upstream_links_with_other_schemes_are_dropped(url):
+    html_page = f'<a href="{url}">a-1.0.tar.gz</a><a href="a-1.0.zip">a-1.0.zip</a>'.encode()
+    json_page = json.dumps({"files": [{"filename": "a-1.0.tar.gz", "url": url}]}).encode()
+    assert [
+        f.filename for f in metadata.parse_upstream(html_page, "https://h.invalid/simple/a/", "a").files
+    ] == ["a-1.0.zip"]
+    assert metadata.parse_upstream(json_page, "https://h.invalid/simple/a/", "a").files == ()
+
+
+def test_upstream_root_names_that_are_not_project_names_are_dropped():
+    hostile = ["javascript:alert(1)", '"><script>', "../x", "ok.name", "Fine_Name"]
+    as_json = json.dumps({"projects": [{"name": n} for n in hostile]}).encode()
+    as_html = "".join(f"<a href='x'>{html.escape(n)}</a>" for n in hostile).encode()
+    assert metadata.parse_upstream_root(as_json) == ["ok.name", "Fine_Name"]
+    assert metadata.parse_upstream_root(as_html) == ["ok.name", "Fine_Name"]
+
+
+@given(st.text(max_size=40))
+def test_a_rendered_href_is_http_or_relative_and_never_breaks_its_attribute(text):
+    for url in (text, "http://" + text, "https://h/" + text):
+        href = html.unescape(metadata.safe_href(url, "../../packages/a/" + text))
+        assert urlsplit(href).scheme in ("", "http", "https"), href
+        assert not set(href) & set("\"'<> \t\n\\`"), href  # nothing that ends or leaves the attribute
+
+
+def test_an_upstream_upload_time_is_normalised_or_dropped():
+    page = {
+        "files": [
+            {"filename": "a-1.0.tar.gz", "url": "a-1.0.tar.gz", "upload-time": "2021-02-03T04:05:06Z"},
+            {"filename": "a-1.1.tar.gz", "url": "a-1.1.tar.gz", "upload-time": "<script>"},
+            {"filename": "a-1.2.tar.gz", "url": "a-1.2.tar.gz", "size": -5},
+        ]
+    }
+    files = metadata.parse_upstream(json.dumps(page).encode(), "https://h.invalid/simple/a/", "a").files
+    assert [f.upload_time for f in files] == ["2021-02-03T04:05:06.000000Z", None, None]
+    assert files[2].size is None
