@@ -116,7 +116,7 @@ SEGMENT = st.text(
 PATHS = st.lists(SEGMENT.filter(lambda s: s not in (".", "..")), min_size=1, max_size=5).map("/".join)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=PATHS)
 def test_any_path_put_is_stored_or_refused_in_json_but_never_a_5xx(any_server, admin, fuzz_repo, path):
     url = f"/repository/{fuzz_repo}/{quote(path, safe='/')}"
@@ -131,3 +131,5 @@ def test_any_path_put_is_stored_or_refused_in_json_but_never_a_5xx(any_server, a
     else:
         assert put.status_code == 400 and put.json()["error"], (path, put.text)
     assert admin.get(url).status_code < 500
+    assert admin.head(url).status_code < 500
+    assert admin.delete(url).status_code < 500

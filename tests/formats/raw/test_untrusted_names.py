@@ -157,7 +157,7 @@ def fuzz_repo(any_server) -> str:
     return any_server.create_repo("raw")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=PATHS, data=st.binary(max_size=64))
 def test_any_raw_path_round_trips_or_is_refused_but_never_a_5xx(any_server, admin, fuzz_repo, path, data):
     unique = uuid.uuid4().hex[:8]
@@ -180,3 +180,5 @@ def test_any_raw_path_round_trips_or_is_refused_but_never_a_5xx(any_server, admi
     assert listing.status_code == 200
     first = path.split("/")[0]
     assert f'href="./{quote(first, safe="")}' in listing.text
+    assert admin.delete(url).status_code == 204
+    assert admin.get(url).status_code == 404
