@@ -22,8 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from artifactory.plugin import Principal
-from artifactory.security.principal import Grant  # not in the facade yet
+from artifactory.plugin import Grant, Principal
 
 KEY_ID = "artifactory-oci"
 ISSUER = "artifactory"

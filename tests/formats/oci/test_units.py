@@ -20,8 +20,7 @@ from artifactory_formats.oci.upstream import parse_challenge
 from hypothesis import given
 from hypothesis import strategies as st
 
-from artifactory.plugin import Principal, StoredAsset
-from artifactory.security.principal import Grant
+from artifactory.plugin import Grant, Principal, StoredAsset
 from tests.formats.oci.images import OCI_INDEX, OCI_MANIFEST, image, index
 
 component = st.builds(
