@@ -57,6 +57,9 @@ class Settings:
     audit_log: str = ""
     # Secret that signs container registry tokens; generated into the data dir when empty.
     token_secret: str = ""
+    # Webhooks (the built-in webhooks plugin, docs/webhooks.md): [[webhooks]] tables in the config
+    # file, or ARTIFACTORY_WEBHOOKS as a JSON array of objects with url, secret, events, repositories.
+    webhooks: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def resolved_database_url(self) -> str:
@@ -104,6 +107,13 @@ def _coerce(value: str, current: object) -> object:
     if isinstance(current, float):
         return float(value)
     if isinstance(current, list):
+        if value.lstrip().startswith("["):  # a JSON array, e.g. ARTIFACTORY_WEBHOOKS
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = None  # not JSON after all, e.g. "[::1]": a comma-separated list
+            if isinstance(parsed, list):
+                return parsed
         return [item.strip() for item in value.split(",") if item.strip()]
     if isinstance(current, Path):
         return Path(value)
