@@ -130,7 +130,11 @@ def _asset_events(kind: str, event: AssetEvent) -> None:
         asset["url"] = f"{external}/repository/{quote(event.repository)}/{quote(event.path)}"
     repository = {"name": event.repository, "format": event.format}
     fmt = runtime.state.formats.get(event.format)
-    coordinates = fmt.coordinates(event.path) if fmt is not None else None
+    try:
+        coordinates = fmt.coordinates(event.path) if fmt is not None else None
+    except Exception:  # noqa: BLE001 - a format that cannot place the path: an asset event only
+        log.exception("webhooks: %s could not name the component of %s", event.format, event.path)
+        coordinates = None
     component = None
     if coordinates is not None:
         component = {

@@ -179,17 +179,18 @@ def webhooks_config(receiver: Receiver) -> list[dict]:
 def hook_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
 ) -> Iterator[HookServer]:
-    # The plugin is built in (the entry point); nothing names it in ARTIFACTORY_PLUGINS.
+    # The plugin is built in (the entry point); nothing names it in ARTIFACTORY_PLUGINS. Two worker
+    # processes both run a delivery loop, so "exactly once" below also means "not once per process".
     env = {"ARTIFACTORY_WEBHOOKS": json.dumps(webhooks_config(receiver))}
     root = tmp_path_factory.mktemp(f"webhooks-{request.param}")
     schema = ""
     if request.param == "postgresql":
         base = request.getfixturevalue("pg_base_url")
         schema, url = new_schema(base)
-        live = HookServer(root / "data", database_url=url, env=env)
+        live = HookServer(root / "data", database_url=url, env=env, workers=2)
         live.db_url = url
     else:
-        live = HookServer(root / "data", env=env)
+        live = HookServer(root / "data", env=env, workers=2)
         live.db_url = f"sqlite:///{root / 'data' / 'artifactory.db'}"
     live.start()
     try:
@@ -488,6 +489,10 @@ def test_each_row_is_claimed_by_one_claimer_at_a_time(outbox):
     assert [c.id for c in again] == [stale[0].id] and again[0].attempts == 2
     assert outbox.delivered(stale[0], now + 62, 200) is False
     assert outbox.delivered(again[0], now + 62, 200) is True
+    # A process that stops mid-delivery hands its rows back, due at once, not after the lease.
+    outbox.release(stale[1:3], now + 1)
+    assert sorted(i for i, _ in outbox.due({"w"}, now + 1, 100)) == sorted(c.id for c in stale[1:3])
+    assert outbox.retry(stale[1], now + 5, 500, "late") is False
 
 
 def test_prune_drops_old_finished_rows_and_keeps_pending_ones(outbox):
