@@ -192,8 +192,12 @@ class Engine:
     async def put(
         self, repo: Repo, chunks: AsyncIterable[bytes], upload: Upload, principal: Principal
     ) -> StoredAsset:
-        target = self.write_target(repo)
-        self.require(principal, target, "write")
+        try:
+            target = self.write_target(repo)
+            self.require(principal, target, "write")
+        except BaseException:
+            await self.hosted.discard(upload.companions)
+            raise
         return await self.hosted.store(target, chunks, upload, principal)
 
     async def put_bytes(self, repo: Repo, data: bytes, upload: Upload, principal: Principal) -> StoredAsset:

@@ -1,0 +1,223 @@
+"""The proxy's cold-miss path before and after streaming verification, measured in one run.
+
+    git worktree add /tmp/base 880f158         # the tree before verification (once)
+    python bench/proxy_verify.py [--base /tmp/base] [--rounds 3] [--small 200] [--large 6]
+
+Starts one loopback upstream (`python -m http.server` over generated files) and two servers side by
+side, each `python -m artifactory serve --workers 2` on its own SQLite data dir: the base tree
+(PYTHONPATH pointing at --base) and this tree. Every round creates a fresh raw proxy on each server
+and fetches every file once through it (all misses), with 8 client threads:
+
+- small: --small files of 16 KiB, reported as files/s (the per-miss cost: lease, fetch, store, commit);
+- large: --large files of 32 MiB, reported as MB/s (MB = 2**20 bytes; the streaming path).
+
+This tree is measured twice: as it runs with no digest declared (what every raw proxy does), and with
+a sha256 declared for every file (rows written as `remember_upstream` would), so each byte is also
+checked. Rounds alternate which server goes first; the table gives medians, and each result of this
+tree as a percentage of the base. Every body is checked against its sha256. Nothing is written
+outside a temporary directory, which is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from artifactory.testing.server import LiveServer, free_port  # noqa: E402
+
+SMALL_SIZE, LARGE_SIZE = 16 * 1024, 32 * 1024 * 1024
+CLIENTS = 8
+MIB = 1024 * 1024
+
+
+@contextmanager
+def upstream(directory: Path) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the upstream did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def make_files(directory: Path, small: int, large: int) -> dict[str, str]:
+    """{path: sha256} of every file the upstream serves."""
+    digests = {}
+    for kind, count, size in (("small", small, SMALL_SIZE), ("large", large, LARGE_SIZE)):
+        (directory / kind).mkdir(parents=True)
+        for i in range(count):
+            data = os.urandom(size)
+            path = f"{kind}/{i}.bin"
+            (directory / path).write_bytes(data)
+            digests[path] = hashlib.sha256(data).hexdigest()
+    return digests
+
+
+def declare(server: LiveServer, name: str, digests: dict[str, str]) -> None:
+    """What a format's `remember_upstream(repo, {}, digests)` stores: a sha256 for every path."""
+    from sqlalchemy import create_engine, insert, select
+
+    from artifactory.db.models import Repository, UpstreamLink, utcnow
+
+    engine = create_engine(f"sqlite:///{server.data_dir / 'artifactory.db'}")
+    try:
+        with engine.begin() as connection:
+            repository_id = connection.execute(
+                select(Repository.id).where(Repository.name == name)
+            ).scalar_one()
+            connection.execute(
+                insert(UpstreamLink),
+                [
+                    {
+                        "repository_id": repository_id,
+                        "path": p,
+                        "digests": {"sha256": d},
+                        "updated_at": utcnow(),
+                    }
+                    for p, d in digests.items()
+                ],
+            )
+    finally:
+        engine.dispose()
+
+
+def fetch_all(server: LiveServer, name: str, digests: dict[str, str]) -> float:
+    """Seconds to fetch every path once through the proxy `name`, checking each body."""
+
+    def one(client_paths: list[str]) -> None:
+        with httpx.Client(timeout=120) as client:
+            for path in client_paths:
+                sha = hashlib.sha256()
+                with client.stream("GET", server.repo_url(name) + path) as response:
+                    if response.status_code != 200:
+                        raise RuntimeError(f"{path}: HTTP {response.status_code}")
+                    for chunk in response.iter_bytes():
+                        sha.update(chunk)
+                if sha.hexdigest() != digests[path]:
+                    raise RuntimeError(f"{path}: wrong bytes")
+
+    paths = list(digests)
+    shares = [paths[i::CLIENTS] for i in range(CLIENTS)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+        list(pool.map(one, shares))
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", type=Path, default=Path("/tmp/base"), help="worktree of the base commit")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--small", type=int, default=200)
+    parser.add_argument("--large", type=int, default=6)
+    args = parser.parse_args(argv)
+    if not (args.base / "artifactory" / "repository" / "proxy.py").is_file():
+        print(f"no base tree at {args.base}: git worktree add {args.base} 880f158", file=sys.stderr)
+        return 2
+
+    work = Path(tempfile.mkdtemp(prefix="proxy-verify-"))
+    servers: dict[str, LiveServer] = {}
+    try:
+        files = work / "upstream"
+        digests = make_files(files, args.small, args.large)
+        small = {p: d for p, d in digests.items() if p.startswith("small/")}
+        large = {p: d for p, d in digests.items() if p.startswith("large/")}
+        with upstream(files) as url:
+            for label, pythonpath in (("base", str(args.base)), ("current", str(ROOT))):
+                env = {"PYTHONPATH": pythonpath, "ARTIFACTORY_CONFIG_CACHE_SECONDS": "1"}
+                (work / label).mkdir()
+                server = LiveServer(work / label / "data", workers=2, env=env)
+                servers[label] = server.start()
+            variants = [("base", False), ("current", False), ("current", True)]
+            results: dict[tuple[str, bool, str], list[float]] = {}
+            for round_ in range(args.rounds):
+                order = variants if round_ % 2 == 0 else variants[::-1]
+                for label, declared in order:
+                    server = servers[label]
+                    for kind, wanted in (("small", small), ("large", large)):
+                        if not wanted:
+                            continue
+                        name = f"p{uuid.uuid4().hex[:8]}"
+                        server.create_repo("raw", "proxy", name=name, url=url, block_after_failures=0)
+                        if declared:
+                            declare(server, name, wanted)
+                        seconds = fetch_all(server, name, wanted)
+                        value = (
+                            len(wanted) / seconds
+                            if kind == "small"
+                            else len(wanted) * LARGE_SIZE / MIB / seconds
+                        )
+                        results.setdefault((label, declared, kind), []).append(value)
+                        unit = "files/s" if kind == "small" else "MB/s"
+                        tag = f"{label}{' +sha256' if declared else ''}"
+                        print(f"round {round_ + 1}: {tag:<16} {kind:<5} {value:9.1f} {unit}", flush=True)
+        print()
+        print(table(results))
+    finally:
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def table(results: dict[tuple[str, bool, str], list[float]]) -> str:
+    rows = [
+        "| cold miss | base (880f158) | current, no digest | current, sha256 declared |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind, unit in (("small", "files/s (16 KiB)"), ("large", "MB/s (32 MiB files)")):
+        if ("base", False, kind) not in results:
+            continue
+        base = statistics.median(results[("base", False, kind)])
+        cells = [f"{base:.1f}"]
+        for declared in (False, True):
+            value = statistics.median(results[("current", declared, kind)])
+            cells.append(f"{value:.1f} ({100 * value / base:.0f}%)")
+        rows.append(f"| {unit} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
