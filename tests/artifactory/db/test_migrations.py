@@ -24,6 +24,7 @@ EXPECTED = {
     "proxy_miss",
     "upstream_link",
     "proxy_health",
+    "webhook_delivery",
 }
 
 
