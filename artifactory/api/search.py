@@ -167,9 +167,13 @@ def run_search(state: AppState, principal: Principal, query: SearchQuery) -> Sea
     repos = readable_repositories(state, principal, query.repository, query.format)
     if not repos:
         return SearchPage([], None)
+    every = len(repos) == sum(1 for r in state.engine.repos.all() if r.type != GROUP)
     with state.db.read() as session:
         statement = select(Component.id, Component.repository_id, Component.namespace, Component.name)
-        statement = statement.where(Component.repository_id.in_(list(repos)))
+        if not every:
+            # Without this condition an index on component.name serves the (name, id) order and
+            # the query stops at the page's end; with it, matches are gathered and sorted.
+            statement = statement.where(Component.repository_id.in_(list(repos)))
         if query.q:
             statement = statement.where(
                 or_(name_condition(Component.name, query.q), name_condition(Component.namespace, query.q))
@@ -205,17 +209,18 @@ def _components_with_digests(
     wanted = {a: getattr(query, a) for a in DIGEST_LENGTHS if getattr(query, a)}
     if not wanted:
         return None
-    statement = (
-        select(Asset.component_id)
-        .join(Blob, Blob.sha256 == Asset.blob_sha256)
-        .where(Asset.component_id.is_not(None), Asset.repository_id.in_(repository_ids))
+    blobs = select(Blob.sha256)
+    for algorithm, value in wanted.items():
+        blobs = blobs.where(getattr(Blob, algorithm) == value)
+    # The blobs first (a handful at most), then their assets by the indexed asset.blob_sha256.
+    digests = list(session.scalars(blobs.limit(100)))
+    if not digests:
+        return []
+    statement = select(Asset.component_id).where(
+        Asset.blob_sha256.in_(digests),
+        Asset.component_id.is_not(None),
+        Asset.repository_id.in_(repository_ids),
     )
-    if "sha256" in wanted:
-        statement = statement.where(Asset.blob_sha256 == wanted["sha256"])
-    if "sha1" in wanted:
-        statement = statement.where(Blob.sha1 == wanted["sha1"])
-    if "md5" in wanted:
-        statement = statement.where(Blob.md5 == wanted["md5"])
     return sorted({cid for (cid,) in session.execute(statement.distinct().limit(10_000)) if cid is not None})
 
 
