@@ -34,7 +34,7 @@ def _stats_cache(ctx: Ctx) -> queries.StatsCache:
     app_state = ctx.request.app.state
     cache = getattr(app_state, "ui_stats", None)
     if cache is None:
-        cache = app_state.ui_stats = queries.StatsCache()
+        cache = app_state.ui_stats = queries.StatsCache(ctx.state.db)
     return cache  # type: ignore[no-any-return]
 
 

@@ -7,7 +7,9 @@ list costs one cheap query once nothing has changed.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,10 +19,14 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from artifactory.api.search import name_condition
+from artifactory.db.engine import Database
 from artifactory.db.models import Asset, AuditEvent, Blob, Component, ProxyHealth
 from artifactory.repository.model import Repo
 
 ASSET_STORED = "asset.stored"
+INLINE_ASSETS = 20_000
+BYTES_SECONDS = 60.0
+log = logging.getLogger(__name__)
 MAX_VERSIONS = 2000
 
 
@@ -28,7 +34,7 @@ MAX_VERSIONS = 2000
 class RepoStats:
     components: int = 0
     assets: int = 0
-    bytes: int = 0
+    bytes: int | None = 0  # None: still being added up (a large repository, in the background)
 
 
 @dataclass(frozen=True)
@@ -40,48 +46,85 @@ class Health:
 
 
 class StatsCache:
-    """Per-process totals of each repository, valid while its revision stays the same."""
+    """Per-process totals of each repository.
 
-    def __init__(self) -> None:
-        self._stats: dict[int, tuple[int, RepoStats]] = {}
+    Counts come from indexes alone and are re-read whenever the revision moves. Stored bytes need
+    every asset's blob (a join as large as the repository): re-added with the counts for a
+    repository of up to INLINE_ASSETS files; for a larger one at most every BYTES_SECONDS, in a
+    background thread, while the page shows the last total (or that it is still being added up).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._counts: dict[int, tuple[int, int, int]] = {}  # id: (revision, components, assets)
+        self._bytes: dict[int, tuple[int, float, int]] = {}  # id: (revision, when, bytes)
+        self._running: set[int] = set()
         self._lock = threading.Lock()
 
     def get(self, session: Session, repos: Sequence[Repo]) -> dict[int, RepoStats]:
-        found: dict[int, RepoStats] = {}
-        stale = []
-        for repo in repos:
-            hit = self._stats.get(repo.id)
-            if hit is not None and hit[0] == repo.revision:
-                found[repo.id] = hit[1]
-            else:
-                stale.append(repo)
+        stale = [r for r in repos if self._counts.get(r.id, (None,))[0] != r.revision]
         if stale:
-            fresh = repository_stats(session, [r.id for r in stale])
+            counts = repository_counts(session, [r.id for r in stale])
             with self._lock:
+                if len(self._counts) > 100_000:
+                    self._counts.clear()
                 for repo in stale:
-                    found[repo.id] = self._stats_for(repo, fresh)
+                    self._counts[repo.id] = (repo.revision, *counts.get(repo.id, (0, 0)))
+        now = time.monotonic()
+        inline: list[Repo] = []
+        background: list[Repo] = []
+        for repo in repos:
+            known = self._bytes.get(repo.id)
+            if known is not None and known[0] == repo.revision:
+                continue
+            if self._counts[repo.id][2] <= INLINE_ASSETS:
+                inline.append(repo)
+            elif known is None or now - known[1] >= BYTES_SECONDS:
+                background.append(repo)
+        if inline:
+            added = repository_bytes(session, [r.id for r in inline])
+            with self._lock:
+                for repo in inline:
+                    self._bytes[repo.id] = (repo.revision, now, added.get(repo.id, 0))
+        for repo in background:
+            self._add_up_later(repo)
+        found = {}
+        for repo in repos:
+            _revision, components, assets = self._counts[repo.id]
+            known = self._bytes.get(repo.id)
+            found[repo.id] = RepoStats(components, assets, known[2] if known is not None else None)
         return found
 
-    def _stats_for(self, repo: Repo, fresh: dict[int, RepoStats]) -> RepoStats:
-        stats = fresh.get(repo.id, RepoStats())
-        if len(self._stats) > 100_000:
-            self._stats.clear()
-        self._stats[repo.id] = (repo.revision, stats)
-        return stats
+    def _add_up_later(self, repo: Repo) -> None:
+        with self._lock:
+            if repo.id in self._running or len(self._running) >= 2:
+                return
+            self._running.add(repo.id)
+
+        def run() -> None:
+            started = time.monotonic()
+            try:
+                with self.db.read() as session:
+                    total = repository_bytes(session, [repo.id]).get(repo.id, 0)
+                with self._lock:
+                    self._bytes[repo.id] = (repo.revision, started, total)
+            except Exception:  # noqa: BLE001 - the page keeps showing the last total
+                log.exception("adding up the stored bytes of %s failed", repo.name)
+            finally:
+                with self._lock:
+                    self._running.discard(repo.id)
+
+        threading.Thread(target=run, name=f"ui-bytes-{repo.id}", daemon=True).start()
 
 
-def repository_stats(session: Session, repository_ids: list[int]) -> dict[int, RepoStats]:
+def repository_counts(session: Session, repository_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """{id: (components, assets)}, from the indexes on repository_id alone."""
     if not repository_ids:
         return {}
     assets = {
-        row.repository_id: (row.n, row.bytes)
+        row.repository_id: row.n
         for row in session.execute(
-            select(
-                Asset.repository_id,
-                func.count(Asset.id).label("n"),
-                func.coalesce(func.sum(Blob.size), 0).label("bytes"),
-            )
-            .join(Blob, Blob.sha256 == Asset.blob_sha256)
+            select(Asset.repository_id, func.count(Asset.id).label("n"))
             .where(Asset.repository_id.in_(repository_ids))
             .group_by(Asset.repository_id)
         )
@@ -94,9 +137,21 @@ def repository_stats(session: Session, repository_ids: list[int]) -> dict[int, R
             .group_by(Component.repository_id)
         )
     }
+    return {rid: (components.get(rid, 0), assets.get(rid, 0)) for rid in repository_ids}
+
+
+def repository_bytes(session: Session, repository_ids: list[int]) -> dict[int, int]:
+    """{id: the size of every asset's blob, added up} (a blob in two paths counts twice)."""
+    if not repository_ids:
+        return {}
     return {
-        rid: RepoStats(components.get(rid, 0), assets.get(rid, (0, 0))[0], int(assets.get(rid, (0, 0))[1]))
-        for rid in repository_ids
+        row.repository_id: int(row.bytes or 0)
+        for row in session.execute(
+            select(Asset.repository_id, func.sum(Blob.size).label("bytes"))
+            .join(Blob, Blob.sha256 == Asset.blob_sha256)
+            .where(Asset.repository_id.in_(repository_ids))
+            .group_by(Asset.repository_id)
+        )
     }
 
 

@@ -174,6 +174,18 @@ def test_a_private_repository_is_invisible_when_signed_out(ui_server, tab):
     with api(server) as admin:
         admin.put(f"/repository/{private}/plans.txt", content=b"secret plans")
     sign_in(tab, server)
+    for path in (  # every other page, for console errors
+        "/ui/tokens",
+        "/ui/admin/",
+        "/ui/admin/users",
+        "/ui/admin/users/admin",
+        "/ui/admin/roles",
+        "/ui/admin/roles/anonymous",
+        f"/ui/admin/repositories/{private}",
+        f"/ui/repository/{private}/component?name=plans.txt",
+        f"/ui/repository/{private}/version?name=plans.txt",
+    ):
+        tab.goto(server.url + path)
     tab.goto(f"{server.url}/ui/admin/settings")
     tab.page.uncheck("input[name=anonymous_read]")
     tab.page.click("form.stacked button[type=submit]")

@@ -231,3 +231,69 @@ def test_file_sizes_read_well():
         "1.5 KiB",
         "5.0 GiB",
     ]
+
+
+# -- repository totals ------------------------------------------------------------------------------
+def test_repository_totals_follow_the_revision_and_large_ones_are_added_up_in_the_background(
+    tmp_path, monkeypatch
+):
+    from sqlalchemy import insert
+
+    from artifactory.db.engine import Database
+    from artifactory.db.models import Asset, Base, Blob, Component, Repository
+    from artifactory.ui import queries
+
+    db = Database(f"sqlite:///{tmp_path / 'totals.db'}")
+    Base.metadata.create_all(db.engine)
+    now = datetime.now(UTC)
+
+    def add(repository_id: int, index: int, size: int) -> None:
+        digest = f"{repository_id:032d}{index:032d}"
+        with db.write() as session:
+            session.execute(
+                insert(Blob).values(
+                    sha256=digest, size=size, md5="", sha1="", sha512="", created_at=now, touched_at=now
+                )
+            )
+            session.execute(
+                insert(Component).values(
+                    repository_id=repository_id, name=f"c{index}", version="1", attributes={}
+                )
+            )
+            session.execute(
+                insert(Asset).values(
+                    repository_id=repository_id, path=f"f{index}", blob_sha256=digest, attributes={}
+                )
+            )
+
+    with db.write() as session:
+        for rid in (1, 2):
+            session.execute(
+                insert(Repository).values(id=rid, name=f"r{rid}", format="raw", type="hosted", config={})
+            )
+    small, large = Repo(1, "r1", "raw", "hosted", {}, 1), Repo(2, "r2", "raw", "hosted", {}, 1)
+    add(1, 0, 10)
+    for i in range(3):
+        add(2, i, 100)
+    monkeypatch.setattr(queries, "INLINE_ASSETS", 2)
+    cache = queries.StatsCache(db)
+    with db.read() as session:
+        first = cache.get(session, [small, large])
+    assert first[1] == RepoStats(1, 1, 10)
+    assert first[2].components == 3 and first[2].assets == 3 and first[2].bytes in (None, 300)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with db.read() as session:
+            if cache.get(session, [large])[2].bytes is not None:
+                break
+        time.sleep(0.05)
+    with db.read() as session:
+        assert cache.get(session, [large])[2] == RepoStats(3, 3, 300)
+    add(1, 1, 5)
+    with db.read() as session:
+        assert cache.get(session, [small])[1] == RepoStats(1, 1, 10)  # same revision: remembered
+        assert cache.get(session, [Repo(1, "r1", "raw", "hosted", {}, 2)])[1] == RepoStats(2, 2, 15)
+    add(2, 9, 1)
+    with db.read() as session:  # a large repository keeps its last total for BYTES_SECONDS
+        assert cache.get(session, [Repo(2, "r2", "raw", "hosted", {}, 2)])[2] == RepoStats(4, 4, 300)
+    db.dispose()
