@@ -163,9 +163,6 @@ def test_publish_find_and_install_a_package_through_the_ui(ui_server, tab, tmp_p
     # the repository page and its set-me-up
     tab.goto(f"{server.url}/ui/repository/{repo}/")
     assert project in tab.page.locator("table.list").inner_text()
-    tab.shot("repository")
-    tab.goto(f"{server.url}/ui/")
-    tab.shot("repositories")
 
 
 def test_a_private_repository_is_invisible_when_signed_out(ui_server, tab):
@@ -230,3 +227,51 @@ def test_hostile_readmes_run_nothing_in_the_browser(ui_server, tab, tmp_path):
     assert tab.page.locator("article.readme img").count() == 0
     assert tab.page.locator("article.readme a").count() == 0
     assert tab.page.evaluate("document.querySelectorAll('script:not([src])').length") == 0
+
+
+@pytest.mark.skipif(not SHOTS, reason="set ARTIFACTORY_UI_SCREENSHOTS=DIR to take screenshots")
+def test_screenshots_of_the_main_pages(ui_sqlite, tab, tmp_path):
+    """Not a check: a few repositories of every kind, then pictures of the pages that show them."""
+    server = ui_sqlite
+    hosted = create_repo(server, "pypi", name="python-internal")
+    proxy = create_repo(server, "pypi", "proxy", name="python-upstream", url="http://127.0.0.1:9/simple/")
+    create_repo(server, "pypi", "group", name="python", members=[hosted, proxy])
+    create_repo(server, "npm", name="npm-internal")
+    create_repo(server, "maven", name="maven-releases", version_policy="release")
+    create_repo(server, "oci", name="containers")
+    files = create_repo(server, "raw", name="files")
+    readme = (
+        "# acme-toolkit\n\nShared helpers for **ACME** services.\n\n## Install\n\n"
+        "```\npip install acme-toolkit\n```\n\n| feature | since |\n|---|---|\n| retries | 1.0 |\n"
+    )
+    metadata = (
+        "Metadata-Version: 2.1\nName: acme-toolkit\nVersion: 2.3.1\n"
+        "Summary: Shared helpers for ACME services\n"
+        "Author: Platform team\nLicense: Apache-2.0\nRequires-Python: >=3.11\n"
+        "Project-URL: Source, https://git.example.invalid/acme/toolkit\n"
+        f"Description-Content-Type: text/markdown\n\n{readme}"
+    )
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    env = tool_env(tmp_path / "home")
+    for name, version in (("acme-toolkit", "2.3.0"), ("acme-toolkit", "2.3.1"), ("acme-client", "0.9.0")):
+        wheel = dist / wheel_name(name, version)
+        text = metadata.replace("2.3.1", version).replace("acme-toolkit", name)
+        wheel.write_bytes(wheel_bytes(name, version, metadata=text))
+        result = twine_upload(f"{server.url}/repository/{hosted}/", [wheel], "admin", ADMIN_PASSWORD, env)
+        assert result.returncode == 0, result.stdout + result.stderr
+    with api(server) as admin:
+        admin.put(f"/repository/{files}/installers/setup-1.0.exe", content=b"MZ" + b"0" * 5000)
+    import httpx
+
+    httpx.get(server.repo_url(proxy) + "simple/anything/")  # the upstream is down: the proxy says so
+    sign_in(tab, server)
+    tab.goto(f"{server.url}/ui/")
+    tab.shot("repositories")
+    tab.goto(f"{server.url}/ui/repository/{hosted}/")
+    tab.shot("repository")
+    tab.goto(f"{server.url}/ui/repository/{hosted}/version?name=acme-toolkit&version=2.3.1")
+    tab.page.set_viewport_size({"width": 1280, "height": 1300})
+    tab.shot("version")
+    tab.goto(f"{server.url}/ui/search?q=acme*")
+    tab.shot("search")
