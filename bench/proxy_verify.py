@@ -38,8 +38,11 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for extra in (ROOT, ROOT / "bench"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+from run import _tree_cpu  # noqa: E402
 
 from artifactory.testing.server import LiveServer, free_port  # noqa: E402
 
@@ -80,6 +83,17 @@ def upstream(directory: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def importable(tree: Path, directory: Path) -> Path:
+    """A PYTHONPATH entry under which the engine, the formats and the migrations all come from `tree`
+    (the editable install maps the last two to this checkout's folders, whatever PYTHONPATH says)."""
+    shim = directory / "path"
+    shim.mkdir(parents=True)
+    for name, folder in (("artifactory", "artifactory"), ("artifactory_formats", "formats"),
+                         ("artifactory_migrations", "migrations")):  # fmt: skip
+        (shim / name).symlink_to(tree / folder)
+    return shim
 
 
 def make_files(directory: Path, small: int, large: int) -> dict[str, str]:
@@ -158,24 +172,34 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     work = Path(tempfile.mkdtemp(prefix="proxy-verify-"))
+    # `python -m` puts the working directory first on sys.path: it must not be a checkout.
+    os.chdir(work)
     servers: dict[str, LiveServer] = {}
+    cpu_of: dict[str, LiveServer] = {}
     try:
         files = work / "upstream"
         digests = make_files(files, args.small, args.large)
         small = {p: d for p, d in digests.items() if p.startswith("small/")}
         large = {p: d for p, d in digests.items() if p.startswith("large/")}
         with upstream(files) as url:
-            for label, pythonpath in (("base", str(args.base)), ("current", str(ROOT))):
-                env = {"PYTHONPATH": pythonpath, "ARTIFACTORY_CONFIG_CACHE_SECONDS": "1"}
-                (work / label).mkdir()
+            for label, tree in (("base", args.base.resolve()), ("current", ROOT)):
+                env = {
+                    "PYTHONPATH": str(importable(tree, work / label)),
+                    "ARTIFACTORY_CONFIG_CACHE_SECONDS": "1",
+                }
                 server = LiveServer(work / label / "data", workers=2, env=env)
                 servers[label] = server.start()
+                cpu_of[label] = server
+            for server in servers.values():  # warm-up, not counted: imports, pools, first SQL
+                server.create_repo("raw", "proxy", name="warmup", url=url, block_after_failures=0)
+                fetch_all(server, "warmup", dict(list(small.items())[:16]))
             variants = [("base", False), ("current", False), ("current", True)]
-            results: dict[tuple[str, bool, str], list[float]] = {}
+            results: dict[tuple[str, bool, str], list[tuple[float, float]]] = {}
             for round_ in range(args.rounds):
                 order = variants if round_ % 2 == 0 else variants[::-1]
                 for label, declared in order:
                     server = servers[label]
+                    assert server.process is not None
                     for kind, wanted in (("small", small), ("large", large)):
                         if not wanted:
                             continue
@@ -183,18 +207,29 @@ def main(argv: list[str] | None = None) -> int:
                         server.create_repo("raw", "proxy", name=name, url=url, block_after_failures=0)
                         if declared:
                             declare(server, name, wanted)
+                        cpu = _tree_cpu(server.process.pid)
                         seconds = fetch_all(server, name, wanted)
-                        value = (
-                            len(wanted) / seconds
-                            if kind == "small"
-                            else len(wanted) * LARGE_SIZE / MIB / seconds
-                        )
-                        results.setdefault((label, declared, kind), []).append(value)
-                        unit = "files/s" if kind == "small" else "MB/s"
+                        cpu = _tree_cpu(server.process.pid) - cpu
+                        if kind == "small":  # files/s, server CPU ms per miss
+                            value, cost = len(wanted) / seconds, 1000 * cpu / len(wanted)
+                        else:  # MB/s, server CPU s per GiB
+                            value, cost = (
+                                len(wanted) * LARGE_SIZE / MIB / seconds,
+                                cpu / (len(wanted) * LARGE_SIZE / 2**30),
+                            )
+                        results.setdefault((label, declared, kind), []).append((value, cost))
+                        unit = "files/s, CPU ms/miss" if kind == "small" else "MB/s, CPU s/GiB"
                         tag = f"{label}{' +sha256' if declared else ''}"
-                        print(f"round {round_ + 1}: {tag:<16} {kind:<5} {value:9.1f} {unit}", flush=True)
+                        print(
+                            f"round {round_ + 1}: {tag:<16} {kind:<5} {value:8.1f} {cost:8.2f} ({unit})",
+                            flush=True,
+                        )
         print()
         print(table(results))
+    except BaseException:
+        for label, server in servers.items():
+            print(f"--- {label} server log ---\n{server.log()}", file=sys.stderr)
+        raise
     finally:
         for server in servers.values():
             server.stop()
@@ -202,20 +237,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def table(results: dict[tuple[str, bool, str], list[float]]) -> str:
+def table(results: dict[tuple[str, bool, str], list[tuple[float, float]]]) -> str:
     rows = [
-        "| cold miss | base (880f158) | current, no digest | current, sha256 declared |",
+        "| cold miss (median) | base (880f158) | current, no digest | current, sha256 declared |",
         "|---|---:|---:|---:|",
     ]
-    for kind, unit in (("small", "files/s (16 KiB)"), ("large", "MB/s (32 MiB files)")):
+    for kind, units in (
+        ("small", ("files/s (16 KiB)", "server CPU ms per miss")),
+        ("large", ("MB/s (32 MiB files)", "server CPU s per GiB")),
+    ):
         if ("base", False, kind) not in results:
             continue
-        base = statistics.median(results[("base", False, kind)])
-        cells = [f"{base:.1f}"]
-        for declared in (False, True):
-            value = statistics.median(results[("current", declared, kind)])
-            cells.append(f"{value:.1f} ({100 * value / base:.0f}%)")
-        rows.append(f"| {unit} | " + " | ".join(cells) + " |")
+        for column, unit in enumerate(units):
+            base = statistics.median(v[column] for v in results[("base", False, kind)])
+            cells = [f"{base:.2f}"]
+            for declared in (False, True):
+                value = statistics.median(v[column] for v in results[("current", declared, kind)])
+                cells.append(f"{value:.2f} ({100 * value / base:.0f}%)")
+            rows.append(f"| {unit} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
