@@ -398,7 +398,7 @@ def export_repository(state: AppState, name: str, target: str, progress: Progres
             if _compressed(target):
                 gz = gzip.GzipFile(fileobj=output, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)
                 sink = cast(IO[bytes], gz)
-            with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar:
                 tar.copybufsize = CHUNK  # type: ignore[attr-defined]  # else 16 KiB at a time
                 data = json.dumps(manifest, indent=1).encode()
                 tar.addfile(_tar_info(MANIFEST, len(data), now), _BytesReader(data))
@@ -791,7 +791,9 @@ def import_archive(state: AppState, source: str, name: str | None, progress: Pro
         try:
             tar = tarfile.open(fileobj=_decompressed(handle), mode="r|", bufsize=CHUNK)
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise TransferError(f"refusing {source}: not a tar archive ({exc})") from None
+            raise TransferError(
+                f"refusing the archive {source}: damaged, cut short or not a tar file ({exc})"
+            ) from None
         with tar:
             try:
                 archive, checked, first = _read_metadata(state, tar, name, components, assets)
@@ -821,8 +823,8 @@ def import_archive(state: AppState, source: str, name: str | None, progress: Pro
     summary.blobs, summary.bytes = len(infos), sum(i.size for i in infos)
     summary.seconds = time.monotonic() - started
     summary.details["exported_from"] = archive.definition.get("name")
-    state.audit.record(
-        OPERATOR,
+    _audit(
+        state,
         "repository.imported",
         repository=checked["name"],
         details={"from": source, "components": summary.components, "assets": summary.assets},
@@ -1051,14 +1053,22 @@ def _report(summary: Summary, as_json: bool, to_stderr: bool = False) -> None:
     )
 
 
+def _audit(state: AppState, action: str, repository: str, details: dict[str, Any]) -> None:
+    """Record the command in the audit log; the work is done, so a failure here is only reported."""
+    try:
+        state.audit.record(OPERATOR, action, repository=repository, details=details)
+    except Exception as exc:  # noqa: BLE001
+        print(f"warning: could not record {action} in the audit log: {exc}", file=sys.stderr)
+
+
 def run_export(args: argparse.Namespace, state: AppState) -> int:
     try:
         summary = export_repository(state, args.repository, args.file, Progress("export"))
     except TransferError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    state.audit.record(
-        OPERATOR,
+    _audit(
+        state,
         "repository.exported",
         repository=args.repository,
         details={"to": args.file, "assets": summary.assets, "bytes": summary.bytes},

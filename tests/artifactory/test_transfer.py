@@ -244,6 +244,26 @@ def test_an_archive_from_sqlite_imports_into_postgresql_and_serves_there(pg_serv
         source.check(client, source.repo)
 
 
+def test_an_export_from_postgresql_holds_the_same_records_as_the_sqlite_one(pg_server, published, tmp_path):
+    source = published["oci"]
+    name = f"oci-pg-{uuid.uuid4().hex[:6]}"
+    url = pg_server.database_url
+    assert (
+        cli(pg_server.data_dir, "import", str(source.archive), "--as", name, database_url=url).returncode == 0
+    )
+    again = tmp_path / "from-pg.tar.gz"
+    assert cli(pg_server.data_dir, "export", name, str(again), database_url=url).returncode == 0
+
+    def normalised(path: Path) -> tuple:
+        manifest, components, assets = archive_records(path)
+        coordinates = {c.pop("id"): (c["namespace"], c["name"], c["version"]) for c in components}
+        for asset in assets:
+            asset["component"] = coordinates.get(asset["component"])
+        return manifest["blobs"], sorted(components, key=lambda c: c["version"]), assets
+
+    assert normalised(again) == normalised(source.archive)
+
+
 def test_export_and_import_stream_through_a_pipe(server, published, tmp_path):
     source = published["raw"]
     exported = cli(server.data_dir, "export", source.repo, "-")
@@ -388,6 +408,17 @@ def test_a_bad_archive_is_refused_before_anything_is_written(published, empty_da
     assert state_of(empty_data) == before
 
 
+@pytest.mark.parametrize("fmt", ["raw", "pypi"])  # a plain tar and a gzip-compressed one
+def test_an_archive_cut_off_in_a_blob_is_refused_and_leaves_nothing(published, empty_data, fmt, tmp_path):
+    data = published[fmt].archive.read_bytes()
+    cut = tmp_path / f"cut-{published[fmt].archive.name}"
+    cut.write_bytes(data[: len(data) * 3 // 4])
+    before = state_of(empty_data)
+    result = cli(empty_data, "import", str(cut), "--as", "victim")
+    assert result.returncode == 1 and b"refusing the archive" in result.stderr, result.stderr
+    assert state_of(empty_data) == before
+
+
 def test_importing_over_an_existing_name_is_refused_and_changes_nothing(published, empty_data):
     source = published["maven"]
     first = summary(cli(empty_data, "import", str(source.archive), "--as", "taken", "--json"))
@@ -431,7 +462,9 @@ def test_backup_while_the_server_takes_uploads_then_restore_into_a_fresh_data_di
     assert during > 0, "the server took uploads while the backup ran"
     assert first["copied"] > 0 and first["unchanged"] == 0
     second = summary(cli(server.data_dir, "backup", str(target), "--json"))
-    assert second["unchanged"] >= first["copied"] and second["copied"] < first["copied"]
+    # Only new content is copied: everything the first run copied is found unchanged.
+    assert second["unchanged"] >= first["copied"]
+    assert second["copied"] + second["unchanged"] == second["blobs"]
 
     restored = tmp_path / "restored"
     restored.mkdir()
