@@ -132,6 +132,20 @@ class Format:
         """An httpx.Auth for a proxy's upstream (None: HTTP Basic from the proxy's username/password)."""
         return None
 
+    def setup_snippets(self, context: Any) -> Sequence[Any] | None:
+        """The web UI's "set me up" for a repository of this format: a list of
+        `artifactory.ui.setup.Snippet` (title, file name, text) built from `context` (a
+        `SetupContext`: the repository's URL, host, name, whether it is plain HTTP). None keeps the
+        UI's built-in snippets for this format id, if it has any."""
+        return None
+
+    def describe_component(self, component: Mapping[str, Any], read: Any) -> Any:
+        """What the web UI shows about a component version: an `artifactory.ui.describe.Description`
+        (summary, facts, a README), or None for the UI's built-in description. `component` holds
+        namespace, name, version, attributes and assets; `await read(path, limit)` gives an asset's
+        bytes. May be a coroutine function."""
+        return None
+
     def content_type(self, path: str) -> str | None:
         """The Content-Type to store an asset with; None lets the engine guess from the extension."""
         return None

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 from alembic import context
+from artifactory_plugins.webhooks.outbox import metadata as webhook_metadata
 from sqlalchemy import create_engine
 
 from artifactory.db.models import Base
-from artifactory_plugins.webhooks.outbox import metadata as webhook_metadata
 
 config = context.config
 # Every table the one alembic history creates: the engine's models and the built-in plugins' own.

@@ -372,7 +372,10 @@ SCHEMAS: dict[str, Any] = {
     "SearchResults": {
         "type": "object",
         "required": ["items"],
-        "properties": {"items": {"type": "array", "items": _ref("Component")}},
+        "properties": {
+            "items": {"type": "array", "items": _ref("Component")},
+            "next": {"type": ["string", "null"], "description": "Cursor of the next page; null on the last."},
+        },
     },
     "Component": {
         "type": "object",
@@ -653,11 +656,32 @@ PATHS: dict[str, Any] = {
                 {
                     "name": "q",
                     "in": "query",
-                    "description": "Substring of the component name or namespace, ignoring case.",
+                    "description": "Substring of the component name or namespace, ignoring case; with * a "
+                    "glob (req* is a prefix search).",
                     "schema": {"type": "string"},
                 },
                 {"name": "format", "in": "query", "schema": {"type": "string"}},
-                {"name": "repository", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "repository",
+                    "in": "query",
+                    "description": "A repository; a group means its members the caller may read.",
+                    "schema": {"type": "string"},
+                },
+                {"name": "version", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "sha256",
+                    "in": "query",
+                    "description": "Components with an asset of this digest.",
+                    "schema": {"type": "string"},
+                },
+                {"name": "sha1", "in": "query", "schema": {"type": "string"}},
+                {"name": "md5", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "description": "The `next` of the previous page.",
+                    "schema": {"type": "string"},
+                },
                 {
                     "name": "limit",
                     "in": "query",

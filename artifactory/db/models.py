@@ -65,8 +65,8 @@ class Blob(Base):
     __tablename__ = "blob"
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
-    md5: Mapped[str] = mapped_column(String(32))
-    sha1: Mapped[str] = mapped_column(String(40))
+    md5: Mapped[str] = mapped_column(String(32), index=True)
+    sha1: Mapped[str] = mapped_column(String(40), index=True)
     sha512: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     touched_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -89,6 +89,7 @@ class Component(Base):
     __table_args__ = (
         UniqueConstraint("repository_id", "namespace", "name", "version", name="uq_component_coordinates"),
         Index("ix_component_repository_name", "repository_id", "name"),
+        Index("ix_component_search", "name", "namespace", "repository_id", "id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     repository_id: Mapped[int] = mapped_column(ForeignKey("repository.id", ondelete="CASCADE"))
@@ -117,6 +118,7 @@ class Asset(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_downloaded: Mapped[datetime | None] = mapped_column(default=None)
+    download_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # Assets of one repository with the same key are one file for the write policy (a release
     # spelled two ways); the format chooses the key (`Upload.conflict_key`).
     conflict_key: Mapped[str | None] = mapped_column(String(255), default=None, nullable=True)
