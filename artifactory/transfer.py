@@ -392,7 +392,11 @@ def export_repository(state: AppState, name: str, target: str, progress: Progres
         else:
             final = Path(target)
             partial = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.partial")
-            output = open(partial, "xb")  # noqa: SIM115 - closed below
+            try:
+                output = open(partial, "xb")  # noqa: SIM115 - closed below
+            except OSError as exc:
+                raise TransferError(f"cannot write {target}: {exc.strerror or exc}") from None
+        current = ""
         try:
             sink: IO[bytes] = output
             if _compressed(target):
@@ -408,6 +412,7 @@ def export_repository(state: AppState, name: str, target: str, progress: Progres
                     tar.addfile(_tar_info(member, size, now), spool)
                 progress.start("blobs", len(blobs), summary.bytes)
                 for sha256, size in blobs.items():
+                    current = sha256
                     reader = _HashingReader(_read_blob(state, sha256), progress)
                     tar.addfile(_tar_info(f"blobs/{blob_key(sha256)}", size, now), reader)
                     if reader.size != size or reader.sha256.hexdigest() != sha256:
@@ -425,11 +430,13 @@ def export_repository(state: AppState, name: str, target: str, progress: Progres
                 output.close()
                 os.replace(partial, target)
                 partial = None
-        except tarfile.ReadError as exc:  # pragma: no cover - tarfile's own complaint about a short read
-            raise TransferError(f"a blob ended early: {exc}") from None
         except OSError as exc:
             if isinstance(exc, BrokenPipeError):
                 raise TransferError("the reader of the archive went away") from None
+            if str(exc) == "unexpected end of data":  # tarfile: fewer bytes than the blob's size
+                raise TransferError(
+                    f"blob {current} in the blob store is shorter than recorded: the stored bytes are damaged"
+                ) from None
             raise TransferError(f"writing {target}: {exc}") from None
         finally:
             if partial is not None:
@@ -1093,7 +1100,7 @@ def run_backup(args: argparse.Namespace, state: AppState) -> int:
     except BackupUnsupported as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except TransferError as exc:
+    except (TransferError, OSError, sqlite3.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     _report(summary, args.json)

@@ -294,6 +294,26 @@ def test_exporting_a_repository_that_does_not_exist_fails_and_leaves_no_file(ser
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_export_refuses_damaged_stored_bytes_and_leaves_no_archive(published, tmp_path):
+    data = tmp_path / "data"
+    assert cli(data, "import", str(published["raw"].archive)).returncode == 0
+    [large] = [
+        p for p in (data / "blobs" / "objects").rglob("*") if p.is_file() and p.stat().st_size > 100_000
+    ]
+    original = large.read_bytes()
+    out = tmp_path / "out"
+    out.mkdir()
+    large.write_bytes(bytes([original[0] ^ 1]) + original[1:])
+    flipped = cli(data, "export", published["raw"].repo, str(out / "a.tar"))
+    assert flipped.returncode == 1 and b"does not match its digest" in flipped.stderr
+    large.write_bytes(original[:-10])
+    short = cli(data, "export", published["raw"].repo, str(out / "a.tar.gz"))
+    assert short.returncode == 1 and b"shorter than recorded" in short.stderr, short.stderr
+    assert list(out.iterdir()) == []
+    nowhere = cli(data, "export", published["raw"].repo, str(tmp_path / "no" / "such" / "dir.tar"))
+    assert nowhere.returncode == 1 and b"cannot write" in nowhere.stderr
+
+
 # -- bad archives ---------------------------------------------------------------------------------
 def rewrite(source: Path, target: Path, change: Callable[[tarfile.TarInfo, bytes], tuple], extra=()) -> Path:
     """Copy an archive member by member through `change` (returning (info, data) or None to drop
