@@ -68,6 +68,8 @@ def respond(
         return Response(status_code=304, headers={k: v for k, v in base.items() if k != "Content-Type"})
     if isinstance(content, Document):
         return Response(content.body, headers=base)
+    if request.method == "GET":
+        request.scope["artifactory.state"].engine.downloads.record(content.asset_id)
     return blob_response(request, content, base)
 
 

@@ -49,6 +49,9 @@ class Settings:
     config_cache_seconds: float = 1.0
     # Extra plugin modules to load besides the `artifactory` entry-point group.
     plugins: list[str] = field(default_factory=list)
+    # Count downloads and remember when each asset was last downloaded (written in batches).
+    download_counting: bool = True
+    download_flush_seconds: float = 10.0
     # One line per request on standard error: "off", "common" (Apache-like) or "json" (JSON lines).
     access_log: str = "off"
     # Whether /metrics answers without credentials (else it needs an admin's, e.g. a token).

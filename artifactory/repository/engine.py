@@ -26,6 +26,7 @@ from artifactory.db.engine import Database
 from artifactory.db.models import AuditEvent, Blob, Repository
 from artifactory.formats import FormatRegistry
 from artifactory.http.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, Unauthorized
+from artifactory.repository.downloads import Downloads
 from artifactory.repository.group import Group
 from artifactory.repository.hosted import BlobGone, Hosted, Upload
 from artifactory.repository.model import GROUP, HOSTED, PROXY, ComponentInfo, Content, Repo, StoredAsset
@@ -78,6 +79,7 @@ class Engine:
         self.proxy = Proxy(self)
         self.group = Group(self)
         self.uploads = Uploads(self)
+        self.downloads = Downloads(db, settings.download_flush_seconds, settings.download_counting)
         self._find_asset = queries.AssetLookup(db.read_engine)
         # Hosted lookups, keyed by the repository revision they were read at and trusted for
         # ASSET_CACHE_SECONDS: a change made here moves the revision (seen at once), a change made by
@@ -403,6 +405,7 @@ class Engine:
     async def close(self) -> None:
         await self.proxy.close()
         await self.upstreams.close()
+        await to_thread.run_sync(self.downloads.close)
 
 
 __all__ = ["Engine", "Entry", "Upload", "BadRequest"]
