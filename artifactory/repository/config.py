@@ -24,6 +24,7 @@ PROXY_DEFAULTS: dict[str, Any] = {
     "negative_cache_seconds": 300,
     "offline": False,
     "timeout_seconds": 30.0,
+    "transfer_timeout_seconds": 3600.0,
     "block_after_failures": 3,
     "block_seconds": 60,
     "include": [],
@@ -131,6 +132,10 @@ def _validate_proxy(config: dict[str, Any], existing: dict[str, Any] | None) -> 
     timeout = config["timeout_seconds"]
     if isinstance(timeout, bool) or not (math.isfinite(timeout) and 0 < timeout <= 3600):
         raise ConfigError("timeout_seconds must be a number of seconds above 0 and at most 3600")
+    _expect(config, "transfer_timeout_seconds", (int, float), "a number")
+    transfer = config["transfer_timeout_seconds"]
+    if isinstance(transfer, bool) or not (math.isfinite(transfer) and 0 < transfer <= MAX_SECONDS):
+        raise ConfigError("transfer_timeout_seconds (the whole-transfer deadline) must be a positive number")
     for key in ("include", "exclude"):
         if not isinstance(config[key], list) or not all(isinstance(p, str) for p in config[key]):
             raise ConfigError(f"{key} must be a list of path patterns")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from artifactory.db import queries
@@ -35,10 +36,16 @@ class Group:
         self._guards: OrderedDict[tuple[object, ...], bool] = OrderedDict()
 
     def members(self, repo: Repo, principal: Principal) -> list[Repo]:
+        """The members this principal may read through the group. A credential scoped to the group
+        reads its members as far as the user's roles allow (the scope names the group, not each
+        member); a credential whose scope does not include the group reads nothing through it."""
+        if not principal.scope_grants(repo.name, "read"):
+            return []
+        through = replace(principal, scope=None) if principal.scope is not None else principal
         found = []
         for name in repo.members:
             member = self.engine.repos.get(name)
-            if member is not None and self.engine.security.allowed(principal, member.name, "read"):
+            if member is not None and self.engine.security.allowed(through, member.name, "read"):
                 found.append(member)
         return found
 

@@ -43,6 +43,7 @@ from artifactory.db import queries
 from artifactory.db.models import Asset, ProxyHealth, ProxyLease, ProxyMiss, UpstreamLink, utcnow
 from artifactory.formats import CachePolicy
 from artifactory.http.errors import BadGateway
+from artifactory.metrics import PROXY_FETCHES
 from artifactory.repository.hosted import Upload
 from artifactory.repository.model import Repo, StoredAsset, Streaming
 from artifactory.security.principal import Principal
@@ -79,6 +80,7 @@ class Proxy:
         policy = fmt.cache_policy(path)
         cached = await engine.db_call(self._cached, repo, path)
         if cached is not None and not self._stale(repo, cached, policy):
+            PROXY_FETCHES.labels(repo.name, "hit").inc()
             return cached
         if not self._included(repo, path) or repo.config.get("offline"):
             return cached
@@ -456,6 +458,7 @@ class Proxy:
                 await engine.db_call(self._release, repo.id, path, owner)
 
     def _unavailable(self, repo: Repo, path: str, cached: StoredAsset | None, reason: str) -> StoredAsset:
+        PROXY_FETCHES.labels(repo.name, "error").inc()
         if cached is not None:
             log.warning("proxy %s: serving cached %s, upstream failed: %s", repo.name, path, reason)
             return cached

@@ -247,3 +247,20 @@ def test_every_html_response_carries_a_content_security_policy(live):
     assert listing.headers["content-type"].startswith("text/html")
     policy = listing.headers["content-security-policy"]
     assert "default-src 'none'" in policy and "unsafe-inline" not in policy
+
+
+def test_a_token_scoped_to_a_group_reads_its_members_through_it_and_nothing_else(live):
+    member = live.create_repo("raw")
+    other = live.create_repo("raw")
+    group = live.create_repo("raw", "group", members=[member])
+    with live.client() as admin:
+        assert admin.put(f"/repository/{member}/m.txt", content=b"member").status_code == 201
+        assert admin.put(f"/repository/{other}/o.txt", content=b"other").status_code == 201
+    token = _token(live, ADMIN, scope={"repositories": group, "actions": ["read"]}).json()["token"]
+    with httpx.Client(base_url=live.url, headers=_bearer(token), timeout=30) as scoped:
+        assert scoped.get(f"/repository/{group}/m.txt").content == b"member"
+        assert scoped.get(f"/repository/{member}/m.txt").status_code == 403
+        assert scoped.get(f"/repository/{other}/o.txt").status_code == 403
+    member_only = _token(live, ADMIN, scope={"repositories": member, "actions": ["read"]}).json()["token"]
+    response = httpx.get(f"{live.repo_url(group)}m.txt", headers=_bearer(member_only))
+    assert response.status_code in (403, 404)
