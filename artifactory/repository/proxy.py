@@ -545,7 +545,8 @@ class Proxy:
 
     async def _fetch_sibling(self, repo: Repo, path: str) -> bytes | None:
         """GET another upstream path without caching it: its bytes (at most 1 MiB), or None when the
-        upstream has none or cannot be asked."""
+        upstream says it has none (404, 410). Any other failure raises ValueError, so a checksum
+        file that could not be fetched is never taken for one that was not published."""
         engine = self.engine
         url = await engine.db_call(self._upstream_url, repo, path)
         client = engine.upstreams.get(repo.id, repo.config, engine.formats[repo.format].upstream_auth)
@@ -553,10 +554,14 @@ class Proxy:
         try:
             same = _same_origin(request.url, httpx.URL(str(repo.config["url"])))
             response = await (client.send(request) if same else client.send(request, auth=None))
-        except (httpx.HTTPError, OSError):
+        except (httpx.HTTPError, OSError) as exc:
+            raise ValueError(f"could not fetch {path} from the upstream: {exc}") from None
+        if response.status_code in (404, 410):
             return None
-        if response.status_code != 200 or len(response.content) > 1024 * 1024:
-            return None
+        if response.status_code != 200:
+            raise ValueError(f"could not fetch {path} from the upstream: HTTP {response.status_code}")
+        if len(response.content) > 1024 * 1024:
+            raise ValueError(f"{path} from the upstream is larger than 1 MiB")
         return response.content
 
     def _stream(

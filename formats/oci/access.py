@@ -11,6 +11,7 @@ first asks for it (the client is cached per repository and configuration).
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,7 @@ from artifactory.plugin import (
 OCI = "oci"
 HOSTED, PROXY, GROUP = "hosted", "proxy", "group"
 SYSTEM = Principal(username="system:oci", roles=frozenset({"admin"}))
-_LINKS_REMEMBERED: OrderedDict[tuple[int, str, str], None] = OrderedDict()
+_LINKS_REMEMBERED: OrderedDict[tuple[int, str, str, int], None] = OrderedDict()
 _LINK_CACHE_SIZE = 50_000
 
 
@@ -188,7 +189,8 @@ async def prepare_proxies(eng: Engine, repo: Repo, principal: Principal, path: s
         url = upstream_url(proxy.config, path)
         if url is None:
             continue
-        key = (proxy.id, url, path)
+        # Re-remembered every 12 hours: gc forgets links nobody refreshed for a week.
+        key = (proxy.id, url, path, int(time.time() // 43200))
         if key in _LINKS_REMEMBERED:
             continue
         await eng.db_call(eng.proxy.remember_upstream, proxy, {path: url})

@@ -85,7 +85,7 @@ _generations: Lru[tuple[int, str], tuple[int, str]] = Lru(100_000)
 _hosted_roots: Lru[tuple[int, int], list[str]] = Lru(64)
 _proxied: Lru[tuple[int, str, str], Project] = Lru(1024)
 _proxied_roots: Lru[tuple[int, str], list[str]] = Lru(16)
-_remembered: Lru[tuple[int, str, str, str], bool] = Lru(100_000)
+_remembered: Lru[tuple[int, str, str, str, int], bool] = Lru(100_000)
 _verified: Lru[tuple[int, str, str], bool] = Lru(100_000)
 SYSTEM = Principal(username="system:pypi", roles=frozenset({"admin"}))
 
@@ -140,8 +140,10 @@ async def remember(
     the database)."""
     digests = digests or {}
 
-    def key(path: str, url: str) -> tuple[int, str, str, str]:
-        return (repo.id, path, url, json.dumps(digests.get(path, {}), sort_keys=True))
+    half_day = int(time.time() // 43200)  # re-remembered twice a day: gc forgets links unused for a week
+
+    def key(path: str, url: str) -> tuple[int, str, str, str, int]:
+        return (repo.id, path, url, json.dumps(digests.get(path, {}), sort_keys=True), half_day)
 
     fresh = {path: url for path, url in links.items() if key(path, url) not in _remembered}
     if not fresh:
