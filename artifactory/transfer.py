@@ -10,7 +10,8 @@ whose members come in this order, so that an import reads it in one pass (even f
     components.jsonl   one component a line: id (local to the archive), namespace, name, version,
                        attributes, created_at
     assets.jsonl       one asset a line: path, sha256, content_type, attributes, component (an id
-                       above, or null), conflict_key, created_at, updated_at, last_downloaded
+                       above, or null), conflict_key, created_at, updated_at, last_downloaded,
+                       download_count
     blobs/sha256/<h[0:2]>/<h[2:4]>/<h>   the bytes of each blob named in the manifest, in its order
 
 It is engine-level data (the four things every format maps onto), so one archive format serves every
@@ -293,6 +294,7 @@ def _read_repository(
                 Asset.created_at,
                 Asset.updated_at,
                 Asset.last_downloaded,
+                Asset.download_count,
                 Blob.size,
             )
             .join(Blob, Blob.sha256 == Asset.blob_sha256)
@@ -312,6 +314,7 @@ def _read_repository(
                         "created_at": _when(a.created_at),
                         "updated_at": _when(a.updated_at),
                         "last_downloaded": _when(a.last_downloaded),
+                        "download_count": int(a.download_count or 0),
                     }
                 )
             )
@@ -634,6 +637,9 @@ def _check_records(archive: Archive) -> None:
         _attributes(record, what)
         for key in ("created_at", "updated_at", "last_downloaded"):
             _parse_when(record.get(key), f"{what} {key}")
+        count = record.get("download_count", 0)
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count < 2**63:
+            raise TransferError(f"refusing the archive: {what} has an invalid download_count")
         archive.n_assets += 1
     unused = set(archive.blobs) - used
     if unused:
@@ -777,6 +783,7 @@ def _commit(state: AppState, checked: dict[str, Any], archive: Archive, infos: l
                     "created_at": _parse_when(record.get("created_at"), "created_at") or now,
                     "updated_at": _parse_when(record.get("updated_at"), "updated_at") or now,
                     "last_downloaded": _parse_when(record.get("last_downloaded"), "last_downloaded"),
+                    "download_count": record.get("download_count", 0),
                 }
             )
             if len(assets) >= BATCH:
