@@ -8,6 +8,7 @@ directly rather than broadcasting a hook.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -19,7 +20,7 @@ from starlette.routing import BaseRoute
 
 from artifactory.blobstore.store import BlobInfo
 from artifactory.http.errors import HTTPProblem
-from artifactory.repository.model import Repo
+from artifactory.repository.model import ComponentInfo, Repo
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,56 @@ class Format:
     def content_type(self, path: str) -> str | None:
         """The Content-Type to store an asset with; None lets the engine guess from the extension."""
         return None
+
+    # -- cleanup policies (docs/cleanup.md) ------------------------------------------------------
+    def version_key(self, version: str) -> Any:
+        """A sort key that orders this format's versions oldest first (PEP 440, semver, Maven's
+        order...). Keys of one format must compare with each other whatever the version string;
+        the default is a natural sort (digit runs compare as numbers: 1.10 after 1.9)."""
+        return natural_key(version)
+
+    def is_prerelease(self, version: str) -> bool:
+        """Whether `version` is a prerelease or snapshot (the rule `prerelease_older_than_days`)."""
+        return False
+
+    def cleanup_versions(self, components: Sequence[ComponentInfo]) -> list[ComponentInfo]:
+        """Of one name's components, those that are versions a cleanup policy may weigh and remove
+        (not a document such as an npm packument, not what another collector owns such as OCI
+        manifests by digest). The default: all of them."""
+        return list(components)
+
+    def newest_first(self, components: Sequence[ComponentInfo]) -> list[ComponentInfo]:
+        """One name's versions, newest first: by `version_key`, then by creation time."""
+        return sorted(components, key=lambda c: (self.version_key(c.version), c.created_at), reverse=True)
+
+    async def protected_versions(
+        self, engine: Any, repo: Repo, namespace: str, name: str, components: Sequence[ComponentInfo]
+    ) -> set[str]:
+        """Versions of `namespace`/`name` in `repo` that something still names and that cleanup
+        must never remove: a dist-tag, a tag, `latest`, maven-metadata.xml's release. Answered from
+        the format's own stored data through `engine` (an `artifactory.plugin.Engine`); never
+        fetches from an upstream. Also asked of the other members of every group `repo` is in."""
+        return set()
+
+    async def delete_versions(
+        self, engine: Any, repo: Repo, components: Sequence[ComponentInfo], principal: Any
+    ) -> list[str]:
+        """Remove these versions (all of one name) the way the format's own delete does, so that a
+        document listing versions (a packument) is updated; answers the paths deleted. The
+        default deletes each asset through `engine.delete`."""
+        deleted: list[str] = []
+        for component in components:
+            for asset in component.assets:
+                if await engine.delete(repo, asset.path, principal) is not None:
+                    deleted.append(asset.path)
+        return deleted
+
+
+def natural_key(text: str) -> tuple[tuple[int, int, str], ...]:
+    """Digit runs compare as numbers and everything else as text: 1.2 < 1.10 < 1.10a."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part
+    )
 
 
 class FormatRegistry:

@@ -19,6 +19,7 @@ CORE_PLUGINS = (
     "artifactory.audit",
     "artifactory.metrics",
     "artifactory.transfer",
+    "artifactory.cleanup",
 )
 
 

@@ -49,6 +49,8 @@ class Settings:
     config_cache_seconds: float = 1.0
     # Extra plugin modules to load besides the `artifactory` entry-point group.
     plugins: list[str] = field(default_factory=list)
+    # Seconds between scheduled cleanup runs (docs/cleanup.md); one node at a time runs it. 0: off.
+    cleanup_interval_seconds: int = 0
     # Count downloads and remember when each asset was last downloaded (written in batches).
     download_counting: bool = True
     download_flush_seconds: float = 10.0

@@ -369,6 +369,91 @@ SCHEMAS: dict[str, Any] = {
             "details": {"type": "object"},
         },
     },
+    "CleanupPolicy": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "A version goes when it meets every rule the policy sets; protected versions "
+        "(dist-tags, tags, latest, maven release) and allow-listed names never go. docs/cleanup.md.",
+        "properties": {
+            "keep_newest": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Only versions beyond the newest N of a component, in the format\x27s order.",
+            },
+            "not_downloaded_days": {
+                "type": "number",
+                "minimum": 0,
+                "description": "Only versions not downloaded for this many days (never: since stored).",
+            },
+            "prerelease_older_than_days": {
+                "type": "number",
+                "minimum": 0,
+                "description": "Only prereleases and snapshots stored more than this many days ago.",
+            },
+            "allow": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Names or globs never touched (name, namespace/name or namespace:name).",
+            },
+            "allow_empty": {
+                "type": "boolean",
+                "default": False,
+                "description": "Let the policy remove every version of a component (else the newest stays).",
+            },
+            "description": {"type": "string"},
+            "name": {"type": "string", "description": "Optional; must equal the name in the path."},
+        },
+    },
+    "StoredCleanupPolicy": {
+        "allOf": [
+            _ref("CleanupPolicy"),
+            {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "repositories": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "Repositories whose cleanup_policies name it (in listings).",
+                    }
+                },
+            },
+        ]
+    },
+    "CleanupReport": {
+        "type": "object",
+        "required": ["dry_run", "repositories", "versions", "assets", "bytes", "removals", "kept", "errors"],
+        "properties": {
+            "dry_run": {"type": "boolean"},
+            "repositories": {"type": "array", "items": {"type": "string"}},
+            "versions": {"type": "integer"},
+            "assets": {"type": "integer"},
+            "bytes": {"type": "integer"},
+            "seconds": {"type": "number"},
+            "removals": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["repository", "namespace", "name", "version", "assets", "bytes"],
+                    "properties": {
+                        "repository": {"type": "string"},
+                        "namespace": {"type": "string"},
+                        "name": {"type": "string"},
+                        "version": {"type": "string"},
+                        "assets": {"type": "array", "items": {"type": "string"}},
+                        "bytes": {"type": "integer"},
+                        "policies": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
+            "kept": {
+                "type": "array",
+                "description": "Versions kept because the policies would remove every version.",
+                "items": {"type": "object"},
+            },
+            "errors": {"type": "array", "items": {"type": "string"}},
+        },
+    },
     "SearchResults": {
         "type": "object",
         "required": ["items"],
@@ -723,6 +808,56 @@ PATHS: dict[str, Any] = {
             ],
             "responses": {"200": _ok("A page of events.", _ref("AuditPage")), **_errors(400, 401, 403)},
         }
+    },
+    "/api/v1/cleanup-policies": {
+        "get": {
+            "operationId": "listCleanupPolicies",
+            "summary": "Every cleanup policy, with the repositories it is attached to (admin).",
+            "tags": ["server"],
+            "responses": {
+                "200": _ok("The policies.", {"type": "array", "items": _ref("StoredCleanupPolicy")}),
+                **_errors(401, 403),
+            },
+        }
+    },
+    "/api/v1/cleanup-policies/{name}": {
+        "parameters": [_name_param("Policy name.")],
+        "put": {
+            "operationId": "saveCleanupPolicy",
+            "summary": "Create or replace a cleanup policy (admin); attach it with a repository\x27s "
+            "cleanup_policies setting.",
+            "tags": ["server"],
+            "requestBody": _body(_ref("CleanupPolicy")),
+            "responses": {
+                "200": _ok("The policy, replaced.", _ref("StoredCleanupPolicy")),
+                "201": _ok("The policy, created.", _ref("StoredCleanupPolicy")),
+                **_errors(400, 401, 403, 413),
+            },
+        },
+        "delete": {
+            "operationId": "deleteCleanupPolicy",
+            "summary": "Delete a cleanup policy (admin); 409 while a repository names it.",
+            "tags": ["server"],
+            "responses": {**NO_CONTENT, **_errors(401, 403, 404, 409)},
+        },
+    },
+    "/api/v1/cleanup-policies/{name}/preview": {
+        "parameters": [_name_param("Policy name.")],
+        "post": {
+            "operationId": "previewCleanupPolicy",
+            "summary": "A dry run of one policy (admin): exactly what it would remove, with bytes.",
+            "tags": ["server"],
+            "parameters": [
+                {
+                    "name": "repository",
+                    "in": "query",
+                    "required": False,
+                    "description": "Preview on this repository (default: those the policy is attached to).",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "responses": {"200": _ok("What would go.", _ref("CleanupReport")), **_errors(400, 401, 403, 404)},
+        },
     },
 }
 

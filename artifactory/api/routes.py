@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from artifactory import __version__
+from artifactory.api import cleanup as cleanup_api
 from artifactory.api.openapi import OPENAPI
 from artifactory.api.search import search
 from artifactory.events import RepositoryEvent
@@ -442,4 +443,8 @@ routes = [
     Route("/api/v1/settings", put_settings, methods=["PUT"]),
     Route("/api/v1/search", search, methods=["GET"]),
     Route("/api/v1/audit", audit, methods=["GET"]),
+    Route("/api/v1/cleanup-policies", cleanup_api.list_policies, methods=["GET"]),
+    Route("/api/v1/cleanup-policies/{name}", cleanup_api.put_policy, methods=["PUT"]),
+    Route("/api/v1/cleanup-policies/{name}", cleanup_api.delete_policy, methods=["DELETE"]),
+    Route("/api/v1/cleanup-policies/{name}/preview", cleanup_api.preview_policy, methods=["POST"]),
 ]

@@ -30,7 +30,7 @@ PROXY_DEFAULTS: dict[str, Any] = {
     "include": [],
     "exclude": [],
 }
-COMMON_KEYS = {"write_policy", "allow_inline", "max_upload_bytes"}
+COMMON_KEYS = {"write_policy", "allow_inline", "max_upload_bytes", "cleanup_policies"}
 TYPE_KEYS = {
     HOSTED: set(),
     PROXY: set(PROXY_DEFAULTS) | {"url", "username", "password", "ca_bundle"},
@@ -81,6 +81,9 @@ def validate(body: Any, formats: FormatRegistry, existing: dict[str, Any] | None
     _expect(config, "max_upload_bytes", int, "an integer")
     if not 0 <= config.get("max_upload_bytes", 0) <= 2**53:
         raise ConfigError("max_upload_bytes must be a non-negative integer")
+    cleanup = config.get("cleanup_policies", [])
+    if not isinstance(cleanup, list) or not all(isinstance(p, str) and 0 < len(p) <= 100 for p in cleanup):
+        raise ConfigError("cleanup_policies must be a list of cleanup policy names")
     if len(json.dumps(config, default=str)) > MAX_CONFIG_BYTES:
         raise ConfigError(f"the settings are larger than {MAX_CONFIG_BYTES} bytes")
     if kind == PROXY:

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from artifactory_formats.maven import content, metadata, routes
+from artifactory_formats.maven import coordinates as layout
 from artifactory_formats.maven.coordinates import (
     is_metadata,
     is_snapshot,
@@ -14,7 +15,7 @@ from artifactory_formats.maven.coordinates import (
 )
 from starlette.routing import BaseRoute
 
-from artifactory.plugin import BlobInfo, CachePolicy, Coordinates, Format, Repo
+from artifactory.plugin import SYSTEM, BlobInfo, CachePolicy, ComponentInfo, Coordinates, Format, Repo
 
 VERSION_POLICIES = ("release", "snapshot", "mixed")
 CHECKSUM_POLICIES = ("strict", "warn", "off")
@@ -102,3 +103,36 @@ class MavenFormat(Format):
     def content_type(self, path: str) -> str | None:
         name = path.rsplit("/", 1)[-1]
         return CONTENT_TYPES.get(name.rpartition(".")[2])
+
+    # -- cleanup policies ------------------------------------------------------------------------
+    def version_key(self, version: str) -> Any:
+        """Maven's ComparableVersion order: 1.0-alpha-1 < 1.0-rc1 < 1.0-SNAPSHOT < 1.0 < 1.0-sp1."""
+        return layout.version_key(version)
+
+    def is_prerelease(self, version: str) -> bool:
+        """A SNAPSHOT, or a version with a qualifier Maven orders before the release (alpha, beta,
+        milestone, rc)."""
+        return is_snapshot(version) or _has_pre_qualifier(layout._parsed(version))
+
+    async def protected_versions(
+        self, engine: Any, repo: Repo, namespace: str, name: str, components: Sequence[ComponentInfo]
+    ) -> set[str]:
+        """The `latest` and `release` of the artifact's maven-metadata.xml (computed for a hosted
+        repository, the cached upstream document for a proxy; never fetched for this)."""
+        path = f"{namespace.replace('.', '/')}/{name}/maven-metadata.xml"
+        try:
+            found = await content.metadata_document(engine, repo, path, SYSTEM, cached_only=True)
+            if found is None:
+                return set()
+            doc = metadata.parse(found[0])
+        except Exception:  # noqa: BLE001 - an unreadable document protects everything
+            return {c.version for c in components}
+        return {v for v in (doc.latest, doc.release) if v}
+
+
+def _has_pre_qualifier(item: Any) -> bool:
+    if isinstance(item, layout._Str):
+        return item.key < layout._RELEASE_INDEX
+    if isinstance(item, layout._List):
+        return any(_has_pre_qualifier(child) for child in item.items)
+    return False

@@ -6,10 +6,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from artifactory_formats.npm import metadata, routes, safejson
-from artifactory_formats.npm.coordinates import parse_path, tarball_coordinates
+from artifactory_formats.npm.coordinates import PackageName, parse_path, tarball_coordinates
 from starlette.routing import BaseRoute
 
-from artifactory.plugin import CachePolicy, Coordinates, Format, HTTPProblem, Repo, Rewritten
+from artifactory.plugin import (
+    CachePolicy,
+    ComponentInfo,
+    Coordinates,
+    Format,
+    HTTPProblem,
+    Repo,
+    Rewritten,
+)
 
 MIN_DOCUMENT = 1024 * 1024
 MAX_DOCUMENT = 1024 * 1024 * 1024
@@ -81,3 +89,73 @@ class NpmFormat(Format):
 
     def content_type(self, path: str) -> str | None:
         return "application/json" if _is_packument(path) else "application/octet-stream"
+
+    # -- cleanup policies ------------------------------------------------------------------------
+    def version_key(self, version: str) -> Any:
+        """semver precedence (1.0.0-rc.1 before 1.0.0); versions that are not semver first."""
+        return metadata.semver_key(version)
+
+    def is_prerelease(self, version: str) -> bool:
+        key = metadata.semver_key(version)
+        return key[1] is not None and bool(key[1].prerelease)
+
+    def cleanup_versions(self, components: Sequence[ComponentInfo]) -> list[ComponentInfo]:
+        return [c for c in components if c.version]  # the packument's component has no version
+
+    async def _document(self, engine: Any, repo: Repo, package: PackageName) -> metadata.Doc | None:
+        stored = await engine.db_call(engine.lookup, repo, package.path)
+        if stored is None:
+            return None
+        try:
+            return metadata.load(await engine.read_bytes(stored.sha256))
+        except HTTPProblem:
+            return None
+
+    async def protected_versions(
+        self, engine: Any, repo: Repo, namespace: str, name: str, components: Sequence[ComponentInfo]
+    ) -> set[str]:
+        """Every version a dist-tag of the stored (or cached) packument names, `latest` included.
+        An unreadable packument protects every version."""
+        package = PackageName(namespace, name)
+        stored = await engine.db_call(engine.lookup, repo, package.path)
+        if stored is None:
+            return set()
+        doc = await self._document(engine, repo, package)
+        if doc is None:
+            return {c.version for c in components}
+        return set(metadata.tags_of(doc).values())
+
+    async def delete_versions(
+        self, engine: Any, repo: Repo, components: Sequence[ComponentInfo], principal: Any
+    ) -> list[str]:
+        """An unpublish: the versions leave the packument (their dist-tags go, `latest` is
+        recomputed) in one document update, then their tarballs go; when no version is left the
+        whole package is unpublished."""
+        if not components:
+            return []
+        package = PackageName(components[0].namespace, components[0].name)
+        gone = {c.version for c in components}
+        if repo.type == "hosted" and await self._document(engine, repo, package) is not None:
+            when = metadata.now_iso()
+
+            def transform(old: bytes | None) -> bytes | None:
+                if old is None:
+                    return None
+                versions = metadata.versions_of(metadata.load(old))
+                if not set(versions) - gone:
+                    return None  # nothing left: the package goes, as `npm unpublish pkg` does
+                keep = {
+                    v: {"deprecated": m.get("deprecated")} if isinstance(m, dict) else {}
+                    for v, m in versions.items()
+                    if v not in gone
+                }
+                new, _removed = metadata.apply_update(old, {"versions": keep}, None, True, when)
+                return new
+
+            await engine.update_document(repo, package.path, transform, principal)
+        deleted: list[str] = []
+        for component in components:
+            for asset in component.assets:
+                if await engine.delete(repo, asset.path, principal) is not None:
+                    deleted.append(asset.path)
+        return deleted

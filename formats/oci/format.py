@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from artifactory.plugin import CachePolicy, Coordinates, Format, HTTPProblem, Repo
+from artifactory.plugin import CachePolicy, ComponentInfo, Coordinates, Format, HTTPProblem, Repo
 
 
 class OciFormat(Format):
@@ -86,6 +86,27 @@ class OciFormat(Format):
 
     def render_error(self, problem: HTTPProblem, request: Request) -> Response:
         return translate(problem).render(request)
+
+    # -- cleanup policies ------------------------------------------------------------------------
+    def cleanup_versions(self, components: Sequence[ComponentInfo]) -> list[ComponentInfo]:
+        """Tags only: a manifest by digest stays while a tag or an index references it, and
+        `artifactory gc` (oci-gc) removes it once nothing does and its grace period is over."""
+        return [c for c in components if not is_digest_reference(c.version)]
+
+    def newest_first(self, components: Sequence[ComponentInfo]) -> list[ComponentInfo]:
+        """Tags by push time: a tag moved to a new manifest counts from that push."""
+
+        def pushed(c: ComponentInfo) -> Any:
+            return max((a.updated_at for a in c.assets), default=c.created_at)
+
+        return sorted(components, key=lambda c: (pushed(c), c.version), reverse=True)
+
+    async def protected_versions(
+        self, engine: Any, repo: Repo, namespace: str, name: str, components: Sequence[ComponentInfo]
+    ) -> set[str]:
+        """`latest`. What a tag or an index references is a manifest by digest, which
+        `cleanup_versions` never offers: removing a tag removes only the tag."""
+        return {"latest"}
 
 
 __all__ = ["OciFormat", "DEFAULT_MAX_MANIFEST_BYTES"]

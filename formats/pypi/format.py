@@ -6,11 +6,12 @@ from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 import httpx
-from artifactory_formats.pypi import admin, coordinates, metadata, routes, sources
+from artifactory_formats.pypi import admin, coordinates, metadata, operations, routes, sources
 from artifactory_formats.pypi.metadata import HTML_TYPE, JSON_TYPE
+from packaging.version import InvalidVersion, Version
 from starlette.routing import BaseRoute
 
-from artifactory.plugin import CachePolicy, Coordinates, Format, Repo, Rewritten
+from artifactory.plugin import CachePolicy, ComponentInfo, Coordinates, Format, Repo, Rewritten
 
 HOSTED = "hosted"
 # Whether the proxy passes upstream project pages through rewrite_upstream before caching them. Off:
@@ -89,3 +90,32 @@ class PypiFormat(Format):
         if path.startswith(coordinates.PACKAGES):
             return routes.FILE_TYPE
         return None
+
+    # -- cleanup policies ------------------------------------------------------------------------
+    def version_key(self, version: str) -> Any:
+        """PEP 440 order (1.10 after 1.9, 1.0rc1 before 1.0); versions that are not PEP 440 first."""
+        return metadata.version_key(version)
+
+    def is_prerelease(self, version: str) -> bool:
+        try:
+            return Version(version).is_prerelease
+        except InvalidVersion:
+            return False
+
+    async def delete_versions(
+        self, engine: Any, repo: Repo, components: Sequence[ComponentInfo], principal: Any
+    ) -> list[str]:
+        """Each distribution file as its DELETE does (with its .metadata), then one touch of the
+        project so that its pages are rebuilt."""
+        deleted: list[str] = []
+        for component in components:
+            for asset in component.assets:
+                if asset.path.endswith(coordinates.METADATA_SUFFIX):
+                    if await engine.delete(repo, asset.path, principal) is not None:
+                        deleted.append(asset.path)  # a .metadata whose file is already gone
+                    continue
+                if await operations.delete_path(engine, repo, asset.path, principal, touch=False):
+                    deleted.append(asset.path)
+        if components and repo.type == "hosted":
+            await sources.touch(engine, repo, components[0].name)
+        return deleted
