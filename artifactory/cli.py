@@ -52,7 +52,7 @@ def _prepare_locked(settings: Settings, announce: bool) -> None:
                 handle.write(password + "\n")
             os.chmod(path, 0o600)
             if announce:
-                print(f"Created user admin; its password is in {path.resolve()}", flush=True)
+                print(f"Created user admin; its password is in {path.resolve()}", file=sys.stderr, flush=True)
     finally:
         db.dispose()
 
