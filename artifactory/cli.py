@@ -214,15 +214,36 @@ def cmd_user(args: argparse.Namespace) -> int:
 
 def cmd_gc(args: argparse.Namespace) -> int:
     from artifactory.blobstore.gc import collect
+    from artifactory.progress import Progress, human
 
     state = _offline_state(args)
+    progress = Progress("gc")
     try:
         # Formats first: what they delete (untagged manifests) frees blobs for the same run.
+        progress.start("formats", 0, 0)
         formats = state.pm.hook.artifactory_gc(state=state, grace_seconds=args.grace, dry_run=args.dry_run)
-        report = collect(state.db, state.blobs, grace_seconds=args.grace, dry_run=args.dry_run)
+        progress.start("blobs", 0, 0)
+        report = collect(
+            state.db,
+            state.blobs,
+            grace_seconds=args.grace,
+            dry_run=args.dry_run,
+            progress=lambda blobs, nbytes: progress.advance(blobs, nbytes),
+        )
+        progress.finish()
+        summary = {**report.as_dict(), "formats": formats}
+        if not args.dry_run:
+            state.audit.record("cli", "gc.run", details={"blobs": report.blobs, "bytes": report.bytes})
     finally:
         state.db.dispose()
-    print(json.dumps({**report.as_dict(), "formats": formats}))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        verb = "would remove" if args.dry_run else "removed"
+        print(
+            f"gc {verb} {report.blobs} blobs ({human(report.bytes)}), {report.orphan_objects} orphan objects,"
+            f" {report.temps} temporary objects, {report.upstream_links} upstream links"
+        )
     return 0
 
 
@@ -291,6 +312,7 @@ def parser() -> argparse.ArgumentParser:
     gc = common(sub.add_parser("gc", help="remove unreferenced blobs"))
     gc.add_argument("--dry-run", action="store_true")
     gc.add_argument("--grace", type=int, default=24 * 3600, help="seconds an unreferenced blob is kept")
+    gc.add_argument("--json", action="store_true", help="print a machine-readable summary")
     gc.set_defaults(func=cmd_gc)
 
     from artifactory.plugins import plugin_manager

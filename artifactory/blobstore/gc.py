@@ -17,6 +17,7 @@ Work is done in small batches, each its own transaction, so GC can be interrupte
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,8 +62,13 @@ class GcReport:
 
 
 def collect(
-    db: Database, store: BlobStore, grace_seconds: int = DEFAULT_GRACE_SECONDS, dry_run: bool = False
+    db: Database,
+    store: BlobStore,
+    grace_seconds: int = DEFAULT_GRACE_SECONDS,
+    dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> GcReport:
+    """Collect what nothing references; `progress(blobs, bytes)` hears of each batch as it goes."""
     report = GcReport(dry_run=dry_run)
     cutoff = utcnow() - timedelta(seconds=grace_seconds)
     unreferenced = ~exists().where(Asset.blob_sha256 == Blob.sha256)
@@ -80,15 +86,18 @@ def collect(
         if not batch:
             break
         last_seen = batch[-1].sha256
+        before = (report.blobs, report.bytes)
         if dry_run:
             report.blobs += len(batch)
             report.bytes += sum(row.size for row in batch)
-            continue
-        with db.write() as session:
-            for row in batch:
-                if _collect_blob(session, store, row.sha256, cutoff):
-                    report.blobs += 1
-                    report.bytes += row.size
+        else:
+            with db.write() as session:
+                for row in batch:
+                    if _collect_blob(session, store, row.sha256, cutoff):
+                        report.blobs += 1
+                        report.bytes += row.size
+        if progress is not None:
+            progress(report.blobs - before[0], report.bytes - before[1])
     leftovers = min(cutoff, utcnow() - timedelta(seconds=LEFTOVER_SECONDS))
     _orphans(db, store, leftovers.timestamp(), dry_run, report)
     _temps(db, store, leftovers.timestamp(), dry_run, report)

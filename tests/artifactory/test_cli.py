@@ -113,3 +113,14 @@ def test_user_passwd_resets_a_lost_admin_password_from_stdin_on_a_running_server
     finally:
         live.stop()
     assert cli(data, "user", "disable", "nobody").returncode == 1
+
+
+def test_gc_reports_progress_on_stderr_a_summary_on_stdout_and_json_when_asked(tmp_path):
+    data = tmp_path / "data"
+    assert cli(data, "repo", "create", "files", "--format", "raw").returncode == 0
+    plain = cli(data, "gc", "--grace", "0")
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.startswith("gc removed 0 blobs")
+    assert "gc: blobs" in plain.stderr
+    machine = cli(data, "gc", "--grace", "0", "--dry-run", "--json")
+    assert json.loads(machine.stdout.strip().splitlines()[-1])["dry_run"] is True

@@ -20,7 +20,7 @@ def run_gc(server, *args):
     if server.database_url:
         env["ARTIFACTORY_DATABASE_URL"] = server.database_url
     result = subprocess.run(
-        [sys.executable, "-m", "artifactory", "gc", "--data-dir", str(server.data_dir), *args],
+        [sys.executable, "-m", "artifactory", "gc", "--json", "--data-dir", str(server.data_dir), *args],
         capture_output=True,
         text=True,
         timeout=120,

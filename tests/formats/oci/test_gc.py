@@ -54,7 +54,7 @@ def test_oci_gc_reclaims_untagged_manifests_and_orphan_blobs_only(server, admin,
     for blob in kept.blobs:
         assert anon.get(f"/v2/{repo}/app/blobs/{digest(blob)}").status_code == 200
 
-    cli(server, "gc", "--grace", "0")
+    cli(server, "gc", "--json", "--grace", "0")
     objects = server.data_dir / "blobs" / "objects"
     assert not list(objects.rglob(hashlib.sha256(orphan).hexdigest()))
     assert list(objects.rglob(hashlib.sha256(kept.config).hexdigest()))
@@ -74,7 +74,7 @@ def test_plain_gc_reclaims_untagged_manifests_and_their_blobs_in_one_run(server,
     kept, untagged = image("gc-plain-kept"), image("gc-plain-untagged")
     push(admin, f"{repo}/app", "v1", kept)
     push(admin, f"{repo}/app", untagged.digest, untagged)
-    report = cli(server, "gc", "--grace", "0")
+    report = cli(server, "gc", "--json", "--grace", "0")
     oci = next(r for r in report["formats"] if r["format"] == "oci")
     assert f"{repo}/app/manifests/{untagged.digest}" in oci["deleted"]
     assert anon.get(f"/v2/{repo}/app/manifests/{untagged.digest}").status_code == 404
@@ -95,7 +95,7 @@ def test_index_children_and_referrers_with_their_blobs_survive_gc(server, admin,
     assert put.status_code == 201
     sbom = image("gc-sbom", subject=multi, artifact_type="application/x.sbom")
     assert push(admin, name, sbom.digest, sbom).status_code == 201
-    report = cli(server, "gc", "--grace", "0")
+    report = cli(server, "gc", "--json", "--grace", "0")
     oci = next(r for r in report["formats"] if r["format"] == "oci")
     assert not [d for d in oci["deleted"] if d.startswith(f"{repo}/")]
     for img in (arm, amd, sbom):
@@ -149,7 +149,7 @@ def test_what_a_proxy_cached_survives_gc_and_pulls_without_the_upstream(server, 
             assert anon.head(f"/v2/{proxy}/{path}").status_code == 200  # cached before gc runs
 
     pull()
-    report = cli(server, "gc", "--grace", "0")
+    report = cli(server, "gc", "--json", "--grace", "0")
     oci = next(r for r in report["formats"] if r["format"] == "oci")
     assert not [d for d in oci["deleted"] if d.startswith(f"{proxy}/")]
     stub.stop()
