@@ -109,13 +109,18 @@ class PypiFormat(Format):
         project so that its pages are rebuilt."""
         deleted: list[str] = []
         for component in components:
-            for asset in component.assets:
-                if asset.path.endswith(coordinates.METADATA_SUFFIX):
-                    if await engine.delete(repo, asset.path, principal) is not None:
-                        deleted.append(asset.path)  # a .metadata whose file is already gone
-                    continue
-                if await operations.delete_path(engine, repo, asset.path, principal, touch=False):
-                    deleted.append(asset.path)
+            paths = {asset.path for asset in component.assets}
+            for path in sorted(paths):  # a file before its .metadata, as delete_path does
+                if (
+                    path.endswith(coordinates.METADATA_SUFFIX)
+                    and path.removesuffix(coordinates.METADATA_SUFFIX) in paths
+                ):
+                    continue  # deleted with its file
+                if path + coordinates.METADATA_SUFFIX in paths:
+                    if await operations.delete_path(engine, repo, path, principal, touch=False):
+                        deleted += [path, path + coordinates.METADATA_SUFFIX]
+                elif await engine.delete(repo, path, principal) is not None:
+                    deleted.append(path)
         if components and repo.type == "hosted":
             await sources.touch(engine, repo, components[0].name)
         return deleted
