@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -95,6 +97,33 @@ def any_server(request: pytest.FixtureRequest) -> LiveServer:
     """The same tests against both metadata backends."""
     name = "server" if request.param == "sqlite" else "pg_server"
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+DATABASES = ("sqlite", "postgresql")
+
+
+@contextlib.contextmanager
+def live_server(request: pytest.FixtureRequest, name: str, **kwargs: Any) -> Iterator[LiveServer]:
+    """A started server on `request.param` ("sqlite", or "postgresql" in a schema of its own),
+    stopped and its schema dropped on exit. For module fixtures parametrized over DATABASES:
+
+        @pytest.fixture(scope="module", params=DATABASES)
+        def live(request):
+            with live_server(request, "proxy", workers=2) as server:
+                yield server
+    """
+    tmp: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+    schema = url = ""
+    if request.param == "postgresql":
+        base = request.getfixturevalue("pg_base_url")
+        schema, url = new_schema(base)
+    server = LiveServer(tmp.mktemp(name) / "data", database_url=url, **kwargs).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        if schema:
+            drop_schema(base, schema)
 
 
 @pytest.fixture(scope="session")

@@ -9,29 +9,16 @@ import uuid
 import httpx
 import pytest
 
-from artifactory.testing.fixtures import drop_schema, new_schema
-from artifactory.testing.server import ADMIN_PASSWORD, LiveServer
+from artifactory.testing.fixtures import DATABASES, live_server
+from artifactory.testing.server import ADMIN_PASSWORD
 
 ADMIN = ("admin", ADMIN_PASSWORD)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def live(request, tmp_path_factory):
-    schema = url = ""
-    if request.param == "postgresql":
-        schema, url = new_schema(request.getfixturevalue("pg_base_url"))
-    server = LiveServer(
-        tmp_path_factory.mktemp("metrics") / "data",
-        database_url=url,
-        workers=2,
-        env={"ARTIFACTORY_ACCESS_LOG": "json"},
-    ).start()
-    try:
+@pytest.fixture(scope="module", params=DATABASES)
+def live(request):
+    with live_server(request, "metrics", workers=2, env={"ARTIFACTORY_ACCESS_LOG": "json"}) as server:
         yield server
-    finally:
-        server.stop()
-        if schema:
-            drop_schema(request.getfixturevalue("pg_base_url"), schema)
 
 
 def _value(text: str, name: str, **labels: str) -> float:

@@ -8,27 +8,15 @@ import uuid
 import httpx
 import pytest
 
-from artifactory.testing.fixtures import drop_schema, new_schema
-from artifactory.testing.server import LiveServer
+from artifactory.testing.fixtures import DATABASES, live_server
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=DATABASES)
 def live(request, tmp_path_factory):
-    schema = url = ""
-    if request.param == "postgresql":
-        schema, url = new_schema(request.getfixturevalue("pg_base_url"))
-    root = tmp_path_factory.mktemp("audit")
-    server = LiveServer(
-        root / "data", database_url=url, env={"ARTIFACTORY_AUDIT_LOG": str(root / "audit.jsonl")}
-    )
-    server.start()
-    server.audit_file = root / "audit.jsonl"
-    try:
+    audit_file = tmp_path_factory.mktemp("audit-log") / "audit.jsonl"
+    with live_server(request, "audit", env={"ARTIFACTORY_AUDIT_LOG": str(audit_file)}) as server:
+        server.audit_file = audit_file
         yield server
-    finally:
-        server.stop()
-        if schema:
-            drop_schema(request.getfixturevalue("pg_base_url"), schema)
 
 
 def _events(live, **params):

@@ -22,7 +22,7 @@ from artifactory.blobstore.gc import collect
 from artifactory.blobstore.store import BlobStore
 from artifactory.db.engine import Database
 from artifactory.db.models import Repository, UpstreamLink, utcnow
-from artifactory.testing.fixtures import drop_schema, new_schema
+from artifactory.testing.fixtures import DATABASES, live_server
 from artifactory.testing.server import LiveServer
 from tests.artifactory.repository.upstream import Upstream, running, self_signed, tls_context
 
@@ -31,20 +31,11 @@ from tests.artifactory.repository.upstream import Upstream, running, self_signed
 SETTLE = 0.3
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+@pytest.fixture(scope="module", params=DATABASES)
+def live(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     """Two worker processes on either metadata backend."""
-    schema, url = "", ""
-    if request.param == "postgresql":
-        base = request.getfixturevalue("pg_base_url")
-        schema, url = new_schema(base)
-    server = LiveServer(tmp_path_factory.mktemp("proxy") / "data", workers=2, database_url=url).start()
-    try:
+    with live_server(request, "proxy", workers=2) as server:
         yield server
-    finally:
-        server.stop()
-        if schema:
-            drop_schema(base, schema)
 
 
 def database(live: LiveServer) -> Engine:

@@ -13,26 +13,17 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from artifactory.testing.fixtures import drop_schema, new_schema
+from artifactory.testing.fixtures import DATABASES, live_server
 from artifactory.testing.server import ADMIN_PASSWORD, LiveServer
 
 CACHE_SECONDS = 0.2  # ARTIFACTORY_CONFIG_CACHE_SECONDS of the test servers
 ADMIN = ("admin", ADMIN_PASSWORD)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    schema = url = ""
-    if request.param == "postgresql":
-        base = request.getfixturevalue("pg_base_url")
-        schema, url = new_schema(base)
-    server = LiveServer(tmp_path_factory.mktemp("cred") / "data", database_url=url, workers=2).start()
-    try:
+@pytest.fixture(scope="module", params=DATABASES)
+def live(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    with live_server(request, "cred", workers=2) as server:
         yield server
-    finally:
-        server.stop()
-        if schema:
-            drop_schema(request.getfixturevalue("pg_base_url"), schema)
 
 
 def _token(server: LiveServer, auth: tuple[str, str] | str, **body: object) -> httpx.Response:
