@@ -45,6 +45,68 @@ class Rewritten:
     digests: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class IndexKey:
+    """Names one computed document (a simple page, a packument, maven-metadata.xml, a tag list...).
+
+    `kind` is the format's own word for the document; `namespace` and `name` say which component
+    name it depends on, so that only a change to that name rebuilds it. `whole_repository` marks a
+    document that depends on everything in the repository (a catalog, a root index): it is rebuilt
+    on every change. `variant` distinguishes documents of one name that differ otherwise (a
+    snapshot version's metadata, a search query). Keys are compared and hashed; keep them small.
+    """
+
+    kind: str
+    name: str = ""
+    namespace: str = ""
+    variant: str = ""
+    whole_repository: bool = False
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """What an upstream index says of one file it lists: where to fetch it (absolute URL) and what
+    it must hash to ({"sha256": hex, ...}; sha256, sha512, sha1 or md5)."""
+
+    url: str
+    digests: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """An upstream document turned into the format's model, plus the files it declares, keyed by
+    their path in this repository. The engine fetches a declared file from its URL and verifies it
+    against its digests while streaming; nothing that fails is cached or served as a success."""
+
+    model: Any
+    files: Mapping[str, FileRef] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UpstreamDocument:
+    """Where a proxy fetches the upstream's copy of a document: a path relative to the proxy's
+    upstream URL (or an absolute URL) and the Accept header to ask with."""
+
+    path: str
+    accept: str = "*/*"
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """What rendering may depend on besides the model: the media type negotiated for the client and
+    this repository's absolute URL as the client reached it (ends with "/")."""
+
+    media_type: str
+    repository_url: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    body: bytes
+    media_type: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 class CachePolicy(enum.Enum):
     IMMUTABLE = "immutable"  # never revalidated once cached (release files, digests)
     METADATA = "metadata"  # revalidated after the proxy's metadata TTL; merged by groups
@@ -149,6 +211,54 @@ class Format:
 
     def content_type(self, path: str) -> str | None:
         """The Content-Type to store an asset with; None lets the engine guess from the extension."""
+        return None
+
+    def tombstone(self, path: str) -> str | None:
+        """A key that, once an asset at `path` is deleted, may never be stored again in that
+        repository (a PyPI filename, an npm name@version); None: the path may be reused. The engine
+        records it in the deletion's transaction and refuses a later upload with the same key."""
+        return None
+
+    # -- index documents (docs/plugins.md, "Index documents") ------------------------------------
+    # A document clients read (a simple page, a packument, maven-metadata.xml, a tag list) is not
+    # stored: it is computed from a model. The format gives four pure steps; the engine does the
+    # rest for hosted, proxy and group repositories alike (caching by what the document depends
+    # on, upstream fetch and revalidation, the member walk, permissions, the dependency-confusion
+    # guard, ETag, 304 and gzip). A format serves one with `Repositories.index(request, repo, key)`.
+
+    async def build(self, key: IndexKey, hosted: Any) -> Any:
+        """The model of `key` in a hosted repository, read through `hosted` (a `HostedView`:
+        components, component names, stored assets). None: there is no such document (404)."""
+        return None
+
+    def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
+        """Where a proxy repository finds `key` upstream; None: a proxy has no such document."""
+        return None
+
+    def parse(self, key: IndexKey, body: bytes, url: str) -> Parsed | None:
+        """The model of an upstream's copy of `key` (`url`: where it came from, after redirects, for
+        resolving relative links). Raise ValueError for a malformed document (the cached copy keeps
+        being served); None: the document is empty (404)."""
+        return None
+
+    def merge(self, key: IndexKey, models: Sequence[Any]) -> Any:
+        """One model of a group from its members' models, first member first (the first member wins
+        where two members name the same file or version)."""
+        return models[0]
+
+    def media_types(self, key: IndexKey) -> Sequence[str]:
+        """The media types `key` can be rendered in, preferred first (negotiated against Accept)."""
+        return ("application/json",)
+
+    def render(self, key: IndexKey, model: Any, context: RenderContext) -> Rendered:
+        """The bytes a client reads. May use `context.repository_url` for absolute links."""
+        raise NotImplementedError(f"{self.id} renders no index documents")
+
+    def declared_by(self, path: str) -> IndexKey | None:
+        """Which document lists the file at `path` (a wheel's simple page, a tarball's packument):
+        a proxy fetches that file from where the upstream's document says, verified against the
+        digests it declares. None: the file is at `path` below the upstream URL, unverified unless
+        `expected_digests` names its digests."""
         return None
 
     # -- cleanup policies (docs/cleanup.md) ------------------------------------------------------

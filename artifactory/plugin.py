@@ -10,7 +10,19 @@ from starlette.requests import HTTPConnection, Request
 
 from artifactory.blobstore.store import BlobInfo, StagedBlob
 from artifactory.events import AssetEvent, RepositoryEvent
-from artifactory.formats import CachePolicy, Coordinates, Format, FormatRegistry, Rewritten
+from artifactory.formats import (
+    CachePolicy,
+    Coordinates,
+    FileRef,
+    Format,
+    FormatRegistry,
+    IndexKey,
+    Parsed,
+    RenderContext,
+    Rendered,
+    Rewritten,
+    UpstreamDocument,
+)
 from artifactory.http.errors import (
     BadGateway,
     BadRequest,
@@ -26,9 +38,20 @@ from artifactory.http.errors import (
 from artifactory.http.responses import document_response
 from artifactory.http.urls import base_url, repository_url
 from artifactory.repository.engine import Engine, Entry
+from artifactory.repository.errors import (
+    DigestMismatch,
+    EngineError,
+    TooLarge,
+    UploadOffsetMismatch,
+    UploadUnknown,
+    UpstreamUnavailable,
+    WritePolicyViolation,
+)
 from artifactory.repository.hosted import Companion, Upload
+from artifactory.repository.index import HostedView
 from artifactory.repository.model import ComponentInfo, Content, Document, Repo, StoredAsset, Streaming
-from artifactory.repository.uploads import UploadOffsetMismatch, UploadState, UploadUnknown
+from artifactory.repository.service import Access, Repositories, run_sync
+from artifactory.repository.uploads import UploadState
 from artifactory.security.principal import ANONYMOUS, Credentials, Grant, Principal
 from artifactory.security.service import InvalidCredentials
 from artifactory.serve import respond
@@ -48,6 +71,16 @@ def engine(connection: HTTPConnection) -> Engine:
     return app_state(connection).engine
 
 
+def repositories(connection: HTTPConnection) -> Repositories:
+    """The repository service: everything a format does with repositories goes through it."""
+    return app_state(connection).repositories
+
+
+def access(connection: HTTPConnection) -> Access:
+    """Authentication, the permission check and tokens."""
+    return app_state(connection).access
+
+
 def current_repository(request: Request) -> Repo:
     """The repository a /repository/{name}/... request is for (resolved before the format runs)."""
     return request.scope["artifactory.repo"]  # type: ignore[no-any-return]
@@ -64,6 +97,23 @@ async def current_principal(connection: HTTPConnection) -> Principal:
 
 __all__ = [
     "ANONYMOUS",
+    "Access",
+    "DigestMismatch",
+    "EngineError",
+    "FileRef",
+    "HostedView",
+    "IndexKey",
+    "Parsed",
+    "RenderContext",
+    "Rendered",
+    "Repositories",
+    "TooLarge",
+    "UpstreamDocument",
+    "UpstreamUnavailable",
+    "WritePolicyViolation",
+    "access",
+    "repositories",
+    "run_sync",
     "BlobInfo",
     "Companion",
     "InvalidCredentials",

@@ -6,7 +6,7 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pluggy
@@ -20,6 +20,7 @@ from artifactory.formats import FormatRegistry
 from artifactory.http.errors import Unauthorized
 from artifactory.plugins import plugin_manager
 from artifactory.repository.engine import Engine
+from artifactory.repository.service import Access, Repositories
 from artifactory.security.principal import ANONYMOUS, Principal
 from artifactory.security.service import InvalidCredentials, Security, parse_authorization
 from artifactory.settings import Settings
@@ -40,6 +41,12 @@ class AppState:
     engine: Engine
     token_secret: bytes
     audit: Audit
+    repositories: Repositories = field(init=False)
+    access: Access = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.repositories = Repositories(self.engine)
+        self.access = Access(self)
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:

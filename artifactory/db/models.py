@@ -100,6 +100,32 @@ class Component(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class NameGeneration(Base):
+    """A counter per component name, bumped in the transaction that changes any of its assets: the
+    cache key of every document computed from that name (simple page, packument, tag list)."""
+
+    __tablename__ = "name_generation"
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repository.id", ondelete="CASCADE"), primary_key=True
+    )
+    namespace: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Tombstone(Base):
+    """What was deleted from a repository and may never be stored there again (a PyPI filename, an
+    npm name@version): the format's `tombstone(path)` key, written with the deletion."""
+
+    __tablename__ = "tombstone"
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repository.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(MAX_PATH), primary_key=True)
+    path: Mapped[str] = mapped_column(String(MAX_PATH))
+    deleted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Asset(Base):
     __tablename__ = "asset"
     __table_args__ = (

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from artifactory.blobstore.store import BlobInfo
-from artifactory.db.models import Asset, Blob, Component, Repository, utcnow
+from artifactory.db.models import Asset, Blob, Component, NameGeneration, Repository, Tombstone, utcnow
 from artifactory.repository.model import ComponentInfo, StoredAsset
 
 _ASSET_COLUMNS = (
@@ -266,6 +266,52 @@ def save_asset(
         },
         ["repository_id", "path"],
         ["blob_sha256", "content_type", "attributes", "component_id", "conflict_key", "updated_at"],
+    )
+
+
+def bump_generations(session: Session, repository_id: int, names: Iterable[tuple[str, str]]) -> None:
+    """Move the generation of each (namespace, name), in sorted order so that concurrent
+    transactions take the row locks in one order."""
+    for namespace, name in sorted(set(names)):
+        statement = _insert(session, NameGeneration).values(
+            repository_id=repository_id, namespace=namespace, name=name, generation=1
+        )
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["repository_id", "namespace", "name"],
+                set_={"generation": NameGeneration.generation + 1},
+            )
+        )
+
+
+def generation(session: Session, repository_id: int, namespace: str, name: str) -> int:
+    """A name's generation (0: never changed)."""
+    found = session.scalar(
+        select(NameGeneration.generation).where(
+            NameGeneration.repository_id == repository_id,
+            NameGeneration.namespace == namespace,
+            NameGeneration.name == name,
+        )
+    )
+    return int(found or 0)
+
+
+def component_name(session: Session, component_id: int) -> tuple[str, str] | None:
+    row = session.execute(
+        select(Component.namespace, Component.name).where(Component.id == component_id)
+    ).first()
+    return (row.namespace, row.name) if row is not None else None
+
+
+def add_tombstone(session: Session, repository_id: int, key: str, path: str) -> None:
+    values = {"repository_id": repository_id, "key": key, "path": path}
+    insert_ignore(session, Tombstone, values, ["repository_id", "key"])
+
+
+def tombstoned(session: Session, repository_id: int, key: str) -> str | None:
+    """The path whose deletion left `key` behind, if one did."""
+    return session.scalar(
+        select(Tombstone.path).where(Tombstone.repository_id == repository_id, Tombstone.key == key)
     )
 
 

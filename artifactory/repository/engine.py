@@ -29,6 +29,7 @@ from artifactory.http.errors import BadRequest, Forbidden, MethodNotAllowed, Not
 from artifactory.repository.downloads import Downloads
 from artifactory.repository.group import Group
 from artifactory.repository.hosted import BlobGone, Hosted, Upload
+from artifactory.repository.index import Index
 from artifactory.repository.model import GROUP, HOSTED, PROXY, ComponentInfo, Content, Repo, StoredAsset
 from artifactory.repository.proxy import Proxy
 from artifactory.repository.registry import RepositoryRegistry
@@ -78,6 +79,7 @@ class Engine:
         self.hosted = Hosted(self)
         self.proxy = Proxy(self)
         self.group = Group(self)
+        self.index = Index(self)
         self.uploads = Uploads(self)
         self.downloads = Downloads(db, settings.download_flush_seconds, settings.download_counting)
         self._find_asset = queries.AssetLookup(db.read_engine)
@@ -159,6 +161,10 @@ class Engine:
                     continue
                 names[head] = Entry(head, True) if sep else Entry(head, False, asset)
         return sorted(names.values(), key=lambda e: (not e.is_folder, e.name))
+
+    def assets_under(self, repo: Repo, prefix: str) -> list[StoredAsset]:
+        """Every asset of `repo` (itself only) whose path starts with `prefix`. Blocking."""
+        return self._under(repo, prefix)
 
     def _under(self, repo: Repo, prefix: str) -> list[StoredAsset]:
         with self.db.read() as session:
@@ -302,10 +308,13 @@ class Engine:
             row = queries.find_asset(session, repo.id, path)
             old = self.blobs.read_all_sync(row.blob_sha256, limit) if row is not None else None
             new = transform(old)
+            coordinates = self.formats[repo.format].coordinates(path)
+            names = [] if coordinates is None else [(coordinates.namespace, coordinates.name)]
             if new is None:
                 if row is not None:
                     queries.delete_asset(session, repo.id, path)
                     queries.bump_revision(session, repo.id)
+                    queries.bump_generations(session, repo.id, names)
                     session.add(
                         AuditEvent(
                             actor=principal.username, action="asset.deleted", repository=repo.name, path=path
@@ -320,6 +329,7 @@ class Engine:
                 self.blobs.publish_sync(staged)
                 queries.save_asset(session, repo.id, path, staged.info.sha256, content_type, {}, None)
                 queries.bump_revision(session, repo.id)
+                queries.bump_generations(session, repo.id, names)
                 session.add(
                     AuditEvent(
                         actor=principal.username, action="asset.stored", repository=repo.name, path=path

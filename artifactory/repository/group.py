@@ -104,18 +104,25 @@ class Group:
     async def _shadowed(self, repo: Repo, path: str) -> bool:
         """True if a hosted member holds the component `path` belongs to: proxies must not serve it."""
         coordinates = self.engine.formats[repo.format].coordinates(path)
-        if coordinates is None or repo.config.get("allow_proxy_shadowing", False):
+        if coordinates is None:
+            return False
+        return await self.shadowed_name(repo, coordinates.namespace, coordinates.name)
+
+    async def shadowed_name(self, repo: Repo, namespace: str, name: str) -> bool:
+        """True if a hosted repository anywhere in the group holds a component named `name`: no proxy
+        member may then serve its files or contribute to its documents."""
+        if repo.config.get("allow_proxy_shadowing", False):
             return False
         leaves = self._leaves(repo)
         hosted = [r for r in leaves if r.type == HOSTED]
         if not hosted or not any(r.type == PROXY for r in leaves):
             return False  # nothing to guard, or nothing to guard against: spare the query
         # Keyed by the hosted members' revisions: any upload or deletion there moves the key.
-        key = (tuple((r.id, r.revision) for r in hosted), coordinates.namespace, coordinates.name)
+        key = (tuple((r.id, r.revision) for r in hosted), namespace, name)
         known = self._guards.get(key)
         if known is None:
             ids = [r.id for r in hosted]
-            known = await self.engine.db_call(self._hosted_has, ids, coordinates.namespace, coordinates.name)
+            known = await self.engine.db_call(self._hosted_has, ids, namespace, name)
             self._guards[key] = known
             if len(self._guards) > GUARD_CACHE_SIZE:
                 self._guards.popitem(last=False)

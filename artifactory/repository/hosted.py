@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from artifactory.blobstore.store import BlobError, BlobInfo, DigestMismatch, StagedBlob, TooLarge
+from artifactory.blobstore import store as blobstore
+from artifactory.blobstore.store import BlobError, BlobInfo, StagedBlob
 from artifactory.db import queries
 from artifactory.db.models import AuditEvent, utcnow
 from artifactory.events import AssetEvent
 from artifactory.formats import Coordinates
-from artifactory.http.errors import BadRequest, HTTPProblem, PayloadTooLarge
+from artifactory.http.errors import BadRequest, HTTPProblem
+from artifactory.repository.errors import DigestMismatch, TooLarge, WritePolicyViolation
 from artifactory.repository.model import Repo, StoredAsset
 from artifactory.security.principal import Principal
 
@@ -32,14 +34,6 @@ if TYPE_CHECKING:
 # How long a commit's reservation keeps its blobs from GC between staging and the asset row: far
 # longer than promoting bytes takes, so that GC is safe at any grace, even 0.
 RESERVE_SECONDS = 3600
-
-
-class WritePolicyViolation(BadRequest):
-    """A write the repository's write policy refuses; `existing` is the stored file it collides with."""
-
-    def __init__(self, message: str, existing: str | None = None) -> None:
-        super().__init__(message)
-        self.existing = existing
 
 
 class BlobGone(HTTPProblem):
@@ -100,7 +94,7 @@ class Hosted:
         if policy == "deny":
             raise WritePolicyViolation(f"repository {repo.name} is read-only (write policy deny)")
         if policy == "allow_once" and existing is not None:
-            same = "" if existing == path else f" (the same file as {existing})"
+            same = "" if existing == path else f" (the same file as {existing}, stored or deleted)"
             raise WritePolicyViolation(
                 f"repository {repo.name} does not allow updating assets (write policy allow_once): "
                 f"{path}{same}",
@@ -110,7 +104,7 @@ class Hosted:
     async def precheck(self, repo: Repo, upload: Upload) -> None:
         """The write policy, checked early to spare a doomed upload (`_save` checks it again)."""
         if not upload.bypass_write_policy:
-            existing = await self.engine.db_call(self._existing, repo.id, upload)
+            existing = await self.engine.db_call(self._existing, repo, upload)
             self.check_write_policy(repo, upload.path, existing)
 
     async def stage(
@@ -118,10 +112,12 @@ class Hosted:
     ) -> StagedBlob:
         try:
             return await self.engine.blobs.ingest(chunks, upload.expected, max_size)
-        except DigestMismatch as exc:
-            raise BadRequest(f"checksum mismatch for {upload.path}: {exc}") from None
-        except TooLarge as exc:
-            raise PayloadTooLarge(str(exc)) from None
+        except blobstore.DigestMismatch as exc:
+            raise DigestMismatch(
+                f"checksum mismatch for {upload.path}: {exc}", exc.algorithm, exc.expected, exc.actual
+            ) from None
+        except blobstore.TooLarge as exc:
+            raise TooLarge(str(exc)) from None
         except BlobError as exc:
             raise BadRequest(str(exc)) from None
 
@@ -192,16 +188,22 @@ class Hosted:
             )
         return asset
 
-    def _existing(self, repository_id: int, upload: Upload) -> str | None:
+    def _existing(self, repo: Repo, upload: Upload) -> str | None:
         with self.engine.db.read() as session:
-            return self._collision(session, repository_id, upload)
+            return self._collision(session, repo, upload)
 
-    @staticmethod
-    def _collision(session: Any, repository_id: int, upload: Upload) -> str | None:
-        if queries.find_asset(session, repository_id, upload.path) is not None:
+    def _collision(self, session: Any, repo: Repo, upload: Upload) -> str | None:
+        """The stored path this upload would replace: the same path, one with the same conflict key,
+        or one whose deletion left the same tombstone (what was deleted is not stored again)."""
+        if queries.find_asset(session, repo.id, upload.path) is not None:
             return upload.path
         if upload.conflict_key:
-            return queries.find_conflict(session, repository_id, upload.conflict_key)
+            found = queries.find_conflict(session, repo.id, upload.conflict_key)
+            if found is not None:
+                return found
+        key = self.engine.formats[repo.format].tombstone(upload.path)
+        if key is not None:
+            return queries.tombstoned(session, repo.id, key)
         return None
 
     def _reserve(self, infos: list[BlobInfo]) -> None:
@@ -219,7 +221,7 @@ class Hosted:
                 # Held to the end: a concurrent commit of the same file (or conflict key) waits here
                 # and then sees this one's asset.
                 queries.lock_repository(session, repo.id)
-                self.check_write_policy(repo, upload.path, self._collision(session, repo.id, upload))
+                self.check_write_policy(repo, upload.path, self._collision(session, repo, upload))
             for info in blobs:
                 queries.touch_blob(session, info)
                 if not self.engine.blobs.exists(info.sha256):
@@ -255,6 +257,7 @@ class Hosted:
                 )
             queries.bump_revision(session, repo.id)
             files = [(upload.path, staged.info), *((c.path, c.staged.info) for c in upload.companions)]
+            queries.bump_generations(session, repo.id, self._names(repo, [p for p, _ in files], upload))
             for path, info in files:
                 session.add(
                     AuditEvent(
@@ -289,12 +292,29 @@ class Hosted:
             )
         return deleted
 
+    def _names(self, repo: Repo, paths: Sequence[str], upload: Upload | None = None) -> list[tuple[str, str]]:
+        """The component names a change to `paths` touches: their documents must be rebuilt."""
+        fmt = self.engine.formats[repo.format]
+        names = [(c.namespace, c.name) for c in (fmt.coordinates(p) for p in paths) if c is not None]
+        if upload is not None and upload.component is not None:
+            names.append((upload.component.namespace, upload.component.name))
+        return names
+
     def _delete(self, repo: Repo, path: str, principal: Principal) -> StoredAsset | None:
         with self.engine.db.write() as session:
+            owner = queries.find_asset(session, repo.id, path)
+            names = self._names(repo, [path])
+            if owner is not None and owner.component_id is not None:
+                named = queries.component_name(session, owner.component_id)
+                names.extend([named] if named else [])
             row = queries.delete_asset(session, repo.id, path)
             if row is None:
                 return None
             queries.bump_revision(session, repo.id)
+            queries.bump_generations(session, repo.id, names)
+            key = self.engine.formats[repo.format].tombstone(path)
+            if key is not None:
+                queries.add_tombstone(session, repo.id, key, path)
             session.add(
                 AuditEvent(actor=principal.username, action="asset.deleted", repository=repo.name, path=path)
             )

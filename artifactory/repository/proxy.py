@@ -29,7 +29,8 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ from artifactory.db.models import Asset, ProxyHealth, ProxyLease, ProxyMiss, Ups
 from artifactory.formats import CachePolicy
 from artifactory.http.errors import BadGateway
 from artifactory.metrics import PROXY_FETCHES
+from artifactory.repository.errors import UpstreamUnavailable
 from artifactory.repository.hosted import Upload
 from artifactory.repository.model import Repo, StoredAsset, Streaming
 from artifactory.security.principal import Principal
@@ -67,6 +69,17 @@ HOP_HEADERS = {"etag", "last-modified", "content-type"}
 PATH_SAFE = "/%:@!$&'()*+,;=~"
 
 
+@dataclass(frozen=True)
+class DocumentSource:
+    """An index document's upstream copy, fetched for the engine's index (not a client's path):
+    from `url`, asked for with `accept`, refused before caching when `check(body, url)` raises
+    ValueError (a malformed document never replaces the cached copy)."""
+
+    url: str
+    accept: str
+    check: Callable[[bytes, str], None]
+
+
 class Proxy:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -74,21 +87,23 @@ class Proxy:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- public ------------------------------------------------------------------------------
-    async def get(self, repo: Repo, path: str, stream: bool) -> StoredAsset | Streaming | None:
+    async def get(
+        self, repo: Repo, path: str, stream: bool, document: DocumentSource | None = None
+    ) -> StoredAsset | Streaming | None:
         engine = self.engine
         fmt = engine.formats[repo.format]
-        policy = fmt.cache_policy(path)
+        policy = CachePolicy.METADATA if document is not None else fmt.cache_policy(path)
         cached = await engine.db_call(self._cached, repo, path)
         if cached is not None and not self._stale(repo, cached, policy):
             PROXY_FETCHES.labels(repo.name, "hit").inc()
             return cached
-        if not self._included(repo, path) or repo.config.get("offline"):
+        if (document is None and not self._included(repo, path)) or repo.config.get("offline"):
             return cached
         if await engine.db_call(self._blocked, repo):
             return cached
         if cached is None and await engine.db_call(self._negative, repo.id, path):
             return None
-        return await self._fetch(repo, path, cached, policy, stream)
+        return await self._fetch(repo, path, cached, policy, stream, document)
 
     def status(self, repo: Repo) -> dict[str, Any]:
         with self.engine.db.read() as session:
@@ -305,7 +320,7 @@ class Proxy:
                 break
             if time.monotonic() > deadline:
                 if cached is None:
-                    raise BadGateway(f"timed out waiting for the upstream fetch of {path}")
+                    raise UpstreamUnavailable(f"timed out waiting for the upstream fetch of {path}")
                 break
         found = await self.engine.db_call(self._cached, repo, path)
         if found is not None or cached is not None:
@@ -316,7 +331,7 @@ class Proxy:
             self._negative, repo.id, path
         ):
             return None
-        raise BadGateway(f"upstream of {repo.name} is unavailable: the fetch of {path} failed")
+        raise UpstreamUnavailable(f"upstream of {repo.name} is unavailable: the fetch of {path} failed")
 
     # -- fetching ----------------------------------------------------------------------------
     def _upstream(self, repo: Repo, path: str) -> tuple[str, dict[str, str]]:
@@ -362,7 +377,13 @@ class Proxy:
         return limit, time.monotonic() + seconds
 
     async def _fetch(
-        self, repo: Repo, path: str, cached: StoredAsset | None, policy: CachePolicy, stream: bool
+        self,
+        repo: Repo,
+        path: str,
+        cached: StoredAsset | None,
+        policy: CachePolicy,
+        stream: bool,
+        document: DocumentSource | None = None,
     ) -> StoredAsset | Streaming | None:
         engine = self.engine
         fmt = engine.formats[repo.format]
@@ -379,13 +400,21 @@ class Proxy:
                 return None
             cached = current
             limit, deadline = self._limits(repo)
-            url, declared = await engine.db_call(self._upstream, repo, path)
+            ref = None if document is not None else await engine.index.file_ref(repo, path)
+            if document is not None:
+                url, declared = document.url, {}
+            elif ref is not None:
+                url, declared = ref.url, clean_digests(ref.digests)
+            else:
+                url, declared = await engine.db_call(self._upstream, repo, path)
             try:
                 expected = merge_digests(fmt.expected_digests(repo, path), declared)
             except ValueError as exc:
                 return self._unavailable(repo, path, cached, str(exc))
-            rewrite = fmt.rewrites(path)
-            headers = {"Accept-Encoding": "gzip" if rewrite else "identity"}
+            rewrite = document is None and fmt.rewrites(path)
+            headers = {"Accept-Encoding": "gzip" if rewrite or document else "identity"}
+            if document is not None:
+                headers["Accept"] = document.accept
             meta = cached.attributes.get("proxy", {}) if cached is not None else {}
             # A rewritten document is fetched in full now and then (no conditional headers), so the
             # links it names stay fresh even while the upstream would answer 304.
@@ -444,10 +473,10 @@ class Proxy:
                 meta["rewritten_at"] = meta["fetched_at"]
             content_type = response.headers.get("content-type")
             body = _bounded(response.aiter_bytes(), path, limit, deadline)
-            if rewrite or not stream:
+            if rewrite or not stream or document is not None:
                 try:
                     return await self._store_whole(
-                        repo, path, response, body, expected, meta, content_type, rewrite
+                        repo, path, response, body, expected, meta, content_type, rewrite, document
                     )
                 except BadGateway as exc:
                     return self._unavailable(repo, path, cached, exc.message)
@@ -462,7 +491,7 @@ class Proxy:
         if cached is not None:
             log.warning("proxy %s: serving cached %s, upstream failed: %s", repo.name, path, reason)
             return cached
-        raise BadGateway(f"upstream of {repo.name} is unavailable: {reason}")
+        raise UpstreamUnavailable(f"upstream of {repo.name} is unavailable: {reason}")
 
     def _refreshed(self, repo: Repo, cached: StoredAsset) -> StoredAsset:
         attributes = dict(cached.attributes)
@@ -491,15 +520,30 @@ class Proxy:
         meta: dict[str, Any],
         content_type: str | None,
         rewrite: bool,
+        source: DocumentSource | None = None,
     ) -> StoredAsset:
         engine = self.engine
         try:
-            if rewrite:
+            if source is not None:
                 document = bytearray()
                 async for chunk in body:
                     document += chunk
                     if len(document) > MAX_DOCUMENT_BYTES:
-                        raise BadGateway(
+                        raise UpstreamUnavailable(
+                            f"upstream document {path} is larger than {MAX_DOCUMENT_BYTES} bytes"
+                        )
+                meta["url"] = str(response.url)
+                try:
+                    source.check(bytes(document), str(response.url))
+                except ValueError as exc:  # a malformed upstream document: keep serving the cached one
+                    raise UpstreamUnavailable(f"upstream document {source.url} is unusable: {exc}") from None
+                staged = await engine.blobs.ingest_bytes(bytes(document))
+            elif rewrite:
+                document = bytearray()
+                async for chunk in body:
+                    document += chunk
+                    if len(document) > MAX_DOCUMENT_BYTES:
+                        raise UpstreamUnavailable(
                             f"upstream document {path} is larger than {MAX_DOCUMENT_BYTES} bytes"
                         )
                 check_digests(bytes(document), expected)
@@ -507,7 +551,7 @@ class Proxy:
                 try:
                     rewritten = fmt.rewrite_upstream(repo, path, bytes(document), str(response.url))
                 except ValueError as exc:  # a malformed upstream document: keep serving the cached one
-                    raise BadGateway(f"upstream document {path} is unusable: {exc}") from None
+                    raise UpstreamUnavailable(f"upstream document {path} is unusable: {exc}") from None
                 # Links first: a client that reads the document asks for the files it names at once.
                 await engine.db_call(
                     self.remember_upstream, repo, dict(rewritten.links), dict(rewritten.digests)
@@ -516,9 +560,9 @@ class Proxy:
             else:
                 staged = await engine.blobs.ingest(body, expected)
         except httpx.HTTPError as exc:
-            raise BadGateway(f"upstream transfer failed: {exc}") from None
+            raise UpstreamUnavailable(f"upstream transfer failed: {exc}") from None
         except DigestMismatch as exc:
-            raise BadGateway(f"{path} from the upstream of {repo.name} was refused: {exc}") from None
+            raise UpstreamUnavailable(f"{path} from the upstream of {repo.name} was refused: {exc}") from None
         finally:
             await response.aclose()
         await self._verify_fetched(repo, path, staged)
@@ -535,7 +579,7 @@ class Proxy:
             await engine.formats[repo.format].verify_fetched(repo, path, staged.info, sibling)
         except ValueError as exc:
             await engine.blobs.discard(staged)
-            raise BadGateway(f"{path} from the upstream of {repo.name} was refused: {exc}") from None
+            raise UpstreamUnavailable(f"{path} from the upstream of {repo.name} was refused: {exc}") from None
 
     async def _commit_fetched(
         self, repo: Repo, path: str, staged: StagedBlob, meta: dict[str, Any], content_type: str | None
@@ -694,9 +738,9 @@ async def _bounded(
     async for chunk in chunks:
         size += len(chunk)
         if size > limit:
-            raise BadGateway(f"upstream file {path} is larger than the limit of {limit} bytes")
+            raise UpstreamUnavailable(f"upstream file {path} is larger than the limit of {limit} bytes")
         if time.monotonic() > deadline:
-            raise BadGateway(f"upstream transfer of {path} took longer than its deadline")
+            raise UpstreamUnavailable(f"upstream transfer of {path} took longer than its deadline")
         yield chunk
 
 

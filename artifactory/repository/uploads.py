@@ -15,29 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
 
-from artifactory.blobstore.store import DigestMismatch, StagedBlob, TooLarge
+from artifactory.blobstore import store as blobstore
+from artifactory.blobstore.store import StagedBlob
 from artifactory.db.models import UploadSession, utcnow
-from artifactory.http.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from artifactory.repository.errors import DigestMismatch, TooLarge, UploadOffsetMismatch, UploadUnknown
 from artifactory.repository.model import Repo
 
 if TYPE_CHECKING:
     from artifactory.repository.engine import Engine
 
 BUSY = -1
-
-
-class UploadUnknown(NotFound):
-    pass
-
-
-class UploadOffsetMismatch(Conflict):
-    """The client's idea of the offset is not the session's: OCI answers 416."""
-
-    status = 416
-
-    def __init__(self, offset: int) -> None:
-        super().__init__(f"upload is at offset {offset}")
-        self.offset = offset
 
 
 @dataclass(frozen=True)
@@ -128,8 +115,8 @@ class Uploads:
         except BaseException as exc:
             await self.engine.blobs.drop_temp(row.temp_key)
             await self.engine.db_call(self._remove, session_id)
-            if isinstance(exc, TooLarge):
-                raise PayloadTooLarge(str(exc)) from None
+            if isinstance(exc, blobstore.TooLarge):
+                raise TooLarge(str(exc)) from None
             raise
         await self.engine.db_call(self._record, session_id, size)
         return UploadState(row.id, size, row.path, row.attributes or {})
@@ -145,9 +132,9 @@ class Uploads:
             raise UploadOffsetMismatch(max(row.offset, 0))
         try:
             staged = await self.engine.blobs.finish(row.temp_key, expected)
-        except DigestMismatch as exc:
+        except blobstore.DigestMismatch as exc:
             await self.engine.db_call(self._remove, session_id)
-            raise BadRequest(f"digest mismatch: {exc}") from None
+            raise DigestMismatch(f"digest mismatch: {exc}", exc.algorithm, exc.expected, exc.actual) from None
         await self.engine.db_call(self._remove, session_id)
         return UploadState(row.id, staged.info.size, row.path, row.attributes or {}), staged
 

@@ -1,0 +1,291 @@
+"""Index documents: hosted, proxy and group for computed metadata, written once for every format.
+
+A client reads documents that are not stored but computed (a simple page, a packument,
+maven-metadata.xml, a tag list, a Go version list, a Cargo index file). The format supplies four
+pure steps on `Format` (build, parse, merge, render) and names each document by an `IndexKey`;
+this module does the rest:
+
+- hosted: `build` over the repository's content, cached under the name's generation, which the
+  engine moves in the very transaction that changes one of that name's assets (so a change made on
+  any node is seen as soon as that node's repository revision is; nothing else is rebuilt);
+- proxy: the upstream's copy fetched through the engine's proxy (single-flight, TTL, conditional
+  revalidation, stale copy on upstream failure, negative cache), checked by `parse` before it is
+  cached, parsed once per distinct body. The files it declares are fetched from the URL it gives
+  and verified against the digests it gives, while they stream (`file_ref`);
+- group: the members the caller may read, in order, with the dependency-confusion guard (while a
+  hosted repository anywhere in the group holds the name, no proxy member contributes), nested
+  groups included, merged by `merge` and cached under the members' identities;
+- responding: the media type negotiated from Accept, `render` cached per (model identity, media
+  type, repository URL), then ETag, 304 and gzip through the one document responder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from artifactory.db import queries
+from artifactory.formats import FileRef, IndexKey, Parsed, RenderContext, Rendered
+from artifactory.http.documents import RenderedDocument, respond_document
+from artifactory.http.errors import BadGateway, NotFound
+from artifactory.http.urls import repository_url
+from artifactory.lru import Lru
+from artifactory.repository.model import HOSTED, PROXY, ComponentInfo, Repo, StoredAsset
+from artifactory.repository.proxy import PATH_SAFE, DocumentSource
+from artifactory.security.principal import Principal
+
+if TYPE_CHECKING:
+    from artifactory.repository.engine import Engine
+
+# Where a proxy caches the upstream's copy of a document: outside every format's own paths.
+INDEX_PREFIX = ".index/"
+MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+RENDERED_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model with the identity of everything it was computed from (its cache key)."""
+
+    value: Any
+    identity: Hashable
+
+
+class HostedView:
+    """What `Format.build` may read of one hosted repository (read only)."""
+
+    def __init__(self, engine: Engine, repo: Repo) -> None:
+        self._engine = engine
+        self.repository = repo
+
+    async def components(
+        self, name: str | None = None, namespace: str | None = None, version: str | None = None
+    ) -> list[ComponentInfo]:
+        return await self._engine.components(self.repository, name, namespace, version)
+
+    async def component_names(self) -> list[tuple[str, str]]:
+        return await self._engine.component_names(self.repository)
+
+    async def lookup(self, path: str) -> StoredAsset | None:
+        return await self._engine.db_call(self._engine.lookup, self.repository, path)
+
+    async def under(self, prefix: str) -> list[StoredAsset]:
+        """Every asset whose path starts with `prefix`."""
+        return await self._engine.db_call(self._engine.assets_under, self.repository, prefix)
+
+    async def read(self, path: str, limit: int = MAX_DOCUMENT_BYTES) -> bytes | None:
+        asset = await self.lookup(path)
+        return None if asset is None else await self._engine.read_bytes(asset.sha256, limit)
+
+
+def cache_path(key: IndexKey) -> str:
+    """The proxy's cache path of a document's upstream copy (every part percent-encoded)."""
+    parts = [key.kind, key.namespace or "-", key.name or "-", key.variant or "-"]
+    return INDEX_PREFIX + "/".join(quote(part, safe="") for part in parts)
+
+
+def negotiate(accept: str | None, offered: Sequence[str]) -> str:
+    """The offered media type the client prefers (RFC 9110: each candidate takes the q of the most
+    specific range that matches it; ties go to the server's order); the first offered one when the
+    client accepts none of them or sends no Accept."""
+    if not offered:
+        return "application/octet-stream"
+    if not accept:
+        return offered[0]
+    ranges: list[tuple[str, float]] = []
+    for item in accept.split(","):
+        kind, _, params = item.strip().partition(";")
+        match = re.search(r"(?:^|;)\s*q=([0-9.]+)", params)
+        try:
+            quality = float(match.group(1)) if match else 1.0
+        except ValueError:
+            quality = 0.0
+        ranges.append((kind.strip().lower(), quality))
+    best, best_q = offered[0], 0.0
+    for candidate in offered:
+        major = candidate.split("/")[0]
+        weights = (
+            next((value for kind, value in ranges if kind == pattern), None)
+            for pattern in (candidate, f"{major}/*", "*/*")
+        )
+        weight = next((w for w in weights if w is not None), 0.0)
+        if weight > best_q:
+            best, best_q = candidate, weight
+    return best
+
+
+class Index:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._built: Lru[tuple[int, IndexKey, int], Model | None] = Lru(4096)
+        self._generations: Lru[tuple[int, str, str], tuple[int, int]] = Lru(100_000)
+        self._parsed: Lru[tuple[int, IndexKey, str], Parsed | None] = Lru(2048)
+        self._merged: Lru[Hashable, Model] = Lru(1024)
+        self._rendered: Lru[Hashable, RenderedDocument] = Lru(
+            8192, max_weight=RENDERED_BYTES, weigh=lambda r: len(r.body)
+        )
+
+    # -- the public entry points ---------------------------------------------------------------
+    async def respond(self, request: Request, repo: Repo, key: IndexKey, principal: Principal) -> Response:
+        """The document `key` of `repo` as this client asked for it (404 when there is none)."""
+        fmt = self.engine.formats[repo.format]
+        self.engine.require(principal, repo, "read")
+        model = await self.model(repo, key, principal)
+        if model is None:
+            raise NotFound(f"{key.name or key.kind} not found in {repo.name}")
+        offered = fmt.media_types(key)
+        media_type = negotiate(request.headers.get("accept"), offered)
+        url = repository_url(request, repo.name)
+        cache_key = (repo.id, key, model.identity, media_type, url)
+        document = self._rendered.get(cache_key)
+        if document is None:
+            rendered = fmt.render(key, model.value, RenderContext(media_type=media_type, repository_url=url))
+            document = self._rendered.put(cache_key, RenderedDocument.of(rendered))
+        vary = "Accept, Accept-Encoding" if len(offered) > 1 else "Accept-Encoding"
+        return respond_document(request, document, vary=vary)
+
+    async def render(
+        self, repo: Repo, key: IndexKey, principal: Principal, context: RenderContext
+    ) -> Rendered | None:
+        """The rendered document without an HTTP response (for a format that wraps it)."""
+        model = await self.model(repo, key, principal)
+        if model is None:
+            return None
+        return self.engine.formats[repo.format].render(key, model.value, context)
+
+    async def model(
+        self,
+        repo: Repo,
+        key: IndexKey,
+        principal: Principal,
+        seen: frozenset[str] = frozenset(),
+        guarded: bool = False,
+    ) -> Model | None:
+        """The model of `key` in `repo` as `principal` may see it (None: no such document)."""
+        if repo.type == HOSTED:
+            return await self._hosted(repo, key)
+        if repo.type == PROXY:
+            return await self._proxied(repo, key)
+        return await self._group(repo, key, principal, seen, guarded)
+
+    async def file_ref(self, repo: Repo, path: str) -> FileRef | None:
+        """Where a proxy fetches the file at `path` and what it must hash to, from the upstream
+        document that lists it (fetched now if it is not cached). None: not a listed file."""
+        key = self.engine.formats[repo.format].declared_by(path)
+        if key is None:
+            return None
+        parsed, _identity = await self._parsed_upstream(repo, key)
+        return None if parsed is None else parsed.files.get(path)
+
+    # -- hosted ----------------------------------------------------------------------------------
+    async def generation(self, repo: Repo, key: IndexKey) -> int:
+        """What a hosted document depends on: its name's generation, or the repository's revision."""
+        if key.whole_repository:
+            return repo.revision
+        cache_key = (repo.id, key.namespace, key.name)
+        seen = self._generations.get(cache_key)
+        if seen is not None and seen[0] == repo.revision:
+            return seen[1]
+        found = await self.engine.db_call(self._read_generation, repo.id, key.namespace, key.name)
+        self._generations.put(cache_key, (repo.revision, found))
+        return found
+
+    def _read_generation(self, repository_id: int, namespace: str, name: str) -> int:
+        with self.engine.db.read() as session:
+            return queries.generation(session, repository_id, namespace, name)
+
+    async def _hosted(self, repo: Repo, key: IndexKey) -> Model | None:
+        generation = await self.generation(repo, key)
+        cache_key = (repo.id, key, generation)
+        known, cached = self._built.lookup(cache_key)  # a cached None (no such document) is an answer too
+        if known:
+            return cached
+        value = await self.engine.formats[repo.format].build(key, HostedView(self.engine, repo))
+        model = None if value is None else Model(value, ("hosted", repo.id, generation))
+        return self._built.put(cache_key, model)
+
+    # -- proxy -----------------------------------------------------------------------------------
+    async def _proxied(self, repo: Repo, key: IndexKey) -> Model | None:
+        parsed, identity = await self._parsed_upstream(repo, key)
+        if parsed is None:
+            return None
+        return Model(parsed.model, ("proxy", repo.id, identity))
+
+    async def _parsed_upstream(self, repo: Repo, key: IndexKey) -> tuple[Parsed | None, str]:
+        """The parsed upstream copy of `key` and the sha256 of the cached bytes it was parsed from."""
+        fmt = self.engine.formats[repo.format]
+        where = fmt.upstream_document(key)
+        if where is None:
+            return None, ""
+        url = upstream_url(str(repo.config["url"]), where.path)
+
+        def check(body: bytes, final_url: str) -> None:
+            parsed = fmt.parse(key, body, final_url)
+            self._parsed.put((repo.id, key, hashlib.sha256(body).hexdigest()), parsed)
+
+        source = DocumentSource(url=url, accept=where.accept, check=check)
+        asset = await self.engine.proxy.get(repo, cache_path(key), stream=False, document=source)
+        if not isinstance(asset, StoredAsset):
+            return None, ""
+        cache_key = (repo.id, key, asset.sha256)
+        known, cached = self._parsed.lookup(cache_key)
+        if known:
+            return cached, asset.sha256
+        body = await self.engine.read_bytes(asset.sha256, MAX_DOCUMENT_BYTES)
+        fetched_from = str(asset.attributes.get("proxy", {}).get("url") or url)
+        try:
+            parsed = fmt.parse(key, body, fetched_from)
+        except ValueError as exc:
+            raise BadGateway(f"the cached upstream document of {repo.name} is unusable: {exc}") from None
+        return self._parsed.put(cache_key, parsed), asset.sha256
+
+    # -- group -----------------------------------------------------------------------------------
+    async def _group(
+        self, repo: Repo, key: IndexKey, principal: Principal, seen: frozenset[str], guarded: bool
+    ) -> Model | None:
+        if repo.name in seen:
+            return None
+        seen = seen | {repo.name}
+        group = self.engine.group
+        if not guarded and key.name and not key.whole_repository:
+            guarded = await group.shadowed_name(repo, key.namespace, key.name)
+        found: list[Model] = []
+        failure: BadGateway | None = None
+        for member in group.members(repo, principal):
+            if guarded and member.type == PROXY:
+                continue
+            try:
+                model = await self.model(member, key, principal, seen, guarded)
+            except BadGateway as exc:
+                failure = exc
+                continue
+            if model is not None:
+                found.append(model)
+        if not found:
+            if failure is not None:
+                raise failure
+            return None
+        if len(found) == 1:
+            return found[0]
+        identity = ("group", repo.id, key, tuple(m.identity for m in found))
+        cached = self._merged.get(identity)
+        if cached is not None:
+            return cached
+        merged = self.engine.formats[repo.format].merge(key, [m.value for m in found])
+        return self._merged.put(identity, Model(merged, identity))
+
+
+def upstream_url(base: str, path: str) -> str:
+    """`path` (relative, or absolute) below a proxy's upstream URL, each segment percent-encoded."""
+    if "://" in path:
+        return path
+    parts = urlsplit(base)
+    folder = parts.path if parts.path.endswith("/") else parts.path + "/"
+    return urlunsplit(parts._replace(path=folder + quote(path, safe=PATH_SAFE), fragment=""))

@@ -1,0 +1,1 @@
+"""Cargo: the sparse registry protocol (hosted, proxy, group)."""

@@ -1,0 +1,1 @@
+"""Go modules: the GOPROXY protocol (hosted, proxy, group)."""

@@ -1,0 +1,1 @@
+"""Registers the Go modules format (being written)."""

@@ -1,0 +1,276 @@
+"""The engine's index documents (Format.build/parse/merge/render), in-process on SQLite and
+PostgreSQL, with a toy format: hosted building under per-name generations, proxy parsing with the
+declared files' digests verified while they stream, the group merge with the dependency-confusion
+guard, rendering with negotiation, ETag and 304, and tombstones."""
+
+import asyncio
+import hashlib
+import json
+import os
+
+import pytest
+from starlette.requests import Request
+
+from artifactory.formats import (
+    Coordinates,
+    FileRef,
+    Format,
+    IndexKey,
+    Parsed,
+    Rendered,
+    UpstreamDocument,
+)
+from artifactory.http.errors import BadGateway, Forbidden
+from artifactory.repository.errors import WritePolicyViolation
+from artifactory.repository.hosted import Upload
+from artifactory.repository.index import negotiate
+from artifactory.security.principal import Principal
+from tests.artifactory.engine.test_engine_api import ADMIN
+from tests.artifactory.repository.upstream import running
+
+
+class Notes(Format):
+    """files/<name>/<version>.txt; the document "versions" of a name lists them with sha256s."""
+
+    id = "notes-test"
+
+    def __init__(self):
+        self.builds = 0
+
+    def coordinates(self, path):
+        parts = path.split("/")
+        if len(parts) == 3 and parts[0] == "files" and parts[2].endswith(".txt"):
+            return Coordinates(name=parts[1], version=parts[2][: -len(".txt")])
+        return None
+
+    def tombstone(self, path):
+        return path if path.startswith("files/") else None
+
+    def declared_by(self, path):
+        coordinates = self.coordinates(path)
+        return None if coordinates is None else IndexKey("versions", coordinates.name)
+
+    async def build(self, key, hosted):
+        self.builds += 1
+        found = await hosted.components(name=key.name)
+        if not found:
+            return None
+        return {c.version: c.assets[0].sha256 for c in found for _ in c.assets[:1]}
+
+    def upstream_document(self, key):
+        return UpstreamDocument(f"index/{key.name}.json", accept="application/json")
+
+    def parse(self, key, body, url):
+        versions = json.loads(body)["versions"]
+        if not isinstance(versions, dict):
+            raise ValueError("versions is not an object")
+        files = {
+            f"files/{key.name}/{v}.txt": FileRef(url.rsplit("/index/", 1)[0] + f"/blobs/{v}", {"sha256": d})
+            for v, d in versions.items()
+        }
+        return Parsed(model=dict(versions), files=files)
+
+    def merge(self, key, models):
+        merged = {}
+        for model in models:
+            for version, digest in model.items():
+                merged.setdefault(version, digest)
+        return merged
+
+    def media_types(self, key):
+        return ("application/vnd.notes+json", "text/plain")
+
+    def render(self, key, model, context):
+        if context.media_type == "text/plain":
+            return Rendered("\n".join(sorted(model)).encode(), "text/plain")
+        body = json.dumps({"name": key.name, "versions": model, "base": context.repository_url})
+        return Rendered(body.encode(), context.media_type)
+
+
+def repository(state, kind, **config):
+    if "notes-test" not in state.formats:
+        state.formats.add(Notes())
+    name = f"{kind}{os.urandom(4).hex()}"
+    state.engine.repos.create({"name": name, "format": "notes-test", "type": kind, **config})
+    return state.engine.repository(name)
+
+
+def fresh(state, repo):
+    return state.engine.repository(repo.name)
+
+
+def request_for(state, accept=None, etag=None):
+    headers = [(b"host", b"127.0.0.1:1")]
+    if accept:
+        headers.append((b"accept", accept.encode()))
+    if etag:
+        headers.append((b"if-none-match", etag.encode()))
+    return Request(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "root_path": "",
+            "scheme": "http",
+            "query_string": b"",
+            "headers": headers,
+            "server": ("127.0.0.1", 1),
+            "artifactory.state": state,
+            "artifactory.base_url": "http://127.0.0.1:1",
+        }
+    )
+
+
+async def upload(state, repo, name, version, body):
+    path = f"files/{name}/{version}.txt"
+    await state.engine.put_bytes(repo, body, Upload(path=path, component=Coordinates(name, version)), ADMIN)
+
+
+def run(state, scenario):
+    async def wrapped():
+        try:
+            await scenario()
+        finally:
+            await state.engine.close()
+
+    asyncio.run(wrapped())
+
+
+def test_a_hosted_document_is_rebuilt_only_when_its_own_name_changes(state):
+    hosted = repository(state, "hosted")
+    fmt = state.formats["notes-test"]
+    index = state.engine.index
+
+    async def scenario():
+        await upload(state, hosted, "alpha", "1.0", b"a1")
+        model = await index.model(fresh(state, hosted), IndexKey("versions", "alpha"), ADMIN)
+        assert model.value == {"1.0": hashlib.sha256(b"a1").hexdigest()}
+        builds = fmt.builds
+        await upload(state, hosted, "beta", "1.0", b"b1")  # another name: alpha's document stays
+        again = await index.model(fresh(state, hosted), IndexKey("versions", "alpha"), ADMIN)
+        assert again.identity == model.identity and fmt.builds == builds
+        await upload(state, hosted, "alpha", "2.0", b"a2")
+        changed = await index.model(fresh(state, hosted), IndexKey("versions", "alpha"), ADMIN)
+        assert set(changed.value) == {"1.0", "2.0"} and changed.identity != model.identity
+        await state.engine.delete(fresh(state, hosted), "files/alpha/1.0.txt", ADMIN)
+        after = await index.model(fresh(state, hosted), IndexKey("versions", "alpha"), ADMIN)
+        assert set(after.value) == {"2.0"}
+        assert await index.model(fresh(state, hosted), IndexKey("versions", "nothing"), ADMIN) is None
+
+    run(state, scenario)
+
+
+def test_a_proxy_parses_the_upstream_document_and_verifies_each_file_against_it(state):
+    good, bad = b"good bytes", b"tampered"
+    with running() as upstream:
+        upstream.put(
+            "index/lib.json",
+            json.dumps({"versions": {"1.0": hashlib.sha256(good).hexdigest(), "2.0": "ab" * 32}}).encode(),
+        )
+        upstream.put("blobs/1.0", good)
+        upstream.put("blobs/2.0", bad)
+        proxy = repository(state, "proxy", url=upstream.url)
+
+        async def scenario():
+            model = await state.engine.index.model(proxy, IndexKey("versions", "lib"), ADMIN)
+            assert set(model.value) == {"1.0", "2.0"}
+            found = await state.engine.get(proxy, "files/lib/1.0.txt", ADMIN, stream=False)
+            assert found is not None and found.sha256 == hashlib.sha256(good).hexdigest()
+            with pytest.raises(BadGateway):
+                await state.engine.get(proxy, "files/lib/2.0.txt", ADMIN, stream=False)
+            assert state.engine.lookup(proxy, "files/lib/2.0.txt") is None  # nothing cached
+            hits = upstream.hits[("GET", "blobs/2.0")]
+            with pytest.raises(BadGateway):  # and the next request tries again
+                await state.engine.get(proxy, "files/lib/2.0.txt", ADMIN, stream=False)
+            assert upstream.hits[("GET", "blobs/2.0")] == hits + 1
+            assert upstream.hits[("GET", "index/lib.json")] == 1  # the document once, cached
+
+        run(state, scenario)
+
+
+def test_a_malformed_upstream_document_is_never_cached(state):
+    with running() as upstream:
+        upstream.put("index/lib.json", b'{"versions": []}')
+        proxy = repository(state, "proxy", url=upstream.url)
+
+        async def scenario():
+            with pytest.raises(BadGateway):
+                await state.engine.index.model(proxy, IndexKey("versions", "lib"), ADMIN)
+            assert state.engine.lookup(proxy, ".index/versions/-/lib/-") is None
+
+        run(state, scenario)
+
+
+def test_a_group_merges_members_in_order_and_guards_hosted_names(state):
+    with running() as upstream:
+        upstream.put("index/internal.json", json.dumps({"versions": {"99.0": "cd" * 32}}).encode())
+        upstream.put("index/public.json", json.dumps({"versions": {"1.0": "ef" * 32}}).encode())
+        proxy = repository(state, "proxy", url=upstream.url)
+        hosted = repository(state, "hosted")
+        group = repository(state, "group", members=[proxy.name, hosted.name])
+        reader = Principal("reader", frozenset())
+
+        async def scenario():
+            state.security.set_anonymous_read(False)
+            await upload(state, hosted, "internal", "1.0", b"i1")
+            await upload(state, hosted, "public", "0.9", b"p0")
+            g = fresh(state, group)
+            internal = await state.engine.index.model(g, IndexKey("versions", "internal"), ADMIN)
+            assert set(internal.value) == {"1.0"}  # never the proxy's 99.0
+            public = await state.engine.index.model(g, IndexKey("versions", "public"), ADMIN)
+            assert set(public.value) == {"0.9"}  # hosted holds the name: the proxy is left out too
+            guarded = await state.engine.index.model(g, IndexKey("versions", "internal"), reader)
+            assert guarded is None  # a reader without access gets nothing, not the lookalike
+            with pytest.raises(Forbidden):
+                await state.engine.index.respond(
+                    request_for(state), g, IndexKey("versions", "internal"), reader
+                )
+
+        run(state, scenario)
+
+
+def test_the_document_is_rendered_for_the_accept_header_with_an_etag_and_304(state):
+    hosted = repository(state, "hosted")
+
+    async def scenario():
+        await upload(state, hosted, "alpha", "1.0", b"a1")
+        repo, key = fresh(state, hosted), IndexKey("versions", "alpha")
+        response = await state.engine.index.respond(request_for(state), repo, key, ADMIN)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("application/vnd.notes+json")
+        assert json.loads(response.body)["base"] == f"http://127.0.0.1:1/repository/{repo.name}/"
+        text = await state.engine.index.respond(request_for(state, accept="text/plain"), repo, key, ADMIN)
+        assert text.body == b"1.0" and "Accept" in text.headers["vary"]
+        etag = response.headers["etag"]
+        again = await state.engine.index.respond(request_for(state, etag=etag), repo, key, ADMIN)
+        assert again.status_code == 304
+
+    run(state, scenario)
+
+
+def test_a_deleted_file_is_never_stored_again_under_allow_once(state):
+    hosted = repository(state, "hosted", write_policy="allow_once")
+
+    async def scenario():
+        await upload(state, hosted, "alpha", "1.0", b"first")
+        await state.engine.delete(fresh(state, hosted), "files/alpha/1.0.txt", ADMIN)
+        with pytest.raises(WritePolicyViolation):
+            await upload(state, fresh(state, hosted), "alpha", "1.0", b"second")
+
+    run(state, scenario)
+
+
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        (None, "a/json"),
+        ("*/*", "a/json"),
+        ("text/html", "a/json"),
+        ("text/html, b/html;q=0.5", "b/html"),
+        ("a/json;q=0.1, b/html", "b/html"),
+        ("b/*", "b/html"),
+        ("a/json;q=0, */*;q=0.1", "b/html"),
+    ],
+)
+def test_negotiation(accept, chosen):
+    assert negotiate(accept, ("a/json", "b/html")) == chosen
