@@ -23,6 +23,7 @@ from artifactory.formats import (
     Rewritten,
     UpstreamDocument,
 )
+from artifactory.http.documents import RenderedDocument, respond_document
 from artifactory.http.errors import (
     BadGateway,
     BadRequest,
@@ -37,6 +38,7 @@ from artifactory.http.errors import (
 )
 from artifactory.http.responses import document_response
 from artifactory.http.urls import base_url, repository_url
+from artifactory.lru import Lru
 from artifactory.repository.engine import Engine, Entry
 from artifactory.repository.errors import (
     DigestMismatch,
@@ -97,6 +99,9 @@ async def current_principal(connection: HTTPConnection) -> Principal:
 
 __all__ = [
     "ANONYMOUS",
+    "Lru",
+    "RenderedDocument",
+    "respond_document",
     "Access",
     "DigestMismatch",
     "EngineError",
