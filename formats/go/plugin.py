@@ -1,1 +1,12 @@
-"""Registers the Go modules format (being written)."""
+"""Registers the Go modules format, exactly as a third-party format would register itself."""
+
+from __future__ import annotations
+
+from artifactory_formats.go.format import GoFormat
+
+from artifactory.plugin import FormatRegistry, hookimpl
+
+
+@hookimpl
+def artifactory_register_formats(registry: FormatRegistry) -> None:
+    registry.add(GoFormat())

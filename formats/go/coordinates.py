@@ -1,0 +1,144 @@
+"""Module paths and versions as the GOPROXY protocol spells them (golang.org/x/mod/module rules).
+
+Paths in URLs (and in this repository) are case-encoded: an upper-case letter is "!" and its
+lower-case form, so that case-insensitive file systems and URLs never confuse two modules. A
+component is named by the decoded module path, and its version is the canonical version.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SEMVER = re.compile(
+    r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+    r"(\+incompatible)?$"
+)
+PSEUDO = re.compile(r"^v\d+\.(?:0\.0-|\d+\.\d+-(?:[^+]*\.)?0\.)\d{14}-[A-Za-z0-9]+(?:\+incompatible)?$")
+ELEMENT = re.compile(r"^[A-Za-z0-9_~-][A-Za-z0-9._~-]*$")
+FIRST_ELEMENT = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+FILE = re.compile(r"^(?P<module>.+)/@v/(?P<version>[^/]+)\.(?P<ext>info|mod|zip)$")
+LIST, LATEST = "list", "latest"  # the kinds of index documents (IndexKey.kind), named by module
+
+
+class InvalidModule(ValueError):
+    pass
+
+
+def escape(text: str) -> str:
+    """The case-encoded form of a module path or version ("!" + lower-case for each upper-case)."""
+    if "!" in text:
+        raise InvalidModule(f"{text!r} contains '!'")
+    return "".join("!" + c.lower() if "A" <= c <= "Z" else c for c in text)
+
+
+def unescape(text: str) -> str:
+    """The decoded form of a case-encoded path or version; refuses upper case and a stray "!"."""
+    out: list[str] = []
+    bang = False
+    for c in text:
+        if bang:
+            if not "a" <= c <= "z":
+                raise InvalidModule(f"{text!r}: '!' must be followed by a lower-case letter")
+            out.append(c.upper())
+            bang = False
+        elif c == "!":
+            bang = True
+        elif "A" <= c <= "Z":
+            raise InvalidModule(f"{text!r}: upper-case letters must be written as '!' and lower case")
+        else:
+            out.append(c)
+    if bang:
+        raise InvalidModule(f"{text!r} ends with '!'")
+    return "".join(out)
+
+
+def path_major(module: str) -> str:
+    """The module path's major-version suffix ("/v2", ".v3" for gopkg.in, "" for none)."""
+    check_path(module)
+    if module.startswith("gopkg.in/"):
+        found = re.search(r"\.v(0|[1-9]\d*)(?:-unstable)?$", module)
+        if found is None:
+            raise InvalidModule(f"{module}: a gopkg.in path ends with .vN")
+        return found.group(0).removesuffix("-unstable")
+    found = re.search(r"/v([0-9.]+)$", module)
+    if found is None:
+        return ""
+    digits = found.group(1)
+    if "." in digits or digits.startswith("0") or digits == "1":
+        raise InvalidModule(f"{module}: the major-version suffix must be /v2 or higher")
+    return "/v" + digits
+
+
+def check_path(module: str) -> None:
+    elements = module.split("/")
+    if not FIRST_ELEMENT.match(elements[0]) or "." not in elements[0]:
+        raise InvalidModule(
+            f"{module!r}: the first path element must be a lower-case domain name such as example.com"
+        )
+    for element in elements:
+        if not ELEMENT.match(element) or element.endswith("."):
+            raise InvalidModule(f"{module!r}: invalid path element {element!r}")
+
+
+def check_version(module: str, version: str) -> None:
+    """A canonical semantic version (v prefix, +incompatible the only build suffix) whose major
+    version agrees with the module path's suffix, as the go command requires."""
+    found = SEMVER.match(version)
+    if found is None:
+        raise InvalidModule(f"{version!r} is not a canonical semantic version such as v1.2.3")
+    major, incompatible = int(found.group(1)), bool(found.group(5))
+    suffix = path_major(module)
+    if suffix == "":
+        if major >= 2 and not incompatible:
+            raise InvalidModule(f"{module}@{version}: a v2+ version needs a /v{major} path or +incompatible")
+        if major < 2 and incompatible:
+            raise InvalidModule(f"{module}@{version}: +incompatible only applies to v2 and higher")
+    elif incompatible or major != int(suffix[2:]):
+        raise InvalidModule(f"{module}@{version}: the path's major version is {suffix[1:]}")
+
+
+def is_pseudo(version: str) -> bool:
+    return PSEUDO.match(version) is not None
+
+
+def version_key(version: str) -> tuple[object, ...]:
+    """Semantic-version precedence: a release after its prereleases, numeric identifiers before
+    alphanumeric ones; strings that are not versions sort first."""
+    found = SEMVER.match(version)
+    if found is None:
+        return (0,)
+    pre = found.group(4)
+    identifiers = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in (pre or "").split(".") if p)
+    return (1, int(found.group(1)), int(found.group(2)), int(found.group(3)), pre is None, identifiers)
+
+
+def latest_key(version: str) -> tuple[object, ...]:
+    """What @latest prefers: a release, then a prerelease, then a pseudo-version; then the highest."""
+    rank = 0 if is_pseudo(version) else 1 if "-" in version.split("+")[0] else 2
+    return (rank, version_key(version))
+
+
+@dataclass(frozen=True)
+class ModuleFile:
+    module: str  # decoded
+    version: str  # decoded, canonical
+    ext: str
+
+    @property
+    def path(self) -> str:
+        return f"{escape(self.module)}/@v/{escape(self.version)}.{self.ext}"
+
+    def sibling(self, ext: str) -> str:
+        return f"{escape(self.module)}/@v/{escape(self.version)}.{ext}"
+
+
+def module_file(path: str) -> ModuleFile:
+    """`<module>/@v/<version>.<info|mod|zip>` decoded and checked (InvalidModule otherwise)."""
+    found = FILE.match(path)
+    if found is None:
+        raise InvalidModule(f"{path!r} is not <module>/@v/<version>.info, .mod or .zip")
+    module, version = unescape(found.group("module")), unescape(found.group("version"))
+    check_version(module, version)
+    return ModuleFile(module, version, found.group("ext"))

@@ -1,0 +1,150 @@
+"""Go modules: the GOPROXY protocol for hosted, proxy and group repositories.
+
+A module version is three files at the paths the protocol names (`<module>/@v/<version>.info`,
+`.mod`, `.zip`, case-encoded), stored as they are served, so a proxy caches an upstream's files at
+the very paths it asks for and a group finds them in its members. The two computed documents, the
+version list (`@v/list`) and `@latest`, are index documents: built from a hosted repository's
+components, parsed from an upstream's copy, merged across a group's members (the union of
+versions; the best @latest), rendered as the go command reads them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from artifactory_formats.go import coordinates, routes
+from artifactory_formats.go.coordinates import (
+    LIST,
+    InvalidModule,
+    escape,
+    is_pseudo,
+    latest_key,
+    version_key,
+)
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute
+
+from artifactory.plugin import (
+    Coordinates,
+    Format,
+    HostedView,
+    HTTPProblem,
+    IndexKey,
+    Parsed,
+    RenderContext,
+    Rendered,
+    UpstreamDocument,
+)
+
+CONTENT_TYPES = {"info": "application/json", "mod": "text/plain; charset=utf-8", "zip": "application/zip"}
+
+
+@dataclass(frozen=True)
+class Latest:
+    version: str
+    time: str
+
+
+def timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC, as the go command writes a .info's Time."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sorted_versions(versions: Any) -> tuple[str, ...]:
+    """Release and prerelease versions in precedence order; pseudo-versions are never listed."""
+    return tuple(sorted({v for v in versions if not is_pseudo(v)}, key=version_key))
+
+
+def best_latest(candidates: Sequence[Latest]) -> Latest:
+    """The highest by @latest's preference; the first of equals (the first member wins)."""
+    best = candidates[0]
+    for candidate in candidates[1:]:
+        if latest_key(candidate.version) > latest_key(best.version):
+            best = candidate
+    return best
+
+
+class GoFormat(Format):
+    id = "go"
+
+    def routes(self) -> Sequence[BaseRoute]:
+        return routes.ROUTES
+
+    def default_write_policy(self, config: dict[str, Any]) -> str:
+        # A module version is immutable: checksum databases remember the first bytes they saw.
+        return "allow_once"
+
+    def coordinates(self, path: str) -> Coordinates | None:
+        try:
+            found = coordinates.module_file(path)
+        except InvalidModule:
+            return None
+        return Coordinates(name=found.module, version=found.version)
+
+    def content_type(self, path: str) -> str | None:
+        return CONTENT_TYPES.get(path.rsplit(".", 1)[-1])
+
+    def tombstone(self, path: str) -> str | None:
+        found = self.coordinates(path)
+        return None if found is None or not path.endswith(".zip") else f"{found.name}@{found.version}"
+
+    def render_error(self, problem: HTTPProblem, request: Request) -> Response:
+        # The go command prints a plain-text error body to its user ("server response: ...").
+        return PlainTextResponse(problem.message + "\n", status_code=problem.status, headers=problem.headers)
+
+    def version_key(self, version: str) -> Any:
+        return version_key(version)
+
+    def is_prerelease(self, version: str) -> bool:
+        return "-" in version.split("+")[0]
+
+    # -- index documents -------------------------------------------------------------------------
+    async def build(self, key: IndexKey, hosted: HostedView) -> Any:
+        components = await hosted.components(name=key.name, namespace="")
+        if not components:
+            return None
+        if key.kind == LIST:
+            return sorted_versions(c.version for c in components)
+        best = max(components, key=lambda c: latest_key(c.version))
+        return Latest(best.version, str(best.attributes.get("time") or timestamp(best.created_at)))
+
+    def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
+        try:
+            module = escape(key.name)
+        except InvalidModule:
+            return None
+        if key.kind == LIST:
+            return UpstreamDocument(f"{module}/@v/list", "text/plain, */*;q=0.1")
+        return UpstreamDocument(f"{module}/@latest", "application/json, */*;q=0.1")
+
+    def parse(self, key: IndexKey, body: bytes, url: str) -> Parsed | None:
+        text = body.decode("utf-8")  # UnicodeDecodeError is a ValueError: a malformed document
+        if key.kind == LIST:
+            # As the go command reads a list: the first field of each line, if it is a valid version.
+            fields = (line.split()[0] for line in text.splitlines() if line.strip())
+            if text.lstrip().startswith("<"):
+                raise ValueError("an HTML page where a version list was expected")
+            return Parsed(sorted_versions(v for v in fields if coordinates.SEMVER.match(v)))
+        info = json.loads(text)
+        if not isinstance(info, dict) or not coordinates.SEMVER.match(str(info.get("Version", ""))):
+            raise ValueError("@latest does not name a canonical version")
+        return Parsed(Latest(str(info["Version"]), str(info.get("Time") or "")))
+
+    def merge(self, key: IndexKey, models: Sequence[Any]) -> Any:
+        if key.kind == LIST:
+            return sorted_versions(v for model in models for v in model)
+        return best_latest(models)
+
+    def media_types(self, key: IndexKey) -> Sequence[str]:
+        return ("text/plain",) if key.kind == LIST else ("application/json",)
+
+    def render(self, key: IndexKey, model: Any, context: RenderContext) -> Rendered:
+        if key.kind == LIST:
+            return Rendered("".join(v + "\n" for v in model).encode(), "text/plain; charset=utf-8")
+        info = {"Version": model.version, "Time": model.time} if model.time else {"Version": model.version}
+        return Rendered(json.dumps(info).encode(), "application/json")
