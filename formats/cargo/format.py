@@ -1,0 +1,163 @@
+"""Cargo: the sparse registry protocol for hosted, proxy and group repositories.
+
+Index files are index documents (`IndexKey("crate", name)`): built from the components' stored
+lines, parsed from an upstream's copy, merged by version, rendered as one JSON line per version.
+
+A proxy's `url` is the upstream's index root (what follows `sparse+`). Where the upstream serves a
+crate is its config.json's `dl` template, so a proxy reads that document too (`IndexKey("config")`,
+fetched, cached and revalidated by the engine like any other). `parse` is given no repository, so
+the templates it read are remembered per upstream index root; every route that may reach an
+upstream loads the config document first (`routes.upstream_config`), on any node, which is what
+lets a parsed index file declare each .crate at its real URL with the sha256 its line gives.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from artifactory_formats.cargo import metadata, routes
+from artifactory_formats.cargo.metadata import CONFIG, CRATE
+from artifactory_formats.cargo.upload import MAX_CRATE_BYTES
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
+
+from artifactory.plugin import (
+    ComponentInfo,
+    Coordinates,
+    FileRef,
+    Format,
+    HostedView,
+    HTTPProblem,
+    IndexKey,
+    Lru,
+    Parsed,
+    RenderContext,
+    Rendered,
+    UpstreamDocument,
+)
+
+INDEX_MEDIA_TYPE = "text/plain; charset=utf-8"
+
+
+class CargoFormat(Format):
+    id = "cargo"
+    config_keys = ("max_crate_bytes",)
+
+    def __init__(self) -> None:
+        # Each upstream's `dl` template by its index root (see the module docstring).
+        self.download_templates: Lru[str, str] = Lru(1024)
+
+    def routes(self) -> Sequence[BaseRoute]:
+        return routes.ROUTES
+
+    def validate_config(self, repo_type: str, config: dict[str, Any]) -> dict[str, Any]:
+        limit = config.setdefault("max_crate_bytes", MAX_CRATE_BYTES)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError("max_crate_bytes must be a positive integer (bytes)")
+        if repo_type == "proxy" and isinstance(config.get("url"), str) and not config["url"].endswith("/"):
+            config["url"] += "/"
+        return config
+
+    def default_write_policy(self, config: dict[str, Any]) -> str:
+        return "allow_once"  # a published version never changes: lock files pin its checksum
+
+    def coordinates(self, path: str) -> Coordinates | None:
+        found = metadata.CRATE_FILE.match(path)
+        if found is not None:
+            return Coordinates(name=found.group(1), version=found.group(2))
+        found = metadata.YANKED_FILE.match(path)
+        return Coordinates(name=found.group(1)) if found is not None else None
+
+    def tombstone(self, path: str) -> str | None:
+        found = metadata.CRATE_FILE.match(path)
+        return None if found is None else f"{found.group(1)}@{metadata.release(found.group(2))}"
+
+    def content_type(self, path: str) -> str | None:
+        return "application/gzip" if path.endswith(".crate") else None
+
+    def render_error(self, problem: HTTPProblem, request: Request) -> Response:
+        body = {"errors": [{"detail": problem.message}]}
+        return JSONResponse(body, status_code=problem.status, headers=problem.headers)
+
+    # -- index documents -------------------------------------------------------------------------
+    async def build(self, key: IndexKey, hosted: HostedView) -> Any:
+        if key.kind == CONFIG:
+            return {}
+        found = await hosted.components(name=key.name)
+        lines = [dict(c.attributes["index"]) for c in found if c.assets and "index" in c.attributes]
+        if not lines:
+            return None
+        stored = await hosted.read(metadata.yanked_path(key.name))
+        yanked = set(json.loads(stored)) if stored else set()
+        for line in lines:
+            line["yanked"] = line["vers"] in yanked
+        return tuple(lines)
+
+    def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
+        path = "config.json" if key.kind == CONFIG else metadata.index_path(key.name)
+        return UpstreamDocument(path, accept="application/json, text/plain, */*")
+
+    def parse(self, key: IndexKey, body: bytes, url: str) -> Parsed | None:
+        if key.kind == CONFIG:
+            return Parsed(self._remember_config(body, url))
+        lines = metadata.parse_lines(body, key.name)
+        if not lines:
+            return None
+        root = _root(url, metadata.index_path(key.name))
+        template = self.download_templates.get(root)
+        if template is None:
+            raise ValueError(f"the config.json of {root} has not been read: crates cannot be located")
+        files = {
+            metadata.crate_path(line["name"], line["vers"]): FileRef(
+                metadata.download_url(template, line["name"], line["vers"], line["cksum"]),
+                {"sha256": line["cksum"]},
+            )
+            for line in lines
+        }
+        return Parsed(lines, files)
+
+    def _remember_config(self, body: bytes, url: str) -> dict[str, Any]:
+        try:
+            config = json.loads(body)
+        except ValueError:
+            raise ValueError("the upstream config.json is not JSON") from None
+        dl = config.get("dl") if isinstance(config, dict) else None
+        if not isinstance(dl, str) or urlsplit(dl).scheme not in ("http", "https"):
+            raise ValueError("the upstream config.json has no http(s) dl")
+        self.download_templates.put(_root(url, "config.json"), dl)
+        return {"dl": dl}
+
+    def declared_by(self, path: str) -> IndexKey | None:
+        found = metadata.CRATE_FILE.match(path)
+        return None if found is None else IndexKey(CRATE, name=found.group(1))
+
+    def merge(self, key: IndexKey, models: Sequence[Any]) -> Any:
+        return models[0] if key.kind == CONFIG else metadata.merge(models)
+
+    def media_types(self, key: IndexKey) -> Sequence[str]:
+        return (INDEX_MEDIA_TYPE,)
+
+    def render(self, key: IndexKey, model: Any, context: RenderContext) -> Rendered:
+        return Rendered(metadata.render(model), INDEX_MEDIA_TYPE)
+
+    # -- cleanup policies ------------------------------------------------------------------------
+    def version_key(self, version: str) -> Any:
+        return metadata.version_key(version)
+
+    def is_prerelease(self, version: str) -> bool:
+        return "-" in metadata.release(version)
+
+    def cleanup_versions(self, components: Sequence[ComponentInfo]) -> list[ComponentInfo]:
+        return [c for c in components if c.version]
+
+
+def _root(url: str, relative: str) -> str:
+    """The index root of a document's URL (the URL with the document's own path taken off)."""
+    clean = url.split("?", 1)[0].split("#", 1)[0]
+    if not clean.endswith("/" + relative):
+        raise ValueError(f"{url} is not {relative} below an index root")
+    return clean[: -len(relative)]

@@ -1,0 +1,226 @@
+"""Crate names, the sparse index's file layout and its lines: pure data, no I/O.
+
+An index file holds one JSON object per line, one line per published version (cargo's "Registry
+Index" chapter). Hosted repositories keep each version's line as its component's `index` attribute,
+written once at publish; yanking changes only `crates/<name>/yanked.json`, so a line never moves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from artifactory.plugin import IndexKey
+
+CRATE, CONFIG = "crate", "config"
+# Every upstream's config.json: a proxy needs its `dl` to locate the crates its index files list.
+CONFIG_KEY = IndexKey(CONFIG, whole_repository=True)
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_IDENT = r"(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    rf"(?:-({_IDENT}(?:\.{_IDENT})*))?(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+)
+CRATE_FILE = re.compile(r"^crates/([a-z0-9_-]+)/\1-([^/]+)\.crate$")
+YANKED_FILE = re.compile(r"^crates/([a-z0-9_-]+)/yanked\.json$")
+CKSUM = re.compile(r"^[0-9a-f]{64}$")
+DL_MARKERS = ("{crate}", "{version}", "{prefix}", "{lowerprefix}", "{sha256-checksum}")
+DEP_KINDS = ("normal", "dev", "build")
+
+Line = dict[str, Any]
+
+
+def check_name(name: object) -> str:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ValueError(
+            f"invalid crate name {name!r}: a letter, then letters, digits, '-' or '_' (64 at most)"
+        )
+    return name
+
+
+def check_version(version: object) -> str:
+    if not isinstance(version, str) or not SEMVER.match(version):
+        raise ValueError(f"invalid version {version!r}: not a semantic version such as 1.2.3")
+    return version
+
+
+def release(version: str) -> str:
+    """The version without build metadata: 1.0.0+a and 1.0.0+b are one version to cargo."""
+    return version.split("+", 1)[0]
+
+
+def version_key(version: str) -> tuple[Any, ...]:
+    """semver precedence (a prerelease before its release); strings that are not semver first."""
+    found = SEMVER.match(version)
+    if found is None:
+        return (0,)
+    pre = found.group(4)
+    identifiers = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in (pre or "").split(".") if p)
+    return (1, int(found.group(1)), int(found.group(2)), int(found.group(3)), pre is None, identifiers)
+
+
+def prefix(name: str) -> str:
+    """The index directory of a crate name ("1", "2", "3/a", "ab/cd"), in the name's own case."""
+    if len(name) <= 2:
+        return str(len(name))
+    if len(name) == 3:
+        return f"3/{name[0]}"
+    return f"{name[:2]}/{name[2:4]}"
+
+
+def index_path(name: str) -> str:
+    lower = name.lower()
+    return f"{prefix(lower)}/{lower}"
+
+
+def name_of_index_path(path: str) -> str | None:
+    """The crate an index file path names (lower case), or None for any other path."""
+    name = path.rsplit("/", 1)[-1]
+    if not NAME.match(name) or name != name.lower() or index_path(name) != path:
+        return None
+    return name
+
+
+def crate_path(name: str, version: str) -> str:
+    lower = name.lower()
+    return f"crates/{lower}/{lower}-{version}.crate"
+
+
+def yanked_path(name: str) -> str:
+    return f"crates/{name.lower()}/yanked.json"
+
+
+def download_url(template: str, name: str, version: str, cksum: str) -> str:
+    """A crate's URL from a registry's `dl` (cargo's rules: markers, else /{crate}/{version}/download)."""
+    if not any(marker in template for marker in DL_MARKERS):
+        return f"{template}/{name}/{version}/download"
+    values = {
+        "{crate}": name,
+        "{version}": version,
+        "{prefix}": prefix(name),
+        "{lowerprefix}": prefix(name.lower()),
+        "{sha256-checksum}": cksum,
+    }
+    for marker, value in values.items():
+        template = template.replace(marker, value)
+    return template
+
+
+# -- publish metadata -> index line ---------------------------------------------------------------
+def _strings(value: object, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{what} must be a list of strings")
+    return list(value)
+
+
+def _optional_string(dep: Mapping[str, Any], key: str) -> str | None:
+    value = dep.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"dependency field {key} must be a string or null")
+    return value
+
+
+def _dependency(dep: object) -> Line:
+    """A publish request's dependency as the index spells it (a renamed one: name and package)."""
+    if not isinstance(dep, dict):
+        raise ValueError("each dependency must be a JSON object")
+    name = check_name(dep.get("name"))
+    req = dep.get("version_req")
+    if not isinstance(req, str) or not req:
+        raise ValueError(f"dependency {name}: version_req must be a non-empty string")
+    kind = dep.get("kind") or "normal"
+    if kind not in DEP_KINDS:
+        raise ValueError(f"dependency {name}: kind must be one of {', '.join(DEP_KINDS)}")
+    for flag in ("optional", "default_features"):
+        if not isinstance(dep.get(flag, False), bool):
+            raise ValueError(f"dependency {name}: {flag} must be a boolean")
+    line: Line = {
+        "name": name,
+        "req": req,
+        "features": _strings(dep.get("features", []), f"dependency {name}: features"),
+        "optional": dep.get("optional", False),
+        "default_features": dep.get("default_features", True),
+        "target": _optional_string(dep, "target"),
+        "kind": kind,
+        "registry": _optional_string(dep, "registry"),
+    }
+    renamed = _optional_string(dep, "explicit_name_in_toml")
+    if renamed:
+        line["name"], line["package"] = check_name(renamed), name
+    return line
+
+
+def index_line(meta: Mapping[str, Any], cksum: str) -> Line:
+    """The index line of a publish request's metadata (already checked for name and version)."""
+    deps = meta.get("deps") or []
+    if not isinstance(deps, list):
+        raise ValueError("deps must be a list")
+    features = meta.get("features") or {}
+    if not isinstance(features, dict):
+        raise ValueError("features must be an object")
+    for feature, enables in features.items():
+        _strings(enables, f"feature {feature}")
+    # Features using the newer syntax go to features2 (schema v2) so old cargo versions skip them.
+    newer = {k: v for k, v in features.items() if any(x.startswith("dep:") or "?/" in x for x in v)}
+    links, rust_version = meta.get("links"), meta.get("rust_version")
+    if links is not None and not isinstance(links, str):
+        raise ValueError("links must be a string or null")
+    if rust_version is not None and not isinstance(rust_version, str):
+        raise ValueError("rust_version must be a string or null")
+    line: Line = {
+        "name": meta["name"],
+        "vers": meta["vers"],
+        "deps": [_dependency(dep) for dep in deps],
+        "cksum": cksum,
+        "features": {k: v for k, v in features.items() if k not in newer},
+        "yanked": False,
+        "links": links,
+        "v": 2 if newer else 1,
+    }
+    if newer:
+        line["features2"] = newer
+    if rust_version:
+        line["rust_version"] = rust_version
+    return line
+
+
+# -- the index protocol's pure steps -------------------------------------------------------------
+def parse_lines(body: bytes, name: str) -> tuple[Line, ...]:
+    """An upstream index file's lines, each checked for what this server relies on (ValueError)."""
+    lines: list[Line] = []
+    for raw in body.splitlines():
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            raise ValueError(f"index file of {name}: a line is not JSON") from None
+        if (
+            not isinstance(line, dict)
+            or not isinstance(line.get("name"), str)
+            or line["name"].lower() != name
+        ):
+            raise ValueError(f"index file of {name}: a line names another crate")
+        check_version(line.get("vers"))
+        if not isinstance(line.get("cksum"), str) or not CKSUM.match(line["cksum"]):
+            raise ValueError(f"index file of {name}: version {line['vers']} has no sha256 cksum")
+        lines.append(line)
+    return tuple(lines)
+
+
+def merge(models: Sequence[Sequence[Line]]) -> tuple[Line, ...]:
+    """Every version of every member, once: where two members list one version, the first wins."""
+    seen: set[str] = set()
+    merged: list[Line] = []
+    for lines in models:
+        for line in lines:
+            if release(line["vers"]) not in seen:
+                seen.add(release(line["vers"]))
+                merged.append(line)
+    return tuple(merged)
+
+
+def render(lines: Sequence[Line]) -> bytes:
+    return b"".join(json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines)

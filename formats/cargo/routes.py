@@ -1,0 +1,191 @@
+"""The sparse registry below /repository/{name}/: config.json, index files, and the web API
+(`api` is the repository URL without its slash, so the API lives under api/v1/ here too)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+
+from artifactory_formats.cargo import metadata
+from artifactory_formats.cargo.upload import MAX_CRATE_BYTES, Framed, InvalidCrate, check_crate
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from artifactory.plugin import (
+    ANONYMOUS,
+    BadGateway,
+    BadRequest,
+    Coordinates,
+    Credentials,
+    IndexKey,
+    InvalidCredentials,
+    NotFound,
+    Principal,
+    Unauthorized,
+    Upload,
+    WritePolicyViolation,
+    access,
+    current_path,
+    current_repository,
+    repositories,
+    repository_url,
+    respond,
+)
+
+WARNINGS: dict[str, list[str]] = {"invalid_categories": [], "invalid_badges": [], "other": []}
+
+
+async def caller(request: Request) -> Principal:
+    """Who sent the request: cargo sends its token as the bare Authorization value, which is read
+    here as a Bearer token; any other header goes through the server's usual chain."""
+    header = (request.headers.get("authorization") or "").strip()
+    if not header or " " in header:
+        return await access(request).principal(request)
+    try:
+        principal = await access(request).authenticate(Credentials("bearer", "", header))
+    except InvalidCredentials as exc:
+        raise Unauthorized(f"the token is not valid: {exc}") from None
+    path = request.scope.get("root_path", "") + request.scope.get("path", "")
+    if principal.only_under and not path.startswith(principal.only_under):
+        raise Unauthorized(f"this credential is valid only under {principal.only_under}")
+    if principal.expires_at is not None and principal.expires_at <= time.time():
+        raise Unauthorized("the credential has expired")
+    return principal
+
+
+async def upstream_config(request: Request, principal: Principal) -> None:
+    """Load the config.json of every upstream this repository reaches (see format.py): a parsed
+    index file needs its `dl`. An upstream that is down is the index file's problem, not this one."""
+    repo = current_repository(request)
+    if repo.type != "hosted":
+        try:
+            await repositories(request).index_model(repo, metadata.CONFIG_KEY, principal)
+        except BadGateway:
+            pass
+
+
+async def config(request: Request) -> Response:
+    repo, url = current_repository(request), repository_url(request, current_repository(request).name)
+    public = access(request).allowed(ANONYMOUS, repo, "read")
+    return JSONResponse({"dl": url + "api/v1/crates", "api": url.rstrip("/"), "auth-required": not public})
+
+
+async def index_file(request: Request) -> Response:
+    name = metadata.name_of_index_path(current_path(request))
+    if name is None:
+        raise NotFound(f"{current_path(request)} is not an index file of this registry")
+    principal = await caller(request)
+    await upstream_config(request, principal)
+    key = IndexKey(metadata.CRATE, name=name)
+    return await repositories(request).index(request, current_repository(request), key, principal)
+
+
+async def download(request: Request) -> Response:
+    repo, name, version = current_repository(request), *request.path_params.values()
+    principal = await caller(request)
+    access(request).require(principal, repo, "read")
+    await upstream_config(request, principal)
+    content = await repositories(request).get(repo, metadata.crate_path(name, version), principal)
+    if content is None:
+        raise NotFound(f"crate {name}@{version} not found in {repo.name}")
+    return respond(request, content, immutable=True, media_type="application/gzip")
+
+
+async def publish(request: Request) -> Response:
+    repos, repo = repositories(request), current_repository(request)
+    principal = await caller(request)
+    target = repos.write_target(repo)
+    access(request).require(principal, target, "write")
+    framed = Framed(request.stream().__aiter__())
+    meta = await framed.metadata()
+    name, version = meta["name"], meta["vers"]
+    limit = min(int(target.config.get("max_crate_bytes", MAX_CRATE_BYTES)), repos.upload_limit(target))
+    size = await framed.length(limit, ".crate")
+    path = metadata.crate_path(name, version)
+    staged = await repos.stage(target, framed.rest(size), Upload(path=path))
+    try:
+        await repos.read_staged(staged, lambda file: check_crate(file, name, version))
+        for known in await repos.components(target, name=name.lower()):
+            other = known.attributes.get("index", {}).get("name", name)
+            if other != name:
+                raise InvalidCrate(f"the crate is published here as {other!r}: names differ only in case")
+        line = metadata.index_line(meta, staged.info.sha256)
+    except ValueError as exc:
+        await repos.discard(staged)
+        raise InvalidCrate(str(exc)) from None
+    except BaseException:
+        await repos.discard(staged)
+        raise
+    upload = Upload(
+        path=path,
+        component=Coordinates(name=name.lower(), version=version),
+        component_attributes={"index": line, "publisher": principal.username},
+        conflict_key=f"{name.lower()}@{metadata.release(version)}",
+    )
+    try:
+        await repos.commit(target, staged, upload, principal)
+    except WritePolicyViolation:
+        raise BadRequest(f"crate version {name}@{version} is already published in {target.name}") from None
+    return JSONResponse({"warnings": WARNINGS})
+
+
+async def _yank(request: Request, yanked: bool) -> Response:
+    repos, repo = repositories(request), current_repository(request)
+    name, version = str(request.path_params["name"]).lower(), request.path_params["version"]
+    principal = await caller(request)
+    target = repos.write_target(repo)
+    access(request).require(principal, target, "write")
+    if not await repos.components(target, name=name, version=version):
+        raise NotFound(f"crate {name}@{version} not found in {target.name}")
+
+    def transform(old: bytes | None) -> bytes | None:
+        versions = set(json.loads(old)) if old else set()
+        versions = versions | {version} if yanked else versions - {version}
+        return json.dumps(sorted(versions)).encode() if versions else None
+
+    await repos.update_document(target, metadata.yanked_path(name), transform, principal)
+    return JSONResponse({"ok": True})
+
+
+async def yank(request: Request) -> Response:
+    return await _yank(request, True)
+
+
+async def unyank(request: Request) -> Response:
+    return await _yank(request, False)
+
+
+async def owners(request: Request) -> Response:
+    """Who published the crate here. Who may publish is not kept per crate: it is the write
+    privilege of the server's roles, so adding or removing owners answers what to do instead."""
+    repos, repo = repositories(request), current_repository(request)
+    name = str(request.path_params["name"]).lower()
+    principal = await caller(request)
+    target = repos.write_target(repo)
+    access(request).require(principal, target, "read")
+    found = await repos.components(target, name=name)
+    if not found:
+        raise NotFound(f"crate {name} not found in {target.name}")
+    if request.method != "GET":
+        raise BadRequest(
+            f"crate owners are not kept here: anyone with the write privilege on repository "
+            f"{target.name} may publish {name}; an administrator grants it through a role "
+            "(POST /api/v1/roles, then PUT /api/v1/users/<name>)"
+        )
+    publishers = sorted({str(c.attributes.get("publisher") or "") for c in found} - {""})
+    users = [{"id": i + 1, "login": login, "name": login} for i, login in enumerate(publishers)]
+    return JSONResponse({"users": users})
+
+
+CRATE = "/api/v1/crates/{name}"
+ROUTES: Sequence[BaseRoute] = (
+    Route("/config.json", config, methods=["GET", "HEAD"]),
+    Route("/api/v1/crates/new", publish, methods=["PUT"]),
+    Route(CRATE + "/{version}/download", download, methods=["GET", "HEAD"]),
+    Route(CRATE + "/{version}/yank", yank, methods=["DELETE"]),
+    Route(CRATE + "/{version}/unyank", unyank, methods=["PUT"]),
+    Route(CRATE + "/owners", owners, methods=["GET", "PUT", "DELETE"]),
+    Route("/{path:path}", index_file, methods=["GET", "HEAD"]),
+)

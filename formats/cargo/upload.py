@@ -1,0 +1,156 @@
+"""The `cargo publish` request: its framing read as it streams, and the .crate checked before storing.
+
+The body is a little-endian u32 length, the JSON metadata, another u32 length, then the .crate (a
+gzip-compressed tar). The crate is staged straight from the request stream (never held in memory);
+it is then read once in a worker thread: every entry under `<name>-<version>/`, no absolute path or
+`..`, only files and folders, bounded expansion, and a Cargo.toml naming that very crate and version.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tarfile
+import tomllib
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any, BinaryIO
+
+from artifactory_formats.cargo.metadata import check_name, check_version
+
+from artifactory.plugin import BadRequest, PayloadTooLarge
+
+MAX_CRATE_BYTES = 10 * 1024 * 1024  # a repository's default max_crate_bytes
+MAX_METADATA = 1024 * 1024
+MAX_MANIFEST = 1024 * 1024
+MAX_UNPACKED = 512 * 1024 * 1024
+BOMB_RATIO = 100  # unpacked / compressed beyond which a crate is refused as a compression bomb
+BOMB_MIN_BYTES = 4 * 1024 * 1024  # crates smaller than this unpacked are never called bombs
+
+
+class InvalidCrate(BadRequest):
+    pass
+
+
+class Framed:
+    """Reads the publish body's framing from the request stream, keeping only what is not yet used."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    async def _fill(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            chunk = await anext(self._chunks, None)
+            if chunk is None:
+                raise InvalidCrate("the publish request ends before its declared length")
+            self._buffer += chunk
+        taken, self._buffer = self._buffer[:size], self._buffer[size:]
+        return taken
+
+    async def length(self, limit: int, what: str) -> int:
+        size = int.from_bytes(await self._fill(4), "little")
+        if size > limit:
+            raise PayloadTooLarge(f"the {what} is {size} bytes, more than the {limit} allowed")
+        return size
+
+    async def metadata(self) -> dict[str, Any]:
+        size = await self.length(MAX_METADATA, "publish metadata")
+        try:
+            meta = json.loads(await self._fill(size))
+        except ValueError:
+            raise InvalidCrate("the publish metadata is not JSON") from None
+        if not isinstance(meta, dict):
+            raise InvalidCrate("the publish metadata must be a JSON object")
+        try:
+            check_name(meta.get("name"))
+            check_version(meta.get("vers"))
+        except ValueError as exc:
+            raise InvalidCrate(str(exc)) from None
+        return meta
+
+    async def rest(self, size: int) -> AsyncIterator[bytes]:
+        """Exactly `size` more bytes, and then the end of the body."""
+        left = size
+        while left > 0:
+            if not self._buffer:
+                self._buffer = await anext(self._chunks, b"")
+                if not self._buffer:
+                    raise InvalidCrate("the publish request ends before its declared length")
+            piece, self._buffer = self._buffer[:left], self._buffer[left:]
+            left -= len(piece)
+            yield piece
+        if self._buffer:
+            raise InvalidCrate("the publish request has bytes after the .crate")
+        async for extra in self._chunks:
+            if extra:
+                raise InvalidCrate("the publish request has bytes after the .crate")
+
+
+class _Counting:
+    """A decompressed stream that refuses to yield more than `ceiling` bytes in all."""
+
+    def __init__(self, inner: gzip.GzipFile, ceiling: int) -> None:
+        self.inner, self.ceiling, self.total = inner, ceiling, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.inner.read(size)
+        self.total += len(data)
+        if self.total > self.ceiling:
+            raise InvalidCrate(
+                f"the .crate expands beyond {self.ceiling} bytes (more than {BOMB_RATIO}-fold or "
+                f"{MAX_UNPACKED} bytes): refused"
+            )
+        return data
+
+
+def check_crate(file: BinaryIO, name: str, version: str) -> None:
+    """Raise InvalidCrate unless `file` is a .crate of exactly this name and version."""
+    compressed = file.seek(0, 2)
+    file.seek(0)
+    root = f"{name}-{version}"
+    ceiling = min(MAX_UNPACKED, max(BOMB_MIN_BYTES, BOMB_RATIO * compressed))
+    manifest: bytes | None = None
+    try:
+        stream = _Counting(gzip.GzipFile(fileobj=file, mode="rb"), ceiling)
+        with tarfile.open(fileobj=stream, mode="r|") as archive:  # type: ignore[call-overload]
+            for entry in archive:
+                check_entry(entry, root)
+                if entry.name == f"{root}/Cargo.toml" and entry.isreg():
+                    if entry.size > MAX_MANIFEST:
+                        raise InvalidCrate(f"Cargo.toml is larger than {MAX_MANIFEST} bytes")
+                    handle = archive.extractfile(entry)
+                    manifest = handle.read() if handle is not None else None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise InvalidCrate(f"the .crate is not a gzip-compressed tar archive: {exc}") from None
+    if manifest is None:
+        raise InvalidCrate(f"the .crate has no {root}/Cargo.toml")
+    check_manifest(manifest, name, version)
+
+
+def check_entry(entry: tarfile.TarInfo, root: str) -> None:
+    path = entry.name
+    parts = path.split("/")
+    if path.startswith("/") or "\\" in path or (len(parts[0]) == 2 and parts[0][1] == ":"):
+        raise InvalidCrate(f"the .crate has an absolute path: {path!r}")
+    if ".." in parts:
+        raise InvalidCrate(f"the .crate has a path with '..': {path!r}")
+    if parts[0] != root:
+        raise InvalidCrate(f"the .crate has {path!r} outside its folder {root}/")
+    if not (entry.isreg() or entry.isdir()):
+        raise InvalidCrate(f"the .crate has {path!r}, which is neither a file nor a folder")
+
+
+def check_manifest(manifest: bytes, name: str, version: str) -> None:
+    try:
+        package = tomllib.loads(manifest.decode("utf-8")).get("package")
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidCrate(f"the .crate's Cargo.toml cannot be read: {exc}") from None
+    if not isinstance(package, dict):
+        raise InvalidCrate("the .crate's Cargo.toml has no [package]")
+    if package.get("name") != name:
+        raise InvalidCrate(f"the .crate's Cargo.toml names {package.get('name')!r}, the metadata {name!r}")
+    if package.get("version") != version:
+        raise InvalidCrate(
+            f"the .crate's Cargo.toml has version {package.get('version')!r}, the metadata {version!r}"
+        )
