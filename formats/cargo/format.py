@@ -26,7 +26,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from artifactory.plugin import (
-    ComponentInfo,
     Coordinates,
     FileRef,
     Format,
@@ -143,16 +142,6 @@ class CargoFormat(Format):
 
     def render(self, key: IndexKey, model: Any, context: RenderContext) -> Rendered:
         return Rendered(metadata.render(model), INDEX_MEDIA_TYPE)
-
-    # -- cleanup policies ------------------------------------------------------------------------
-    def version_key(self, version: str) -> Any:
-        return metadata.version_key(version)
-
-    def is_prerelease(self, version: str) -> bool:
-        return "-" in metadata.release(version)
-
-    def cleanup_versions(self, components: Sequence[ComponentInfo]) -> list[ComponentInfo]:
-        return [c for c in components if c.version]
 
 
 def _root(url: str, relative: str) -> str:

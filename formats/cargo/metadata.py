@@ -51,16 +51,6 @@ def release(version: str) -> str:
     return version.split("+", 1)[0]
 
 
-def version_key(version: str) -> tuple[Any, ...]:
-    """semver precedence (a prerelease before its release); strings that are not semver first."""
-    found = SEMVER.match(version)
-    if found is None:
-        return (0,)
-    pre = found.group(4)
-    identifiers = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in (pre or "").split(".") if p)
-    return (1, int(found.group(1)), int(found.group(2)), int(found.group(3)), pre is None, identifiers)
-
-
 def prefix(name: str) -> str:
     """The index directory of a crate name ("1", "2", "3/a", "ab/cd"), in the name's own case."""
     if len(name) <= 2:
@@ -115,40 +105,24 @@ def _strings(value: object, what: str) -> list[str]:
     return list(value)
 
 
-def _optional_string(dep: Mapping[str, Any], key: str) -> str | None:
-    value = dep.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ValueError(f"dependency field {key} must be a string or null")
-    return value
-
-
 def _dependency(dep: object) -> Line:
     """A publish request's dependency as the index spells it (a renamed one: name and package)."""
     if not isinstance(dep, dict):
         raise ValueError("each dependency must be a JSON object")
-    name = check_name(dep.get("name"))
-    req = dep.get("version_req")
-    if not isinstance(req, str) or not req:
-        raise ValueError(f"dependency {name}: version_req must be a non-empty string")
-    kind = dep.get("kind") or "normal"
-    if kind not in DEP_KINDS:
-        raise ValueError(f"dependency {name}: kind must be one of {', '.join(DEP_KINDS)}")
-    for flag in ("optional", "default_features"):
-        if not isinstance(dep.get(flag, False), bool):
-            raise ValueError(f"dependency {name}: {flag} must be a boolean")
-    line: Line = {
-        "name": name,
-        "req": req,
-        "features": _strings(dep.get("features", []), f"dependency {name}: features"),
-        "optional": dep.get("optional", False),
-        "default_features": dep.get("default_features", True),
-        "target": _optional_string(dep, "target"),
-        "kind": kind,
-        "registry": _optional_string(dep, "registry"),
-    }
-    renamed = _optional_string(dep, "explicit_name_in_toml")
-    if renamed:
-        line["name"], line["package"] = check_name(renamed), name
+    name, req, kind = check_name(dep.get("name")), dep.get("version_req"), dep.get("kind") or "normal"
+    optional, default_features = dep.get("optional", False), dep.get("default_features", True)
+    strings = [dep.get(key) for key in ("target", "registry", "explicit_name_in_toml")]
+    if not isinstance(req, str) or not req or kind not in DEP_KINDS:
+        raise ValueError(f"dependency {name}: needs a version_req and a kind of {', '.join(DEP_KINDS)}")
+    if not isinstance(optional, bool) or not isinstance(default_features, bool):
+        raise ValueError(f"dependency {name}: optional and default_features must be booleans")
+    if any(value is not None and not isinstance(value, str) for value in strings):
+        raise ValueError(f"dependency {name}: target, registry and explicit_name_in_toml must be strings")
+    features = _strings(dep.get("features", []), f"dependency {name}: features")
+    line: Line = {"name": name, "req": req, "features": features, "optional": optional}
+    line.update(default_features=default_features, target=strings[0], kind=kind, registry=strings[1])
+    if strings[2]:
+        line["name"], line["package"] = check_name(strings[2]), name
     return line
 
 

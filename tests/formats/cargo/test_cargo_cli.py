@@ -4,6 +4,7 @@ yank and unyank, owners."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import httpx
@@ -39,12 +40,8 @@ def env(repos: Registry, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
 
 
 def consumer(root: Path, name: str) -> Path:
-    folder = library(
-        root,
-        name,
-        "0.1.0",
-        deps='mylib = { version = "0.1", registry = "local" }\nupdep = { version = "1", registry = "local" }\n',
-    )
+    deps = 'mylib = { version = "0.1", registry = "local" }\nupdep = { version = "1", registry = "local" }\n'
+    folder = library(root, name, "0.1.0", deps=deps)
     (folder / "src" / "lib.rs").unlink()
     (folder / "src" / "main.rs").write_text(CONSUMER)
     return folder
@@ -77,7 +74,7 @@ def test_publish_to_hosted_and_upstream_then_build_through_the_group(repos, env,
     cached = httpx.get(repos.url("cargo-proxy") + "api/v1/crates/updep/1.0.0/download")
     line = index_lines(httpx.get(repos.url("cargo-upstream") + "up/de/updep"))[0]
     assert cached.status_code == 200
-    assert line["cksum"] == __import__("hashlib").sha256(cached.content).hexdigest()
+    assert line["cksum"] == hashlib.sha256(cached.content).hexdigest()
 
 
 def test_yank_hides_a_version_from_new_resolutions_and_unyank_restores_it(repos, env, tmp_path):
