@@ -23,7 +23,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from artifactory.plugin import BadRequest, PayloadTooLarge, Unauthorized, current_principal, engine
+from artifactory.plugin import (
+    BadRequest,
+    PayloadTooLarge,
+    Unauthorized,
+    access,
+    current_principal,
+    repositories,
+)
 
 PREFIX = "/api/v1/pypi/{repo}/projects/{project}"
 
@@ -50,15 +57,16 @@ async def _reason(request: Request) -> str:
 
 
 async def yank(request: Request) -> Response:
-    eng = engine(request)
+    repos, acc = repositories(request), access(request)
     principal = await current_principal(request)
     if principal.anonymous:
         raise Unauthorized("yanking needs a user")
     undo = request.method == "DELETE"
     # Permission first: a repository this caller may not see answers 404 before the body is read.
-    operations.hosted_repository(eng, request.path_params["repo"], principal, "write")
+    operations.hosted_repository(repos, acc, request.path_params["repo"], principal, "write")
     result = await operations.yank(
-        eng,
+        repos,
+        acc,
         request.path_params["repo"],
         request.path_params["project"],
         principal,
@@ -71,12 +79,13 @@ async def yank(request: Request) -> Response:
 
 
 async def delete(request: Request) -> Response:
-    eng = engine(request)
+    repos, acc = repositories(request), access(request)
     principal = await current_principal(request)
     if principal.anonymous:
         raise Unauthorized("deleting needs a user")
     deleted = await operations.delete(
-        eng,
+        repos,
+        acc,
         request.path_params["repo"],
         request.path_params["project"],
         principal,

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 from artifactory_formats.pypi import operations
 
-from artifactory.plugin import AppState, HTTPProblem, Principal
+from artifactory.plugin import HTTPProblem, Principal
 
 OPERATOR = Principal(username="cli", roles=frozenset({"admin"}))
 
@@ -50,10 +50,13 @@ def _run(fn: Any) -> int:
     return 0
 
 
-def run_yank(args: argparse.Namespace, state: AppState) -> int:
+# `state` is what the core's command line hands a command; only its facade (`repositories`,
+# `access`) is used.
+def run_yank(args: argparse.Namespace, state: Any) -> int:
     async def go() -> Any:
         return await operations.yank(
-            state.engine,
+            state.repositories,
+            state.access,
             args.repository,
             args.project,
             OPERATOR,
@@ -66,10 +69,11 @@ def run_yank(args: argparse.Namespace, state: AppState) -> int:
     return _run(go)
 
 
-def run_delete(args: argparse.Namespace, state: AppState) -> int:
+def run_delete(args: argparse.Namespace, state: Any) -> int:
     async def go() -> Any:
         deleted = await operations.delete(
-            state.engine,
+            state.repositories,
+            state.access,
             args.repository,
             args.project,
             OPERATOR,

@@ -5,10 +5,11 @@
     packages/<project>/<filename>    a distribution file
     packages/<project>/<filename>.metadata   its core metadata (PEP 658/714)
     .pypi/yanked/<project>.json      yank marks of a hosted project (a locked, mutable document)
-    .pypi/generation/<project>       rewritten whenever a hosted project changes (its cache key)
 
 `<project>` is always the PEP 503 normalised name, so hosted, proxy and group repositories hold a file
-at the same path and a group finds it in whichever member has it.
+at the same path and a group finds it in whichever member has it. Every path of a project, its yank
+marks included, has that project's coordinates: the engine moves the project's generation (and so
+rebuilds its pages) in the very transaction that changes any of them.
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from artifactory.plugin import Coordinates
+from artifactory.plugin import Coordinates, IndexKey
 
 SIMPLE = "simple/"
 PACKAGES = "packages/"
 METADATA_SUFFIX = ".metadata"
 YANKED_PREFIX = ".pypi/yanked/"
-GENERATION_PREFIX = ".pypi/generation/"
+# The index documents (computed, never stored): a project's page and the root index.
+PROJECT = "project"
+ROOT = IndexKey("root", whole_repository=True)
 SDIST_SUFFIXES = (".tar.gz", ".zip")
 # PEP 508 names: letters, digits, and . _ - between them.
 PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
@@ -97,8 +100,9 @@ def parse_filename(filename: str) -> Distribution:
     raise InvalidFilename(f"{filename!r} is neither a wheel (.whl) nor an sdist (.tar.gz, .zip)")
 
 
-def page_path(project: str) -> str:
-    return f"{SIMPLE}{project}/"
+def project_key(project: str) -> IndexKey:
+    """The index key of a project's page; `project` is the normalised name."""
+    return IndexKey(PROJECT, name=project)
 
 
 def file_path(project: str, filename: str) -> str:
@@ -113,10 +117,6 @@ def yanked_path(project: str) -> str:
     return f"{YANKED_PREFIX}{project}.json"
 
 
-def generation_path(project: str) -> str:
-    return f"{GENERATION_PREFIX}{project}"
-
-
 def split_file_path(path: str) -> tuple[str, str] | None:
     """(project, filename) of packages/<project>/<filename>, else None."""
     if not path.startswith(PACKAGES):
@@ -127,11 +127,21 @@ def split_file_path(path: str) -> tuple[str, str] | None:
     return project, filename
 
 
+def yanked_project(path: str) -> str | None:
+    """The project of a yank document path, else None."""
+    if not path.startswith(YANKED_PREFIX) or not path.endswith(".json"):
+        return None
+    project = path[len(YANKED_PREFIX) : -len(".json")]
+    return project if project and "/" not in project else None
+
+
 def coordinates(path: str) -> Coordinates | None:
-    """The component of a file path (its .metadata companion counts as the same component)."""
+    """The component of a file path (its .metadata companion counts as the same component); a yank
+    document names its project without a version (it changes the project's pages, no release)."""
     parts = split_file_path(path)
     if parts is None:
-        return None
+        project = yanked_project(path)
+        return None if project is None else Coordinates(name=project)
     project, filename = parts
     filename = filename.removesuffix(METADATA_SUFFIX)
     try:
@@ -139,3 +149,16 @@ def coordinates(path: str) -> Coordinates | None:
     except InvalidFilename:
         version = ""
     return Coordinates(name=normalize(project), version=version)
+
+
+def tombstone(path: str) -> str | None:
+    """What may never be uploaded again once the file at `path` is deleted: its release-file key, so
+    that no spelling of a deleted filename comes back either (the key its upload was stored under).
+    A .metadata companion leaves none (its file's key covers it); nor does anything else."""
+    parts = split_file_path(path)
+    if parts is None or parts[1].endswith(METADATA_SUFFIX):
+        return None
+    try:
+        return parse_filename(parts[1]).release_file
+    except InvalidFilename:
+        return None

@@ -1,44 +1,47 @@
-"""PyPI: hosted, proxy and group repositories that pip, uv, poetry and twine use as their only index."""
+"""PyPI: hosted, proxy and group repositories that pip, uv, poetry and twine use as their only index.
+
+The simple API's documents are the engine's index documents (docs/plugins.md, "Index documents"):
+a project page (`IndexKey(PROJECT, name)`) and the root index (`IndexKey(ROOT, whole_repository=True)`),
+both modelled by `metadata` (a `Project`, a list of names) and rendered as PEP 691 JSON or PEP 503
+HTML. The engine builds them from hosted content, fetches and parses them from an upstream index,
+merges them across a group's members (with its dependency-confusion guard) and caches them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import httpx
-from artifactory_formats.pypi import admin, coordinates, metadata, operations, routes, sources
-from artifactory_formats.pypi.metadata import HTML_TYPE, JSON_TYPE
+from artifactory_formats.pypi import admin, coordinates, metadata, operations, routes
+from artifactory_formats.pypi.coordinates import PROJECT, ROOT, project_key
+from artifactory_formats.pypi.metadata import HTML_TYPE, JSON_TYPE, Project
+from artifactory_formats.pypi.negotiation import TEXT_HTML
+from lxml.etree import LxmlError
 from packaging.version import InvalidVersion, Version
 from starlette.routing import BaseRoute
 
-from artifactory.plugin import CachePolicy, ComponentInfo, Coordinates, Format, Repo, Rewritten
+from artifactory.plugin import (
+    CachePolicy,
+    ComponentInfo,
+    Coordinates,
+    FileRef,
+    Format,
+    HostedView,
+    IndexKey,
+    Parsed,
+    RenderContext,
+    Rendered,
+    Repo,
+    UpstreamDocument,
+)
 
-HOSTED = "hosted"
-# Whether the proxy passes upstream project pages through rewrite_upstream before caching them. Off:
-# the core's proxy still calls the hook with its old signature (path, body, url) and caches the result
-# as bytes; and recording every file's link at each page refresh costs a write per file, where
-# sources.link_file records one link when that file is first asked for. The pages are parsed as the
-# upstream sent them (sources.proxied), which also reads the form rewrite_upstream produces.
-REWRITE_UPSTREAM_PAGES = False
 # What pip and uv send: PEP 691 JSON first (the only form that carries PEP 700 size and upload-time),
 # HTML as a fallback. An index negotiates by this header alone (PEP 691 defines no query parameter).
 UPSTREAM_ACCEPT = f"{JSON_TYPE}, {HTML_TYPE};q=0.2, text/html;q=0.01"
-
-
-class IndexAuth(httpx.Auth):
-    """Asks an upstream index for PEP 691 JSON, and sends the proxy's credentials if it has any."""
-
-    def __init__(self, username: str | None, password: str | None) -> None:
-        self.basic = httpx.BasicAuth(username, password or "") if username else None
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if request.url.path.endswith("/"):
-            # Index pages end with "/", files never do. Replaces the client's default "*/*".
-            request.headers["Accept"] = UPSTREAM_ACCEPT
-        if self.basic is not None:
-            yield from self.basic.auth_flow(request)
-        else:
-            yield request
+MEDIA_TYPES = (JSON_TYPE, HTML_TYPE, TEXT_HTML)
+MAX_YANK_DOCUMENT = 4 * 1024 * 1024
+# Index pages hold links and nothing else: no script, style, frame or form may ever run in them.
+HTML_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 
 class PypiFormat(Format):
@@ -57,39 +60,92 @@ class PypiFormat(Format):
     def coordinates(self, path: str) -> Coordinates | None:
         return coordinates.coordinates(path)
 
+    def tombstone(self, path: str) -> str | None:
+        return coordinates.tombstone(path)
+
     def cache_policy(self, path: str) -> CachePolicy:
         return CachePolicy.METADATA if path.startswith(coordinates.SIMPLE) else CachePolicy.IMMUTABLE
-
-    def rewrites(self, path: str) -> bool:
-        return REWRITE_UPSTREAM_PAGES and path.startswith(coordinates.SIMPLE) and path != coordinates.SIMPLE
-
-    def rewrite_upstream(self, repo: Repo, path: str, body: bytes, upstream_url: str) -> Rewritten:
-        """An upstream project page (JSON or HTML) as PEP 691 JSON whose file URLs stay absolute upstream
-        URLs (cached independent of this server's URL), plus the upstream URL of each file and .metadata."""
-        project = path.removeprefix(coordinates.SIMPLE).strip("/")
-        page = metadata.parse_upstream(body, upstream_url, project)
-        links: dict[str, str] = {}
-        digests: dict[str, dict[str, str]] = {}
-        for f in page.files:
-            if f.upstream_url is None:
-                continue
-            links[f.path] = f.upstream_url
-            digests[f.path] = sources.verifiable(f.hashes)
-            if f.core_metadata is not None:
-                companion = f.path + coordinates.METADATA_SUFFIX
-                links[companion] = f.upstream_url + coordinates.METADATA_SUFFIX
-                digests[companion] = sources.verifiable(f.core_metadata)
-        declared = {path: found for path, found in digests.items() if found}
-        return Rewritten(metadata.render_json(page, lambda f: f.upstream_url or f.path), links, declared)
-
-    def upstream_auth(self, config: Mapping[str, Any]) -> httpx.Auth | None:
-        username = config.get("username")
-        return IndexAuth(str(username) if username else None, config.get("password"))
 
     def content_type(self, path: str) -> str | None:
         if path.startswith(coordinates.PACKAGES):
             return routes.FILE_TYPE
         return None
+
+    # -- index documents -------------------------------------------------------------------------
+    async def build(self, key: IndexKey, hosted: HostedView) -> Any:
+        if key == ROOT:
+            projects: dict[str, list[ComponentInfo]] = {}
+            for component in await hosted.components():
+                if component.assets:
+                    projects.setdefault(component.name, []).append(component)
+            return metadata.root_names(metadata.display_name(found) for found in projects.values())
+        if key.kind != PROJECT:
+            return None
+        components = await hosted.components(name=key.name)
+        if not components:
+            return None
+        marks = await hosted.read(coordinates.yanked_path(key.name), MAX_YANK_DOCUMENT)
+        return metadata.hosted_project(components, metadata.yank_marks(marks))
+
+    def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
+        # The proxy's URL is the upstream's simple index root; a project's page is below it.
+        if key == ROOT:
+            return UpstreamDocument("", UPSTREAM_ACCEPT)
+        if key.kind == PROJECT:
+            return UpstreamDocument(f"{key.name}/", UPSTREAM_ACCEPT)
+        return None
+
+    def parse(self, key: IndexKey, body: bytes, url: str) -> Parsed | None:
+        try:
+            if key == ROOT:
+                return Parsed(metadata.root_names(metadata.parse_upstream_root(body)))
+            page = metadata.parse_upstream(body, url, key.name)
+        except (TypeError, LxmlError) as exc:  # json or lxml on bytes that are no page at all
+            raise ValueError(f"not a simple index page: {exc}") from None
+        if not page.files:
+            return None
+        files: dict[str, FileRef] = {}
+        for f in page.files:
+            if f.upstream_url is None:
+                continue
+            files[f.path] = FileRef(f.upstream_url, f.hashes)
+            if f.core_metadata is not None:  # PEP 658/714: the core metadata beside the file
+                companion = f.path + coordinates.METADATA_SUFFIX
+                files[companion] = FileRef(f.upstream_url + coordinates.METADATA_SUFFIX, f.core_metadata)
+        return Parsed(page, files)
+
+    def declared_by(self, path: str) -> IndexKey | None:
+        parts = coordinates.split_file_path(path)
+        if parts is None or parts[0] != coordinates.normalize(parts[0]):
+            return None
+        return project_key(parts[0])
+
+    def merge(self, key: IndexKey, models: Sequence[Any]) -> Any:
+        if key == ROOT:
+            return metadata.root_names(name for names in models for name in names)
+        return metadata.merge(models)
+
+    def media_types(self, key: IndexKey) -> Sequence[str]:
+        return MEDIA_TYPES
+
+    def render(self, key: IndexKey, model: Any, context: RenderContext) -> Rendered:
+        base, media_type = context.repository_url, context.media_type
+        if key == ROOT:
+            if media_type == JSON_TYPE:
+                body = metadata.render_root_json(model)
+            else:
+                simple = f"{base}simple/"
+                body = metadata.render_root_html(model, lambda name: simple + metadata.project_href(name))
+        else:
+            project: Project = model
+            if media_type == JSON_TYPE:
+                body = metadata.render_json(project, metadata.file_url(base))
+            else:
+                body = metadata.render_html(project, metadata.file_url(base))
+        headers = {"X-Content-Type-Options": "nosniff"}
+        if media_type != JSON_TYPE:
+            headers["Content-Security-Policy"] = HTML_POLICY
+        return Rendered(body, media_type, headers)
 
     # -- cleanup policies ------------------------------------------------------------------------
     def version_key(self, version: str) -> Any:
@@ -105,8 +161,8 @@ class PypiFormat(Format):
     async def delete_versions(
         self, engine: Any, repo: Repo, components: Sequence[ComponentInfo], principal: Any
     ) -> list[str]:
-        """Each distribution file as its DELETE does (with its .metadata), then one touch of the
-        project so that its pages are rebuilt."""
+        """Each distribution file as its DELETE does (with its .metadata); the engine moves the
+        project's generation with each deletion, so its pages are rebuilt."""
         deleted: list[str] = []
         for component in components:
             paths = {asset.path for asset in component.assets}
@@ -117,10 +173,8 @@ class PypiFormat(Format):
                 ):
                     continue  # deleted with its file
                 if path + coordinates.METADATA_SUFFIX in paths:
-                    if await operations.delete_path(engine, repo, path, principal, touch=False):
+                    if await operations.delete_path(engine, repo, path, principal):
                         deleted += [path, path + coordinates.METADATA_SUFFIX]
                 elif await engine.delete(repo, path, principal) is not None:
                     deleted.append(path)
-        if components and repo.type == "hosted":
-            await sources.touch(engine, repo, components[0].name)
         return deleted

@@ -154,6 +154,18 @@ def hosted_project(components: Sequence[ComponentInfo], yanked: Mapping[str, Any
     return Project(name=name, files=_ordered(files), versions=_versions(files), releases=releases)
 
 
+def yank_marks(document: bytes | None) -> dict[str, Any]:
+    """A hosted project's yank marks ({"versions": {v: reason}, "files": {f: reason}}) from their
+    stored document; none when there is none or it is not a JSON object."""
+    if not document:
+        return {}
+    try:
+        marks = json.loads(document)
+    except ValueError:
+        return {}
+    return marks if isinstance(marks, dict) else {}
+
+
 def display_name(components: Sequence[ComponentInfo]) -> str:
     """How the project spells its name: as its highest version's metadata does."""
     newest = max(components, key=lambda c: version_key(c.version))
@@ -332,6 +344,11 @@ def parse_upstream_root(body: bytes) -> list[str]:
 
 # -- rendering --------------------------------------------------------------------------------
 FileUrl = Callable[[File], str]
+
+
+def file_url(base: str) -> FileUrl:
+    """A file's absolute URL in the repository at `base` (its URL as the client reached it)."""
+    return lambda f: base + quote(f.path, safe="/+!~")
 
 
 def _best_hash(hashes: Mapping[str, str]) -> tuple[str, str] | None:

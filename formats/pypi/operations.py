@@ -1,36 +1,51 @@
 """Management of a hosted project: yank and unyank (PEP 592), delete a file, a release or a project.
 
-Shared by the admin API and the command line. Every change goes through the engine, which bumps the
-repository's revision, so every index document built from it is rebuilt on its next read.
+Shared by the admin API and the command line. Every change goes through the repository service, which
+moves the project's generation in the same transaction, so its pages are rebuilt on their next read.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol
 
-from artifactory_formats.pypi import sources
-from artifactory_formats.pypi.coordinates import METADATA_SUFFIX, normalize, split_file_path, yanked_path
+from artifactory_formats.pypi.coordinates import METADATA_SUFFIX, normalize, yanked_path
 from packaging.version import InvalidVersion, Version
 
-from artifactory.plugin import BadRequest, Engine, NotFound, Principal, Repo
+from artifactory.plugin import (
+    SYSTEM,
+    Access,
+    BadRequest,
+    NotFound,
+    Principal,
+    Repo,
+    Repositories,
+    StoredAsset,
+)
 
 HOSTED = "hosted"
 
 
-def hosted_repository(eng: Engine, name: str, principal: Principal, action: str) -> Repo:
+class Deleter(Protocol):
+    """What deletes an asset: the repository service (the cleanup job hands its engine, which has
+    the same method)."""
+
+    async def delete(self, repo: Repo, path: str, principal: Principal) -> StoredAsset | None: ...
+
+
+def hosted_repository(repos: Repositories, acc: Access, name: str, principal: Principal, action: str) -> Repo:
     """The hosted pypi repository `name`, once `principal` may `action` in it.
 
     Permission comes first: a repository the caller may not see answers the same 404 as one that does
     not exist, whatever its format or type, so these routes tell an outsider nothing about it.
     """
-    repo = eng.repos.get(name)
-    visible = repo is not None and any(eng.security.allowed(principal, name, a) for a in ("read", action))
+    repo = repos.find(name)
+    visible = repo is not None and any(acc.allowed(principal, name, a) for a in ("read", action))
     if repo is None or not visible or repo.format != "pypi":
         raise NotFound(f"pypi repository {name!r} not found")
     if repo.type != HOSTED:
         raise BadRequest(f"{repo.name} is a {repo.type} repository: yank and delete work on hosted ones")
-    eng.require(principal, repo, action)
+    acc.require(principal, repo, action)
     return repo
 
 
@@ -41,10 +56,12 @@ def _same_version(a: str, b: str) -> bool:
         return a == b
 
 
-async def _paths(eng: Engine, repo: Repo, project: str, version: str | None) -> list[tuple[str, str, str]]:
+async def _paths(
+    repos: Repositories, repo: Repo, project: str, version: str | None
+) -> list[tuple[str, str, str]]:
     """(path, filename, version) of the project's files, optionally of one release."""
     found = []
-    for component in await eng.components(repo, name=normalize(project)):
+    for component in await repos.components(repo, name=normalize(project)):
         if version is not None and not _same_version(component.version, version):
             continue
         for asset in component.assets:
@@ -55,7 +72,8 @@ async def _paths(eng: Engine, repo: Repo, project: str, version: str | None) -> 
 
 
 async def yank(
-    eng: Engine,
+    repos: Repositories,
+    acc: Access,
     repository: str,
     project: str,
     principal: Principal,
@@ -66,11 +84,11 @@ async def yank(
     undo: bool = False,
 ) -> dict[str, Any]:
     """Mark a release (or one file) yanked, or clear the mark; answers what is yanked afterwards."""
-    repo = hosted_repository(eng, repository, principal, "write")
+    repo = hosted_repository(repos, acc, repository, principal, "write")
     if (version is None) == (filename is None):
         raise BadRequest("yank either a version or a filename")
     project = normalize(project)
-    files = await _paths(eng, repo, project, version)
+    files = await _paths(repos, repo, project, version)
     if filename is not None:
         files = [f for f in files if f[1] == filename]
     if not files:
@@ -88,13 +106,13 @@ async def yank(
             marks[key][name] = reason
         return json.dumps(marks, sort_keys=True).encode()
 
-    await eng.update_document(repo, yanked_path(project), transform, principal)
-    await sources.touch(eng, repo, project)
+    await repos.update_document(repo, yanked_path(project), transform, principal)
     return {"project": project, key[:-1]: name, "yanked": not undo, "reason": None if undo else reason}
 
 
 async def delete(
-    eng: Engine,
+    repos: Repositories,
+    acc: Access,
     repository: str,
     project: str,
     principal: Principal,
@@ -103,31 +121,27 @@ async def delete(
     filename: str | None = None,
 ) -> list[str]:
     """Delete a file, a release or a whole project (with their .metadata files and yank marks)."""
-    repo = hosted_repository(eng, repository, principal, "delete")
+    repo = hosted_repository(repos, acc, repository, principal, "delete")
     project = normalize(project)
-    files = await _paths(eng, repo, project, version)
+    files = await _paths(repos, repo, project, version)
     if filename is not None:
         files = [f for f in files if f[1] == filename]
     if not files:
         raise NotFound(f"nothing to delete for {project} in {repo.name}")
     deleted = []
     for path, name, _version in files:
-        if await delete_path(eng, repo, path, principal, touch=False):
+        if await delete_path(repos, repo, path, principal):
             deleted.append(name)
     if version is None and filename is None:
-        await eng.update_document(repo, yanked_path(project), lambda old: None, sources.SYSTEM)
-    await sources.touch(eng, repo, project)
+        await repos.update_document(repo, yanked_path(project), lambda old: None, SYSTEM)
     return deleted
 
 
-async def delete_path(eng: Engine, repo: Repo, path: str, principal: Principal, touch: bool = True) -> bool:
-    """DELETE of a file URL: the file and its .metadata companion."""
+async def delete_path(repos: Deleter, repo: Repo, path: str, principal: Principal) -> bool:
+    """DELETE of a file URL: the file and its .metadata companion (its filename is tombstoned)."""
     if path.endswith(METADATA_SUFFIX):
         raise BadRequest("delete the distribution file; its .metadata file goes with it")
     # The file first: a page never lists a file whose .metadata is already gone.
-    deleted = await eng.delete(repo, path, principal)
-    await eng.delete(repo, path + METADATA_SUFFIX, principal)
-    parts = split_file_path(path)
-    if touch and deleted is not None and parts is not None and repo.type == HOSTED:
-        await sources.touch(eng, repo, parts[0])
+    deleted = await repos.delete(repo, path, principal)
+    await repos.delete(repo, path + METADATA_SUFFIX, principal)
     return deleted is not None

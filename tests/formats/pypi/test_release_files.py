@@ -142,6 +142,31 @@ def test_a_spelling_variant_of_a_release_file_is_refused_under_allow_once(any_se
     assert httpx.get(f"{any_server.repo_url(repo)}packages/foo-bar/{second}").status_code == 404
 
 
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("foo_bar-1.0-py3-none-any.whl", "Foo_Bar-1.0.0-py3-none-any.whl"),
+        ("foo_bar-1.0-py3-none-any.whl", "foo_bar-1.0-py3-none-any.whl"),
+        ("foo_bar-1.0.tar.gz", "foo_bar-01.0.zip"),
+    ],
+)
+def test_a_spelling_variant_of_a_deleted_release_file_is_refused_under_allow_once(any_server, first, second):
+    """A deleted file leaves a tombstone under its release-file key: no spelling of it comes back."""
+    repo = any_server.create_repo("pypi")
+    build = variant_wheel if first.endswith(".whl") else variant_sdist
+    assert post_upload(any_server, repo, first, build(first)).status_code == 200
+    with any_server.client() as admin:
+        assert admin.delete(f"{any_server.repo_url(repo)}packages/foo-bar/{first}").status_code == 204
+    again = post_upload(any_server, repo, second, build(second))
+    assert again.status_code == 400, again.text
+    assert "File already exists" in again.text
+    assert files_of(any_server, repo, "foo-bar") == []
+    # Another release of the project is still welcome.
+    other = first.replace("1.0", "2.0")
+    assert post_upload(any_server, repo, other, build(other)).status_code == 200
+    assert files_of(any_server, repo, "foo-bar") == [other]
+
+
 def test_other_files_of_the_same_release_are_still_accepted(any_server):
     repo = any_server.create_repo("pypi")
     accepted = [

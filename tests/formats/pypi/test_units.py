@@ -15,21 +15,24 @@ from urllib.parse import urlsplit
 import pytest
 from artifactory_formats.pypi import metadata, negotiation, upload
 from artifactory_formats.pypi.coordinates import (
+    ROOT,
     InvalidFilename,
     coordinates,
     normalize,
     parse_filename,
+    project_key,
     split_file_path,
 )
-from artifactory_formats.pypi.format import PypiFormat
+from artifactory_formats.pypi.format import UPSTREAM_ACCEPT, PypiFormat
 from artifactory_formats.pypi.metadata import File, Project
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from packaging.version import Version
 
-from artifactory.plugin import BadRequest
+from artifactory.plugin import BadRequest, Coordinates, FileRef, RenderContext, UpstreamDocument
 from tests.formats.pypi.dists import escaped, metadata_text, sdist_bytes, wheel_bytes
 
+JSON = metadata.JSON_TYPE
 NAMES = st.from_regex(r"\A[A-Za-z0-9]([A-Za-z0-9._-]{0,20}[A-Za-z0-9])?\Z")
 VERSIONS = st.builds(
     lambda parts, pre, post: ".".join(map(str, parts)) + pre + post,
@@ -256,7 +259,7 @@ def test_metadata_without_a_name_is_refused():
         )
 
 
-def test_rewrite_upstream_gives_a_server_independent_page_and_the_absolute_link_of_each_file():
+def test_parse_declares_each_file_and_its_metadata_with_absolute_urls_and_digests():
     body = (
         b'<a href="https://files.invalid/x/r-1.0-py3-none-any.whl#sha256='
         + b"c" * 64
@@ -265,18 +268,54 @@ def test_rewrite_upstream_gives_a_server_independent_page_and_the_absolute_link_
         + b'">r-1.0-py3-none-any.whl</a>'
         + b'<a href="../../r-1.0.tar.gz">r-1.0.tar.gz</a>'
     )
-    rewritten = PypiFormat().rewrite_upstream(None, "simple/r/", body, "https://index.invalid/simple/r/")  # type: ignore[arg-type]
-    assert rewritten.links == {
-        "packages/r/r-1.0-py3-none-any.whl": "https://files.invalid/x/r-1.0-py3-none-any.whl",
-        "packages/r/r-1.0-py3-none-any.whl.metadata": "https://files.invalid/x/r-1.0-py3-none-any.whl.metadata",
-        "packages/r/r-1.0.tar.gz": "https://index.invalid/r-1.0.tar.gz",
+    fmt = PypiFormat()
+    key = project_key("r")
+    parsed = fmt.parse(key, body, "https://index.invalid/simple/r/")
+    assert parsed is not None
+    assert dict(parsed.files) == {
+        "packages/r/r-1.0-py3-none-any.whl": FileRef(
+            "https://files.invalid/x/r-1.0-py3-none-any.whl", {"sha256": "c" * 64}
+        ),
+        "packages/r/r-1.0-py3-none-any.whl.metadata": FileRef(
+            "https://files.invalid/x/r-1.0-py3-none-any.whl.metadata", {"sha256": "d" * 64}
+        ),
+        "packages/r/r-1.0.tar.gz": FileRef("https://index.invalid/r-1.0.tar.gz", {}),
     }
-    again = metadata.parse_upstream(rewritten.body, "https://elsewhere.invalid/", "r")
-    assert [(f.filename, f.upstream_url, dict(f.hashes)) for f in again.files] == [
-        ("r-1.0-py3-none-any.whl", "https://files.invalid/x/r-1.0-py3-none-any.whl", {"sha256": "c" * 64}),
-        ("r-1.0.tar.gz", "https://index.invalid/r-1.0.tar.gz", {}),
+    # Each declared file maps back to the page that declares it.
+    assert {fmt.declared_by(path) for path in parsed.files} == {key}
+    assert fmt.declared_by("packages/R/r-1.0.tar.gz") is None  # not a normalised project: not ours
+    assert fmt.upstream_document(key) == UpstreamDocument("r/", UPSTREAM_ACCEPT)
+    assert fmt.upstream_document(ROOT) == UpstreamDocument("", UPSTREAM_ACCEPT)
+    # Rendered for this server, every link goes through it; the digests stay the upstream's.
+    page = fmt.render(key, parsed.model, RenderContext(JSON, "http://here.invalid/repository/p/"))
+    assert [(f["url"], f["hashes"]) for f in json.loads(page.body)["files"]] == [
+        ("http://here.invalid/repository/p/packages/r/r-1.0-py3-none-any.whl", {"sha256": "c" * 64}),
+        ("http://here.invalid/repository/p/packages/r/r-1.0.tar.gz", {}),
     ]
-    assert again.files[0].core_metadata == {"sha256": "d" * 64}
+
+
+def test_a_page_that_is_no_page_is_refused_and_an_empty_one_is_no_document():
+    fmt = PypiFormat()
+    with pytest.raises(ValueError):
+        fmt.parse(project_key("r"), b'{"files": 3}', "https://index.invalid/simple/r/")
+    assert (
+        fmt.parse(project_key("r"), b"<html><body></body></html>", "https://index.invalid/simple/r/") is None
+    )
+
+
+def test_a_yank_document_moves_its_projects_generation_and_a_deleted_file_leaves_its_release_key():
+    fmt = PypiFormat()
+    assert fmt.coordinates(".pypi/yanked/demo-pkg.json") == Coordinates(name="demo-pkg")
+    assert fmt.coordinates("packages/demo-pkg/demo_pkg-1.0.tar.gz") == Coordinates("demo-pkg", "1.0")
+    # Every spelling of one release file leaves (and is refused by) the key its upload is stored under.
+    keys = {
+        fmt.tombstone("packages/demo-pkg/demo_pkg-1.0.tar.gz"),
+        fmt.tombstone("packages/demo-pkg/Demo.Pkg-1.0.0.zip"),
+        parse_filename("demo_pkg-01.0.tar.gz").release_file,
+    }
+    assert len(keys) == 1 and None not in keys
+    assert fmt.tombstone("packages/demo-pkg/demo_pkg-1.0.tar.gz.metadata") is None
+    assert fmt.tombstone(".pypi/yanked/demo-pkg.json") is None
 
 
 def test_a_corrupt_metadata_member_is_a_bad_request_not_a_crash():

@@ -176,6 +176,33 @@ def test_a_proxied_file_that_does_not_match_its_page_fails_every_time_and_is_nev
     assert index.fetched(tampered.filename) == 4
 
 
+@pytest.mark.parametrize("through", ["proxy", "group"])
+def test_a_cold_mismatching_file_is_a_502_in_the_pypi_error_shape_and_a_good_one_is_then_cached(
+    any_server, index, through
+):
+    """No page was read first: the engine fetches the page that declares the file (declared_by) and
+    verifies the file against it while it streams."""
+    tampered = wheel("coldlie", "1.0")
+    tampered.served = b"not the wheel the page declares"
+    index.projects["coldlie"] = [tampered]
+    proxy = proxy_of(any_server, index, block_after_failures=0)
+    repo = proxy if through == "proxy" else any_server.create_repo("pypi", "group", members=[proxy])
+    file_url = f"{any_server.repo_url(repo)}packages/coldlie/{tampered.filename}"
+
+    for attempt in (1, 2):
+        response = httpx.get(file_url, timeout=30)
+        assert response.status_code == 502, response.text
+        assert response.headers["content-type"].startswith("application/json")
+        assert set(response.json()) == {"error"} and response.json()["error"]
+        assert index.fetched(tampered.filename) == attempt  # nothing cached: each request asks again
+    assert [r.path for r in index.page_requests()].count("/simple/coldlie/") >= 1
+
+    tampered.served = None
+    assert httpx.get(file_url, timeout=30).content == tampered.content
+    assert httpx.get(file_url, timeout=30).content == tampered.content
+    assert index.fetched(tampered.filename) == 3  # verified, cached, then served from the cache
+
+
 # -- hostile names and links in upstream pages (issue 9 item 13) -------------------------------------
 HOSTILE = '"><script>alert(document.domain)</script>'
 
