@@ -1,31 +1,40 @@
-"""npm: hosted, proxy and group registries for npm, pnpm and yarn."""
+"""npm: hosted, proxy and group registries for npm, pnpm and yarn.
+
+Packuments are index documents (`IndexKey("packument", bare name, scope)`): a hosted repository
+builds one from the package document it keeps (updated under the engine's lock on every write), a
+proxy parses the upstream's, a group merges its members'; the engine does the fetching, caching,
+member walk and dependency-confusion guard, and verifies each proxied tarball against the digests
+its upstream packument declared.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from artifactory_formats.npm import metadata, routes, safejson
+from artifactory_formats.npm import metadata, routes
 from artifactory_formats.npm.coordinates import PackageName, parse_path, tarball_coordinates
+from artifactory_formats.npm.httputil import max_document_bytes
+from artifactory_formats.npm.metadata import JSON_TYPE, PACKUMENT, key_package, packument_key
 from starlette.routing import BaseRoute
 
 from artifactory.plugin import (
-    CachePolicy,
     ComponentInfo,
     Coordinates,
     Format,
+    HostedView,
     HTTPProblem,
+    IndexKey,
+    Parsed,
+    RenderContext,
+    Rendered,
     Repo,
-    Rewritten,
+    Repositories,
+    UpstreamDocument,
 )
 
 MIN_DOCUMENT = 1024 * 1024
 MAX_DOCUMENT = 1024 * 1024 * 1024
-
-
-def _is_packument(path: str) -> bool:
-    parsed = parse_path(path)
-    return parsed is not None and parsed.kind == "packument"
 
 
 class NpmFormat(Format):
@@ -50,45 +59,58 @@ class NpmFormat(Format):
         return config
 
     def coordinates(self, path: str) -> Coordinates | None:
-        # A packument belongs to its package (no version): the group's dependency-confusion guard then
-        # keeps a proxied packument out of a merge while a hosted member holds the package.
+        # The package document belongs to its package (no version): storing it moves the package's
+        # generation, so its packument is rebuilt.
         parsed = parse_path(path)
         if parsed is not None and parsed.kind == "packument":
             return parsed.package.coordinates()
         return tarball_coordinates(path)
 
-    def cache_policy(self, path: str) -> CachePolicy:
-        return CachePolicy.METADATA if _is_packument(path) else CachePolicy.IMMUTABLE
-
-    def is_mergeable(self, path: str) -> bool:
-        return _is_packument(path)
-
-    def merge_documents(self, path: str, documents: Sequence[bytes]) -> bytes:
-        return metadata.merge(documents)
-
-    def rewrites(self, path: str) -> bool:
-        return _is_packument(path)
-
-    def rewrite_upstream(self, repo: Repo, path: str, body: bytes, upstream_url: str) -> Rewritten:
-        """Cache a proxied packument with tarball paths relative to the repository (absolute URLs
-        are rendered per request); each tarball's absolute upstream URL goes into the links, and
-        what its dist says it hashes to into the digests."""
-        parsed = parse_path(path)
-        if parsed is None or parsed.kind != "packument":
-            return Rewritten(body)
-        try:
-            doc = safejson.loads(body, "the upstream packument", max_values=None)
-        except HTTPProblem as exc:
-            raise ValueError(exc.message) from None
-        if not isinstance(doc, dict):
-            raise ValueError("the upstream packument is not a JSON object")
-        links = metadata.relativize(doc, parsed.package)
-        # Each tarball must hash to what its version's dist.integrity (or shasum) says: the proxy
-        # verifies that while it streams, and caches and serves nothing that does not match.
-        return Rewritten(metadata.dump(doc), links, metadata.tarball_digests(doc, links))
-
     def content_type(self, path: str) -> str | None:
-        return "application/json" if _is_packument(path) else "application/octet-stream"
+        parsed = parse_path(path)
+        return (
+            "application/json"
+            if parsed is not None and parsed.kind == "packument"
+            else "application/octet-stream"
+        )
+
+    def tombstone(self, path: str) -> str | None:
+        """name@version: a version once unpublished is never published again (npm's rule)."""
+        coordinates = tarball_coordinates(path)
+        if coordinates is None or not coordinates.version:
+            return None
+        return f"{PackageName(coordinates.namespace, coordinates.name).full}@{coordinates.version}"
+
+    # -- index documents -------------------------------------------------------------------------
+    async def build(self, key: IndexKey, hosted: HostedView) -> Any:
+        if key.kind != PACKUMENT:
+            return None
+        body = await hosted.read(key_package(key).path, max_document_bytes(hosted.repository))
+        return None if body is None else metadata.load(body)
+
+    def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
+        if key.kind != PACKUMENT:
+            return None
+        return UpstreamDocument(key_package(key).path, accept=JSON_TYPE)
+
+    def parse(self, key: IndexKey, body: bytes, url: str) -> Parsed | None:
+        return metadata.parse_upstream(body, key_package(key)) if key.kind == PACKUMENT else None
+
+    def declared_by(self, path: str) -> IndexKey | None:
+        parsed = parse_path(path)
+        return packument_key(parsed.package) if parsed is not None and parsed.kind == "tarball" else None
+
+    def merge(self, key: IndexKey, models: Sequence[Any]) -> Any:
+        return metadata.merge(models)
+
+    def media_types(self, key: IndexKey) -> Sequence[str]:
+        return (JSON_TYPE, metadata.ABBREVIATED_TYPE)
+
+    def render(self, key: IndexKey, model: Any, context: RenderContext) -> Rendered:
+        doc = metadata.absolutized(model, context.repository_url)
+        if context.media_type == metadata.ABBREVIATED_TYPE:
+            return Rendered(metadata.abbreviated(doc), metadata.ABBREVIATED_TYPE)
+        return Rendered(metadata.dump(doc), JSON_TYPE)
 
     # -- cleanup policies ------------------------------------------------------------------------
     def version_key(self, version: str) -> Any:
@@ -102,25 +124,24 @@ class NpmFormat(Format):
     def cleanup_versions(self, components: Sequence[ComponentInfo]) -> list[ComponentInfo]:
         return [c for c in components if c.version]  # the packument's component has no version
 
-    async def _document(self, engine: Any, repo: Repo, package: PackageName) -> metadata.Doc | None:
-        stored = await engine.db_call(engine.lookup, repo, package.path)
+    async def _document(self, repos: Repositories, repo: Repo, package: PackageName) -> metadata.Doc | None:
+        stored = await repos.lookup(repo, package.path)
         if stored is None:
             return None
         try:
-            return metadata.load(await engine.read_bytes(stored.sha256))
+            return metadata.load(await repos.read(stored, max_document_bytes(repo)))
         except HTTPProblem:
             return None
 
     async def protected_versions(
         self, engine: Any, repo: Repo, namespace: str, name: str, components: Sequence[ComponentInfo]
     ) -> set[str]:
-        """Every version a dist-tag of the stored (or cached) packument names, `latest` included.
-        An unreadable packument protects every version."""
-        package = PackageName(namespace, name)
-        stored = await engine.db_call(engine.lookup, repo, package.path)
-        if stored is None:
+        """Every version a dist-tag of the stored package document names, `latest` included.
+        An unreadable document protects every version."""
+        repos, package = Repositories(engine), PackageName(namespace, name)
+        if await repos.lookup(repo, package.path) is None:
             return set()
-        doc = await self._document(engine, repo, package)
+        doc = await self._document(repos, repo, package)
         if doc is None:
             return {c.version for c in components}
         return set(metadata.tags_of(doc).values())
@@ -128,14 +149,16 @@ class NpmFormat(Format):
     async def delete_versions(
         self, engine: Any, repo: Repo, components: Sequence[ComponentInfo], principal: Any
     ) -> list[str]:
-        """An unpublish: the versions leave the packument (their dist-tags go, `latest` is
+        """An unpublish: the versions leave the package document (their dist-tags go, `latest` is
         recomputed) in one document update, then their tarballs go; when no version is left the
         whole package is unpublished."""
         if not components:
             return []
+        repos = Repositories(engine)
         package = PackageName(components[0].namespace, components[0].name)
         gone = {c.version for c in components}
-        if repo.type == "hosted" and await self._document(engine, repo, package) is not None:
+        # Only a hosted repository keeps a package document; a proxy's packument is the upstream's.
+        if repo.type == "hosted" and await self._document(repos, repo, package) is not None:
             when = metadata.now_iso()
 
             def transform(old: bytes | None) -> bytes | None:
@@ -152,10 +175,10 @@ class NpmFormat(Format):
                 new, _removed = metadata.apply_update(old, {"versions": keep}, None, True, when)
                 return new
 
-            await engine.update_document(repo, package.path, transform, principal)
+            await repos.update_document(repo, package.path, transform, principal)
         deleted: list[str] = []
         for component in components:
             for asset in component.assets:
-                if await engine.delete(repo, asset.path, principal) is not None:
+                if await repos.delete(repo, asset.path, principal) is not None:
                     deleted.append(asset.path)
         return deleted

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import gzip
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from artifactory_formats.npm import safejson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 
-from artifactory.plugin import BadRequest, PayloadTooLarge, Repo, engine
+from artifactory.plugin import BadRequest, PayloadTooLarge, Repo
 
-GZIP_MIN_BYTES = 1024
 # The largest package document (`npm publish` body, JSON with the tarball in base64) a repository
 # accepts unless its `max_document_bytes` says otherwise; docs/npm.md documents it.
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
@@ -46,35 +44,8 @@ async def read_json(request: Request, limit: int) -> Any:
     return safejson.loads(await read_body(request, limit))
 
 
-def max_upload_bytes(request: Request, repo: Repo) -> int:
-    return int(repo.config.get("max_upload_bytes") or engine(request).settings.max_upload_bytes)
-
-
 def max_document_bytes(repo: Repo) -> int:
     return int(repo.config.get("max_document_bytes") or MAX_DOCUMENT_BYTES)
-
-
-def etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    if header.strip() == "*":
-        return True
-    return any(part.strip().removeprefix("W/").strip('"') == etag for part in header.split(","))
-
-
-async def cached_document(
-    request: Request, repo: Repo, key: str, build: Callable[[], Any], media_type: str
-) -> Response:
-    """A computed document from the engine's cache, with ETag / 304 and a cached gzip form."""
-    eng = engine(request)
-    body, etag = await eng.document(repo, key, build)
-    headers = {"ETag": f'"{etag}"', "Vary": "Accept, Accept-Encoding", "Cache-Control": "no-cache"}
-    if etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
-    if len(body) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
-        compressed, _ = await eng.document(repo, key + ":gzip", lambda: gzip.compress(body, compresslevel=6))
-        return Response(compressed, media_type=media_type, headers={**headers, "Content-Encoding": "gzip"})
-    return Response(body, media_type=media_type, headers=headers)
 
 
 def ok(status: int = 200, **fields: Any) -> JSONResponse:

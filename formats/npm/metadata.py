@@ -1,11 +1,13 @@
 """Packuments as plain data: pure functions that build, change, merge and render them.
 
 A hosted repository stores one package document per package at the packument path. It is npm's own
-CouchDB-shaped document, precomputed on every write (so a read never scans versions), with two
+CouchDB-shaped document, precomputed on every write (so a read never scans versions), with one
 difference from what clients see: each `dist.tarball` is a path relative to the repository root.
-Rendering for a request turns those into absolute URLs of the repository being asked. A proxy caches
-upstream packuments the same way: `relativize` maps their absolute tarball URLs to paths below the
-repository and returns the upstream URLs for the proxy to fetch those paths from.
+That document is the model of the engine's index protocol; an upstream's packument is parsed into
+the same shape (`parse_upstream`: `relativize` maps its absolute tarball URLs to paths below the
+repository, declared with their upstream URLs and digests), a group merges members' models
+(`merge`), and rendering for a request turns tarball paths into absolute URLs of the repository
+being asked (`absolutized`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,23 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import semver
-from artifactory_formats.npm.coordinates import PackageName, parse_name, tag_problem
+from artifactory_formats.npm import safejson
+from artifactory_formats.npm.coordinates import PackageName, tag_problem
 
-from artifactory.plugin import BadRequest, Conflict, Forbidden, NotFound
+from artifactory.plugin import (
+    BadRequest,
+    Conflict,
+    FileRef,
+    Forbidden,
+    HTTPProblem,
+    IndexKey,
+    NotFound,
+    Parsed,
+)
 
 Doc = dict[str, Any]
+PACKUMENT = "packument"  # the IndexKey kind of a packument
+JSON_TYPE = "application/json"
 ABBREVIATED_TYPE = "application/vnd.npm.install-v1+json"
 ABBREVIATED_FIELDS = (
     "name",
@@ -62,6 +76,15 @@ LATEST_FIELDS = ("description", "keywords", "license", "homepage", "repository",
 def now_iso() -> str:
     moment = datetime.now(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def packument_key(package: PackageName) -> IndexKey:
+    """The index document of a package's packument (both its full and abbreviated forms)."""
+    return IndexKey(PACKUMENT, name=package.bare, namespace=package.scope)
+
+
+def key_package(key: IndexKey) -> PackageName:
+    return PackageName(key.namespace, key.name)
 
 
 def load(body: bytes) -> Doc:
@@ -354,46 +377,41 @@ def dist_digests(dist: Mapping[str, Any]) -> dict[str, str]:
     return {}
 
 
-def tarball_digests(doc: Mapping[str, Any], paths: Iterable[str]) -> dict[str, dict[str, str]]:
-    """{path: digests} for the tarballs at `paths` (relative, as `relativize` left them)."""
-    wanted = set(paths)
-    digests: dict[str, dict[str, str]] = {}
+def parse_upstream(body: bytes, package: PackageName) -> Parsed:
+    """An upstream's packument as the model (tarball paths relative to the repository), with each
+    tarball it names declared at that path: its upstream URL and what its `dist` says it hashes to,
+    which the engine verifies while the tarball streams. ValueError for a document that is not one."""
+    try:
+        doc = safejson.loads(body, "the upstream packument", max_values=None)
+    except HTTPProblem as exc:
+        raise ValueError(exc.message) from None
+    if not isinstance(doc, dict):
+        raise ValueError("the upstream packument is not a JSON object")
+    links = relativize(doc, package)
+    files = {}
     for manifest in versions_of(doc).values():
         dist = as_dict(as_dict(manifest).get("dist"))
         path = dist.get("tarball")
-        if isinstance(path, str) and path in wanted:
-            found = dist_digests(dist)
-            if found:
-                digests[path] = found
-    return digests
+        if isinstance(path, str) and path in links:
+            files[path] = FileRef(links[path], dist_digests(dist))
+    return Parsed(doc, files)
 
 
-def merge(bodies: Sequence[bytes]) -> bytes:
+def merge(docs: Sequence[Doc]) -> Doc:
     """A group's packument from its members' (first member first).
 
     Versions are the union, the first member that has a version wins; `latest` is the highest of the
     members' `latest`; other tags come from the first member that has them; no tag points at a version
     missing from the result. (The engine leaves proxied documents out while a hosted member holds
-    the package: the dependency-confusion guard.)
+    the package: the dependency-confusion guard.) The members' documents are not changed.
     """
-    docs: list[Doc] = []
-    for body in bodies:
-        try:
-            doc = load(body)
-        except BadRequest:
-            continue
-        docs.append(doc)
-    if not docs:
-        raise NotFound("package not found")
     first = docs[0]
-    package = parse_name(str(first.get("name", ""))) or PackageName("", "unknown")
     result: Doc = {k: v for k, v in first.items() if k not in ("versions", "dist-tags", "time", "_rev")}
     versions: dict[str, Any] = {}
     times: dict[str, str] = {}
     created: list[str] = []
     modified: list[str] = []
     for doc in docs:
-        relativize(doc, package)
         doc_time = as_dict(doc.get("time"))
         for version, manifest in versions_of(doc).items():
             if version not in versions:
@@ -424,27 +442,21 @@ def merge(bodies: Sequence[bytes]) -> bytes:
         **({"modified": max(modified)} if modified else {}),
         **times,
     }
-    return dump(result)
+    return result
 
 
 # -- rendering -------------------------------------------------------------------------------
-def _absolute(doc: Doc, repository_url: str) -> None:
-    for manifest in versions_of(doc).values():
+def absolutized(doc: Doc, repository_url: str) -> Doc:
+    """The packument as clients see it: tarball URLs absolute below `repository_url`. A copy: the
+    model it is rendered from is cached and shared, and never changed."""
+    versions = {}
+    for version, manifest in versions_of(doc).items():
         dist = manifest.get("dist") if isinstance(manifest, dict) else None
         if isinstance(dist, dict) and isinstance(dist.get("tarball"), str) and "://" not in dist["tarball"]:
-            dist["tarball"] = repository_url + quote(dist["tarball"], safe="/@+")
-
-
-def prepare(body: bytes, package: PackageName, repository_url: str) -> Doc:
-    """A stored document as clients see it: tarball URLs absolute below `repository_url`."""
-    doc = load(body)
-    relativize(doc, package)  # a document cached from an upstream before it was rewritten
-    _absolute(doc, repository_url)
-    return doc
-
-
-def full(doc: Doc) -> bytes:
-    return dump(doc)
+            url = repository_url + quote(dist["tarball"], safe="/@+")
+            manifest = {**manifest, "dist": {**dist, "tarball": url}}
+        versions[version] = manifest
+    return {**doc, "versions": versions}
 
 
 def abbreviated(doc: Doc) -> bytes:

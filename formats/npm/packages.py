@@ -1,8 +1,9 @@
 """Package handlers: packuments, version manifests, tarballs, publish, deprecate, unpublish, dist-tags.
 
-Writes go to `engine.write_target(repo)` (the repository itself, or a group's write member) and change
-the package document under the engine's lock (`update_document`), so concurrent publishes of one
-package apply one after the other on any node.
+Packuments are served through the engine's index (hosted, proxy and group alike, see format.py).
+Writes go to the repository's write target (itself, or a group's write member) and change the package
+document under the engine's lock (`update_document`), so concurrent publishes of one package apply
+one after the other on any node.
 """
 
 from __future__ import annotations
@@ -12,124 +13,100 @@ from typing import Any
 
 from artifactory_formats.npm import metadata, safejson, upload
 from artifactory_formats.npm.coordinates import PackageName, ParsedPath, parse_path
-from artifactory_formats.npm.httputil import (
-    cached_document,
-    max_document_bytes,
-    max_upload_bytes,
-    ok,
-    one_chunk,
-    read_body,
-)
+from artifactory_formats.npm.httputil import max_document_bytes, ok, one_chunk, read_body
+from artifactory_formats.npm.metadata import JSON_TYPE, packument_key
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from artifactory.plugin import (
     BadRequest,
     Conflict,
-    Document,
     Forbidden,
     MethodNotAllowed,
     NotFound,
     Principal,
+    RenderContext,
+    Rendered,
+    RenderedDocument,
     Repo,
-    StoredAsset,
     Upload,
+    WritePolicyViolation,
+    access,
     current_path,
     current_principal,
     current_repository,
-    engine,
+    repositories,
     repository_url,
     respond,
+    respond_document,
 )
 
 TARBALL_TYPE = "application/octet-stream"
-JSON_TYPE = "application/json"
 TAG_BODY_LIMIT = 4096
 
 
 # -- reading ---------------------------------------------------------------------------------
-def wants_abbreviated(request: Request) -> bool:
-    if request.query_params.get("write") == "true":
-        return False
-    for part in request.headers.get("accept", "").split(","):
-        media, *params = part.strip().split(";")
-        if media.strip().lower() != metadata.ABBREVIATED_TYPE:
-            continue
-        for param in params:
-            key, _, value = param.strip().partition("=")
-            if key.strip() == "q":
-                try:
-                    return float(value) > 0
-                except ValueError:
-                    return False
-        return True
-    return False
+def for_writing(request: Request) -> bool:
+    """`?write=true`: what npm reads before it writes a document back (deprecate, unpublish)."""
+    return request.query_params.get("write") == "true"
 
 
-async def packument_content(request: Request, package: PackageName) -> StoredAsset | Document:
-    repo, eng = current_repository(request), engine(request)
-    principal = await current_principal(request)
-    missing = NotFound(f"package {package.full} not found in {repo.name}")
-    source = repo
-    if (
-        request.query_params.get("write") == "true"
-        and repo.type == "group"
-        and repo.config.get("write_member")
-    ):
-        # What npm reads before it writes a document back (deprecate, unpublish): the document of the
-        # member that write goes to, with its _rev, not the merge. Reading the group is not reading
-        # that member: a caller who may not read it is answered as if the package did not exist.
-        source = eng.write_target(repo)
-        if not eng.security.allowed(principal, source.name, "read"):
-            raise missing
-    content = await eng.get(source, package.path, principal, stream=False)
-    if not isinstance(content, StoredAsset | Document):
-        raise missing
-    return content
+async def readable(request: Request) -> tuple[Repo, Principal]:
+    repo, principal = current_repository(request), await current_principal(request)
+    access(request).require(principal, repo, "read")
+    return repo, principal
 
 
-async def content_body(request: Request, content: StoredAsset | Document) -> bytes:
-    if isinstance(content, Document):
-        return content.body
-    return await engine(request).read_bytes(content.sha256)
+async def write_source(request: Request, package: PackageName) -> tuple[Repo, Principal]:
+    """The repository whose own package document npm reads before it writes (`?write=true`): a
+    group's write member, not the merge, with its _rev. Reading the group is not reading that
+    member: a caller who may not read it is answered as if the package did not exist."""
+    repo, principal = await readable(request)
+    try:
+        target = repositories(request).write_target(repo)
+    except MethodNotAllowed:  # a proxy, or a group without a write member: its own packument
+        return repo, principal
+    if target.name != repo.name and not access(request).allowed(principal, target, "read"):
+        raise NotFound(f"package {package.full} not found in {repo.name}")
+    return target, principal
 
 
-def prepared(request: Request, package: PackageName, body: bytes) -> metadata.Doc:
-    """The packument as clients see it: tarball URLs absolute below the repository asked."""
-    return metadata.prepare(body, package, repository_url(request, current_repository(request).name))
+async def packument(request: Request, package: PackageName) -> metadata.Doc:
+    """The packument's model (relative tarball paths) as this caller sees it (404 when none)."""
+    repo, principal = await (write_source(request, package) if for_writing(request) else readable(request))
+    doc = await repositories(request).index_model(repo, packument_key(package), principal)
+    if doc is None:
+        raise NotFound(f"package {package.full} not found in {current_repository(request).name}")
+    return doc  # type: ignore[no-any-return]
 
 
 async def get_packument(request: Request, package: PackageName) -> Response:
-    repo = current_repository(request)
-    content = await packument_content(request, package)
-    abbreviated = wants_abbreviated(request)
-    kind, media = ("abbreviated", metadata.ABBREVIATED_TYPE) if abbreviated else ("full", JSON_TYPE)
-
-    async def build() -> bytes:
-        doc = prepared(request, package, await content_body(request, content))
-        return metadata.abbreviated(doc) if abbreviated else metadata.full(doc)
-
-    key = f"npm:{kind}:{package.path}:{content.sha256}:{repository_url(request, repo.name)}"
-    return await cached_document(request, repo, key, build, media)
+    repo, principal = await readable(request)
+    if not for_writing(request):
+        try:
+            return await repositories(request).index(request, repo, packument_key(package), principal)
+        except NotFound:  # said in npm's words, with the package's full name
+            raise NotFound(f"package {package.full} not found in {repo.name}") from None
+    source, principal = await write_source(request, package)
+    context = RenderContext(JSON_TYPE, repository_url(request, repo.name))
+    rendered = await repositories(request).render_index(source, packument_key(package), principal, context)
+    if rendered is None:
+        raise NotFound(f"package {package.full} not found in {repo.name}")
+    return respond_document(request, RenderedDocument.of(rendered), vary="Accept, Accept-Encoding")
 
 
 async def get_version(request: Request, parsed: ParsedPath) -> Response:
-    repo = current_repository(request)
-    content = await packument_content(request, parsed.package)
-
-    async def build() -> bytes:
-        doc = prepared(request, parsed.package, await content_body(request, content))
-        return metadata.dump(metadata.version_manifest(doc, parsed.rest))
-
-    base = repository_url(request, repo.name)
-    key = f"npm:version:{parsed.package.path}:{parsed.rest}:{content.sha256}:{base}"
-    return await cached_document(request, repo, key, build, JSON_TYPE)
+    doc = await packument(request, parsed.package)
+    base = repository_url(request, current_repository(request).name)
+    manifest = metadata.version_manifest(metadata.absolutized(doc, base), parsed.rest)
+    return respond_document(request, RenderedDocument.of(Rendered(metadata.dump(manifest), JSON_TYPE)))
 
 
 async def get_tarball(request: Request, parsed: ParsedPath) -> Response:
-    repo, eng = current_repository(request), engine(request)
-    principal = await current_principal(request)
-    content = await eng.get(repo, parsed.storage_path, principal, stream=request.method == "GET")
+    repo, principal = await readable(request)
+    content = await repositories(request).get(
+        repo, parsed.storage_path, principal, stream=request.method == "GET"
+    )
     if content is None:
         raise NotFound(f"{parsed.storage_path} not found in {repo.name}")
     return respond(request, content, immutable=True, media_type=TARBALL_TYPE)
@@ -149,10 +126,9 @@ async def get_path(request: Request) -> Response:
 # -- writing ---------------------------------------------------------------------------------
 async def writable(request: Request, action: str = "write") -> tuple[Repo, Principal]:
     """Where this request's write goes, once the caller is known to be allowed to make it."""
-    eng = engine(request)
     principal = await current_principal(request)
-    target = eng.write_target(current_repository(request))
-    eng.require(principal, target, action)
+    target = repositories(request).write_target(current_repository(request))
+    access(request).require(principal, target, action)
     if target.write_policy == "deny":
         raise BadRequest(f"repository {target.name} is read-only (write policy deny)")
     return target, principal
@@ -172,7 +148,7 @@ async def put_path(request: Request) -> Response:
     if parsed is None or parsed.kind != "packument":
         raise MethodNotAllowed(f"PUT is not supported at {current_path(request)}")
     target, principal = await writable(request)
-    limit = max_upload_bytes(request, target)
+    limit = repositories(request).upload_limit(target)
     body = await read_body(request, max_document_bytes(target))
     doc = safejson.loads(body, "the package document")
     del body
@@ -184,9 +160,9 @@ async def put_path(request: Request) -> Response:
 
 
 async def current_document(request: Request, target: Repo, package: PackageName) -> metadata.Doc | None:
-    eng = engine(request)
-    stored = await eng.db_call(eng.lookup, target, package.path)
-    return metadata.load(await eng.read_bytes(stored.sha256)) if stored is not None else None
+    repos = repositories(request)
+    stored = await repos.lookup(target, package.path)
+    return metadata.load(await repos.read(stored, max_document_bytes(target))) if stored is not None else None
 
 
 async def publish(
@@ -197,87 +173,67 @@ async def publish(
     doc: dict[str, Any],
     limit: int,
 ) -> Response:
-    eng = engine(request)
+    repos = repositories(request)
     publication = upload.parse_publish(doc, package, limit)
     version = publication.version
     tarball_path = package.tarball_path(version)
-    stored = await eng.db_call(eng.lookup, target, tarball_path)
+    taken = f"cannot publish over the previously published version {package.full}@{version}"
+    stored = await repos.lookup(target, tarball_path)
     if stored is not None:  # read the document only then: it may be large
         current = await current_document(request, target, package)
         if current is not None and version in metadata.versions_of(current):
-            raise Forbidden(f"cannot publish over the previously published version {package.full}@{version}")
-    elif await eng.was_ever_stored(target, tarball_path):
-        raise Forbidden(
-            f"{package.full}@{version} was published and unpublished before: versions cannot be reused"
-        )
-    staged = await eng.stage(
+            raise Forbidden(taken)
+    staged = await repos.stage(
         target, one_chunk(publication.tarball), Upload(path=tarball_path, expected=publication.expected)
     )
     try:
-        handle = await eng.db_call(eng.open_staged, staged)
-        try:
-            facts = await eng.db_call(upload.inspect_tarball, handle)
-        finally:
-            handle.close()
+        facts = await repos.read_staged(staged, upload.inspect_tarball)
         upload.check_agreement(publication, facts)
         if stored is not None and stored.sha256 != staged.info.sha256:
             raise Forbidden(f"{tarball_path} exists with other content: versions cannot be reused")
     except BaseException:
-        await eng.discard(staged)
+        await repos.discard(staged)
         raise
     when = metadata.now_iso()
     digests = {"sha1": staged.info.sha1, "sha512": staged.info.sha512}
     manifest = upload.stored_manifest(publication, facts, tarball_path, digests, principal.username)
     if stored is not None:
         # An earlier publish of these very bytes stopped before its document was written: finish it.
-        await eng.discard(staged)
+        await repos.discard(staged)
     else:
         # Versions are immutable whatever the repository's policy: the engine creates the tarball
-        # only if no asset holds its path, checked again inside the transaction that stores it.
+        # only if no asset holds its path and no unpublish left its name@version tombstone, checked
+        # again inside the transaction that stores it.
         once = target
         if target.write_policy == "allow":
             once = dataclasses.replace(target, config={**target.config, "write_policy": "allow_once"})
-        await commit_once(
-            request,
-            once,
-            staged,
-            Upload(
-                path=tarball_path,
-                content_type=TARBALL_TYPE,
-                component=package.coordinates(version),
-                component_attributes={
-                    "description": str(manifest.get("description") or ""),
-                    "keywords": manifest.get("keywords")
-                    if isinstance(manifest.get("keywords"), list)
-                    else [],
-                    "publisher": principal.username,
-                    "date": when,
-                },
-            ),
-            principal,
-            f"cannot publish over the previously published version {package.full}@{version}",
+        tarball_upload = Upload(
+            path=tarball_path,
+            content_type=TARBALL_TYPE,
+            component=package.coordinates(version),
+            component_attributes={
+                "description": str(manifest.get("description") or ""),
+                "keywords": manifest.get("keywords") if isinstance(manifest.get("keywords"), list) else [],
+                "publisher": principal.username,
+                "date": when,
+            },
         )
+        try:
+            await repos.commit(once, staged, tarball_upload, principal)
+        except WritePolicyViolation:
+            if await repos.lookup(target, tarball_path) is not None:  # a concurrent publish was first
+                raise Forbidden(taken) from None
+            raise Forbidden(
+                f"{package.full}@{version} was published and unpublished before: versions cannot be reused"
+            ) from None
 
     def transform(old: bytes | None) -> bytes:
         return metadata.add_version(
             old, package, manifest, publication.tags, publication.readme, principal.username, when
         )
 
-    await eng.update_document(target, package.path, transform, principal)
+    await repos.update_document(target, package.path, transform, principal)
     return ok(201, id=package.full)
-
-
-async def commit_once(
-    request: Request, target: Repo, staged: Any, upload_: Upload, principal: Principal, taken: str
-) -> None:
-    """Commit a new tarball; a concurrent publish that stored the same path first wins (403)."""
-    eng = engine(request)
-    try:
-        await eng.commit(target, staged, upload_, principal)
-    except BadRequest:
-        if await eng.db_call(eng.lookup, target, upload_.path) is not None:
-            raise Forbidden(taken) from None
-        raise
 
 
 async def update(
@@ -289,8 +245,8 @@ async def update(
     rev: str | None,
 ) -> Response:
     """A whole-document PUT without attachments: npm deprecate, or npm unpublish of one version."""
-    eng = engine(request)
-    may_delete = eng.security.allowed(principal, target.name, "delete")
+    repos = repositories(request)
+    may_delete = access(request).allowed(principal, target, "delete")
     when = metadata.now_iso()
     removed: list[str] = []
 
@@ -299,9 +255,9 @@ async def update(
         removed[:] = gone
         return new
 
-    await eng.update_document(target, package.path, transform, principal)
+    await repos.update_document(target, package.path, transform, principal)
     for version in removed:
-        await eng.delete(target, package.tarball_path(version), principal)
+        await repos.delete(target, package.tarball_path(version), principal)
     return ok(201, id=package.full)
 
 
@@ -311,19 +267,20 @@ async def delete_path(request: Request) -> Response:
     if parsed is None or parsed.kind == "version":
         raise MethodNotAllowed(f"DELETE is not supported at {current_path(request)}")
     target, principal = await writable(request, "delete")
-    eng = engine(request)
+    repos = repositories(request)
     package = parsed.package
     if parsed.kind == "tarball":
         current = await current_document(request, target, package)
         for version, manifest in metadata.versions_of(current or {}).items():
             if metadata.as_dict(metadata.as_dict(manifest).get("dist")).get("tarball") == parsed.storage_path:
                 raise Conflict(f"{package.full}@{version} is still published: unpublish the version first")
-        await eng.delete(target, parsed.storage_path, principal)
+        await repos.delete(target, parsed.storage_path, principal)
         return ok()
-    await eng.update_document(target, package.path, lambda old: metadata.delete_document(old, rev), principal)
-    for entry in await eng.listing(target, package.tarball_folder, principal):
-        if not entry.is_folder:
-            await eng.delete(target, package.tarball_folder + entry.name, principal)
+    await repos.update_document(
+        target, package.path, lambda old: metadata.delete_document(old, rev), principal
+    )
+    for asset in await repos.under(target, package.tarball_folder):
+        await repos.delete(target, asset.path, principal)
     return ok()
 
 
@@ -336,9 +293,7 @@ def tag_package(request: Request) -> PackageName:
 
 
 async def list_tags(request: Request) -> Response:
-    package = tag_package(request)
-    content = await packument_content(request, package)
-    return JSONResponse(metadata.tags_of(metadata.load(await content_body(request, content))))
+    return JSONResponse(metadata.tags_of(await packument(request, tag_package(request))))
 
 
 async def put_tag(request: Request) -> Response:
@@ -352,7 +307,7 @@ async def put_tag(request: Request) -> Response:
     if not isinstance(version, str) or not version:
         raise BadRequest("the body of a dist-tag PUT is the version, as a JSON string")
     when = metadata.now_iso()
-    await engine(request).update_document(
+    await repositories(request).update_document(
         target, package.path, lambda old: metadata.set_tag(old, tag, version, when), principal
     )
     return ok(201, **{tag: version})
@@ -362,7 +317,7 @@ async def delete_tag(request: Request) -> Response:
     package, tag = tag_package(request), str(request.path_params["tag"])
     target, principal = await writable(request)
     when = metadata.now_iso()
-    await engine(request).update_document(
+    await repositories(request).update_document(
         target, package.path, lambda old: metadata.remove_tag(old, tag, when), principal
     )
     return ok()

@@ -24,7 +24,15 @@ from artifactory_formats.npm.upload import parse_publish
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from artifactory.plugin import BadRequest, CachePolicy, Conflict, Forbidden, HTTPProblem, PayloadTooLarge
+from artifactory.plugin import (
+    BadRequest,
+    CachePolicy,
+    Conflict,
+    Forbidden,
+    IndexKey,
+    PayloadTooLarge,
+    RenderContext,
+)
 from tests.formats.npm.helpers import publish_document, tarball
 
 PART = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,40}", fullmatch=True).filter(
@@ -148,16 +156,23 @@ def test_api_paths_are_not_packages():
 
 def test_format_policies_by_path():
     fmt = NpmFormat()
-    assert fmt.cache_policy("left-pad") is CachePolicy.METADATA
-    assert fmt.cache_policy("@a%2Fb") is CachePolicy.METADATA
     assert fmt.cache_policy("left-pad/-/left-pad-1.0.0.tgz") is CachePolicy.IMMUTABLE
-    assert fmt.is_mergeable("@a%2Fb") and not fmt.is_mergeable("@a/b/-/b-1.0.0.tgz")
     packument = fmt.coordinates("@a%2Fb")
     assert packument is not None
     assert (packument.namespace, packument.name, packument.version) == ("@a", "b", "")
     assert fmt.coordinates("-/v1/search") is None
-    assert fmt.rewrites("left-pad") and not fmt.rewrites("left-pad/-/left-pad-1.0.0.tgz")
     assert fmt.encoded_path_characters == frozenset("/")
+
+
+def test_a_tarball_is_declared_by_its_packument_and_leaves_a_name_at_version_tombstone():
+    fmt = NpmFormat()
+    assert fmt.declared_by("@a/b/-/b-1.0.0.tgz") == IndexKey("packument", name="b", namespace="@a")
+    assert fmt.declared_by("left-pad/-/left-pad-1.0.0.tgz") == IndexKey("packument", name="left-pad")
+    assert fmt.declared_by("left-pad") is None and fmt.declared_by("-/v1/search") is None
+    assert fmt.tombstone("@a/b/-/b-1.0.0.tgz") == "@a/b@1.0.0"
+    assert fmt.tombstone("left-pad/-/left-pad-1.0.0.tgz") == "left-pad@1.0.0"
+    assert fmt.tombstone("left-pad") is None
+    assert fmt.upstream_document(IndexKey("packument", name="b", namespace="@a")).path == "@a%2Fb"
 
 
 # -- publish documents -----------------------------------------------------------------------
@@ -191,6 +206,7 @@ def test_malformed_publish_documents_are_refused(change, error):
 
 # -- packument transforms --------------------------------------------------------------------
 PKG = PackageName("", "pkg")
+PKG_KEY = IndexKey("packument", name="pkg")
 
 
 def manifest(version: str) -> dict:
@@ -273,13 +289,28 @@ def test_relativize_maps_upstream_urls_to_local_paths_and_avoids_collisions():
     assert links["pkg/-/pkg-1.1.0.tgz"] == "https://cdn.invalid/b/download" and len(links) == 3
 
 
-def test_rewrite_upstream_returns_the_relativised_document_and_its_links():
+def test_parse_gives_the_relativised_packument_and_declares_each_tarball_at_its_upstream_url():
     body = json.dumps(
         {"name": "pkg", "versions": {"1.0.0": {"dist": {"tarball": "http://up.invalid/pkg/-/pkg-1.0.0.tgz"}}}}
     )
-    rewritten = NpmFormat().rewrite_upstream(None, "pkg", body.encode(), "http://up.invalid/pkg")  # type: ignore[arg-type]
-    assert json.loads(rewritten.body)["versions"]["1.0.0"]["dist"]["tarball"] == "pkg/-/pkg-1.0.0.tgz"
-    assert rewritten.links == {"pkg/-/pkg-1.0.0.tgz": "http://up.invalid/pkg/-/pkg-1.0.0.tgz"}
+    parsed = NpmFormat().parse(PKG_KEY, body.encode(), "http://up.invalid/pkg")
+    assert parsed is not None
+    assert parsed.model["versions"]["1.0.0"]["dist"]["tarball"] == "pkg/-/pkg-1.0.0.tgz"
+    assert {path: ref.url for path, ref in parsed.files.items()} == {
+        "pkg/-/pkg-1.0.0.tgz": "http://up.invalid/pkg/-/pkg-1.0.0.tgz"
+    }
+
+
+def test_rendering_makes_tarball_urls_absolute_without_changing_the_cached_model():
+    doc = metadata.load(published("1.0.0"))
+    before = json.dumps(doc)
+    base = "http://here.invalid/repository/r/"
+    for media_type in ("application/json", metadata.ABBREVIATED_TYPE):
+        rendered = NpmFormat().render(PKG_KEY, doc, RenderContext(media_type, base))
+        assert rendered.media_type == media_type
+        dist = json.loads(rendered.body)["versions"]["1.0.0"]["dist"]
+        assert dist["tarball"] == base + "pkg/-/pkg-1.0.0.tgz"
+    assert json.dumps(doc) == before
 
 
 MEMBER = st.dictionaries(VERSIONS, st.integers(0, 3), min_size=1, max_size=6).flatmap(
@@ -303,8 +334,8 @@ def test_group_merge_is_a_union_with_first_member_winning_and_no_dangling_tags(m
             "versions": {v: {"name": "pkg", "version": v, "member": index} for v in versions},
             "dist-tags": {**tags, "latest": latest},
         }
-        bodies.append(json.dumps(doc).encode())
-    merged = json.loads(metadata.merge(bodies))
+        bodies.append(doc)
+    merged = metadata.merge(bodies)
     union = set().union(*(set(v) for v, _, _ in members))
     assert set(merged["versions"]) == union
     for version, item in merged["versions"].items():
@@ -318,14 +349,10 @@ def test_group_merge_is_a_union_with_first_member_winning_and_no_dangling_tags(m
             assert target == next(t[tag] for _, _, t in members if tag in t)
 
 
-def test_an_unreadable_upstream_packument_is_a_value_error_for_the_proxy():
+@pytest.mark.parametrize("body", [b"<html>", b"[1, 2]", b"[" * 100_000])
+def test_an_unreadable_upstream_packument_is_a_value_error_for_the_proxy(body):
     with pytest.raises(ValueError):
-        NpmFormat().rewrite_upstream(None, "pkg", b"<html>", "http://up.invalid/pkg")  # type: ignore[arg-type]
-
-
-def test_merge_of_nothing_readable_is_not_found():
-    with pytest.raises(HTTPProblem):
-        metadata.merge([b"not json"])
+        NpmFormat().parse(PKG_KEY, body, "http://up.invalid/pkg")
 
 
 def test_abbreviated_keeps_only_what_install_needs():
@@ -337,7 +364,7 @@ def test_abbreviated_keeps_only_what_install_needs():
 
 
 # -- upstream digests (issue 10, item 5) -----------------------------------------------------
-def test_rewrite_upstream_declares_each_tarball_digest_in_hex_for_the_proxy_to_verify():
+def test_parse_declares_each_tarball_digest_in_hex_for_the_engine_to_verify():
     sha512 = hashlib.sha512(b"tarball one").digest()
     sha1 = hashlib.sha1(b"tarball two").hexdigest()
     doc = {
@@ -356,8 +383,9 @@ def test_rewrite_upstream_declares_each_tarball_digest_in_hex_for_the_proxy_to_v
             },
         },
     }
-    rewritten = NpmFormat().rewrite_upstream(None, "pkg", json.dumps(doc).encode(), "http://up.invalid/pkg")  # type: ignore[arg-type]
-    assert rewritten.digests == {
+    parsed = NpmFormat().parse(PKG_KEY, json.dumps(doc).encode(), "http://up.invalid/pkg")
+    assert parsed is not None
+    assert {path: dict(ref.digests) for path, ref in parsed.files.items() if ref.digests} == {
         "pkg/-/pkg-1.0.0.tgz": {"sha512": sha512.hex()},
         "pkg/-/pkg-2.0.0.tgz": {"sha1": sha1},
     }
