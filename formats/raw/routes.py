@@ -17,13 +17,15 @@ from starlette.routing import BaseRoute, Route
 
 from artifactory.plugin import (
     BadRequest,
+    Coordinates,
     Entry,
     NotFound,
     Upload,
+    access,
     current_path,
     current_principal,
     current_repository,
-    engine,
+    repositories,
     repository_url,
     respond,
 )
@@ -44,7 +46,7 @@ def encoded(path: str) -> str:
 
 
 async def get(request: Request) -> Response:
-    repo, path, eng = current_repository(request), current_path(request), engine(request)
+    repo, path, eng = current_repository(request), current_path(request), repositories(request)
     principal = await current_principal(request)
     if path == "" or path.endswith("/"):
         return await listing(request, path)
@@ -65,7 +67,7 @@ def listing_line(entry: Entry) -> str:
 
 
 async def listing(request: Request, prefix: str) -> Response:
-    repo, eng = current_repository(request), engine(request)
+    repo, eng = current_repository(request), repositories(request)
     entries = await eng.listing(repo, prefix, await current_principal(request))
     if not entries and prefix:
         raise NotFound(f"{prefix} not found in {repo.name}")
@@ -80,14 +82,14 @@ async def listing(request: Request, prefix: str) -> Response:
 
 
 async def put(request: Request) -> Response:
-    repo, path, eng = current_repository(request), current_path(request), engine(request)
+    repo, path, eng = current_repository(request), current_path(request), repositories(request)
     principal = await current_principal(request)
-    target = eng.write_target(repo)
-    eng.require(principal, target, "write")
+    access(request).require(principal, eng.write_target(repo), "write")
     if path == "" or path.endswith("/"):
         raise BadRequest("cannot upload to a folder path: name the file")
     expected = {name: request.headers.get(header) for name, header in CHECKSUM_HEADERS.items()}
-    upload = Upload(path=path, expected=expected, component=eng.formats[repo.format].coordinates(path))
+    # Each file is its own component, named by its path (as Nexus does for raw).
+    upload = Upload(path=path, expected=expected, component=Coordinates(name=path))
     asset = await eng.put(repo, request.stream(), upload, principal)
     return Response(
         status_code=201,
@@ -101,7 +103,7 @@ async def put(request: Request) -> Response:
 
 async def delete(request: Request) -> Response:
     repo, path = current_repository(request), current_path(request)
-    deleted = await engine(request).delete(repo, path, await current_principal(request))
+    deleted = await repositories(request).delete(repo, path, await current_principal(request))
     if deleted is None:
         raise NotFound(f"{path} not found in {repo.name}")
     return Response(status_code=204)
