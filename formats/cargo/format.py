@@ -57,8 +57,6 @@ class CargoFormat(Format):
         limit = config.setdefault("max_crate_bytes", MAX_CRATE_BYTES)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError("max_crate_bytes must be a positive integer (bytes)")
-        if repo_type == "proxy" and isinstance(config.get("url"), str) and not config["url"].endswith("/"):
-            config["url"] += "/"
         return config
 
     def default_write_policy(self, config: dict[str, Any]) -> str:

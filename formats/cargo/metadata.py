@@ -128,31 +128,19 @@ def _dependency(dep: object) -> Line:
 
 def index_line(meta: Mapping[str, Any], cksum: str) -> Line:
     """The index line of a publish request's metadata (already checked for name and version)."""
-    deps = meta.get("deps") or []
-    if not isinstance(deps, list):
-        raise ValueError("deps must be a list")
-    features = meta.get("features") or {}
-    if not isinstance(features, dict):
-        raise ValueError("features must be an object")
+    deps, features = meta.get("deps") or [], meta.get("features") or {}
+    links, rust_version = meta.get("links"), meta.get("rust_version")
+    if not isinstance(deps, list) or not isinstance(features, dict):
+        raise ValueError("deps must be a list and features an object")
+    if any(value is not None and not isinstance(value, str) for value in (links, rust_version)):
+        raise ValueError("links and rust_version must be strings or null")
     for feature, enables in features.items():
         _strings(enables, f"feature {feature}")
     # Features using the newer syntax go to features2 (schema v2) so old cargo versions skip them.
     newer = {k: v for k, v in features.items() if any(x.startswith("dep:") or "?/" in x for x in v)}
-    links, rust_version = meta.get("links"), meta.get("rust_version")
-    if links is not None and not isinstance(links, str):
-        raise ValueError("links must be a string or null")
-    if rust_version is not None and not isinstance(rust_version, str):
-        raise ValueError("rust_version must be a string or null")
-    line: Line = {
-        "name": meta["name"],
-        "vers": meta["vers"],
-        "deps": [_dependency(dep) for dep in deps],
-        "cksum": cksum,
-        "features": {k: v for k, v in features.items() if k not in newer},
-        "yanked": False,
-        "links": links,
-        "v": 2 if newer else 1,
-    }
+    line: Line = {"name": meta["name"], "vers": meta["vers"], "deps": [_dependency(d) for d in deps]}
+    line.update(cksum=cksum, features={k: v for k, v in features.items() if k not in newer}, yanked=False)
+    line.update(links=links, v=2 if newer else 1)
     if newer:
         line["features2"] = newer
     if rust_version:
@@ -164,21 +152,15 @@ def index_line(meta: Mapping[str, Any], cksum: str) -> Line:
 def parse_lines(body: bytes, name: str) -> tuple[Line, ...]:
     """An upstream index file's lines, each checked for what this server relies on (ValueError)."""
     lines: list[Line] = []
-    for raw in body.splitlines():
-        if not raw.strip():
-            continue
+    for raw in filter(bytes.strip, body.splitlines()):
         try:
             line = json.loads(raw)
         except ValueError:
-            raise ValueError(f"index file of {name}: a line is not JSON") from None
-        if (
-            not isinstance(line, dict)
-            or not isinstance(line.get("name"), str)
-            or line["name"].lower() != name
-        ):
-            raise ValueError(f"index file of {name}: a line names another crate")
+            line = None
+        if not isinstance(line, dict) or str(line.get("name")).lower() != name:
+            raise ValueError(f"index file of {name}: a line is not a JSON object for this crate")
         check_version(line.get("vers"))
-        if not isinstance(line.get("cksum"), str) or not CKSUM.match(line["cksum"]):
+        if not CKSUM.match(str(line.get("cksum"))):
             raise ValueError(f"index file of {name}: version {line['vers']} has no sha256 cksum")
         lines.append(line)
     return tuple(lines)

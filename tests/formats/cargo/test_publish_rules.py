@@ -64,8 +64,12 @@ def manifest(name: str, version: str) -> tuple[tarfile.TarInfo, bytes]:
 
 
 BAD_CRATES = {
-    "manifest-name-differs": (crate("wanted", "1.0.0", manifest_name="other"), 400, "names 'other'"),
-    "manifest-version-differs": (crate("wanted", "1.0.0", manifest_version="2.0.0"), 400, "version '2.0.0'"),
+    "manifest-name-differs": (crate("wanted", "1.0.0", manifest_name="other"), 400, "is for other@1.0.0"),
+    "manifest-version-differs": (
+        crate("wanted", "1.0.0", manifest_version="2.0.0"),
+        400,
+        "is for wanted@2.0.0",
+    ),
     "absolute-path": (
         tar_with([manifest("wanted", "1.0.0"), (entry("/etc/cron.d/evil"), b"x")]),
         400,
