@@ -1,44 +1,34 @@
-"""What every /v2/<name>/... handler starts with: the parsed name, the caller, the repository, the
-permission check (with the Bearer challenge a docker client needs to fetch a token), and reads that
-go through proxies and groups.
-
-A proxy of an upstream registry needs three things the generic proxy does not know: the upstream's
-URL layout (`/v2/<image>/...`, with the optional `default_namespace`), its Bearer token challenge and
-the manifest Accept header. The URL of each path is recorded with `remember_upstream` before the
-first fetch, and the proxy's upstream client is created with our `RegistryAuth` before the engine
-first asks for it (the client is cached per repository and configuration).
+"""What every /v2/<name>/... handler starts with: the parsed name, the caller, the repository and
+the permission check (with the Bearer challenge a docker client needs to fetch a token). Reads go
+through the engine's repository service, which walks groups and fetches through proxies (see
+upstream.py for how a proxy reaches a registry's /v2/ layout).
 """
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from artifactory_formats.oci.auth import ACTION_OF, TokenPrincipal, challenge, scope_for
-from artifactory_formats.oci.coordinates import Name, locate, parse_name
+from artifactory_formats.oci.coordinates import Name, parse_name
 from artifactory_formats.oci.errors import OCIError, translate
 from starlette.requests import Request
 
 from artifactory.plugin import (
+    Access,
     Content,
-    Engine,
     HTTPProblem,
     Principal,
     Repo,
-    app_state,
+    Repositories,
+    Unauthorized,
+    access,
     base_url,
-    current_principal,
-    engine,
+    repositories,
 )
 
 OCI = "oci"
-HOSTED, PROXY, GROUP = "hosted", "proxy", "group"
-SYSTEM = Principal(username="system:oci", roles=frozenset({"admin"}))
-_LINKS_REMEMBERED: OrderedDict[tuple[int, str, str, int], None] = OrderedDict()
-_LINK_CACHE_SIZE = 50_000
+HOSTED, GROUP = "hosted", "group"
 
 
 def realm(request: Request) -> str:
@@ -58,17 +48,18 @@ def unauthorized(
 
 async def principal_of(request: Request) -> Principal:
     try:
-        return await current_principal(request)
+        return await access(request).principal(request)
+    except Unauthorized as problem:
+        raise unauthorized(request, problem.message) from None
     except HTTPProblem as problem:
-        if problem.status == 401:
-            raise unauthorized(request, problem.message) from None
         raise translate(problem) from None
 
 
 @dataclass
 class Ctx:
     request: Request
-    eng: Engine
+    repos: Repositories
+    access: Access
     principal: Principal
     name: Name
     repo: Repo
@@ -85,7 +76,7 @@ class Ctx:
 def may(request: Request, principal: Principal, name: Name, action: str) -> bool:
     if isinstance(principal, TokenPrincipal) and not principal.grants(name.full, action):
         return False
-    return app_state(request).security.allowed(principal, name.repository, action)
+    return access(request).allowed(principal, name.repository, action)
 
 
 def authorize(
@@ -106,7 +97,7 @@ def authorize(
             scope,
             "insufficient_scope",
         )
-    if app_state(request).security.allowed(principal, name.repository, action):
+    if access(request).allowed(principal, name.repository, action):
         return
     if principal.anonymous:
         raise unauthorized(
@@ -121,11 +112,11 @@ async def open_ctx(request: Request, name: str, action: str, also: tuple[str, ..
         raise OCIError("NAME_INVALID", f"invalid repository name {name!r}", detail={"name": name})
     principal = await principal_of(request)
     authorize(request, principal, parsed, action, also)
-    eng = engine(request)
-    repo = eng.repos.get(parsed.repository)
+    repos = repositories(request)
+    repo = repos.find(parsed.repository)
     if repo is None or repo.format != OCI:
         raise OCIError("NAME_UNKNOWN", f"repository {parsed.repository!r} not found", detail={"name": name})
-    return Ctx(request, eng, principal, parsed, repo)
+    return Ctx(request, repos, access(request), principal, parsed, repo)
 
 
 def push_target(ctx: Ctx) -> Repo:
@@ -138,7 +129,7 @@ def push_target(ctx: Ctx) -> Repo:
     if repo.type == GROUP:
         hosted = [str(repo.config["write_member"])] if repo.config.get("write_member") else []
         if not hosted:  # named only when the caller may see them
-            hosted = [m.name for m in ctx.eng.group.members(repo, ctx.principal) if m.type == HOSTED]
+            hosted = [m.name for m in ctx.repos.members(repo, ctx.principal) if m.type == HOSTED]
         where = f"push to {' or '.join(hosted)}" if hosted else "push to a hosted repository"
         raise OCIError("DENIED", f"{repo.name} is a group and cannot be pushed to: {where}")
     raise OCIError("DENIED", f"{repo.name} is a proxy of {repo.config.get('url')} and cannot be pushed to")
@@ -151,59 +142,9 @@ def deletion_allowed(ctx: Ctx) -> None:
         raise OCIError("UNSUPPORTED", f"deletion is disabled in repository {ctx.repo.name}")
 
 
-# -- reads through proxies and groups ---------------------------------------------------------
-def upstream_url(config: Any, path: str) -> str | None:
-    """The upstream registry URL of a repository path (see coordinates for the layout)."""
-    located = locate(path)
-    if located is None:
-        return None
-    root = str(config["url"]).rstrip("/")
-    if root.endswith("/v2"):
-        root = root[: -len("/v2")]
-    image = located.image
-    namespace = str(config.get("default_namespace") or "").strip("/")
-    if namespace and "/" not in image:
-        image = f"{namespace}/{image}"
-    if located.kind == "tags":
-        return f"{root}/v2/{quote(image)}/tags/list"
-    folder = {"blob": "blobs", "manifest": "manifests", "referrers": "referrers"}[located.kind]
-    return f"{root}/v2/{quote(image)}/{folder}/{quote(located.reference, safe=':')}"
-
-
-def _proxies(eng: Engine, repo: Repo, principal: Principal, seen: frozenset[str] = frozenset()) -> list[Repo]:
-    if repo.type == PROXY:
-        return [repo]
-    if repo.type != GROUP or repo.name in seen:
-        return []
-    found: list[Repo] = []
-    for member in eng.group.members(repo, principal):
-        found.extend(_proxies(eng, member, principal, seen | {repo.name}))
-    return found
-
-
-async def prepare_proxies(eng: Engine, repo: Repo, principal: Principal, path: str) -> None:
-    """Before a read that may reach upstream: our upstream client, and the upstream URL of `path`."""
-    for proxy in _proxies(eng, repo, principal):
-        fmt = eng.formats[proxy.format]
-        eng.upstreams.get(proxy.id, proxy.config, fmt.upstream_auth)
-        url = upstream_url(proxy.config, path)
-        if url is None:
-            continue
-        # Re-remembered every 12 hours: gc forgets links nobody refreshed for a week.
-        key = (proxy.id, url, path, int(time.time() // 43200))
-        if key in _LINKS_REMEMBERED:
-            continue
-        await eng.db_call(eng.proxy.remember_upstream, proxy, {path: url})
-        _LINKS_REMEMBERED[key] = None
-        if len(_LINKS_REMEMBERED) > _LINK_CACHE_SIZE:
-            _LINKS_REMEMBERED.popitem(last=False)
-
-
 async def fetch(ctx: Ctx, path: str, stream: bool, repo: Repo | None = None) -> Content | None:
-    repo = repo or ctx.repo
-    if repo.type != HOSTED:
-        await prepare_proxies(ctx.eng, repo, ctx.principal, path)
+    """A file of `repo` (default: the request's), through its proxy or its group's members."""
     try:
-        return await ctx.eng.get(repo, path, ctx.principal, stream=stream)
+        return await ctx.repos.get(repo or ctx.repo, path, ctx.principal, stream=stream)
     except HTTPProblem as problem:
         raise translate(problem) from None

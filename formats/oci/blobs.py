@@ -47,7 +47,7 @@ async def delete(request: Request, name: str, digest: str) -> Response:
     deletion_allowed(ctx)
     wanted = digest_arg(digest)
     try:
-        deleted = await ctx.eng.delete(ctx.repo, blob_path(ctx.image, wanted), ctx.principal)
+        deleted = await ctx.repos.delete(ctx.repo, blob_path(ctx.image, wanted), ctx.principal)
     except HTTPProblem as problem:
         raise translate(problem) from None
     if deleted is None:

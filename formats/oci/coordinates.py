@@ -6,8 +6,10 @@ contain slashes):
     <image>/blobs/<alg>:<hex>         a blob (layer, config), content-addressed
     <image>/manifests/sha256:<hex>    a manifest, byte for byte, stored with its media type
     <image>/manifests/<tag>           a tag: the same bytes as the manifest it points at
-    <image>/tags/list                 (proxies only) the upstream's tag list, revalidated after the TTL
-    <image>/referrers/<alg>:<hex>     (proxies only) the upstream's referrers index
+
+A proxy asks its upstream for the computed documents by the paths `<image>/tags/list` and
+`<image>/referrers/<alg>:<hex>` (see documents.py); they are cached by the engine's index, not at
+these paths.
 
 Tags and digests share the manifests/ folder because a tag can never contain ':', and because a
 group then finds `<image>/manifests/<ref>` the same way in a hosted member and in a proxy member.
@@ -96,7 +98,7 @@ def tags_path(image: str) -> str:
     return f"{image}/tags/list"
 
 
-def referrers_path(image: str, digest: Digest) -> str:
+def referrers_path(image: str, digest: Digest | str) -> str:
     return f"{image}/referrers/{digest}"
 
 

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from artifactory.plugin import (
     BadGateway,
+    DigestMismatch,
     Forbidden,
     HTTPProblem,
     MethodNotAllowed,
@@ -67,16 +68,18 @@ def translate(problem: HTTPProblem, default_404: str = "NAME_UNKNOWN") -> OCIErr
     if isinstance(problem, OCIError):
         return problem
     headers = {k: v for k, v in problem.headers.items() if k.lower() != "www-authenticate"}
-    if isinstance(problem, Unauthorized) or problem.status == 401:
+    if isinstance(problem, Unauthorized):
         return OCIError("UNAUTHORIZED", problem.message, headers=headers)
-    if isinstance(problem, Forbidden) or problem.status == 403:
+    if isinstance(problem, Forbidden):
         return OCIError("DENIED", problem.message, headers=headers)
-    if isinstance(problem, NotFound) or problem.status == 404:
+    if isinstance(problem, NotFound):
         return OCIError(default_404, problem.message, headers=headers)
-    if isinstance(problem, PayloadTooLarge) or problem.status == 413:
+    if isinstance(problem, PayloadTooLarge):
         return OCIError("SIZE_INVALID", problem.message, status=413, headers=headers)
-    if isinstance(problem, MethodNotAllowed) or problem.status == 405:
+    if isinstance(problem, MethodNotAllowed):
         return OCIError("UNSUPPORTED", problem.message, headers=headers)
+    if isinstance(problem, DigestMismatch):
+        return OCIError("DIGEST_INVALID", problem.message, headers=headers)
     if isinstance(problem, BadGateway) or problem.status >= 500:
         return OCIError("UNAVAILABLE", problem.message, status=problem.status, headers=headers)
     # Remaining 4xx from the core are refusals of an upload (write policy, a plugin's check).

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
+from artifactory_formats.oci import documents
 from artifactory_formats.oci.app import OciApp
 from artifactory_formats.oci.coordinates import InvalidDigest, is_digest_reference, locate, parse_digest
 from artifactory_formats.oci.errors import translate
@@ -15,7 +16,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from artifactory.plugin import CachePolicy, ComponentInfo, Coordinates, Format, HTTPProblem, Repo
+from artifactory.plugin import (
+    CachePolicy,
+    ComponentInfo,
+    Coordinates,
+    Format,
+    HostedView,
+    HTTPProblem,
+    IndexKey,
+    Parsed,
+    RenderContext,
+    Rendered,
+    Repo,
+    UpstreamDocument,
+)
 
 
 class OciFormat(Format):
@@ -60,7 +74,7 @@ class OciFormat(Format):
             and is_digest_reference(located.reference)
         ):
             return CachePolicy.IMMUTABLE
-        return CachePolicy.METADATA  # tags, tag lists, referrers
+        return CachePolicy.METADATA  # a manifest by tag
 
     def expected_digests(self, repo: Repo, path: str) -> Mapping[str, str]:
         """A blob or manifest addressed by digest must be that digest's bytes: the proxy checks it."""
@@ -77,15 +91,37 @@ class OciFormat(Format):
         located = locate(path)
         if located is not None and located.kind == "blob":
             return "application/octet-stream"
-        if located is not None and located.kind in ("tags", "referrers"):
-            return "application/json"
         return None  # manifests keep the media type they were pushed (or served upstream) with
 
     def upstream_auth(self, config: Mapping[str, Any]) -> httpx.Auth | None:
-        return RegistryAuth(config.get("username"), config.get("password"))
+        return RegistryAuth(config)
 
     def render_error(self, problem: HTTPProblem, request: Request) -> Response:
         return translate(problem).render(request)
+
+    # -- index documents (documents.py) --------------------------------------------------------
+    async def build(self, key: IndexKey, hosted: HostedView) -> Any:
+        return await documents.build(key, hosted)
+
+    def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
+        return documents.upstream_document(key)
+
+    def parse(self, key: IndexKey, body: bytes, url: str) -> Parsed | None:
+        return documents.parse(key, body)
+
+    def declared_by(self, path: str) -> IndexKey | None:
+        """No document declares a file: blobs and manifests are fetched by digest and verified
+        against it (`expected_digests`); a manifest by tag is whatever the upstream says it is."""
+        return None
+
+    def merge(self, key: IndexKey, models: Sequence[Any]) -> Any:
+        return documents.merge(key, models)
+
+    def media_types(self, key: IndexKey) -> Sequence[str]:
+        return documents.media_types(key)
+
+    def render(self, key: IndexKey, model: Any, context: RenderContext) -> Rendered:
+        return documents.render(key, model, context)
 
     # -- cleanup policies ------------------------------------------------------------------------
     def cleanup_versions(self, components: Sequence[ComponentInfo]) -> list[ComponentInfo]:

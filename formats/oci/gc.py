@@ -29,7 +29,7 @@ from typing import Any
 from artifactory_formats.oci.manifests import DEFAULT_MAX_MANIFEST_BYTES
 from artifactory_formats.oci.metadata import references_of
 
-from artifactory.plugin import AppState, Engine, Principal, Repo, StoredAsset
+from artifactory.plugin import AppState, Principal, Repo, Repositories, StoredAsset, run_sync
 
 SYSTEM = Principal(username="system:oci-gc", roles=frozenset({"admin"}))
 DEFAULT_GRACE_SECONDS = 24 * 3600
@@ -134,7 +134,7 @@ def _stored_facts(asset: StoredAsset) -> Facts | None:
     return Facts(tuple(references), subject if isinstance(subject, str) else None)
 
 
-async def _facts(eng: Engine, manifests: Iterable[StoredAsset], known: dict[str, Facts]) -> bool:
+async def _facts(repos: Repositories, manifests: Iterable[StoredAsset], known: dict[str, Facts]) -> bool:
     """Fill `known` (sha256 -> Facts) for every manifest; False if one cannot be read."""
     for asset in manifests:
         if asset.sha256 in known:
@@ -144,7 +144,7 @@ async def _facts(eng: Engine, manifests: Iterable[StoredAsset], known: dict[str,
             if asset.size > max(MAX_MANIFEST_READ, DEFAULT_MAX_MANIFEST_BYTES):
                 return False
             try:
-                body = await eng.read_bytes(asset.sha256, MAX_MANIFEST_READ)
+                body = await repos.read(asset, MAX_MANIFEST_READ)
                 stored = Facts(*references_of(body))
             except Exception:  # noqa: BLE001 - unreadable for any reason: keep the whole image
                 return False
@@ -152,41 +152,40 @@ async def _facts(eng: Engine, manifests: Iterable[StoredAsset], known: dict[str,
     return True
 
 
-async def _folder(eng: Engine, repo: Repo, prefix: str) -> dict[str, StoredAsset] | None:
+async def _folder(repos: Repositories, repo: Repo, prefix: str) -> dict[str, StoredAsset] | None:
     """The files directly in a folder; None when the list may be incomplete."""
-    entries = await eng.listing(repo, prefix, SYSTEM)
+    entries = await repos.listing(repo, prefix, SYSTEM)
     if len(entries) >= LISTING_LIMIT or any(e.is_folder for e in entries):
         return None  # a nested image's rows count towards the limit too
     return {e.name: e.asset for e in entries if e.asset is not None}
 
 
-async def _walk(eng: Engine, repo: Repo, prefix: str, found: set[str]) -> None:
+async def _walk(repos: Repositories, repo: Repo, prefix: str, found: set[str]) -> None:
     """Image names seen in the folder tree (images with blobs but no manifest included)."""
-    for entry in await eng.listing(repo, prefix, SYSTEM):
+    for entry in await repos.listing(repo, prefix, SYSTEM):
         if entry.is_folder:
             if entry.name in ("manifests", "blobs") and prefix:
                 found.add(prefix.rstrip("/"))
-            await _walk(eng, repo, f"{prefix}{entry.name}/", found)
+            await _walk(repos, repo, f"{prefix}{entry.name}/", found)
 
 
-async def _image_names(eng: Engine, repo: Repo) -> list[str]:
-    names = {name for _namespace, name in await eng.component_names(repo)}
-    await _walk(eng, repo, "", names)
+async def _image_names(repos: Repositories, repo: Repo) -> list[str]:
+    names = {name for _namespace, name in await repos.component_names(repo)}
+    await _walk(repos, repo, "", names)
     return sorted(names)
 
 
-async def collect(eng: Engine, grace_seconds: int, dry_run: bool) -> Report:
+async def collect(repos: Repositories, grace_seconds: int, dry_run: bool) -> Report:
     report = Report(dry_run=dry_run)
     cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
-    repos = await eng.db_call(eng.repos.all)
-    for repo in repos:
+    for repo in await run_sync(repos.all):
         if repo.format != "oci" or repo.type == "group":
             continue
         known: dict[str, Facts] = {}
-        for name in await _image_names(eng, repo):
-            manifests = await _folder(eng, repo, f"{name}/manifests/")
-            blobs = await _folder(eng, repo, f"{name}/blobs/")
-            if manifests is None or blobs is None or not await _facts(eng, manifests.values(), known):
+        for name in await _image_names(repos, repo):
+            manifests = await _folder(repos, repo, f"{name}/manifests/")
+            blobs = await _folder(repos, repo, f"{name}/blobs/")
+            if manifests is None or blobs is None or not await _facts(repos, manifests.values(), known):
                 report.skipped.append(f"{repo.name}/{name}")
                 continue
             for path in plan(Image(manifests, blobs), known, cutoff, cache=repo.type == "proxy"):
@@ -196,12 +195,12 @@ async def collect(eng: Engine, grace_seconds: int, dry_run: bool) -> Report:
                     report.blobs += 1
                 report.deleted.append(f"{repo.name}/{path}")
                 if not dry_run:
-                    await eng.delete(repo, path, SYSTEM)
+                    await repos.delete(repo, path, SYSTEM)
     return report
 
 
 def run(args: argparse.Namespace, state: AppState) -> int:
-    report = asyncio.run(collect(state.engine, args.grace, args.dry_run))
+    report = asyncio.run(collect(state.repositories, args.grace, args.dry_run))
     print(json.dumps(report.as_dict()))
     return 0
 

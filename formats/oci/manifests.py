@@ -84,7 +84,7 @@ async def _declared_type(ctx: Ctx, content: StoredAsset | Document) -> str | Non
     elif content.size > DEFAULT_MAX_MANIFEST_BYTES:
         return None
     else:
-        body = await ctx.eng.read_bytes(content.sha256, DEFAULT_MAX_MANIFEST_BYTES)
+        body = await ctx.repos.read(content, DEFAULT_MAX_MANIFEST_BYTES)
     try:
         document = load_json(body)
     except (ValueError, UnicodeDecodeError):
@@ -139,26 +139,21 @@ async def _check_references(ctx: Ctx, manifest: Manifest) -> None:
     paths = [blob_path(ctx.image, d) for d in manifest.blobs]
     paths += [manifest_path(ctx.image, d) for d in manifest.children]
 
-    def missing() -> str | None:
-        for path in dict.fromkeys(paths):
-            if ctx.eng.lookup(ctx.repo, path) is None:
-                return path.rsplit("/", 1)[-1]
-        return None
-
-    unknown = await ctx.eng.db_call(missing)
-    if unknown is not None:
-        raise OCIError(
-            "MANIFEST_BLOB_UNKNOWN",
-            f"the manifest references {unknown}, which is not in {ctx.name.full}",
-            detail={"digest": unknown},
-        )
+    for path in dict.fromkeys(paths):
+        if await ctx.repos.lookup(ctx.repo, path) is None:
+            unknown = path.rsplit("/", 1)[-1]
+            raise OCIError(
+                "MANIFEST_BLOB_UNKNOWN",
+                f"the manifest references {unknown}, which is not in {ctx.name.full}",
+                detail={"digest": unknown},
+            )
 
 
 async def _store(ctx: Ctx, body: bytes, manifest: Manifest, digest: str, tag: str | None) -> None:
-    eng, hex_digest = ctx.eng, digest.split(":", 1)[1]
+    repos, hex_digest = ctx.repos, digest.split(":", 1)[1]
     attributes = manifest.attributes(digest, len(body))
     by_digest = manifest_path(ctx.image, digest)
-    existing = await eng.db_call(eng.lookup, ctx.repo, by_digest)
+    existing = await repos.lookup(ctx.repo, by_digest)
     if existing is None or existing.sha256 != hex_digest:
         upload = Upload(
             path=by_digest,
@@ -166,11 +161,11 @@ async def _store(ctx: Ctx, body: bytes, manifest: Manifest, digest: str, tag: st
             component=Coordinates(name=ctx.image, version=digest),
             attributes=attributes,
         )
-        await eng.put_bytes(ctx.repo, body, upload, ctx.principal)
+        await repos.put_bytes(ctx.repo, body, upload, ctx.principal)
     if tag is None:
         return
     by_tag = manifest_path(ctx.image, tag)
-    current = await eng.db_call(eng.lookup, ctx.repo, by_tag)
+    current = await repos.lookup(ctx.repo, by_tag)
     if current is not None and current.sha256 == hex_digest:
         return
     upload = Upload(
@@ -179,7 +174,7 @@ async def _store(ctx: Ctx, body: bytes, manifest: Manifest, digest: str, tag: st
         component=Coordinates(name=ctx.image, version=tag),
         attributes={"oci": {**attributes["oci"], "tag": tag}},
     )
-    await eng.put_bytes(ctx.repo, body, upload, ctx.principal)
+    await repos.put_bytes(ctx.repo, body, upload, ctx.principal)
 
 
 async def delete(request: Request, name: str, reference: str) -> Response:
@@ -187,17 +182,17 @@ async def delete(request: Request, name: str, reference: str) -> Response:
     deletion_allowed(ctx)
     ref = parse_reference(reference)
     path = manifest_path(ctx.image, ref)
-    found = await ctx.eng.db_call(ctx.eng.lookup, ctx.repo, path)
+    found = await ctx.repos.lookup(ctx.repo, path)
     if found is None:
         raise OCIError(
             "MANIFEST_UNKNOWN", f"manifest {reference} not found in {name}", detail={"reference": reference}
         )
     try:
-        await ctx.eng.delete(ctx.repo, path, ctx.principal)
+        await ctx.repos.delete(ctx.repo, path, ctx.principal)
         if isinstance(ref, Digest):  # the tags that point at it go with it
-            for entry in await ctx.eng.listing(ctx.repo, manifest_path(ctx.image, ""), ctx.principal):
+            for entry in await ctx.repos.listing(ctx.repo, manifest_path(ctx.image, ""), ctx.principal):
                 if entry.asset is not None and ":" not in entry.name and entry.asset.sha256 == found.sha256:
-                    await ctx.eng.delete(ctx.repo, entry.asset.path, ctx.principal)
+                    await ctx.repos.delete(ctx.repo, entry.asset.path, ctx.principal)
     except HTTPProblem as problem:
         raise translate(problem) from None
     return Response(status_code=202)

@@ -49,7 +49,7 @@ def _through_groups(state: AppState, principal: auth.TokenPrincipal) -> auth.Tok
         if name in seen:
             continue
         seen.add(name)
-        repo = state.engine.repos.get(name)
+        repo = state.repositories.find(name)
         if repo is None or repo.format != "oci" or repo.type != "group":
             continue
         for member in repo.members:
@@ -66,7 +66,7 @@ def artifactory_gc(state: AppState, grace_seconds: int, dry_run: bool) -> dict[s
     """Untagged manifests and blobs no manifest references go before `artifactory gc` collects blobs."""
     from artifactory_formats.oci import gc
 
-    report = asyncio.run(gc.collect(state.engine, grace_seconds, dry_run))
+    report = asyncio.run(gc.collect(state.repositories, grace_seconds, dry_run))
     return {"format": "oci", **report.as_dict()}
 
 

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from artifactory.plugin import Credentials, InvalidCredentials, Principal, app_state
+from artifactory.plugin import access as access_service
 
 MAX_FORM_BYTES = 64 * 1024
 
@@ -34,7 +35,7 @@ async def base(request: Request) -> Response:
 
 
 def _granted(request: Request, principal: Principal, requested: list[Access]) -> list[Access]:
-    security = app_state(request).security
+    may = access_service(request)
     granted: list[Access] = []
     for access in requested:
         if access.type == "registry" and access.name == "catalog":
@@ -47,7 +48,7 @@ def _granted(request: Request, principal: Principal, requested: list[Access]) ->
         allowed = frozenset(
             a
             for a in wanted
-            if security.allowed(principal, repository, ACTIONS[a])
+            if may.allowed(principal, repository, ACTIONS[a])
             # a registry token presented here mints nothing it does not grant itself
             and (not isinstance(principal, TokenPrincipal) or principal.grants(access.name, ACTIONS[a]))
         )
@@ -56,8 +57,7 @@ def _granted(request: Request, principal: Principal, requested: list[Access]) ->
 
 
 def _token_response(request: Request, principal: Principal, scopes: list[str]) -> Response:
-    state = app_state(request)
-    if principal.anonymous and not state.security.anonymous_read:
+    if principal.anonymous and not access_service(request).anonymous_read:
         raise OCIError(
             "UNAUTHORIZED",
             "anonymous access is disabled: log in",
@@ -70,7 +70,8 @@ def _token_response(request: Request, principal: Principal, scopes: list[str]) -
         seconds = min(seconds, math.floor(principal.expires_at - now))
         if seconds <= 0:
             raise OCIError("UNAUTHORIZED", "the credential has expired")
-    token = issue(state.token_secret, principal, access, service(request), seconds, now)
+    # The facade has no token signing: the secret is still read from the application state.
+    token = issue(app_state(request).token_secret, principal, access, service(request), seconds, now)
     issued_at = datetime.fromtimestamp(int(now), UTC).isoformat().replace("+00:00", "Z")
     body = {"token": token, "access_token": token, "expires_in": seconds, "issued_at": issued_at}
     return JSONResponse(body, headers={**API_VERSION, "Cache-Control": "no-store"})
@@ -80,7 +81,7 @@ async def _login(request: Request) -> Principal:
     try:
         return await principal_of(request)
     except OCIError as error:
-        if error.status == 401:
+        if error.code == "UNAUTHORIZED":
             raise OCIError(
                 "UNAUTHORIZED",
                 error.message,
@@ -109,7 +110,7 @@ async def _oauth_token(request: Request) -> Response:
         raise OCIError("UNSUPPORTED", f"grant_type {grant[:100]!r} is not supported", status=400)
     credentials = Credentials("basic", field("username"), field("password"))
     try:
-        principal = await app_state(request).engine.db_call(app_state(request).security.verify, credentials)
+        principal = await access_service(request).authenticate(credentials)
     except InvalidCredentials as exc:
         raise OCIError("UNAUTHORIZED", str(exc) or "invalid credentials") from None
     return _token_response(request, principal, form.get("scope", []))

@@ -19,7 +19,14 @@ from artifactory_formats.oci.errors import OCIError, translate
 from starlette.requests import Request
 from starlette.responses import Response
 
-from artifactory.plugin import HTTPProblem, Repo, Upload
+from artifactory.plugin import (
+    DigestMismatch,
+    HTTPProblem,
+    Repo,
+    Upload,
+    UploadOffsetMismatch,
+    UploadUnknown,
+)
 
 _RANGE = re.compile(r"^(?:bytes[= ])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 _SESSION = re.compile(r"^[0-9a-f]{32}$")
@@ -39,20 +46,17 @@ def _session_headers(ctx: Ctx, session_id: str, offset: int) -> dict[str, str]:
 
 
 def _upload_problem(ctx: Ctx, session_id: str, problem: HTTPProblem) -> OCIError:
-    if problem.status == 416:
-        offset = int(getattr(problem, "offset", 0))
+    if isinstance(problem, UploadOffsetMismatch):
         return OCIError(
             "BLOB_UPLOAD_INVALID",
-            f"the chunk does not start at the upload's offset {offset}",
+            f"the chunk does not start at the upload's offset {problem.offset}",
             status=416,
-            headers=_session_headers(ctx, session_id, offset),
+            headers=_session_headers(ctx, session_id, problem.offset),
         )
-    if problem.status == 404:
+    if isinstance(problem, UploadUnknown):
         return OCIError(
             "BLOB_UPLOAD_UNKNOWN", f"upload {session_id} not found", detail={"session": session_id}
         )
-    if problem.status == 400:
-        return OCIError("DIGEST_INVALID", problem.message)
     return translate(problem)
 
 
@@ -61,7 +65,7 @@ async def _session(ctx: Ctx, target: Repo, session_id: str) -> int:
     if not _SESSION.match(session_id):
         raise OCIError("BLOB_UPLOAD_UNKNOWN", f"upload {session_id} not found")
     try:
-        state = await ctx.eng.uploads.status(target, session_id)
+        state = await ctx.repos.upload_status(target, session_id)
     except HTTPProblem as problem:
         raise _upload_problem(ctx, session_id, problem) from None
     if state.path != ctx.image:
@@ -85,12 +89,12 @@ def _parse_range(request: Request) -> tuple[int, int] | None:
 
 async def _commit_blob(ctx: Ctx, target: Repo, staged: Any, digest: Digest) -> None:
     """Store verified, staged bytes at the blob's path (already there: the same bytes, drop them)."""
-    eng = ctx.eng
+    repos = ctx.repos
     path = blob_path(ctx.image, digest)
-    if await eng.db_call(eng.lookup, target, path) is not None:
-        await eng.discard(staged)
+    if await repos.lookup(target, path) is not None:
+        await repos.discard(staged)
         return
-    await eng.commit(target, staged, Upload(path=path, content_type=OCTET_STREAM), ctx.principal)
+    await repos.commit(target, staged, Upload(path=path, content_type=OCTET_STREAM), ctx.principal)
 
 
 def _created(ctx: Ctx, digest: Digest) -> Response:
@@ -121,15 +125,15 @@ async def start(request: Request, name: str) -> Response:
         wanted = digest_arg(digest)
         upload = Upload(path=blob_path(ctx.image, wanted), expected={wanted.algorithm: wanted.hex})
         try:
-            staged = await ctx.eng.stage(target, request.stream(), upload)
+            staged = await ctx.repos.stage(target, request.stream(), upload)
             await _commit_blob(ctx, target, staged, wanted)
+        except DigestMismatch as problem:
+            raise OCIError("DIGEST_INVALID", problem.message, detail={"digest": digest}) from None
         except HTTPProblem as problem:
-            if problem.status == 400:
-                raise OCIError("DIGEST_INVALID", problem.message, detail={"digest": digest}) from None
             raise translate(problem) from None
         return _created(ctx, wanted)
     try:
-        state = await ctx.eng.uploads.start(target, ctx.image, {"name": ctx.name.full})
+        state = await ctx.repos.start_upload(target, ctx.image, {"name": ctx.name.full})
     except HTTPProblem as problem:
         raise translate(problem) from None
     return Response(status_code=202, headers=_session_headers(ctx, state.id, 0))
@@ -140,11 +144,11 @@ async def _mount(ctx: Ctx, target: Repo, digest: Digest, source: str | None) -> 
     source_name = parse_name(source or "")
     if source_name is None or not may(ctx.request, ctx.principal, source_name, "read"):
         return None
-    source_repo = ctx.eng.repos.get(source_name.repository)
+    source_repo = ctx.repos.find(source_name.repository)
     if source_repo is None or source_repo.format != ctx.repo.format:
         return None
     path = blob_path(ctx.image, digest)
-    if await ctx.eng.db_call(ctx.eng.lookup, target, path) is not None:
+    if await ctx.repos.lookup(target, path) is not None:
         return _created(ctx, digest)
     try:
         found = await fetch(ctx, blob_path(source_name.image, digest), stream=False, repo=source_repo)
@@ -156,10 +160,10 @@ async def _mount(ctx: Ctx, target: Repo, digest: Digest, source: str | None) -> 
     upload = Upload(path=path, expected={digest.algorithm: digest.hex}, content_type=OCTET_STREAM)
     try:
         # The same blob becomes the target's asset: no bytes are read or written again.
-        linked = await ctx.eng.link(target, sha256, upload, ctx.principal)
+        linked = await ctx.repos.link(target, sha256, upload, ctx.principal)
+    except DigestMismatch:
+        return None  # the source's bytes are not that digest: upload it instead
     except HTTPProblem as problem:
-        if problem.status == 400:
-            return None  # the source's bytes are not that digest: upload it instead
         raise translate(problem) from None
     if linked is None:
         return None
@@ -172,7 +176,7 @@ async def patch(request: Request, name: str, session_id: str) -> Response:
     await _session(ctx, target, session_id)
     ranged = _parse_range(request)
     try:
-        state = await ctx.eng.uploads.append(
+        state = await ctx.repos.append_upload(
             target, session_id, request.stream(), ranged[0] if ranged else None
         )
     except HTTPProblem as problem:
@@ -200,8 +204,8 @@ async def finish(request: Request, name: str, session_id: str) -> Response:
     ranged = _parse_range(request)
     try:
         if request.headers.get("content-length", "") != "0" or ranged is not None:
-            await ctx.eng.uploads.append(target, session_id, request.stream(), ranged[0] if ranged else None)
-        _state, staged = await ctx.eng.uploads.finish(target, session_id, {wanted.algorithm: wanted.hex})
+            await ctx.repos.append_upload(target, session_id, request.stream(), ranged[0] if ranged else None)
+        _state, staged = await ctx.repos.finish_upload(target, session_id, {wanted.algorithm: wanted.hex})
     except HTTPProblem as problem:
         raise _upload_problem(ctx, session_id, problem) from None
     try:
@@ -216,7 +220,7 @@ async def cancel(request: Request, name: str, session_id: str) -> Response:
     target = push_target(ctx)
     await _session(ctx, target, session_id)
     try:
-        await ctx.eng.uploads.cancel(target, session_id)
+        await ctx.repos.cancel_upload(target, session_id)
     except HTTPProblem as problem:
         raise _upload_problem(ctx, session_id, problem) from None
     return Response(status_code=204)

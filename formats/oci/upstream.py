@@ -1,6 +1,13 @@
-"""Talking to an upstream registry: its Bearer token challenge, and the Accept header manifests need.
+"""Talking to an upstream registry: its URL layout, its Bearer token challenge, and the Accept header
+manifests need.
 
-`RegistryAuth` is the httpx.Auth a proxy's upstream client uses. On a 401 with
+`RegistryAuth` is the httpx.Auth a proxy's upstream client uses. The engine asks a proxy's upstream
+for a repository path below the configured URL (`<root>/<image>/manifests/v1`, and for the index
+documents `<root>/<image>/tags/list` and `<root>/<image>/referrers/<digest>`); a registry serves them
+at `<root>/v2/<image>/...`, with `default_namespace` put before a single-segment image, so each request
+is moved there before it is sent (`registry_url`). Only paths of that origin below the configured URL
+are moved, and never one already below `/v2/` (an image of a proxy may therefore not start with
+`v2/`), so a redirect the upstream answers is followed as it is. On a 401 with
 `WWW-Authenticate: Bearer realm=...,service=...,scope=...` it fetches a token from the realm (with the
 proxy's username/password as Basic credentials when configured, anonymously otherwise), remembers it
 per scope until it expires, and retries. A Basic challenge is answered with the configured
@@ -14,9 +21,10 @@ import re
 import time
 from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
+from artifactory_formats.oci.coordinates import locate
 from artifactory_formats.oci.metadata import ACCEPT_MANIFESTS, OCI_INDEX
 
 _PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))')
@@ -38,9 +46,34 @@ def accept_for(url: httpx.URL) -> str | None:
     return None
 
 
+def registry_root(config: Mapping[str, Any]) -> str:
+    """The upstream registry's root URL (without a trailing slash or `/v2`)."""
+    root = str(config["url"]).rstrip("/")
+    return root[: -len("/v2")] if root.endswith("/v2") else root
+
+
+def registry_url(config: Mapping[str, Any], path: str) -> str | None:
+    """Where the upstream registry serves a repository path (see coordinates for the layout)."""
+    located = locate(path)
+    if located is None:
+        return None
+    image = located.image
+    namespace = str(config.get("default_namespace") or "").strip("/")
+    if namespace and "/" not in image:
+        image = f"{namespace}/{image}"
+    root = registry_root(config)
+    if located.kind == "tags":
+        return f"{root}/v2/{quote(image)}/tags/list"
+    folder = {"blob": "blobs", "manifest": "manifests", "referrers": "referrers"}[located.kind]
+    return f"{root}/v2/{quote(image)}/{folder}/{quote(located.reference, safe=':')}"
+
+
 class RegistryAuth(httpx.Auth):
-    def __init__(self, username: str | None = None, password: str | None = None) -> None:
-        self.basic = httpx.BasicAuth(username, password or "") if username else None
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        username, password = config.get("username"), config.get("password")
+        self.basic = httpx.BasicAuth(str(username), str(password or "")) if username else None
+        self.config = dict(config)
+        self._root = httpx.URL(registry_root(config) + "/")
         self._tokens: dict[str, tuple[str, float]] = {}  # image (or "") -> (token, expires)
 
     @staticmethod
@@ -48,7 +81,19 @@ class RegistryAuth(httpx.Auth):
         match = _IMAGE.match(url.path)
         return match["image"] if match else ""
 
+    def _locate(self, request: httpx.Request) -> None:
+        """Move a repository path below the configured URL to where the registry serves it."""
+        url, root = request.url, self._root
+        if (url.scheme, url.host, url.port) != (root.scheme, root.host, root.port):
+            return
+        if not url.path.startswith(root.path) or url.path.startswith(root.path + "v2/"):
+            return
+        moved = registry_url(self.config, unquote(url.path[len(root.path) :]))
+        if moved is not None:
+            request.url = httpx.URL(moved, params=url.params)
+
     def _prepare(self, request: httpx.Request) -> None:
+        self._locate(request)
         accept = accept_for(request.url)
         if accept:  # the proxy itself sends only httpx's default (*/*)
             request.headers["Accept"] = accept

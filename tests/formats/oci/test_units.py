@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from artifactory_formats.oci import auth, gc
-from artifactory_formats.oci.access import upstream_url
+from artifactory_formats.oci.upstream import registry_url
 from artifactory_formats.oci.coordinates import (
     IMAGE,
     InvalidDigest,
@@ -139,14 +139,14 @@ def test_challenge_round_trips_through_the_upstream_parser():
 def test_upstream_urls_follow_the_v2_layout_and_default_namespace():
     config = {"url": "https://registry.example.test/", "default_namespace": "library"}
     assert (
-        upstream_url(config, "alpine/manifests/3")
+        registry_url(config, "alpine/manifests/3")
         == "https://registry.example.test/v2/library/alpine/manifests/3"
     )
     assert (
-        upstream_url(config, "me/app/blobs/sha256:00")
+        registry_url(config, "me/app/blobs/sha256:00")
         == "https://registry.example.test/v2/me/app/blobs/sha256:00"
     )
-    assert upstream_url({"url": "http://h:5000/v2"}, "a/tags/list") == "http://h:5000/v2/a/tags/list"
+    assert registry_url({"url": "http://h:5000/v2"}, "a/tags/list") == "http://h:5000/v2/a/tags/list"
 
 
 def _asset(path, data, attributes=None, age=3600):
