@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from artifactory_formats.maven import content, metadata, routes
+from artifactory_formats.maven import content, documents, routes
 from artifactory_formats.maven import coordinates as layout
 from artifactory_formats.maven.coordinates import (
     is_metadata,
@@ -15,7 +15,20 @@ from artifactory_formats.maven.coordinates import (
 )
 from starlette.routing import BaseRoute
 
-from artifactory.plugin import SYSTEM, BlobInfo, CachePolicy, ComponentInfo, Coordinates, Format, Repo
+from artifactory.plugin import (
+    BlobInfo,
+    CachePolicy,
+    ComponentInfo,
+    Coordinates,
+    Format,
+    HostedView,
+    IndexKey,
+    Parsed,
+    RenderContext,
+    Rendered,
+    Repo,
+    UpstreamDocument,
+)
 
 VERSION_POLICIES = ("release", "snapshot", "mixed")
 CHECKSUM_POLICIES = ("strict", "warn", "off")
@@ -82,11 +95,30 @@ class MavenFormat(Format):
             return CachePolicy.METADATA
         return CachePolicy.IMMUTABLE
 
-    def is_mergeable(self, path: str) -> bool:
-        return is_metadata(path)
+    # -- maven-metadata.xml (formats/maven/documents.py) -----------------------------------------
+    async def build(self, key: IndexKey, hosted: HostedView) -> Any:
+        return await documents.build(key, hosted)
 
-    def merge_documents(self, path: str, documents: Sequence[bytes]) -> bytes:
-        return metadata.merge_bodies(documents)
+    def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
+        return documents.upstream_document(key)
+
+    def parse(self, key: IndexKey, body: bytes, url: str) -> Parsed | None:
+        return documents.parse(key, body)
+
+    def merge(self, key: IndexKey, models: Sequence[Any]) -> Any:
+        return documents.merge(key, models)
+
+    def media_types(self, key: IndexKey) -> Sequence[str]:
+        return documents.media_types(key)
+
+    def render(self, key: IndexKey, model: Any, context: RenderContext) -> Rendered:
+        return documents.render(key, model, context)
+
+    def declared_by(self, path: str) -> IndexKey | None:
+        """None: maven-metadata.xml names versions, not files or their digests. A proxy fetches a
+        file at its own path and checks it against the upstream's .sha1 (`verify_fetched`), which
+        the repository's checksum_policy may relax."""
+        return None
 
     async def verify_fetched(
         self, repo: Repo, path: str, blob: BlobInfo, fetch: Callable[[str], Awaitable[bytes | None]]
@@ -117,17 +149,11 @@ class MavenFormat(Format):
     async def protected_versions(
         self, engine: Any, repo: Repo, namespace: str, name: str, components: Sequence[ComponentInfo]
     ) -> set[str]:
-        """The `latest` and `release` of the artifact's maven-metadata.xml (computed for a hosted
-        repository, the cached upstream document for a proxy; never fetched for this)."""
-        path = f"{namespace.replace('.', '/')}/{name}/maven-metadata.xml"
-        try:
-            found = await content.metadata_document(engine, repo, path, SYSTEM, cached_only=True)
-            if found is None:
-                return set()
-            doc = metadata.parse(found[0])
-        except Exception:  # noqa: BLE001 - an unreadable document protects everything
-            return {c.version for c in components}
-        return {v for v in (doc.latest, doc.release) if v}
+        """The `latest` and `release` that maven-metadata.xml names: a hosted repository computes
+        them from exactly these versions, and of a proxy's cache these are the newest it holds."""
+        versions = sorted({c.version for c in components if c.assets}, key=layout.version_key)
+        releases = [v for v in versions if not is_snapshot(v)]
+        return set(versions[-1:] + releases[-1:])
 
 
 def _has_pre_qualifier(item: Any) -> bool:

@@ -1,8 +1,8 @@
 """maven-metadata.xml as plain data: built from stored files, parsed, merged across a group, rendered.
 
-One document can describe several levels at once, as in Maven's own model: an artifact's versions
-(`versioning/versions`), a snapshot folder's builds (`versioning/snapshot`, `snapshotVersions`), and a
-group's plugin prefixes (`plugins`).
+The model is Maven's own: one document type for an artifact's versions (`versioning/versions`), a
+snapshot folder's builds (`versioning/snapshot`, `snapshotVersions`) and a group's plugin prefixes
+(`plugins`); the index keys (formats/maven/documents.py) say which level a model holds.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ class Metadata:
     snapshot_build: int = 0
     snapshot_versions: list[SnapshotVersion] = field(default_factory=list)
     plugins: list[Plugin] = field(default_factory=list)
+    # Parsed from an upstream's copy rather than built from stored files: a merge lets a hosted
+    # member's plugin prefix win over a proxy's, whatever the order of the group.
+    upstream: bool = False
 
     def empty(self) -> bool:
         return not (self.versions or self.snapshot_versions or self.plugins)
@@ -129,8 +132,9 @@ def parse(data: bytes) -> Metadata:
 
 def merge(documents: Sequence[Metadata]) -> Metadata:
     """A group's view: versions united, latest and release recomputed, the newest lastUpdated,
-    the newest snapshot build and per-file snapshot entries, plugins by prefix (first member wins)."""
-    merged = Metadata()
+    the newest snapshot build and per-file snapshot entries, plugins by prefix (the first member's
+    wins, built ones before upstream ones: a prefix a hosted member maps is never taken over)."""
+    merged = Metadata(upstream=all(doc.upstream for doc in documents))
     for doc in documents:
         merged.group_id = merged.group_id or doc.group_id
         merged.artifact_id = merged.artifact_id or doc.artifact_id
@@ -150,25 +154,12 @@ def merge(documents: Sequence[Metadata]) -> Metadata:
                 newest[key] = entry
     merged.snapshot_versions = sorted(newest.values(), key=lambda s: (s.extension, s.classifier))
     seen: set[str] = set()
-    for doc in documents:
+    for doc in sorted(documents, key=lambda d: d.upstream):
         for plugin in doc.plugins:
             if plugin.prefix not in seen:
                 seen.add(plugin.prefix)
                 merged.plugins.append(plugin)
     return merged
-
-
-def merge_bodies(bodies: Sequence[bytes]) -> bytes:
-    """Merge raw documents; one that does not parse is left out rather than failing the whole group."""
-    parsed = []
-    for body in bodies:
-        try:
-            parsed.append(parse(body))
-        except (safexml.UnsafeXML, ValueError):
-            continue
-    if not parsed:
-        return bodies[0] if bodies else b""
-    return render(merge(parsed))
 
 
 # -- rendering -----------------------------------------------------------------------------------

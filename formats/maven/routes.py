@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import html
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
-from artifactory_formats.maven import content
+from artifactory_formats.maven import content, documents
 from artifactory_formats.maven.coordinates import (
     METADATA,
     Artifact,
@@ -32,25 +33,27 @@ from starlette.routing import BaseRoute, Route
 
 from artifactory.plugin import (
     BadRequest,
+    Content,
     Coordinates,
-    Engine,
+    IndexKey,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     Principal,
     Repo,
+    Repositories,
+    StagedBlob,
     StoredAsset,
     Upload,
+    access,
     current_path,
-    current_principal,
     current_repository,
     document_response,
-    engine,
+    repositories,
     repository_url,
     respond,
 )
 
-XML = "application/xml"
 CHECKSUM_HEADERS = {"sha256": "x-checksum-sha256", "sha1": "x-checksum-sha1", "md5": "x-checksum-md5"}
 MAX_IGNORED_BYTES = 16 * 1024 * 1024
 # A listing loads nothing (no script, style, frame or form); its links still navigate.
@@ -60,41 +63,77 @@ LISTING_HEADERS = {
         "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     ),
 }
+MEDIA_TYPE_OF_CHECKSUM = {algorithm: media for media, algorithm in documents.CHECKSUM_TYPES.items()}
 
 
 # -- reading -------------------------------------------------------------------------------------
 async def get(request: Request) -> Response:
-    repo, path, eng = current_repository(request), current_path(request), engine(request)
-    principal = await current_principal(request)
+    repo, path, service = current_repository(request), current_path(request), repositories(request)
+    principal = await access(request).principal(request)
     if path == "" or path.endswith("/"):
         return await listing(request, path)
     base, algorithm = split_checksum(path)
+    if is_metadata(base):
+        return await metadata(request, repo, base, algorithm, principal)
     if algorithm is not None:
         return await checksum(request, base, algorithm)
-    if is_metadata(path):
-        document = await content.metadata_document(eng, repo, path, principal)
-        if document is None:
-            raise NotFound(f"{path} not found in {repo.name}")
-        return document_response(request, document[0], XML, document[1])
-    found = await content.fetch(eng, repo, path, principal, stream=request.method == "GET")
+    found = await _fetch(service, repo, path, principal, stream=request.method == "GET")
     if found is None:
-        if await eng.listing(repo, path + "/", principal):
+        if await service.listing(repo, path + "/", principal):
             return RedirectResponse(f"{request.scope['root_path']}/{_encoded(path)}/", status_code=301)
         raise NotFound(f"{path} not found in {repo.name}")
     return respond(request, found)
 
 
+async def _fetch(
+    service: Repositories, repo: Repo, path: str, principal: Principal, stream: bool
+) -> Content | None:
+    """A file of `repo`. A proxy checks what it fetches against the upstream's .sha1 before caching
+    it (MavenFormat.verify_fetched), which needs the whole file: under `strict` (and through a
+    group, whose proxies may be strict) the file is fetched in full before the client gets any of
+    it, so a mismatch is a clean 502 rather than a cut-off download."""
+    checking = repo.type == "group" or (repo.type == "proxy" and content.checksum_policy(repo) == "strict")
+    return await service.get(repo, path, principal, stream=stream and not checking)
+
+
+async def metadata(
+    request: Request, repo: Repo, path: str, algorithm: str | None, principal: Principal
+) -> Response:
+    """A maven-metadata.xml, or one of its checksums (the same model rendered as a digest), served
+    by the engine's index for hosted, proxy and group repositories alike."""
+    service = repositories(request)
+    key = await _document_key(service, repo, path, principal)
+    if algorithm is not None:
+        request = _accepting(request, MEDIA_TYPE_OF_CHECKSUM[algorithm])
+    return await service.index(request, repo, key, principal)
+
+
+async def _document_key(service: Repositories, repo: Repo, path: str, principal: Principal) -> IndexKey:
+    """The document at `path`: an artifact's versions when it has any, else a group's plugins."""
+    keys = documents.keys_for(path)
+    if not keys:
+        raise NotFound(f"{path} not found in {repo.name}")
+    for key in keys[:-1]:
+        if await service.index_model(repo, key, principal) is not None:
+            return key
+    return keys[-1]
+
+
+def _accepting(request: Request, media_type: str) -> Request:
+    """The request as if it asked for `media_type`: how a checksum path selects the checksum
+    rendering of its document (the facade's `index` negotiates from the Accept header)."""
+    headers = [(k, v) for k, v in request.scope["headers"] if k != b"accept"]
+    headers.append((b"accept", media_type.encode()))
+    return Request({**request.scope, "headers": headers}, request.receive)
+
+
 async def checksum(request: Request, base: str, algorithm: str) -> Response:
-    """Checksums are never stored: they come from the digests of the file (or document) itself."""
-    repo, eng = current_repository(request), engine(request)
-    principal = await current_principal(request)
+    """Checksums of files are never stored: they come from the digests of the file itself."""
+    repo, service = current_repository(request), repositories(request)
+    principal = await access(request).principal(request)
     digest = None
-    if is_metadata(base):
-        document = await content.metadata_document(eng, repo, base, principal)
-        if document is not None:
-            digest = hashlib.new(algorithm, document[0]).hexdigest()
-    elif split_checksum(base)[1] is None:
-        found = await content.fetch(eng, repo, base, principal, stream=False)
+    if split_checksum(base)[1] is None:
+        found = await _fetch(service, repo, base, principal, stream=False)
         if isinstance(found, StoredAsset):
             digest = str(getattr(found, algorithm))
     if digest is None:
@@ -104,25 +143,29 @@ async def checksum(request: Request, base: str, algorithm: str) -> Response:
 
 
 async def listing(request: Request, prefix: str) -> Response:
-    repo, eng = current_repository(request), engine(request)
-    principal = await current_principal(request)
-    entries = await content.listing(eng, repo, prefix, principal)
+    repo, service = current_repository(request), repositories(request)
+    principal = await access(request).principal(request)
+    entries = await content.listing(service, repo, prefix, principal)
     names = {entry.name for entry in entries}
-    generated = []
-    if prefix and METADATA not in names:
+    generated: list[tuple[str, int | None]] = []
+    # A proxy lists the files it has cached; its upstream's documents are the engine's, not files,
+    # and a listing never makes the engine fetch one.
+    if prefix and METADATA not in names and repo.type != "proxy":
         path = prefix + METADATA
-        document = await content.metadata_document(eng, repo, path, principal, cached_only=True)
-        if document is not None:
-            generated.append((METADATA, len(document[0])))
+        keys = documents.keys_for(path)
+        if keys and await service.index_model(repo, keys[0], principal) is not None:
+            generated.append((METADATA, None))
     if not entries and not generated and prefix:
         raise NotFound(f"{prefix} not found in {repo.name}")
     title = html.escape(f"{repo.name}/{prefix}")
     lines = ['<li><a href="../">../</a></li>'] if prefix else []
-    files = [(e.name, e.asset.size) for e in entries if not e.is_folder and e.asset is not None]
+    files: list[tuple[str, int | None]] = [
+        (e.name, e.asset.size) for e in entries if not e.is_folder and e.asset is not None
+    ]
     for entry in entries:
         if entry.is_folder:
             lines.append(_link(entry.name, folder=True))
-    for name, size in sorted(files + generated):
+    for name, size in sorted(files + generated, key=lambda item: item[0]):
         lines.append(_link(name, folder=False, size=size))
     body = (
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title></head>'
@@ -147,10 +190,10 @@ def _encoded(path: str) -> str:
 
 # -- writing -------------------------------------------------------------------------------------
 async def put(request: Request) -> Response:
-    repo, path, eng = current_repository(request), current_path(request), engine(request)
-    principal = await current_principal(request)
-    target = eng.write_target(repo)
-    eng.require(principal, target, "write")
+    repo, path, service = current_repository(request), current_path(request), repositories(request)
+    principal = await access(request).principal(request)
+    target = service.write_target(repo)
+    access(request).require(principal, target, "write")
     if path == "" or path.endswith("/"):
         raise BadRequest("cannot upload to a folder path")
     base, algorithm = split_checksum(path)
@@ -159,7 +202,7 @@ async def put(request: Request) -> Response:
         await _drain(request, MAX_IGNORED_BYTES)
         return Response(status_code=201)
     if algorithm is not None:
-        await _check_uploaded_checksum(request, eng, target, base, algorithm)
+        await _check_uploaded_checksum(request, service, target, base, algorithm)
         return Response(status_code=201)
     try:
         artifact = parse_artifact(path)
@@ -177,10 +220,10 @@ async def put(request: Request) -> Response:
         bypass_write_policy=artifact.snapshot and target.write_policy == "allow_once",
     )
     if artifact.is_pom or artifact.is_main_jar:
-        asset = await _put_inspected(request, eng, repo, artifact, upload, principal)
+        asset = await _put_inspected(request, service, repo, artifact, upload, principal)
     else:
-        asset = await eng.put(repo, request.stream(), upload, principal)
-    await content.apply_retention(eng, eng.repository(target.name), artifact)
+        asset = await service.put(repo, request.stream(), upload, principal)
+    await content.apply_retention(service, service.repository(target.name), artifact)
     return Response(
         status_code=201,
         headers={
@@ -207,37 +250,41 @@ def _check_version_policy(target: Repo, artifact: Artifact) -> None:
 
 
 async def _put_inspected(
-    request: Request, eng: Engine, repo: Repo, artifact: Artifact, upload: Upload, principal: Principal
+    request: Request,
+    service: Repositories,
+    repo: Repo,
+    artifact: Artifact,
+    upload: Upload,
+    principal: Principal,
 ) -> StoredAsset:
     """POMs and main jars are read before they become visible: a POM must be safe XML describing the
     coordinates of its path; a plugin jar's descriptor gives the group's plugin prefix."""
-    staged = await eng.stage(repo, request.stream(), upload)
+    staged: StagedBlob = await service.stage(repo, request.stream(), upload)
     try:
-        facts = await eng.db_call(_inspect, eng, staged, artifact)
+        facts = await service.read_staged(staged, functools.partial(_inspect, artifact))
     except InvalidUpload as exc:
-        await eng.discard(staged)
+        await service.discard(staged)
         raise BadRequest(f"{artifact.path}: {exc}") from None
     except BaseException:
-        await eng.discard(staged)
+        await service.discard(staged)
         raise
     attributes = {"maven": {**artifact.describe(), **facts}}
-    return await eng.commit(repo, staged, dataclasses.replace(upload, attributes=attributes), principal)
+    return await service.commit(repo, staged, dataclasses.replace(upload, attributes=attributes), principal)
 
 
-def _inspect(eng: Engine, staged: Any, artifact: Artifact) -> dict[str, Any]:
-    with eng.open_staged(staged) as handle:
-        if artifact.is_pom:
-            pom = read_pom(handle.read(MAX_POM_BYTES + 1))
-            check_pom(pom, artifact)
-            return {"packaging": pom.packaging}
-        descriptor = read_plugin_descriptor(handle)
-        if descriptor is None:
-            return {}
-        return {"plugin": {"prefix": descriptor.prefix, "name": descriptor.name}}
+def _inspect(artifact: Artifact, handle: BinaryIO) -> dict[str, Any]:
+    if artifact.is_pom:
+        pom = read_pom(handle.read(MAX_POM_BYTES + 1))
+        check_pom(pom, artifact)
+        return {"packaging": pom.packaging}
+    descriptor = read_plugin_descriptor(handle)
+    if descriptor is None:
+        return {}
+    return {"plugin": {"prefix": descriptor.prefix, "name": descriptor.name}}
 
 
 async def _check_uploaded_checksum(
-    request: Request, eng: Engine, target: Repo, base: str, algorithm: str
+    request: Request, service: Repositories, target: Repo, base: str, algorithm: str
 ) -> None:
     body = await _read_body(request, MAX_CHECKSUM_BYTES)
     if split_checksum(base)[1] is not None:
@@ -246,7 +293,7 @@ async def _check_uploaded_checksum(
         expected = read_checksum(body, algorithm)
     except InvalidUpload as exc:
         raise BadRequest(f"{base}.{algorithm}: {exc}") from None
-    asset = await eng.db_call(eng.lookup, target, base)
+    asset = await service.lookup(target, base)
     if asset is None:
         raise BadRequest(f"no file at {base} to check this {algorithm} checksum against: upload it first")
     actual = str(getattr(asset, algorithm))
@@ -276,34 +323,35 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 # -- deleting ------------------------------------------------------------------------------------
 async def delete(request: Request) -> Response:
-    repo, path, eng = current_repository(request), current_path(request), engine(request)
-    principal = await current_principal(request)
+    repo, path, service = current_repository(request), current_path(request), repositories(request)
+    principal = await access(request).principal(request)
     base, algorithm = split_checksum(path)
     if is_metadata(base) or algorithm is not None:
-        eng.require(principal, repo, "delete")
+        access(request).require(principal, repo, "delete")
         raise MethodNotAllowed(f"{path} is generated by the server: delete the files it describes instead")
     if path == "" or path.endswith("/"):
-        removed = await _delete_folder(eng, repo, path, principal)
+        removed = await _delete_folder(request, repo, path, principal)
         if not removed:
             raise NotFound(f"{path} not found in {repo.name}")
         return Response(status_code=204)
-    if await eng.delete(repo, path, principal) is None:
-        if await eng.listing(repo, path + "/", principal):
-            await _delete_folder(eng, repo, path + "/", principal)
+    if await service.delete(repo, path, principal) is None:
+        if await service.listing(repo, path + "/", principal):
+            await _delete_folder(request, repo, path + "/", principal)
             return Response(status_code=204)
         raise NotFound(f"{path} not found in {repo.name}")
     return Response(status_code=204)
 
 
-async def _delete_folder(eng: Engine, repo: Repo, prefix: str, principal: Principal) -> int:
+async def _delete_folder(request: Request, repo: Repo, prefix: str, principal: Principal) -> int:
     if not prefix:
         raise BadRequest("refusing to delete the whole repository through a path; delete the repository")
-    eng.require(principal, repo, "delete")
+    access(request).require(principal, repo, "delete")
+    service = repositories(request)
     removed = 0
-    for entry in await eng.listing(repo, prefix, principal):
+    for entry in await service.listing(repo, prefix, principal):
         if entry.is_folder:
-            removed += await _delete_folder(eng, repo, prefix + entry.name + "/", principal)
-        elif await eng.delete(repo, prefix + entry.name, principal) is not None:
+            removed += await _delete_folder(request, repo, prefix + entry.name + "/", principal)
+        elif await service.delete(repo, prefix + entry.name, principal) is not None:
             removed += 1
     return removed
 

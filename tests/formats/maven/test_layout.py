@@ -127,7 +127,7 @@ def test_metadata_merge_unites_versions_and_recomputes_latest_release_and_last_u
     md.versions_of(one, ["1.0", "2.0-SNAPSHOT"], "20200101000000")
     two = md.Metadata(group_id="g", artifact_id="a")
     md.versions_of(two, ["1.5"], "20210101000000")
-    merged = md.parse(md.merge_bodies([md.render(one), md.render(two), b"<not-xml"]))
+    merged = md.parse(md.render(md.merge([one, two])))
     assert merged.versions == ["1.0", "1.5", "2.0-SNAPSHOT"]
     assert (merged.latest, merged.release, merged.last_updated) == ("2.0-SNAPSHOT", "1.5", "20210101000000")
 
