@@ -15,36 +15,17 @@ from typing import Any
 import httpx
 import pytest
 
-from artifactory.testing.fixtures import drop_schema, new_schema
+from artifactory.testing.fixtures import DATABASES, live_server
 from artifactory.testing.server import ADMIN_PASSWORD, LiveServer
 
 ENV = {"ARTIFACTORY_TRUSTED_PROXIES": "127.0.0.1"}
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-@pytest.fixture(scope="module")
-def ui_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = LiveServer(tmp_path_factory.mktemp("ui") / "data", env=ENV).start()
-    try:
+@pytest.fixture(params=DATABASES, scope="module")
+def ui_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    with live_server(request, "ui", env=ENV) as live:
         yield live
-    finally:
-        live.stop()
-
-
-@pytest.fixture(scope="module")
-def ui_postgresql(tmp_path_factory: pytest.TempPathFactory, pg_base_url: str) -> Iterator[LiveServer]:
-    schema, url = new_schema(pg_base_url)
-    live = LiveServer(tmp_path_factory.mktemp("uipg") / "data", database_url=url, env=ENV).start()
-    try:
-        yield live
-    finally:
-        live.stop()
-        drop_schema(pg_base_url, schema)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"], scope="module")
-def ui_server(request: pytest.FixtureRequest) -> LiveServer:
-    return request.getfixturevalue(f"ui_{request.param}")  # type: ignore[no-any-return]
 
 
 _TOKENS: dict[str, str] = {}
