@@ -15,7 +15,7 @@ import html
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urldefrag, urljoin, urlsplit
@@ -544,7 +544,3 @@ def json_api(
             releases.setdefault(f.version, []).append(_api_file(f, file_url))
         document["releases"] = releases
     return document
-
-
-def without_proxied(project: Project) -> Project:
-    return replace(project, files=tuple(f for f in project.files if f.upstream_url is None))
