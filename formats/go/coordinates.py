@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 SEMVER = re.compile(
     r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -35,23 +36,14 @@ def escape(text: str) -> str:
 
 def unescape(text: str) -> str:
     """The decoded form of a case-encoded path or version; refuses upper case and a stray "!"."""
-    out: list[str] = []
-    bang = False
-    for c in text:
-        if bang:
-            if not "a" <= c <= "z":
-                raise InvalidModule(f"{text!r}: '!' must be followed by a lower-case letter")
-            out.append(c.upper())
-            bang = False
-        elif c == "!":
-            bang = True
-        elif "A" <= c <= "Z":
-            raise InvalidModule(f"{text!r}: upper-case letters must be written as '!' and lower case")
-        else:
-            out.append(c)
-    if bang:
-        raise InvalidModule(f"{text!r} ends with '!'")
-    return "".join(out)
+    if re.search(r"[A-Z]|![^a-z]|!$", text):
+        raise InvalidModule(f"{text!r}: an upper-case letter is written '!' and its lower case")
+    return re.sub(r"!([a-z])", lambda m: m.group(1).upper(), text)
+
+
+def timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC, as the go command writes a .info's Time."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def path_major(module: str) -> str:
@@ -125,10 +117,6 @@ class ModuleFile:
     module: str  # decoded
     version: str  # decoded, canonical
     ext: str
-
-    @property
-    def path(self) -> str:
-        return f"{escape(self.module)}/@v/{escape(self.version)}.{self.ext}"
 
     def sibling(self, ext: str) -> str:
         return f"{escape(self.module)}/@v/{escape(self.version)}.{ext}"

@@ -13,18 +13,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from artifactory_formats.go import coordinates, routes
-from artifactory_formats.go.coordinates import (
-    LIST,
-    InvalidModule,
-    escape,
-    is_pseudo,
-    latest_key,
-    version_key,
-)
+from artifactory_formats.go.coordinates import LIST, InvalidModule, latest_key, timestamp, version_key
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute
@@ -50,23 +42,9 @@ class Latest:
     time: str
 
 
-def timestamp(moment: datetime) -> str:
-    """RFC 3339 in UTC, as the go command writes a .info's Time."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def sorted_versions(versions: Any) -> tuple[str, ...]:
     """Release and prerelease versions in precedence order; pseudo-versions are never listed."""
-    return tuple(sorted({v for v in versions if not is_pseudo(v)}, key=version_key))
-
-
-def best_latest(candidates: Sequence[Latest]) -> Latest:
-    """The highest by @latest's preference; the first of equals (the first member wins)."""
-    best = candidates[0]
-    for candidate in candidates[1:]:
-        if latest_key(candidate.version) > latest_key(best.version):
-            best = candidate
-    return best
+    return tuple(sorted({v for v in versions if not coordinates.is_pseudo(v)}, key=version_key))
 
 
 class GoFormat(Format):
@@ -115,7 +93,7 @@ class GoFormat(Format):
 
     def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
         try:
-            module = escape(key.name)
+            module = coordinates.escape(key.name)
         except InvalidModule:
             return None
         if key.kind == LIST:
@@ -138,7 +116,7 @@ class GoFormat(Format):
     def merge(self, key: IndexKey, models: Sequence[Any]) -> Any:
         if key.kind == LIST:
             return sorted_versions(v for model in models for v in model)
-        return best_latest(models)
+        return max(models, key=lambda m: latest_key(m.version))  # the first of equals: first member wins
 
     def media_types(self, key: IndexKey) -> Sequence[str]:
         return ("text/plain",) if key.kind == LIST else ("application/json",)

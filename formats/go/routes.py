@@ -105,7 +105,7 @@ async def put(request: Request) -> Response:
     except BaseException:
         await repos.discard(staged)
         raise
-    time = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    time = coordinates.timestamp(datetime.now(UTC))
     info = json.dumps({"Version": found.version, "Time": time}).encode()
     companions = (
         Companion(found.sibling("mod"), await repos.stage_bytes(gomod), "text/plain; charset=utf-8"),
@@ -113,7 +113,6 @@ async def put(request: Request) -> Response:
     )
     upload = Upload(
         path=path,
-        content_type="application/zip",
         component=Coordinates(name=found.module, version=found.version),
         component_attributes={"time": time},
         companions=companions,

@@ -1,0 +1,94 @@
+"""Module paths, versions and their ordering, as the go command defines them (no server)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from artifactory_formats.go import coordinates
+from artifactory_formats.go.coordinates import InvalidModule
+from artifactory_formats.go.upload import InvalidZip, inspect_zip, module_line
+
+from tests.formats.go.conftest import module_zip
+
+
+@pytest.mark.parametrize(
+    ("decoded", "encoded"),
+    [("github.com/Azure/azure-sdk", "github.com/!azure/azure-sdk"), ("v1.0.0-RC1", "v1.0.0-!r!c1")],
+)
+def test_case_encoding_round_trips(decoded: str, encoded: str) -> None:
+    assert coordinates.escape(decoded) == encoded
+    assert coordinates.unescape(encoded) == decoded
+
+
+@pytest.mark.parametrize(
+    "encoded", ["github.com/Azure/x", "example.com/!1", "example.com/x!", "example.com/!!a"]
+)
+def test_an_ambiguous_encoding_is_refused(encoded: str) -> None:
+    with pytest.raises(InvalidModule):
+        coordinates.unescape(encoded)
+
+
+@pytest.mark.parametrize(
+    ("module", "version"),
+    [
+        ("example.com/m", "v0.0.0-20240102030405-abcdefabcdef"),
+        ("example.com/m", "v1.2.4-0.20240102030405-abcdefabcdef"),
+        ("example.com/m", "v2.0.0+incompatible"),
+        ("example.com/m/v2", "v2.3.4-beta.1"),
+        ("gopkg.in/yaml.v3", "v3.0.1"),
+    ],
+)
+def test_valid_versions_pass(module: str, version: str) -> None:
+    coordinates.check_version(module, version)
+
+
+def test_pseudo_versions_are_recognised() -> None:
+    assert coordinates.is_pseudo("v0.0.0-20240102030405-abcdefabcdef")
+    assert coordinates.is_pseudo("v1.2.4-0.20240102030405-abcdefabcdef")
+    assert coordinates.is_pseudo("v1.2.4-rc.1.0.20240102030405-abcdefabcdef")
+    assert not coordinates.is_pseudo("v1.2.4-rc.1")
+
+
+def test_versions_sort_by_semantic_precedence() -> None:
+    versions = [
+        "v1.10.0",
+        "v1.0.0",
+        "v1.0.0-rc.1",
+        "v1.0.0-alpha",
+        "v1.0.0-alpha.10",
+        "v1.0.0-alpha.2",
+        "v1.2.0",
+    ]
+    assert sorted(versions, key=coordinates.version_key) == [
+        "v1.0.0-alpha",
+        "v1.0.0-alpha.2",
+        "v1.0.0-alpha.10",
+        "v1.0.0-rc.1",
+        "v1.0.0",
+        "v1.2.0",
+        "v1.10.0",
+    ]
+
+
+def test_latest_prefers_a_release_to_a_newer_prerelease_or_pseudo_version() -> None:
+    candidates = ["v1.0.0", "v1.1.0-rc.1", "v1.1.1-0.20240102030405-abcdefabcdef"]
+    assert max(candidates, key=coordinates.latest_key) == "v1.0.0"
+
+
+def test_the_module_directive_is_read_with_quotes_and_comments() -> None:
+    assert module_line(b'// header\nmodule "example.com/q" // the path\n') == "example.com/q"
+    assert module_line(b"go 1.19\n") is None
+
+
+def test_a_declared_size_beyond_the_limit_is_refused_without_extracting() -> None:
+    data = module_zip("example.com/m", "v1.0.0", {"big.go": "x" * 5000})
+    with pytest.raises(InvalidZip, match="expands to"):
+        inspect_zip(io.BytesIO(data), "example.com/m", "v1.0.0", 4096)
+    assert inspect_zip(io.BytesIO(data), "example.com/m", "v1.0.0", 10**6).startswith(b"module example.com/m")
+
+
+def test_a_zip_expanding_a_thousandfold_is_refused_as_a_bomb_under_any_limit() -> None:
+    data = module_zip("example.com/m", "v1.0.0", {"zeros.go": "0" * (9 * 1024 * 1024)})
+    with pytest.raises(InvalidZip, match="bomb"):
+        inspect_zip(io.BytesIO(data), "example.com/m", "v1.0.0", 10**9)
