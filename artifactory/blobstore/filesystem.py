@@ -1,7 +1,8 @@
 """Blob driver on a local (or shared) filesystem.
 
 Layout below the root:  objects/<key>  for blobs, tmp/<uuid>  for temporary objects.
-A promote is fsync(temp) + rename + fsync(directory): atomic and durable on POSIX filesystems.
+A temporary object is fsynced when it is closed; a promote is rename + fsync(directory) (and of the
+parent of any directory it had to create): atomic and durable on POSIX filesystems.
 """
 
 from __future__ import annotations
@@ -110,14 +111,14 @@ class FilesystemDriver:
         if target.exists():
             source.unlink(missing_ok=True)
             return
+        # The temp's bytes are durable already (FileTemp.close fsyncs them); what remains is the
+        # rename, and the entries of any directory created for it.
+        created = [d for d in (target.parent.parent, target.parent) if not d.is_dir()]
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(source, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         os.replace(source, target)
         _fsync_dir(target.parent)
+        for directory in reversed(created):
+            _fsync_dir(directory.parent)
 
     def exists(self, key: str) -> bool:
         return self._object(key).is_file()

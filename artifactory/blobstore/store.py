@@ -250,6 +250,29 @@ class BlobStore:
         """Move staged bytes to their content address; durable when this returns."""
         await to_thread.run_sync(self.driver.promote, staged.temp_name, blob_key(staged.info.sha256))
 
+    async def place(self, staged: StagedBlob) -> bool:
+        """Move staged bytes to their content address, durably, unless it holds them already: then
+        the temporary object is kept (False), so that the caller still has the bytes should GC
+        collect the stored copy before the caller's row takes hold (see `publish_kept`)."""
+
+        def run() -> bool:
+            if self.driver.exists(blob_key(staged.info.sha256)):
+                return False
+            self.driver.promote(staged.temp_name, blob_key(staged.info.sha256))
+            return True
+
+        return await to_thread.run_sync(run)
+
+    def publish_kept(self, staged: StagedBlob) -> bool:
+        """Blocking: make sure the bytes are at their content address, from a temp `place` kept if
+        they are gone; False when they are gone and there is no temp. Run it under the blob's row lock."""
+        if self.driver.exists(blob_key(staged.info.sha256)):
+            return True
+        if not staged.temp_name or self.driver.temp_size(staged.temp_name) is None:
+            return False
+        self.driver.promote(staged.temp_name, blob_key(staged.info.sha256))
+        return True
+
     async def discard(self, staged: StagedBlob) -> None:
         await to_thread.run_sync(self.driver.delete_temp, staged.temp_name)
 

@@ -1,24 +1,41 @@
 """Engines and sessions. SQLite is the embedded default; nothing here may be SQLite-only.
 
 Write transactions on SQLite start with BEGIN IMMEDIATE, so two writers queue on the busy timeout
-instead of one of them failing with "database is locked" when it upgrades a read lock.
+instead of one of them failing with "database is locked" when it upgrades a read lock. Writers that
+go through `Database.write` queue before that on an flock beside the database file: the kernel wakes
+the next one when the lock is free, where SQLite's busy handler sleeps up to 100 ms between tries
+(which let one busy process starve the others). Write connections use `synchronous=FULL`, so a
+commit is on disk when it returns, not only in the WAL's page cache.
+
+Group commit (`Database.batched`): concurrent small write transactions of one process (an upload's
+asset row, a proxy's lease) are run together, each in a savepoint of one transaction, and committed
+once. A caller's work is never merged into another's failure: a job that raises is rolled back to
+its savepoint alone, and if the shared transaction cannot commit every job runs again on its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import fcntl
+import os
+import threading
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+# The most jobs one group commit takes; more wait for the next one.
+MAX_BATCH = 64
+T = TypeVar("T")
 
 
-def _sqlite_engine(url: str, begin: str) -> Engine:
+def _sqlite_engine(url: str, begin: str, synchronous: str) -> Engine:
     engine = create_engine(
         url,
         connect_args={"isolation_level": None, "check_same_thread": False, "timeout": 15},
@@ -30,7 +47,7 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
@@ -42,6 +59,116 @@ def _sqlite_engine(url: str, begin: str) -> Engine:
     return engine
 
 
+class _WriterLock:
+    """An exclusive flock held around one write transaction, reentrant within a thread (a nested
+    write falls back to SQLite's own busy wait, as it would without this lock)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._local = threading.local()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        if self.path is None or getattr(self._local, "held", False):
+            yield
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._local.held = True
+            try:
+                yield
+            finally:
+                self._local.held = False
+        finally:
+            os.close(fd)  # releases the lock
+
+
+@dataclass(eq=False)
+class _Job:
+    fn: Callable[[Session], Any]
+    key: Hashable
+    done: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    alone: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class GroupCommit:
+    """Leader and followers: the first caller to find no batch running runs every pending job in
+    one transaction; the others wait for it, and the first of those left over leads the next one.
+    No timer: jobs gather only while a commit is under way, so a lone caller never waits."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._lock = threading.Lock()
+        self._pending: list[_Job] = []
+        self._leading = False
+
+    def run(self, fn: Callable[[Session], T], key: Hashable = 0) -> T:
+        job = _Job(fn, key)
+        with self._lock:
+            self._pending.append(job)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            job.done.wait()
+            if not job.lead:
+                return job.outcome()  # type: ignore[no-any-return]
+        with self._lock:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        try:
+            self._execute(batch)
+        finally:
+            for other in batch:  # never leave a follower waiting, whatever happened
+                if not other.done.is_set():
+                    other.error = other.error or RuntimeError("the group commit was interrupted")
+                    other.done.set()
+            with self._lock:
+                if self._pending:
+                    self._pending[0].lead = True
+                    self._pending[0].done.set()
+                else:
+                    self._leading = False
+        return job.outcome()  # type: ignore[no-any-return]
+
+    def _execute(self, batch: list[_Job]) -> None:
+        # One order for every batch (the callers' keys: a repository, then a path), so concurrent
+        # batches of several processes take their row locks in the same order.
+        batch.sort(key=lambda j: repr(j.key))
+        try:
+            if len(batch) > 1:
+                with self.db.write() as session:
+                    for job in batch:
+                        try:
+                            with session.begin_nested():
+                                job.result = job.fn(session)
+                        except DBAPIError:
+                            job.alone = True  # a database error (a deadlock): run it alone below
+                        except Exception as exc:  # noqa: BLE001 - this job's own refusal
+                            job.error = exc
+            else:
+                batch[0].alone = True
+        except Exception:  # noqa: BLE001 - the shared commit failed: every job runs again alone
+            for job in batch:
+                job.alone, job.result, job.error = True, None, None
+        for job in batch:
+            if job.alone:
+                try:
+                    with self.db.write() as session:
+                        job.result = job.fn(session)
+                except Exception as exc:  # noqa: BLE001 - handed to its caller
+                    job.error = exc
+        for job in batch:
+            job.done.set()
+
+
 class Database:
     """A read engine and a write engine (the same one except on SQLite) with session factories."""
 
@@ -49,22 +176,32 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        lock_path = None
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE")
-            self.read_engine = _sqlite_engine(url, "BEGIN")
+                lock_path = Path(parsed.database + ".writer")
+            self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE", "FULL")
+            self.read_engine = _sqlite_engine(url, "BEGIN", "NORMAL")
         else:
             self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
             self.read_engine = self.engine
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
         self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._writer_lock = _WriterLock(lock_path)
+        self._group = GroupCommit(self)
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One short write transaction: committed on success, rolled back on error."""
-        with self._writer() as session, session.begin():
+        with self._writer_lock.hold(), self._writer() as session, session.begin():
             yield session
+
+    def batched(self, fn: Callable[[Session], T], key: Hashable = 0) -> T:
+        """`fn(session)` committed with whatever other writes of this process are waiting (group
+        commit); blocking, its result or its exception. `fn` must not commit, and may run twice
+        (its first run rolled back) when the shared transaction fails."""
+        return self._group.run(fn, key)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -1,26 +1,29 @@
 """Hosted storage: store, fetch and delete assets, with write policies, written once for every format.
 
-Order of a store (the rule that keeps a crash harmless): bytes are hashed into a temporary object;
-the blob row is reserved (touched with a moment in the future, so GC leaves it alone whatever its
-grace); the bytes are promoted to their content address (durable); only then does the transaction
-that creates the asset commit. That transaction takes the repository's row lock, checks the write
-policy (the path and the upload's conflict key), touches each blob again and checks its bytes are
-still there, and saves the asset and its companions together. A crash at any point leaves at worst
-an unreferenced blob or temporary object, which GC removes after its grace period.
+Order of a store (the rule that keeps a crash harmless): bytes are hashed into a temporary object
+(fsynced when it is closed); they are promoted to their content address (rename + directory fsync),
+unless that address holds them already, in which case the temporary object is kept for now; only
+then does the one transaction that creates the asset run, grouped with other uploads of this process
+(`Database.batched`). It touches each blob's row, which waits for a GC that holds it and keeps a later
+GC away, and then checks the bytes are there (promoting the kept copy if GC took the stored one
+meanwhile); under a write policy other than allow it takes the repository's row lock and checks the
+path and the upload's conflict key; and it saves the asset and its companions together. The 201
+follows the commit. A crash at any point leaves at worst an object without a row or a temporary
+object, which GC removes after LEFTOVER_SECONDS, whatever its grace.
 """
 
 from __future__ import annotations
 
+import functools
 import mimetypes
-from collections.abc import AsyncIterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from artifactory.blobstore import store as blobstore
-from artifactory.blobstore.store import BlobError, BlobInfo, StagedBlob
+from artifactory.blobstore.store import BlobError, StagedBlob
 from artifactory.db import queries
-from artifactory.db.models import AuditEvent, utcnow
+from artifactory.db.models import AuditEvent
 from artifactory.events import AssetEvent
 from artifactory.formats import Coordinates
 from artifactory.http.errors import BadRequest, HTTPProblem
@@ -30,10 +33,6 @@ from artifactory.security.principal import Principal
 
 if TYPE_CHECKING:
     from artifactory.repository.engine import Engine
-
-# How long a commit's reservation keeps its blobs from GC between staging and the asset row: far
-# longer than promoting bytes takes, so that GC is safe at any grace, even 0.
-RESERVE_SECONDS = 3600
 
 
 class BlobGone(HTTPProblem):
@@ -102,10 +101,14 @@ class Hosted:
             )
 
     async def precheck(self, repo: Repo, upload: Upload) -> None:
-        """The write policy, checked early to spare a doomed upload (`_save` checks it again)."""
-        if not upload.bypass_write_policy:
+        """The write policy, checked early to spare a doomed upload (`_save` checks it again).
+        Under allow nothing is ever refused, so nothing is read."""
+        if upload.bypass_write_policy or repo.write_policy == "allow":
+            return
+        existing = None
+        if repo.write_policy != "deny":
             existing = await self.engine.db_call(self._existing, repo, upload)
-            self.check_write_policy(repo, upload.path, existing)
+        self.check_write_policy(repo, upload.path, existing)
 
     async def stage(
         self, repo: Repo, chunks: AsyncIterable[bytes], upload: Upload, max_size: int | None
@@ -144,10 +147,16 @@ class Hosted:
                 await self.engine.blobs.discard(blob)
 
     async def commit(
-        self, repo: Repo, staged: StagedBlob, upload: Upload, principal: Principal
+        self,
+        repo: Repo,
+        staged: StagedBlob,
+        upload: Upload,
+        principal: Principal,
+        also: Callable[[Any], None] | None = None,
     ) -> StoredAsset:
         """Make staged bytes the asset at upload.path, and its companions theirs, all or nothing:
-        plugin checks, blob reservations, promotion, then one transaction for every asset row."""
+        plugin checks, promotion, then one (grouped) transaction for every asset row, which also
+        runs `also(session)` (a proxy's lease release) so that it commits with them."""
         engine = self.engine
         blobs = [staged, *(c.staged for c in upload.companions)]
         try:
@@ -158,20 +167,17 @@ class Hosted:
                 size=staged.info.size,
                 principal=principal,
             )
-            await engine.db_call(self._reserve, [b.info for b in blobs])
             for blob in blobs:
                 if blob.temp_name:
-                    await engine.blobs.publish(blob)
-                elif not await engine.db_call(engine.blobs.exists, blob.info.sha256):
-                    # A link to bytes already stored: after the reservation GC can no longer take
-                    # them, but it may have taken them just before.
-                    raise BlobGone(blob.info.sha256)
-        except BaseException:
-            await self.discard(blobs)
-            raise
-        fmt = engine.formats[repo.format]
-        content_type = upload.content_type or fmt.content_type(upload.path) or guess_content_type(upload.path)
-        asset, companions = await engine.db_call(self._save, repo, staged, upload, content_type, principal)
+                    await engine.blobs.place(blob)
+            fmt = engine.formats[repo.format]
+            content_type = (
+                upload.content_type or fmt.content_type(upload.path) or guess_content_type(upload.path)
+            )
+            save = functools.partial(self._save, repo, staged, upload, content_type, principal, also)
+            asset, companions = await engine.db_call(engine.db.batched, save, (repo.id, upload.path))
+        finally:
+            await self.discard(blobs)  # kept temporaries (bytes stored already), or a refused upload's
         engine.repos.forget(repo.name)
         for stored in (asset, *companions):
             engine.fire(
@@ -206,74 +212,76 @@ class Hosted:
             return queries.tombstoned(session, repo.id, key)
         return None
 
-    def _reserve(self, infos: list[BlobInfo]) -> None:
-        until = utcnow() + timedelta(seconds=RESERVE_SECONDS)
-        with self.engine.db.write() as session:
-            for info in sorted(infos, key=lambda i: i.sha256):
-                queries.touch_blob(session, info, until)
-
     def _save(
-        self, repo: Repo, staged: StagedBlob, upload: Upload, content_type: str, principal: Principal
+        self,
+        repo: Repo,
+        staged: StagedBlob,
+        upload: Upload,
+        content_type: str,
+        principal: Principal,
+        also: Callable[[Any], None] | None,
+        session: Any,
     ) -> tuple[StoredAsset, list[StoredAsset]]:
-        blobs = sorted({staged.info, *(c.staged.info for c in upload.companions)}, key=lambda i: i.sha256)
-        with self.engine.db.write() as session:
-            if not upload.bypass_write_policy:
-                # Held to the end: a concurrent commit of the same file (or conflict key) waits here
-                # and then sees this one's asset.
-                queries.lock_repository(session, repo.id)
-                self.check_write_policy(repo, upload.path, self._collision(session, repo, upload))
-            for info in blobs:
-                queries.touch_blob(session, info)
-                if not self.engine.blobs.exists(info.sha256):
-                    raise BlobGone(info.sha256)
-            component_id = None
-            if upload.component is not None:
-                c = upload.component
-                component_id = queries.ensure_component(
-                    session, repo.id, c.namespace, c.name, c.version, dict(upload.component_attributes or {})
-                )
-            attributes = dict(upload.attributes or {})
-            if upload.conflict_key:
-                attributes["conflict_key"] = upload.conflict_key
+        if not upload.bypass_write_policy and repo.write_policy != "allow":
+            # Held to the end: a concurrent commit of the same file (or conflict key) waits here
+            # and then sees this one's asset.
+            queries.lock_repository(session, repo.id)
+            self.check_write_policy(repo, upload.path, self._collision(session, repo, upload))
+        blobs = {b.info.sha256: b for b in (staged, *(c.staged for c in upload.companions))}
+        for sha256 in sorted(blobs):
+            queries.touch_blob(session, blobs[sha256].info)
+            if not self.engine.blobs.publish_kept(blobs[sha256]):
+                raise BlobGone(sha256)
+        component_id = None
+        if upload.component is not None:
+            c = upload.component
+            component_id = queries.ensure_component(
+                session, repo.id, c.namespace, c.name, c.version, dict(upload.component_attributes or {})
+            )
+        attributes = dict(upload.attributes or {})
+        if upload.conflict_key:
+            attributes["conflict_key"] = upload.conflict_key
+        queries.save_asset(
+            session,
+            repo.id,
+            upload.path,
+            staged.info.sha256,
+            content_type,
+            attributes,
+            component_id,
+            upload.conflict_key,
+        )
+        for companion in upload.companions:
             queries.save_asset(
                 session,
                 repo.id,
-                upload.path,
-                staged.info.sha256,
-                content_type,
-                attributes,
-                component_id,
-                upload.conflict_key,
+                companion.path,
+                companion.staged.info.sha256,
+                companion.content_type or guess_content_type(companion.path),
+                {"companion_of": upload.path},
+                None,
             )
-            for companion in upload.companions:
-                queries.save_asset(
-                    session,
-                    repo.id,
-                    companion.path,
-                    companion.staged.info.sha256,
-                    companion.content_type or guess_content_type(companion.path),
-                    {"companion_of": upload.path},
-                    None,
+        queries.bump_revision(session, repo.id)
+        files = [(upload.path, staged.info), *((c.path, c.staged.info) for c in upload.companions)]
+        queries.bump_generations(session, repo.id, self._names(repo, [p for p, _ in files], upload))
+        for path, info in files:
+            session.add(
+                AuditEvent(
+                    actor=principal.username,
+                    action="asset.stored",
+                    repository=repo.name,
+                    path=path,
+                    details={"sha256": info.sha256, "size": info.size},
                 )
-            queries.bump_revision(session, repo.id)
-            files = [(upload.path, staged.info), *((c.path, c.staged.info) for c in upload.companions)]
-            queries.bump_generations(session, repo.id, self._names(repo, [p for p, _ in files], upload))
-            for path, info in files:
-                session.add(
-                    AuditEvent(
-                        actor=principal.username,
-                        action="asset.stored",
-                        repository=repo.name,
-                        path=path,
-                        details={"sha256": info.sha256, "size": info.size},
-                    )
-                )
-            saved = []
-            for path, _info in files:
-                row = queries.find_asset(session, repo.id, path)
-                assert row is not None
-                saved.append(queries.to_asset(repo.name, row))
-            return saved[0], saved[1:]
+            )
+        if also is not None:
+            also(session)
+        saved = []
+        for path, _info in files:
+            row = queries.find_asset(session, repo.id, path)
+            assert row is not None
+            saved.append(queries.to_asset(repo.name, row))
+        return saved[0], saved[1:]
 
     async def delete(self, repo: Repo, path: str, principal: Principal) -> StoredAsset | None:
         deleted = await self.engine.db_call(self._delete, repo, path, principal)
