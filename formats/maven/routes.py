@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import html
 from typing import Any, BinaryIO
 from urllib.parse import quote
@@ -40,6 +39,8 @@ from artifactory.plugin import (
     NotFound,
     PayloadTooLarge,
     Principal,
+    Rendered,
+    RenderedDocument,
     Repo,
     Repositories,
     StagedBlob,
@@ -48,10 +49,10 @@ from artifactory.plugin import (
     access,
     current_path,
     current_repository,
-    document_response,
     repositories,
     repository_url,
     respond,
+    respond_document,
 )
 
 CHECKSUM_HEADERS = {"sha256": "x-checksum-sha256", "sha1": "x-checksum-sha1", "md5": "x-checksum-md5"}
@@ -138,8 +139,7 @@ async def checksum(request: Request, base: str, algorithm: str) -> Response:
             digest = str(getattr(found, algorithm))
     if digest is None:
         raise NotFound(f"{base}.{algorithm} not found in {repo.name}")
-    body = digest.encode()
-    return document_response(request, body, "text/plain", hashlib.sha256(body).hexdigest())
+    return respond_document(request, RenderedDocument.of(Rendered(digest.encode(), "text/plain")))
 
 
 async def listing(request: Request, prefix: str) -> Response:

@@ -269,6 +269,34 @@ def test_group_level_metadata_lists_plugin_prefixes_from_plugin_descriptors(any_
         for p in doc.findall("plugins/plugin")
     ]
     assert plugins == [("hello", "hello-maven-plugin", "Hello Plugin")]
+    # A plugin is a component of its own: deploying (and deleting) one still changes its group's list.
+    deploy(
+        admin, repo, "org/example/plugins/bye-maven-plugin/1.0/bye-maven-plugin-1.0.jar", plugin_jar("bye")
+    )
+    doc = metadata(admin, repo, "org/example/plugins/maven-metadata.xml")
+    assert [p.findtext("prefix") for p in doc.findall("plugins/plugin")] == ["bye", "hello"]
+    assert admin.delete(f"/repository/{repo}/{base}.jar").status_code == 204
+    doc = metadata(admin, repo, "org/example/plugins/maven-metadata.xml")
+    assert [p.findtext("prefix") for p in doc.findall("plugins/plugin")] == ["bye"]
+
+
+def test_metadata_checksums_match_the_document_and_follow_each_deploy(any_server, admin):
+    repo = new_repo(any_server, version_policy="mixed")
+    path = f"{G}/sums/{METADATA}"
+    for version in ("1.0", "1.1"):
+        deploy_release(admin, repo, "sums", version)
+        body = admin.get(f"/repository/{repo}/{path}").content
+        assert f"<version>{version}</version>".encode() in body
+        for algorithm in ("md5", "sha1", "sha256", "sha512"):
+            checksum = admin.get(f"/repository/{repo}/{path}.{algorithm}")
+            assert checksum.status_code == 200
+            assert checksum.text == hashlib.new(algorithm, body).hexdigest()
+    snapshot = f"{G}/sums/2.0-SNAPSHOT"
+    deploy(admin, repo, f"{snapshot}/sums-2.0-20240101.000000-1.jar", jar_bytes())
+    body = admin.get(f"/repository/{repo}/{snapshot}/{METADATA}").content
+    assert b"<buildNumber>1</buildNumber>" in body
+    assert admin.get(f"/repository/{repo}/{snapshot}/{METADATA}.sha1").text == hashlib.sha1(body).hexdigest()
+    assert b"2.0-SNAPSHOT" in admin.get(f"/repository/{repo}/{path}").content
 
 
 # -- policies ------------------------------------------------------------------------------------

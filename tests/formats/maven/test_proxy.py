@@ -255,3 +255,73 @@ def test_an_oversized_upstream_metadata_document_is_a_502_not_a_server_error(any
         assert admin.put(f"/repository/{hosted}/{jar}", content=jar_bytes()).status_code == 201
         doc = etree.fromstring(admin.get(f"/repository/{group}/{META}").content)
         assert [v.text for v in doc.findall("versioning/versions/version")] == ["2.0"]
+
+
+def test_a_file_that_mismatches_the_upstreams_sha1_is_a_502_and_the_next_request_tries_again(
+    any_server, tmp_path, admin
+):
+    root = tmp_path / "retry"
+    data = jar_bytes({"retry": b"1"})
+    write(root, GOOD, data)
+    write(root, GOOD + ".sha1", hashlib.sha1(b"other bytes").hexdigest().encode())
+    with StaticServer(root) as upstream:
+        repo = proxy(any_server, upstream.url)
+        group = any_server.create_repo("maven", "group", name=f"mvng-{uuid.uuid4().hex[:8]}", members=[repo])
+        for where in (repo, group):
+            response = admin.get(f"/repository/{where}/{GOOD}")
+            assert response.status_code == 502
+            assert response.headers["content-type"].startswith("application/json")
+            assert "does not match the upstream's SHA-1" in response.json()["error"]
+        assert admin.get(f"/repository/{repo}/org/up/good/1.0/").status_code == 404
+        assert not stored_blob(any_server, data)
+        # Nothing was remembered of the failure: once the upstream is consistent, it is served.
+        write(root, GOOD + ".sha1", hashlib.sha1(data).hexdigest().encode())
+        response = admin.get(f"/repository/{group}/{GOOD}")
+        assert response.status_code == 200 and response.content == data
+        assert admin.get(f"/repository/{repo}/{GOOD}.sha1").text == hashlib.sha1(data).hexdigest()
+
+
+def test_upstream_metadata_is_served_with_etag_and_checksums_of_the_very_document(
+    any_server, upstream, admin
+):
+    repo = proxy(any_server, upstream.url)
+    response = admin.get(f"/repository/{repo}/{META}")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/xml")
+    doc = etree.fromstring(response.content)
+    assert [v.text for v in doc.findall("versioning/versions/version")] == ["1.0"]
+    etag = response.headers["etag"]
+    assert admin.get(f"/repository/{repo}/{META}", headers={"If-None-Match": etag}).status_code == 304
+    for algorithm in ("md5", "sha1", "sha256", "sha512"):
+        checksum = admin.get(f"/repository/{repo}/{META}.{algorithm}")
+        assert checksum.status_code == 200 and checksum.headers["content-type"].startswith("text/plain")
+        assert checksum.text == hashlib.new(algorithm, response.content).hexdigest()
+    # A client's Accept never turns the document into a checksum.
+    for accept in ("application/*", "text/*", "text/plain", "*/*"):
+        other = admin.get(f"/repository/{repo}/{META}", headers={"Accept": accept})
+        assert other.content == response.content, accept
+    assert admin.get(f"/repository/{repo}/org/up/none/maven-metadata.xml").status_code == 404
+    assert admin.get(f"/repository/{repo}/org/up/none/maven-metadata.xml.sha1").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"<metadata><versioning><versions><version>1.",
+        b'<!DOCTYPE m [<!ENTITY e SYSTEM "file:///etc/passwd">]><metadata><version>&e;</version></metadata>',
+    ],
+    ids=["truncated", "entity"],
+)
+def test_a_malformed_upstream_document_never_replaces_the_cached_one(any_server, tmp_path, admin, bad):
+    root = tmp_path / "malformed"
+    write(root, META, metadata_xml("1.0"))
+    with StaticServer(root) as upstream:
+        repo = proxy(any_server, upstream.url, metadata_ttl_seconds=0)
+        first = admin.get(f"/repository/{repo}/{META}")
+        assert first.status_code == 200
+        write(root, META, bad, future=10)
+        again = admin.get(f"/repository/{repo}/{META}")
+        assert again.status_code == 200 and again.content == first.content
+        assert b"passwd" not in again.content
+        fresh = proxy(any_server, upstream.url)
+        refused = admin.get(f"/repository/{fresh}/{META}")
+        assert refused.status_code == 502 and "error" in refused.json()
