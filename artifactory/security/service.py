@@ -31,6 +31,7 @@ from sqlalchemy import delete, select
 from artifactory.db.engine import Database
 from artifactory.db.models import ApiToken, Role, Setting, User
 from artifactory.security.passwords import (
+    TOKEN_PREFIX,
     hash_password,
     new_token,
     secret_matches,
@@ -122,6 +123,9 @@ def validate_name(kind: str, name: Any) -> str:
 def parse_authorization(header: str | None) -> Credentials:
     if not header:
         return Credentials()
+    if header.startswith(TOKEN_PREFIX) and " " not in header.strip():
+        # A bare API token, as Cargo sends the one it was given: read as a Bearer token.
+        return Credentials("bearer", "", header.strip())
     scheme, _, value = header.partition(" ")
     scheme = scheme.lower()
     value = value.strip()

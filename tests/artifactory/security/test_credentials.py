@@ -255,3 +255,17 @@ def test_a_token_scoped_to_a_group_reads_its_members_through_it_and_nothing_else
     member_only = _token(live, ADMIN, scope={"repositories": member, "actions": ["read"]}).json()["token"]
     response = httpx.get(f"{live.repo_url(group)}m.txt", headers=_bearer(member_only))
     assert response.status_code in (403, 404)
+
+
+def test_a_bare_api_token_is_read_as_a_bearer_token_and_nothing_else_without_a_scheme(live):
+    """Cargo sends the token it was given as the whole Authorization header."""
+    repo = live.create_repo("raw")
+    created = _token(live, ADMIN, scope={"repositories": repo, "actions": ["read", "write"]})
+    token = created.json()["token"]
+    bare = httpx.put(f"{live.url}/repository/{repo}/bare.txt", content=b"x", headers={"Authorization": token})
+    assert bare.status_code == 201, bare.text
+    for header in (token[:-1] + "0", "art_", "whatever", f"{token} extra"):
+        refused = httpx.put(
+            f"{live.url}/repository/{repo}/no.txt", content=b"x", headers={"Authorization": header}
+        )
+        assert refused.status_code == 401, header
