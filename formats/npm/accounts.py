@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from artifactory_formats.npm.httputil import ok, read_json
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from artifactory.plugin import (
@@ -26,10 +26,9 @@ from artifactory.plugin import (
     NotFound,
     Principal,
     Unauthorized,
-    app_state,
+    access,
     current_principal,
     current_repository,
-    engine,
 )
 
 BODY_LIMIT = 1024 * 1024  # login, adduser and token bodies: a name, a password and a few flags
@@ -59,16 +58,15 @@ async def whoami(request: Request) -> Response:
 async def authenticate_password(request: Request, username: str, password: str) -> Principal:
     """The principal a username and password prove, through the whole authentication chain."""
     basic = base64.b64encode(f"{username}:{password}".encode()).decode()
-    probe = HTTPConnection(
+    probe = Request(
         {
             "type": "http",
             "method": "GET",
             "path": "/",
             "headers": [(b"authorization", f"Basic {basic}".encode())],
-            "artifactory.state": app_state(request),
         }
     )
-    principal = await app_state(request).principal(probe)
+    principal = await access(request).principal(probe)
     if principal.anonymous:
         raise Unauthorized("bad username or password")
     return principal
@@ -85,15 +83,13 @@ async def login(request: Request) -> Response:
         raise BadRequest("the user document needs name and password")
     if name != username:
         raise BadRequest(f"the document is for {name!r}, but it was sent to {username!r}")
-    security = app_state(request).security
-    eng = engine(request)
     try:
         principal = await authenticate_password(request, name, password)
     except Unauthorized:
         if not current_repository(request).config.get("allow_user_registration"):
             raise Unauthorized("bad username or password") from None
         try:
-            await eng.db_call(security.create_user, name, password, [])
+            await access(request).create_user(name, password, [])
         except KeyError:  # the user exists: the password was wrong
             raise Unauthorized("bad username or password") from None
         except ValueError as exc:
@@ -124,10 +120,7 @@ def token_id(value: str) -> str:
 async def logout(request: Request) -> Response:
     """DELETE /-/user/token/{token} (npm logout): revoke the token the caller logged in with."""
     principal = await authenticated(request)
-    security = app_state(request).security
-    await engine(request).db_call(
-        security.revoke_token, principal.username, token_id(str(request.path_params["token"]))
-    )
+    await access(request).revoke_token(principal.username, token_id(str(request.path_params["token"])))
     return ok()
 
 
@@ -146,8 +139,7 @@ def _token_view(token: dict[str, Any]) -> dict[str, Any]:
 
 async def list_tokens(request: Request) -> Response:
     principal = await authenticated(request)
-    security = app_state(request).security
-    tokens = await engine(request).db_call(security.list_tokens, principal.username)
+    tokens = await access(request).list_tokens(principal.username)
     objects = [_token_view(token) for token in tokens]
     return JSONResponse({"objects": objects, "total": len(objects), "urls": {}})
 
@@ -160,9 +152,8 @@ async def new_token(
     scope: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A token for `principal`'s credential: never longer-lived or wider than that credential."""
-    security = app_state(request).security
     try:
-        return await engine(request).db_call(security.create_token, principal, name, seconds, scope)
+        return await access(request).create_token(principal, name, seconds, scope)
     except ValueError as exc:
         raise BadRequest(f"cannot create this token: {exc}") from None
     except KeyError:  # a user some authentication plugin knows, without an account of ours
@@ -187,9 +178,7 @@ async def create_token(request: Request) -> Response:
         raise BadRequest("creating a token needs your password")
     if body.get("cidr_whitelist"):
         raise BadRequest("CIDR-restricted tokens are not supported by this registry")
-    security = app_state(request).security
-    eng = engine(request)
-    if not await eng.db_call(security.check_password, principal.username, body["password"]):
+    if not await access(request).check_password(principal.username, body["password"]):
         raise Unauthorized("the password is not the one of the logged-in user")
     expires = body.get("expires")
     if expires is not None and (
@@ -218,8 +207,7 @@ async def create_token(request: Request) -> Response:
 
 async def revoke_token(request: Request) -> Response:
     principal = await authenticated(request)
-    security = app_state(request).security
     key = token_id(str(request.path_params["key"]))
-    if not await engine(request).db_call(security.revoke_token, principal.username, key):
+    if not await access(request).revoke_token(principal.username, key):
         raise NotFound(f"token {key} not found")
     return Response(status_code=204)

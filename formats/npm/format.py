@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from artifactory_formats.npm import metadata, routes
+from artifactory_formats.npm import metadata, routes, search
 from artifactory_formats.npm.coordinates import PackageName, parse_path, tarball_coordinates
 from artifactory_formats.npm.httputil import max_document_bytes
 from artifactory_formats.npm.metadata import JSON_TYPE, PACKUMENT, key_package, packument_key
@@ -83,6 +83,8 @@ class NpmFormat(Format):
 
     # -- index documents -------------------------------------------------------------------------
     async def build(self, key: IndexKey, hosted: HostedView) -> Any:
+        if key == search.SEARCH_KEY:
+            return search.index_entries(await hosted.components())
         if key.kind != PACKUMENT:
             return None
         body = await hosted.read(key_package(key).path, max_document_bytes(hosted.repository))
@@ -101,12 +103,14 @@ class NpmFormat(Format):
         return packument_key(parsed.package) if parsed is not None and parsed.kind == "tarball" else None
 
     def merge(self, key: IndexKey, models: Sequence[Any]) -> Any:
-        return metadata.merge(models)
+        return search.merge_entries(models) if key == search.SEARCH_KEY else metadata.merge(models)
 
     def media_types(self, key: IndexKey) -> Sequence[str]:
         return (JSON_TYPE, metadata.ABBREVIATED_TYPE)
 
     def render(self, key: IndexKey, model: Any, context: RenderContext) -> Rendered:
+        if key == search.SEARCH_KEY:
+            return Rendered(metadata.dump({"objects": model}), JSON_TYPE)
         doc = metadata.absolutized(model, context.repository_url)
         if context.media_type == metadata.ABBREVIATED_TYPE:
             return Rendered(metadata.abbreviated(doc), metadata.ABBREVIATED_TYPE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from artifactory_formats.npm import accounts, packages, services
+from artifactory_formats.npm import accounts, packages, search, services
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -22,7 +22,7 @@ ROUTES: Sequence[BaseRoute] = (
     Route("/-/ping", accounts.ping, methods=READ),
     Route("/-/whoami", accounts.whoami, methods=READ),
     Route("/-/v1/login", accounts.web_login, methods=["POST"]),
-    Route("/-/v1/search", services.search, methods=READ),
+    Route("/-/v1/search", search.search, methods=READ),
     Route("/-/user/org.couchdb.user:{user}", accounts.user_document, methods=READ),
     Route("/-/user/org.couchdb.user:{user}", accounts.login, methods=["PUT"]),
     Route("/-/user/org.couchdb.user:{user}/-rev/{rev}", accounts.login, methods=["PUT"]),
