@@ -15,7 +15,6 @@ from artifactory_formats.oci.errors import OCIError, translate
 from starlette.requests import Request
 
 from artifactory.plugin import (
-    Access,
     Content,
     HTTPProblem,
     Principal,
@@ -59,7 +58,6 @@ async def principal_of(request: Request) -> Principal:
 class Ctx:
     request: Request
     repos: Repositories
-    access: Access
     principal: Principal
     name: Name
     repo: Repo
@@ -116,7 +114,7 @@ async def open_ctx(request: Request, name: str, action: str, also: tuple[str, ..
     repo = repos.find(parsed.repository)
     if repo is None or repo.format != OCI:
         raise OCIError("NAME_UNKNOWN", f"repository {parsed.repository!r} not found", detail={"name": name})
-    return Ctx(request, repos, access(request), principal, parsed, repo)
+    return Ctx(request, repos, principal, parsed, repo)
 
 
 def push_target(ctx: Ctx) -> Repo:

@@ -32,10 +32,8 @@ from starlette.responses import Response
 
 from artifactory.plugin import (
     Coordinates,
-    Document,
     HTTPProblem,
     StoredAsset,
-    Streaming,
     Upload,
     respond,
 )
@@ -64,7 +62,7 @@ async def get(request: Request, name: str, reference: str) -> Response:
     ctx = await open_ctx(request, name, "read")
     ref = parse_reference(reference)
     content = await fetch(ctx, manifest_path(ctx.image, ref), stream=False)
-    if content is None or isinstance(content, Streaming):
+    if not isinstance(content, StoredAsset):
         raise OCIError(
             "MANIFEST_UNKNOWN", f"manifest {reference} not found in {name}", detail={"reference": reference}
         )
@@ -77,14 +75,11 @@ async def get(request: Request, name: str, reference: str) -> Response:
     )
 
 
-async def _declared_type(ctx: Ctx, content: StoredAsset | Document) -> str | None:
+async def _declared_type(ctx: Ctx, content: StoredAsset) -> str | None:
     """The mediaType a manifest declares inside (an upstream that served it as octet-stream)."""
-    if isinstance(content, Document):
-        body = content.body
-    elif content.size > DEFAULT_MAX_MANIFEST_BYTES:
+    if content.size > DEFAULT_MAX_MANIFEST_BYTES:
         return None
-    else:
-        body = await ctx.repos.read(content, DEFAULT_MAX_MANIFEST_BYTES)
+    body = await ctx.repos.read(content, DEFAULT_MAX_MANIFEST_BYTES)
     try:
         document = load_json(body)
     except (ValueError, UnicodeDecodeError):
