@@ -68,8 +68,10 @@ def inspect_zip(file: BinaryIO, module: str, version: str, limit: int) -> bytes:
             relative = name[len(root) :]
             is_dir = relative.endswith("/")
             parts = (relative[:-1] if is_dir else relative).split("/")
-            if "\\" in name:
-                raise InvalidZip(f"zip entry {name!r} contains a backslash")
+            if "\\" in name or not entry.orig_filename.isprintable():
+                raise InvalidZip(
+                    f"zip entry {entry.orig_filename!r} contains a backslash or control character"
+                )
             if relative and any(p in ("", ".", "..") for p in parts):
                 raise InvalidZip(f"zip entry {name!r} has an empty, '.' or '..' path element")
             folded = relative.rstrip("/").casefold()

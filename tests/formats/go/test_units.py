@@ -92,3 +92,11 @@ def test_a_zip_expanding_a_thousandfold_is_refused_as_a_bomb_under_any_limit() -
     data = module_zip("example.com/m", "v1.0.0", {"zeros.go": "0" * (9 * 1024 * 1024)})
     with pytest.raises(InvalidZip, match="bomb"):
         inspect_zip(io.BytesIO(data), "example.com/m", "v1.0.0", 10**9)
+
+
+def test_an_entry_name_hiding_a_path_behind_a_nul_byte_is_refused() -> None:
+    # zipfile cuts a name at NUL when it reads it: the check must see the name as stored.
+    data = module_zip("example.com/m", "v1.0.0", {"x.go#../../evil": "package m\n"})
+    crafted = data.replace(b"x.go#../../evil", b"x.go\x00../../evil")
+    with pytest.raises(InvalidZip, match="control character"):
+        inspect_zip(io.BytesIO(crafted), "example.com/m", "v1.0.0", 10**6)
