@@ -25,8 +25,12 @@ async def listing(service: Repositories, repo: Repo, prefix: str, principal: Pri
     """The entries under `prefix`. A group leaves its proxies out below a groupId:artifactId folder
     that a hosted member holds: their cached versions are ones the group would not serve."""
     if repo.type != "group" or not await _guarded_folder(service, repo, prefix):
-        return await service.listing(repo, prefix, principal)
-    return await _listing_without_proxies(service, repo, prefix, principal, frozenset())
+        entries = await service.listing(repo, prefix, principal)
+    else:
+        entries = await _listing_without_proxies(service, repo, prefix, principal, frozenset())
+    # No Maven path starts with a dot: what does at the root is the engine's own (a proxy's cache
+    # of upstream documents under .index/), not the repository's content.
+    return [e for e in entries if prefix or not e.name.startswith(".")]
 
 
 async def _guarded_folder(service: Repositories, group: Repo, prefix: str) -> bool:

@@ -8,7 +8,6 @@ from typing import Any
 from artifactory_formats.maven import content, documents, routes
 from artifactory_formats.maven import coordinates as layout
 from artifactory_formats.maven.coordinates import (
-    is_metadata,
     is_snapshot,
     split_checksum,
     try_artifact,
@@ -87,10 +86,7 @@ class MavenFormat(Format):
         )
 
     def cache_policy(self, path: str) -> CachePolicy:
-        base, _ = split_checksum(path)
-        if is_metadata(base):
-            return CachePolicy.METADATA
-        artifact = try_artifact(base)
+        artifact = try_artifact(split_checksum(path)[0])
         if artifact is None or is_snapshot(artifact.base_version):
             return CachePolicy.METADATA
         return CachePolicy.IMMUTABLE
@@ -126,7 +122,7 @@ class MavenFormat(Format):
         if repo.config.get("checksum_policy", "strict") == "off":
             return
         base, algorithm = split_checksum(path)
-        if algorithm is not None or is_metadata(base) or path.endswith(".asc"):
+        if algorithm is not None or path.endswith(".asc"):
             return
         problem = content.checksum_verdict(repo, path, blob.sha1, await fetch(path + ".sha1"))
         if problem is not None:

@@ -178,6 +178,7 @@ def test_a_proxy_folder_listing_shows_what_is_cached_and_never_asks_the_upstream
     # The upstream's document is the engine's cache, not a file: reading it lists nothing new.
     assert admin.get(f"/repository/{repo}/org/up/good/maven-metadata.xml").status_code == 200
     assert "maven-metadata.xml" not in admin.get(f"/repository/{repo}/org/up/good/").text
+    assert 'href="./org/"' in (root := admin.get(f"/repository/{repo}/").text) and "index" not in root
 
 
 def stored_blob(any_server: LiveServer, data: bytes) -> bool:
