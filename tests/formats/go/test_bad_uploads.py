@@ -79,6 +79,7 @@ def test_a_zip_larger_than_the_repository_limit_is_refused(live: LiveServer) -> 
     data = module_zip(MODULE, "v1.0.0", {"blob.go": os.urandom(LIMIT).hex()})
     response = put_zip(live, "go-bad", MODULE, "v1.0.0", data)
     assert response.status_code == 413, response.text
+    assert f"exceeds the limit of {LIMIT} bytes" in response.text
     assert_nothing_stored(live)
 
 
