@@ -10,7 +10,7 @@
 - The fetcher streams the file to its client while it is stored (the download finishes into the cache
   even if that client goes away).
 - Fetched bytes are verified while they stream against the digests the path states by itself
-  (`Format.expected_digests`) and those an upstream document declared for it (`remember_upstream`,
+  (`Format.expected_digests`) and those an upstream document declared for it (upstream links,
   `Rewritten.digests`), within the repository's size limit and a whole-transfer deadline. Bytes that
   fail are never cached: a whole-body fetch answers 502, and a streaming client's connection is cut
   before its last chunk, so it never receives a complete-looking wrong file.
@@ -18,19 +18,25 @@
   and answers from cache (or 404) at once; a failing or offline upstream never hides cached content.
 - Upstream links are kept fresh while in use (`updated_at`); a link that led to a miss, or that
   nothing used or named again for a week, is dropped by GC.
+- A cold miss costs two write transactions, both grouped with other requests' (`Database.batched`):
+  the claim (the upstream's health, the negative cache, the lease, the asset and upstream link as
+  they are now) and the finish (the file's rows, the lease's release, health, misses and links,
+  together). A per-process copy of the health, at most `config_cache_seconds` old, answers
+  "blocked" before any transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import hashlib
 import hmac
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
@@ -38,6 +44,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from artifactory.blobstore.store import HEX_LENGTH, DigestMismatch, StagedBlob
 from artifactory.db import queries
@@ -80,6 +87,46 @@ class DocumentSource:
     check: Callable[[bytes, str], None]
 
 
+@dataclass
+class Claim:
+    """What the claim transaction found: a blocked upstream, a remembered miss, or a lease taken
+    (or not) and, for its
+    holder, the asset, the upstream link row and whether the upstream's health needs a write."""
+
+    blocked: bool = False
+    negative: bool = False
+    acquired: bool = True
+    current: StoredAsset | None = None
+    link: tuple[Any, Any, datetime | None] | None = None
+    unhealthy: bool = False
+
+
+@dataclass
+class Outcome:
+    """What a fetch learnt, written by its finish: an error, a miss, links, a revalidation."""
+
+    unhealthy: bool = False
+    reached: bool = False  # the upstream answered (a success for its health)
+    error: str | None = None
+    miss: bool = False
+    link_touched: tuple[datetime | None] | None = None
+    links: dict[str, str] = field(default_factory=dict)
+    digests: dict[str, Mapping[str, str]] = field(default_factory=dict)
+    revalidated: StoredAsset | None = None
+    committed: bool = False
+
+
+@dataclass
+class Fetched:
+    """A 200 from upstream on its way into the cache."""
+
+    owner: str
+    outcome: Outcome
+    expected: dict[str, str]
+    meta: dict[str, Any]
+    content_type: str | None
+
+
 class Proxy:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -99,10 +146,8 @@ class Proxy:
             return cached
         if (document is None and not self._included(repo, path)) or repo.config.get("offline"):
             return cached
-        if await engine.db_call(self._blocked, repo):
+        if self._blocked_cached(repo):
             return cached
-        if cached is None and await engine.db_call(self._negative, repo.id, path):
-            return None
         return await self._fetch(repo, path, cached, policy, stream, document)
 
     def status(self, repo: Repo) -> dict[str, Any]:
@@ -143,6 +188,17 @@ class Proxy:
         links: Mapping[str, str],
         digests: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
+        """`_remember_upstream` in a transaction of its own (blocking)."""
+        with self.engine.db.write() as session:
+            self._remember_upstream(session, repo, links, digests)
+
+    def _remember_upstream(
+        self,
+        session: Session,
+        repo: Repo,
+        links: Mapping[str, str],
+        digests: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
         """Record what an upstream document says of the paths it names: absolute upstream URLs
         (files on another host) and the digests each file must have. A later fetch of such a path
         goes to that URL and is verified against those digests."""
@@ -152,17 +208,14 @@ class Proxy:
             clean = clean_digests(declared)
             if clean:
                 rows.setdefault(path, {})["digests"] = clean
-        if not rows:
-            return
-        with self.engine.db.write() as session:
-            for path, values in sorted(rows.items()):
-                queries.upsert(
-                    session,
-                    UpstreamLink,
-                    {"repository_id": repo.id, "path": path, **values, "updated_at": now},
-                    ["repository_id", "path"],
-                    [*values, "updated_at"],
-                )
+        for path, values in sorted(rows.items()):
+            queries.upsert(
+                session,
+                UpstreamLink,
+                {"repository_id": repo.id, "path": path, **values, "updated_at": now},
+                ["repository_id", "path"],
+                [*values, "updated_at"],
+            )
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -201,80 +254,104 @@ class Proxy:
             )
         return expires is not None and expires > datetime.now(UTC)
 
-    def _remember_miss(self, repo: Repo, path: str) -> None:
+    def _remember_miss(self, session: Session, repo: Repo, path: str) -> None:
         seconds = int(repo.config.get("negative_cache_seconds", 300))
         if seconds <= 0:
             return
-        with self.engine.db.write() as session:
-            queries.upsert(
-                session,
-                ProxyMiss,
-                {"repository_id": repo.id, "path": path, "expires_at": utcnow() + timedelta(seconds=seconds)},
-                ["repository_id", "path"],
-                ["expires_at"],
-            )
+        queries.upsert(
+            session,
+            ProxyMiss,
+            {"repository_id": repo.id, "path": path, "expires_at": utcnow() + timedelta(seconds=seconds)},
+            ["repository_id", "path"],
+            ["expires_at"],
+        )
 
-    def _blocked(self, repo: Repo) -> bool:
+    def _blocked_cached(self, repo: Repo) -> bool | None:
+        """Whether the upstream is blocked, from this process's copy of its health (refreshed by
+        every claim and record); None when that copy is older than the config cache lifetime, and
+        the claim, which reads the health anyway, decides."""
         entry = self._health.get(repo.id)
-        now = time.monotonic()
-        if entry is None or now - entry[0] > self.engine.settings.config_cache_seconds:
-            with self.engine.db.read() as session:
-                health = session.get(ProxyHealth, repo.id)
-            entry = (now, health.blocked_until if health else None, health.failures if health else 0)
-            self._health[repo.id] = entry
+        if entry is None or time.monotonic() - entry[0] > self.engine.settings.config_cache_seconds:
+            return None
         return entry[1] is not None and entry[1] > datetime.now(UTC)
 
-    def _record(self, repo: Repo, error: str | None) -> None:
-        if error is None:
-            # A success ends a run of failures, which other processes may have recorded since this one
-            # last looked: ask the database (a read), and write only when there is something to clear.
-            with self.engine.db.read() as session:
-                health = session.get(ProxyHealth, repo.id)
-            if health is None or (health.failures == 0 and health.blocked_until is None):
-                return
-        with self.engine.db.write() as session:
-            health = session.get(ProxyHealth, repo.id)
-            if health is None:
-                if error is None:
-                    return
-                health = ProxyHealth(repository_id=repo.id, failures=0, last_error="")
-                session.add(health)
+    def _remember_health(self, repository_id: int, health: ProxyHealth | None) -> None:
+        self._health[repository_id] = (
+            time.monotonic(),
+            health.blocked_until if health else None,
+            health.failures if health else 0,
+        )
+
+    def _record(self, session: Session, repo: Repo, error: str | None) -> None:
+        """Count a failure (blocking the upstream after `block_after_failures` of them in a row), or
+        end a run of failures on success: inside the caller's write transaction."""
+        health = session.get(ProxyHealth, repo.id)
+        if health is None:
             if error is None:
+                return
+            health = ProxyHealth(repository_id=repo.id, failures=0, last_error="")
+            session.add(health)
+        if error is None:
+            if health.failures == 0 and health.blocked_until is None:
+                return
+            health.failures = 0
+            health.blocked_until = None
+        else:
+            now = utcnow()
+            if health.blocked_until is not None and health.blocked_until <= now:
+                # The block is over: this failure starts a new run.
                 health.failures = 0
                 health.blocked_until = None
-            else:
-                now = utcnow()
-                if health.blocked_until is not None and health.blocked_until <= now:
-                    # The block is over: this failure starts a new run.
-                    health.failures = 0
-                    health.blocked_until = None
-                # The count is kept while blocked: the status reports the failures behind a block.
-                health.failures += 1
-                health.last_error = error[:1000]
-                threshold = int(repo.config.get("block_after_failures", 3))
-                if health.blocked_until is None and health.failures >= threshold > 0:
-                    health.blocked_until = now + timedelta(seconds=int(repo.config.get("block_seconds", 60)))
-            session.flush()
-            self._health[repo.id] = (time.monotonic(), health.blocked_until, health.failures)
+            # The count is kept while blocked: the status reports the failures behind a block.
+            health.failures += 1
+            health.last_error = error[:1000]
+            threshold = int(repo.config.get("block_after_failures", 3))
+            if health.blocked_until is None and health.failures >= threshold > 0:
+                health.blocked_until = now + timedelta(seconds=int(repo.config.get("block_seconds", 60)))
+        session.flush()
+        self._remember_health(repo.id, health)
 
     # -- single flight -----------------------------------------------------------------------
-    def _acquire(self, repository_id: int, path: str, owner: str) -> bool:
+    def _claim(self, repo: Repo, path: str, owner: str, check_negative: bool, session: Session) -> Claim:
+        """The one transaction before a fetch: the negative cache, the lease (single flight across
+        processes), and, for the lease's holder, what it needs to fetch: the asset as it is now
+        (another fetcher may have just stored it), the upstream link and the upstream's health."""
         now = utcnow()
+        health = session.get(ProxyHealth, repo.id)
+        self._remember_health(repo.id, health)
+        if health is not None and health.blocked_until is not None and health.blocked_until > now:
+            return Claim(blocked=True)
+        if check_negative:
+            expires = session.scalar(
+                select(ProxyMiss.expires_at).where(ProxyMiss.repository_id == repo.id, ProxyMiss.path == path)
+            )
+            if expires is not None and expires > datetime.now(UTC):
+                return Claim(negative=True)
         expires = now + timedelta(seconds=LEASE_SECONDS)
-        with self.engine.db.write() as session:
-            values = {"repository_id": repository_id, "path": path, "owner": owner, "expires_at": expires}
-            if queries.insert_ignore(session, ProxyLease, values, ["repository_id", "path"]):
-                return True
+        values = {"repository_id": repo.id, "path": path, "owner": owner, "expires_at": expires}
+        if not queries.insert_ignore(session, ProxyLease, values, ["repository_id", "path"]):
             taken = session.execute(
                 update(ProxyLease)
                 .where(
-                    ProxyLease.repository_id == repository_id,
+                    ProxyLease.repository_id == repo.id,
                     ProxyLease.path == path,
                     ProxyLease.expires_at < now,
                 )
                 .values(owner=owner, expires_at=expires)
             )
-            return bool(getattr(taken, "rowcount", 0))
+            if not getattr(taken, "rowcount", 0):
+                return Claim(acquired=False)
+        row = queries.find_asset(session, repo.id, path)
+        link = session.execute(
+            select(UpstreamLink.url, UpstreamLink.digests, UpstreamLink.updated_at).where(
+                UpstreamLink.repository_id == repo.id, UpstreamLink.path == path
+            )
+        ).first()
+        return Claim(
+            current=queries.to_asset(repo.name, row) if row is not None else None,
+            link=(link.url, link.digests, link.updated_at) if link is not None else None,
+            unhealthy=health is not None and (health.failures > 0 or health.blocked_until is not None),
+        )
 
     def _lease_held(self, repository_id: int, path: str) -> bool:
         with self.engine.db.read() as session:
@@ -297,15 +374,32 @@ class Proxy:
                 .values(expires_at=utcnow() + timedelta(seconds=LEASE_SECONDS))
             )
 
-    def _release(self, repository_id: int, path: str, owner: str) -> None:
-        with self.engine.db.write() as session:
-            session.execute(
-                delete(ProxyLease).where(
-                    ProxyLease.repository_id == repository_id,
-                    ProxyLease.path == path,
-                    ProxyLease.owner == owner,
-                )
+    def _finish(self, repo: Repo, path: str, owner: str, outcome: Outcome, session: Session) -> None:
+        """The one transaction after a fetch, or its part of the transaction that stores the file:
+        release the lease and record what the fetch taught (health, a miss, links, a revalidation)."""
+        session.execute(
+            delete(ProxyLease).where(
+                ProxyLease.repository_id == repo.id, ProxyLease.path == path, ProxyLease.owner == owner
             )
+        )
+        if outcome.error is not None or (outcome.reached and outcome.unhealthy):
+            self._record(session, repo, outcome.error)
+        if outcome.links or outcome.digests:
+            self._remember_upstream(session, repo, outcome.links, outcome.digests)
+        if outcome.miss:
+            self._remember_miss(session, repo, path)
+        if outcome.link_touched is not None:
+            self._touch_link(session, repo.id, path, outcome.link_touched[0])
+        if outcome.revalidated is not None:
+            session.execute(
+                update(Asset)
+                .where(Asset.id == outcome.revalidated.asset_id)
+                .values(attributes=dict(outcome.revalidated.attributes))
+            )
+
+    async def _finish_alone(self, repo: Repo, path: str, owner: str, outcome: Outcome) -> None:
+        finish = functools.partial(self._finish, repo, path, owner, outcome)
+        await self.engine.db_call(self.engine.db.batched, finish, (repo.id, path))
 
     async def _follow(self, repo: Repo, path: str, cached: StoredAsset | None) -> StoredAsset | None:
         """Wait for another fetcher's result instead of asking the upstream a second time."""
@@ -334,32 +428,39 @@ class Proxy:
         raise UpstreamUnavailable(f"upstream of {repo.name} is unavailable: the fetch of {path} failed")
 
     # -- fetching ----------------------------------------------------------------------------
-    def _upstream(self, repo: Repo, path: str) -> tuple[str, dict[str, str]]:
-        """Where to fetch `path` and the digests its upstream documents declared for it."""
+    def _target(
+        self, repo: Repo, path: str, link: tuple[Any, Any, datetime | None] | None
+    ) -> tuple[str, dict[str, str], bool]:
+        """Where to fetch `path`, the digests its upstream documents declared for it, and whether
+        its link is due to be marked fresh (in use: GC must not take it), from its link row."""
+        url, digests, updated_at = link if link is not None else (None, None, None)
+        due = link is not None and (
+            updated_at is None or utcnow() - updated_at > timedelta(seconds=LINK_REFRESH_SECONDS)
+        )
+        declared = clean_digests(digests) if digests else {}
+        if url:
+            return str(url), declared, due
+        # Not urljoin: a path is data, so "#", "?", spaces and a colon in its first segment ("v1:x/")
+        # must be percent-encoded rather than read as a fragment, a query or a URL scheme. "%" stays:
+        # the only escapes left in a decoded path are the ones its format keeps on purpose (npm's %2F).
+        base = urlsplit(str(repo.config["url"]))
+        folder = base.path if base.path.endswith("/") else base.path + "/"
+        return (
+            urlunsplit(base._replace(path=folder + quote(path, safe=PATH_SAFE), fragment="")),
+            declared,
+            due,
+        )
+
+    def _upstream_url(self, repo: Repo, path: str) -> str:
         with self.engine.db.read() as session:
             row = session.execute(
                 select(UpstreamLink.url, UpstreamLink.digests, UpstreamLink.updated_at).where(
                     UpstreamLink.repository_id == repo.id, UpstreamLink.path == path
                 )
             ).first()
-        if row is not None and (
-            row.updated_at is None or utcnow() - row.updated_at > timedelta(seconds=LINK_REFRESH_SECONDS)
-        ):
-            self._touch_link(repo.id, path, utcnow())  # in use: GC must not take it
-        declared = clean_digests(row.digests) if row is not None and row.digests else {}
-        if row is not None and row.url:
-            return str(row.url), declared
-        # Not urljoin: a path is data, so "#", "?", spaces and a colon in its first segment ("v1:x/")
-        # must be percent-encoded rather than read as a fragment, a query or a URL scheme. "%" stays:
-        # the only escapes left in a decoded path are the ones its format keeps on purpose (npm's %2F).
-        base = urlsplit(str(repo.config["url"]))
-        folder = base.path if base.path.endswith("/") else base.path + "/"
-        return urlunsplit(base._replace(path=folder + quote(path, safe=PATH_SAFE), fragment="")), declared
+        return self._target(repo, path, (row.url, row.digests, row.updated_at) if row else None)[0]
 
-    def _upstream_url(self, repo: Repo, path: str) -> str:
-        return self._upstream(repo, path)[0]
-
-    def _touch_link(self, repository_id: int, path: str, when: datetime | None) -> None:
+    def _touch_link(self, session: Session, repository_id: int, path: str, when: datetime | None) -> None:
         """Mark a link fresh (in use), or stale (`when` None: it led to a miss, and the next GC drops
         it). A link that carries digests is kept until it ages out: they guard a later fetch."""
         query = update(UpstreamLink).where(
@@ -367,8 +468,7 @@ class Proxy:
         )
         if when is None:
             query = query.where(UpstreamLink.digests.is_(None))
-        with self.engine.db.write() as session:
-            session.execute(query.values(updated_at=when))
+        session.execute(query.values(updated_at=when))
 
     def _limits(self, repo: Repo) -> tuple[int, float]:
         """(most bytes, deadline on the monotonic clock) of one upstream transfer."""
@@ -385,19 +485,26 @@ class Proxy:
         stream: bool,
         document: DocumentSource | None = None,
     ) -> StoredAsset | Streaming | None:
+        """A fetch costs two transactions of its own: the claim before it and the finish after it
+        (the finish being part of the one that stores the file, when there is a file to store)."""
         engine = self.engine
         fmt = engine.formats[repo.format]
         owner = uuid.uuid4().hex
-        if not await engine.db_call(self._acquire, repo.id, path, owner):
+        claim_it = functools.partial(self._claim, repo, path, owner, cached is None)
+        claim = await engine.db_call(engine.db.batched, claim_it, (repo.id, path))
+        if claim.blocked:
+            return cached
+        if claim.negative:
+            return None
+        if not claim.acquired:
             return await self._follow(repo, path, cached)
-        released = False
+        outcome = Outcome(unhealthy=claim.unhealthy)
+        handed_over = False
         try:
             # Another request may have completed this very fetch between our lookup and the lease.
-            current = await engine.db_call(self._cached, repo, path)
+            current = claim.current
             if current is not None and not self._stale(repo, current, policy):
                 return current
-            if current is None and await engine.db_call(self._negative, repo.id, path):
-                return None
             cached = current
             limit, deadline = self._limits(repo)
             ref = None if document is not None else await engine.index.file_ref(repo, path)
@@ -406,7 +513,9 @@ class Proxy:
             elif ref is not None:
                 url, declared = ref.url, clean_digests(ref.digests)
             else:
-                url, declared = await engine.db_call(self._upstream, repo, path)
+                url, declared, due = self._target(repo, path, claim.link)
+                if due:
+                    outcome.link_touched = (utcnow(),)
             try:
                 expected = merge_digests(fmt.expected_digests(repo, path), declared)
             except ValueError as exc:
@@ -435,23 +544,25 @@ class Proxy:
                 else:  # an absolute link to another host: the upstream's credentials are not for it
                     response = await client.send(request, stream=True, auth=None)
             except (httpx.HTTPError, OSError) as exc:
-                await engine.db_call(self._record, repo, f"{type(exc).__name__}: {exc}")
+                outcome.error = f"{type(exc).__name__}: {exc}"
                 return self._unavailable(repo, path, cached, str(exc))
             if response.status_code == 304 and cached is not None:
                 await response.aclose()
-                await engine.db_call(self._record, repo, None)
-                return await engine.db_call(self._refreshed, repo, cached)
+                outcome.reached = True
+                attributes = dict(cached.attributes)
+                attributes["proxy"] = {**attributes.get("proxy", {}), "fetched_at": time.time()}
+                outcome.revalidated = StoredAsset(**{**cached.__dict__, "attributes": attributes})
+                return outcome.revalidated
             if response.status_code in (404, 410):
                 await response.aclose()
-                await engine.db_call(self._record, repo, None)
-                await engine.db_call(self._remember_miss, repo, path)
-                await engine.db_call(self._touch_link, repo.id, path, None)
+                outcome.reached = outcome.miss = True
+                outcome.link_touched = (None,)
                 return None
             if response.status_code != 200:
                 await response.aclose()
-                await engine.db_call(self._record, repo, f"upstream answered {response.status_code}")
+                outcome.error = f"upstream answered {response.status_code}"
                 return self._unavailable(repo, path, cached, f"upstream answered HTTP {response.status_code}")
-            await engine.db_call(self._record, repo, None)
+            outcome.reached = True
             length = response.headers.get("content-length")
             if (
                 not response.headers.get("content-encoding")
@@ -473,18 +584,17 @@ class Proxy:
                 meta["rewritten_at"] = meta["fetched_at"]
             content_type = response.headers.get("content-type")
             body = _bounded(response.aiter_bytes(), path, limit, deadline)
+            fetched = Fetched(owner, outcome, expected, meta, content_type)
             if rewrite or not stream or document is not None:
                 try:
-                    return await self._store_whole(
-                        repo, path, response, body, expected, meta, content_type, rewrite, document
-                    )
+                    return await self._store_whole(repo, path, response, body, fetched, rewrite, document)
                 except BadGateway as exc:
                     return self._unavailable(repo, path, cached, exc.message)
-            released = True
-            return self._stream(repo, path, response, body, expected, meta, content_type, owner)
+            handed_over = True
+            return self._stream(repo, path, response, body, fetched)
         finally:
-            if not released:
-                await engine.db_call(self._release, repo.id, path, owner)
+            if not handed_over and not outcome.committed:
+                await self._finish_alone(repo, path, owner, outcome)
 
     def _unavailable(self, repo: Repo, path: str, cached: StoredAsset | None, reason: str) -> StoredAsset:
         PROXY_FETCHES.labels(repo.name, "error").inc()
@@ -492,13 +602,6 @@ class Proxy:
             log.warning("proxy %s: serving cached %s, upstream failed: %s", repo.name, path, reason)
             return cached
         raise UpstreamUnavailable(f"upstream of {repo.name} is unavailable: {reason}")
-
-    def _refreshed(self, repo: Repo, cached: StoredAsset) -> StoredAsset:
-        attributes = dict(cached.attributes)
-        attributes["proxy"] = {**attributes.get("proxy", {}), "fetched_at": time.time()}
-        with self.engine.db.write() as session:
-            session.execute(update(Asset).where(Asset.id == cached.asset_id).values(attributes=attributes))
-        return StoredAsset(**{**cached.__dict__, "attributes": attributes})
 
     def _upload(self, repo: Repo, path: str, meta: dict[str, Any], content_type: str | None) -> Upload:
         fmt = self.engine.formats[repo.format]
@@ -516,11 +619,9 @@ class Proxy:
         path: str,
         response: httpx.Response,
         body: AsyncIterator[bytes],
-        expected: dict[str, str],
-        meta: dict[str, Any],
-        content_type: str | None,
+        fetched: Fetched,
         rewrite: bool,
-        source: DocumentSource | None = None,
+        source: DocumentSource | None,
     ) -> StoredAsset:
         engine = self.engine
         try:
@@ -532,7 +633,7 @@ class Proxy:
                         raise UpstreamUnavailable(
                             f"upstream document {path} is larger than {MAX_DOCUMENT_BYTES} bytes"
                         )
-                meta["url"] = str(response.url)
+                fetched.meta["url"] = str(response.url)
                 try:
                     source.check(bytes(document), str(response.url))
                 except ValueError as exc:  # a malformed upstream document: keep serving the cached one
@@ -546,19 +647,19 @@ class Proxy:
                         raise UpstreamUnavailable(
                             f"upstream document {path} is larger than {MAX_DOCUMENT_BYTES} bytes"
                         )
-                check_digests(bytes(document), expected)
+                check_digests(bytes(document), fetched.expected)
                 fmt = engine.formats[repo.format]
                 try:
                     rewritten = fmt.rewrite_upstream(repo, path, bytes(document), str(response.url))
                 except ValueError as exc:  # a malformed upstream document: keep serving the cached one
                     raise UpstreamUnavailable(f"upstream document {path} is unusable: {exc}") from None
-                # Links first: a client that reads the document asks for the files it names at once.
-                await engine.db_call(
-                    self.remember_upstream, repo, dict(rewritten.links), dict(rewritten.digests)
-                )
+                # Links with the document, in its transaction: a client that reads the document asks
+                # for the files it names at once.
+                fetched.outcome.links = dict(rewritten.links)
+                fetched.outcome.digests = dict(rewritten.digests)
                 staged = await engine.blobs.ingest_bytes(rewritten.body)
             else:
-                staged = await engine.blobs.ingest(body, expected)
+                staged = await engine.blobs.ingest(body, fetched.expected)
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"upstream transfer failed: {exc}") from None
         except DigestMismatch as exc:
@@ -566,7 +667,7 @@ class Proxy:
         finally:
             await response.aclose()
         await self._verify_fetched(repo, path, staged)
-        return await self._commit_fetched(repo, path, staged, meta, content_type)
+        return await self._commit_fetched(repo, path, staged, fetched)
 
     async def _verify_fetched(self, repo: Repo, path: str, staged: StagedBlob) -> None:
         """Let the format check fetched bytes (an upstream checksum file) before they are cached."""
@@ -582,10 +683,14 @@ class Proxy:
             raise UpstreamUnavailable(f"{path} from the upstream of {repo.name} was refused: {exc}") from None
 
     async def _commit_fetched(
-        self, repo: Repo, path: str, staged: StagedBlob, meta: dict[str, Any], content_type: str | None
+        self, repo: Repo, path: str, staged: StagedBlob, fetched: Fetched
     ) -> StoredAsset:
-        upload = self._upload(repo, path, meta, content_type)
-        return await self.engine.hosted.commit(repo, staged, upload, SYSTEM)
+        """Store fetched bytes; the fetch's finish (the lease's release) commits with them."""
+        upload = self._upload(repo, path, fetched.meta, fetched.content_type)
+        finish = functools.partial(self._finish, repo, path, fetched.owner, fetched.outcome)
+        stored = await self.engine.hosted.commit(repo, staged, upload, SYSTEM, also=finish)
+        fetched.outcome.committed = True
+        return stored
 
     async def _fetch_sibling(self, repo: Repo, path: str) -> bytes | None:
         """GET another upstream path without caching it: its bytes (at most 1 MiB), or None when the
@@ -614,10 +719,7 @@ class Proxy:
         path: str,
         response: httpx.Response,
         body: AsyncIterator[bytes],
-        expected: dict[str, str],
-        meta: dict[str, Any],
-        content_type: str | None,
-        owner: str,
+        fetched: Fetched,
     ) -> Streaming:
         """Store the upstream body in a background task while handing its chunks to the client.
 
@@ -638,17 +740,17 @@ class Proxy:
                 held = chunk
                 if time.monotonic() - refreshed > LEASE_REFRESH_SECONDS:
                     refreshed = time.monotonic()
-                    await engine.db_call(self._refresh_lease, repo.id, path, owner)
+                    await engine.db_call(self._refresh_lease, repo.id, path, fetched.owner)
                 yield chunk
 
         async def run() -> None:
             staged: StagedBlob | None = None
             try:
-                staged = await engine.blobs.ingest(source(), expected)
+                staged = await engine.blobs.ingest(source(), fetched.expected)
                 await self._verify_fetched(repo, path, staged)
                 if held is not None:
                     await _put(held)  # verified: the client may have its last bytes
-                await self._commit_fetched(repo, path, staged, meta, content_type)
+                await self._commit_fetched(repo, path, staged, fetched)
                 await _put(None)
             except BaseException as exc:  # noqa: BLE001 - handed to the client side, then re-raised
                 log.warning("proxy %s: fetch of %s failed: %s", repo.name, path, exc)
@@ -657,7 +759,8 @@ class Proxy:
                     raise
             finally:
                 await response.aclose()
-                await engine.db_call(self._release, repo.id, path, owner)
+                if not fetched.outcome.committed:
+                    await self._finish_alone(repo, path, fetched.owner, fetched.outcome)
 
         async def _put(item: bytes | BaseException | None) -> None:
             if attached:
@@ -694,7 +797,7 @@ class Proxy:
             chunks=chunks(),
             size=int(size_header) if size_header and size_header.isdigit() else None,
             content_type=self.engine.formats[repo.format].content_type(path)
-            or content_type
+            or fetched.content_type
             or "application/octet-stream",
             upstream_headers={k: v for k, v in response.headers.items() if k.lower() in HOP_HEADERS},
         )

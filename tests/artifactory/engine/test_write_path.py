@@ -1,0 +1,193 @@
+"""What the write path costs in database transactions, counted (not timed) on SQLite and PostgreSQL:
+a hosted PUT at most 2 and a proxy's cold miss at most 3, with group commit keeping every upload's
+own outcome (a refusal stays the refused upload's, the others commit)."""
+
+import asyncio
+import os
+import threading
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event
+
+from artifactory.repository.hosted import Upload, WritePolicyViolation
+from artifactory.repository.model import StoredAsset, Streaming
+from tests.artifactory.engine.test_engine_api import ADMIN, make_repo
+from tests.artifactory.repository.upstream import running
+
+
+@contextmanager
+def transactions(state):
+    """Every transaction begun on the database's engines (read and write) while the block runs;
+    the hot read path's lookups, which run on a raw pooled connection, are counted as one each."""
+    counted = {"begin": 0, "commit": 0, "lookup": 0}
+    lock = threading.Lock()
+
+    def on(kind):
+        def listener(*_args):
+            with lock:
+                counted[kind] += 1
+
+        return listener
+
+    engines = {id(e): e for e in (state.db.engine, state.db.read_engine)}.values()
+    listeners = [(e, name, on(name)) for e in engines for name in ("begin", "commit")]
+    for engine, name, fn in listeners:
+        event.listen(engine, name, fn)
+    lookup = state.engine._find_asset
+    count_lookup = on("lookup")
+
+    def counting(*args):
+        count_lookup()
+        return lookup(*args)
+
+    state.engine._find_asset = counting
+    try:
+        yield counted
+    finally:
+        state.engine._find_asset = lookup
+        for engine, name, fn in listeners:
+            event.remove(engine, name, fn)
+
+
+def raw_proxy(state, url):
+    name = f"p{os.urandom(4).hex()}"
+    state.engine.repos.create({"name": name, "format": "raw", "type": "proxy", "url": url})
+    return state.engine.repository(name)
+
+
+async def drained(content):
+    if isinstance(content, Streaming):
+        return b"".join([chunk async for chunk in content.chunks])
+    return content
+
+
+async def settled(state):
+    """Wait for the proxy's background stores (a streamed fetch commits after its last chunk)."""
+    while state.engine.proxy._tasks:
+        await asyncio.gather(*state.engine.proxy._tasks, return_exceptions=True)
+
+
+def test_a_hosted_put_costs_at_most_two_transactions(state):
+    repo = make_repo(state)
+
+    async def scenario():
+        await state.engine.put_bytes(repo, b"warm the pools", Upload(path="warm.bin"), ADMIN)
+        state.engine.repos.forget(repo.name)  # as after any commit: the next request reads it again
+        with transactions(state) as counted:
+            current = state.engine.repository(repo.name)
+            stored = await state.engine.put_bytes(current, os.urandom(1024), Upload(path="a/b.bin"), ADMIN)
+        assert stored.path == "a/b.bin"
+        return counted
+
+    counted = asyncio.run(scenario())
+    assert counted["begin"] + counted["lookup"] <= 2, counted
+    assert counted["commit"] == 1, counted
+
+
+def test_a_cold_miss_costs_at_most_three_transactions_streamed_or_whole(state):
+    with running() as upstream:
+        upstream.put("lib/one.bin", os.urandom(5000))
+        upstream.put("lib/two.bin", os.urandom(5000))
+        repo = raw_proxy(state, upstream.url)
+
+        async def scenario():
+            engine = state.engine
+            try:
+                await engine.get(repo, "lib/warm.bin", ADMIN)  # a 404: pools and health copy warmed
+                results = {}
+                for path, stream in (("lib/one.bin", True), ("lib/two.bin", False)):
+                    engine.proxy._health.clear()  # the worst case: this process's health copy expired
+                    with transactions(state) as counted:
+                        content = await engine.get(repo, path, ADMIN, stream=stream)
+                        body = await drained(content)
+                        await settled(state)
+                    results[path] = (counted, body)
+                    stored = engine.lookup(repo, path)
+                    assert stored is not None and stored.size == 5000
+                with transactions(state) as counted:
+                    hit = await engine.get(repo, "lib/one.bin", ADMIN)
+                results["hit"] = (counted, hit)
+                return results
+            finally:
+                await engine.close()
+
+        results = asyncio.run(scenario())
+        for path in ("lib/one.bin", "lib/two.bin"):
+            counted, _body = results[path]
+            assert counted["begin"] + counted["lookup"] <= 3, (path, counted)
+            assert counted["commit"] <= 2, (path, counted)
+            assert upstream.count(path) == 1
+        counted, hit = results["hit"]
+        assert isinstance(hit, StoredAsset) and counted["begin"] == 0 and counted["lookup"] == 1, counted
+
+
+def test_a_cold_miss_the_upstream_does_not_have_costs_at_most_three_and_is_remembered(state):
+    with running() as upstream:
+        repo = raw_proxy(state, upstream.url)
+
+        async def scenario():
+            engine = state.engine
+            try:
+                await engine.get(repo, "warm.bin", ADMIN)
+                engine.proxy._health.clear()
+                with transactions(state) as missed:
+                    assert await engine.get(repo, "nothing.bin", ADMIN) is None
+                with transactions(state) as remembered:
+                    assert await engine.get(repo, "nothing.bin", ADMIN) is None
+                return missed, remembered
+            finally:
+                await engine.close()
+
+        missed, remembered = asyncio.run(scenario())
+        assert missed["begin"] + missed["lookup"] <= 3, missed
+        assert remembered["begin"] + remembered["lookup"] <= 2, remembered
+        assert upstream.count("nothing.bin") == 1
+
+
+def put(engine, repo, text, path):
+    return engine.put_bytes(repo, text.encode(), Upload(path=path), ADMIN)
+
+
+def test_concurrent_uploads_share_commits_and_a_refusal_stays_its_own(state):
+    """allow_once: racing uploads of one path and of distinct paths, grouped into shared commits;
+    exactly one of the same-path uploads wins, every distinct path is stored."""
+    repo = make_repo(state, write_policy="allow_once")
+
+    async def scenario():
+        engine = state.engine
+        with transactions(state) as counted:
+            results = await asyncio.gather(
+                *(put(engine, repo, f"same {i}", "same.bin") for i in range(6)),
+                *(put(engine, repo, f"own {i}", f"own/{i}.bin") for i in range(24)),
+                return_exceptions=True,
+            )
+        return results, counted
+
+    results, counted = asyncio.run(scenario())
+    same, own = results[:6], results[6:]
+    assert sum(isinstance(r, StoredAsset) for r in same) == 1, same
+    assert all(isinstance(r, WritePolicyViolation) for r in same if not isinstance(r, StoredAsset))
+    assert all(isinstance(r, StoredAsset) for r in own), own
+    stored = {a.path: a for a in state.engine._under(repo, "")}
+    assert sorted(stored) == sorted([f"own/{i}.bin" for i in range(24)] + ["same.bin"])
+    for i in range(24):
+        assert b"".join(state.engine.blobs.read(stored[f"own/{i}.bin"].sha256)) == f"own {i}".encode()
+    # Thirty commits took fewer transactions than thirty: some were grouped.
+    assert counted["commit"] < 30, counted
+
+
+@pytest.mark.parametrize("policy", ["allow", "deny"])
+def test_allow_and_deny_are_decided_without_reading_first(state, policy):
+    repo = make_repo(state, write_policy=policy)
+
+    async def scenario():
+        with transactions(state) as counted:
+            try:
+                await state.engine.put_bytes(repo, b"x", Upload(path="x.bin"), ADMIN)
+            except WritePolicyViolation:
+                pass
+        return counted
+
+    counted = asyncio.run(scenario())
+    assert counted["begin"] == (1 if policy == "allow" else 0), counted
