@@ -163,7 +163,7 @@ async def _folder(repos: Repositories, repo: Repo, prefix: str) -> dict[str, Sto
 async def _walk(repos: Repositories, repo: Repo, prefix: str, found: set[str]) -> None:
     """Image names seen in the folder tree (images with blobs but no manifest included)."""
     for entry in await repos.listing(repo, prefix, SYSTEM):
-        if entry.is_folder:
+        if entry.is_folder and not entry.name.startswith("."):  # no image name does: the engine's .index/
             if entry.name in ("manifests", "blobs") and prefix:
                 found.add(prefix.rstrip("/"))
             await _walk(repos, repo, f"{prefix}{entry.name}/", found)

@@ -121,7 +121,7 @@ def serve(stub, image_name, img, ref=None):
 
 
 def test_what_a_proxy_cached_survives_gc_and_pulls_without_the_upstream(server, anon, stub):
-    """By tag (an image, an index and its children) and by digest (a referrer)."""
+    """By tag (an image, an index and its children), by digest (a referrer), and tag lists."""
     app, arm, amd = image("gc-proxy-app", layers=2), image("gc-proxy-arm"), image("gc-proxy-amd")
     multi = index([arm.manifest, amd.manifest])
     signature = image("gc-proxy-sig", subject=app.manifest, artifact_type="application/x.sig")
@@ -130,9 +130,16 @@ def test_what_a_proxy_cached_survives_gc_and_pulls_without_the_upstream(server, 
     stub.answers["/v2/multi/manifests/v1"] = (OCI_INDEX, multi)
     serve(stub, "multi", arm)
     serve(stub, "multi", amd)
+    for image_name in ("app", "blobs"):  # an image named like a folder of the layout, too
+        stub.answers[f"/v2/{image_name}/tags/list"] = (
+            "application/json",
+            json.dumps({"name": image_name, "tags": ["v1"]}).encode(),
+        )
     proxy = server.create_repo("oci", "proxy", url=stub.url, metadata_ttl_seconds=3600)
 
     def pull():
+        for image_name in ("app", "blobs"):  # the engine's cached copy of each tag list stays too
+            assert anon.get(f"/v2/{proxy}/{image_name}/tags/list").json()["tags"] == ["v1"]
         expected = {
             "app/manifests/v1": app.manifest,
             f"app/manifests/{signature.digest}": signature.manifest,
