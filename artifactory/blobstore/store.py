@@ -126,7 +126,9 @@ class BlobStore:
         the stream itself (a client that disconnects) likewise leaves nothing behind.
         """
         wanted = normalise_expected(expected)
-        temp = await to_thread.run_sync(self.driver.create_temp)
+        # The temporary object is created with the first flush, or with the last (and only) write
+        # of a small body: one worker-thread hop for a small upload instead of three.
+        temp: TempObject | None = None
         hasher = _Hasher()
         try:
             buffer = bytearray()
@@ -137,17 +139,18 @@ class BlobStore:
                 if len(buffer) >= FLUSH_BYTES:
                     data = bytes(buffer)
                     buffer.clear()
+                    if temp is None:
+                        temp = await to_thread.run_sync(self.driver.create_temp)
                     await to_thread.run_sync(_write_and_hash, temp, hasher, data)
-            if buffer:
-                await to_thread.run_sync(_write_and_hash, temp, hasher, bytes(buffer))
-            await to_thread.run_sync(temp.close)
+            temp = await to_thread.run_sync(_finish_temp, self.driver, temp, hasher, bytes(buffer))
             info = hasher.info()
             for algorithm, value in wanted.items():
                 if not hmac.compare_digest(value, info.digest(algorithm)):
                     raise DigestMismatch(algorithm, value, info.digest(algorithm))
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await to_thread.run_sync(_close_and_delete, self.driver, temp)
+            if temp is not None:
+                with anyio.CancelScope(shield=True):
+                    await to_thread.run_sync(_close_and_delete, self.driver, temp)
             raise
         return StagedBlob(info=info, temp_name=temp.name)
 
@@ -250,18 +253,14 @@ class BlobStore:
         """Move staged bytes to their content address; durable when this returns."""
         await to_thread.run_sync(self.driver.promote, staged.temp_name, blob_key(staged.info.sha256))
 
-    async def place(self, staged: StagedBlob) -> bool:
-        """Move staged bytes to their content address, durably, unless it holds them already: then
-        the temporary object is kept (False), so that the caller still has the bytes should GC
-        collect the stored copy before the caller's row takes hold (see `publish_kept`)."""
-
-        def run() -> bool:
-            if self.driver.exists(blob_key(staged.info.sha256)):
-                return False
-            self.driver.promote(staged.temp_name, blob_key(staged.info.sha256))
-            return True
-
-        return await to_thread.run_sync(run)
+    def place(self, staged: StagedBlob) -> bool:
+        """Blocking: move staged bytes to their content address, durably, unless it holds them
+        already: then the temporary object is kept (False), so that the caller still has the bytes
+        should GC collect the stored copy before the caller's row takes hold (see `publish_kept`)."""
+        if self.driver.exists(blob_key(staged.info.sha256)):
+            return False
+        self.driver.promote(staged.temp_name, blob_key(staged.info.sha256))
+        return True
 
     def publish_kept(self, staged: StagedBlob) -> bool:
         """Blocking: make sure the bytes are at their content address, from a temp `place` kept if
@@ -300,6 +299,20 @@ class BlobStore:
 
     def delete(self, sha256: str) -> None:
         self.driver.delete(blob_key(sha256))
+
+
+def _finish_temp(driver: BlobDriver, temp: TempObject | None, hasher: _Hasher, data: bytes) -> TempObject:
+    """Write the last bytes (creating the temporary object if none was) and make them durable."""
+    if temp is None:
+        temp = driver.create_temp()
+    try:
+        if data:
+            _write_and_hash(temp, hasher, data)
+        temp.close()
+    except BaseException:
+        _close_and_delete(driver, temp)
+        raise
+    return temp
 
 
 def _close_and_delete(driver: BlobDriver, temp: TempObject) -> None:

@@ -10,12 +10,21 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, bindparam, delete, func, select, update
+from sqlalchemy import Engine, Row, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from artifactory.blobstore.store import BlobInfo
-from artifactory.db.models import Asset, Blob, Component, NameGeneration, Repository, Tombstone, utcnow
+from artifactory.db.models import (
+    Asset,
+    AuditEvent,
+    Blob,
+    Component,
+    NameGeneration,
+    Repository,
+    Tombstone,
+    utcnow,
+)
 from artifactory.repository.model import ComponentInfo, StoredAsset
 
 _ASSET_COLUMNS = (
@@ -107,6 +116,54 @@ def _insert(session: Session, model: Any) -> Any:
     return sqlite.insert(model)
 
 
+# Statements of the upload path, built once per dialect with bound parameters: building a statement
+# costs more Python than running it, and an upload runs several.
+_PREBUILT: dict[tuple[str, str], Any] = {}
+
+
+def _upsert_statement(
+    dialect: str, model: Any, names: Sequence[str], keys: Sequence[str], update_keys: Sequence[str]
+) -> Any:
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model).values(
+        {name: bindparam(name) for name in names}
+    )
+    return statement.on_conflict_do_update(
+        index_elements=list(keys), set_={k: statement.excluded[k] for k in update_keys}
+    )
+
+
+def _prebuilt(session: Session, name: str) -> Any:
+    dialect = session.get_bind().dialect.name
+    found = _PREBUILT.get((dialect, name))
+    if found is not None:
+        return found
+    if name == "touch_blob":
+        names = ["sha256", "size", "md5", "sha1", "sha512", "created_at", "touched_at"]
+        found = _upsert_statement(dialect, Blob, names, ["sha256"], ["touched_at"])
+    elif name == "save_asset":
+        changed = ["blob_sha256", "content_type", "attributes", "component_id", "conflict_key", "updated_at"]
+        names = ["repository_id", "path", "created_at", *changed]
+        found = _upsert_statement(dialect, Asset, names, ["repository_id", "path"], changed)
+    elif name == "bump_generation":
+        values: dict[str, Any] = {"repository_id": bindparam("rid"), "namespace": bindparam("namespace")}
+        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = dialect_insert(NameGeneration).values(**values, name=bindparam("name"), generation=1)
+        found = statement.on_conflict_do_update(
+            index_elements=["repository_id", "namespace", "name"],
+            set_={"generation": NameGeneration.generation + 1},
+        )
+    else:
+        raise KeyError(name)
+    _PREBUILT[(dialect, name)] = found
+    return found
+
+
+_BUMP_REVISION = (
+    update(Repository).where(Repository.id == bindparam("rid")).values(revision=Repository.revision + 1)
+)
+_AUDIT = insert(AuditEvent)
+
+
 def upsert(
     session: Session, model: Any, values: dict[str, Any], keys: Sequence[str], update_keys: Iterable[str]
 ) -> None:
@@ -174,9 +231,8 @@ def touch_blob(session: Session, info: BlobInfo, until: datetime | None = None) 
     is given: a commit reserves its blobs that way before it promotes them.
     """
     now = until or utcnow()
-    upsert(
-        session,
-        Blob,
+    session.execute(
+        _prebuilt(session, "touch_blob"),
         {
             "sha256": info.sha256,
             "size": info.size,
@@ -186,8 +242,6 @@ def touch_blob(session: Session, info: BlobInfo, until: datetime | None = None) 
             "created_at": now,
             "touched_at": now,
         },
-        ["sha256"],
-        ["touched_at"],
     )
 
 
@@ -207,9 +261,15 @@ def find_conflict(session: Session, repository_id: int, conflict_key: str) -> st
 
 
 def bump_revision(session: Session, repository_id: int) -> None:
-    session.execute(
-        update(Repository).where(Repository.id == repository_id).values(revision=Repository.revision + 1)
-    )
+    session.execute(_BUMP_REVISION, {"rid": repository_id})
+
+
+def add_audit(session: Session, events: Sequence[dict[str, Any]]) -> None:
+    """Audit events as rows (keys: actor, action, repository, path, details), without the ORM's
+    unit of work."""
+    if events:
+        now = utcnow()
+        session.execute(_AUDIT, [{"at": now, "details": {}, **event} for event in events])
 
 
 def ensure_component(
@@ -250,9 +310,8 @@ def save_asset(
     conflict_key: str | None = None,
 ) -> None:
     now = utcnow()
-    upsert(
-        session,
-        Asset,
+    session.execute(
+        _prebuilt(session, "save_asset"),
         {
             "repository_id": repository_id,
             "path": path,
@@ -264,24 +323,15 @@ def save_asset(
             "created_at": now,
             "updated_at": now,
         },
-        ["repository_id", "path"],
-        ["blob_sha256", "content_type", "attributes", "component_id", "conflict_key", "updated_at"],
     )
 
 
 def bump_generations(session: Session, repository_id: int, names: Iterable[tuple[str, str]]) -> None:
     """Move the generation of each (namespace, name), in sorted order so that concurrent
     transactions take the row locks in one order."""
+    statement = _prebuilt(session, "bump_generation")
     for namespace, name in sorted(set(names)):
-        statement = _insert(session, NameGeneration).values(
-            repository_id=repository_id, namespace=namespace, name=name, generation=1
-        )
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["repository_id", "namespace", "name"],
-                set_={"generation": NameGeneration.generation + 1},
-            )
-        )
+        session.execute(statement, {"rid": repository_id, "namespace": namespace, "name": name})
 
 
 def generation(session: Session, repository_id: int, namespace: str, name: str) -> int:

@@ -159,6 +159,7 @@ class Hosted:
         runs `also(session)` (a proxy's lease release) so that it commits with them."""
         engine = self.engine
         blobs = [staged, *(c.staged for c in upload.companions)]
+        kept: list[StagedBlob] = []
         try:
             engine.pm.hook.artifactory_check_upload(
                 repository=repo.name,
@@ -167,17 +168,22 @@ class Hosted:
                 size=staged.info.size,
                 principal=principal,
             )
-            for blob in blobs:
-                if blob.temp_name:
-                    await engine.blobs.place(blob)
             fmt = engine.formats[repo.format]
             content_type = (
                 upload.content_type or fmt.content_type(upload.path) or guess_content_type(upload.path)
             )
-            save = functools.partial(self._save, repo, staged, upload, content_type, principal, also)
-            asset, companions = await engine.db_call(engine.db.batched, save, (repo.id, upload.path))
-        finally:
-            await self.discard(blobs)  # kept temporaries (bytes stored already), or a refused upload's
+
+            def place_and_save() -> tuple[StoredAsset, list[StoredAsset]]:
+                # One worker-thread hop for the promotion and the (grouped) transaction.
+                kept.extend(b for b in blobs if b.temp_name and not engine.blobs.place(b))
+                save = functools.partial(self._save, repo, staged, upload, content_type, principal, also)
+                return engine.db.batched(save, (repo.id, upload.path))
+
+            asset, companions = await engine.db_call(place_and_save)
+        except BaseException:
+            await self.discard(blobs)
+            raise
+        await self.discard(kept)  # temporaries of bytes that were stored already
         engine.repos.forget(repo.name)
         for stored in (asset, *companions):
             engine.fire(
@@ -264,16 +270,19 @@ class Hosted:
         queries.bump_revision(session, repo.id)
         files = [(upload.path, staged.info), *((c.path, c.staged.info) for c in upload.companions)]
         queries.bump_generations(session, repo.id, self._names(repo, [p for p, _ in files], upload))
-        for path, info in files:
-            session.add(
-                AuditEvent(
-                    actor=principal.username,
-                    action="asset.stored",
-                    repository=repo.name,
-                    path=path,
-                    details={"sha256": info.sha256, "size": info.size},
-                )
-            )
+        queries.add_audit(
+            session,
+            [
+                {
+                    "actor": principal.username,
+                    "action": "asset.stored",
+                    "repository": repo.name,
+                    "path": path,
+                    "details": {"sha256": info.sha256, "size": info.size},
+                }
+                for path, info in files
+            ],
+        )
         if also is not None:
             also(session)
         saved = []
