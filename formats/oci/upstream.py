@@ -6,8 +6,9 @@ for a repository path below the configured URL (`<root>/<image>/manifests/v1`, a
 documents `<root>/<image>/tags/list` and `<root>/<image>/referrers/<digest>`); a registry serves them
 at `<root>/v2/<image>/...`, with `default_namespace` put before a single-segment image, so each request
 is moved there before it is sent (`registry_url`). Only paths of that origin below the configured URL
-are moved, and never one already below `/v2/` (an image of a proxy may therefore not start with
-`v2/`), so a redirect the upstream answers is followed as it is. On a 401 with
+are moved, and never one already at `<root>/v2/` (an image of a proxy may therefore not start with
+`v2/`; with a configured URL ending in `/v2` moving is idempotent), so a redirect the upstream answers
+is followed as it is. On a 401 with
 `WWW-Authenticate: Bearer realm=...,service=...,scope=...` it fetches a token from the realm (with the
 proxy's username/password as Basic credentials when configured, anonymously otherwise), remembers it
 per scope until it expires, and retries. A Basic challenge is answered with the configured
@@ -73,7 +74,7 @@ class RegistryAuth(httpx.Auth):
         username, password = config.get("username"), config.get("password")
         self.basic = httpx.BasicAuth(str(username), str(password or "")) if username else None
         self.config = dict(config)
-        self._root = httpx.URL(registry_root(config) + "/")
+        self._base = httpx.URL(str(config["url"]).rstrip("/") + "/")  # what the engine puts paths below
         self._tokens: dict[str, tuple[str, float]] = {}  # image (or "") -> (token, expires)
 
     @staticmethod
@@ -83,12 +84,12 @@ class RegistryAuth(httpx.Auth):
 
     def _locate(self, request: httpx.Request) -> None:
         """Move a repository path below the configured URL to where the registry serves it."""
-        url, root = request.url, self._root
-        if (url.scheme, url.host, url.port) != (root.scheme, root.host, root.port):
+        url, base = request.url, self._base
+        if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
             return
-        if not url.path.startswith(root.path) or url.path.startswith(root.path + "v2/"):
+        if not url.path.startswith(base.path) or url.path.startswith(base.path + "v2/"):
             return
-        moved = registry_url(self.config, unquote(url.path[len(root.path) :]))
+        moved = registry_url(self.config, unquote(url.path[len(base.path) :]))
         if moved is not None:
             request.url = httpx.URL(moved, params=url.params)
 

@@ -142,3 +142,13 @@ def test_a_group_never_serves_nor_caches_proxied_bytes_that_do_not_match_their_d
     stub.answers[manifest_path] = (OCI_MANIFEST, real.manifest)
     assert anon.get(blob_url).content == real_blob
     assert anon.get(manifest_url).content == real.manifest
+
+
+def test_a_proxy_configured_with_the_v2_url_reaches_the_same_layout(server, anon, stub):
+    img = image("v2-url")
+    stub.answers["/v2/app/manifests/v1"] = (OCI_MANIFEST, img.manifest)
+    stub.answers["/v2/app/tags/list"] = _tags("v1")
+    proxy = server.create_repo("oci", "proxy", url=f"{stub.url}/v2")
+    assert anon.get(f"/v2/{proxy}/app/manifests/v1").content == img.manifest
+    assert anon.get(f"/v2/{proxy}/app/tags/list").json()["tags"] == ["v1"]
+    assert {path for path, _headers in stub.seen} == {"/v2/app/manifests/v1", "/v2/app/tags/list"}

@@ -1,12 +1,13 @@
 """The pure parts: names, references, digests, manifests, pagination, tokens, challenges, GC planning."""
 
+import asyncio
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from artifactory_formats.oci import auth, gc
-from artifactory_formats.oci.upstream import registry_url
 from artifactory_formats.oci.coordinates import (
     IMAGE,
     InvalidDigest,
@@ -16,7 +17,7 @@ from artifactory_formats.oci.coordinates import (
 )
 from artifactory_formats.oci.errors import OCIError
 from artifactory_formats.oci.metadata import paginate, parse_manifest, references_of
-from artifactory_formats.oci.upstream import parse_challenge
+from artifactory_formats.oci.upstream import RegistryAuth, parse_challenge, registry_url
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -147,6 +148,30 @@ def test_upstream_urls_follow_the_v2_layout_and_default_namespace():
         == "https://registry.example.test/v2/me/app/blobs/sha256:00"
     )
     assert registry_url({"url": "http://h:5000/v2"}, "a/tags/list") == "http://h:5000/v2/a/tags/list"
+
+
+@pytest.mark.parametrize(
+    ("url", "asked", "sent"),
+    [
+        ("https://r.test", "https://r.test/app/manifests/v1", "https://r.test/v2/library/app/manifests/v1"),
+        ("https://r.test/v2", "https://r.test/v2/me/app/tags/list", "https://r.test/v2/me/app/tags/list"),
+        (
+            "https://r.test/",
+            "https://r.test/app/referrers/sha256:00",
+            "https://r.test/v2/library/app/referrers/sha256:00",
+        ),
+        # a redirect: already in the /v2/ layout, elsewhere on the host, or on another host
+        ("https://r.test", "https://r.test/v2/x/blobs/sha256:00", "https://r.test/v2/x/blobs/sha256:00"),
+        ("https://r.test", "https://r.test/storage/blob?sig=1", "https://r.test/storage/blob?sig=1"),
+        ("https://r.test", "https://cdn.test/app/blobs/sha256:00", "https://cdn.test/app/blobs/sha256:00"),
+    ],
+)
+def test_a_proxy_asks_the_registry_s_v2_layout_for_each_repository_path(url, asked, sent):
+    auth = RegistryAuth({"url": url, "default_namespace": "library"})
+    request = httpx.Request("GET", asked)
+    flow = auth.async_auth_flow(request)
+    prepared = asyncio.run(flow.__anext__())
+    assert str(prepared.url) == sent
 
 
 def _asset(path, data, attributes=None, age=3600):
