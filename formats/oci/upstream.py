@@ -28,9 +28,12 @@ import httpx
 from artifactory_formats.oci.coordinates import locate
 from artifactory_formats.oci.metadata import ACCEPT_MANIFESTS, OCI_INDEX
 
+from artifactory.plugin import Lru
+
 _PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))')
 _IMAGE = re.compile(r"^/v2/(?P<image>.+)/(?:manifests|blobs|tags|referrers)/")
 DEFAULT_TOKEN_SECONDS = 60
+TOKENS_KEPT = 1024
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -75,7 +78,8 @@ class RegistryAuth(httpx.Auth):
         self.basic = httpx.BasicAuth(str(username), str(password or "")) if username else None
         self.config = dict(config)
         self._base = httpx.URL(str(config["url"]).rstrip("/") + "/")  # what the engine puts paths below
-        self._tokens: dict[str, tuple[str, float]] = {}  # image (or "") -> (token, expires)
+        # image (or "") -> (token, expires): a proxy may pull from any number of images
+        self._tokens: Lru[str, tuple[str, float]] = Lru(TOKENS_KEPT)
 
     @staticmethod
     def _image(url: httpx.URL) -> str:
@@ -123,7 +127,7 @@ class RegistryAuth(httpx.Auth):
         lifetime = (
             float(seconds) if isinstance(seconds, int | float) and seconds > 0 else DEFAULT_TOKEN_SECONDS
         )
-        self._tokens[self._image(original.url)] = (token, time.monotonic() + max(lifetime - 10, 5))
+        self._tokens.put(self._image(original.url), (token, time.monotonic() + max(lifetime - 10, 5)))
         return token
 
     def _retry(self, request: httpx.Request, token: str) -> httpx.Request:
