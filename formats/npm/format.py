@@ -96,7 +96,7 @@ class NpmFormat(Format):
         return UpstreamDocument(key_package(key).path, accept=JSON_TYPE)
 
     def parse(self, key: IndexKey, body: bytes, url: str) -> Parsed | None:
-        return metadata.parse_upstream(body, key_package(key)) if key.kind == PACKUMENT else None
+        return metadata.parse_upstream(body, key_package(key), url) if key.kind == PACKUMENT else None
 
     def declared_by(self, path: str) -> IndexKey | None:
         parsed = parse_path(path)

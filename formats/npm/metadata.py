@@ -377,10 +377,12 @@ def dist_digests(dist: Mapping[str, Any]) -> dict[str, str]:
     return {}
 
 
-def parse_upstream(body: bytes, package: PackageName) -> Parsed:
-    """An upstream's packument as the model (tarball paths relative to the repository), with each
-    tarball it names declared at that path: its upstream URL and what its `dist` says it hashes to,
-    which the engine verifies while the tarball streams. ValueError for a document that is not one."""
+def parse_upstream(body: bytes, package: PackageName, url: str) -> Parsed:
+    """An upstream's packument (fetched from `url`) as the model, tarball paths relative to the
+    repository, with each tarball of the package declared at its path: its upstream URL and what its
+    `dist` says it hashes to, which the engine verifies while the tarball streams. A tarball named
+    by a relative path lives that far below the upstream registry's root, as this repository's do.
+    ValueError for a document that is not a packument."""
     try:
         doc = safejson.loads(body, "the upstream packument", max_values=None)
     except HTTPProblem as exc:
@@ -388,12 +390,17 @@ def parse_upstream(body: bytes, package: PackageName) -> Parsed:
     if not isinstance(doc, dict):
         raise ValueError("the upstream packument is not a JSON object")
     links = relativize(doc, package)
+    root = url[: url.rindex("/") + 1] if "/" in url else url  # the packument's path is one segment
     files = {}
     for manifest in versions_of(doc).values():
         dist = as_dict(as_dict(manifest).get("dist"))
         path = dist.get("tarball")
-        if isinstance(path, str) and path in links:
+        if not isinstance(path, str):
+            continue
+        if path in links:
             files[path] = FileRef(links[path], dist_digests(dist))
+        elif path.startswith(package.tarball_folder) and "/" not in path[len(package.tarball_folder) :]:
+            files[path] = FileRef(root + quote(path, safe="/@+"), dist_digests(dist))
     return Parsed(doc, files)
 
 

@@ -290,15 +290,22 @@ def test_relativize_maps_upstream_urls_to_local_paths_and_avoids_collisions():
 
 
 def test_parse_gives_the_relativised_packument_and_declares_each_tarball_at_its_upstream_url():
-    body = json.dumps(
-        {"name": "pkg", "versions": {"1.0.0": {"dist": {"tarball": "http://up.invalid/pkg/-/pkg-1.0.0.tgz"}}}}
-    )
-    parsed = NpmFormat().parse(PKG_KEY, body.encode(), "http://up.invalid/pkg")
+    versions = {
+        "1.0.0": {"dist": {"tarball": "http://cdn.invalid/pkg/-/pkg-1.0.0.tgz"}},
+        "1.1.0": {"dist": {"tarball": "pkg/-/pkg-1.1.0.tgz", "shasum": "a" * 40}},
+        "1.2.0": {"dist": {"tarball": "other/-/other-1.2.0.tgz"}},
+    }
+    body = json.dumps({"name": "pkg", "versions": versions})
+    parsed = NpmFormat().parse(PKG_KEY, body.encode(), "http://up.invalid/registry/pkg")
     assert parsed is not None
     assert parsed.model["versions"]["1.0.0"]["dist"]["tarball"] == "pkg/-/pkg-1.0.0.tgz"
+    # A relative tarball of this package is below the upstream registry's root; another package's
+    # path is declared by nothing.
     assert {path: ref.url for path, ref in parsed.files.items()} == {
-        "pkg/-/pkg-1.0.0.tgz": "http://up.invalid/pkg/-/pkg-1.0.0.tgz"
+        "pkg/-/pkg-1.0.0.tgz": "http://cdn.invalid/pkg/-/pkg-1.0.0.tgz",
+        "pkg/-/pkg-1.1.0.tgz": "http://up.invalid/registry/pkg/-/pkg-1.1.0.tgz",
     }
+    assert parsed.files["pkg/-/pkg-1.1.0.tgz"].digests == {"sha1": "a" * 40}
 
 
 def test_rendering_makes_tarball_urls_absolute_without_changing_the_cached_model():
