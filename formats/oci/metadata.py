@@ -206,24 +206,6 @@ def referrers_index(descriptors: Iterable[Mapping[str, Any]]) -> bytes:
     ).encode()
 
 
-def filter_referrers(index: bytes, artifact_type: str) -> bytes:
-    document = load_json(index)
-    document["manifests"] = [
-        m for m in document.get("manifests", []) if m.get("artifactType") == artifact_type
-    ]
-    return json.dumps(document, separators=(",", ":")).encode()
-
-
-def descriptors_of_index(body: bytes) -> list[dict[str, Any]]:
-    """The manifests listed by an index document (an upstream's referrers answer or fallback tag)."""
-    try:
-        document = load_json(body)
-    except (UnicodeDecodeError, ValueError):
-        return []
-    entries = document.get("manifests") if isinstance(document, dict) else None
-    return [e for e in entries or [] if isinstance(e, dict) and isinstance(e.get("digest"), str)]
-
-
 @dataclass(frozen=True)
 class Page:
     items: list[str]
