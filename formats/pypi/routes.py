@@ -57,13 +57,20 @@ class NotAcceptable(HTTPProblem):
 
 
 # -- helpers ----------------------------------------------------------------------------------
+# The media type chosen for each (Accept, ?format=) seen: clients send a handful of distinct headers.
+_choices: Lru[tuple[str | None, str | None], str | None] = Lru(1024)
+
+
 def _negotiated(request: Request) -> Request:
     """`request` with its Accept header replaced by the one media type PEP 691 negotiation chose
     (`?format=` overrides Accept; 406 when none of ours is acceptable), which the engine then serves."""
     query = (
         request.query_params.get("format") if b"format=" in request.scope.get("query_string", b"") else None
     )
-    chosen = negotiation.choose(request.headers.get("accept"), query)
+    asked = (request.headers.get("accept"), query)
+    known, chosen = _choices.lookup(asked)
+    if not known:
+        chosen = _choices.put(asked, negotiation.choose(*asked))
     if chosen is None:
         raise NotAcceptable(
             f"acceptable: {metadata.JSON_TYPE}, {metadata.HTML_TYPE}, {negotiation.TEXT_HTML}"
