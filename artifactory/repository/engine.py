@@ -29,7 +29,7 @@ from artifactory.http.errors import BadRequest, Forbidden, MethodNotAllowed, Not
 from artifactory.repository.downloads import Downloads
 from artifactory.repository.group import Group
 from artifactory.repository.hosted import BlobGone, Hosted, Upload
-from artifactory.repository.index import Index
+from artifactory.repository.index import INDEX_PREFIX, Index
 from artifactory.repository.model import GROUP, HOSTED, PROXY, ComponentInfo, Content, Repo, StoredAsset
 from artifactory.repository.proxy import Proxy
 from artifactory.repository.registry import RepositoryRegistry
@@ -150,15 +150,29 @@ class Engine:
         return self._find_asset(repo.name, repo.id, path)
 
     async def listing(self, repo: Repo, prefix: str, principal: Principal) -> list[Entry]:
-        """The folders and files directly under `prefix` (which ends with "/" or is empty)."""
+        """The folders and files directly under `prefix` (which ends with "/" or is empty), as a
+        client may see them: a group leaves out what its proxy members hold of a name a hosted
+        member holds (the dependency-confusion guard), and the index cache is never listed."""
+        fmt = self.formats[repo.format]
         names: dict[str, Entry] = {}
+        shadowed: dict[tuple[str, str], bool] = {}
         for member in self._leaf_repositories(repo, principal):
             rows = await self.db_call(self._under, member, prefix)
             for asset in rows:
+                if asset.path.startswith(INDEX_PREFIX):
+                    continue
                 rest = asset.path[len(prefix) :]
                 head, sep, _tail = rest.partition("/")
                 if not head or head in names:
                     continue
+                if repo.type == GROUP and member.type == PROXY:
+                    coordinates = fmt.coordinates(asset.path)
+                    if coordinates is not None:
+                        name = (coordinates.namespace, coordinates.name)
+                        if name not in shadowed:
+                            shadowed[name] = await self.group.shadowed_name(repo, *name)
+                        if shadowed[name]:
+                            continue
                 names[head] = Entry(head, True) if sep else Entry(head, False, asset)
         return sorted(names.values(), key=lambda e: (not e.is_folder, e.name))
 

@@ -133,15 +133,21 @@ class Index:
         )
 
     # -- the public entry points ---------------------------------------------------------------
-    async def respond(self, request: Request, repo: Repo, key: IndexKey, principal: Principal) -> Response:
-        """The document `key` of `repo` as this client asked for it (404 when there is none)."""
+    async def respond(
+        self, request: Request, repo: Repo, key: IndexKey, principal: Principal, media_type: str | None = None
+    ) -> Response:
+        """The document `key` of `repo` as this client asked for it (404 when there is none), in
+        `media_type` when the format chose one (a checksum of the document), else as negotiated."""
         fmt = self.engine.formats[repo.format]
         self.engine.require(principal, repo, "read")
         model = await self.model(repo, key, principal)
         if model is None:
             raise NotFound(f"{key.name or key.kind} not found in {repo.name}")
         offered = fmt.media_types(key)
-        media_type = negotiate(request.headers.get("accept"), offered)
+        if media_type is None:
+            media_type = negotiate(request.headers.get("accept"), offered)
+        elif media_type not in offered:
+            raise ValueError(f"{fmt.id} does not render {key.kind} as {media_type}")
         url = repository_url(request, repo.name)
         cache_key = (repo.id, key, model.identity, media_type, url)
         document = self._rendered.get(cache_key)

@@ -102,9 +102,12 @@ class Repositories:
         return await self._engine.component_names(repo)
 
     # -- index documents -------------------------------------------------------------------------
-    async def index(self, request: Request, repo: Repo, key: IndexKey, principal: Principal) -> Response:
-        """Serve the computed document `key` (see `Format.build/parse/merge/render`)."""
-        return await self._engine.index.respond(request, repo, key, principal)
+    async def index(
+        self, request: Request, repo: Repo, key: IndexKey, principal: Principal, media_type: str | None = None
+    ) -> Response:
+        """Serve the computed document `key` (see `Format.build/parse/merge/render`), in the media
+        type negotiated from Accept among `Format.media_types(key)`, or in `media_type`."""
+        return await self._engine.index.respond(request, repo, key, principal, media_type)
 
     async def index_model(self, repo: Repo, key: IndexKey, principal: Principal) -> Any:
         """The model of `key` as `principal` sees it in `repo` (None: no such document)."""

@@ -274,3 +274,28 @@ def test_a_deleted_file_is_never_stored_again_under_allow_once(state):
 )
 def test_negotiation(accept, chosen):
     assert negotiate(accept, ("a/json", "b/html")) == chosen
+
+
+def test_a_group_listing_leaves_out_what_its_proxies_hold_of_a_hosted_name_and_the_index_cache(state):
+    body = b"lookalike"
+    with running() as upstream:
+        upstream.put(
+            "index/internal.json",
+            json.dumps({"versions": {"99.0": hashlib.sha256(body).hexdigest()}}).encode(),
+        )
+        upstream.put("blobs/99.0", body)
+        proxy = repository(state, "proxy", url=upstream.url)
+        hosted = repository(state, "hosted")
+        group = repository(state, "group", members=[proxy.name, hosted.name])
+
+        async def scenario():
+            engine = state.engine
+            assert await engine.get(proxy, "files/internal/99.0.txt", ADMIN, stream=False) is not None
+            before = await engine.listing(fresh(state, group), "files/internal/", ADMIN)
+            assert [e.name for e in before] == ["99.0.txt"]  # nothing guards the name yet
+            await upload(state, hosted, "internal", "1.0", b"i1")
+            after = await engine.listing(fresh(state, group), "files/internal/", ADMIN)
+            assert [e.name for e in after] == ["1.0.txt"]
+            assert ".index" not in [e.name for e in await engine.listing(fresh(state, proxy), "", ADMIN)]
+
+        run(state, scenario)
