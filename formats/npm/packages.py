@@ -81,15 +81,16 @@ async def packument(request: Request, package: PackageName) -> metadata.Doc:
 
 
 async def get_packument(request: Request, package: PackageName) -> Response:
-    repo, principal = await readable(request)
+    repo, principal = current_repository(request), await current_principal(request)
+    key = packument_key(package)
     if not for_writing(request):
-        try:
-            return await repositories(request).index(request, repo, packument_key(package), principal)
+        try:  # the engine checks that the caller may read the repository
+            return await repositories(request).index(request, repo, key, principal)
         except NotFound:  # said in npm's words, with the package's full name
             raise NotFound(f"package {package.full} not found in {repo.name}") from None
     source, principal = await write_source(request, package)
     context = RenderContext(JSON_TYPE, repository_url(request, repo.name))
-    rendered = await repositories(request).render_index(source, packument_key(package), principal, context)
+    rendered = await repositories(request).render_index(source, key, principal, context)
     if rendered is None:
         raise NotFound(f"package {package.full} not found in {repo.name}")
     return respond_document(request, RenderedDocument.of(rendered), vary="Accept, Accept-Encoding")
