@@ -116,3 +116,27 @@ def test_versions_of_a_wholly_unpublished_package_are_never_published_again(any_
     assert publish(admin, repo, "@corp/gone", "1.0.1").status_code == 201
     served = httpx.get(any_server.repo_url(repo) + escaped("@corp/gone")).json()
     assert set(served["versions"]) == {"1.0.1"} and json.dumps(served).count("1.0.0") == 0
+
+
+def test_version_manifests_and_dist_tags_come_from_the_merged_packument_of_a_proxy_and_a_group(
+    any_server, admin, tiny
+):
+    data = tarball("layered", "1.0.0")
+    serve_packument(tiny, "layered", data, "/layered/-/layered-1.0.0.tgz")
+    tiny.serve("/layered/-/layered-1.0.0.tgz", data, "application/octet-stream")
+    proxy = any_server.create_repo("npm", "proxy", url=tiny.url)
+    hosted = any_server.create_repo("npm")
+    group = any_server.create_repo("npm", "group", members=[hosted, proxy], allow_proxy_shadowing=True)
+    publish(admin, hosted, "layered", "2.0.0")
+    for repo, versions in ((proxy, {"1.0.0"}), (group, {"1.0.0", "2.0.0"})):
+        base = any_server.repo_url(repo)
+        assert set(httpx.get(base + "layered").json()["versions"]) == versions
+        latest = max(versions)
+        assert httpx.get(base + "-/package/layered/dist-tags").json() == {"latest": latest}
+        manifest = httpx.get(base + "layered/latest").json()
+        assert manifest["version"] == latest
+        assert manifest["dist"]["tarball"] == base + f"layered/-/layered-{latest}.tgz"
+        assert httpx.get(manifest["dist"]["tarball"]).status_code == 200
+    assert httpx.get(any_server.repo_url(group) + "layered/1.0.0").json()["dist"]["integrity"] == integrity(
+        data
+    )
