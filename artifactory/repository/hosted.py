@@ -177,14 +177,20 @@ class Hosted:
                 # One worker-thread hop for the promotion and the (grouped) transaction.
                 kept.extend(b for b in blobs if b.temp_name and not engine.blobs.place(b))
                 save = functools.partial(self._save, repo, staged, upload, content_type, principal, also)
-                return engine.db.batched(save, (repo.id, upload.path))
+                saved = engine.db.batched(save, (repo.id, upload.path))
+                engine.repos.forget(repo.name)
+                if also is None:
+                    # An upload: the snapshot with the new revision, read here rather than by the
+                    # next request on the event loop. (A proxy's fetch leaves that to whatever
+                    # next asks for the repository, as it did before.)
+                    engine.repos.get(repo.name)
+                return saved
 
             asset, companions = await engine.db_call(place_and_save)
         except BaseException:
             await self.discard(blobs)
             raise
         await self.discard(kept)  # temporaries of bytes that were stored already
-        engine.repos.forget(repo.name)
         for stored in (asset, *companions):
             engine.fire(
                 "artifactory_asset_stored",
