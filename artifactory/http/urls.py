@@ -18,7 +18,7 @@ def base_url(request: Request) -> str:
     if settings.external_url:
         url = settings.external_url.rstrip("/")
     else:
-        scheme = request.url.scheme
+        scheme = request.scope.get("scheme", "http")  # not request.url: building it costs more
         host = request.headers.get("host") or f"{settings.host}:{settings.port}"
         prefix = ""
         peer = request.client.host if request.client else ""

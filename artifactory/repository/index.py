@@ -128,6 +128,8 @@ class Index:
         self._generations: Lru[tuple[int, str, str], tuple[int, int]] = Lru(100_000)
         self._parsed: Lru[tuple[int, IndexKey, str], Parsed | None] = Lru(2048)
         self._merged: Lru[Hashable, Model] = Lru(1024)
+        # Clients send a handful of distinct Accept headers: negotiate each once per media-type list.
+        self._negotiated: Lru[tuple[str | None, Sequence[str]], str] = Lru(512)
         self._rendered: Lru[Hashable, RenderedDocument] = Lru(
             8192, max_weight=RENDERED_BYTES, weigh=lambda r: len(r.body)
         )
@@ -143,9 +145,12 @@ class Index:
         model = await self.model(repo, key, principal)
         if model is None:
             raise NotFound(f"{key.name or key.kind} not found in {repo.name}")
-        offered = fmt.media_types(key)
+        offered = tuple(fmt.media_types(key))
         if media_type is None:
-            media_type = negotiate(request.headers.get("accept"), offered)
+            accept = request.headers.get("accept")
+            media_type = self._negotiated.get((accept, offered))
+            if media_type is None:
+                media_type = self._negotiated.put((accept, offered), negotiate(accept, offered))
         elif media_type not in offered:
             raise ValueError(f"{fmt.id} does not render {key.kind} as {media_type}")
         url = repository_url(request, repo.name)
