@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,7 +26,7 @@ from artifactory.api.routes import routes as api_routes
 from artifactory.formats import Format
 from artifactory.http.errors import Forbidden, HTTPProblem, NotFound, Unauthorized
 from artifactory.http.paths import decode_path
-from artifactory.metrics import CONTENT_TYPE, Metrics, observe
+from artifactory.metrics import CONTENT_TYPE, REQUEST_ID_KEY, Metrics, RequestMetrics, request_id
 from artifactory.settings import Settings, load_settings
 from artifactory.state import PRINCIPAL_KEY, REQUEST_PATH_KEY, AppState
 from artifactory.ui import routes as ui_routes
@@ -72,6 +73,7 @@ class Application:
         )
         self.starlette.state.artifactory = state
         self.metrics = Metrics(state)
+        self.request_metrics = RequestMetrics(state)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -120,18 +122,32 @@ class Application:
         return JSONResponse({"error": f"method {request.method} not allowed here"}, status_code=405)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The one wrapper every request passes: request id, security headers, metrics, access log."""
         scope["artifactory.state"] = self.state
-        scope[REQUEST_PATH_KEY] = scope.get("path", "")
-        if scope["type"] == "http":
-            send = _with_html_policy(send)
-            if b"%00" in scope.get("query_string", b"") or "\x00" in scope["path"]:
+        if scope["type"] != "http":
+            await self.starlette(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path: str = scope["path"]
+        scope[REQUEST_PATH_KEY] = path
+        identifier = request_id(scope["headers"])
+        scope[REQUEST_ID_KEY] = identifier
+        logged = self.request_metrics.access_mode != "off"
+        sender = (_CountingSender if logged else _Sender)(send, identifier)
+        try:
+            if b"%00" in scope["query_string"] or "\x00" in path:
                 # NUL is never meaningful in a query or a path, and PostgreSQL refuses it in text.
-                await JSONResponse({"error": "NUL character in the request"}, 400)(scope, receive, send)
-                return
-            if scope["path"].startswith(PREFIX):
-                await self._repository(scope, receive, send)
-                return
-        await self.starlette(scope, receive, send)
+                await JSONResponse({"error": "NUL character in the request"}, 400)(scope, receive, sender)
+            elif path.startswith(PREFIX):
+                await self._repository(scope, receive, sender)
+            else:
+                await self.starlette(scope, receive, sender)
+        finally:
+            elapsed = time.perf_counter() - started
+            self.request_metrics.done(scope, sender.status, elapsed)
+            if logged:
+                assert isinstance(sender, _CountingSender)
+                self.request_metrics.log(scope, sender.status, sender.sent, elapsed)
 
     async def _repository(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self.starlette
@@ -170,16 +186,43 @@ class Application:
             await render_problem(request, translated, fmt)(scope, receive, send)
 
 
-def _with_html_policy(send: Send) -> Send:
-    async def sender(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = message.get("headers") or []
-            html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
-            if html and not any(k.lower() == b"content-security-policy" for k, _ in headers):
-                message = {**message, "headers": [*headers, (b"content-security-policy", HTML_POLICY)]}
-        await send(message)
+class _Sender:
+    """The response side of the wrapper: remembers the status, adds X-Request-Id and, to an HTML
+    page that set no policy of its own, the Content-Security-Policy. Header names are lowercase
+    (the ASGI rule, which Starlette's responses follow), so one dict answers both questions."""
 
-    return sender
+    __slots__ = ("send", "status", "id_header")
+
+    def __init__(self, send: Send, identifier: str) -> None:
+        self.send = send
+        self.status = 500
+        self.id_header = (b"x-request-id", identifier.encode())
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            headers = [*(message.get("headers") or ()), self.id_header]
+            fields = dict(headers)
+            html = fields.get(b"content-type", b"").startswith(b"text/html")
+            if html and b"content-security-policy" not in fields:
+                headers.append((b"content-security-policy", HTML_POLICY))
+            message["headers"] = headers
+        await self.send(message)
+
+
+class _CountingSender(_Sender):
+    """A sender that also counts the body bytes, for the access log (only used while it is on)."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self, send: Send, identifier: str) -> None:
+        super().__init__(send, identifier)
+        self.sent = 0
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.body":
+            self.sent += len(message.get("body", b""))
+        await super().__call__(message)
 
 
 def create_app(settings: Settings | None = None) -> Any:
@@ -188,5 +231,4 @@ def create_app(settings: Settings | None = None) -> Any:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    state = AppState.build(settings)
-    return observe(state, Application(state))
+    return Application(AppState.build(settings))

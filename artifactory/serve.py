@@ -7,6 +7,7 @@ display, `Content-Disposition: attachment`, so stored files never become a cross
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from starlette.requests import Request
@@ -22,11 +23,15 @@ from artifactory.http.responses import (
 from artifactory.repository.model import Content, Document, StoredAsset, Streaming
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+# Request headers that make a GET conditional or partial. Most requests carry none of them and skip
+# those checks, found with one look at the raw headers (lowercase, as ASGI servers hand them over).
+CONDITIONAL = frozenset({b"if-none-match", b"if-modified-since", b"if-range", b"range"})
 
 
-def _disposition(path: str, inline: bool) -> str:
-    if inline:
-        return "inline"
+@functools.lru_cache(maxsize=4096)
+def _attachment(path: str) -> str:
+    """The Content-Disposition of a file served as an attachment (kept: the same files are asked
+    for again and again, and the filter below walks every character)."""
     filename = path.rstrip("/").rsplit("/", 1)[-1]
     safe = "".join(c for c in filename if c.isascii() and c.isprintable() and c not in '"\\;') or "download"
     return f'attachment; filename="{safe}"'
@@ -43,7 +48,7 @@ def respond(
 ) -> Response:
     base = {
         "X-Content-Type-Options": "nosniff",
-        "Content-Disposition": _disposition(content.path, inline),
+        "Content-Disposition": "inline" if inline else _attachment(content.path),
         "Content-Type": media_type or content.content_type,
     }
     if immutable:
@@ -64,22 +69,26 @@ def respond(
         base["X-Checksum-Sha256"] = content.sha256
         base["X-Checksum-Sha1"] = content.sha1
         base["X-Checksum-Md5"] = content.md5
-    if not_modified(request, etag, content.updated_at):
+    conditional = not CONDITIONAL.isdisjoint(dict(request.scope["headers"]))
+    if conditional and not_modified(request, etag, content.updated_at):
         return Response(status_code=304, headers={k: v for k, v in base.items() if k != "Content-Type"})
     if isinstance(content, Document):
         return Response(content.body, headers=base)
     if request.method == "GET":
         request.scope["artifactory.state"].engine.downloads.record(content.asset_id)
-    return blob_response(request, content, base)
+    return blob_response(request, content, base, conditional)
 
 
-def blob_response(request: Request, asset: StoredAsset, headers: dict[str, str]) -> Response:
+def blob_response(
+    request: Request, asset: StoredAsset, headers: dict[str, str], conditional: bool = True
+) -> Response:
     size = asset.size
     headers["Accept-Ranges"] = "bytes"
     ranged = None
-    if_range = request.headers.get("if-range")
-    if if_range is None or if_range.strip() in (headers["ETag"], headers["Last-Modified"]):
-        ranged = parse_range(request.headers.get("range"), size)
+    if conditional:
+        if_range = request.headers.get("if-range")
+        if if_range is None or if_range.strip() in (headers["ETag"], headers["Last-Modified"]):
+            ranged = parse_range(request.headers.get("range"), size)
     if ranged == "unsatisfiable":
         return Response(
             status_code=416, headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"}

@@ -20,6 +20,7 @@ removed at the end.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import shutil
 import signal
@@ -86,6 +87,30 @@ def base_tree(path: Path) -> Path:
     return path.resolve()
 
 
+def base_importable(tree: Path, directory: Path) -> Path:
+    """A PYTHONPATH entry for the base tree, like `proxy_verify.importable`, that also holds the
+    plugins the installed entry points name: those of `tree` as they are, and an empty module for
+    each one `tree` lacks (a format added since), so the base never imports today's code."""
+    shim = directory / "path"
+    shim.mkdir(parents=True)
+    (shim / "artifactory").symlink_to(tree / "artifactory")
+    (shim / "artifactory_migrations").symlink_to(tree / "migrations")
+    for package, folder in (("artifactory_formats", "formats"), ("artifactory_plugins", "plugins")):
+        (shim / package).mkdir()
+        for child in (tree / folder).iterdir():
+            (shim / package / child.name).symlink_to(child)
+    for entry in importlib.metadata.entry_points(group="artifactory"):
+        parts = entry.value.partition(":")[0].split(".")
+        if len(parts) < 3 or (shim / parts[0] / parts[1]).exists():
+            continue
+        module = shim.joinpath(*parts[:-1])
+        module.mkdir(parents=True, exist_ok=True)
+        for level in range(2, len(parts)):
+            shim.joinpath(*parts[:level], "__init__.py").touch()
+        (module / f"{parts[-1]}.py").write_text('"""Not in the base tree: an empty plugin."""\n')
+    return shim
+
+
 def servers(base: Path, work: Path) -> dict[str, LiveServer]:
     """The three servers, not started yet; each in a folder of its own under `work`."""
     common = {"ARTIFACTORY_CONFIG_CACHE_SECONDS": "1.0"}  # the default (LiveServer shortens it for tests)
@@ -98,7 +123,8 @@ def servers(base: Path, work: Path) -> dict[str, LiveServer]:
     for label, (tree, env) in variants.items():
         folder = work / label.replace(" ", "-")
         folder.mkdir()
-        path = importable(tree, folder)  # the engine, formats and migrations all from `tree`
+        # The engine, formats and migrations all from `tree`.
+        path = base_importable(tree, folder) if tree == base else importable(tree, folder)
         server = LiveServer(
             folder / "data", workers=SERVER_WORKERS, env={**common, **env, "PYTHONPATH": str(path)}
         )

@@ -3,6 +3,7 @@ computed metadata documents (ETag, 304, gzip). Blobs are never compressed."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 import os
@@ -48,7 +49,9 @@ def not_modified(request: Request, etag: str, last_modified: datetime | None) ->
     return False
 
 
+@functools.lru_cache(maxsize=4096)
 def http_date(moment: datetime) -> str:
+    """An HTTP date (kept: a stored file's Last-Modified is formatted on every GET of it)."""
     return format_datetime(moment, usegmt=True)
 
 

@@ -1,17 +1,21 @@
-"""Download counts and last-download times, recorded in batches: never a database write per request.
+"""Download counts and last-download times, recorded in batches: never a write per request.
 
-A GET that serves a stored asset adds one to a per-process tally (a dict update under a lock). A
-daemon thread writes the tallies every `download_flush_seconds` in one transaction (one UPDATE per
-asset, executed as a batch), and the rest is written when the process stops. A process that is
-killed loses at most the last interval's counts: these numbers steer cleanup policies and the UI,
-they are not billing.
+A GET that serves a stored asset appends the asset's id to a per-process queue: one `deque.append`,
+which is atomic in CPython, so the hot path takes no lock. A daemon thread drains the queue every
+`download_flush_seconds` and writes the tallies in one transaction (one UPDATE per asset, executed as
+a batch); the rest is written when the process stops. Draining with `popleft` rather than swapping a
+container out means no count can land in a batch that was already written: counts are exact.
+
+The last-download time written is the time of the flush that counted the download, so it is late by
+at most one interval. A process that is killed loses at most the last interval's counts: these
+numbers steer cleanup policies and the UI, they are not billing.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
+from collections import Counter, deque
 
 from sqlalchemy import bindparam, update
 
@@ -19,6 +23,12 @@ from artifactory.db.engine import Database
 from artifactory.db.models import Asset, utcnow
 
 log = logging.getLogger(__name__)
+_ADD = (
+    update(Asset)
+    .where(Asset.id == bindparam("asset"))
+    .values(download_count=Asset.download_count + bindparam("n"), last_downloaded=bindparam("at"))
+    .execution_options(synchronize_session=False)
+)
 
 
 class Downloads:
@@ -26,21 +36,24 @@ class Downloads:
         self.db = db
         self.flush_seconds = flush_seconds
         self.enabled = enabled
-        self._lock = threading.Lock()
-        self._pending: dict[int, tuple[int, datetime]] = {}
+        self._queue: deque[int] = deque()
+        self._start_lock = threading.Lock()  # taken once, when the first download starts the thread
+        self._flush_lock = threading.Lock()  # the thread's flush and close()'s never interleave
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
     def record(self, asset_id: int) -> None:
-        if not self.enabled or asset_id <= 0:
-            return
-        now = utcnow()
-        with self._lock:
-            count, _ = self._pending.get(asset_id, (0, now))
-            self._pending[asset_id] = (count + 1, now)
+        if self.enabled and asset_id > 0:
+            self._queue.append(asset_id)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="download-counts", daemon=True)
-                self._thread.start()
+                self._start()
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="download-counts", daemon=True)
+                thread.start()
+                self._thread = thread
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_seconds):
@@ -48,24 +61,25 @@ class Downloads:
 
     def flush(self) -> int:
         """Write what has been counted; the number of assets written."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        if not pending:
-            return 0
-        rows = [{"asset": k, "n": n, "at": at} for k, (n, at) in sorted(pending.items())]
-        statement = (
-            update(Asset)
-            .where(Asset.id == bindparam("asset"))
-            .values(download_count=Asset.download_count + bindparam("n"), last_downloaded=bindparam("at"))
-            .execution_options(synchronize_session=False)
-        )
-        try:
-            with self.db.write() as session:
-                session.connection().execute(statement, rows)
-        except Exception:  # noqa: BLE001 - counts are best effort; serving goes on
-            log.exception("could not record download counts for %d assets", len(rows))
-            return 0
-        return len(rows)
+        with self._flush_lock:
+            pending: Counter[int] = Counter()
+            take = self._queue.popleft
+            try:
+                while True:
+                    pending[take()] += 1
+            except IndexError:
+                pass
+            if not pending:
+                return 0
+            at = utcnow()
+            rows = [{"asset": k, "n": n, "at": at} for k, n in sorted(pending.items())]
+            try:
+                with self.db.write() as session:
+                    session.connection().execute(_ADD, rows)
+            except Exception:  # noqa: BLE001 - counts are best effort; serving goes on
+                log.exception("could not record download counts for %d assets", len(rows))
+                return 0
+            return len(rows)
 
     def close(self) -> None:
         self._stop.set()
