@@ -61,9 +61,9 @@ class NotAcceptable(HTTPProblem):
 _choices: Lru[tuple[str | None, str | None], str | None] = Lru(1024)
 
 
-def _negotiated(request: Request) -> Request:
-    """`request` with its Accept header replaced by the one media type PEP 691 negotiation chose
-    (`?format=` overrides Accept; 406 when none of ours is acceptable), which the engine then serves."""
+def _negotiated(request: Request) -> str:
+    """The one media type PEP 691 negotiation chose (`?format=` overrides Accept; 406 when none of
+    ours is acceptable), which the engine then renders."""
     query = (
         request.query_params.get("format") if b"format=" in request.scope.get("query_string", b"") else None
     )
@@ -75,17 +75,14 @@ def _negotiated(request: Request) -> Request:
         raise NotAcceptable(
             f"acceptable: {metadata.JSON_TYPE}, {metadata.HTML_TYPE}, {negotiation.TEXT_HTML}"
         )
-    scope = dict(request.scope)
-    headers = [(name, value) for name, value in scope["headers"] if name != b"accept"]
-    scope["headers"] = [*headers, (b"accept", chosen.encode())]
-    return Request(scope, request.receive)
+    return chosen
 
 
 async def _document(request: Request, key: IndexKey) -> Response:
     repo = current_repository(request)
-    negotiated = _negotiated(request)
+    media_type = _negotiated(request)
     principal = await current_principal(request)
-    return await repositories(request).index(negotiated, repo, key, principal)
+    return await repositories(request).index(request, repo, key, principal, media_type)
 
 
 def _project_name(request: Request) -> str:
