@@ -93,11 +93,12 @@ class UpstreamDocument:
 
 @dataclass(frozen=True)
 class RenderContext:
-    """What rendering may depend on besides the model: the media type negotiated for the client and
-    this repository's absolute URL as the client reached it (ends with "/")."""
+    """What rendering may depend on besides the model: the media type negotiated for the client,
+    this repository's absolute URL as the client reached it (ends with "/"), and its name."""
 
     media_type: str
     repository_url: str
+    repository: str = ""
 
 
 @dataclass(frozen=True)

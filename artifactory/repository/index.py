@@ -157,7 +157,8 @@ class Index:
         cache_key = (repo.id, key, model.identity, media_type, url)
         document = self._rendered.get(cache_key)
         if document is None:
-            rendered = fmt.render(key, model.value, RenderContext(media_type=media_type, repository_url=url))
+            context = RenderContext(media_type=media_type, repository_url=url, repository=repo.name)
+            rendered = fmt.render(key, model.value, context)
             document = self._rendered.put(cache_key, RenderedDocument.of(rendered))
         vary = "Accept, Accept-Encoding" if len(offered) > 1 else "Accept-Encoding"
         return respond_document(request, document, vary=vary)

@@ -227,6 +227,12 @@ class Access:
         self._state.engine.require(principal, repo, action)
 
     @property
+    def token_secret(self) -> bytes:
+        """The server's key for signing short-lived tokens of its own (OCI registry tokens). It is
+        shared by every node; never send it anywhere."""
+        return self._state.token_secret
+
+    @property
     def anonymous_read(self) -> bool:
         return bool(self._state.security.anonymous_read)
 

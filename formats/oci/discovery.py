@@ -37,7 +37,7 @@ from artifactory.plugin import (
 
 def _respond(request: Request, key: IndexKey, model: Any, repo: str, headers: dict[str, str]) -> Response:
     """A model the route changed (a page, a filter), rendered by the format and served as a document."""
-    context = RenderContext(media_type="", repository_url=repository_url(request, repo))
+    context = RenderContext(media_type="", repository_url=repository_url(request, repo), repository=repo)
     document = RenderedDocument.of(render(key, model, context))
     return respond_document(request, document, headers=headers)
 

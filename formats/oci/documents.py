@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from artifactory_formats.oci.coordinates import Digest, is_digest_reference, manifest_path, referrers_path
 from artifactory_formats.oci.metadata import OCI_INDEX, load_json, referrer_descriptor, referrers_index
@@ -104,14 +103,9 @@ def merge(key: IndexKey, models: Sequence[Any]) -> Any:
     return tuple(seen.values())
 
 
-def repository_name(context: RenderContext) -> str:
-    """Our repository's name: the last segment of its URL (the context carries no name)."""
-    return unquote(urlsplit(context.repository_url).path.rstrip("/").rsplit("/", 1)[-1])
-
-
 def render(key: IndexKey, model: Any, context: RenderContext) -> Rendered:
     if key.kind == TAGS:
-        name = f"{repository_name(context)}/{key.name}"
+        name = f"{context.repository}/{key.name}"
         body = json.dumps({"name": name, "tags": list(model)}).encode()
         return Rendered(body, JSON)
     if key.kind in (REFERRERS, REFERRERS_TAG):

@@ -20,7 +20,7 @@ from artifactory_formats.oci.errors import API_VERSION, OCIError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from artifactory.plugin import Credentials, InvalidCredentials, Principal, app_state
+from artifactory.plugin import Credentials, InvalidCredentials, Principal
 from artifactory.plugin import access as access_service
 
 MAX_FORM_BYTES = 64 * 1024
@@ -70,8 +70,7 @@ def _token_response(request: Request, principal: Principal, scopes: list[str]) -
         seconds = min(seconds, math.floor(principal.expires_at - now))
         if seconds <= 0:
             raise OCIError("UNAUTHORIZED", "the credential has expired")
-    # The facade has no token signing: the secret is still read from the application state.
-    token = issue(app_state(request).token_secret, principal, access, service(request), seconds, now)
+    token = issue(access_service(request).token_secret, principal, access, service(request), seconds, now)
     issued_at = datetime.fromtimestamp(int(now), UTC).isoformat().replace("+00:00", "Z")
     body = {"token": token, "access_token": token, "expires_in": seconds, "issued_at": issued_at}
     return JSONResponse(body, headers={**API_VERSION, "Cache-Control": "no-store"})
