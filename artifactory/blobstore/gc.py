@@ -1,9 +1,11 @@
 """Garbage collection: removes blobs no asset references, and leftovers of interrupted uploads.
 
 Safe while the server runs, at any grace (even 0): a blob is collected only when no asset points at
-it and it was last touched before the grace period. A commit reserves a blob's row (touches it with
-a moment an hour ahead) *before* promoting its bytes, and touches it again inside the transaction
-that saves the asset; GC locks the row, checks both again and removes the bytes inside the same
+it and it was last touched before the grace period. A commit promotes new bytes before their row
+exists (objects without a row are left alone for LEFTOVER_SECONDS), keeps its temporary copy when
+the bytes were stored already, and touches the row inside the transaction that saves the asset,
+then checks the bytes (promoting its kept copy if they are gone); an import reserves rows (touched
+an hour ahead) first. GC locks the row, checks both again and removes the bytes inside the same
 transaction that deletes the row. So an upload that reuses a blob either waits for GC and writes the
 bytes again, or keeps the blob alive; it never links bytes GC is removing.
 
