@@ -393,11 +393,15 @@ async def plan_repository(
         if not chosen:
             continue
         try:
-            protected = set(await fmt.protected_versions(eng, repo, namespace, name, components))
+            protected = set(
+                await fmt.protected_versions(state.repositories, repo, namespace, name, components)
+            )
             for sibling in siblings:
                 theirs = await eng.components(sibling, name=name, namespace=namespace)
                 if theirs:
-                    protected |= set(await fmt.protected_versions(eng, sibling, namespace, name, theirs))
+                    protected |= set(
+                        await fmt.protected_versions(state.repositories, sibling, namespace, name, theirs)
+                    )
         except Exception as exc:  # noqa: BLE001 - when in doubt, nothing of this name goes
             report.errors.append(f"{repo.name}: {namespace}/{name}: cannot tell what is protected: {exc}")
             continue
@@ -475,7 +479,8 @@ async def run(
             fmt = state.formats[repo.format]
             for _key, removals in planned:
                 try:
-                    deleted = await fmt.delete_versions(eng, repo, [r.component for r in removals], _system())
+                    components = [r.component for r in removals]
+                    deleted = await fmt.delete_versions(state.repositories, repo, components, _system())
                     report.deleted_assets += len(deleted)
                 except Exception as exc:  # noqa: BLE001 - one name's failure does not stop the run
                     log.exception("cleanup of %s in %s failed", removals[0].component.name, repo.name)

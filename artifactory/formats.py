@@ -284,24 +284,24 @@ class Format:
         return sorted(components, key=lambda c: (self.version_key(c.version), c.created_at), reverse=True)
 
     async def protected_versions(
-        self, engine: Any, repo: Repo, namespace: str, name: str, components: Sequence[ComponentInfo]
+        self, repositories: Any, repo: Repo, namespace: str, name: str, components: Sequence[ComponentInfo]
     ) -> set[str]:
         """Versions of `namespace`/`name` in `repo` that something still names and that cleanup
         must never remove: a dist-tag, a tag, `latest`, maven-metadata.xml's release. Answered from
-        the format's own stored data through `engine` (an `artifactory.plugin.Engine`); never
+        the format's own stored data through `repositories` (the `Repositories` service); never
         fetches from an upstream. Also asked of the other members of every group `repo` is in."""
         return set()
 
     async def delete_versions(
-        self, engine: Any, repo: Repo, components: Sequence[ComponentInfo], principal: Any
+        self, repositories: Any, repo: Repo, components: Sequence[ComponentInfo], principal: Any
     ) -> list[str]:
         """Remove these versions (all of one name) the way the format's own delete does, so that a
         document listing versions (a packument) is updated; answers the paths deleted. The
-        default deletes each asset through `engine.delete`."""
+        default deletes each asset through `repositories.delete`."""
         deleted: list[str] = []
         for component in components:
             for asset in component.assets:
-                if await engine.delete(repo, asset.path, principal) is not None:
+                if await repositories.delete(repo, asset.path, principal) is not None:
                     deleted.append(asset.path)
         return deleted
 

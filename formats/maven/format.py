@@ -143,7 +143,7 @@ class MavenFormat(Format):
         return is_snapshot(version) or _has_pre_qualifier(layout._parsed(version))
 
     async def protected_versions(
-        self, engine: Any, repo: Repo, namespace: str, name: str, components: Sequence[ComponentInfo]
+        self, repositories: Any, repo: Repo, namespace: str, name: str, components: Sequence[ComponentInfo]
     ) -> set[str]:
         """The `latest` and `release` that maven-metadata.xml names: a hosted repository computes
         them from exactly these versions, and of a proxy's cache these are the newest it holds."""

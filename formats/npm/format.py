@@ -138,11 +138,11 @@ class NpmFormat(Format):
             return None
 
     async def protected_versions(
-        self, engine: Any, repo: Repo, namespace: str, name: str, components: Sequence[ComponentInfo]
+        self, repositories: Any, repo: Repo, namespace: str, name: str, components: Sequence[ComponentInfo]
     ) -> set[str]:
         """Every version a dist-tag of the stored package document names, `latest` included.
         An unreadable document protects every version."""
-        repos, package = Repositories(engine), PackageName(namespace, name)
+        repos, package = repositories, PackageName(namespace, name)
         if await repos.lookup(repo, package.path) is None:
             return set()
         doc = await self._document(repos, repo, package)
@@ -151,14 +151,14 @@ class NpmFormat(Format):
         return set(metadata.tags_of(doc).values())
 
     async def delete_versions(
-        self, engine: Any, repo: Repo, components: Sequence[ComponentInfo], principal: Any
+        self, repositories: Any, repo: Repo, components: Sequence[ComponentInfo], principal: Any
     ) -> list[str]:
         """An unpublish: the versions leave the package document (their dist-tags go, `latest` is
         recomputed) in one document update, then their tarballs go; when no version is left the
         whole package is unpublished."""
         if not components:
             return []
-        repos = Repositories(engine)
+        repos = repositories
         package = PackageName(components[0].namespace, components[0].name)
         gone = {c.version for c in components}
         # Only a hosted repository keeps a package document; a proxy's packument is the upstream's.

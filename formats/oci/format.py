@@ -138,7 +138,7 @@ class OciFormat(Format):
         return sorted(components, key=lambda c: (pushed(c), c.version), reverse=True)
 
     async def protected_versions(
-        self, engine: Any, repo: Repo, namespace: str, name: str, components: Sequence[ComponentInfo]
+        self, repositories: Any, repo: Repo, namespace: str, name: str, components: Sequence[ComponentInfo]
     ) -> set[str]:
         """`latest`. What a tag or an index references is a manifest by digest, which
         `cleanup_versions` never offers: removing a tag removes only the tag."""

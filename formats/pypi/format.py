@@ -159,7 +159,7 @@ class PypiFormat(Format):
             return False
 
     async def delete_versions(
-        self, engine: Any, repo: Repo, components: Sequence[ComponentInfo], principal: Any
+        self, repositories: Any, repo: Repo, components: Sequence[ComponentInfo], principal: Any
     ) -> list[str]:
         """Each distribution file as its DELETE does (with its .metadata); the engine moves the
         project's generation with each deletion, so its pages are rebuilt."""
@@ -173,8 +173,8 @@ class PypiFormat(Format):
                 ):
                     continue  # deleted with its file
                 if path + coordinates.METADATA_SUFFIX in paths:
-                    if await operations.delete_path(engine, repo, path, principal):
+                    if await operations.delete_path(repositories, repo, path, principal):
                         deleted += [path, path + coordinates.METADATA_SUFFIX]
-                elif await engine.delete(repo, path, principal) is not None:
+                elif await repositories.delete(repo, path, principal) is not None:
                     deleted.append(path)
         return deleted
