@@ -242,7 +242,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
         verb = "would remove" if args.dry_run else "removed"
         print(
             f"gc {verb} {report.blobs} blobs ({human(report.bytes)}), {report.orphan_objects} orphan objects,"
-            f" {report.temps} temporary objects, {report.upstream_links} upstream links"
+            f" {report.temps} temporary objects"
         )
     return 0
 

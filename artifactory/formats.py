@@ -33,19 +33,6 @@ class Coordinates:
 
 
 @dataclass(frozen=True)
-class Rewritten:
-    """A proxied document as it is cached, plus the absolute upstream URL of each path it names
-    (files often live on another host than the index); the proxy fetches those paths from there."""
-
-    body: bytes
-    links: Mapping[str, str] = field(default_factory=dict)
-    # What the document declares each file it names hashes to: {path: {"sha256": hex, ...}}
-    # (hex digests: sha256, sha512, sha1 or md5). The proxy verifies a later fetch of that path
-    # against them while streaming and caches nothing that does not match.
-    digests: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class IndexKey:
     """Names one computed document (a simple page, a packument, maven-metadata.xml, a tag list...).
 
@@ -149,26 +136,6 @@ class Format:
         """How a proxy treats a cached copy of `path`: kept for good, or revalidated after the TTL."""
         return CachePolicy.IMMUTABLE
 
-    def is_mergeable(self, path: str) -> bool:
-        """Whether a group builds `path` by merging every member's copy (else the first member wins)."""
-        return False
-
-    def merge_documents(self, path: str, documents: Sequence[bytes]) -> bytes:
-        """Merge a METADATA document across a group's members (first member first)."""
-        return documents[0]
-
-    def rewrites(self, path: str) -> bool:
-        """Whether a proxy passes this upstream document through `rewrite_upstream` before caching it."""
-        return False
-
-    def rewrite_upstream(self, repo: Repo, path: str, body: bytes, upstream_url: str) -> Rewritten:
-        """Transform a proxied document (one `rewrites` names) before it is cached.
-
-        `upstream_url` is where the body came from (after redirects), for resolving relative links.
-        Cache a form that does not depend on this server's URL (render absolute URLs per request).
-        """
-        return Rewritten(body)
-
     def render_error(self, problem: HTTPProblem, request: Request) -> Response:
         """An error in the protocol's own shape (default: JSON {"error": message})."""
         return problem.render(request)
@@ -176,8 +143,9 @@ class Format:
     def expected_digests(self, repo: Repo, path: str) -> Mapping[str, str]:
         """Digests a path states by itself (an OCI blob or manifest by digest): {"sha256": hex}.
 
-        The proxy verifies fetched bytes against these (and against what an upstream document
-        declared through `Rewritten.digests`) while streaming; a mismatch is never cached or served.
+        The proxy verifies fetched bytes against these (and against what the upstream index
+        document that lists the path declared, `Parsed.files`) while streaming; a mismatch is never
+        cached or served.
         """
         return {}
 

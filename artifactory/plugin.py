@@ -20,7 +20,6 @@ from artifactory.formats import (
     Parsed,
     RenderContext,
     Rendered,
-    Rewritten,
     UpstreamDocument,
 )
 from artifactory.http.documents import RenderedDocument, respond_document
@@ -36,10 +35,9 @@ from artifactory.http.errors import (
     Unauthorized,
     UploadRefused,
 )
-from artifactory.http.responses import document_response
 from artifactory.http.urls import base_url, repository_url
 from artifactory.lru import Lru
-from artifactory.repository.engine import Engine, Entry
+from artifactory.repository.engine import Entry
 from artifactory.repository.errors import (
     DigestMismatch,
     EngineError,
@@ -65,22 +63,18 @@ hookimpl = pluggy.HookimplMarker("artifactory")
 SYSTEM = Principal(username="system", roles=frozenset({"admin"}))
 
 
-def app_state(connection: HTTPConnection) -> AppState:
+def _state(connection: HTTPConnection) -> AppState:
     return connection.scope["artifactory.state"]  # type: ignore[no-any-return]
-
-
-def engine(connection: HTTPConnection) -> Engine:
-    return app_state(connection).engine
 
 
 def repositories(connection: HTTPConnection) -> Repositories:
     """The repository service: everything a format does with repositories goes through it."""
-    return app_state(connection).repositories
+    return _state(connection).repositories
 
 
 def access(connection: HTTPConnection) -> Access:
     """Authentication, the permission check and tokens."""
-    return app_state(connection).access
+    return _state(connection).access
 
 
 def current_repository(request: Request) -> Repo:
@@ -94,7 +88,7 @@ def current_path(request: Request) -> str:
 
 
 async def current_principal(connection: HTTPConnection) -> Principal:
-    return await app_state(connection).principal(connection)
+    return await _state(connection).principal(connection)
 
 
 __all__ = [
@@ -138,7 +132,6 @@ __all__ = [
     "Coordinates",
     "Credentials",
     "Document",
-    "Engine",
     "Entry",
     "Forbidden",
     "Format",
@@ -150,20 +143,16 @@ __all__ = [
     "Grant",
     "Principal",
     "Repo",
-    "Rewritten",
     "RepositoryEvent",
     "StoredAsset",
     "Streaming",
     "Unauthorized",
     "Upload",
     "UploadRefused",
-    "app_state",
     "base_url",
     "current_path",
     "current_principal",
     "current_repository",
-    "document_response",
-    "engine",
     "hookimpl",
     "repository_url",
     "respond",

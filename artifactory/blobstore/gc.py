@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, or_, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from artifactory.blobstore.store import BlobStore
 from artifactory.db.engine import Database
-from artifactory.db.models import Asset, Blob, ProxyLease, ProxyMiss, UploadSession, UpstreamLink, utcnow
+from artifactory.db.models import Asset, Blob, ProxyLease, ProxyMiss, UploadSession, utcnow
 
 log = logging.getLogger(__name__)
 DEFAULT_GRACE_SECONDS = 24 * 3600
@@ -37,7 +37,6 @@ DEFAULT_GRACE_SECONDS = 24 * 3600
 # upload still arriving writes its temporary object at least this often.
 LEFTOVER_SECONDS = 3600
 # Upstream links unused and not named again by their upstream documents for this long are dropped.
-LINK_SECONDS = 7 * 24 * 3600
 BATCH = 200
 
 
@@ -47,7 +46,6 @@ class GcReport:
     bytes: int = 0
     orphan_objects: int = 0
     temps: int = 0
-    upstream_links: int = 0
     dry_run: bool = False
     errors: list[str] = field(default_factory=list)
 
@@ -57,7 +55,6 @@ class GcReport:
             "bytes": self.bytes,
             "orphan_objects": self.orphan_objects,
             "temps": self.temps,
-            "upstream_links": self.upstream_links,
             "dry_run": self.dry_run,
             "errors": self.errors,
         }
@@ -103,8 +100,6 @@ def collect(
     leftovers = min(cutoff, utcnow() - timedelta(seconds=LEFTOVER_SECONDS))
     _orphans(db, store, leftovers.timestamp(), dry_run, report)
     _temps(db, store, leftovers.timestamp(), dry_run, report)
-    links = min(cutoff, utcnow() - timedelta(seconds=LINK_SECONDS))
-    report.upstream_links = _upstream_links(db, links, dry_run)
     if not dry_run:
         with db.write() as session:
             now = utcnow()
@@ -131,15 +126,6 @@ def _collect_blob(session: Session, store: BlobStore, sha256: str, cutoff: datet
     session.execute(delete(Blob).where(Blob.sha256 == sha256))
     store.delete(sha256)  # inside the transaction: see the module docstring
     return True
-
-
-def _upstream_links(db: Database, cutoff: datetime, dry_run: bool) -> int:
-    stale = or_(UpstreamLink.updated_at < cutoff, UpstreamLink.updated_at.is_(None))
-    if dry_run:
-        with db.read() as session:
-            return int(session.scalar(select(func.count()).select_from(UpstreamLink).where(stale)) or 0)
-    with db.write() as session:
-        return int(getattr(session.execute(delete(UpstreamLink).where(stale)), "rowcount", 0) or 0)
 
 
 def _orphans(db: Database, store: BlobStore, cutoff: float, dry_run: bool, report: GcReport) -> None:

@@ -238,20 +238,6 @@ class ProxyMiss(Base):
     expires_at: Mapped[datetime] = mapped_column()
 
 
-class UpstreamLink(Base):
-    """The absolute upstream URL of a path, as the upstream's own documents named it."""
-
-    __tablename__ = "upstream_link"
-    repository_id: Mapped[int] = mapped_column(
-        ForeignKey("repository.id", ondelete="CASCADE"), primary_key=True
-    )
-    path: Mapped[str] = mapped_column(String(MAX_PATH), primary_key=True)
-    url: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # What the upstream's index declared the file at `path` hashes to: {"sha256": hex, ...}.
-    digests: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, nullable=True)
-    updated_at: Mapped[datetime | None] = mapped_column(default=None, nullable=True)
-
-
 class ProxyHealth(Base):
     __tablename__ = "proxy_health"
     repository_id: Mapped[int] = mapped_column(

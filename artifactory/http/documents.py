@@ -17,23 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from artifactory.formats import Rendered
+from artifactory.http.responses import etag_matches
 
 GZIP_MIN_BYTES = 1024
-
-
-def etag_matches(header: str | None, etag: str) -> bool:
-    """Whether an If-None-Match header names `etag` (quoted), weakly compared, or is "*"."""
-    if not header:
-        return False
-    if header.strip() == "*":
-        return True
-    for candidate in header.split(","):
-        candidate = candidate.strip()
-        if candidate.startswith("W/"):
-            candidate = candidate[2:]
-        if candidate == etag:
-            return True
-    return False
 
 
 @dataclass

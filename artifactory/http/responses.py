@@ -4,7 +4,6 @@ computed metadata documents (ETag, 304, gzip). Blobs are never compressed."""
 from __future__ import annotations
 
 import functools
-import gzip
 import logging
 import os
 from collections import OrderedDict
@@ -20,9 +19,6 @@ from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 INLINE_READ_LIMIT = 256 * 1024
-GZIP_MIN_BYTES = 1024
-
-
 def etag_matches(header: str | None, etag: str) -> bool:
     if not header:
         return False
@@ -220,22 +216,3 @@ class StreamingBodyResponse(Response):
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def document_response(
-    request: Request,
-    body: bytes,
-    media_type: str,
-    etag: str,
-    headers: Mapping[str, str] | None = None,
-    vary: str = "Accept-Encoding",
-) -> Response:
-    """A metadata document: ETag/If-None-Match, gzip when the client takes it, never cached stale."""
-    quoted = f'"{etag}"'
-    base = {"ETag": quoted, "Vary": vary, "Cache-Control": "no-cache", **(headers or {})}
-    if etag_matches(request.headers.get("if-none-match"), quoted):
-        return Response(status_code=304, headers=base)
-    if len(body) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("accept-encoding", ""):
-        body = gzip.compress(body, compresslevel=5)
-        base["Content-Encoding"] = "gzip"
-    return Response(body, media_type=media_type, headers=base)

@@ -7,12 +7,10 @@ on SQL; events reach plugins only after their transaction has committed.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterable, Callable, Hashable
+from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVar
 
@@ -87,8 +85,6 @@ class Engine:
         # ASSET_CACHE_SECONDS: a change made here moves the revision (seen at once), a change made by
         # another process or node is seen within ASSET_CACHE_SECONDS.
         self._assets: OrderedDict[tuple[int, int, str], tuple[float, StoredAsset]] = OrderedDict()
-        self._document_bytes = 0
-        self._documents: OrderedDict[tuple[int, str, Hashable], tuple[bytes, str]] = OrderedDict()
 
     async def db_call(self, fn: Callable[..., T], *args: Any) -> T:
         return await to_thread.run_sync(fn, *args)
@@ -355,26 +351,6 @@ class Engine:
         self.repos.forget(repo.name)
         return result
 
-    async def was_ever_stored(self, repo: Repo, path: str) -> bool:
-        """Whether `path` held an asset in this repository at any time, deleted since or not."""
-
-        def run() -> bool:
-            with self.db.read() as session:
-                return (
-                    session.scalar(
-                        select(AuditEvent.id)
-                        .where(
-                            AuditEvent.repository == repo.name,
-                            AuditEvent.path == path,
-                            AuditEvent.action == "asset.stored",
-                        )
-                        .limit(1)
-                    )
-                    is not None
-                )
-
-        return await self.db_call(run)
-
     async def delete(self, repo: Repo, path: str, principal: Principal) -> StoredAsset | None:
         if repo.type == GROUP:
             raise MethodNotAllowed(f"{repo.name} is a group: remove the file from one of its members")
@@ -399,32 +375,6 @@ class Engine:
                 return queries.components(session, (repo.id, repo.name), name, namespace, version)
 
         return await self.db_call(run)
-
-    async def document(
-        self, repo: Repo, key: str, build: Callable[[], Any], stamp: Hashable | None = None
-    ) -> tuple[bytes, str]:
-        """A computed document cached by (repository, key, revision): (body, etag).
-
-        `build` may be a plain or an async function returning bytes. A caller whose `key` already
-        names everything the document is built from (a digest, a per-project generation) passes a
-        constant `stamp`, so changes elsewhere in the repository do not rebuild it.
-        """
-        cache_key = (repo.id, key, repo.revision if stamp is None else stamp)
-        hit = self._documents.get(cache_key)
-        if hit is not None:
-            self._documents.move_to_end(cache_key)
-            return hit
-        result = build()
-        if inspect.isawaitable(result):
-            result = await result
-        body = bytes(result)
-        entry = (body, hashlib.sha256(body).hexdigest())
-        self._documents[cache_key] = entry
-        self._document_bytes += len(body)
-        while len(self._documents) > DOCUMENT_CACHE_SIZE or self._document_bytes > DOCUMENT_CACHE_BYTES:
-            _key, (dropped, _etag) = self._documents.popitem(last=False)
-            self._document_bytes -= len(dropped)
-        return entry
 
     async def close(self) -> None:
         await self.proxy.close()

@@ -1,24 +1,21 @@
 """Group repositories: ordered members, written once for every format.
 
-Files come from the first member that has them. Paths the format declares mergeable are built from
-every member's copy by the format's `merge_documents`, cached by the members' digests. Members the
-caller may not read are skipped. The dependency-confusion guard: a component name that a hosted
-member holds is never served from a proxy member, unless the group's config allows it. The guard looks
-at every hosted member, readable by the caller or not, and reaches into nested groups both ways: a
-hosted repository inside a nested group guards, and a proxy inside a nested group is guarded.
-"""
+Files come from the first member that has them (index documents are merged by the engine's index,
+`index.py`, which uses the same members and guard). Members the caller may not read are skipped. The
+dependency-confusion guard: a component name that a hosted member holds is never served from a proxy
+member, unless the group's config allows it. The guard looks at every hosted member, readable by the
+caller or not, and reaches into nested groups both ways: a hosted repository inside a nested group
+guards, and a proxy inside a nested group is guarded."""
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from artifactory.db import queries
-from artifactory.db.models import utcnow
 from artifactory.http.errors import BadGateway
-from artifactory.repository.model import GROUP, HOSTED, PROXY, Content, Document, Repo, StoredAsset, Streaming
+from artifactory.repository.model import GROUP, HOSTED, PROXY, Content, Document, Repo
 from artifactory.security.principal import Principal
 
 if TYPE_CHECKING:
@@ -80,12 +77,9 @@ class Group:
         if repo.name in seen:
             return None
         seen = seen | {repo.name}
-        fmt = self.engine.formats[repo.format]
         members = self.members(repo, principal)
         if not skip_proxies:
             skip_proxies = await self._shadowed(repo, path)
-        if fmt.is_mergeable(path):
-            return await self._merge(repo, path, principal, members, seen, skip_proxies)
         failure: BadGateway | None = None
         for member in members:
             if skip_proxies and member.type == PROXY:
@@ -138,51 +132,3 @@ class Group:
     def _hosted_has(self, ids: list[int], namespace: str, name: str) -> bool:
         with self.engine.db.read() as session:
             return queries.has_component_named(session, ids, namespace, name)
-
-    async def _merge(
-        self,
-        repo: Repo,
-        path: str,
-        principal: Principal,
-        members: list[Repo],
-        seen: frozenset[str],
-        skip_proxies: bool,
-    ) -> Content | None:
-        parts: list[StoredAsset | Document] = []
-        for member in members:
-            if skip_proxies and member.type == PROXY:
-                continue
-            try:
-                found = await self._member_get(member, path, principal, False, seen, skip_proxies)
-            except BadGateway:
-                continue
-            if isinstance(found, Streaming):  # stream=False never gives one; keep the type checker honest
-                continue
-            if found is not None:
-                parts.append(found)
-        if not parts:
-            return None
-        key = (repo.id, path, tuple(p.sha256 for p in parts))
-        cached = self._merged.get(key)
-        if cached is not None:
-            self._merged.move_to_end(key)
-            return cached
-        bodies = [
-            p.body
-            if isinstance(p, Document)
-            else await self.engine.blobs.read_all(p.sha256, MAX_MERGED_INPUT)
-            for p in parts
-        ]
-        merged = self.engine.formats[repo.format].merge_documents(path, bodies)
-        document = Document(
-            repository=repo.name,
-            path=path,
-            body=merged,
-            content_type=parts[0].content_type,
-            sha256=hashlib.sha256(merged).hexdigest(),
-            updated_at=max((p.updated_at for p in parts), default=utcnow()),
-        )
-        self._merged[key] = document
-        if len(self._merged) > MERGE_CACHE_SIZE:
-            self._merged.popitem(last=False)
-        return document

@@ -9,20 +9,19 @@
   upstream document names on another host.
 - The fetcher streams the file to its client while it is stored (the download finishes into the cache
   even if that client goes away).
+- A file an upstream index document lists (`Format.declared_by`) is fetched from the URL that
+  document gives (files often live on another host); no other record of upstream URLs is kept.
 - Fetched bytes are verified while they stream against the digests the path states by itself
-  (`Format.expected_digests`) and those an upstream document declared for it (upstream links,
-  `Rewritten.digests`), within the repository's size limit and a whole-transfer deadline. Bytes that
+  (`Format.expected_digests`) and those its upstream index document declared for it (the engine's
+  index, `Parsed.files`), within the repository's size limit and a whole-transfer deadline. Bytes that
   fail are never cached: a whole-body fetch answers 502, and a streaming client's connection is cut
   before its last chunk, so it never receives a complete-looking wrong file.
 - Misses are remembered (negative cache); after repeated failures the proxy blocks itself for a while
   and answers from cache (or 404) at once; a failing or offline upstream never hides cached content.
-- Upstream links are kept fresh while in use (`updated_at`); a link that led to a miss, or that
-  nothing used or named again for a week, is dropped by GC.
 - A cold miss costs two write transactions, both grouped with other requests' (`Database.batched`):
-  the claim (the upstream's health, the negative cache, the lease, the asset and upstream link as
-  they are now) and the finish (the file's rows, the lease's release, health, misses and links,
-  together). A per-process copy of the health, at most `config_cache_seconds` old, answers
-  "blocked" before any transaction.
+  the claim (the upstream's health, the negative cache, the lease, the asset as it is now) and the
+  finish (the file's rows, the lease's release, health and misses, together). A per-process copy
+  of the health, at most `config_cache_seconds` old, answers "blocked" before any transaction.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
@@ -48,7 +47,7 @@ from sqlalchemy.orm import Session
 
 from artifactory.blobstore.store import HEX_LENGTH, DigestMismatch, StagedBlob
 from artifactory.db import queries
-from artifactory.db.models import Asset, ProxyHealth, ProxyLease, ProxyMiss, UpstreamLink, utcnow
+from artifactory.db.models import Asset, ProxyHealth, ProxyLease, ProxyMiss, utcnow
 from artifactory.formats import CachePolicy
 from artifactory.http.errors import BadGateway
 from artifactory.metrics import PROXY_FETCHES
@@ -69,9 +68,6 @@ MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 # The whole transfer of one upstream file, headers to last byte (`transfer_timeout_seconds` in the
 # repository's config overrides it); `timeout_seconds` bounds each read within it.
 TRANSFER_TIMEOUT_SECONDS = 3600.0
-# A link in use is marked fresh at most this often; rewritten documents are fetched in full (not
-# revalidated) at least this often, so the links they name stay fresh too.
-LINK_REFRESH_SECONDS = 24 * 3600
 HOP_HEADERS = {"etag", "last-modified", "content-type"}
 PATH_SAFE = "/%:@!$&'()*+,;=~"
 
@@ -91,27 +87,23 @@ class DocumentSource:
 class Claim:
     """What the claim transaction found: a blocked upstream, a remembered miss, or a lease taken
     (or not) and, for its
-    holder, the asset, the upstream link row and whether the upstream's health needs a write."""
+    holder, the asset and whether the upstream's health needs a write."""
 
     blocked: bool = False
     negative: bool = False
     acquired: bool = True
     current: StoredAsset | None = None
-    link: tuple[Any, Any, datetime | None] | None = None
     unhealthy: bool = False
 
 
 @dataclass
 class Outcome:
-    """What a fetch learnt, written by its finish: an error, a miss, links, a revalidation."""
+    """What a fetch learnt, written by its finish: an error, a miss, a revalidation."""
 
     unhealthy: bool = False
     reached: bool = False  # the upstream answered (a success for its health)
     error: str | None = None
     miss: bool = False
-    link_touched: tuple[datetime | None] | None = None
-    links: dict[str, str] = field(default_factory=dict)
-    digests: dict[str, Mapping[str, str]] = field(default_factory=dict)
     revalidated: StoredAsset | None = None
     committed: bool = False
 
@@ -181,41 +173,6 @@ class Proxy:
         self.engine.repos.set_state(repo.name, "invalidations", marks[-100:])
         if not prefix:
             self.engine.repos.set_state(repo.name, "invalidated_at", now)
-
-    def remember_upstream(
-        self,
-        repo: Repo,
-        links: Mapping[str, str],
-        digests: Mapping[str, Mapping[str, str]] | None = None,
-    ) -> None:
-        """`_remember_upstream` in a transaction of its own (blocking)."""
-        with self.engine.db.write() as session:
-            self._remember_upstream(session, repo, links, digests)
-
-    def _remember_upstream(
-        self,
-        session: Session,
-        repo: Repo,
-        links: Mapping[str, str],
-        digests: Mapping[str, Mapping[str, str]] | None = None,
-    ) -> None:
-        """Record what an upstream document says of the paths it names: absolute upstream URLs
-        (files on another host) and the digests each file must have. A later fetch of such a path
-        goes to that URL and is verified against those digests."""
-        now = utcnow()
-        rows: dict[str, dict[str, Any]] = {path: {"url": url} for path, url in links.items()}
-        for path, declared in (digests or {}).items():
-            clean = clean_digests(declared)
-            if clean:
-                rows.setdefault(path, {})["digests"] = clean
-        for path, values in sorted(rows.items()):
-            queries.upsert(
-                session,
-                UpstreamLink,
-                {"repository_id": repo.id, "path": path, **values, "updated_at": now},
-                ["repository_id", "path"],
-                [*values, "updated_at"],
-            )
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -315,7 +272,7 @@ class Proxy:
     def _claim(self, repo: Repo, path: str, owner: str, check_negative: bool, session: Session) -> Claim:
         """The one transaction before a fetch: the negative cache, the lease (single flight across
         processes), and, for the lease's holder, what it needs to fetch: the asset as it is now
-        (another fetcher may have just stored it), the upstream link and the upstream's health."""
+        (another fetcher may have just stored it) and the upstream's health."""
         now = utcnow()
         health = session.get(ProxyHealth, repo.id)
         self._remember_health(repo.id, health)
@@ -342,14 +299,8 @@ class Proxy:
             if not getattr(taken, "rowcount", 0):
                 return Claim(acquired=False)
         row = queries.find_asset(session, repo.id, path)
-        link = session.execute(
-            select(UpstreamLink.url, UpstreamLink.digests, UpstreamLink.updated_at).where(
-                UpstreamLink.repository_id == repo.id, UpstreamLink.path == path
-            )
-        ).first()
         return Claim(
             current=queries.to_asset(repo.name, row) if row is not None else None,
-            link=(link.url, link.digests, link.updated_at) if link is not None else None,
             unhealthy=health is not None and (health.failures > 0 or health.blocked_until is not None),
         )
 
@@ -376,7 +327,7 @@ class Proxy:
 
     def _finish(self, repo: Repo, path: str, owner: str, outcome: Outcome, session: Session) -> None:
         """The one transaction after a fetch, or its part of the transaction that stores the file:
-        release the lease and record what the fetch taught (health, a miss, links, a revalidation)."""
+        release the lease and record what the fetch taught (health, a miss, a revalidation)."""
         session.execute(
             delete(ProxyLease).where(
                 ProxyLease.repository_id == repo.id, ProxyLease.path == path, ProxyLease.owner == owner
@@ -384,12 +335,8 @@ class Proxy:
         )
         if outcome.error is not None or (outcome.reached and outcome.unhealthy):
             self._record(session, repo, outcome.error)
-        if outcome.links or outcome.digests:
-            self._remember_upstream(session, repo, outcome.links, outcome.digests)
         if outcome.miss:
             self._remember_miss(session, repo, path)
-        if outcome.link_touched is not None:
-            self._touch_link(session, repo.id, path, outcome.link_touched[0])
         if outcome.revalidated is not None:
             session.execute(
                 update(Asset)
@@ -428,47 +375,14 @@ class Proxy:
         raise UpstreamUnavailable(f"upstream of {repo.name} is unavailable: the fetch of {path} failed")
 
     # -- fetching ----------------------------------------------------------------------------
-    def _target(
-        self, repo: Repo, path: str, link: tuple[Any, Any, datetime | None] | None
-    ) -> tuple[str, dict[str, str], bool]:
-        """Where to fetch `path`, the digests its upstream documents declared for it, and whether
-        its link is due to be marked fresh (in use: GC must not take it), from its link row."""
-        url, digests, updated_at = link if link is not None else (None, None, None)
-        due = link is not None and (
-            updated_at is None or utcnow() - updated_at > timedelta(seconds=LINK_REFRESH_SECONDS)
-        )
-        declared = clean_digests(digests) if digests else {}
-        if url:
-            return str(url), declared, due
+    def _target(self, repo: Repo, path: str) -> str:
+        """The upstream URL of `path`: the path below the proxy's URL."""
         # Not urljoin: a path is data, so "#", "?", spaces and a colon in its first segment ("v1:x/")
         # must be percent-encoded rather than read as a fragment, a query or a URL scheme. "%" stays:
         # the only escapes left in a decoded path are the ones its format keeps on purpose (npm's %2F).
         base = urlsplit(str(repo.config["url"]))
         folder = base.path if base.path.endswith("/") else base.path + "/"
-        return (
-            urlunsplit(base._replace(path=folder + quote(path, safe=PATH_SAFE), fragment="")),
-            declared,
-            due,
-        )
-
-    def _upstream_url(self, repo: Repo, path: str) -> str:
-        with self.engine.db.read() as session:
-            row = session.execute(
-                select(UpstreamLink.url, UpstreamLink.digests, UpstreamLink.updated_at).where(
-                    UpstreamLink.repository_id == repo.id, UpstreamLink.path == path
-                )
-            ).first()
-        return self._target(repo, path, (row.url, row.digests, row.updated_at) if row else None)[0]
-
-    def _touch_link(self, session: Session, repository_id: int, path: str, when: datetime | None) -> None:
-        """Mark a link fresh (in use), or stale (`when` None: it led to a miss, and the next GC drops
-        it). A link that carries digests is kept until it ages out: they guard a later fetch."""
-        query = update(UpstreamLink).where(
-            UpstreamLink.repository_id == repository_id, UpstreamLink.path == path
-        )
-        if when is None:
-            query = query.where(UpstreamLink.digests.is_(None))
-        session.execute(query.values(updated_at=when))
+        return urlunsplit(base._replace(path=folder + quote(path, safe=PATH_SAFE), fragment=""))
 
     def _limits(self, repo: Repo) -> tuple[int, float]:
         """(most bytes, deadline on the monotonic clock) of one upstream transfer."""
@@ -513,22 +427,16 @@ class Proxy:
             elif ref is not None:
                 url, declared = ref.url, clean_digests(ref.digests)
             else:
-                url, declared, due = self._target(repo, path, claim.link)
-                if due:
-                    outcome.link_touched = (utcnow(),)
+                url, declared = self._target(repo, path), {}
             try:
                 expected = merge_digests(fmt.expected_digests(repo, path), declared)
             except ValueError as exc:
                 return self._unavailable(repo, path, cached, str(exc))
-            rewrite = document is None and fmt.rewrites(path)
-            headers = {"Accept-Encoding": "gzip" if rewrite or document else "identity"}
+            headers = {"Accept-Encoding": "gzip" if document else "identity"}
             if document is not None:
                 headers["Accept"] = document.accept
             meta = cached.attributes.get("proxy", {}) if cached is not None else {}
-            # A rewritten document is fetched in full now and then (no conditional headers), so the
-            # links it names stay fresh even while the upstream would answer 304.
-            renew = rewrite and time.time() - float(meta.get("rewritten_at", 0)) > LINK_REFRESH_SECONDS
-            if cached is not None and not renew:
+            if cached is not None:
                 if meta.get("etag") or meta.get("last_modified"):
                     if meta.get("etag"):
                         headers["If-None-Match"] = meta["etag"]
@@ -556,7 +464,6 @@ class Proxy:
             if response.status_code in (404, 410):
                 await response.aclose()
                 outcome.reached = outcome.miss = True
-                outcome.link_touched = (None,)
                 return None
             if response.status_code != 200:
                 await response.aclose()
@@ -580,14 +487,12 @@ class Proxy:
                 "etag": response.headers.get("etag"),
                 "last_modified": response.headers.get("last-modified"),
             }
-            if rewrite:
-                meta["rewritten_at"] = meta["fetched_at"]
             content_type = response.headers.get("content-type")
             body = _bounded(response.aiter_bytes(), path, limit, deadline)
             fetched = Fetched(owner, outcome, expected, meta, content_type)
-            if rewrite or not stream or document is not None:
+            if not stream or document is not None:
                 try:
-                    return await self._store_whole(repo, path, response, body, fetched, rewrite, document)
+                    return await self._store_whole(repo, path, response, body, fetched, document)
                 except BadGateway as exc:
                     return self._unavailable(repo, path, cached, exc.message)
             handed_over = True
@@ -620,7 +525,6 @@ class Proxy:
         response: httpx.Response,
         body: AsyncIterator[bytes],
         fetched: Fetched,
-        rewrite: bool,
         source: DocumentSource | None,
     ) -> StoredAsset:
         engine = self.engine
@@ -639,25 +543,6 @@ class Proxy:
                 except ValueError as exc:  # a malformed upstream document: keep serving the cached one
                     raise UpstreamUnavailable(f"upstream document {source.url} is unusable: {exc}") from None
                 staged = await engine.blobs.ingest_bytes(bytes(document))
-            elif rewrite:
-                document = bytearray()
-                async for chunk in body:
-                    document += chunk
-                    if len(document) > MAX_DOCUMENT_BYTES:
-                        raise UpstreamUnavailable(
-                            f"upstream document {path} is larger than {MAX_DOCUMENT_BYTES} bytes"
-                        )
-                check_digests(bytes(document), fetched.expected)
-                fmt = engine.formats[repo.format]
-                try:
-                    rewritten = fmt.rewrite_upstream(repo, path, bytes(document), str(response.url))
-                except ValueError as exc:  # a malformed upstream document: keep serving the cached one
-                    raise UpstreamUnavailable(f"upstream document {path} is unusable: {exc}") from None
-                # Links with the document, in its transaction: a client that reads the document asks
-                # for the files it names at once.
-                fetched.outcome.links = dict(rewritten.links)
-                fetched.outcome.digests = dict(rewritten.digests)
-                staged = await engine.blobs.ingest_bytes(rewritten.body)
             else:
                 staged = await engine.blobs.ingest(body, fetched.expected)
         except httpx.HTTPError as exc:
@@ -697,7 +582,7 @@ class Proxy:
         upstream says it has none (404, 410). Any other failure raises ValueError, so a checksum
         file that could not be fetched is never taken for one that was not published."""
         engine = self.engine
-        url = await engine.db_call(self._upstream_url, repo, path)
+        url = self._target(repo, path)
         client = engine.upstreams.get(repo.id, repo.config, engine.formats[repo.format].upstream_auth)
         request = client.build_request("GET", url)
         try:

@@ -22,7 +22,8 @@ EXPECTED = {
     "setting",
     "proxy_lease",
     "proxy_miss",
-    "upstream_link",
+    "name_generation",
+    "tombstone",
     "proxy_health",
     "webhook_delivery",
 }

@@ -113,18 +113,6 @@ def test_update_document_applies_concurrent_transforms_one_after_the_other(state
     assert state.engine.lookup(repo, "counter.json") is None
 
 
-def test_was_ever_stored_remembers_deleted_paths(state):
-    repo = make_repo(state)
-
-    async def scenario():
-        assert not await state.engine.was_ever_stored(repo, "a.whl")
-        await state.engine.put_bytes(repo, b"x", Upload(path="a.whl"), ADMIN)
-        await state.engine.delete(repo, "a.whl", ADMIN)
-        assert await state.engine.was_ever_stored(repo, "a.whl")
-
-    asyncio.run(scenario())
-
-
 def test_commit_respects_allow_once(state):
     repo = make_repo(state, write_policy="allow_once")
 

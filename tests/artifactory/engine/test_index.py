@@ -299,3 +299,63 @@ def test_a_group_listing_leaves_out_what_its_proxies_hold_of_a_hosted_name_and_t
             assert ".index" not in [e.name for e in await engine.listing(fresh(state, proxy), "", ADMIN)]
 
         run(state, scenario)
+
+
+def test_upstream_credentials_go_to_the_upstream_only_never_to_a_file_url_it_lists_elsewhere(state):
+    data = b"cdn bytes"
+    with running() as upstream, running() as cdn:
+        cdn.put("blobs/1.0", data)
+        # The document names its file on another host (as an index names a CDN).
+        document = {"versions": {"1.0": hashlib.sha256(data).hexdigest()}}
+        upstream.put("index/lib.json", json.dumps(document).encode())
+        upstream.auth["index/"] = ("robot", "s3cret")
+        proxy = repository(state, "proxy", url=upstream.url, username="robot", password="s3cret")
+        fmt = state.formats["notes-test"]
+        original = fmt.parse
+
+        def elsewhere(key, body, url):
+            parsed = original(key, body, url)
+            files = {
+                p: FileRef(cdn.url + "blobs/" + p.rsplit("/", 1)[1][:-4], r.digests)
+                for p, r in parsed.files.items()
+            }
+            return Parsed(parsed.model, files)
+
+        fmt.parse = elsewhere
+
+        async def scenario():
+            try:
+                found = await state.engine.get(proxy, "files/lib/1.0.txt", ADMIN, stream=False)
+                assert found is not None and found.sha256 == hashlib.sha256(data).hexdigest()
+            finally:
+                del fmt.parse
+
+        run(state, scenario)
+        assert "authorization" in upstream.headers_of("index/lib.json")[0]
+        assert cdn.count("blobs/1.0") == 1 and "authorization" not in cdn.headers_of("blobs/1.0")[0]
+
+
+def test_a_streamed_file_failing_its_declared_digest_is_cut_off_never_cached_and_fetched_again(state):
+    good, bad = os.urandom(300 * 1024), os.urandom(300 * 1024)
+    with running() as upstream:
+        upstream.put(
+            "index/lib.json", json.dumps({"versions": {"1.0": hashlib.sha256(good).hexdigest()}}).encode()
+        )
+        upstream.put("blobs/1.0", bad)
+        proxy = repository(state, "proxy", url=upstream.url)
+
+        async def scenario():
+            for _attempt in range(2):
+                content = await state.engine.get(proxy, "files/lib/1.0.txt", ADMIN, stream=True)
+                received = bytearray()
+                with pytest.raises(Exception):  # noqa: B017 - the stream breaks before its last byte
+                    async for chunk in content.chunks:
+                        received += chunk
+                assert len(received) < len(bad)  # never a complete-looking file
+                await asyncio.sleep(0.2)  # the fetch's own bookkeeping finishes in the background
+            assert upstream.hits[("GET", "blobs/1.0")] == 2
+            upstream.put("blobs/1.0", good)
+            stored = await state.engine.get(proxy, "files/lib/1.0.txt", ADMIN, stream=False)
+            assert stored.sha256 == hashlib.sha256(good).hexdigest()
+
+        run(state, scenario)

@@ -1,14 +1,16 @@
 """A proxy verifies fetched bytes against the digests a path states by itself (`Format.expected_digests`)
-and those its upstream documents declared (`remember_upstream`), in process, on SQLite and PostgreSQL."""
+and those the upstream index document that lists it declared (`Parsed.files`), in process, on SQLite
+and PostgreSQL."""
 
 import asyncio
 import hashlib
+import json
 import os
 
 import pytest
 
 from artifactory.blobstore.store import DigestMismatch
-from artifactory.formats import Format
+from artifactory.formats import FileRef, Format, IndexKey, Parsed, UpstreamDocument
 from artifactory.http.errors import BadGateway
 from artifactory.repository.model import Streaming
 from tests.artifactory.engine.test_engine_api import ADMIN
@@ -16,13 +18,25 @@ from tests.artifactory.repository.upstream import running
 
 
 class Pinned(Format):
-    """Paths ending in a sha256 must hash to it, as an OCI blob fetched by digest must."""
+    """Paths ending in a sha256 must hash to it, as an OCI blob fetched by digest must; and the
+    upstream's `index.json` ({path: {algorithm: hex}}) declares what each file under files/ hashes to."""
 
     id = "pinned-test"
 
     def expected_digests(self, repo, path):
         name = path.rsplit("/", 1)[-1]
         return {"sha256": name} if len(name) == 64 else {}
+
+    def declared_by(self, path):
+        return IndexKey("all") if path.startswith("files/") else None
+
+    def upstream_document(self, key):
+        return UpstreamDocument("index.json")
+
+    def parse(self, key, body, url):
+        declared = json.loads(body)
+        base = url.rsplit("/", 1)[0] + "/"
+        return Parsed(declared, {path: FileRef(base + path, digests) for path, digests in declared.items()})
 
 
 def proxy_of(state, upstream):
@@ -77,14 +91,11 @@ def test_digests_an_upstream_document_declared_are_verified_and_disagreeing_ones
         repo = proxy_of(state, upstream)
         upstream.put(plain, good + b"tampered")
         upstream.put(pinned, good)
-        state.engine.proxy.remember_upstream(
-            repo,
-            {},
-            {
-                plain: {"sha512": hashlib.sha512(good).hexdigest(), "blake2b_256": "ignored"},
-                pinned: {"sha256": "0" * 64},  # disagrees with what the path itself states
-            },
-        )
+        declared = {
+            plain: {"sha512": hashlib.sha512(good).hexdigest(), "blake2b_256": "ignored"},
+            pinned: {"sha256": "0" * 64},  # disagrees with what the path itself states
+        }
+        upstream.put("index.json", json.dumps(declared).encode())
 
         async def scenario():
             engine = state.engine

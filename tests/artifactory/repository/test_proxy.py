@@ -8,20 +8,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine, insert, select, text, update
+from sqlalchemy import Engine, create_engine, select, text, update
 
-from artifactory.blobstore.filesystem import FilesystemDriver
-from artifactory.blobstore.gc import collect
-from artifactory.blobstore.store import BlobStore
-from artifactory.db.engine import Database
-from artifactory.db.models import Repository, UpstreamLink, utcnow
+from artifactory.db.models import Repository
 from artifactory.testing.fixtures import DATABASES, live_server
 from artifactory.testing.server import LiveServer
 from tests.artifactory.repository.upstream import Upstream, running, self_signed, tls_context
@@ -420,28 +415,6 @@ def test_upstream_basic_credentials_are_sent_and_the_password_is_masked(live, up
     assert admin.get(f"/repository/{name}/{second}").content == b"private 2"
 
 
-def test_credentials_go_only_to_the_configured_upstream_not_to_an_absolute_link_elsewhere(
-    live, upstream, admin, root
-):
-    """A format may record an absolute upstream URL for a path (a tarball on a CDN, say)."""
-    name = make_proxy(live, upstream, username="robot", password="s3cret")
-    path = f"{root}/from-cdn.tgz"
-    with running() as cdn:
-        cdn.put("files/from-cdn.tgz", b"cdn bytes")
-        # What Proxy.remember_upstream stores when a format rewrites an upstream document.
-        sql(
-            live,
-            "INSERT INTO upstream_link (repository_id, path, url) VALUES (:id, :path, :url)",
-            id=repository_id(live, name),
-            path=path,
-            url=cdn.url + "files/from-cdn.tgz",
-        )
-        assert admin.get(f"/repository/{name}/{path}").content == b"cdn bytes"
-        assert upstream.count(path) == 0
-        assert cdn.count("files/from-cdn.tgz") == 1
-        assert "authorization" not in cdn.headers_of("files/from-cdn.tgz")[0]
-
-
 @pytest.fixture(scope="module")
 def tls_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Upstream, str]]:
     cert, key = self_signed(tmp_path_factory.mktemp("tls"))
@@ -501,26 +474,6 @@ def test_a_failed_fetch_answers_502_to_every_client_that_waited_for_it(live, ups
 
 
 # -- integrity of what is fetched ------------------------------------------------------------------
-def remember(live: LiveServer, name: str, path: str, url: str | None = None, **columns: Any) -> None:
-    """An upstream link row as `Proxy.remember_upstream` (or a format before a fetch) writes it."""
-    values = {"repository_id": repository_id(live, name), "path": path, "url": url, "updated_at": utcnow()}
-    engine = database(live)
-    try:
-        with engine.begin() as connection:
-            connection.execute(insert(UpstreamLink).values(**{**values, **columns}))
-    finally:
-        engine.dispose()
-
-
-def links(live: LiveServer, name: str) -> set[str]:
-    return {
-        row[0]
-        for row in sql(
-            live, "SELECT path FROM upstream_link WHERE repository_id = :id", id=repository_id(live, name)
-        )
-    }
-
-
 def set_config(live: LiveServer, name: str, **changes: Any) -> None:
     """Settings the admin API does not offer yet, written behind its back (the revision moves)."""
     engine = database(live)
@@ -535,30 +488,6 @@ def set_config(live: LiveServer, name: str, **changes: Any) -> None:
     finally:
         engine.dispose()
     time.sleep(SETTLE)
-
-
-def test_a_file_failing_its_declared_digest_is_cut_off_never_cached_and_fetched_again(
-    live, upstream, admin, root
-):
-    name = make_proxy(live, upstream)
-    path = f"{root}/declared.bin"
-    good, bad = os.urandom(300 * 1024), os.urandom(300 * 1024)
-    remember(live, name, path, digests={"sha256": hashlib.sha256(good).hexdigest(), "md5": "not hex"})
-    upstream.put(path, bad)
-    for _attempt in range(2):  # the same answer every time: nothing was cached
-        received = bytearray()
-        with pytest.raises(httpx.HTTPError), admin.stream("GET", f"/repository/{name}/{path}") as response:
-            assert response.headers["content-length"] == str(len(bad))
-            for chunk in response.iter_bytes():
-                received += chunk
-        assert len(received) < len(bad)  # never a complete-looking file
-    assert upstream.count(path) == 2
-    upstream.put(path, good)
-    fetched = admin.get(f"/repository/{name}/{path}")
-    assert (fetched.status_code, fetched.content == good) == (200, True)
-    cached = admin.get(f"/repository/{name}/{path}")
-    assert cached.headers["x-checksum-sha256"] == hashlib.sha256(good).hexdigest()
-    assert upstream.count(path) == 3
 
 
 def test_a_chunked_upstream_body_reaches_the_first_client_whole(live, upstream, admin, root):
@@ -609,26 +538,3 @@ def test_a_trickling_upstream_is_cut_off_at_the_transfer_deadline(live, upstream
     assert upstream.count(path) == 2
 
 
-def test_gc_drops_upstream_links_of_misses_and_links_nothing_used_for_a_week(live, upstream, admin, root):
-    name = make_proxy(live, upstream, negative_cache_seconds=0)
-    found, fresh, old = f"{root}/found.txt", f"{root}/named-not-asked.txt", f"{root}/old.txt"
-    misses = [f"{root}/miss-{i}.txt" for i in range(5)]
-    upstream.put(f"{root}/elsewhere/found.txt", b"found")
-    remember(live, name, found, upstream.url + f"{root}/elsewhere/found.txt")
-    remember(live, name, fresh, upstream.url + "somewhere")
-    remember(live, name, old, upstream.url + "old", updated_at=utcnow() - timedelta(days=8))
-    guarded = f"{root}/guarded-miss.txt"
-    remember(live, name, guarded, digests={"sha256": "0" * 64})
-    for path in misses:
-        remember(live, name, path, upstream.url + path)
-    for path in [*misses, guarded]:
-        assert admin.get(f"/repository/{name}/{path}").status_code == 404
-    assert admin.get(f"/repository/{name}/{found}").content == b"found"
-    db = Database(live.database_url or f"sqlite:///{live.data_dir / 'artifactory.db'}")
-    try:
-        report = collect(db, BlobStore(FilesystemDriver(live.data_dir / "blobs")))  # the default grace
-    finally:
-        db.dispose()
-    assert report.upstream_links >= 6
-    # A miss leaves nothing behind, but a link that carries digests keeps guarding its path.
-    assert links(live, name) == {found, fresh, guarded}
