@@ -128,6 +128,7 @@ class Index:
         self._generations: Lru[tuple[int, str, str], tuple[int, int]] = Lru(100_000)
         self._parsed: Lru[tuple[int, IndexKey, str], Parsed | None] = Lru(2048)
         self._merged: Lru[Hashable, Model] = Lru(1024)
+        self._fresh: Lru[tuple[int, IndexKey], StoredAsset] = Lru(8192)
         # Clients send a handful of distinct Accept headers: negotiate each once per media-type list.
         self._negotiated: Lru[tuple[str | None, Sequence[str]], str] = Lru(512)
         self._rendered: Lru[Hashable, RenderedDocument] = Lru(
@@ -242,10 +243,15 @@ class Index:
             parsed = fmt.parse(key, body, final_url)
             self._parsed.put((repo.id, key, hashlib.sha256(body).hexdigest()), parsed)
 
-        source = DocumentSource(url=url, accept=where.accept, check=check)
-        asset = await self.engine.proxy.get(repo, cache_path(key), stream=False, document=source)
-        if not isinstance(asset, StoredAsset):
-            return None, ""
+        # The copy this process last read, while it is fresh: no lookup per page hit or per file miss.
+        asset = self._fresh.get((repo.id, key))
+        if asset is None or not self.engine.proxy.fresh(repo, asset):
+            source = DocumentSource(url=url, accept=where.accept, check=check)
+            found = await self.engine.proxy.get(repo, cache_path(key), stream=False, document=source)
+            if not isinstance(found, StoredAsset):
+                self._fresh.pop((repo.id, key))
+                return None, ""
+            asset = self._fresh.put((repo.id, key), found)
         cache_key = (repo.id, key, asset.sha256)
         known, cached = self._parsed.lookup(cache_key)
         if known:

@@ -184,6 +184,10 @@ class Proxy:
     def _cached(self, repo: Repo, path: str) -> StoredAsset | None:
         return self.engine.lookup(repo, path)
 
+    def fresh(self, repo: Repo, asset: StoredAsset) -> bool:
+        """Whether a cached metadata document may be served without asking the upstream again."""
+        return not self._stale(repo, asset, CachePolicy.METADATA)
+
     def _stale(self, repo: Repo, asset: StoredAsset, policy: CachePolicy) -> bool:
         fetched = float(asset.attributes.get("proxy", {}).get("fetched_at", 0))
         if fetched < float(repo.state.get("invalidated_at", 0)):
