@@ -119,6 +119,9 @@ def _insert(session: Session, model: Any) -> Any:
 # Statements of the upload path, built once per dialect with bound parameters: building a statement
 # costs more Python than running it, and an upload runs several.
 _PREBUILT: dict[tuple[str, str], Any] = {}
+# The same statements compiled to the driver's own SQL: (sql, parameter order or None when named,
+# default values of literal parameters, names of JSON parameters, names of timestamp parameters).
+_RAW: dict[tuple[str, str], tuple[str, list[str] | None, dict[str, Any], frozenset[str], frozenset[str]]] = {}
 
 
 def _upsert_statement(
@@ -144,6 +147,23 @@ def _prebuilt(session: Session, name: str) -> Any:
         changed = ["blob_sha256", "content_type", "attributes", "component_id", "conflict_key", "updated_at"]
         names = ["repository_id", "path", "created_at", *changed]
         found = _upsert_statement(dialect, Asset, names, ["repository_id", "path"], changed)
+    elif name == "save_asset_returning":
+        found = _prebuilt(session, "save_asset").returning(Asset.id)
+    elif name == "component_id":
+        # A no-op update on conflict, so that RETURNING names the row whether or not it was new.
+        keys = ["repository_id", "namespace", "name", "version"]
+        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        inserted = dialect_insert(Component).values(
+            {name: bindparam(name) for name in [*keys, "attributes", "created_at"]}
+        )
+        found = inserted.on_conflict_do_update(
+            index_elements=keys, set_={"name": inserted.excluded.name}
+        ).returning(Component.id)
+    elif name == "bump_revision":
+        found = _BUMP_REVISION.returning(Repository.revision)
+    elif name == "audit":
+        columns = ["at", "actor", "action", "repository", "path", "details"]
+        found = insert(AuditEvent).values({column: bindparam(column) for column in columns})
     elif name == "bump_generation":
         values: dict[str, Any] = {"repository_id": bindparam("rid"), "namespace": bindparam("namespace")}
         dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -161,7 +181,82 @@ def _prebuilt(session: Session, name: str) -> Any:
 _BUMP_REVISION = (
     update(Repository).where(Repository.id == bindparam("rid")).values(revision=Repository.revision + 1)
 )
-_AUDIT = insert(AuditEvent)
+_JSON_PARAMETERS = frozenset({"attributes", "details"})
+_TIME_PARAMETERS = frozenset({"created_at", "touched_at", "updated_at", "at"})
+
+
+def _cursor(session: Session) -> tuple[str, Any]:
+    """The dialect and a DBAPI cursor on the session's connection, inside its transaction (pending
+    ORM changes are flushed first, as `session.execute` would)."""
+    if session.new or session.dirty or session.deleted:
+        session.flush()
+    connection = session.connection()
+    return connection.dialect.name, connection.connection.cursor()
+
+
+def _raw_statement(
+    session: Session, dialect: str, name: str
+) -> tuple[str, list[str] | None, dict[str, Any], frozenset[str], frozenset[str]]:
+    found = _RAW.get((dialect, name))
+    if found is None:
+        statement = _prebuilt(session, name)
+        compiled = statement.compile(dialect=session.get_bind().dialect)
+        order = list(compiled.positiontup or []) if compiled.positional else None
+        names = set(order if order is not None else compiled.params)
+        defaults = {k: v for k, v in compiled.params.items() if v is not None}
+        # An INSERT also binds the columns it leaves out that have a constant default in the model.
+        for column in statement.table.columns if statement.is_insert else ():
+            default = column.default
+            if column.name in names and default is not None and default.is_scalar:
+                defaults.setdefault(column.name, default.arg)
+        found = (
+            compiled.string,
+            order,
+            defaults,
+            frozenset(names & _JSON_PARAMETERS),
+            frozenset(names & _TIME_PARAMETERS),
+        )
+        _RAW[(dialect, name)] = found
+    return found
+
+
+def _bind(dialect: str, value: Any, kind: str) -> Any:
+    """A value as the driver stores it for this column type, as SQLAlchemy's types would bind it:
+    JSON as text (SQLite) or a JSON parameter (PostgreSQL), timestamps in UTC, zoneless text on SQLite."""
+    if kind == "json":
+        if dialect == "postgresql":
+            from psycopg.types.json import Json
+
+            return Json(value)
+        return json.dumps(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+        if dialect == "sqlite":
+            value = value.replace(tzinfo=None)
+    if dialect == "sqlite":
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
+def _raw(session: Session, name: str, rows: Sequence[dict[str, Any]]) -> Any:
+    """Run a prebuilt upload statement on the session's DBAPI connection, without the ORM and Core
+    execution layers (several times the cost of the statement itself on SQLite): once per row of
+    `rows`; the cursor, for a RETURNING row, after a single row."""
+    dialect, cursor = _cursor(session)
+    sql, order, defaults, json_names, time_names = _raw_statement(session, dialect, name)
+    params = []
+    for row in rows:
+        values = {**defaults, **row}
+        for key in json_names:
+            values[key] = _bind(dialect, values[key], "json")
+        for key in time_names:
+            values[key] = _bind(dialect, values[key], "time")
+        params.append(tuple(values[key] for key in order) if order is not None else values)
+    if len(params) == 1:
+        cursor.execute(sql, params[0])
+    else:
+        cursor.executemany(sql, params)
+    return cursor
 
 
 def upsert(
@@ -231,18 +326,21 @@ def touch_blob(session: Session, info: BlobInfo, until: datetime | None = None) 
     is given: a commit reserves its blobs that way before it promotes them.
     """
     now = until or utcnow()
-    session.execute(
-        _prebuilt(session, "touch_blob"),
-        {
-            "sha256": info.sha256,
-            "size": info.size,
-            "md5": info.md5,
-            "sha1": info.sha1,
-            "sha512": info.sha512,
-            "created_at": now,
-            "touched_at": now,
-        },
-    )
+    _raw(
+        session,
+        "touch_blob",
+        [
+            {
+                "sha256": info.sha256,
+                "size": info.size,
+                "md5": info.md5,
+                "sha1": info.sha1,
+                "sha512": info.sha512,
+                "created_at": now,
+                "touched_at": now,
+            }
+        ],
+    ).close()
 
 
 def lock_repository(session: Session, repository_id: int) -> None:
@@ -260,8 +358,12 @@ def find_conflict(session: Session, repository_id: int, conflict_key: str) -> st
     )
 
 
-def bump_revision(session: Session, repository_id: int) -> None:
-    session.execute(_BUMP_REVISION, {"rid": repository_id})
+def bump_revision(session: Session, repository_id: int) -> int:
+    """Move the repository's revision; the new one."""
+    cursor = _raw(session, "bump_revision", [{"rid": repository_id}])
+    row = cursor.fetchone()
+    cursor.close()
+    return int(row[0])
 
 
 def add_audit(session: Session, events: Sequence[dict[str, Any]]) -> None:
@@ -269,7 +371,8 @@ def add_audit(session: Session, events: Sequence[dict[str, Any]]) -> None:
     unit of work."""
     if events:
         now = utcnow()
-        session.execute(_AUDIT, [{"at": now, "details": {}, **event} for event in events])
+        base = {"at": now, "actor": "", "repository": "", "path": "", "details": {}}
+        _raw(session, "audit", [{**base, **event} for event in events]).close()
 
 
 def ensure_component(
@@ -281,6 +384,12 @@ def ensure_component(
     attributes: dict[str, Any] | None,
 ) -> int:
     values = {"repository_id": repository_id, "namespace": namespace, "name": name, "version": version}
+    if not attributes:
+        # The upload path (a raw file is its own component): one statement, no attributes to merge.
+        cursor = _raw(session, "component_id", [{**values, "attributes": {}, "created_at": utcnow()}])
+        row = cursor.fetchone()
+        cursor.close()
+        return int(row[0])
     insert_ignore(
         session, Component, {**values, "attributes": attributes or {}, "created_at": utcnow()}, list(values)
     )
@@ -308,30 +417,38 @@ def save_asset(
     attributes: dict[str, Any],
     component_id: int | None,
     conflict_key: str | None = None,
-) -> None:
-    now = utcnow()
-    session.execute(
-        _prebuilt(session, "save_asset"),
-        {
-            "repository_id": repository_id,
-            "path": path,
-            "blob_sha256": sha256,
-            "content_type": content_type,
-            "attributes": attributes,
-            "component_id": component_id,
-            "conflict_key": conflict_key,
-            "created_at": now,
-            "updated_at": now,
-        },
+    now: datetime | None = None,
+) -> int:
+    """Store (or replace) the asset at `path`, its `updated_at` `now` (default: the present); its id."""
+    now = now or utcnow()
+    cursor = _raw(
+        session,
+        "save_asset_returning",
+        [
+            {
+                "repository_id": repository_id,
+                "path": path,
+                "blob_sha256": sha256,
+                "content_type": content_type,
+                "attributes": attributes,
+                "component_id": component_id,
+                "conflict_key": conflict_key,
+                "created_at": now,
+                "updated_at": now,
+            }
+        ],
     )
+    row = cursor.fetchone()
+    cursor.close()
+    return int(row[0])
 
 
 def bump_generations(session: Session, repository_id: int, names: Iterable[tuple[str, str]]) -> None:
     """Move the generation of each (namespace, name), in sorted order so that concurrent
     transactions take the row locks in one order."""
-    statement = _prebuilt(session, "bump_generation")
-    for namespace, name in sorted(set(names)):
-        session.execute(statement, {"rid": repository_id, "namespace": namespace, "name": name})
+    rows = [{"rid": repository_id, "namespace": ns, "name": name} for ns, name in sorted(set(names))]
+    if rows:
+        _raw(session, "bump_generation", rows).close()
 
 
 def generation(session: Session, repository_id: int, namespace: str, name: str) -> int:

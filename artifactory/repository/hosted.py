@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from artifactory.blobstore import store as blobstore
 from artifactory.blobstore.store import BlobError, StagedBlob
 from artifactory.db import queries
-from artifactory.db.models import AuditEvent
+from artifactory.db.models import AuditEvent, utcnow
 from artifactory.events import AssetEvent
 from artifactory.formats import Coordinates
 from artifactory.http.errors import BadRequest, HTTPProblem
@@ -253,29 +253,19 @@ class Hosted:
         attributes = dict(upload.attributes or {})
         if upload.conflict_key:
             attributes["conflict_key"] = upload.conflict_key
-        queries.save_asset(
-            session,
-            repo.id,
-            upload.path,
-            staged.info.sha256,
-            content_type,
-            attributes,
-            component_id,
-            upload.conflict_key,
-        )
+        now = utcnow()
+        # (path, bytes, content type, attributes, component, conflict key) of every asset saved.
+        files = [(upload.path, staged.info, content_type, attributes, component_id, upload.conflict_key)]
         for companion in upload.companions:
-            queries.save_asset(
-                session,
-                repo.id,
-                companion.path,
-                companion.staged.info.sha256,
-                companion.content_type or guess_content_type(companion.path),
-                {"companion_of": upload.path},
-                None,
-            )
+            companion_type = companion.content_type or guess_content_type(companion.path)
+            attrs = {"companion_of": upload.path}
+            files.append((companion.path, companion.staged.info, companion_type, attrs, None, None))
+        ids = [
+            queries.save_asset(session, repo.id, path, info.sha256, ctype, attrs, cid, key, now)
+            for path, info, ctype, attrs, cid, key in files
+        ]
         queries.bump_revision(session, repo.id)
-        files = [(upload.path, staged.info), *((c.path, c.staged.info) for c in upload.companions)]
-        queries.bump_generations(session, repo.id, self._names(repo, [p for p, _ in files], upload))
+        queries.bump_generations(session, repo.id, self._names(repo, [f[0] for f in files], upload))
         queries.add_audit(
             session,
             [
@@ -286,16 +276,29 @@ class Hosted:
                     "path": path,
                     "details": {"sha256": info.sha256, "size": info.size},
                 }
-                for path, info in files
+                for path, info, *_rest in files
             ],
         )
         if also is not None:
             also(session)
-        saved = []
-        for path, _info in files:
-            row = queries.find_asset(session, repo.id, path)
-            assert row is not None
-            saved.append(queries.to_asset(repo.name, row))
+        # What was just written, as a read would return it (no second query).
+        saved = [
+            StoredAsset(
+                repository=repo.name,
+                path=path,
+                sha256=info.sha256,
+                size=info.size,
+                md5=info.md5,
+                sha1=info.sha1,
+                sha512=info.sha512,
+                content_type=ctype,
+                updated_at=now,
+                attributes=attrs,
+                asset_id=asset_id,
+                component_id=cid,
+            )
+            for asset_id, (path, info, ctype, attrs, cid, _key) in zip(ids, files, strict=True)
+        ]
         return saved[0], saved[1:]
 
     async def delete(self, repo: Repo, path: str, principal: Principal) -> StoredAsset | None:
