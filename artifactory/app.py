@@ -27,6 +27,7 @@ from artifactory.formats import Format
 from artifactory.http.errors import Forbidden, HTTPProblem, NotFound, Unauthorized
 from artifactory.http.paths import decode_path
 from artifactory.metrics import CONTENT_TYPE, REQUEST_ID_KEY, Metrics, RequestMetrics, request_id
+from artifactory.repository.index import READ_CHECKED_KEY
 from artifactory.settings import Settings, load_settings
 from artifactory.state import PRINCIPAL_KEY, REQUEST_PATH_KEY, AppState
 from artifactory.ui import routes as ui_routes
@@ -172,6 +173,8 @@ class Application:
             child = dict(scope)
             child["artifactory.repo"] = repo
             child["artifactory.path"] = path
+            # The read check above answers for this repository: the engine need not repeat it.
+            child[READ_CHECKED_KEY] = scope["method"] in READ_METHODS
             child["root_path"] = scope.get("root_path", "") + PREFIX + name
             child["path"] = "/" + path
             try:
