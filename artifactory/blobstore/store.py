@@ -15,10 +15,10 @@ import hashlib
 import hmac
 import re
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import anyio
 from anyio import to_thread
@@ -29,6 +29,7 @@ ALGORITHMS = ("sha256", "sha1", "md5", "sha512")
 HEX_LENGTH = {"sha256": 64, "sha1": 40, "md5": 32, "sha512": 128}
 FLUSH_BYTES = 1024 * 1024
 _HEX = re.compile(r"^[0-9a-f]+$")
+T = TypeVar("T")
 
 
 class BlobError(Exception):
@@ -125,6 +126,19 @@ class BlobStore:
         Raises DigestMismatch or TooLarge (the temporary object is removed first); any exception from
         the stream itself (a client that disconnects) likewise leaves nothing behind.
         """
+        staged, _ = await self.ingest_then(chunks, expected, max_size, None)
+        return staged
+
+    async def ingest_then(
+        self,
+        chunks: AsyncIterable[bytes],
+        expected: Mapping[str, str | None] | None,
+        max_size: int | None,
+        then: Callable[[StagedBlob], T] | None,
+    ) -> tuple[StagedBlob, T | None]:
+        """`ingest`, then `then(staged)` (blocking) in the worker thread that wrote the last bytes, so
+        that a small upload is received, made durable and committed in one thread hop. If `then`
+        raises, the temporary object is removed (unless `then` promoted it) and the error raised."""
         wanted = normalise_expected(expected)
         # The temporary object is created with the first flush, or with the last (and only) write
         # of a small body: one worker-thread hop for a small upload instead of three.
@@ -142,17 +156,13 @@ class BlobStore:
                     if temp is None:
                         temp = await to_thread.run_sync(self.driver.create_temp)
                     await to_thread.run_sync(_write_and_hash, temp, hasher, data)
-            temp = await to_thread.run_sync(_finish_temp, self.driver, temp, hasher, bytes(buffer))
-            info = hasher.info()
-            for algorithm, value in wanted.items():
-                if not hmac.compare_digest(value, info.digest(algorithm)):
-                    raise DigestMismatch(algorithm, value, info.digest(algorithm))
+            last, temp = temp, None  # from here on the worker thread removes it on failure
+            return await to_thread.run_sync(_finish, self.driver, last, hasher, bytes(buffer), wanted, then)
         except BaseException:
             if temp is not None:
                 with anyio.CancelScope(shield=True):
                     await to_thread.run_sync(_close_and_delete, self.driver, temp)
             raise
-        return StagedBlob(info=info, temp_name=temp.name)
 
     async def ingest_bytes(self, data: bytes, expected: Mapping[str, str | None] | None = None) -> StagedBlob:
         async def one() -> AsyncIterator[bytes]:
@@ -313,6 +323,29 @@ def _finish_temp(driver: BlobDriver, temp: TempObject | None, hasher: _Hasher, d
         _close_and_delete(driver, temp)
         raise
     return temp
+
+
+def _finish(
+    driver: BlobDriver,
+    temp: TempObject | None,
+    hasher: _Hasher,
+    data: bytes,
+    wanted: Mapping[str, str],
+    then: Callable[[StagedBlob], T] | None,
+) -> tuple[StagedBlob, T | None]:
+    """The last bytes made durable and verified against `wanted`, then `then` run on them; the
+    temporary object is removed if either fails."""
+    temp = _finish_temp(driver, temp, hasher, data)
+    try:
+        info = hasher.info()
+        for algorithm, value in wanted.items():
+            if not hmac.compare_digest(value, info.digest(algorithm)):
+                raise DigestMismatch(algorithm, value, info.digest(algorithm))
+        staged = StagedBlob(info=info, temp_name=temp.name)
+        return staged, (then(staged) if then is not None else None)
+    except BaseException:
+        driver.delete_temp(temp.name)
+        raise
 
 
 def _close_and_delete(driver: BlobDriver, temp: TempObject) -> None:

@@ -18,7 +18,7 @@ import functools
 import mimetypes
 from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from artifactory.blobstore import store as blobstore
 from artifactory.blobstore.store import BlobError, StagedBlob
@@ -33,6 +33,8 @@ from artifactory.security.principal import Principal
 
 if TYPE_CHECKING:
     from artifactory.repository.engine import Engine
+
+T = TypeVar("T")
 
 
 class BlobGone(HTTPProblem):
@@ -113,8 +115,18 @@ class Hosted:
     async def stage(
         self, repo: Repo, chunks: AsyncIterable[bytes], upload: Upload, max_size: int | None
     ) -> StagedBlob:
+        staged, _ = await self._ingest(chunks, upload, max_size, None)
+        return staged
+
+    async def _ingest(
+        self,
+        chunks: AsyncIterable[bytes],
+        upload: Upload,
+        max_size: int | None,
+        then: Callable[[StagedBlob], T] | None,
+    ) -> tuple[StagedBlob, T | None]:
         try:
-            return await self.engine.blobs.ingest(chunks, upload.expected, max_size)
+            return await self.engine.blobs.ingest_then(chunks, upload.expected, max_size, then)
         except blobstore.DigestMismatch as exc:
             raise DigestMismatch(
                 f"checksum mismatch for {upload.path}: {exc}", exc.algorithm, exc.expected, exc.actual
@@ -127,24 +139,32 @@ class Hosted:
     async def store(
         self, repo: Repo, chunks: AsyncIterable[bytes], upload: Upload, principal: Principal
     ) -> StoredAsset:
+        """Receive, check and commit an upload; the commit runs in the worker thread that wrote the
+        last bytes (one thread hop for a small upload)."""
+        kept: list[StagedBlob] = []
         try:
             await self.precheck(repo, upload)
+            limit = int(repo.config.get("max_upload_bytes") or self.engine.settings.max_upload_bytes)
+            content_type = self._content_type(repo, upload)
+            finish = functools.partial(
+                self._place_and_save, repo, upload, content_type, principal, None, kept
+            )
+            _staged, saved = await self._ingest(chunks, upload, limit, finish)
         except BaseException:
-            await self.discard(upload.companions)
+            await self.discard(upload.companions)  # the upload's own temporary object is gone already
             raise
-        limit = int(repo.config.get("max_upload_bytes") or self.engine.settings.max_upload_bytes)
-        try:
-            staged = await self.stage(repo, chunks, upload, limit)
-        except BaseException:
-            await self.discard(upload.companions)
-            raise
-        return await self.commit(repo, staged, upload, principal)
+        assert saved is not None
+        return await self._stored(repo, principal, saved, kept)
 
     async def discard(self, staged: Sequence[StagedBlob | Companion]) -> None:
         for item in staged:
             blob = item.staged if isinstance(item, Companion) else item
             if blob.temp_name:
                 await self.engine.blobs.discard(blob)
+
+    def _content_type(self, repo: Repo, upload: Upload) -> str:
+        fmt = self.engine.formats[repo.format]
+        return upload.content_type or fmt.content_type(upload.path) or guess_content_type(upload.path)
 
     async def commit(
         self,
@@ -157,42 +177,61 @@ class Hosted:
         """Make staged bytes the asset at upload.path, and its companions theirs, all or nothing:
         plugin checks, promotion, then one (grouped) transaction for every asset row, which also
         runs `also(session)` (a proxy's lease release) so that it commits with them."""
-        engine = self.engine
         blobs = [staged, *(c.staged for c in upload.companions)]
         kept: list[StagedBlob] = []
         try:
-            engine.pm.hook.artifactory_check_upload(
-                repository=repo.name,
-                format=repo.format,
-                path=upload.path,
-                size=staged.info.size,
-                principal=principal,
+            content_type = self._content_type(repo, upload)
+            saved = await self.engine.db_call(
+                self._place_and_save, repo, upload, content_type, principal, also, kept, staged
             )
-            fmt = engine.formats[repo.format]
-            content_type = (
-                upload.content_type or fmt.content_type(upload.path) or guess_content_type(upload.path)
-            )
-
-            def place_and_save() -> tuple[StoredAsset, list[StoredAsset]]:
-                # One worker-thread hop for the promotion and the (grouped) transaction.
-                kept.extend(b for b in blobs if b.temp_name and not engine.blobs.place(b))
-                save = functools.partial(self._save, repo, staged, upload, content_type, principal, also)
-                saved = engine.db.batched(save, (repo.id, upload.path))
-                engine.repos.forget(repo.name)
-                if also is None:
-                    # An upload: the snapshot with the new revision, read here rather than by the
-                    # next request on the event loop. (A proxy's fetch leaves that to whatever
-                    # next asks for the repository, as it did before.)
-                    engine.repos.get(repo.name)
-                return saved
-
-            asset, companions = await engine.db_call(place_and_save)
         except BaseException:
             await self.discard(blobs)
             raise
-        await self.discard(kept)  # temporaries of bytes that were stored already
+        return await self._stored(repo, principal, saved, kept)
+
+    def _place_and_save(
+        self,
+        repo: Repo,
+        upload: Upload,
+        content_type: str,
+        principal: Principal,
+        also: Callable[[Any], None] | None,
+        kept: list[StagedBlob],
+        staged: StagedBlob,
+    ) -> tuple[StoredAsset, list[StoredAsset]]:
+        """Blocking, in one worker thread: plugin checks, promotion, the (grouped) transaction."""
+        engine = self.engine
+        engine.pm.hook.artifactory_check_upload(
+            repository=repo.name,
+            format=repo.format,
+            path=upload.path,
+            size=staged.info.size,
+            principal=principal,
+        )
+        blobs = [staged, *(c.staged for c in upload.companions)]
+        kept.extend(b for b in blobs if b.temp_name and not engine.blobs.place(b))
+        save = functools.partial(self._save, repo, staged, upload, content_type, principal, also)
+        saved = engine.db.batched(save, (repo.id, upload.path))
+        engine.repos.forget(repo.name)
+        if also is None:
+            # An upload: the snapshot with the new revision, read here rather than by the next
+            # request on the event loop. (A proxy's fetch leaves that to whatever next asks for the
+            # repository, as it did before.)
+            engine.repos.get(repo.name)
+        return saved
+
+    async def _stored(
+        self,
+        repo: Repo,
+        principal: Principal,
+        saved: tuple[StoredAsset, list[StoredAsset]],
+        kept: list[StagedBlob],
+    ) -> StoredAsset:
+        """After the commit: drop temporaries of bytes that were stored already, tell plugins."""
+        await self.discard(kept)
+        asset, companions = saved
         for stored in (asset, *companions):
-            engine.fire(
+            self.engine.fire(
                 "artifactory_asset_stored",
                 event=AssetEvent(
                     repository=repo.name,

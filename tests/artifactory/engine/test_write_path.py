@@ -3,6 +3,7 @@ a hosted PUT at most 2 and a proxy's cold miss at most 3, with group commit keep
 own outcome (a refusal stays the refused upload's, the others commit)."""
 
 import asyncio
+import hashlib
 import os
 import threading
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import event
 
-from artifactory.repository.hosted import Upload, WritePolicyViolation
+from artifactory.repository.hosted import Companion, Upload, WritePolicyViolation
 from artifactory.repository.model import StoredAsset, Streaming
 from tests.artifactory.engine.test_engine_api import ADMIN, make_repo
 from tests.artifactory.repository.upstream import running
@@ -191,3 +192,33 @@ def test_allow_and_deny_are_decided_without_reading_first(state, policy):
     counted = asyncio.run(scenario())
     # allow: the save and the read of the repository's new revision; no read of the path first.
     assert counted["begin"] == (2 if policy == "allow" else 0), counted
+
+
+def test_the_asset_a_put_returns_is_the_stored_one_without_reading_it_back(state):
+    """The commit builds its answer from what it wrote: it must equal a read of the row, for a new
+    path and for one replaced (new bytes, the same asset), and its companion is stored with it."""
+    repo = make_repo(state)
+    fmt_attrs = {"kind": "file", "nested": {"n": 1}}
+
+    async def scenario():
+        first = await state.engine.put_bytes(
+            repo, b"one", Upload(path="a/x.bin", attributes=fmt_attrs, conflict_key="x"), ADMIN
+        )
+        staged = await state.engine.stage_bytes(b"derived")
+        upload = Upload(
+            path="a/x.bin",
+            content_type="text/x-test",
+            companions=(Companion(path="a/x.bin.meta", staged=staged, content_type="text/plain"),),
+        )
+        second = await state.engine.put_bytes(repo, b"two", upload, ADMIN)
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert first.attributes == {**fmt_attrs, "conflict_key": "x"}
+    assert second.asset_id == first.asset_id and second.content_type == "text/x-test"
+    current = state.engine.repository(repo.name)
+    assert state.engine.lookup(current, "a/x.bin") == second
+    assert second.sha512 == hashlib.sha512(b"two").hexdigest() and second.size == 3
+    companion = state.engine.lookup(current, "a/x.bin.meta")
+    assert companion is not None and companion.attributes == {"companion_of": "a/x.bin"}
+    assert companion.content_type == "text/plain" and companion.updated_at == second.updated_at
