@@ -183,6 +183,7 @@ _BUMP_REVISION = (
 )
 _JSON_PARAMETERS = frozenset({"attributes", "details"})
 _TIME_PARAMETERS = frozenset({"created_at", "touched_at", "updated_at", "at"})
+_DBAPI = "artifactory.dbapi"
 
 
 def _cursor(session: Session) -> tuple[str, Any]:
@@ -190,8 +191,15 @@ def _cursor(session: Session) -> tuple[str, Any]:
     ORM changes are flushed first, as `session.execute` would)."""
     if session.new or session.dirty or session.deleted:
         session.flush()
-    connection = session.connection()
-    return connection.dialect.name, connection.connection.cursor()
+    # The connection of the session's transaction, looked up once per transaction (it costs more
+    # than a statement).
+    transaction = session.get_transaction()
+    found = session.info.get(_DBAPI)
+    if found is None or found[0] is not transaction:
+        connection = session.connection()
+        found = (transaction, connection.dialect.name, connection.connection)
+        session.info[_DBAPI] = found
+    return found[1], found[2].cursor()
 
 
 def _raw_statement(
