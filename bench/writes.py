@@ -7,10 +7,15 @@ wrk (-t2 -c8) sends PUTs of unique paths with unique 1 KB bodies (so no two shar
   - artifactory (`python -m artifactory serve`, uvicorn, `--workers 2`) on SQLite,
   - the same on PostgreSQL (a schema of its own on ARTIFACTORY_TEST_DATABASE_URL or the local
     server's database `test`, dropped at the end),
-into a raw hosted repository, and reports uploads/s (201 answers per second) and latency. Each
+into a raw hosted repository, and reports uploads/s (201 answers per second), latency and the load
+average before and after each run (the machine is shared: compare runs made under the same load, and
+uploads per server CPU-second, which load moves much less). Each
 artifactory 201 is durable: the blob file and its directory are fsynced and the asset row is
 committed before the answer is sent. Afterwards a sample of the uploaded paths is read back, so a
 server that answered 201 without storing is caught. Everything listens on 127.0.0.1.
+
+The server runs `python -m artifactory` from the current directory, which Python puts first on the
+import path: to measure another checkout, run this script from that checkout's root.
 """
 
 from __future__ import annotations
@@ -179,9 +184,11 @@ def measure(
             PUT_SCRIPT % {"run": run, "size": SIZE, "auth": auth, "prefix": f"/repository/{REPO}/"}
             + WRK_REPORT
         )
+        load_before = os.getloadavg()[0]
         report = wrk(wrk_bin, script, f"{base_url}/repository/{REPO}/", LOAD, seconds, pid)
         if phase == "warmup":
             continue
+        load = f"{load_before:.1f}->{os.getloadavg()[0]:.1f}"
         elapsed = report["duration_us"] / 1e6
         ok = report["requests"] - report["status"]
         results = {
@@ -190,6 +197,8 @@ def measure(
             "p99_ms": report["p99_us"] / 1000,
             "cpus": report["server_cores"],
             "others": report["others"],
+            "load": load,
+            "per_cpu": ok / elapsed / report["server_cores"] if report["server_cores"] else 0.0,
             "errors": ", ".join(
                 f"{int(report[k])} {k}"
                 for k in ("connect", "read", "write", "status", "timeout")
@@ -201,8 +210,9 @@ def measure(
             results["errors"] = f"{results['errors']}; {problem}".strip("; ")
         print(
             f"  {name:10} {results['rate']:8,.0f} uploads/s  p50 {results['p50_ms']:.1f} ms  "
-            f"p99 {results['p99_ms']:.1f} ms  server {results['cpus']:.2f} CPUs  "
-            f"others {results['others']:.0f}%  {results['errors']}",
+            f"p99 {results['p99_ms']:.1f} ms  server {results['cpus']:.2f} CPUs "
+            f"({results['per_cpu']:,.0f} per CPU-second)  others {results['others']:.0f}%  "
+            f"load {load}  {results['errors']}",
             flush=True,
         )
     return results
@@ -251,13 +261,14 @@ def main() -> int:
     nginx_rate = results.get("nginx", {}).get("rate")
     print()
     print(f"{args.duration} s per server, wrk -t2 -c8, unique 1 KB bodies, --workers {args.workers}")
-    print("| server | uploads/s | % of nginx | p50 ms | p99 ms | server CPUs | errors |")
-    print("|---|---|---|---|---|---|---|")
+    print("| server | uploads/s | % of nginx | p50 ms | p99 ms | server CPUs | per CPU-s | load | errors |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         share = f"{100 * float(r['rate']) / float(nginx_rate):.0f}%" if nginx_rate else "-"
         print(
             f"| {name} | {float(r['rate']):,.0f} | {share} | {float(r['p50_ms']):.1f} | "
-            f"{float(r['p99_ms']):.1f} | {float(r['cpus']):.2f} | {r['errors'] or '-'} |"
+            f"{float(r['p99_ms']):.1f} | {float(r['cpus']):.2f} | {float(r['per_cpu']):,.0f} | "
+            f"{r['load']} | {r['errors'] or '-'} |"
         )
     verdict = 0
     for name in ("sqlite", "postgresql"):
