@@ -211,13 +211,9 @@ class Hosted:
         blobs = [staged, *(c.staged for c in upload.companions)]
         kept.extend(b for b in blobs if b.temp_name and not engine.blobs.place(b))
         save = functools.partial(self._save, repo, staged, upload, content_type, principal, also)
-        saved = engine.db.batched(save, (repo.id, upload.path))
-        engine.repos.forget(repo.name)
-        if also is None:
-            # An upload: the snapshot with the new revision, read here rather than by the next
-            # request on the event loop. (A proxy's fetch leaves that to whatever next asks for the
-            # repository, as it did before.)
-            engine.repos.get(repo.name)
+        saved, revision = engine.db.batched(save, (repo.id, upload.path))
+        # The cached snapshot takes the revision this commit wrote, rather than being read again.
+        engine.repos.advance(repo.name, revision)
         return saved
 
     async def _stored(
@@ -272,7 +268,7 @@ class Hosted:
         principal: Principal,
         also: Callable[[Any], None] | None,
         session: Any,
-    ) -> tuple[StoredAsset, list[StoredAsset]]:
+    ) -> tuple[tuple[StoredAsset, list[StoredAsset]], int]:
         if not upload.bypass_write_policy and repo.write_policy != "allow":
             # Held to the end: a concurrent commit of the same file (or conflict key) waits here
             # and then sees this one's asset.
@@ -303,7 +299,7 @@ class Hosted:
             queries.save_asset(session, repo.id, path, info.sha256, ctype, attrs, cid, key, now)
             for path, info, ctype, attrs, cid, key in files
         ]
-        queries.bump_revision(session, repo.id)
+        revision = queries.bump_revision(session, repo.id)
         queries.bump_generations(session, repo.id, self._names(repo, [f[0] for f in files], upload))
         queries.add_audit(
             session,
@@ -338,7 +334,7 @@ class Hosted:
             )
             for asset_id, (path, info, ctype, attrs, cid, _key) in zip(ids, files, strict=True)
         ]
-        return saved[0], saved[1:]
+        return (saved[0], saved[1:]), revision
 
     async def delete(self, repo: Repo, path: str, principal: Principal) -> StoredAsset | None:
         deleted = await self.engine.db_call(self._delete, repo, path, principal)

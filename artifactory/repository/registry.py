@@ -6,6 +6,7 @@ repository's revision moved, so several nodes converge without talking to each o
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Any
@@ -67,6 +68,14 @@ class RepositoryRegistry:
 
     def forget(self, name: str) -> None:
         self._cache.pop(name, None)
+
+    def advance(self, name: str, revision: int) -> None:
+        """This process moved `name` to `revision` (a commit's RETURNING): the cached snapshot takes
+        it, keeping its age, instead of being read again (once per upload, on the event loop too)."""
+        with self._lock:
+            entry = self._cache.get(name)
+            if entry is not None and entry[1] is not None and entry[1].revision < revision:
+                self._cache[name] = (entry[0], dataclasses.replace(entry[1], revision=revision))
 
     def all(self) -> list[Repo]:
         with self.db.read() as session:
