@@ -17,7 +17,7 @@ from typing import Any
 from anyio import to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import Message, Receive, Scope, Send
@@ -184,6 +184,10 @@ class Application:
         except HTTPProblem as problem:
             await self._audit_denial(Request(child, receive), problem, name)
             await render_problem(request, problem, fmt)(scope, receive, send)
+        except ClientDisconnect:
+            # The client went away mid-upload: whatever it sent was staged and is discarded; there
+            # is no one to answer.
+            log.info("client disconnected during %s %s", scope["method"], scope["path"])
         except HTTPException as exc:  # a route matched the path but not the method, and the like
             translated = HTTPProblem(str(exc.detail), status=exc.status_code, headers=exc.headers)
             await render_problem(request, translated, fmt)(scope, receive, send)
