@@ -1,4 +1,4 @@
-"""Module paths and versions as the GOPROXY protocol spells them (golang.org/x/mod/module rules).
+"""Module paths and versions as the GOPROXY protocol spells them (the Go project's x/mod/module rules).
 
 Paths in URLs (and in this repository) are case-encoded: an upper-case letter is "!" and its
 lower-case form, so that case-insensitive file systems and URLs never confuse two modules. A

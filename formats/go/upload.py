@@ -1,5 +1,5 @@
 """Checking a module zip before anything is stored, by the rules the go command applies when it
-extracts one (golang.org/x/mod/zip): every file under `<module>@<version>/`, no `..`, absolute or
+extracts one (the Go project's x/mod/zip): every file under `<module>@<version>/`, no `..`, absolute or
 duplicate names, no two names that differ only in case, bounded sizes; and the go.mod inside it,
 whose module line must name the module the URL names.
 """
