@@ -11,15 +11,9 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.formats.npm.helpers import TinyRegistry, escaped, publish_document
+from tests.formats.npm.helpers import escaped, publish_document
 
 AUDIT_PATHS = ["-/npm/v1/security/advisories/bulk", "-/npm/v1/security/audits/quick"]
-
-
-@pytest.fixture(scope="module")
-def admin(any_server):
-    with any_server.client() as client:
-        yield client
 
 
 @contextlib.contextmanager
@@ -35,15 +29,6 @@ def anonymous_reads(admin: httpx.Client, enabled: bool) -> Iterator[None]:
 def anonymous_reads_off(admin) -> Iterator[None]:
     with anonymous_reads(admin, False):
         yield
-
-
-@pytest.fixture
-def tiny() -> Iterator[TinyRegistry]:
-    registry = TinyRegistry()
-    try:
-        yield registry
-    finally:
-        registry.stop()
 
 
 def user(any_server, admin: httpx.Client, **privileges: list[str]) -> tuple[str, str]:

@@ -8,27 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from tests.formats.npm.helpers import TinyRegistry, escaped, integrity, publish_document, tarball
-
-
-@pytest.fixture(scope="module")
-def admin(any_server):
-    with any_server.client() as client:
-        yield client
-
-
-@pytest.fixture
-def tiny() -> Iterator[TinyRegistry]:
-    registry = TinyRegistry()
-    try:
-        yield registry
-    finally:
-        registry.stop()
 
 
 def publish(client: httpx.Client, repo: str, name: str, version: str) -> httpx.Response:

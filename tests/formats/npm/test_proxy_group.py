@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from artifactory.testing.server import LiveServer
-from tests.formats.npm.helpers import Npm, TinyRegistry, escaped, integrity, publish_document, tarball
+from tests.formats.npm.helpers import Npm, escaped, integrity, publish_document, tarball
 
 INSTALL_ACCEPT = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*"
 
@@ -50,21 +50,6 @@ def proxy(any_server, upstream, upstream_repo) -> str:
 def cli_proxy(server, upstream, upstream_repo) -> str:
     """The proxy the real-npm tests use: those run on SQLite only (they are slow)."""
     return server.create_repo("npm", "proxy", url=upstream.repo_url(upstream_repo))
-
-
-@pytest.fixture(scope="module")
-def admin(any_server):
-    with any_server.client() as client:
-        yield client
-
-
-@pytest.fixture
-def tiny() -> Iterator[TinyRegistry]:
-    registry = TinyRegistry()
-    try:
-        yield registry
-    finally:
-        registry.stop()
 
 
 def put(client: httpx.Client, repo: str, name: str, version: str, **kwargs) -> httpx.Response:

@@ -20,12 +20,6 @@ INSTALL_ACCEPT = f"{ABBREVIATED}; q=1.0, application/json; q=0.8, */*"
 
 
 @pytest.fixture(scope="module")
-def admin(any_server):
-    with any_server.client() as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def repo(any_server):
     return any_server.create_repo("npm")
 
