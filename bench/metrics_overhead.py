@@ -20,7 +20,6 @@ removed at the end.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
 import shutil
 import signal
@@ -37,6 +36,7 @@ for extra in (ROOT, ROOT / "bench"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
+from common import base_importable, worktree  # noqa: E402
 from proxy_verify import importable  # noqa: E402
 from run import (  # noqa: E402
     BUSY_WARNING,
@@ -63,52 +63,6 @@ from artifactory.testing.server import LiveServer  # noqa: E402
 
 BASE_COMMIT = "880f158"
 VARIANTS = ("base", "counting on", "counting off")
-
-
-def base_tree(path: Path) -> Path:
-    """The worktree of BASE_COMMIT at `path`, added (detached) when missing."""
-    if not (path / "artifactory" / "serve.py").is_file():
-        if path.exists():
-            raise RuntimeError(f"{path} exists but holds no artifactory tree; remove it or pass --base")
-        print(f"adding a worktree of {BASE_COMMIT} at {path}", flush=True)
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), BASE_COMMIT],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-
-    def commit(tree: Path, rev: str) -> str:
-        done = subprocess.run(["git", "-C", str(tree), "rev-parse", rev], capture_output=True, text=True)
-        return done.stdout.strip()
-
-    if commit(path, "HEAD") != commit(ROOT, f"{BASE_COMMIT}^{{commit}}"):
-        raise RuntimeError(f"{path} is not at {BASE_COMMIT}: pass --base with a worktree of it")
-    return path.resolve()
-
-
-def base_importable(tree: Path, directory: Path) -> Path:
-    """A PYTHONPATH entry for the base tree, like `proxy_verify.importable`, that also holds the
-    plugins the installed entry points name: those of `tree` as they are, and an empty module for
-    each one `tree` lacks (a format added since), so the base never imports today's code."""
-    shim = directory / "path"
-    shim.mkdir(parents=True)
-    (shim / "artifactory").symlink_to(tree / "artifactory")
-    (shim / "artifactory_migrations").symlink_to(tree / "migrations")
-    for package, folder in (("artifactory_formats", "formats"), ("artifactory_plugins", "plugins")):
-        (shim / package).mkdir()
-        for child in (tree / folder).iterdir():
-            (shim / package / child.name).symlink_to(child)
-    for entry in importlib.metadata.entry_points(group="artifactory"):
-        parts = entry.value.partition(":")[0].split(".")
-        if len(parts) < 3 or (shim / parts[0] / parts[1]).exists():
-            continue
-        module = shim.joinpath(*parts[:-1])
-        module.mkdir(parents=True, exist_ok=True)
-        for level in range(2, len(parts)):
-            shim.joinpath(*parts[:level], "__init__.py").touch()
-        (module / f"{parts[-1]}.py").write_text('"""Not in the base tree: an empty plugin."""\n')
-    return shim
 
 
 def servers(base: Path, work: Path) -> dict[str, LiveServer]:
@@ -195,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     running: dict[str, LiveServer] = {}
     status = 0
     try:
-        base = base_tree(args.base)
+        base = worktree(args.base, BASE_COMMIT)
         small = work / SMALL_NAME
         small.write_bytes(os.urandom(SMALL_SIZE))
         files = {SMALL_NAME: small}

@@ -2,6 +2,7 @@
 
     python bench/pypi.py [--duration 10] [--servers ours,pypiserver,nginx] [--projects 300]
                          [--big-versions 2000] [--keep]
+    python bench/pypi.py --base /tmp/base-5af08a4 [--base-commit 5af08a4] [--rounds 3] ...
 
 All three hold the same small wheels: `--projects` projects with 3 versions each, plus one project
 with `--big-versions` versions. This server runs with `--workers 2`. For each server the bench
@@ -15,6 +16,9 @@ measures:
 Targets: project pages at >= 15% of nginx's req/s, and pip download within 1.3x of nginx's wall
 time. pypiserver is pip-installed from the package index into a venv in the work dir (for this
 benchmark only). Everything listens on 127.0.0.1.
+
+With --base, the peers are left out: the tree of --base-commit and this one run side by side with
+the same wheels, and every figure is measured on both in each of --rounds rounds (see common.py).
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import hashlib
 import io
 import json
 import os
-import pwd
 import shutil
 import statistics
 import subprocess
@@ -47,7 +50,8 @@ for extra in (ROOT, ROOT / "bench"):
 
 from artifactory_formats.pypi import metadata  # noqa: E402
 from artifactory_formats.pypi.metadata import File, Project  # noqa: E402
-from run import stop_process, wait_for_port  # noqa: E402
+from common import Comparison, add_base_arguments, nginx, order, server_pid, sides, timed, wrk_rate  # noqa: E402
+from run import WRK_REPORT, describe_errors, find_tool, stop_process, wait_for_port, wrk  # noqa: E402
 
 from artifactory.testing.server import ADMIN_PASSWORD, LiveServer, free_port  # noqa: E402
 
@@ -59,48 +63,13 @@ LOAD = ("2", "32")
 TARGET_PAGES = 15.0  # percent of nginx's req/s
 TARGET_PIP = 1.3  # times nginx's wall time
 
-WRK_SCRIPT = """
-local paths = {}
-local list = os.getenv("BENCH_PATHS")
-if list then for line in io.lines(list) do paths[#paths + 1] = line end end
+ROTATING = """
+local paths = {{{paths}}}
 local counter = 0
 request = function()
-  if #paths == 0 then return wrk.format("GET") end
   counter = counter + 1
   return wrk.format("GET", paths[(counter % #paths) + 1])
 end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_JSON {"requests": %d, "bytes": %d, "duration_us": %d, "errors": %d, "p50_us": %d, "p99_us": %d}\\n',
-    summary.requests, summary.bytes, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
-
-NGINX_CONF = """\
-{user}daemon off;
-worker_processes 2;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    sendfile on;
-    keepalive_requests 1000000;
-    types {{ text/html html; }}
-    default_type application/octet-stream;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        root {www};
-        index index.html;
-    }}
-}}
 """
 
 
@@ -199,18 +168,11 @@ def background(
 
 
 @contextmanager
-def nginx(workdir: Path, dataset: dict[str, list[tuple[str, Path, bytes]]]) -> Iterator[str]:
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    conf_dir, www = workdir / "nginx", workdir / "www"
-    conf_dir.mkdir()
+def static(workdir: Path, dataset: dict[str, list[tuple[str, Path, bytes]]]) -> Iterator[str]:
+    www = workdir / "www"
     static_copy(www, dataset)
-    port = free_port()
-    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
-    conf = conf_dir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, dir=conf_dir, port=port, www=www))
-    command = [binary, "-p", str(conf_dir), "-c", str(conf), "-e", str(conf_dir / "error.log")]
-    with background(command, port, conf_dir / "stderr.log", "nginx"):
-        yield f"http://127.0.0.1:{port}/simple/"
+    with nginx(workdir / "nginx", f"        root {www};\n        index index.html;") as (url, _pid):
+        yield f"{url}/simple/"
 
 
 @contextmanager
@@ -263,48 +225,35 @@ def ours(workdir: Path, dataset: dict[str, list[tuple[str, Path, bytes]]]) -> It
     server = LiveServer(workdir / "ours", workers=2, env={"ARTIFACTORY_CONFIG_CACHE_SECONDS": "1.0"})
     server.start(timeout=60.0)
     try:
-        started = time.monotonic()
-        upload_all(server, dataset)
-        print(
-            f"  uploaded {sum(len(f) for f in dataset.values())} wheels in {time.monotonic() - started:.0f} s"
-        )
-        time.sleep(1.5)  # both workers past their repository snapshot
+        populate(server, dataset)
         yield f"{server.repo_url(REPO)}simple/"
     finally:
         server.stop()
-        errors = [line for line in server.log().splitlines() if "ERROR" in line or "Traceback" in line]
-        if errors:
-            print("  server log:\n    " + "\n    ".join(errors[:10]))
+        report_log(server)
+
+
+def populate(server: LiveServer, dataset: dict[str, list[tuple[str, Path, bytes]]]) -> None:
+    started = time.monotonic()
+    upload_all(server, dataset)
+    print(f"  uploaded {sum(len(f) for f in dataset.values())} wheels in {time.monotonic() - started:.0f} s")
+    time.sleep(1.5)  # both workers past their repository snapshot
+
+
+def report_log(server: LiveServer) -> None:
+    errors = [line for line in server.log().splitlines() if "ERROR" in line or "Traceback" in line]
+    if errors:
+        print("  server log:\n    " + "\n    ".join(errors[:10]))
 
 
 # -- measurements --------------------------------------------------------------------------------------
-def wrk(
-    script: Path, url: str, load: tuple[str, str], seconds: int, paths: Path | None = None
-) -> dict[str, float]:
-    threads, connections = load
-    env = {**os.environ, **({"BENCH_PATHS": str(paths)} if paths else {})}
-    command = [
-        "wrk",
-        "-t",
-        threads,
-        "-c",
-        connections,
-        "-d",
-        f"{seconds}s",
-        "--timeout",
-        "30s",
-        "-s",
-        str(script),
-        url,
-    ]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=seconds + 120, check=False, env=env
-    )
-    for line in done.stdout.splitlines():
-        if line.startswith("WRK_JSON "):
-            report: dict[str, float] = json.loads(line[len("WRK_JSON ") :])
-            return report
-    raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}\n{done.stderr}")
+def scripts(workdir: Path, index: str, dataset: dict[str, list[tuple[str, Path, bytes]]]) -> dict[str, Path]:
+    """wrk scripts: "pages" cycles through every small project's page, "plain" GETs the URL given."""
+    prefix = "/" + index.split("/", 3)[3]
+    listed = ", ".join(json.dumps(f"{prefix}{p}/") for p in sorted(dataset) if p != BIG)
+    found = {"pages": workdir / "pages.lua", "plain": workdir / "plain.lua"}
+    found["pages"].write_text(ROTATING.format(paths=listed) + WRK_REPORT)
+    found["plain"].write_text(WRK_REPORT)
+    return found
 
 
 def rate(report: dict[str, float]) -> float:
@@ -323,42 +272,51 @@ def check_index(index: str, dataset: dict[str, list[tuple[str, Path, bytes]]]) -
                 raise RuntimeError(f"{index}{project}/ lacks {len(missing)} files, e.g. {missing[0]}")
 
 
-def pip_download(index: str, workdir: Path, projects: list[str]) -> float:
+def pip_once(index: str, workdir: Path, projects: list[str]) -> None:
+    """`pip download --no-deps` of `projects` with no cache, into a new directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "ARTIFACTORY_"))}
     env.update({"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "NO_PROXY": "*"})
+    target = Path(tempfile.mkdtemp(dir=workdir, prefix="pip-"))
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir",
+               "--only-binary", ":all:", "-q", "-d", str(target),
+               "--index-url", index, *projects]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
+    if done.returncode != 0 or len(list(target.iterdir())) != len(projects):
+        raise RuntimeError(f"pip download from {index} failed: {done.stdout}\n{done.stderr}")
+    shutil.rmtree(target, ignore_errors=True)
+
+
+def pip_projects(dataset: dict[str, list[tuple[str, Path, bytes]]]) -> list[str]:
+    return [f"bench-{i:03d}" for i in range(min(PIP_PROJECTS, len(dataset) - 1))]
+
+
+def pip_download(index: str, workdir: Path, projects: list[str]) -> float:
     times = []
-    for attempt in range(3):
-        target = Path(tempfile.mkdtemp(dir=workdir, prefix=f"pip-{attempt}-"))
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir",
-                   "--only-binary", ":all:", "-q", "-d", str(target),
-                   "--index-url", index, *projects]  # fmt: skip
+    for _attempt in range(3):
         started = time.monotonic()
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
+        pip_once(index, workdir, projects)
         times.append(time.monotonic() - started)
-        if done.returncode != 0 or len(list(target.iterdir())) != len(projects):
-            raise RuntimeError(f"pip download from {index} failed: {done.stdout}\n{done.stderr}")
     return statistics.median(times)
 
 
-def measure(name: str, index: str, workdir: Path, script: Path, duration: int, dataset: dict) -> Result:
+def measure(name: str, index: str, workdir: Path, duration: int, dataset: dict) -> Result:
     result = Result(name)
     check_index(index, dataset)
-    paths = workdir / f"{name}-paths.txt"
-    prefix = "/" + index.split("/", 3)[3]
-    paths.write_text("".join(f"{prefix}{p}/\n" for p in sorted(dataset) if p != BIG))
+    wrk_bin = find_tool("wrk") or "wrk"
+    lua = scripts(workdir, index, dataset)
     warmup = max(1, min(3, duration // 5))
-    wrk(script, index, LOAD, warmup, paths)
-    report = wrk(script, index, LOAD, duration, paths)
+    wrk(wrk_bin, lua["pages"], index, LOAD, warmup)
+    report = wrk(wrk_bin, lua["pages"], index, LOAD, duration)
     result.pages_rps = rate(report)
-    if report["errors"]:
-        result.problems.append(f"project pages: {int(report['errors'])} errors")
-    report = wrk(script, index, LOAD, duration)
+    if problem := describe_errors(report):
+        result.problems.append(f"project pages: {problem}")
+    report = wrk(wrk_bin, lua["plain"], index, LOAD, duration)
     result.root_rps = rate(report)
-    if report["errors"]:
-        result.problems.append(f"root index: {int(report['errors'])} errors")
-    report = wrk(script, f"{index}{BIG}/", ("1", "1"), max(3, duration // 2))
+    if problem := describe_errors(report):
+        result.problems.append(f"root index: {problem}")
+    report = wrk(wrk_bin, lua["plain"], f"{index}{BIG}/", ("1", "1"), max(3, duration // 2))
     result.big_p50_ms, result.big_p99_ms = report["p50_us"] / 1000, report["p99_us"] / 1000
-    result.pip_seconds = pip_download(index, workdir, [f"bench-{i:03d}" for i in range(PIP_PROJECTS)])
+    result.pip_seconds = pip_download(index, workdir, pip_projects(dataset))
     print(
         f"  {name:10} pages {result.pages_rps:9,.0f} req/s  root {result.root_rps:9,.0f} req/s  "
         f"big page p50 {result.big_p50_ms:.2f} ms p99 {result.big_p99_ms:.2f} ms  "
@@ -366,6 +324,57 @@ def measure(name: str, index: str, workdir: Path, script: Path, duration: int, d
         flush=True,
     )
     return result
+
+
+def compare(args: argparse.Namespace, workdir: Path, dataset: dict) -> Comparison:
+    """Every figure on the base tree and on this one, interleaved, --rounds times."""
+    comparison = Comparison()
+    comparison.figure("project pages", "req/s", noted="16,029 (s7); 7,802 (s15, 100 projects)")
+    comparison.figure("root index", "req/s", noted="8,582 (s7); 5,954 (s15)")
+    comparison.figure(f"{args.big_versions}-version page p50", "ms", lower_is_better=True, noted="0.40; 0.51")
+    comparison.figure(f"{args.big_versions}-version page p99", "ms", lower_is_better=True, noted="1.27; 3.20")
+    comparison.figure("pip download, cold", "s", lower_is_better=True, cpu_unit="ms/run", noted="0.86; 0.83")
+    servers = sides(args.base, args.base_commit, workdir)
+    wrk_bin = find_tool("wrk") or "wrk"
+    try:
+        index: dict[str, str] = {}
+        for label, server in servers.items():
+            print(f"{label}: starting and uploading", flush=True)
+            server.start(timeout=60.0)
+            populate(server, dataset)
+            index[label] = f"{server.repo_url(REPO)}simple/"
+            check_index(index[label], dataset)
+        lua = scripts(workdir, index["now"], dataset)  # the same URL paths on both
+        projects = pip_projects(dataset)
+        big_seconds = max(3, args.duration // 2)
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1} of {args.rounds}", flush=True)
+            for key, script, path, load, seconds in (
+                ("project pages", lua["pages"], "", LOAD, args.duration),
+                ("root index", lua["plain"], "", LOAD, args.duration),
+                ("big", lua["plain"], f"{BIG}/", ("1", "1"), big_seconds),
+            ):
+                for label in order(round_):
+                    pid = server_pid(servers[label])
+                    rps, cpu, report = wrk_rate(wrk_bin, script, index[label] + path, load, seconds, pid)
+                    if key != "big":
+                        comparison.add(key, label, rps, cpu, report["others"])
+                    else:
+                        for pct in ("p50", "p99"):
+                            name = f"{args.big_versions}-version page {pct}"
+                            comparison.add(name, label, report[f"{pct}_us"] / 1000, cpu, report["others"])
+                    if problem := describe_errors(report):
+                        print(f"  {label} {key}: wrk saw {problem}")
+            for label in order(round_):
+                seconds, cpu = timed(
+                    lambda label=label: pip_once(index[label], workdir, projects), server_pid(servers[label])
+                )
+                comparison.add("pip download, cold", label, seconds, cpu)
+    finally:
+        for server in servers.values():
+            server.stop()
+            report_log(server)
+    return comparison
 
 
 def table(results: dict[str, Result]) -> str:
@@ -419,6 +428,7 @@ def main() -> int:
     parser.add_argument("--projects", type=int, default=300)
     parser.add_argument("--big-versions", type=int, default=2000)
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
+    add_base_arguments(parser)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed", file=sys.stderr)
@@ -429,10 +439,14 @@ def main() -> int:
         print(f"work dir {workdir}; building {args.projects} x 3 + {args.big_versions} wheels", flush=True)
         wheels = workdir / "wheels"
         dataset = make_dataset(wheels, args.projects, args.big_versions)
-        script = workdir / "report.lua"
-        script.write_text(WRK_SCRIPT)
+        if args.base:
+            comparison = compare(args, workdir, dataset)
+            print(f"\nbase {args.base_commit} against now, {args.projects} projects, --workers 2, "
+                  f"wrk -t{LOAD[0]} -c{LOAD[1]} {args.duration} s, {args.rounds} rounds")  # fmt: skip
+            print(comparison.table())
+            return 0
         starters = {
-            "nginx": lambda: nginx(workdir, dataset),
+            "nginx": lambda: static(workdir, dataset),
             "pypiserver": lambda: pypiserver(workdir, wheels),
             "ours": lambda: ours(workdir, dataset),
         }
@@ -441,7 +455,7 @@ def main() -> int:
             print(f"{name}:", flush=True)
             try:
                 with starters[name]() as index:
-                    results[name] = measure(name, index, workdir, script, args.duration, dataset)
+                    results[name] = measure(name, index, workdir, args.duration, dataset)
             except (RuntimeError, subprocess.CalledProcessError) as exc:
                 print(f"  {name} failed: {exc}", flush=True)
                 results[name] = Result(name, problems=[str(exc)[:300]])
@@ -454,6 +468,7 @@ def main() -> int:
                 print(f"{r.server}: {problem}")
         return 0
     finally:
+        os.chdir("/")
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
