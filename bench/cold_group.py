@@ -1,12 +1,25 @@
 """A cold install through a group (hosted + proxy of an upstream) against the same install straight
-from that upstream, in one run: pip, uv and npm.
+from that upstream, in one run: pip, uv, npm and mvn.
 
-    python bench/cold_group.py [--runs 3] [--packages 20] [--size-kib 64] [--clients pip,uv,npm]
+    python bench/cold_group.py [--runs 3] [--packages 20] [--size-kib 64] [--clients pip,uv,npm,mvn]
 
 The upstream is nginx serving a static copy of an index on 127.0.0.1: a PEP 503 simple index of
-wheels for pip and uv, packuments and tarballs for npm. `--packages` packages of `--size-kib` each
-(incompressible), and one root package that depends on all of them, so a client resolves the root,
-then fetches every page and file.
+wheels for pip and uv, packuments and tarballs for npm, a Maven repository layout for mvn.
+`--packages` packages of `--size-kib` each (incompressible), and one root package that depends on
+all of them, so a client resolves the root, then fetches every page and file.
+
+mvn: the static Maven repository holds, for each package, a jar, a pom, their .sha1 files and a
+maven-metadata.xml (with .sha1), and a root artifact whose pom depends on all of them. The measured
+build is `mvn -B -q compile` of a one-class project that depends on the root through the version
+range [1.0,2.0) (so mvn reads the root's maven-metadata.xml too), with `-s settings.xml` mirroring
+every repository (`<mirrorOf>*</mirrorOf>`) to nginx or to our group, an empty local repository
+(`-Dmaven.repo.local`) and `-o` off. Maven 3.8 has no read-only shared local repository, so the
+plugins the build runs (pinned versions, see MAVEN_PLUGINS) and everything they depend on are cold
+too, and come from the same upstream: before measuring, the script builds the project once against
+nginx serving `~/.m2/repository` (which must hold those plugins; it is only read) into a scratch
+local repository, and copies every jar and pom that build downloaded into the static repository,
+each with its .sha1. Direct and group runs then download exactly the same files from the same tree,
+plugins included, which is what a first build on a new machine does.
 
 Our server (`--workers 2`, SQLite) gets, for every run, a new proxy repository of nginx and a new
 group of (a hosted repository holding an unrelated package, that proxy): every run is a cold miss
@@ -70,6 +83,8 @@ http {{
         index index.html;
         # A packument lives at /npm/<name>, stored as <name>.json beside the <name>/ tarball folder.
         location /npm/ {{ default_type application/json; try_files $uri.json $uri =404; }}
+        # Read only, to seed the static Maven repository with the plugins a build needs (not measured).
+        location /m2/ {{ alias {m2}/; }}
     }}
 }}
 """
@@ -186,6 +201,133 @@ def npm_install(registry: str, names: list[str], work: Path) -> None:
         raise RuntimeError(f"npm install from {registry} did not install every package")
 
 
+# -- Maven ---------------------------------------------------------------------------------------
+MAVEN_GROUP = "com.cold"
+M2 = Path.home() / ".m2" / "repository"
+MAVEN_PLUGINS = {
+    "maven-resources-plugin": "3.3.1",
+    "maven-compiler-plugin": "3.13.0",
+    "maven-surefire-plugin": "3.2.5",
+    "maven-jar-plugin": "3.4.1",
+    "maven-install-plugin": "3.1.1",
+    "maven-deploy-plugin": "3.1.1",
+    "maven-clean-plugin": "3.3.2",
+}
+
+
+def maven_pom(artifact: str, dependencies: dict[str, str], packaging: str = "jar") -> str:
+    deps = "".join(
+        f"<dependency><groupId>{MAVEN_GROUP}</groupId><artifactId>{name}</artifactId>"
+        f"<version>{version}</version></dependency>"
+        for name, version in dependencies.items()
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<project xmlns="http://maven.apache.org/POM/4.0.0">'
+        f"<modelVersion>4.0.0</modelVersion><groupId>{MAVEN_GROUP}</groupId><artifactId>{artifact}</artifactId>"
+        f"<version>1.0</version><packaging>{packaging}</packaging><dependencies>{deps}</dependencies></project>"
+    )
+
+
+def maven_jar(name: str, size: int) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n")
+        archive.writestr(f"com/cold/{name.replace('-', '_')}/data.bin", payload(name, size))
+    return buffer.getvalue()
+
+
+def with_sha1(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.with_name(path.name + ".sha1").write_text(hashlib.sha1(data).hexdigest())
+
+
+def maven_static(www: Path, packages: int, size: int) -> None:
+    """Our artifacts, each with .sha1 files and a maven-metadata.xml (the plugins come from `seed_maven`)."""
+    names = [f"dep-{i:03d}" for i in range(packages)]
+    artifacts = {name: (maven_pom(name, {}), maven_jar(name, size)) for name in names}
+    root = maven_pom("cold-root", dict.fromkeys(names, "1.0"))
+    artifacts["cold-root"] = (root, maven_jar("cold-root", 1024))
+    folder = www / "maven" / MAVEN_GROUP.replace(".", "/")
+    for name, (pom, jar) in artifacts.items():
+        with_sha1(folder / name / "1.0" / f"{name}-1.0.pom", pom.encode())
+        with_sha1(folder / name / "1.0" / f"{name}-1.0.jar", jar)
+        metadata = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<metadata><groupId>{MAVEN_GROUP}</groupId>'
+            f"<artifactId>{name}</artifactId><versioning><latest>1.0</latest><release>1.0</release>"
+            "<versions><version>1.0</version></versions><lastUpdated>20260101000000</lastUpdated>"
+            "</versioning></metadata>"
+        )
+        with_sha1(folder / name / "maven-metadata.xml", metadata.encode())
+
+
+def maven_project(work: Path) -> Path:
+    project = work / "mvn-project"
+    source = project / "src" / "main" / "java" / "app"
+    source.mkdir(parents=True)
+    (source / "App.java").write_text("package app;\npublic class App { }\n")
+    plugins = "".join(
+        f"<plugin><groupId>org.apache.maven.plugins</groupId><artifactId>{a}</artifactId>"
+        f"<version>{v}</version></plugin>"
+        for a, v in MAVEN_PLUGINS.items()
+    )
+    (project / "pom.xml").write_text(
+        '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+        "<groupId>app</groupId><artifactId>app</artifactId><version>1.0</version>"
+        "<properties><maven.compiler.release>17</maven.compiler.release>"
+        "<project.build.sourceEncoding>UTF-8</project.build.sourceEncoding></properties>"
+        f"<dependencies><dependency><groupId>{MAVEN_GROUP}</groupId><artifactId>cold-root</artifactId>"
+        "<version>[1.0,2.0)</version></dependency></dependencies>"
+        f"<build><pluginManagement><plugins>{plugins}</plugins></pluginManagement></build></project>"
+    )
+    return project
+
+
+def mvn_install(url: str, project: Path, work: Path) -> Path:
+    """`mvn compile` with every repository mirrored to `url` and an empty local repository (returned)."""
+    local = Path(tempfile.mkdtemp(dir=work, prefix="m2-"))
+    settings = local.with_suffix(".settings.xml")
+    settings.write_text(
+        '<settings xmlns="http://maven.apache.org/SETTINGS/1.0.0"><mirrors><mirror><id>cold</id>'
+        f"<mirrorOf>*</mirrorOf><url>{url}</url></mirror></mirrors></settings>"
+    )
+    shutil.rmtree(project / "target", ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAVEN_", "ARTIFACTORY_"))}
+    command = ["mvn", "-B", "-q", "-s", str(settings), f"-Dmaven.repo.local={local}", "compile"]
+    done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"mvn against {url} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    if not list(local.glob("com/cold/dep-*/1.0/dep-*-1.0.jar")):
+        raise RuntimeError(f"mvn against {url} did not download the dependencies")
+    return local
+
+
+def seed_maven(www: Path, upstream: str, project: Path, work: Path) -> None:
+    """Copy the plugins (and their dependencies) one build needs from ~/.m2, as nginx serves them
+    read-only at /m2/, into the static repository, each jar and pom with its .sha1 (not measured)."""
+    # Our own artifacts are not in ~/.m2: the seeding build finds them through a second mirror.
+    local = Path(tempfile.mkdtemp(dir=work, prefix="m2-seed-"))
+    settings = local.with_suffix(".settings.xml")
+    settings.write_text(
+        '<settings xmlns="http://maven.apache.org/SETTINGS/1.0.0"><mirrors><mirror><id>seed</id>'
+        f"<mirrorOf>*,!cold</mirrorOf><url>{upstream}m2/</url></mirror></mirrors>"
+        "<profiles><profile><id>cold</id><repositories><repository><id>cold</id>"
+        f"<url>{upstream}maven/</url></repository></repositories></profile></profiles>"
+        "<activeProfiles><activeProfile>cold</activeProfile></activeProfiles></settings>"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAVEN_", "ARTIFACTORY_"))}
+    command = ["mvn", "-B", "-q", "-s", str(settings), f"-Dmaven.repo.local={local}", "compile"]
+    done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"seeding the Maven repository from {M2} failed:\n{done.stdout[-3000:]}")
+    shutil.rmtree(project / "target", ignore_errors=True)
+    for found in local.rglob("*"):
+        relative = found.relative_to(local)
+        if found.suffix in (".jar", ".pom") and relative.parts[:2] != ("com", "cold"):
+            with_sha1(www / "maven" / relative, found.read_bytes())
+    shutil.rmtree(local, ignore_errors=True)
+
+
 # -- servers ---------------------------------------------------------------------------------------
 @contextmanager
 def nginx(work: Path, www: Path, port: int) -> Iterator[str]:
@@ -193,7 +335,7 @@ def nginx(work: Path, www: Path, port: int) -> Iterator[str]:
     conf_dir.mkdir()
     user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
     conf = conf_dir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, dir=conf_dir, port=port, www=www))
+    conf.write_text(NGINX_CONF.format(user=user, dir=conf_dir, port=port, www=www, m2=M2))
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     with open(conf_dir / "stderr.log", "wb") as log:
         process = subprocess.Popen(
@@ -213,22 +355,24 @@ def measure(
     hosted: dict[str, str],
     upstream: str,
     npm_names: list[str],
+    project: Path | None,
     work: Path,
     runs: int,
 ) -> dict[str, list[float]]:
     """Wall times of `client`'s install straight from nginx and through a new (cold) group."""
-    fmt = "npm" if client == "npm" else "pypi"
-    direct = f"{upstream}npm/" if fmt == "npm" else f"{upstream}simple/"
-    install: Callable[[str], None] = {
+    fmt = {"npm": "npm", "mvn": "maven"}.get(client, "pypi")
+    direct = upstream + {"npm": "npm/", "maven": "maven/"}.get(fmt, "simple/")
+    install: Callable[[str], object] = {
         "pip": lambda url: pip_install(url, work),
         "uv": lambda url: uv_install(url, work),
         "npm": lambda url: npm_install(url, npm_names, work),
+        "mvn": lambda url: shutil.rmtree(mvn_install(url, project or work, work), ignore_errors=True),
     }[client]
     times: dict[str, list[float]] = {"direct": [], "group": []}
     for run in range(runs):
         proxy = server.create_repo(fmt, "proxy", name=f"{client}-proxy-{run}", url=direct)
         group = server.create_repo(fmt, "group", name=f"{client}-all-{run}", members=[hosted[fmt], proxy])
-        through = f"{server.url}/repository/{group}/" + ("" if fmt == "npm" else "simple/")
+        through = f"{server.url}/repository/{group}/" + ("simple/" if fmt == "pypi" else "")
         order = [("direct", direct), ("group", through)]
         for label, url in order if run % 2 == 0 else reversed(order):
             started = time.monotonic()
@@ -243,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--packages", type=int, default=20)
     parser.add_argument("--size-kib", type=int, default=64)
-    parser.add_argument("--clients", default="pip,uv,npm")
+    parser.add_argument("--clients", default="pip,uv,npm,mvn")
     args = parser.parse_args(argv)
     clients = [c for c in args.clients.split(",") if c]
     work = Path(tempfile.mkdtemp(prefix="cold-group-"))
@@ -253,14 +397,26 @@ def main(argv: list[str] | None = None) -> int:
         upstream = f"http://127.0.0.1:{port}/"
         pypi_static(www, args.packages, args.size_kib * 1024)
         npm_names = npm_static(www, upstream, args.packages, args.size_kib * 1024)
-        server = LiveServer(work / "data", workers=2).start()
+        project = None
+        if "mvn" in clients:
+            maven_static(www, args.packages, args.size_kib * 1024)
+            project = maven_project(work)
+        # The production default of the repository/security config cache (LiveServer's is shorter,
+        # for tests that change configuration and read it back at once).
+        server = LiveServer(work / "data", workers=2, env={"ARTIFACTORY_CONFIG_CACHE_SECONDS": "1.0"}).start()
         try:
             with nginx(work, www, port):
+                if project is not None:
+                    seed_maven(www, upstream, project, work)
                 hosted = {
                     "pypi": server.create_repo("pypi", name="internal-pypi"),
                     "npm": server.create_repo("npm", name="internal-npm"),
+                    "maven": server.create_repo("maven", name="internal-maven"),
                 }
-                times = {c: measure(c, server, hosted, upstream, npm_names, work, args.runs) for c in clients}
+                times = {
+                    client: measure(client, server, hosted, upstream, npm_names, project, work, args.runs)
+                    for client in clients
+                }
         finally:
             server.stop()
         print()
