@@ -1,6 +1,7 @@
 """npm registry benchmark: this server (--workers 2) side by side with Verdaccio, same packages.
 
     python bench/npm.py [--duration 10] [--big-versions 2000] [--installs 3] [--verdaccio-dir DIR]
+    python bench/npm.py --base /tmp/base-5af08a4 [--base-commit 5af08a4] [--rounds 3] ...
 
 Both registries get the same 200 packages x 3 versions plus one package with 2,000 versions, published
 over HTTP exactly as `npm publish` sends them. Then, one registry at a time:
@@ -13,6 +14,9 @@ over HTTP exactly as `npm publish` sends them. Then, one registry at a time:
 
 Verdaccio 6.8.0 comes from the npm registry (with node-fetch pinned to 2.7.0, which installs on this
 machine) into --verdaccio-dir, once. Everything listens on 127.0.0.1 and lives in one temp dir.
+
+With --base, Verdaccio is left out: the tree of --base-commit and this one run side by side with the
+same packages, and every figure is measured on both in each of --rounds rounds (see common.py).
 """
 
 from __future__ import annotations
@@ -41,8 +45,12 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for extra in (ROOT, ROOT / "bench"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+from common import Comparison, add_base_arguments, order, server_pid, sides, timed  # noqa: E402
+from run import WRK_REPORT, describe_errors, find_tool, wrk  # noqa: E402
 
 from artifactory.testing.server import LiveServer, free_port  # noqa: E402
 
@@ -55,15 +63,6 @@ SMALL = "bench-pkg-000"
 INSTALL_DEPENDENCIES = 20
 ABBREVIATED = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*"
 FULL = "application/json"
-WRK_REPORT = """
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_JSON {"requests": %d, "duration_us": %d, "errors": %d, "status": %d, "p50_us": %d, "p99_us": %d}\\n',
-    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
 
 
 @dataclass
@@ -73,6 +72,7 @@ class Registry:
     token: str
     results: dict[str, Any] = field(default_factory=dict)
     installs: list[float] = field(default_factory=list)
+    pid: int | None = None  # the server's, to count its CPU time
 
 
 # -- packages --------------------------------------------------------------------------------
@@ -273,18 +273,30 @@ def artifactory(work: Path) -> Iterator[Registry]:
         work / "artifactory", workers=2, env={"ARTIFACTORY_CONFIG_CACHE_SECONDS": "1.0"}
     ).start()
     try:
-        repo = server.create_repo("npm", name="bench")
-        with server.client() as admin:
-            token = admin.post("/api/v1/tokens", json={"name": "bench"}).json()["token"]
-        yield Registry("artifactory", server.repo_url(repo), token)
+        yield registry("artifactory", server)
     finally:
         server.stop()
 
 
+def registry(name: str, server: LiveServer) -> Registry:
+    """A hosted npm repository `bench` on a running server of ours, and a token to publish with."""
+    repo = server.create_repo("npm", name="bench")
+    with server.client() as admin:
+        token = admin.post("/api/v1/tokens", json={"name": "bench"}).json()["token"]
+    return Registry(name, server.repo_url(repo), token, pid=server_pid(server))
+
+
 # -- measurements ----------------------------------------------------------------------------
-def wrk(
-    url: str, paths: list[str], accept: str, threads: int, connections: int, duration: int, work: Path
+def load(
+    registry: Registry,
+    paths: list[str],
+    accept: str,
+    threads: int,
+    connections: int,
+    duration: int,
+    work: Path,
 ) -> dict:
+    """wrk's report of `paths` in turn, gzip accepted as npm does, with req/s and server CPU us/request."""
     script = work / "wrk.lua"
     listed = ", ".join(json.dumps(p) for p in paths)
     script.write_text(
@@ -292,38 +304,104 @@ def wrk(
         f'wrk.headers["Accept"] = "{accept}"\nwrk.headers["Accept-Encoding"] = "gzip"\n'
         'request = function()\n  i = i % #paths + 1\n  return wrk.format("GET", paths[i])\nend\n' + WRK_REPORT
     )
-    result = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    line = next(line for line in result.stdout.splitlines() if line.startswith("WRK_JSON "))
-    report = json.loads(line[len("WRK_JSON ") :])
+    wrk_bin = find_tool("wrk") or "wrk"
+    report = wrk(wrk_bin, script, registry.url, (str(threads), str(connections)), duration, registry.pid)
     report["rps"] = report["requests"] / (report["duration_us"] / 1e6)
-    if report["errors"] or report["status"]:
-        report["problem"] = f"{report['errors']} socket errors, {report['status']} non-2xx answers"
+    report["cpu_us"] = 1e6 * report["server_cores"] / report["rps"] if report["rps"] else 0.0
+    if problem := describe_errors(report):
+        report["problem"] = problem
     return report
+
+
+def rotating(registry: Registry) -> list[str]:
+    prefix = httpx.URL(registry.url).path
+    return [prefix + package_name(i) for i in range(PACKAGES)]
+
+
+def single(registry: Registry, package: str) -> list[str]:
+    return [httpx.URL(registry.url).path + package]
 
 
 def measure(registries: list[Registry], duration: int, installs: int, work: Path) -> None:
     """Each measurement on every registry in turn, so that load from elsewhere hits both alike."""
     for label, accept in (("full", FULL), ("abbreviated", ABBREVIATED)):
         for registry in registries:
-            prefix = httpx.URL(registry.url).path
-            rotating = [prefix + package_name(i) for i in range(PACKAGES)]
-            wrk(registry.url, rotating, accept, 2, 32, 2, work)  # warm caches
-            registry.results[f"{label}_rps"] = wrk(registry.url, rotating, accept, 2, 32, duration, work)
+            load(registry, rotating(registry), accept, 2, 32, 2, work)  # warm caches
+            registry.results[f"{label}_rps"] = load(
+                registry, rotating(registry), accept, 2, 32, duration, work
+            )
         for package in (SMALL, BIG):
             for registry in registries:
-                prefix = httpx.URL(registry.url).path
                 key = f"{label}_latency_{'big' if package == BIG else 'small'}"
-                single = [prefix + package]
-                registry.results[key] = wrk(registry.url, single, accept, 1, 1, max(3, duration // 2), work)
+                one = single(registry, package)
+                registry.results[key] = load(registry, one, accept, 1, 1, max(3, duration // 2), work)
     for run in range(installs):
         for registry in registries:
             seconds = npm_install(registry, work / f"install-{registry.name}-{run}")
             registry.installs.append(seconds)
+
+
+def compare(args: argparse.Namespace, work: Path) -> Comparison:
+    """Every figure on the base tree and on this one, interleaved, --rounds times."""
+    comparison = Comparison()
+    big = f"{args.big_versions}-version"
+    noted = {
+        "full packuments": "10,490 (s7)",
+        "abbreviated packuments": "9,429 (s7)",
+        f"abbreviated, {big} p50": "0.2 (s7)",
+        f"abbreviated, {big} p99": "4.5 (s7)",
+    }
+    for label in ("full", "abbreviated"):
+        comparison.figure(f"{label} packuments", "req/s", noted=noted.get(f"{label} packuments", ""))
+        for size in ("3-version", big):
+            for pct in ("p50", "p99"):
+                name = f"{label}, {size} {pct}"
+                comparison.figure(name, "ms", lower_is_better=True, noted=noted.get(name, ""))
+    comparison.figure(
+        f"npm install {INSTALL_DEPENDENCIES} deps, cold", "s", lower_is_better=True, cpu_unit="ms/run",
+        noted="0.58 (s7)",
+    )  # fmt: skip
+    servers = sides(args.base, args.base_commit, work)
+    try:
+        registries: dict[str, Registry] = {}
+        for label, server in servers.items():
+            print(f"{label}: starting and publishing", flush=True)
+            server.start(timeout=60.0)
+            registries[label] = registry(label, server)
+            registries[label].results["populate_seconds"] = populate(registries[label], args.big_versions)
+            check(registries[label], args.big_versions)
+        for accept in (FULL, ABBREVIATED):
+            for r in registries.values():
+                load(r, rotating(r), accept, 2, 32, 2, work)  # warm caches, not counted
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1} of {args.rounds}", flush=True)
+            for label, accept in (("full", FULL), ("abbreviated", ABBREVIATED)):
+                for side in order(round_):
+                    r = registries[side]
+                    report = load(r, rotating(r), accept, 2, 32, args.duration, work)
+                    comparison.add(
+                        f"{label} packuments", side, report["rps"], report["cpu_us"], report["others"]
+                    )
+                for size, package in (("3-version", SMALL), (big, BIG)):
+                    for side in order(round_):
+                        r = registries[side]
+                        report = load(r, single(r, package), accept, 1, 1, max(3, args.duration // 2), work)
+                        for pct in ("p50", "p99"):
+                            value = report[f"{pct}_us"] / 1000
+                            comparison.add(
+                                f"{label}, {size} {pct}", side, value, report["cpu_us"], report["others"]
+                            )
+            for side in order(round_):
+                r = registries[side]
+                folder = work / f"install-{side}-{round_}"
+                seconds, cpu = timed(
+                    lambda r=r, folder=folder: npm_install(r, folder), server_pid(servers[side])
+                )
+                comparison.add(f"npm install {INSTALL_DEPENDENCIES} deps, cold", side, seconds, cpu)
+    finally:
+        for server in servers.values():
+            server.stop()
+    return comparison
 
 
 def npm_install(registry: Registry, folder: Path) -> float:
@@ -424,18 +502,29 @@ def main() -> int:
     parser.add_argument("--big-versions", type=int, default=2000)
     parser.add_argument("--installs", type=int, default=3)
     parser.add_argument("--verdaccio-dir", type=Path, default=DEFAULT_VERDACCIO_DIR)
+    add_base_arguments(parser)
     args = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("npm") is None:
         print("needs wrk and npm on PATH", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="npm-bench-") as temp:
         work = Path(temp)
+        if args.base:
+            try:
+                comparison = compare(args, work)
+            finally:
+                os.chdir("/")
+            print(f"\nbase {args.base_commit} against now, {PACKAGES} packages + {args.big_versions} "
+                  "versions, "
+                  f"--workers 2, wrk -t2 -c32 {args.duration} s, {args.rounds} rounds")  # fmt: skip
+            print(comparison.table())
+            return 0
         with artifactory(work) as ours, verdaccio(work, args.verdaccio_dir) as theirs:
             registries = [ours, theirs]
-            for registry in registries:
-                print(f"{registry.name}: publishing ...", flush=True)
-                registry.results["populate_seconds"] = populate(registry, args.big_versions)
-                check(registry, args.big_versions)
+            for registry_ in registries:
+                print(f"{registry_.name}: publishing ...", flush=True)
+                registry_.results["populate_seconds"] = populate(registry_, args.big_versions)
+                check(registry_, args.big_versions)
             print("measuring ...", flush=True)
             measure(registries, args.duration, args.installs, work)
         print(report(registries, args.big_versions))
