@@ -1,6 +1,7 @@
 """Maven: artifactory against nginx serving the same tree, side by side in one run.
 
     python bench/maven.py [--duration 10] [--runs 3] [--deps 50]
+    python bench/maven.py --base /tmp/base-5af08a4 [--base-commit 5af08a4] [--rounds 3] ...
 
 - pom GET req/s, from a hosted repository and through a group (wrk -t2 -c32);
 - maven-metadata.xml req/s from a group of 3 members (two hosted members holding versions of the
@@ -11,15 +12,17 @@
 nginx serves the identical files: the dependency tree (downloaded from the group, so the bytes and
 the metadata documents are the same), and ~/.m2 for the plugins. Target: mvn within 1.5x of nginx.
 Everything listens on 127.0.0.1; nothing reaches the internet.
+
+With --base, nginx only serves ~/.m2 to the proxies: the tree of --base-commit and this one run side
+by side with the same content, and every figure is measured on both in each of --rounds rounds (the
+mvn figure once per round; see common.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import os
-import pwd
 import shutil
 import statistics
 import subprocess
@@ -34,16 +37,14 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for extra in (ROOT, ROOT / "bench"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
 
-from artifactory.testing.server import LiveServer, free_port  # noqa: E402
+import run  # noqa: E402
+from common import Comparison, add_base_arguments, nginx, order, server_pid, sides, timed, wrk_rate  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("bench_run", Path(__file__).with_name("run.py"))
-assert _spec is not None and _spec.loader is not None
-base = importlib.util.module_from_spec(_spec)
-sys.modules["bench_run"] = base
-_spec.loader.exec_module(base)
+from artifactory.testing.server import LiveServer  # noqa: E402
 
 M2 = Path.home() / ".m2" / "repository"
 GROUP_ID = "com.bench"
@@ -61,31 +62,10 @@ PLUGINS = {
     "maven-clean-plugin": "3.3.2",
 }
 
-NGINX_CONF = """\
-{user}daemon off;
-worker_processes 2;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    default_type application/octet-stream;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
+NGINX_BODY = """\
         location /m2/ {{ alias {m2}/; }}
         location /repo/ {{ root {www}; try_files $uri @m2; }}
-        location @m2 {{ rewrite ^/repo/(.*)$ /m2/$1 last; }}
-    }}
-}}
-"""
+        location @m2 {{ rewrite ^/repo/(.*)$ /m2/$1 last; }}"""
 
 
 # -- content -----------------------------------------------------------------------------------
@@ -134,25 +114,10 @@ def settings(url: str) -> str:
 
 # -- servers -----------------------------------------------------------------------------------
 @contextmanager
-def nginx(nginx_bin: str, workdir: Path) -> Iterator[str]:
-    conf_dir = workdir / "nginx"
-    conf_dir.mkdir()
-    port = free_port()
-    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
-    conf = conf_dir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, dir=conf_dir, port=port, www=workdir / "www", m2=M2))
-    process = subprocess.Popen(
-        [nginx_bin, "-p", str(conf_dir), "-c", str(conf), "-e", str(conf_dir / "error.log")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        base.wait_for_port(port, process, 15.0, "nginx")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        base.stop_process(process)
+def static(workdir: Path) -> Iterator[str]:
+    """nginx serving the mirrored tree under /repo/ (falling back to ~/.m2) and ~/.m2 under /m2/."""
+    with nginx(workdir / "nginx", NGINX_BODY.format(m2=M2, www=workdir / "www")) as (url, _pid):
+        yield url
 
 
 def populate(server: LiveServer, upstream: str, deps: int) -> dict[str, str]:
@@ -212,9 +177,9 @@ def rps(wrk_bin: str, script: Path, url: str, seconds: int) -> tuple[float, str 
         response = client.get(url)
         if response.status_code != 200:
             raise RuntimeError(f"GET {url}: {response.status_code}")
-    base.wrk(wrk_bin, script, url, LOAD, max(1, min(3, seconds // 5)))
-    report = base.wrk(wrk_bin, script, url, LOAD, seconds)
-    return report["requests"] / (report["duration_us"] / 1e6), base.describe_errors(report)
+    run.wrk(wrk_bin, script, url, LOAD, max(1, min(3, seconds // 5)))
+    report = run.wrk(wrk_bin, script, url, LOAD, seconds)
+    return report["requests"] / (report["duration_us"] / 1e6), run.describe_errors(report)
 
 
 def mvn_resolve(project: Path, url: str, workdir: Path, label: str) -> float:
@@ -232,6 +197,60 @@ def mvn_resolve(project: Path, url: str, workdir: Path, label: str) -> float:
     return elapsed
 
 
+def compare(args: argparse.Namespace, workdir: Path, project: Path, script: Path) -> Comparison:
+    """Every figure on the base tree and on this one, interleaved, --rounds times."""
+    comparison = Comparison()
+    comparison.figure("pom GET, hosted", "req/s", noted="12,833 (s7)")
+    comparison.figure("pom GET, group", "req/s", noted="10,010 (s7)")
+    comparison.figure("group maven-metadata.xml, 3 members", "req/s", noted="17,366 (s7)")
+    mvn = f"mvn compile, {args.deps} deps, cold local repo"
+    comparison.figure(mvn, "s", lower_is_better=True, cpu_unit="ms/run", noted="2.66 (s7)")
+    wrk_bin = run.find_tool("wrk") or "wrk"
+    servers = sides(args.base, args.base_commit, workdir)
+    pom_path = f"{GROUP_PATH}/dep-00/1.0/dep-00-1.0.pom"
+    meta_path = f"{GROUP_PATH}/shared/maven-metadata.xml"
+    try:
+        with static(workdir) as nginx_url:
+            urls: dict[str, dict[str, str]] = {}
+            for label, server in servers.items():
+                print(f"{label}: starting and uploading", flush=True)
+                server.start(timeout=60)
+                names = populate(server, f"{nginx_url}/m2/", args.deps)
+                group, hosted = server.repo_url(names["group"]), server.repo_url(names["a"])
+                urls[label] = {
+                    "pom GET, hosted": hosted + pom_path,
+                    "pom GET, group": group + pom_path,
+                    "group maven-metadata.xml, 3 members": group + meta_path,
+                    mvn: group,
+                }
+                for url in list(urls[label].values())[:3]:
+                    if httpx.get(url, timeout=30).status_code != 200:
+                        raise RuntimeError(f"GET {url} from {label} did not answer 200")
+                mvn_resolve(project, group, workdir, label)  # the proxy caches the plugins: not counted
+            for round_ in range(args.rounds):
+                print(f"round {round_ + 1} of {args.rounds}", flush=True)
+                for name in list(comparison.figures)[:3]:
+                    for label in order(round_):
+                        pid = server_pid(servers[label])
+                        rps, cpu, report = wrk_rate(
+                            wrk_bin, script, urls[label][name], LOAD, args.duration, pid
+                        )
+                        comparison.add(name, label, rps, cpu, report["others"])
+                        if problem := run.describe_errors(report):
+                            print(f"  {label} {name}: wrk saw {problem}")
+                for label in order(round_):
+                    seconds, cpu = timed(
+                        lambda label=label: mvn_resolve(project, urls[label][mvn], workdir, label),
+                        server_pid(servers[label]),
+                    )
+                    comparison.add(mvn, label, seconds, cpu)
+    finally:
+        for server in servers.values():
+            server.stop()
+        os.chdir("/")
+    return comparison
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -239,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds of wrk load per measurement")
     parser.add_argument("--runs", type=int, default=3, help="cold mvn runs per server (median reported)")
     parser.add_argument("--deps", type=int, default=50, help="dependencies of the resolved project")
+    add_base_arguments(parser)
     args = parser.parse_args(argv)
-    wrk_bin, nginx_bin, mvn_bin = base.find_tool("wrk"), base.find_tool("nginx"), shutil.which("mvn")
+    wrk_bin, nginx_bin, mvn_bin = run.find_tool("wrk"), run.find_tool("nginx"), shutil.which("mvn")
     if not (wrk_bin and nginx_bin and mvn_bin):
         print("needs wrk, nginx and mvn on PATH", file=sys.stderr)
         return 2
@@ -249,25 +269,37 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="artifactory-bench-maven-"))
     script = workdir / "report.lua"
-    script.write_text(base.WRK_REPORT)
+    script.write_text(run.WRK_REPORT)
     project = workdir / "app"
     project.mkdir()
     (project / "pom.xml").write_text(consumer_pom(args.deps))
+    if args.base:
+        try:
+            comparison = compare(args, workdir, project, script)
+        except (RuntimeError, httpx.HTTPError, subprocess.TimeoutExpired) as exc:
+            print(f"benchmark failed: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        print(f"\nbase {args.base_commit} against now, --workers {WORKERS}, wrk -t{LOAD[0]} -c{LOAD[1]} "
+              f"{args.duration} s, {args.rounds} rounds")  # fmt: skip
+        print(comparison.table())
+        return 0
     rows: list[tuple[str, str, str, str]] = []
     problems: list[str] = []
     server = LiveServer(workdir / "data", workers=WORKERS, env={"ARTIFACTORY_CONFIG_CACHE_SECONDS": "1.0"})
     try:
-        busy = base.cpu_busy()
+        busy = run.cpu_busy()
         if busy is not None and busy > 30:
             problems.append(f"the machine was {busy:.0f}% busy before the run: numbers are unreliable")
-        with nginx(nginx_bin, workdir) as nginx_url:
+        with static(workdir) as nginx_url:
             server.start(timeout=60)
             names = populate(server, f"{nginx_url}/m2/", args.deps)
             mirror_tree(server, names["group"], workdir / "www", args.deps)
             group_url, repo_url = server.repo_url(names["group"]), server.repo_url(names["a"])
             pom_path = f"{GROUP_PATH}/dep-00/1.0/dep-00-1.0.pom"
             meta_path = f"{GROUP_PATH}/shared/maven-metadata.xml"
-            for label, ours, static in (
+            for label, ours, theirs in (
                 ("pom GET, hosted (req/s)", repo_url + pom_path, f"{nginx_url}/repo/{pom_path}"),
                 ("pom GET, group (req/s)", group_url + pom_path, f"{nginx_url}/repo/{pom_path}"),
                 (
@@ -277,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             ):
                 ours_rps, ours_err = rps(wrk_bin, script, ours, args.duration)
-                nginx_rps, nginx_err = rps(wrk_bin, script, static, args.duration)
+                nginx_rps, nginx_err = rps(wrk_bin, script, theirs, args.duration)
                 problems += [f"{label}: {e}" for e in (ours_err, nginx_err) if e]
                 rows.append(
                     (label, f"{ours_rps:,.0f}", f"{nginx_rps:,.0f}", f"{100 * ours_rps / nginx_rps:.1f}%")
@@ -296,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                 (f"mvn compile, {args.deps} deps, cold local repo (s, median of {args.runs})",
                  f"{ours_s:.2f}", f"{nginx_s:.2f}", f"{ratio:.2f}x")
             )  # fmt: skip
-        problems += base.server_errors(base.read_tail(server.log_path, 200000))
+        problems += run.server_errors(run.read_tail(server.log_path, 200000))
     except (RuntimeError, httpx.HTTPError, subprocess.TimeoutExpired) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
