@@ -2,6 +2,7 @@
 (Debian package docker-registry) and nginx, all holding the same image (3 layers: 1, 10 and 100 MB).
 
     python bench/oci.py [--duration 10] [--server uvicorn,granian]
+    python bench/oci.py --base /tmp/base-5af08a4 [--base-commit 5af08a4] [--rounds 3] ...
 
 Measured with wrk (-t2 -c32 for requests, -t2 -c4 for the big blob): req/s of manifest GET by tag;
 req/s of blob HEAD (with ab -c32 -k, since wrk 4.1 waits for a body after HEAD); MB/s (MB = 2**20
@@ -10,6 +11,10 @@ bytes) of GET of the 100 MB blob (nginx serves the same file); and the wall time
 at a time; everything listens on 127.0.0.1 inside one temporary directory. Targets (issue 6): manifests
 and HEADs >= 2x distribution's req/s, the blob >= 70% of nginx's MB/s, the pull no slower than from
 distribution.
+
+With --base, distribution and nginx are left out: the tree of --base-commit and this one run side by
+side (uvicorn) holding the same image, and every figure is measured on both in each of --rounds
+rounds (see common.py).
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ for extra in (ROOT, ROOT / "bench"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from run import NGINX_CONF, describe_errors, find_tool, stop_process, wait_for_port, wrk  # noqa: E402
+from common import Comparison, add_base_arguments, nginx, order, server_pid, sides, timed, wrk_rate  # noqa: E402
+from run import WRK_REPORT as REPORT  # noqa: E402
+from run import _tree_cpu, describe_errors, find_tool, stop_process, wait_for_port, wrk  # noqa: E402
 
 from artifactory.testing.server import ADMIN_PASSWORD, LiveServer, free_port  # noqa: E402
 
@@ -45,16 +52,6 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 REQUEST_LOAD = ("2", "32")
 BLOB_LOAD = ("2", "4")
 
-REPORT = """
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_JSON {"requests": %d, "bytes": %d, "duration_us": %d, "connect": %d, "read": %d, '
-    .. '"write": %d, "status": %d, "timeout": %d, "p50_us": %d, "p99_us": %d}\\n',
-    summary.requests, summary.bytes, summary.duration, e.connect, e.read, e.write, e.status,
-    e.timeout, latency:percentile(50), latency:percentile(99)))
-end
-"""
 DISTRIBUTION_CONFIG = """\
 version: 0.1
 log:
@@ -141,15 +138,20 @@ def ours(workdir: Path, layout: Path, kind: str) -> Iterator[str]:
     server.log_path = workdir / f"artifactory-{kind}-server.log"
     server.start(timeout=60.0)
     try:
-        server.create_repo("oci", name=REPO)
-        host = server.url.removeprefix("http://")
-        skopeo(
-            "copy", "--dest-tls-verify=false", "--dest-creds", f"admin:{ADMIN_PASSWORD}",
-            f"oci:{layout}:{TAG}", f"docker://{host}/{REPO}/{IMAGE}:{TAG}",
-        )  # fmt: skip
+        push(server, layout)
         yield server.url
     finally:
         server.stop()
+
+
+def push(server: LiveServer, layout: Path) -> None:
+    """A repository `bench` on a running server of ours, and the image pushed into it."""
+    server.create_repo("oci", name=REPO)
+    host = server.url.removeprefix("http://")
+    skopeo(
+        "copy", "--dest-tls-verify=false", "--dest-creds", f"admin:{ADMIN_PASSWORD}",
+        f"oci:{layout}:{TAG}", f"docker://{host}/{REPO}/{IMAGE}:{TAG}",
+    )  # fmt: skip
 
 
 @contextmanager
@@ -176,29 +178,12 @@ def distribution(binary: str, workdir: Path, layout: Path) -> Iterator[str]:
 
 
 @contextmanager
-def nginx(binary: str, workdir: Path, blob: Path) -> Iterator[str]:
-    import pwd
-
-    conf_dir, www = workdir / "nginx", workdir / "www"
-    conf_dir.mkdir()
+def static(workdir: Path, blob: Path) -> Iterator[str]:
+    www = workdir / "www"
     www.mkdir()
     os.link(blob, www / "blob")
-    port = free_port()
-    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
-    conf = conf_dir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, dir=conf_dir, port=port, www=www))
-    process = subprocess.Popen(
-        [binary, "-p", str(conf_dir), "-c", str(conf), "-e", str(conf_dir / "error.log")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_for_port(port, process, 15.0, "nginx")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(process)
+    with nginx(workdir / "nginx", f"        root {www};") as (url, _pid):
+        yield url
 
 
 def scripts(workdir: Path) -> dict[str, Path]:
@@ -223,14 +208,20 @@ def rate(
 
 def head_rate(url: str, seconds: int) -> float:
     """HEAD req/s with ab (wrk 4.1 waits for a body after HEAD), -c32 with keep-alive like wrk's load."""
+    return head_load(url, seconds)[0]
+
+
+def head_load(url: str, seconds: int) -> tuple[float, int]:
+    """(HEAD req/s, requests completed) of one ab run after a 1 s warm-up."""
     command = ["ab", "-q", "-i", "-k", "-c", REQUEST_LOAD[1], "-t", str(seconds), "-n", "50000000", url]
     subprocess.run([*command[:7], "-t", "1", "-n", "50000000", url], capture_output=True, check=False)
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
     match = re.search(r"Requests per second:\s+([\d.]+)", done.stdout)
+    complete = re.search(r"Complete requests:\s+(\d+)", done.stdout)
     bad = re.search(r"Non-2xx responses:\s+(\d+)", done.stdout)
-    if match is None or bad is not None:
+    if match is None or complete is None or bad is not None:
         raise RuntimeError(f"ab failed: {done.stdout[-1500:]} {done.stderr[-500:]}")
-    return float(match[1])
+    return float(match[1]), int(complete[1])
 
 
 def measure(
@@ -269,6 +260,70 @@ def measure(
     return results
 
 
+def compare(args: argparse.Namespace, workdir: Path, layout: Path, big: str) -> Comparison:
+    """Every figure on the base tree and on this one, interleaved, --rounds times."""
+    comparison = Comparison()
+    comparison.figure("manifest GET by tag", "req/s", noted="11,296 (s7)")
+    comparison.figure("blob HEAD (ab -c32 -k)", "req/s", noted="6,918 (s7)")
+    comparison.figure("100 MB blob GET", "MB/s", cpu_unit="us/MB", noted="2,474 (s7)")
+    comparison.figure("skopeo pull", "s", lower_is_better=True, cpu_unit="ms/run", noted="0.46 (s7)")
+    wrk_bin = find_tool("wrk") or "wrk"
+    lua = scripts(workdir)
+    pulls = workdir / "pulls"
+    pulls.mkdir()
+    servers = sides(args.base, args.base_commit, workdir)
+    prefix = f"{REPO}/{IMAGE}"
+    try:
+        for label, server in servers.items():
+            print(f"{label}: starting and pushing", flush=True)
+            server.start(timeout=60.0)
+            push(server, layout)
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1} of {args.rounds}", flush=True)
+            for label in order(round_):
+                url, pid = servers[label].url, server_pid(servers[label])
+                rps, cpu, report = wrk_rate(
+                    wrk_bin,
+                    lua["get"],
+                    f"{url}/v2/{prefix}/manifests/{TAG}",
+                    REQUEST_LOAD,
+                    args.duration,
+                    pid,
+                )
+                comparison.add("manifest GET by tag", label, rps, cpu, report["others"])
+            for label in order(round_):
+                url, pid = servers[label].url, server_pid(servers[label])
+                used = _tree_cpu(pid)
+                rps, count = head_load(f"{url}/v2/{prefix}/blobs/{big}", args.duration)
+                comparison.add("blob HEAD (ab -c32 -k)", label, rps, 1e6 * (_tree_cpu(pid) - used) / count)
+            for label in order(round_):
+                url, pid = servers[label].url, server_pid(servers[label])
+                _rps, _cpu, report = wrk_rate(
+                    wrk_bin, lua["blob"], f"{url}/v2/{prefix}/blobs/{big}", BLOB_LOAD, args.duration, pid
+                )
+                seconds = report["duration_us"] / 1e6
+                mbps = report["bytes"] / MIB / seconds
+                cpu = 1e6 * report["server_cores"] / mbps if mbps else 0.0
+                comparison.add("100 MB blob GET", label, mbps, cpu, report["others"])
+            for label in order(round_):
+                host = servers[label].url.removeprefix("http://")
+                target = pulls / f"{label}-{round_}"
+                command = (
+                    "copy",
+                    "--src-tls-verify=false",
+                    f"docker://{host}/{prefix}:{TAG}",
+                    f"oci:{target}:{TAG}",
+                )
+                seconds, cpu = timed(lambda command=command: skopeo(*command), server_pid(servers[label]))
+                shutil.rmtree(target)
+                comparison.add("skopeo pull", label, seconds, cpu)
+    finally:
+        for server in servers.values():
+            server.stop()
+        os.chdir("/")
+    return comparison
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -279,8 +334,10 @@ def main() -> int:
         default="uvicorn",
         help="our server(s), comma-separated: uvicorn, granian (default uvicorn)",
     )
+    add_base_arguments(parser)
     args = parser.parse_args()
-    tools = {name: find_tool(name) for name in ("wrk", "ab", "nginx", "docker-registry", "skopeo")}
+    needed = ("wrk", "ab", "skopeo") if args.base else ("wrk", "ab", "nginx", "docker-registry", "skopeo")
+    tools = {name: find_tool(name) for name in needed}
     missing = [name for name, path in tools.items() if path is None]
     if missing:
         print(
@@ -292,6 +349,12 @@ def main() -> int:
         workdir = Path(temp)
         layout = workdir / "layout"
         files, big = make_layout(layout)
+        if args.base:
+            comparison = compare(args, workdir, layout, big)
+            print(f"\nbase {args.base_commit} against now, --workers 2 (uvicorn), {args.duration} s per "
+                  f"figure, {args.rounds} rounds")  # fmt: skip
+            print(comparison.table())
+            return 0
         lua = scripts(workdir)
         pulls = workdir / "pulls"
         pulls.mkdir()
@@ -307,7 +370,7 @@ def main() -> int:
                 results[label] = measure(
                     label, url, f"{REPO}/{IMAGE}", big, str(tools["wrk"]), lua, args.duration, pulls
                 )
-        with nginx(str(tools["nginx"]), workdir, files[big]) as url:
+        with static(workdir, files[big]) as url:
             value, report = rate(str(tools["wrk"]), lua["blob"], f"{url}/blob", BLOB_LOAD, args.duration)
             results["nginx"] = {"blob_mbps": report["bytes"] / MIB / (report["duration_us"] / 1e6)}
             print(f"  {'nginx':13} {'blob_mbps':13} {results['nginx']['blob_mbps']:10,.0f}", flush=True)
@@ -317,9 +380,6 @@ def main() -> int:
     for line in verdicts(results):
         print(line)
     return 0
-
-
-COLUMNS = (("manifest_rps", ",.0f"), ("head_rps", ",.0f"), ("blob_mbps", ",.0f"), ("pull_seconds", ".2f"))
 
 
 COLUMNS = (("manifest_rps", ",.0f"), ("head_rps", ",.0f"), ("blob_mbps", ",.0f"), ("pull_seconds", ".2f"))
