@@ -1,5 +1,5 @@
-"""What the format benchmarks share: nginx serving static files, and measuring an older tree of this
-server beside today's in the same run.
+"""What the format benchmarks share besides run.py's helpers (wrk, nginx, CPU accounting): measuring an
+older tree of this server beside today's in the same run.
 
 A script that takes `--base DIR` starts two servers side by side, `base` (the tree of
 `--base-commit`, a git worktree at DIR, added with `git worktree add --detach` when missing) and
@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import os
-import pwd
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,76 +32,15 @@ for extra in (ROOT, ROOT / "bench"):
         sys.path.insert(0, str(extra))
 
 from proxy_verify import importable  # noqa: E402
-from run import _tree_cpu, find_tool, read_tail, stop_process, wait_for_port, wrk  # noqa: E402
+from run import _tree_cpu, wrk  # noqa: E402
+from run import nginx_server as nginx  # noqa: E402, F401 - the scripts' nginx
 
-from artifactory.testing.server import LiveServer, free_port  # noqa: E402
+from artifactory.testing.server import LiveServer  # noqa: E402
 
 BASE_COMMIT = "5af08a4"  # just before the index documents moved into the engine
 DEFAULT_BASE = Path(f"/tmp/base-{BASE_COMMIT}")
 THRESHOLD = 0.95  # now may be at most 5% worse than base
 LABELS = ("base", "now")
-
-# -- nginx ---------------------------------------------------------------------------------------------
-
-NGINX_CONF = """\
-{user}daemon off;
-worker_processes 2;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    keepalive_requests 1000000;
-    types {{ text/html html; }}
-    default_type application/octet-stream;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-{body}
-    }}
-}}
-"""
-
-
-@contextmanager
-def nginx(conf_dir: Path, body: str) -> Iterator[tuple[str, int]]:
-    """nginx in the foreground on a free port with its own config, pid, logs and temp paths in
-    `conf_dir`; `body` is the inside of its `server` block (root, locations). Yields (url, pid)."""
-    binary = find_tool("nginx")
-    if binary is None:
-        raise RuntimeError("nginx is not installed: apt-get install -y nginx-light")
-    conf_dir.mkdir(parents=True)
-    port = free_port()
-    # As root nginx hands requests to workers running as "nobody", who could not read our 0700 temp
-    # dir; run them as ourselves instead. As anyone else the directive is ignored, so leave it out.
-    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
-    conf = conf_dir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, dir=conf_dir, port=port, body=body))
-    log = open(conf_dir / "stderr.log", "wb")  # noqa: SIM115 - closed below, the child keeps its copy
-    process = subprocess.Popen(
-        [binary, "-p", str(conf_dir), "-c", str(conf), "-e", str(conf_dir / "error.log")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    log.close()
-    try:
-        try:
-            wait_for_port(port, process, 15.0, "nginx")
-        except RuntimeError as exc:
-            logs = read_tail(conf_dir / "stderr.log") + read_tail(conf_dir / "error.log")
-            raise RuntimeError(f"{exc}:\n{logs}") from None
-        yield f"http://127.0.0.1:{port}", process.pid
-    finally:
-        stop_process(process)
-
 
 # -- the base tree -------------------------------------------------------------------------------------
 

@@ -1,10 +1,13 @@
 """Serve the same files from artifactory (uvicorn, granian) and from nginx, load them with wrk, compare.
 
     python bench/run.py [--duration 10] [--only small|large] [--servers uvicorn,granian,nginx]
+    python bench/run.py --base /tmp/base-5af08a4 [--base-commit 5af08a4] [--rounds 3] [--only ...]
 
 Small: GET of a 1 KB raw asset, wrk -t2 -c32, reported as requests/s.
 Large: GET of a 100 MB raw asset, wrk -t2 -c4, reported as MB/s (MB = 2**20 bytes) from the bytes
 wrk read. One server runs at a time; everything listens on 127.0.0.1 and lives in one temp dir.
+With --base, nginx and granian are left out: the tree of --base-commit and this one run side by side
+(uvicorn) holding the same files, measured in turn in each of --rounds rounds (see common.py).
 See bench/README.md.
 """
 
@@ -60,7 +63,8 @@ done = function(summary, latency, requests)
 end
 """
 
-NGINX_CONF = """\
+# nginx as every script here runs it; `{body}` is the inside of its server block (root, locations).
+NGINX_TEMPLATE = """\
 {user}daemon off;
 worker_processes 2;
 pid {dir}/nginx.pid;
@@ -71,6 +75,7 @@ http {{
     sendfile on;
     tcp_nopush on;
     keepalive_requests 1000000;
+    types {{ text/html html; }}
     default_type application/octet-stream;
     client_body_temp_path {dir}/client_body;
     proxy_temp_path {dir}/proxy;
@@ -79,10 +84,11 @@ http {{
     scgi_temp_path {dir}/scgi;
     server {{
         listen 127.0.0.1:{port};
-        root {www};
+{body}
     }}
 }}
 """
+NGINX_CONF = NGINX_TEMPLATE.replace("{body}", "        root {www};")  # a folder served as it is
 
 
 class Interrupted(Exception):
@@ -189,24 +195,22 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def nginx(nginx_bin: str, workdir: Path, files: dict[str, Path]) -> Iterator[tuple[str, int]]:
-    """nginx in the foreground with its own config, serving the files at the same URL paths."""
-    conf_dir = workdir / "nginx"
-    www = workdir / "www"
-    served = www / "repository" / REPO
-    served.mkdir(parents=True)
-    conf_dir.mkdir()
-    for name, path in files.items():
-        os.link(path, served / name)
+def nginx_server(conf_dir: Path, body: str) -> Iterator[tuple[str, int]]:
+    """nginx in the foreground on a free port with its own config, pid, logs and temp paths in
+    `conf_dir`; `body` is the inside of its `server` block (root, locations). Yields (url, pid)."""
+    binary = find_tool("nginx")
+    if binary is None:
+        raise RuntimeError("nginx is not installed: apt-get install -y nginx-light")
+    conf_dir.mkdir(parents=True)
     port = free_port()
     # As root nginx hands requests to workers running as "nobody", who could not read our 0700 temp
     # dir; run them as ourselves instead. As anyone else the directive is ignored, so leave it out.
     user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
     conf = conf_dir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, dir=conf_dir, port=port, www=www))
+    conf.write_text(NGINX_TEMPLATE.format(user=user, dir=conf_dir, port=port, body=body))
     log = open(conf_dir / "stderr.log", "wb")  # noqa: SIM115 - closed below, the child keeps its copy
     process = subprocess.Popen(
-        [nginx_bin, "-p", str(conf_dir), "-c", str(conf), "-e", str(conf_dir / "error.log")],
+        [binary, "-p", str(conf_dir), "-c", str(conf), "-e", str(conf_dir / "error.log")],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -222,6 +226,18 @@ def nginx(nginx_bin: str, workdir: Path, files: dict[str, Path]) -> Iterator[tup
         yield f"http://127.0.0.1:{port}", process.pid
     finally:
         stop_process(process)
+
+
+@contextmanager
+def nginx(workdir: Path, files: dict[str, Path]) -> Iterator[tuple[str, int]]:
+    """nginx serving the files at the same URL paths as artifactory."""
+    www = workdir / "www"
+    served = www / "repository" / REPO
+    served.mkdir(parents=True)
+    for name, path in files.items():
+        os.link(path, served / name)
+    with nginx_server(workdir / "nginx", f"        root {www};") as found:
+        yield found
 
 
 @contextmanager
@@ -461,6 +477,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--servers", default=",".join(ALL_SERVERS), help="comma-separated: uvicorn,granian,nginx"
     )
+    parser.add_argument("--base", type=Path, help="compare with an older tree: see common.py")
+    parser.add_argument("--base-commit", default="5af08a4", help="the commit of --base")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of base and now (medians)")
     args = parser.parse_args(argv)
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = sorted(set(servers) - set(ALL_SERVERS))
@@ -471,6 +490,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # nginx first so the table's reference exists before the others are measured.
     args.servers = [s for s in ALL_SERVERS if s in servers]
     return args
+
+
+def compare(args: argparse.Namespace, wrk_bin: str, workdir: Path) -> None:
+    """Both file sizes on the base tree and on this one, interleaved, --rounds times; prints the table."""
+    from common import Comparison, order, server_pid, sides, wrk_rate
+
+    comparison = Comparison()
+    figures = {
+        "small": comparison.figure(f"{SMALL_SIZE} B raw GET", "req/s", noted="12,269 (s7)"),
+        "large": comparison.figure(
+            f"{LARGE_SIZE // MIB} MB raw GET", "MB/s", cpu_unit="us/MB", noted="2,059 (s7)"
+        ),
+    }
+    files = make_files(workdir / "files")
+    digests = {name: sha256_of(path) for name, path in files.items()}
+    script = workdir / "report.lua"
+    script.write_text(WRK_REPORT)
+    servers = sides(args.base, args.base_commit, workdir)
+    try:
+        for label, server in servers.items():
+            print(f"{label}: starting", flush=True)
+            server.start(timeout=60.0)
+            upload(server, files)
+            check_served(server.url, files, digests)
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1} of {args.rounds}", flush=True)
+            for kind, name, load in (("small", SMALL_NAME, SMALL_LOAD), ("large", LARGE_NAME, LARGE_LOAD)):
+                if args.only not in (None, kind):
+                    continue
+                for label in order(round_):
+                    url = f"{servers[label].url}/repository/{REPO}/{name}"
+                    pid = server_pid(servers[label])
+                    rps, cpu, report = wrk_rate(wrk_bin, script, url, load, args.duration, pid)
+                    if kind == "large":
+                        rps = report["bytes"] / MIB / (report["duration_us"] / 1e6)
+                        cpu = 1e6 * report["server_cores"] / rps if rps else 0.0
+                    comparison.add(figures[kind].name, label, rps, cpu, report["others"])
+    finally:
+        for server in servers.values():
+            server.stop()
+        os.chdir("/")
+    print(f"\nbase {args.base_commit} against now, --workers {SERVER_WORKERS} (uvicorn), {args.duration} s "
+          f"per figure, {args.rounds} rounds")  # fmt: skip
+    print(comparison.table())
 
 
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
@@ -495,6 +558,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="artifactory-bench-"))
     status = 0
     try:
+        if args.base:
+            compare(args, wrk_bin, workdir)
+            return 0
         print(f"making {SMALL_SIZE} B and {LARGE_SIZE // MIB} MB random files in {workdir}", flush=True)
         files = make_files(workdir / "files")
         digests = {name: sha256_of(path) for name, path in files.items()}
@@ -507,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
             shown = "?" if busy is None else f"{busy:.0f}%"
             print(f"{name}: starting (CPUs busy beforehand: {shown})", flush=True)
             if name == "nginx":
-                with nginx(nginx_bin, workdir, files) as (url, pid):
+                with nginx(workdir, files) as (url, pid):
                     check_served(url, files, digests)
                     measure(name, url, pid, wrk_bin, script, args.duration, args.only, result)
                 result.problems += server_errors(read_tail(workdir / "nginx" / "error.log", 20000))
