@@ -130,6 +130,7 @@ def test_only_canonical_index_paths_are_index_files(registry, group, path):
 
 
 def test_config_points_cargo_back_here_and_says_when_reads_need_a_token(registry, group):
+    put(registry, group[0], "cfgread", "1.0.0", crate("cfgread", "1.0.0"))  # independent of other tests
     url = registry.url(group[2])
     assert httpx.get(url + "config.json").json() == {
         "dl": url + "api/v1/crates",
@@ -143,9 +144,9 @@ def test_config_points_cargo_back_here_and_says_when_reads_need_a_token(registry
                 url + "config.json", headers={"Authorization": f"Bearer {registry.reader_token}"}
             )
             assert config.json()["auth-required"] is True
-            assert httpx.get(url + "bo/th/both").status_code == 401
+            assert httpx.get(url + "cf/gr/cfgread").status_code == 401
             authed = httpx.get(
-                url + "bo/th/both", headers={"Authorization": f"Bearer {registry.reader_token}"}
+                url + "cf/gr/cfgread", headers={"Authorization": f"Bearer {registry.reader_token}"}
             )
             assert authed.status_code == 200
         finally:
@@ -154,7 +155,8 @@ def test_config_points_cargo_back_here_and_says_when_reads_need_a_token(registry
 
 def test_owners_list_publishers_and_refuse_changes_with_what_to_do(registry, group):
     first = group[0]
-    url = registry.url(first) + "api/v1/crates/both/owners"
+    put(registry, first, "owned", "1.0.0", crate("owned", "1.0.0"))  # independent of other tests
+    url = registry.url(first) + "api/v1/crates/owned/owners"
     bearer = {"Authorization": f"Bearer {registry.token}"}
     users = httpx.get(url, headers=bearer).json()["users"]
     assert [u["login"] for u in users] and all(u["login"].startswith("user-") for u in users)
