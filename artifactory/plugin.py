@@ -50,7 +50,7 @@ from artifactory.repository.errors import (
 from artifactory.repository.hosted import Companion, Upload
 from artifactory.repository.index import HostedView
 from artifactory.repository.model import ComponentInfo, Content, Document, Repo, StoredAsset, Streaming
-from artifactory.repository.service import Access, Repositories, run_sync
+from artifactory.repository.service import Access, Repositories, UpstreamAnswer, run_sync
 from artifactory.repository.uploads import UploadState
 from artifactory.security.principal import ANONYMOUS, Credentials, Grant, Principal
 from artifactory.security.service import InvalidCredentials
@@ -107,6 +107,7 @@ __all__ = [
     "Rendered",
     "Repositories",
     "TooLarge",
+    "UpstreamAnswer",
     "UpstreamDocument",
     "UpstreamUnavailable",
     "WritePolicyViolation",

@@ -9,6 +9,7 @@ format must do itself (parsing a large archive) goes through `run_sync`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -18,10 +19,13 @@ from starlette.responses import Response
 
 from artifactory.blobstore.store import StagedBlob
 from artifactory.formats import IndexKey, RenderContext, Rendered
+from artifactory.http.errors import MethodNotAllowed
+from artifactory.repository.errors import UpstreamUnavailable
 from artifactory.repository.hosted import Upload
-from artifactory.repository.model import ComponentInfo, Content, Repo, StoredAsset
+from artifactory.repository.index import MAX_DOCUMENT_BYTES, cache_path, upstream_url
+from artifactory.repository.model import GROUP, HOSTED, PROXY, ComponentInfo, Content, Repo, StoredAsset
 from artifactory.repository.uploads import UploadState
-from artifactory.security.principal import Credentials, Principal
+from artifactory.security.principal import ANONYMOUS, Credentials, Principal
 
 if TYPE_CHECKING:
     from artifactory.repository.engine import Engine, Entry
@@ -33,6 +37,15 @@ T = TypeVar("T")
 async def run_sync(fn: Callable[..., T], *args: Any) -> T:
     """Run blocking work (parsing an archive, hashing) in a worker thread."""
     return await to_thread.run_sync(fn, *args)
+
+
+@dataclass(frozen=True)
+class UpstreamAnswer:
+    """What a proxy's upstream answered a request of the format's own (`Repositories.call_upstream`)."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
 
 
 class Repositories:
@@ -57,9 +70,45 @@ class Repositories:
         """A group's members that `principal` may read through it, in order (nested groups as such)."""
         return self._engine.group.members(repo, principal)
 
-    def write_target(self, repo: Repo) -> Repo:
-        """Where a write to `repo` goes: itself if hosted, a group's write member (else 405)."""
-        return self._engine.write_target(repo)
+    def proxies(self, repo: Repo, principal: Principal) -> list[Repo]:
+        """The proxies whose upstreams a request to `repo` may ask on `principal`'s behalf, in order:
+        `repo` itself if it is a proxy; for a group, the proxies among the members `principal` may
+        read through it, nested groups expanded where they stand (each proxy once, cycles ignored).
+        A proxy set `offline` is left out. For protocol requests the index cannot express (a
+        search query, an audit body): send them with `call_upstream`."""
+        return [r for r in self._leaves(repo, principal) if r.type == PROXY and not r.config.get("offline")]
+
+    def _leaves(self, repo: Repo, principal: Principal) -> list[Repo]:
+        """The hosted and proxy repositories `principal` reads through `repo`, in member order. A
+        credential whose scope grants the group reads its members as the user's roles allow, nested
+        groups included (the scope names the group, not what is inside it)."""
+        found: dict[str, Repo] = {}
+
+        def walk(current: Repo, seen: frozenset[str], reader: Principal) -> None:
+            if current.type != GROUP:
+                found.setdefault(current.name, current)
+            elif current.name not in seen:
+                through = replace(reader, scope=None) if reader.scope_grants(current.name, "read") else reader
+                for member in self._engine.group.members(current, reader):
+                    walk(member, seen | {current.name}, through)
+
+        walk(repo, frozenset(), principal)
+        return list(found.values())
+
+    def write_target(self, repo: Repo, principal: Principal | None = None) -> Repo:
+        """Where a write to `repo` goes: itself if hosted, a group's write member. MethodNotAllowed
+        (405) for a proxy, or a group without a write member; given `principal`, that refusal names
+        the hosted repositories behind the group that `principal` may read, so a client is told
+        where to write instead."""
+        try:
+            return self._engine.write_target(repo)
+        except MethodNotAllowed as refused:
+            if principal is None or repo.type != GROUP or repo.config.get("write_member"):
+                raise
+            hosted = [r.name for r in self._leaves(repo, principal) if r.type == HOSTED]
+            if not hosted:
+                raise
+            raise MethodNotAllowed(f"{refused.message} ({', '.join(hosted)})") from None
 
     @property
     def max_upload_bytes(self) -> int:
@@ -118,6 +167,24 @@ class Repositories:
         self, repo: Repo, key: IndexKey, principal: Principal, context: RenderContext
     ) -> Rendered | None:
         return await self._engine.index.render(repo, key, principal, context)
+
+    async def held_index_model(self, repo: Repo, key: IndexKey) -> Any:
+        """The model of `key` from what `repo` holds now, asking no upstream: a hosted repository's
+        built document, or the one a proxy parses from the upstream copy it has cached, however
+        old (None when it has cached none). A group holds nothing itself: None. For decisions that
+        must not wait on or be steered by an upstream, such as what cleanup must keep."""
+        if repo.type == HOSTED:
+            model = await self._engine.index.model(repo, key, ANONYMOUS)  # hosted: whoever asks
+            return None if model is None else model.value
+        fmt = self._engine.formats[repo.format]
+        where = fmt.upstream_document(key) if repo.type == PROXY else None
+        cached = None if where is None else await self.lookup(repo, cache_path(key))
+        if where is None or cached is None:
+            return None
+        body = await self.read(cached, MAX_DOCUMENT_BYTES)
+        fetched_from = cached.attributes.get("proxy", {}).get("url")
+        parsed = fmt.parse(key, body, str(fetched_from or upstream_url(str(repo.config["url"]), where.path)))
+        return None if parsed is None else parsed.model
 
     # -- writing ---------------------------------------------------------------------------------
     async def put(
@@ -194,10 +261,44 @@ class Repositories:
         await self._engine.uploads.cancel(repo, session_id)
 
     # -- upstreams -------------------------------------------------------------------------------
-    def upstream_client(self, repo: Repo) -> httpx.AsyncClient:
-        """The pooled HTTP client of a proxy's upstream (its TLS settings, timeouts and auth)."""
-        fmt = self._engine.formats[repo.format]
-        return self._engine.upstreams.get(repo.id, repo.config, fmt.upstream_auth)
+    async def call_upstream(
+        self,
+        proxy: Repo,
+        method: str,
+        path: str,
+        limit: int,
+        params: Mapping[str, Any] | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> UpstreamAnswer:
+        """Send a request of the format's own (a search, an audit) to a proxy's upstream (one of
+        `proxies(...)`): `path` relative to its `url`, with its credentials, TLS settings and
+        timeouts, reading at most `limit` bytes of the answer. Nothing is cached; whatever the
+        status, the format reads the answer. UpstreamUnavailable (502) when the proxy is offline,
+        the upstream cannot be reached, or it answers more than `limit` bytes."""
+        if proxy.type != PROXY:
+            raise ValueError(f"{proxy.name} is not a proxy repository")
+        if proxy.config.get("offline"):
+            raise UpstreamUnavailable(f"{proxy.name} is offline: its upstream is not asked")
+        fmt = self._engine.formats[proxy.format]
+        client = self._engine.upstreams.get(proxy.id, proxy.config, fmt.upstream_auth)
+        url = upstream_url(str(proxy.config["url"]), path)
+        too_large = UpstreamUnavailable(f"the upstream of {proxy.name} answered more than {limit} bytes")
+        try:
+            async with client.stream(
+                method, url, params=dict(params or {}), content=content, headers=dict(headers or {})
+            ) as response:
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise too_large
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > limit:
+                        raise too_large
+                return UpstreamAnswer(response.status_code, bytes(body), dict(response.headers))
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"the upstream of {proxy.name} cannot be reached: {exc}") from None
 
 
 class Access:

@@ -2,7 +2,8 @@
 
 The packages of hosted repositories are indexed through the engine (`SEARCH_KEY`, a whole-repository
 document: one entry per package, rebuilt on each change, merged across a group's hosted members by
-the engine); each proxy the caller may read asks its upstream with the query.
+the engine); each proxy the caller may read (the engine's `Repositories.proxies`) asks its upstream
+with the query (`Repositories.call_upstream`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
 from artifactory_formats.npm import metadata, safejson
-from artifactory_formats.npm.services import proxies, upstream_call
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -116,20 +115,17 @@ async def hosted_results(
     return [search_object(entry, value) for value, entry in scored]
 
 
-async def proxy_results(request: Request, repo: Repo, text: str, wanted: int) -> list[dict[str, Any]]:
+async def proxy_results(request: Request, proxy: Repo, text: str, wanted: int) -> list[dict[str, Any]]:
+    """What `proxy`'s upstream finds for `text`; nothing when it fails (search is best effort)."""
+    params = {"text": text, "size": wanted, "from": 0}
     try:
-        status, body = await upstream_call(
-            request,
-            repo,
-            "GET",
-            "-/v1/search",
-            SEARCH_ANSWER_LIMIT,
-            params={"text": text, "size": wanted, "from": 0},
+        answer = await repositories(request).call_upstream(
+            proxy, "GET", "-/v1/search", SEARCH_ANSWER_LIMIT, params=params
         )
-        answer = safejson.loads(body, "the upstream's search answer") if status == 200 else None
-    except (httpx.HTTPError, HTTPProblem):
+        found = safejson.loads(answer.body, "the upstream's search answer") if answer.status == 200 else None
+    except HTTPProblem:
         return []
-    objects = answer.get("objects") if isinstance(answer, dict) else None
+    objects = found.get("objects") if isinstance(found, dict) else None
     return (
         [o for o in objects if isinstance(o, dict) and isinstance(o.get("package"), dict)]
         if isinstance(objects, list)
@@ -147,7 +143,7 @@ async def search(request: Request) -> Response:
     start = _int(request.query_params.get("from"), 0, 0, 10_000)
     combined: dict[str, dict[str, Any]] = {}
     found = await hosted_results(request, repo, principal, text.lower().split())
-    for proxy in proxies(request, repo, principal):
+    for proxy in repositories(request).proxies(repo, principal):
         found += await proxy_results(request, proxy, text, start + size)
     for item in found:
         combined.setdefault(str(item["package"].get("name")), item)

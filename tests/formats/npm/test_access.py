@@ -11,7 +11,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.formats.npm.helpers import escaped, publish_document
+from tests.formats.npm.helpers import TinyRegistry, escaped, publish_document
 
 AUDIT_PATHS = ["-/npm/v1/security/advisories/bulk", "-/npm/v1/security/audits/quick"]
 
@@ -191,6 +191,54 @@ def test_a_read_only_npm_token_reads_but_never_publishes(any_server, admin):
     assert httpx.get(any_server.repo_url(repo) + "written", headers=bearer).status_code == 404
     listed = httpx.get(any_server.repo_url(repo) + "-/npm/v1/tokens", auth=(username, password)).json()
     assert [t["readonly"] for t in listed["objects"]] == [True]
+
+
+def test_search_and_audit_ask_each_readable_online_proxy_of_nested_groups_once(any_server, admin, tiny):
+    """The engine's walk behind search and audit (`Repositories.proxies`): nested groups where they
+    stand, a proxy listed twice asked once, a proxy the caller may not read or one set offline
+    never asked."""
+    search, audit = "/-/v1/search", "/" + AUDIT_PATHS[0]
+    other = TinyRegistry()
+    try:
+        for registry, package in ((tiny, "from-shown"), (other, "from-hidden")):
+            found = {"objects": [{"package": {"name": package, "version": "1.0.0"}}], "total": 1}
+            registry.serve(search, found)
+            registry.serve(audit, {package: []})
+        shown = any_server.create_repo("npm", "proxy", url=tiny.url)
+        hidden = any_server.create_repo("npm", "proxy", url=other.url)
+        offline = any_server.create_repo("npm", "proxy", url=other.url, offline=True)
+        hosted = any_server.create_repo("npm")
+        inner = any_server.create_repo("npm", "group", members=[hidden, shown, hosted])
+        outer = any_server.create_repo("npm", "group", members=[inner, offline, shown])
+        reader = user(any_server, admin, **{r: ["read"] for r in (outer, inner, shown, offline, hosted)})
+        url = any_server.repo_url(outer)
+
+        def names(answer: httpx.Response) -> list[str]:
+            assert answer.status_code == 200, answer.text
+            return sorted(o["package"]["name"] for o in answer.json()["objects"])
+
+        assert names(httpx.get(url + search[1:], params={"text": "from"}, auth=reader)) == ["from-shown"]
+        assert (tiny.count(search), other.count(search)) == (1, 0)
+        as_admin = admin.get(f"/repository/{outer}{search}", params={"text": "from"})
+        assert names(as_admin) == ["from-hidden", "from-shown"]
+        assert (tiny.count(search), other.count(search)) == (2, 1)  # the offline proxy: never
+        # An audit goes to the first of them: for the reader the proxy it may read, behind the one
+        # it may not.
+        assert httpx.post(url + audit[1:], json={"x": ["1.0.0"]}, auth=reader).json() == {"from-shown": []}
+        assert admin.post(f"/repository/{outer}{audit}", json={"x": ["1.0.0"]}).json() == {"from-hidden": []}
+        assert (tiny.count(audit, "POST"), other.count(audit, "POST")) == (1, 1)
+    finally:
+        other.stop()
+
+
+def test_an_offline_proxy_answers_an_empty_audit_without_asking_its_upstream(any_server, admin, tiny):
+    tiny.serve("/" + AUDIT_PATHS[0], {"up-lib": []})
+    proxy = any_server.create_repo("npm", "proxy", url=tiny.url, offline=True)
+    answer = admin.post(f"/repository/{proxy}/{AUDIT_PATHS[0]}", json={"up-lib": ["1.0.0"]})
+    assert answer.status_code == 200 and answer.json() == {}
+    search = admin.get(f"/repository/{proxy}/-/v1/search", params={"text": "up-lib"})
+    assert search.status_code == 200 and search.json()["objects"] == []
+    assert tiny.hits == {}
 
 
 # -- items 11 and 12: login and token bodies -----------------------------------------------
