@@ -23,7 +23,6 @@ from artifactory.plugin import (
     Coordinates,
     Format,
     HostedView,
-    HTTPProblem,
     IndexKey,
     Parsed,
     RenderContext,
@@ -128,27 +127,15 @@ class NpmFormat(Format):
     def cleanup_versions(self, components: Sequence[ComponentInfo]) -> list[ComponentInfo]:
         return [c for c in components if c.version]  # the packument's component has no version
 
-    async def _document(self, repos: Repositories, repo: Repo, package: PackageName) -> metadata.Doc | None:
-        stored = await repos.lookup(repo, package.path)
-        if stored is None:
-            return None
-        try:
-            return metadata.load(await repos.read(stored, max_document_bytes(repo)))
-        except HTTPProblem:
-            return None
-
     async def protected_versions(
         self, repositories: Any, repo: Repo, namespace: str, name: str, components: Sequence[ComponentInfo]
     ) -> set[str]:
-        """Every version a dist-tag of the stored package document names, `latest` included.
-        An unreadable document protects every version."""
-        repos, package = repositories, PackageName(namespace, name)
-        if await repos.lookup(repo, package.path) is None:
-            return set()
-        doc = await self._document(repos, repo, package)
-        if doc is None:
-            return {c.version for c in components}
-        return set(metadata.tags_of(doc).values())
+        """Every version a dist-tag names, `latest` included, in the packument `repo` holds: a hosted
+        repository's own, or the copy of its upstream's that a proxy has cached (the upstream is
+        not asked). A package document that cannot be read raises: cleanup then leaves the name."""
+        repos: Repositories = repositories
+        model = await repos.held_index_model(repo, packument_key(PackageName(namespace, name)))
+        return set() if model is None else set(metadata.tags_of(model).values())
 
     async def delete_versions(
         self, repositories: Any, repo: Repo, components: Sequence[ComponentInfo], principal: Any
@@ -161,8 +148,8 @@ class NpmFormat(Format):
         repos = repositories
         package = PackageName(components[0].namespace, components[0].name)
         gone = {c.version for c in components}
-        # Only a hosted repository keeps a package document; a proxy's packument is the upstream's.
-        if repo.type == "hosted" and await self._document(repos, repo, package) is not None:
+        # Only a hosted repository keeps a package document (a proxy's packument is the upstream's).
+        if await repos.lookup(repo, package.path) is not None:
             when = metadata.now_iso()
 
             def transform(old: bytes | None) -> bytes | None:

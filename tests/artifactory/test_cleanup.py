@@ -237,6 +237,35 @@ def test_npm_orders_by_semver_and_never_removes_a_dist_tagged_version(any_server
     assert admin.get(f"/repository/{repo}/{name}/-/lib-0.5.0.tgz").status_code == 200
 
 
+def test_an_npm_proxy_keeps_the_versions_its_cached_packument_tags(any_server, admin):
+    """A proxy's packument is the engine's cached copy of the upstream's: its dist-tags protect the
+    tarballs cached of those versions as a hosted package document's do."""
+    upstream = any_server.create_repo("npm", name=unique("npm-upstream"))
+    name = "tagged"
+    for version, tags in (
+        ("1.0.0", None),
+        ("0.9.0", {}),
+        ("0.5.0", {"stable": "0.5.0"}),
+        ("2.0.0-rc.1", {"next": "2.0.0-rc.1"}),
+    ):
+        response = admin.put(
+            f"/repository/{upstream}/{name}", json=publish_document(name, version, tags=tags)
+        )
+        assert response.status_code == 201, response.text
+    keep = policy(admin, keep_newest=1)
+    proxy = any_server.create_repo(
+        "npm", "proxy", name=unique("npm-proxy"), url=any_server.repo_url(upstream), cleanup_policies=[keep]
+    )
+    doc = admin.get(f"/repository/{proxy}/{name}").json()
+    assert doc["dist-tags"] == {"latest": "1.0.0", "stable": "0.5.0", "next": "2.0.0-rc.1"}
+    for version in doc["versions"]:
+        assert admin.get(f"/repository/{proxy}/{name}/-/{name}-{version}.tgz").status_code == 200
+    assert set(search(admin, proxy)) == {"1.0.0", "0.9.0", "0.5.0", "2.0.0-rc.1"}
+    # newest first: 2.0.0-rc.1 (next), 1.0.0 (latest), 0.9.0, 0.5.0 (stable): only 0.9.0 goes
+    assert versions(cleanup(any_server, proxy)) == {"0.9.0"}
+    assert set(search(admin, proxy)) == {"1.0.0", "0.5.0", "2.0.0-rc.1"}
+
+
 def test_maven_orders_snapshots_before_their_release_and_keeps_latest_and_release(any_server, admin):
     keep = policy(admin, keep_newest=1)
     repo = repo_with(any_server, "maven", [keep], version_policy="mixed")
