@@ -33,9 +33,6 @@ from artifactory.plugin import IndexKey, Parsed, RenderContext, Rendered, Upstre
 XML = "application/xml"
 METADATA_KIND = "maven-metadata"
 PLUGINS_KIND = "maven-plugins"
-# Whether a hosted repository holds groupId:artifactId: built by hosted repositories only, so a
-# group's merged answer tells a listing whether its proxies' caches of that artifact are hidden.
-HELD_KIND = "maven-held"
 CHECKSUM_TYPES = {f"application/x-maven-checksum-{algorithm}": algorithm for algorithm in CHECKSUMS}
 
 
@@ -54,10 +51,6 @@ def keys_for(path: str) -> tuple[IndexKey, ...]:
     return tuple(keys)
 
 
-def held_key(group_id: str, artifact_id: str) -> IndexKey:
-    return IndexKey(HELD_KIND, name=artifact_id, namespace=group_id)
-
-
 def document_path(key: IndexKey) -> str:
     """Where `key` lives in the Maven layout (and below a proxy's upstream URL)."""
     folders = key.namespace.split(".")
@@ -70,8 +63,6 @@ def document_path(key: IndexKey) -> str:
 
 # -- hosted ----------------------------------------------------------------------------------------
 async def build(key: IndexKey, hosted: Any) -> Any:
-    if key.kind == HELD_KIND:
-        return True if await hosted.components(name=key.name, namespace=key.namespace) else None
     if key.kind == PLUGINS_KIND:
         return await _plugins(hosted, key.namespace)
     if key.kind != METADATA_KIND:
@@ -113,8 +104,6 @@ async def _plugins(hosted: Any, group_id: str) -> md.Metadata | None:
 
 # -- proxy -----------------------------------------------------------------------------------------
 def upstream_document(key: IndexKey) -> UpstreamDocument | None:
-    if key.kind == HELD_KIND:
-        return None  # only hosted repositories hold anything
     return UpstreamDocument(document_path(key), accept=f"{XML}, text/xml;q=0.9, */*;q=0.1")
 
 
@@ -143,8 +132,6 @@ def parse(key: IndexKey, body: bytes) -> Parsed | None:
 
 # -- group and client ------------------------------------------------------------------------------
 def merge(key: IndexKey, models: Sequence[Any]) -> Any:
-    if key.kind == HELD_KIND:
-        return True
     return md.merge(models)
 
 

@@ -145,7 +145,9 @@ async def checksum(request: Request, base: str, algorithm: str) -> Response:
 async def listing(request: Request, prefix: str) -> Response:
     repo, service = current_repository(request), repositories(request)
     principal = await access(request).principal(request)
-    entries = await content.listing(service, repo, prefix, principal)
+    # The engine's listing already leaves out, in a group, a proxy's cached files of an artifact a
+    # hosted member holds (the dependency-confusion guard), and the engine's own .index/ cache.
+    entries = await service.listing(repo, prefix, principal)
     names = {entry.name for entry in entries}
     generated: list[tuple[str, int | None]] = []
     # A proxy lists the files it has cached; its upstream's documents are the engine's, not files,
@@ -192,7 +194,7 @@ def _encoded(path: str) -> str:
 async def put(request: Request) -> Response:
     repo, path, service = current_repository(request), current_path(request), repositories(request)
     principal = await access(request).principal(request)
-    target = service.write_target(repo)
+    target = service.write_target(repo, principal)
     access(request).require(principal, target, "write")
     if path == "" or path.endswith("/"):
         raise BadRequest("cannot upload to a folder path")

@@ -265,6 +265,12 @@ def test_a_group_listing_leaves_out_a_proxys_cache_of_a_guarded_artifact(any_ser
     assert listing.status_code == 200
     assert 'href="./1.0/"' in listing.text and "99.0" not in listing.text
     assert admin.get(f"/repository/{group}/{CONFUSED}/99.0/").status_code == 404
+    # A hosted repository inside a nested group guards a proxy of the outer group just the same.
+    outer = any_server.create_repo("maven", "group", name=name("outer"), members=[remote, group])
+    listing = admin.get(f"/repository/{outer}/{CONFUSED}/")
+    assert 'href="./1.0/"' in listing.text and "99.0" not in listing.text
+    assert admin.get(f"/repository/{outer}/{CONFUSED}/99.0/").status_code == 404
+    assert admin.get(f"/repository/{outer}/{CONFUSED}/99.0/lib-99.0.jar").status_code == 404
 
 
 def test_a_hosted_members_plugin_prefix_wins_over_a_proxy_listed_before_it(any_server, admin, lookalike):
