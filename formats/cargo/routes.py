@@ -57,12 +57,10 @@ async def caller(request: Request) -> Principal:
 async def upstream_config(request: Request, principal: Principal) -> None:
     """Load the config.json of every upstream this repository reaches (see format.py): a parsed
     index file needs its `dl`. An upstream that is down is the index file's problem, not this one."""
-    repo = current_repository(request)
-    if repo.type != "hosted":
-        try:
-            await repositories(request).index_model(repo, metadata.CONFIG_KEY, principal)
-        except BadGateway:
-            pass
+    try:  # a hosted repository builds it from nothing: an empty model, cached
+        await repositories(request).index_model(current_repository(request), metadata.CONFIG_KEY, principal)
+    except BadGateway:
+        pass
 
 
 async def config(request: Request) -> Response:
@@ -99,7 +97,7 @@ async def download(request: Request) -> Response:
 async def writer(request: Request, action: str = "write") -> tuple[Repositories, Repo, Principal]:
     """The repository service, the hosted repository a change goes to, and who asks (allowed to)."""
     repos, principal = repositories(request), await caller(request)
-    target = repos.write_target(current_repository(request))
+    target = repos.write_target(current_repository(request), principal)
     access(request).require(principal, target, action)
     return repos, target, principal
 

@@ -86,7 +86,7 @@ async def put(request: Request) -> Response:
     found = parse_file(path, "PUT")
     repos = repositories(request)
     principal = await access(request).principal(request)
-    target = repos.write_target(repo)
+    target = repos.write_target(repo, principal)
     access(request).require(principal, target, "write")
     if found.ext == "mod":
         gomod = await body(request, MAX_GO_MOD)

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from artifactory.plugin import (
     Content,
     HTTPProblem,
+    MethodNotAllowed,
     Principal,
     Repo,
     Repositories,
@@ -27,7 +28,6 @@ from artifactory.plugin import (
 )
 
 OCI = "oci"
-HOSTED, GROUP = "hosted", "group"
 
 
 def realm(request: Request) -> str:
@@ -118,24 +118,23 @@ async def open_ctx(request: Request, name: str, action: str, also: tuple[str, ..
 
 
 def push_target(ctx: Ctx) -> Repo:
-    """Where a push goes: only into a hosted repository (a group names the one to use)."""
+    """Where a push goes: the repository it names, which must be one the engine writes to itself.
+    A push names the repository its image lives in, so a group is refused even with a write member
+    (a registry token scoped to the group would not cover the member); the refusal says where to
+    push instead."""
     repo = ctx.repo
-    if repo.type == HOSTED:
-        if repo.write_policy == "deny":
-            raise OCIError("DENIED", f"repository {repo.name} is read-only (write policy deny)")
-        return repo
-    if repo.type == GROUP:
-        hosted = [str(repo.config["write_member"])] if repo.config.get("write_member") else []
-        if not hosted:  # named only when the caller may see them
-            hosted = [m.name for m in ctx.repos.members(repo, ctx.principal) if m.type == HOSTED]
-        where = f"push to {' or '.join(hosted)}" if hosted else "push to a hosted repository"
-        raise OCIError("DENIED", f"{repo.name} is a group and cannot be pushed to: {where}")
-    raise OCIError("DENIED", f"{repo.name} is a proxy of {repo.config.get('url')} and cannot be pushed to")
+    try:
+        target = ctx.repos.write_target(repo, ctx.principal)
+    except MethodNotAllowed as refused:
+        raise OCIError("DENIED", refused.message) from None
+    if target.name != repo.name:
+        raise OCIError("DENIED", f"{repo.name} is a group and cannot be pushed to: push to {target.name}")
+    if repo.write_policy == "deny":
+        raise OCIError("DENIED", f"repository {repo.name} is read-only (write policy deny)")
+    return repo
 
 
 def deletion_allowed(ctx: Ctx) -> None:
-    if ctx.repo.type == GROUP:
-        raise OCIError("UNSUPPORTED", f"repository {ctx.repo.name} is a group; its members hold the content")
     if not ctx.repo.config.get("delete_enabled", True):
         raise OCIError("UNSUPPORTED", f"deletion is disabled in repository {ctx.repo.name}")
 

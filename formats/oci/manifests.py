@@ -177,13 +177,14 @@ async def delete(request: Request, name: str, reference: str) -> Response:
     deletion_allowed(ctx)
     ref = parse_reference(reference)
     path = manifest_path(ctx.image, ref)
-    found = await ctx.repos.lookup(ctx.repo, path)
-    if found is None:
-        raise OCIError(
-            "MANIFEST_UNKNOWN", f"manifest {reference} not found in {name}", detail={"reference": reference}
-        )
-    try:
-        await ctx.repos.delete(ctx.repo, path, ctx.principal)
+    try:  # a group's manifests are its members': the engine refuses (405 UNSUPPORTED)
+        found = await ctx.repos.delete(ctx.repo, path, ctx.principal)
+        if found is None:
+            raise OCIError(
+                "MANIFEST_UNKNOWN",
+                f"manifest {reference} not found in {name}",
+                detail={"reference": reference},
+            )
         if isinstance(ref, Digest):  # the tags that point at it go with it
             for entry in await ctx.repos.listing(ctx.repo, manifest_path(ctx.image, ""), ctx.principal):
                 if entry.asset is not None and ":" not in entry.name and entry.asset.sha256 == found.sha256:

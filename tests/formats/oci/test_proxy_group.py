@@ -222,6 +222,35 @@ def test_group_pulls_across_members_in_order_and_refuses_pushes(
     assert refused_manifest.status_code == 403
 
 
+def test_a_group_with_a_write_member_still_refuses_pushes_and_names_it(server, admin):
+    """A push names the repository its image lives in: through a group it would land elsewhere."""
+    member = server.create_repo("oci")
+    group = server.create_repo("oci", "group", members=[member], write_member=member)
+    refused = admin.post(f"/v2/{group}/x/blobs/uploads/")
+    assert refused.status_code == 403
+    error = refused.json()["errors"][0]
+    assert error["code"] == "DENIED" and f"push to {member}" in error["message"]
+
+
+def test_deleting_through_a_group_is_unsupported_and_leaves_the_member_alone(server, admin, anon):
+    member = server.create_repo("oci")
+    group = server.create_repo("oci", "group", members=[member])
+    img = image("group-delete")
+    push(admin, f"{member}/app", "v1", img)
+    for path in ("manifests/v1", f"manifests/{img.digest}", f"blobs/{digest(img.config)}"):
+        response = admin.delete(f"/v2/{group}/app/{path}")
+        assert response.status_code == 405, path
+        assert response.json()["errors"][0]["code"] == "UNSUPPORTED"
+    assert anon.get(f"/v2/{group}/app/manifests/v1").content == img.manifest
+    assert anon.get(f"/v2/{member}/app/blobs/{digest(img.config)}").content == img.config
+
+
+def test_deleting_a_manifest_that_is_not_there_is_manifest_unknown(server, admin):
+    repo = server.create_repo("oci")
+    response = admin.delete(f"/v2/{repo}/app/manifests/{image('never-pushed').digest}")
+    assert response.status_code == 404 and response.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+
+
 def test_group_merges_referrers_of_its_members(server, admin, anon):
     first, second = server.create_repo("oci"), server.create_repo("oci")
     group = server.create_repo("oci", "group", members=[first, second])
