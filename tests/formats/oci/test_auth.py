@@ -230,6 +230,22 @@ def test_a_pull_token_for_a_group_reads_through_its_members(server, admin):
     assert direct.status_code == 401  # the member itself was not named
 
 
+def test_a_pull_token_for_a_group_reads_through_a_nested_group_too(server, admin):
+    member = server.create_repo("oci")
+    inner = server.create_repo("oci", "group", members=[member])
+    outer = server.create_repo("oci", "group", members=[inner])
+    img = image("nested-group-token")
+    push(admin, f"{member}/app", "v1", img)
+    token = token_for(server, ("admin", ADMIN_PASSWORD), f"repository:{outer}/app:pull")
+    response = httpx.get(f"{server.url}/v2/{outer}/app/manifests/v1", headers=bearer(token))
+    assert response.status_code == 200 and response.content == img.manifest
+    blob = httpx.get(f"{server.url}/v2/{outer}/app/blobs/{digest(img.config)}", headers=bearer(token))
+    assert blob.status_code == 200 and blob.content == img.config
+    tags = httpx.get(f"{server.url}/v2/{outer}/app/tags/list", headers=bearer(token))
+    assert tags.json()["tags"] == ["v1"]
+    assert httpx.get(f"{server.url}/v2/{inner}/app/manifests/v1", headers=bearer(token)).status_code == 401
+
+
 def test_cross_repository_mount_succeeds_through_the_token_flow(server, admin):
     source, target = server.create_repo("oci"), server.create_repo("oci")
     layer = b"a layer shared by two repositories"
