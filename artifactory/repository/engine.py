@@ -153,6 +153,8 @@ class Engine:
         names: dict[str, Entry] = {}
         shadowed: dict[tuple[str, str], bool] = {}
         for member in self._leaf_repositories(repo, principal):
+            if member.type == PROXY:
+                await self.proxy.landed(member)
             rows = await self.db_call(self._under, member, prefix)
             for asset in rows:
                 if asset.path.startswith(INDEX_PREFIX):
@@ -284,6 +286,9 @@ class Engine:
         return self.blobs.open_staged(staged)
 
     async def read_bytes(self, sha256: str, limit: int = 64 * 1024 * 1024) -> bytes:
+        pending = self.proxy.pending(sha256)  # a proxied document answered before its blob is stored
+        if pending is not None and len(pending) <= limit:
+            return pending
         return await self.blobs.read_all(sha256, limit)
 
     async def update_document(
@@ -365,6 +370,8 @@ class Engine:
             with self.db.read() as session:
                 return queries.component_names(session, repo.id)
 
+        if repo.type == PROXY:
+            await self.proxy.landed(repo)
         return await self.db_call(run)
 
     async def components(
@@ -374,6 +381,8 @@ class Engine:
             with self.db.read() as session:
                 return queries.components(session, (repo.id, repo.name), name, namespace, version)
 
+        if repo.type == PROXY:
+            await self.proxy.landed(repo)
         return await self.db_call(run)
 
     async def close(self) -> None:

@@ -9,6 +9,12 @@
   upstream document names on another host.
 - The fetcher streams the file to its client while it is stored (the download finishes into the cache
   even if that client goes away).
+- A client is answered as soon as the bytes are verified and at their content address (a document:
+  as soon as it is checked, from memory); the rows that cache them commit right after, in the
+  background, together with the lease's release. Until then the lease stays held, so other
+  processes still wait for the commit, and requests of this process for the same path share the
+  fetch in flight (`Flight`) instead of claiming and polling the lease. Nothing is answered or
+  cached before it is verified.
 - A file an upstream index document lists (`Format.declared_by`) is fetched from the URL that
   document gives (files often live on another host); no other record of upstream URLs is kept.
 - Fetched bytes are verified while they stream against the digests the path states by itself
@@ -34,7 +40,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -45,14 +51,14 @@ import httpx
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from artifactory.blobstore.store import HEX_LENGTH, DigestMismatch, StagedBlob
+from artifactory.blobstore.store import HEX_LENGTH, BlobInfo, DigestMismatch, StagedBlob
 from artifactory.db import queries
 from artifactory.db.models import Asset, ProxyHealth, ProxyLease, ProxyMiss, utcnow
-from artifactory.formats import CachePolicy
+from artifactory.formats import CachePolicy, Format
 from artifactory.http.errors import BadGateway
 from artifactory.metrics import PROXY_FETCHES
 from artifactory.repository.errors import UpstreamUnavailable
-from artifactory.repository.hosted import Upload
+from artifactory.repository.hosted import Upload, guess_content_type
 from artifactory.repository.model import Repo, StoredAsset, Streaming
 from artifactory.security.principal import Principal
 
@@ -119,20 +125,50 @@ class Fetched:
     content_type: str | None
 
 
+@dataclass
+class Flight:
+    """A fetch under way in this process. Requests for the same path wait for `result` (what the
+    fetcher's own client gets, as soon as it may have it) instead of claiming the lease themselves;
+    the flight ends when the fetch's rows have committed (or it failed), so until then a request
+    finds it rather than missing the asset in the database."""
+
+    result: asyncio.Future[StoredAsset | None]
+    landing: bool = False  # a background task commits the fetch and ends the flight
+
+    def settle(self, result: StoredAsset | None | BaseException) -> None:
+        if self.result.done():
+            return
+        if isinstance(result, BaseException):
+            self.result.set_exception(result if isinstance(result, Exception) else RuntimeError("cancelled"))
+        else:
+            self.result.set_result(result)
+
+
 class Proxy:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._health: dict[int, tuple[float, datetime | None, int]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # The background commits of each repository's answered fetches, by repository id.
+        self._landing: dict[int, set[asyncio.Task[Any]]] = {}
+        self._flights: dict[tuple[int, str], Flight] = {}
+        # Documents answered from memory whose blob is still being stored: sha256 -> bytes.
+        self._pending: dict[str, bytes] = {}
 
     # -- public ------------------------------------------------------------------------------
     async def get(
         self, repo: Repo, path: str, stream: bool, document: DocumentSource | None = None
     ) -> StoredAsset | Streaming | None:
         engine = self.engine
+        flight = self._flights.get((repo.id, path))
+        if flight is not None:  # fetched by this process right now: share it
+            return await asyncio.shield(flight.result)
         fmt = engine.formats[repo.format]
         policy = CachePolicy.METADATA if document is not None else fmt.cache_policy(path)
-        cached = await engine.db_call(self._cached, repo, path)
+        if engine.db.is_sqlite:  # an in-process read: cheaper than a hop to a worker thread
+            cached = self._cached(repo, path)
+        else:
+            cached = await engine.db_call(self._cached, repo, path)
         if cached is not None and not self._stale(repo, cached, policy):
             PROXY_FETCHES.labels(repo.name, "hit").inc()
             return cached
@@ -140,7 +176,17 @@ class Proxy:
             return cached
         if self._blocked_cached(repo):
             return cached
-        return await self._fetch(repo, path, cached, policy, stream, document)
+        return await self._fetch_shared(repo, path, cached, policy, stream, document)
+
+    def pending(self, sha256: str) -> bytes | None:
+        """A document this process answered from memory whose blob is not stored yet."""
+        return self._pending.get(sha256)
+
+    async def landed(self, repo: Repo) -> None:
+        """Wait until the fetches this process answered for `repo` are committed (for what reads
+        the database rather than a path: a listing, a query of components)."""
+        while tasks := self._landing.get(repo.id):
+            await asyncio.wait(list(tasks))
 
     def status(self, repo: Repo) -> dict[str, Any]:
         with self.engine.db.read() as session:
@@ -394,6 +440,38 @@ class Proxy:
         seconds = float(repo.config.get("transfer_timeout_seconds") or TRANSFER_TIMEOUT_SECONDS)
         return limit, time.monotonic() + seconds
 
+    async def _fetch_shared(
+        self,
+        repo: Repo,
+        path: str,
+        cached: StoredAsset | None,
+        policy: CachePolicy,
+        stream: bool,
+        document: DocumentSource | None,
+    ) -> StoredAsset | Streaming | None:
+        """`_fetch` as this process's one flight for the path."""
+        key = (repo.id, path)
+        flight = Flight(asyncio.get_running_loop().create_future())
+        flight.result.add_done_callback(_retrieved)
+        self._flights[key] = flight
+        try:
+            result = await self._fetch(repo, path, cached, policy, stream, document, flight)
+        except BaseException as exc:
+            flight.settle(exc)
+            raise
+        else:
+            if not isinstance(result, Streaming):  # a stream's task settles it once it is verified
+                flight.settle(result)
+            return result
+        finally:
+            if not flight.landing:
+                self._end(key, flight)
+
+    def _end(self, key: tuple[int, str], flight: Flight) -> None:
+        flight.settle(RuntimeError("the fetch ended without a result"))
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+
     async def _fetch(
         self,
         repo: Repo,
@@ -401,7 +479,8 @@ class Proxy:
         cached: StoredAsset | None,
         policy: CachePolicy,
         stream: bool,
-        document: DocumentSource | None = None,
+        document: DocumentSource | None,
+        flight: Flight,
     ) -> StoredAsset | Streaming | None:
         """A fetch costs two transactions of its own: the claim before it and the finish after it
         (the finish being part of the one that stores the file, when there is a file to store)."""
@@ -494,13 +573,20 @@ class Proxy:
             content_type = response.headers.get("content-type")
             body = _bounded(response.aiter_bytes(), path, limit, deadline)
             fetched = Fetched(owner, outcome, expected, meta, content_type)
-            if not stream or document is not None:
-                try:
-                    return await self._store_whole(repo, path, response, body, fetched, document)
-                except BadGateway as exc:
-                    return self._unavailable(repo, path, cached, exc.message)
+            if stream and document is None:
+                handed_over = True
+                return self._stream(repo, path, response, body, fetched, flight)
+            try:
+                if document is not None:
+                    answer, stage = await self._take_document(repo, path, response, body, fetched, document)
+                else:
+                    answer, stage = await self._take_whole(repo, path, response, body, fetched)
+            except BadGateway as exc:
+                return self._unavailable(repo, path, cached, exc.message)
             handed_over = True
-            return self._stream(repo, path, response, body, fetched)
+            flight.settle(answer)
+            self._land(repo, path, flight, fetched, stage, answer.sha256 if document is not None else None)
+            return answer
         finally:
             if not handed_over and not outcome.committed:
                 await self._finish_alone(repo, path, owner, outcome)
@@ -522,41 +608,145 @@ class Proxy:
             bypass_write_policy=True,
         )
 
-    async def _store_whole(
+    async def _take_document(
         self,
         repo: Repo,
         path: str,
         response: httpx.Response,
         body: AsyncIterator[bytes],
         fetched: Fetched,
-        source: DocumentSource | None,
-    ) -> StoredAsset:
-        engine = self.engine
+        source: DocumentSource,
+    ) -> tuple[StoredAsset, Callable[[], Awaitable[StagedBlob]]]:
+        """An upstream document read whole and checked: its provisional asset (read by the index
+        only, from memory, see `pending`) and how its blob is staged for the commit."""
         try:
-            if source is not None:
-                document = bytearray()
-                async for chunk in body:
-                    document += chunk
-                    if len(document) > MAX_DOCUMENT_BYTES:
-                        raise UpstreamUnavailable(
-                            f"upstream document {path} is larger than {MAX_DOCUMENT_BYTES} bytes"
-                        )
-                fetched.meta["url"] = str(response.url)
-                try:
-                    source.check(bytes(document), str(response.url))
-                except ValueError as exc:  # a malformed upstream document: keep serving the cached one
-                    raise UpstreamUnavailable(f"upstream document {source.url} is unusable: {exc}") from None
-                staged = await engine.blobs.ingest_bytes(bytes(document))
-            else:
-                staged = await engine.blobs.ingest(body, fetched.expected)
+            document = bytearray()
+            async for chunk in body:
+                document += chunk
+                if len(document) > MAX_DOCUMENT_BYTES:
+                    raise UpstreamUnavailable(
+                        f"upstream document {path} is larger than {MAX_DOCUMENT_BYTES} bytes"
+                    )
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"upstream transfer failed: {exc}") from None
-        except DigestMismatch as exc:
-            raise UpstreamUnavailable(f"{path} from the upstream of {repo.name} was refused: {exc}") from None
         finally:
             await response.aclose()
-        await self._verify_fetched(repo, path, staged)
-        return await self._commit_fetched(repo, path, staged, fetched)
+        fetched.meta["url"] = str(response.url)
+        data = bytes(document)
+        try:
+            source.check(data, str(response.url))
+        except ValueError as exc:  # a malformed upstream document: keep serving the cached one
+            raise UpstreamUnavailable(f"upstream document {source.url} is unusable: {exc}") from None
+        sha256 = hashlib.sha256(data).hexdigest()
+        self._pending[sha256] = data
+        # Only the index reads a document's asset, by its sha256: the other digests are not needed.
+        answer = self._provisional(repo, path, BlobInfo(sha256, len(data), "", "", ""), fetched)
+
+        async def stage() -> StagedBlob:
+            return await self.engine.blobs.ingest_bytes(data)
+
+        return answer, stage
+
+    async def _take_whole(
+        self, repo: Repo, path: str, response: httpx.Response, body: AsyncIterator[bytes], fetched: Fetched
+    ) -> tuple[StoredAsset, Callable[[], Awaitable[StagedBlob]]]:
+        """A file received whole, verified and at its content address: its provisional asset (served
+        like a stored one) and the staged blob for the commit."""
+        try:
+            staged, kept = await self._stage_verified(repo, path, body, fetched.expected)
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"upstream transfer failed: {exc}") from None
+        finally:
+            await response.aclose()
+        answer = self._provisional(repo, path, staged.info, fetched)
+
+        async def stage() -> StagedBlob:
+            return kept
+
+        return answer, stage
+
+    async def _stage_verified(
+        self, repo: Repo, path: str, body: AsyncIterable[bytes], expected: Mapping[str, str]
+    ) -> tuple[StagedBlob, StagedBlob]:
+        """Receive fetched bytes, verify them (the digests declared for them, then the format's own
+        check) and move them to their content address: (the staged blob, what the commit takes,
+        which keeps the temporary copy if the address held the bytes already, see `BlobStore.place`).
+        Bytes that fail are removed and refused with UpstreamUnavailable."""
+        engine = self.engine
+        blobs = engine.blobs
+        checked = type(engine.formats[repo.format]).verify_fetched is not Format.verify_fetched
+        try:
+            if checked:
+                staged = await blobs.ingest(body, expected)
+            else:  # verified, made durable and placed in the worker thread that wrote the last bytes
+                staged, placed = await blobs.ingest_then(body, expected, None, blobs.place)
+        except DigestMismatch as exc:
+            raise UpstreamUnavailable(f"{path} from the upstream of {repo.name} was refused: {exc}") from None
+        if checked:
+            await self._verify_fetched(repo, path, staged)
+            try:
+                placed = await engine.db_call(blobs.place, staged)
+            except BaseException:
+                await blobs.discard(staged)
+                raise
+        return staged, (StagedBlob(info=staged.info, temp_name="") if placed else staged)
+
+    def _provisional(self, repo: Repo, path: str, info: BlobInfo, fetched: Fetched) -> StoredAsset:
+        """The asset a fetch's commit is about to save, for answering before it has."""
+        upload = self._upload(repo, path, fetched.meta, fetched.content_type)
+        return StoredAsset(
+            repository=repo.name,
+            path=path,
+            sha256=info.sha256,
+            size=info.size,
+            md5=info.md5,
+            sha1=info.sha1,
+            sha512=info.sha512,
+            content_type=upload.content_type or guess_content_type(path),
+            updated_at=utcnow(),
+            attributes=dict(upload.attributes or {}),
+        )
+
+    def _land(
+        self,
+        repo: Repo,
+        path: str,
+        flight: Flight,
+        fetched: Fetched,
+        stage: Callable[[], Awaitable[StagedBlob]],
+        pending: str | None,
+    ) -> None:
+        """Commit an answered fetch in the background: its rows, the lease's release, the end of
+        its flight. A failure here leaves nothing cached (the next request fetches again)."""
+        flight.landing = True
+
+        async def run() -> None:
+            try:
+                await self._commit_fetched(repo, path, await stage(), fetched)
+            except Exception as exc:  # noqa: BLE001 - the client has its answer; this is only logged
+                log.warning("proxy %s: caching %s failed: %s", repo.name, path, exc)
+            finally:
+                if pending is not None:
+                    self._pending.pop(pending, None)
+                if not fetched.outcome.committed:
+                    await self._finish_alone(repo, path, fetched.owner, fetched.outcome)
+                self._end((repo.id, path), flight)
+
+        self._spawn(repo, run())
+
+    def _spawn(self, repo: Repo, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        landing = self._landing.setdefault(repo.id, set())
+        landing.add(task)
+
+        def done(task: asyncio.Task[Any]) -> None:
+            self._tasks.discard(task)
+            landing.discard(task)
+            if not landing and self._landing.get(repo.id) is landing:
+                del self._landing[repo.id]
+
+        task.add_done_callback(done)
 
     async def _verify_fetched(self, repo: Repo, path: str, staged: StagedBlob) -> None:
         """Let the format check fetched bytes (an upstream checksum file) before they are cached."""
@@ -609,12 +799,15 @@ class Proxy:
         response: httpx.Response,
         body: AsyncIterator[bytes],
         fetched: Fetched,
+        flight: Flight,
     ) -> Streaming:
         """Store the upstream body in a background task while handing its chunks to the client.
 
         The client is always one chunk behind the store: the last chunk reaches it only once every
-        byte has been verified, so bytes that fail end its connection short of a complete file.
+        byte has been verified, so bytes that fail end its connection short of a complete file. Its
+        response ends then, before the commit; the flight shares the verified file from then on.
         """
+        flight.landing = True
         engine = self.engine
         queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=16)
         attached = True
@@ -633,23 +826,27 @@ class Proxy:
                 yield chunk
 
         async def run() -> None:
-            staged: StagedBlob | None = None
+            answered = False
             try:
-                staged = await engine.blobs.ingest(source(), fetched.expected)
-                await self._verify_fetched(repo, path, staged)
+                staged, kept = await self._stage_verified(repo, path, source(), fetched.expected)
+                flight.settle(self._provisional(repo, path, staged.info, fetched))
                 if held is not None:
                     await _put(held)  # verified: the client may have its last bytes
-                await self._commit_fetched(repo, path, staged, fetched)
                 await _put(None)
+                answered = True
+                await self._commit_fetched(repo, path, kept, fetched)
             except BaseException as exc:  # noqa: BLE001 - handed to the client side, then re-raised
                 log.warning("proxy %s: fetch of %s failed: %s", repo.name, path, exc)
-                await _put(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+                flight.settle(exc)
+                if not answered:
+                    await _put(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
                 if not isinstance(exc, Exception):
                     raise
             finally:
                 await response.aclose()
                 if not fetched.outcome.committed:
                     await self._finish_alone(repo, path, fetched.owner, fetched.outcome)
+                self._end((repo.id, path), flight)
 
         async def _put(item: bytes | BaseException | None) -> None:
             if attached:
@@ -658,9 +855,7 @@ class Proxy:
                 except asyncio.QueueFull:
                     await queue.put(item)
 
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(repo, run())
 
         async def chunks() -> AsyncIterator[bytes]:
             nonlocal attached
@@ -734,6 +929,12 @@ async def _bounded(
         if time.monotonic() > deadline:
             raise UpstreamUnavailable(f"upstream transfer of {path} took longer than its deadline")
         yield chunk
+
+
+def _retrieved(result: asyncio.Future[Any]) -> None:
+    """A flight's failure is its fetcher's to raise: nobody else need look at it."""
+    if not result.cancelled():
+        result.exception()
 
 
 def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:

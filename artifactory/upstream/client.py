@@ -7,10 +7,12 @@ bundle. One client per proxy configuration, reused across requests for connectio
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import httpcore  # noqa: F401 - httpx imports it with the first client: at startup, not in a request
 import httpx
 
 from artifactory import __version__
@@ -18,7 +20,10 @@ from artifactory import __version__
 USER_AGENT = f"artifactory/{__version__}"
 
 
+@functools.lru_cache(maxsize=64)
 def ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
+    """One context per CA bundle, shared by every client that trusts it: loading the system CA store
+    takes tens of milliseconds, too long for the first request through a new proxy to wait."""
     context = ssl.create_default_context()
     if ca_bundle:
         context.load_verify_locations(cadata=ca_bundle)
