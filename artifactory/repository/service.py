@@ -64,7 +64,14 @@ class Repositories:
         return self._engine.repository(name)
 
     def all(self) -> list[Repo]:
+        """Every repository (blocking: a database read; from a coroutine use `run_sync`)."""
         return list(self._engine.repos.all())
+
+    async def storing(self, format_id: str) -> list[Repo]:
+        """The repositories of `format_id` that store assets of their own (hosted and proxy: a
+        group's content is its members'), for a collector that walks what is stored."""
+        found = await to_thread.run_sync(self._engine.repos.all)
+        return [r for r in found if r.format == format_id and r.type != GROUP]
 
     def members(self, repo: Repo, principal: Principal) -> list[Repo]:
         """A group's members that `principal` may read through it, in order (nested groups as such)."""

@@ -29,7 +29,7 @@ from typing import Any
 from artifactory_formats.oci.manifests import DEFAULT_MAX_MANIFEST_BYTES
 from artifactory_formats.oci.metadata import references_of
 
-from artifactory.plugin import AppState, Principal, Repo, Repositories, StoredAsset, run_sync
+from artifactory.plugin import AppState, Principal, Repo, Repositories, StoredAsset
 
 SYSTEM = Principal(username="system:oci-gc", roles=frozenset({"admin"}))
 DEFAULT_GRACE_SECONDS = 24 * 3600
@@ -178,9 +178,7 @@ async def _image_names(repos: Repositories, repo: Repo) -> list[str]:
 async def collect(repos: Repositories, grace_seconds: int, dry_run: bool) -> Report:
     report = Report(dry_run=dry_run)
     cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
-    for repo in await run_sync(repos.all):
-        if repo.format != "oci" or repo.type == "group":
-            continue
+    for repo in await repos.storing("oci"):
         known: dict[str, Facts] = {}
         for name in await _image_names(repos, repo):
             manifests = await _folder(repos, repo, f"{name}/manifests/")

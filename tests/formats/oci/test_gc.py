@@ -39,6 +39,7 @@ def test_oci_gc_reclaims_untagged_manifests_and_orphan_blobs_only(server, admin,
     push(admin, f"{repo}/app", signature.digest, signature)
     orphan = b"an orphan blob"
     push_blob(admin, f"{repo}/app", orphan)
+    group = server.create_repo("oci", "group", members=[repo])  # holds nothing of its own to collect
 
     dry = cli(server, "oci-gc", "--grace", "0", "--dry-run")
     assert dry["dry_run"] and dry["manifests"] == 1
@@ -47,6 +48,8 @@ def test_oci_gc_reclaims_untagged_manifests_and_orphan_blobs_only(server, admin,
     report = cli(server, "oci-gc", "--grace", "0")
     assert report["manifests"] == 1
     assert f"{repo}/app/blobs/{digest(orphan)}" in report["deleted"]
+    assert not [path for path in report["deleted"] if path.startswith(f"{group}/")]
+    assert anon.get(f"/v2/{group}/app/manifests/v1").status_code == 200
     assert anon.get(f"/v2/{repo}/app/manifests/{untagged.digest}").status_code == 404
     assert anon.get(f"/v2/{repo}/app/blobs/{digest(orphan)}").status_code == 404
     assert anon.get(f"/v2/{repo}/app/manifests/v1").status_code == 200
