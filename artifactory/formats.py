@@ -160,6 +160,13 @@ class Format:
         """
         return None
 
+    def verifies_whole_file(self, repo: Repo, path: str) -> bool:
+        """Whether `verify_fetched` may refuse `path` when proxy `repo` fetches it, so that a client
+        must not read any of it before the whole file is checked: the engine then fetches it in
+        full before answering (a refusal is a clean 502, not a cut-off download), through a group
+        too. Default False: fetched files stream to the client while they are stored."""
+        return False
+
     def upstream_auth(self, config: Mapping[str, Any]) -> httpx.Auth | None:
         """An httpx.Auth for a proxy's upstream (None: HTTP Basic from the proxy's username/password)."""
         return None

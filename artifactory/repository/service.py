@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from artifactory.blobstore.store import StagedBlob
-from artifactory.formats import IndexKey, RenderContext, Rendered
+from artifactory.formats import Format, IndexKey, RenderContext, Rendered
 from artifactory.http.errors import MethodNotAllowed
 from artifactory.repository.errors import UpstreamUnavailable
 from artifactory.repository.hosted import Upload
@@ -128,7 +128,13 @@ class Repositories:
     # -- reading ---------------------------------------------------------------------------------
     async def get(self, repo: Repo, path: str, principal: Principal, stream: bool = True) -> Content | None:
         """The file at `path`: stored (hosted), cached or fetched (proxy), first member's (group).
-        Checks nothing: call `Access.require` first."""
+        A fetched file streams unless a proxy that may serve it must check it whole first
+        (`Format.verifies_whole_file`). Checks nothing: call `Access.require` first."""
+        if stream and repo.type != HOSTED:
+            fmt = self._engine.formats[repo.format]
+            if type(fmt).verifies_whole_file is not Format.verifies_whole_file:  # no walk for the others
+                proxies = [r for r in self._leaves(repo, principal) if r.type == PROXY]
+                stream = not any(fmt.verifies_whole_file(proxy, path) for proxy in proxies)
         return await self._engine.get(repo, path, principal, stream=stream)
 
     async def lookup(self, repo: Repo, path: str) -> StoredAsset | None:

@@ -128,6 +128,12 @@ class MavenFormat(Format):
         if problem is not None:
             raise ValueError(problem)
 
+    def verifies_whole_file(self, repo: Repo, path: str) -> bool:
+        """Under `strict` a file that does not match the upstream's .sha1 is refused (502): the
+        client must get none of it before it is checked."""
+        _base, algorithm = split_checksum(path)
+        return content.checksum_policy(repo) == "strict" and algorithm is None and not path.endswith(".asc")
+
     def content_type(self, path: str) -> str | None:
         name = path.rsplit("/", 1)[-1]
         return CONTENT_TYPES.get(name.rpartition(".")[2])

@@ -32,7 +32,6 @@ from starlette.routing import BaseRoute, Route
 
 from artifactory.plugin import (
     BadRequest,
-    Content,
     Coordinates,
     IndexKey,
     MethodNotAllowed,
@@ -78,23 +77,12 @@ async def get(request: Request) -> Response:
         return await metadata(request, repo, base, algorithm, principal)
     if algorithm is not None:
         return await checksum(request, base, algorithm)
-    found = await _fetch(service, repo, path, principal, stream=request.method == "GET")
+    found = await service.get(repo, path, principal, stream=request.method == "GET")
     if found is None:
         if await service.listing(repo, path + "/", principal):
             return RedirectResponse(f"{request.scope['root_path']}/{_encoded(path)}/", status_code=301)
         raise NotFound(f"{path} not found in {repo.name}")
     return respond(request, found)
-
-
-async def _fetch(
-    service: Repositories, repo: Repo, path: str, principal: Principal, stream: bool
-) -> Content | None:
-    """A file of `repo`. A proxy checks what it fetches against the upstream's .sha1 before caching
-    it (MavenFormat.verify_fetched), which needs the whole file: under `strict` (and through a
-    group, whose proxies may be strict) the file is fetched in full before the client gets any of
-    it, so a mismatch is a clean 502 rather than a cut-off download."""
-    checking = repo.type == "group" or (repo.type == "proxy" and content.checksum_policy(repo) == "strict")
-    return await service.get(repo, path, principal, stream=stream and not checking)
 
 
 async def metadata(
@@ -134,7 +122,7 @@ async def checksum(request: Request, base: str, algorithm: str) -> Response:
     principal = await access(request).principal(request)
     digest = None
     if split_checksum(base)[1] is None:
-        found = await _fetch(service, repo, base, principal, stream=False)
+        found = await service.get(repo, base, principal, stream=False)
         if isinstance(found, StoredAsset):
             digest = str(getattr(found, algorithm))
     if digest is None:

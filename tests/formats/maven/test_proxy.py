@@ -168,6 +168,10 @@ def test_a_group_applies_its_proxy_members_checksum_policy(any_server, upstream,
     group = any_server.create_repo("maven", "group", name=f"mvng-{uuid.uuid4().hex[:8]}", members=[strict])
     assert admin.get(f"/repository/{group}/{BAD}").status_code == 502
     assert admin.get(f"/repository/{group}/{GOOD}").status_code == 200
+    # Through a nested group too: the whole file is checked before the client reads any of it.
+    outer = any_server.create_repo("maven", "group", name=f"mvng-{uuid.uuid4().hex[:8]}", members=[group])
+    assert admin.get(f"/repository/{outer}/{BAD}").status_code == 502
+    assert admin.get(f"/repository/{outer}/{GOOD}").status_code == 200
 
 
 def test_a_proxy_folder_listing_shows_what_is_cached_and_never_asks_the_upstream(any_server, upstream, admin):
