@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
 from artifactory.db import queries
 from artifactory.formats import FileRef, IndexKey, Parsed, RenderContext, Rendered
-from artifactory.http.documents import RenderedDocument, respond_document
+from artifactory.http.documents import RenderedDocument
 from artifactory.http.errors import BadGateway, NotFound
 from artifactory.http.urls import repository_url
 from artifactory.lru import Lru
@@ -50,6 +51,20 @@ MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 # True in a /repository/{name}/ request's scope once the caller's read of that repository is checked.
 READ_CHECKED_KEY = "artifactory.read_checked"
 RENDERED_BYTES = 64 * 1024 * 1024
+GZIP_IN_THREAD = 256 * 1024  # compress a document at least this big off the event loop
+
+
+class _Answer:
+    """A document as last answered: the model identity it was rendered from, and the repository
+    revision at which that identity was last confirmed."""
+
+    __slots__ = ("revision", "identity", "document", "vary")
+
+    def __init__(self, revision: int, identity: Hashable, document: RenderedDocument, vary: str) -> None:
+        self.revision = revision
+        self.identity = identity
+        self.document = document
+        self.vary = vary
 
 
 @dataclass(frozen=True)
@@ -136,20 +151,53 @@ class Index:
         self._rendered: Lru[Hashable, RenderedDocument] = Lru(
             8192, max_weight=RENDERED_BYTES, weigh=lambda r: len(r.body)
         )
+        # The answers given, per (repository id, key, media type or Accept, repository URL).
+        self._answers: Lru[Hashable, _Answer] = Lru(
+            8192, max_weight=RENDERED_BYTES, weigh=lambda a: len(a.document.body)
+        )
+        self._urls: Lru[tuple[str, object, str | None], str] = Lru(1024)
 
     # -- the public entry points ---------------------------------------------------------------
     async def respond(
         self, request: Request, repo: Repo, key: IndexKey, principal: Principal, media_type: str | None = None
     ) -> Response:
         """The document `key` of `repo` as this client asked for it (404 when there is none), in
-        `media_type` when the format chose one (a checksum of the document), else as negotiated."""
-        fmt = self.engine.formats[repo.format]
+        `media_type` when the format chose one (a checksum of the document), else as negotiated.
+
+        The answer is kept per (repository, key, media type or Accept, repository URL) with the
+        identity of the model it was rendered from. A hosted document is answered from it while the
+        repository's revision is the one it was last checked at (a name's generation moves only
+        with the revision); anything else checks its model first (which is cached at every level:
+        a proxy's fresh copy, a group's members) and reuses the answer while the identity holds."""
         scope = request.scope
         if not (scope.get(READ_CHECKED_KEY) and scope.get("artifactory.repo") is repo):
             self.engine.require(principal, repo, "read")
-        model = await self.model(repo, key, principal)
-        if model is None:
-            raise NotFound(f"{key.name or key.kind} not found in {repo.name}")
+        headers = request.headers
+        url = self._repository_url(request, repo)
+        accept = headers.get("accept") if media_type is None else None
+        slot = (repo.id, key, media_type, accept, url)
+        answer = self._answers.get(slot)
+        if answer is None or answer.revision != repo.revision or repo.type != HOSTED:
+            model = await self.model(repo, key, principal)
+            if model is None:
+                self._answers.pop(slot)
+                raise NotFound(f"{key.name or key.kind} not found in {repo.name}")
+            if answer is None or answer.identity != model.identity:
+                document, vary = self._rendered_document(request, repo, key, model, media_type, url)
+                answer = self._answers.put(slot, _Answer(repo.revision, model.identity, document, vary))
+            else:
+                answer.revision = repo.revision
+        document = answer.document
+        if len(document.body) >= GZIP_IN_THREAD and document.gzip_pending(headers.get("accept-encoding")):
+            await to_thread.run_sync(document.gzipped)  # a big page: not on the event loop
+        return document.response(headers, scope["method"], answer.vary)
+
+    def _rendered_document(
+        self, request: Request, repo: Repo, key: IndexKey, model: Model, media_type: str | None, url: str
+    ) -> tuple[RenderedDocument, str]:
+        """The document rendered from `model` for this request (shared by every Accept header that
+        negotiates the same media type), and its Vary header."""
+        fmt = self.engine.formats[repo.format]
         offered = tuple(fmt.media_types(key))
         if media_type is None:
             accept = request.headers.get("accept")
@@ -158,15 +206,25 @@ class Index:
                 media_type = self._negotiated.put((accept, offered), negotiate(accept, offered))
         elif media_type not in offered:
             raise ValueError(f"{fmt.id} does not render {key.kind} as {media_type}")
-        url = repository_url(request, repo.name)
         cache_key = (repo.id, key, model.identity, media_type, url)
         document = self._rendered.get(cache_key)
         if document is None:
             context = RenderContext(media_type=media_type, repository_url=url, repository=repo.name)
             rendered = fmt.render(key, model.value, context)
             document = self._rendered.put(cache_key, RenderedDocument.of(rendered))
-        vary = "Accept, Accept-Encoding" if len(offered) > 1 else "Accept-Encoding"
-        return respond_document(request, document, vary=vary)
+        return document, ("Accept, Accept-Encoding" if len(offered) > 1 else "Accept-Encoding")
+
+    def _repository_url(self, request: Request, repo: Repo) -> str:
+        """`repository_url(request, repo.name)`, remembered per (repository, scheme, Host) unless
+        X-Forwarded-* headers from a trusted reverse proxy may change it."""
+        if self.engine.settings.trusted_proxies:
+            return repository_url(request, repo.name)
+        scope = request.scope
+        key = (repo.name, scope.get("scheme"), request.headers.get("host"))
+        found = self._urls.get(key)
+        if found is None:
+            found = self._urls.put(key, repository_url(request, repo.name))
+        return found
 
     async def render(
         self, repo: Repo, key: IndexKey, principal: Principal, context: RenderContext

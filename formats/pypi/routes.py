@@ -102,12 +102,20 @@ async def simple_root(request: Request) -> Response:
     return await _document(request, ROOT)
 
 
+# The page key of each name asked for as it was spelt (None: not the normalised spelling): a hot page
+# costs neither the name's check, its normalisation nor a new key.
+_page_keys: Lru[str, IndexKey | None] = Lru(8192)
+
+
 async def project_page(request: Request) -> Response:
-    raw = _project_name(request)
-    project = normalize(raw)
-    if raw != project:
-        return _redirect(request, current_repository(request), f"simple/{project}/")
-    return await _document(request, project_key(project))
+    raw = str(request.path_params["project"])
+    known, key = _page_keys.lookup(raw)
+    if not known:
+        project = normalize(_project_name(request))
+        key = _page_keys.put(raw, project_key(project) if raw == project else None)
+    if key is None:
+        return _redirect(request, current_repository(request), f"simple/{normalize(raw)}/")
+    return await _document(request, key)
 
 
 async def add_slash(request: Request) -> Response:

@@ -4,6 +4,7 @@ declared files' digests verified while they stream, the group merge with the dep
 guard, rendering with negotiation, ETag and 304, and tombstones."""
 
 import asyncio
+import gzip
 import hashlib
 import json
 import os
@@ -20,11 +21,12 @@ from artifactory.formats import (
     Rendered,
     UpstreamDocument,
 )
-from artifactory.http.errors import BadGateway, Forbidden
+from artifactory.http.errors import BadGateway, Forbidden, NotFound
 from artifactory.repository.errors import WritePolicyViolation
 from artifactory.repository.hosted import Upload
 from artifactory.repository.index import negotiate
 from artifactory.security.principal import Principal
+from artifactory.state import AppState
 from tests.artifactory.engine.test_engine_api import ADMIN
 from tests.artifactory.repository.upstream import running
 
@@ -359,3 +361,194 @@ def test_a_streamed_file_failing_its_declared_digest_is_cut_off_never_cached_and
             assert stored.sha256 == hashlib.sha256(good).hexdigest()
 
         run(state, scenario)
+
+
+# -- the answer cache: a warm document is answered without a rebuild, and never stale ---------------
+class _App:
+    """What `request.app` must offer `base_url` (the application's state)."""
+
+    def __init__(self, state):
+        self.state = type("S", (), {"artifactory": state})()
+
+
+def request_to(state, host="127.0.0.1:1", accept=None, encoding=None, etag=None, method="GET"):
+    """A request reaching the server under `host`: the repository URL is built from it."""
+    headers = [(b"host", host.encode())]
+    for name, value in ((b"accept", accept), (b"accept-encoding", encoding), (b"if-none-match", etag)):
+        if value:
+            headers.append((name, value.encode()))
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": "/",
+        "root_path": "",
+        "scheme": "http",
+        "query_string": b"",
+        "headers": headers,
+        "server": ("127.0.0.1", 1),
+        "artifactory.state": state,
+        "app": _App(state),
+    }
+    return Request(scope)
+
+
+async def answer(state, repo, key, principal=ADMIN, **request):
+    return await state.engine.index.respond(request_to(state, **request), repo, key, principal)
+
+
+def versions_of(response):
+    return set(json.loads(response.body)["versions"])
+
+
+def test_a_warm_hosted_document_is_the_same_answer_until_its_name_changes_and_then_never_stale(state):
+    hosted = repository(state, "hosted", write_policy="allow")
+    fmt = state.formats["notes-test"]
+    key = IndexKey("versions", "alpha")
+
+    async def scenario():
+        await upload(state, hosted, "alpha", "1.0", b"a1")
+        first = await answer(state, fresh(state, hosted), key)
+        builds = fmt.builds
+        again = await answer(state, fresh(state, hosted), key)
+        assert again.body is first.body and again.headers["etag"] == first.headers["etag"]
+        await upload(state, fresh(state, hosted), "beta", "1.0", b"b1")  # another name moves the revision
+        other = await answer(state, fresh(state, hosted), key)
+        assert other.body is first.body and fmt.builds == builds  # checked, not rebuilt
+        await upload(state, fresh(state, hosted), "alpha", "2.0", b"a2")  # stored
+        assert versions_of(await answer(state, fresh(state, hosted), key)) == {"1.0", "2.0"}
+        await upload(state, fresh(state, hosted), "alpha", "2.0", b"a2 again")  # updated in place
+        updated = await answer(state, fresh(state, hosted), key)
+        assert json.loads(updated.body)["versions"]["2.0"] == hashlib.sha256(b"a2 again").hexdigest()
+        await state.engine.delete(fresh(state, hosted), "files/alpha/1.0.txt", ADMIN)  # deleted
+        assert versions_of(await answer(state, fresh(state, hosted), key)) == {"2.0"}
+        await state.engine.delete(fresh(state, hosted), "files/alpha/2.0.txt", ADMIN)
+        with pytest.raises(NotFound):
+            await answer(state, fresh(state, hosted), key)
+
+    run(state, scenario)
+
+
+def test_a_change_made_by_another_node_is_answered_once_this_node_sees_the_revision(state):
+    hosted = repository(state, "hosted")
+    other = AppState.build(state.settings)  # a second worker or node on the same database
+    other.formats.add(Notes())
+    key = IndexKey("versions", "alpha")
+
+    async def scenario():
+        try:
+            await upload(state, hosted, "alpha", "1.0", b"a1")
+            assert versions_of(await answer(state, fresh(state, hosted), key)) == {"1.0"}
+            await upload(other, other.engine.repository(hosted.name), "alpha", "2.0", b"a2")
+            stale = state.engine.repository(hosted.name)
+            # Until this node's snapshot is re-read (cache_seconds), its revision is the old one ...
+            assert versions_of(await answer(state, stale, key)) == {"1.0"}
+            state.engine.repos.forget(hosted.name)  # ... then the new revision is seen
+            assert versions_of(await answer(state, fresh(state, hosted), key)) == {"1.0", "2.0"}
+            # and the other node, which answered nothing yet, agrees byte for byte
+            mine = await answer(state, fresh(state, hosted), key)
+            theirs = await answer(other, other.engine.repository(hosted.name), key)
+            assert mine.body == theirs.body and mine.headers["etag"] == theirs.headers["etag"]
+        finally:
+            await other.engine.close()
+            other.db.dispose()
+
+    run(state, scenario)
+
+
+def test_a_group_answer_follows_its_members_contents_and_membership(state):
+    first, second = repository(state, "hosted"), repository(state, "hosted")
+    group = repository(state, "group", members=[first.name])
+    key = IndexKey("versions", "lib")
+
+    async def scenario():
+        await upload(state, first, "lib", "1.0", b"one")
+        assert versions_of(await answer(state, fresh(state, group), key)) == {"1.0"}
+        await upload(state, fresh(state, first), "lib", "1.1", b"one-one")  # a member's content
+        assert versions_of(await answer(state, fresh(state, group), key)) == {"1.0", "1.1"}
+        await upload(state, second, "lib", "2.0", b"two")
+        assert versions_of(await answer(state, fresh(state, group), key)) == {"1.0", "1.1"}
+        state.engine.repos.update(
+            group.name,
+            {
+                "name": group.name,
+                "format": "notes-test",
+                "type": "group",
+                "members": [first.name, second.name],
+            },
+        )  # membership
+        state.engine.repos.forget(group.name)
+        assert versions_of(await answer(state, fresh(state, group), key)) == {"1.0", "1.1", "2.0"}
+        await state.engine.delete(fresh(state, first), "files/lib/1.0.txt", ADMIN)
+        state.engine.repos.forget(first.name)
+        assert versions_of(await answer(state, fresh(state, group), key)) == {"1.1", "2.0"}
+
+    run(state, scenario)
+
+
+def test_a_proxy_answer_follows_its_revalidated_upstream_copy(state):
+    with running() as upstream:
+        upstream.put("index/lib.json", json.dumps({"versions": {"1.0": "ab" * 32}}).encode())
+        proxy = repository(state, "proxy", url=upstream.url, metadata_ttl_seconds=3600)
+        revalidating = repository(state, "proxy", url=upstream.url, metadata_ttl_seconds=0)
+        key = IndexKey("versions", "lib")
+
+        async def scenario():
+            assert versions_of(await answer(state, proxy, key)) == {"1.0"}
+            first = await answer(state, revalidating, key)
+            assert versions_of(first) == {"1.0"}
+            await state.engine.proxy.landed(revalidating)  # its copy is stored
+            fetched = upstream.count("index/lib.json")
+            same = await answer(state, revalidating, key)  # revalidated (304 upstream), same answer
+            assert versions_of(same) == {"1.0"} and upstream.count("index/lib.json") == fetched + 1
+            assert same.body is first.body  # the same document: the copy's bytes did not change
+            await state.engine.proxy.landed(revalidating)
+            upstream.put(
+                "index/lib.json", json.dumps({"versions": {"1.0": "ab" * 32, "2.0": "cd" * 32}}).encode()
+            )
+            assert versions_of(await answer(state, revalidating, key)) == {"1.0", "2.0"}
+            assert versions_of(await answer(state, proxy, key)) == {"1.0"}  # still fresh: not asked
+
+        run(state, scenario)
+
+
+def test_the_answer_varies_with_accept_encoding_host_and_conditional_get(state):
+    hosted = repository(state, "hosted")
+    key = IndexKey("versions", "big")
+
+    async def scenario():
+        for i in range(40):  # a document over the gzip threshold
+            await upload(state, hosted if i == 0 else fresh(state, hosted), "big", f"1.{i}", b"%d" % i)
+        repo = fresh(state, hosted)
+        plain = await answer(state, repo, key)
+        assert plain.status_code == 200 and "content-encoding" not in plain.headers
+        assert plain.headers["content-length"] == str(len(plain.body))
+        assert (
+            plain.headers["cache-control"] == "no-cache"
+            and plain.headers["vary"] == "Accept, Accept-Encoding"
+        )
+        zipped = await answer(state, repo, key, encoding="gzip, br")
+        assert zipped.headers["content-encoding"] == "gzip" and gzip.decompress(zipped.body) == plain.body
+        assert zipped.headers["content-length"] == str(len(zipped.body))
+        assert zipped.headers["etag"] == plain.headers["etag"]
+        text = await answer(state, repo, key, accept="text/plain")
+        assert text.headers["content-type"] == "text/plain; charset=utf-8" and b"1.39" in text.body
+        preferred = await answer(state, repo, key, accept="text/plain;q=0.5, application/*")
+        assert preferred.body == plain.body and preferred.headers["etag"] == plain.headers["etag"]
+        assert text.headers["etag"] != plain.headers["etag"]
+        elsewhere = await answer(state, repo, key, host="mirror.test:8080")
+        assert json.loads(elsewhere.body)["base"] == f"http://mirror.test:8080/repository/{repo.name}/"
+        assert json.loads(plain.body)["base"] == f"http://127.0.0.1:1/repository/{repo.name}/"
+        for etag in (plain.headers["etag"], f"W/{plain.headers['etag']}", "*"):
+            unchanged = await answer(state, repo, key, etag=etag, encoding="gzip")
+            assert unchanged.status_code == 304 and unchanged.body == b""
+            assert unchanged.headers["etag"] == plain.headers["etag"]
+            assert "content-length" not in unchanged.headers
+        changed = await answer(state, repo, key, etag=text.headers["etag"])
+        assert changed.status_code == 200 and changed.body == plain.body
+        head = await answer(state, repo, key, method="HEAD")
+        assert head.body == b"" and head.headers["content-length"] == str(len(plain.body))
+        await upload(state, repo, "big", "2.0", b"new")
+        stale = await answer(state, fresh(state, hosted), key, etag=plain.headers["etag"])
+        assert stale.status_code == 200 and "2.0" in versions_of(stale)
+
+    run(state, scenario)
