@@ -148,11 +148,11 @@ def wrk_rate(
     return rps, (1e6 * report["server_cores"] / rps if rps else 0.0), report
 
 
-def timed(run: Callable[[], object], pid: int) -> tuple[float, float]:
-    """(wall seconds, server CPU milliseconds) of `run` (a client's whole run)."""
+def timed(pid: int, run: Callable[..., object], *args: object) -> tuple[float, float]:
+    """(wall seconds, server CPU milliseconds) of `run(*args)` (a client's whole run)."""
     cpu = _tree_cpu(pid)
     started = time.monotonic()
-    run()
+    run(*args)
     elapsed = time.monotonic() - started
     return elapsed, 1000 * (_tree_cpu(pid) - cpu)
 

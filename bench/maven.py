@@ -239,10 +239,8 @@ def compare(args: argparse.Namespace, workdir: Path, project: Path, script: Path
                         if problem := run.describe_errors(report):
                             print(f"  {label} {name}: wrk saw {problem}")
                 for label in order(round_):
-                    seconds, cpu = timed(
-                        lambda label=label: mvn_resolve(project, urls[label][mvn], workdir, label),
-                        server_pid(servers[label]),
-                    )
+                    pid = server_pid(servers[label])
+                    seconds, cpu = timed(pid, mvn_resolve, project, urls[label][mvn], workdir, label)
                     comparison.add(mvn, label, seconds, cpu)
     finally:
         for server in servers.values():

@@ -305,7 +305,9 @@ def load(
         'request = function()\n  i = i % #paths + 1\n  return wrk.format("GET", paths[i])\nend\n' + WRK_REPORT
     )
     wrk_bin = find_tool("wrk") or "wrk"
-    report = wrk(wrk_bin, script, registry.url, (str(threads), str(connections)), duration, registry.pid)
+    report: dict[str, Any] = dict(
+        wrk(wrk_bin, script, registry.url, (str(threads), str(connections)), duration, registry.pid)
+    )
     report["rps"] = report["requests"] / (report["duration_us"] / 1e6)
     report["cpu_us"] = 1e6 * report["server_cores"] / report["rps"] if report["rps"] else 0.0
     if problem := describe_errors(report):
@@ -394,9 +396,7 @@ def compare(args: argparse.Namespace, work: Path) -> Comparison:
             for side in order(round_):
                 r = registries[side]
                 folder = work / f"install-{side}-{round_}"
-                seconds, cpu = timed(
-                    lambda r=r, folder=folder: npm_install(r, folder), server_pid(servers[side])
-                )
+                seconds, cpu = timed(server_pid(servers[side]), npm_install, r, folder)
                 comparison.add(f"npm install {INSTALL_DEPENDENCIES} deps, cold", side, seconds, cpu)
     finally:
         for server in servers.values():

@@ -314,7 +314,7 @@ def compare(args: argparse.Namespace, workdir: Path, layout: Path, big: str) -> 
                     f"docker://{host}/{prefix}:{TAG}",
                     f"oci:{target}:{TAG}",
                 )
-                seconds, cpu = timed(lambda command=command: skopeo(*command), server_pid(servers[label]))
+                seconds, cpu = timed(server_pid(servers[label]), skopeo, *command)
                 shutil.rmtree(target)
                 comparison.add("skopeo pull", label, seconds, cpu)
     finally:

@@ -366,9 +366,7 @@ def compare(args: argparse.Namespace, workdir: Path, dataset: dict) -> Compariso
                     if problem := describe_errors(report):
                         print(f"  {label} {key}: wrk saw {problem}")
             for label in order(round_):
-                seconds, cpu = timed(
-                    lambda label=label: pip_once(index[label], workdir, projects), server_pid(servers[label])
-                )
+                seconds, cpu = timed(server_pid(servers[label]), pip_once, index[label], workdir, projects)
                 comparison.add("pip download, cold", label, seconds, cpu)
     finally:
         for server in servers.values():
