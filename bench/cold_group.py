@@ -25,7 +25,9 @@ Our server (`--workers 2`, SQLite) gets, for every run, a new proxy repository o
 group of (a hosted repository holding an unrelated package, that proxy): every run is a cold miss
 for every page and every file, single-flight and the dependency-confusion guard included. Each
 client runs with an empty cache. Runs alternate direct and through the group; the table gives
-medians and the ratio (target: at most 1.3x). Everything listens on 127.0.0.1.
+medians and the ratio (target: at most 1.3x), the server's CPU seconds per install through the group
+(which load on the machine moves less than wall times) and the load average seen. Everything
+listens on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ for extra in (ROOT, ROOT / "bench"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from run import stop_process, wait_for_port  # noqa: E402
+from run import _tree_cpu, stop_process, wait_for_port  # noqa: E402
 
 from artifactory.testing.server import LiveServer, free_port  # noqa: E402
 
@@ -368,17 +370,25 @@ def measure(
         "npm": lambda url: npm_install(url, npm_names, work),
         "mvn": lambda url: shutil.rmtree(mvn_install(url, project or work, work), ignore_errors=True),
     }[client]
-    times: dict[str, list[float]] = {"direct": [], "group": []}
+    times: dict[str, list[float]] = {"direct": [], "group": [], "cpu": [], "load": []}
+    assert server.process is not None
     for run in range(runs):
         proxy = server.create_repo(fmt, "proxy", name=f"{client}-proxy-{run}", url=direct)
         group = server.create_repo(fmt, "group", name=f"{client}-all-{run}", members=[hosted[fmt], proxy])
         through = f"{server.url}/repository/{group}/" + ("simple/" if fmt == "pypi" else "")
         order = [("direct", direct), ("group", through)]
         for label, url in order if run % 2 == 0 else reversed(order):
+            cpu = _tree_cpu(server.process.pid)
             started = time.monotonic()
             install(url)
             times[label].append(time.monotonic() - started)
-        print(f"run {run + 1}: {client} direct {times['direct'][-1]:.2f} s, group {times['group'][-1]:.2f} s")
+            if label == "group":
+                times["cpu"].append(_tree_cpu(server.process.pid) - cpu)
+        times["load"].append(os.getloadavg()[0])
+        print(
+            f"run {run + 1}: {client} direct {times['direct'][-1]:.2f} s, group {times['group'][-1]:.2f} s"
+            f" (server CPU {times['cpu'][-1]:.2f} s), load average {times['load'][-1]:.1f}"
+        )
     return times
 
 
@@ -421,12 +431,22 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         print()
         print(f"{args.packages} packages of {args.size_kib} KiB + 1 root, cold caches, median of {args.runs}")
-        print(f"{'client':<8}{'direct (nginx)':>16}{'through group':>16}{'ratio':>8}  target <= {TARGET}x")
+        print(
+            f"{'client':<8}{'direct (nginx)':>16}{'through group':>16}{'ratio':>8}{'server CPU':>12}"
+            f"{'load avg':>10}  target <= {TARGET}x"
+        )
         for client in clients:
             direct = statistics.median(times[client]["direct"])
             group = statistics.median(times[client]["group"])
+            cpu = statistics.median(times[client]["cpu"])
+            load = max(times[client]["load"])
             verdict = "met" if group / direct <= TARGET else "MISSED"
-            print(f"{client:<8}{direct:>14.2f} s{group:>14.2f} s{group / direct:>7.2f}x  {verdict}")
+            print(
+                f"{client:<8}{direct:>14.2f} s{group:>14.2f} s{group / direct:>7.2f}x{cpu:>10.2f} s"
+                f"{load:>10.1f}  {verdict}"
+            )
+        print("server CPU: CPU seconds our server used for one install through the group (median);")
+        print("load avg: the highest 1-minute load average seen after a run (above ~2 the times are noisy)")
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -74,6 +74,9 @@ MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 # The whole transfer of one upstream file, headers to last byte (`transfer_timeout_seconds` in the
 # repository's config overrides it); `timeout_seconds` bounds each read within it.
 TRANSFER_TIMEOUT_SECONDS = 3600.0
+# A streamed file up to this size that only declared digests check is verified as it passes (on the
+# event loop), and its client has its last bytes before they are made durable.
+EARLY_VERIFY_BYTES = 8 * 1024 * 1024
 HOP_HEADERS = {"etag", "last-modified", "content-type"}
 PATH_SAFE = "/%:@!$&'()*+,;=~"
 
@@ -403,7 +406,9 @@ class Proxy:
         # Wait as long as the fetcher keeps its lease alive (it refreshes it while a large file
         # arrives); an expired lease means the fetcher died, and its work is not waited for.
         deadline = time.monotonic() + MAX_FOLLOW_SECONDS
-        delay = 0.02
+        # A fetch from a nearby upstream ends in milliseconds (its client is answered before its
+        # commit, and may well ask this process next): look again soon, then less and less often.
+        delay = 0.002
         while True:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
@@ -469,6 +474,12 @@ class Proxy:
 
     def _end(self, key: tuple[int, str], flight: Flight) -> None:
         flight.settle(RuntimeError("the fetch ended without a result"))
+        self._unlist(key, flight)
+
+    def _unlist(self, key: tuple[int, str], flight: Flight) -> None:
+        """New requests stop joining the flight (those waiting still get its result). Done before
+        the transaction that releases a lease without storing anything, so that a request arriving
+        meanwhile claims the lease after it, as a request of another process does."""
         if self._flights.get(key) is flight:
             del self._flights[key]
 
@@ -589,6 +600,7 @@ class Proxy:
             return answer
         finally:
             if not handed_over and not outcome.committed:
+                self._unlist((repo.id, path), flight)
                 await self._finish_alone(repo, path, owner, outcome)
 
     def _unavailable(self, repo: Repo, path: str, cached: StoredAsset | None, reason: str) -> StoredAsset:
@@ -674,7 +686,7 @@ class Proxy:
         Bytes that fail are removed and refused with UpstreamUnavailable."""
         engine = self.engine
         blobs = engine.blobs
-        checked = type(engine.formats[repo.format]).verify_fetched is not Format.verify_fetched
+        checked = self._checks(repo)
         try:
             if checked:
                 staged = await blobs.ingest(body, expected)
@@ -690,6 +702,10 @@ class Proxy:
                 await blobs.discard(staged)
                 raise
         return staged, (StagedBlob(info=staged.info, temp_name="") if placed else staged)
+
+    def _checks(self, repo: Repo) -> bool:
+        """Whether the format checks fetched files itself (`Format.verify_fetched`)."""
+        return type(self.engine.formats[repo.format]).verify_fetched is not Format.verify_fetched
 
     def _provisional(self, repo: Repo, path: str, info: BlobInfo, fetched: Fetched) -> StoredAsset:
         """The asset a fetch's commit is about to save, for answering before it has."""
@@ -729,6 +745,7 @@ class Proxy:
                 if pending is not None:
                     self._pending.pop(pending, None)
                 if not fetched.outcome.committed:
+                    self._unlist((repo.id, path), flight)
                     await self._finish_alone(repo, path, fetched.owner, fetched.outcome)
                 self._end((repo.id, path), flight)
 
@@ -805,13 +822,27 @@ class Proxy:
 
         The client is always one chunk behind the store: the last chunk reaches it only once every
         byte has been verified, so bytes that fail end its connection short of a complete file. Its
-        response ends then, before the commit; the flight shares the verified file from then on.
+        response ends then, before the commit; the flight shares the verified file once it is at
+        its content address. A small file (a known length up to EARLY_VERIFY_BYTES) that only
+        declared digests check is verified as it passes, so its client has its last chunk before
+        the bytes are made durable; any other waits for the blob store's verification (and the
+        format's check).
         """
         flight.landing = True
         engine = self.engine
         queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=16)
         attached = True
+        answered = False
         held: bytes | None = None
+        length = response.headers.get("content-length")
+        early = (
+            not self._checks(repo)
+            and not response.headers.get("content-encoding")
+            and length is not None
+            and length.isdigit()
+            and int(length) <= EARLY_VERIFY_BYTES
+        )
+        hashers = {algorithm: hashlib.new(algorithm) for algorithm in fetched.expected} if early else {}
 
         async def source() -> AsyncIterator[bytes]:
             nonlocal held
@@ -820,20 +851,32 @@ class Proxy:
                 if held is not None and attached:
                     await queue.put(held)
                 held = chunk
+                for hasher in hashers.values():
+                    hasher.update(chunk)
                 if time.monotonic() - refreshed > LEASE_REFRESH_SECONDS:
                     refreshed = time.monotonic()
                     await engine.db_call(self._refresh_lease, repo.id, path, fetched.owner)
                 yield chunk
+            if early:
+                for algorithm, hasher in hashers.items():
+                    actual = hasher.hexdigest()
+                    if not hmac.compare_digest(actual, fetched.expected[algorithm]):
+                        raise DigestMismatch(algorithm, fetched.expected[algorithm], actual)
+                await answer()
+
+        async def answer() -> None:
+            nonlocal answered
+            if held is not None:
+                await _put(held)  # verified: the client may have its last bytes
+            await _put(None)
+            answered = True
 
         async def run() -> None:
-            answered = False
             try:
                 staged, kept = await self._stage_verified(repo, path, source(), fetched.expected)
                 flight.settle(self._provisional(repo, path, staged.info, fetched))
-                if held is not None:
-                    await _put(held)  # verified: the client may have its last bytes
-                await _put(None)
-                answered = True
+                if not answered:
+                    await answer()
                 await self._commit_fetched(repo, path, kept, fetched)
             except BaseException as exc:  # noqa: BLE001 - handed to the client side, then re-raised
                 log.warning("proxy %s: fetch of %s failed: %s", repo.name, path, exc)
@@ -845,6 +888,7 @@ class Proxy:
             finally:
                 await response.aclose()
                 if not fetched.outcome.committed:
+                    self._unlist((repo.id, path), flight)
                     await self._finish_alone(repo, path, fetched.owner, fetched.outcome)
                 self._end((repo.id, path), flight)
 
