@@ -52,6 +52,12 @@ class BlobDriver(Protocol):
         KeyError if the temporary object does not exist.
         """
 
+    def write(self, key: str, data: bytes) -> bool:
+        """Store a small object whole at `key`, atomically and durably, without a temporary object
+        the caller must clean up: True when it was written, False (nothing written) when `key`
+        exists already (keys are content addresses: it holds the same bytes). After True returns
+        the object survives a crash; a crash before leaves nothing visible under `key`."""
+
     def exists(self, key: str) -> bool: ...
 
     def size(self, key: str) -> int | None:

@@ -3,16 +3,25 @@
 Layout below the root:  objects/<key>  for blobs, tmp/<uuid>  for temporary objects.
 A temporary object is fsynced when it is closed; a promote is rename + fsync(directory) (and of the
 parent of any directory it had to create): atomic and durable on POSIX filesystems.
+
+A small object written whole (`write`) takes no temporary name at all where the system allows it:
+an unnamed file (O_TMPFILE) in the object's own directory, fsynced, then linked under its key and
+the directory fsynced. A crash before the link leaves nothing (the kernel frees an unnamed file), and
+the link either appears with every byte or not at all.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 READ_CHUNK = 1024 * 1024
+# Where O_TMPFILE + linkat is not supported (an older kernel, a filesystem without it, no /proc),
+# `write` falls back to a temporary object and a promote.
+_NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EXDEV})
 
 
 def _fsync_dir(path: Path) -> None:
@@ -48,6 +57,7 @@ class FilesystemDriver:
         self.tmp = self.root / "tmp"
         self.objects.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self._tmpfile_works = hasattr(os, "O_TMPFILE")
 
     def _object(self, key: str) -> Path:
         # A lexical check (no filesystem calls: this is on every read): relative, no empty, "." or
@@ -113,10 +123,67 @@ class FilesystemDriver:
             return
         # The temp's bytes are durable already (FileTemp.close fsyncs them); what remains is the
         # rename, and the entries of any directory created for it.
-        created = [d for d in (target.parent.parent, target.parent) if not d.is_dir()]
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.is_dir():
+            self._make_parents(target)
         os.replace(source, target)
         _fsync_dir(target.parent)
+
+    def write(self, key: str, data: bytes) -> bool:
+        target = str(self._object(key))
+        directory, _, name = target.rpartition("/")
+        try:
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            self._make_parents(Path(target))
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if self._tmpfile_works:
+                try:
+                    return self._link_new(dir_fd, name, data)
+                except OSError as exc:
+                    if exc.errno not in _NO_TMPFILE:
+                        raise
+                    self._tmpfile_works = False
+            if os.path.isfile(target):
+                return False
+            temp = self.create_temp()
+            try:
+                temp.write(data)
+                temp.close()
+                os.replace(temp.path, target)
+            except BaseException:
+                temp.path.unlink(missing_ok=True)
+                raise
+            os.fsync(dir_fd)
+            return True
+        finally:
+            os.close(dir_fd)
+
+    @staticmethod
+    def _link_new(dir_fd: int, name: str, data: bytes) -> bool:
+        """`data` durable in an unnamed file, then linked as `name` and the directory fsynced;
+        False (nothing written) when `name` exists already."""
+        fd = os.open(".", os.O_TMPFILE | os.O_WRONLY, 0o644, dir_fd=dir_fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+            try:
+                # linkat(AT_SYMLINK_FOLLOW) of /proc/self/fd/N names the unnamed file (AT_EMPTY_PATH
+                # would need a capability).
+                os.link(f"/proc/self/fd/{fd}", name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except FileExistsError:
+                return False
+        finally:
+            os.close(fd)
+        os.fsync(dir_fd)
+        return True
+
+    def _make_parents(self, target: Path) -> None:
+        """Create the directories of `target`, fsyncing the parent of each one created."""
+        created = [d for d in (target.parent.parent, target.parent) if not d.is_dir()]
+        target.parent.mkdir(parents=True, exist_ok=True)
         for directory in reversed(created):
             _fsync_dir(directory.parent)
 

@@ -280,6 +280,13 @@ class S3Driver:
 
     # objects
 
+    def write(self, key: str, data: bytes) -> bool:
+        target = self._object(key)
+        if self._stat_size(target) is not None:
+            return False
+        self._put(target, data)  # one PUT: the object appears whole or not at all
+        return True
+
     def exists(self, key: str) -> bool:
         return self._stat_size(self._object(key)) is not None
 

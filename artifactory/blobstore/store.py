@@ -6,13 +6,17 @@ stored once however many repositories hold them.
 
 Ingest writes to a temporary object while hashing; nothing is promoted to its content address until
 the caller has checked what it needs and asked for it, so a cut-off or rejected upload leaves at most
-a temporary object, which `discard` removes (and GC removes if the process died first).
+a temporary object, which `discard` removes (and GC removes if the process died first). A small body
+(one that ends before the first FLUSH_BYTES) staged by `ingest_then` or `ingest_bytes` is not written
+anywhere until it is placed: it stays in memory, and `place` writes it straight to its content
+address (`BlobDriver.write`: one durable write, no temporary object to create, rename or remove).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import re
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
@@ -28,6 +32,8 @@ from artifactory.blobstore.api import BlobDriver, TempObject
 ALGORITHMS = ("sha256", "sha1", "md5", "sha512")
 HEX_LENGTH = {"sha256": 64, "sha1": 40, "md5": 32, "sha512": 128}
 FLUSH_BYTES = 1024 * 1024
+# A body this small is hashed on the event loop (tens of microseconds) rather than in a worker thread.
+HASH_INLINE_BYTES = 64 * 1024
 _HEX = re.compile(r"^[0-9a-f]+$")
 T = TypeVar("T")
 
@@ -64,10 +70,20 @@ class BlobInfo:
 
 @dataclass
 class StagedBlob:
-    """Bytes hashed and durable in a temporary object, not yet at their content address."""
+    """Bytes hashed, not yet at their content address: durable in a temporary object (`temp_name`),
+    or, for a small body, held in memory (`data`) until `place` writes them. Neither: the bytes
+    are stored already (a link to a known blob)."""
 
     info: BlobInfo
     temp_name: str
+    data: bytes | None = None  # None again once discarded
+    in_memory: bool = False
+
+    @property
+    def unplaced(self) -> bool:
+        """Whether there are bytes to place (a temporary object, bytes in memory), rather than a
+        link to bytes stored already."""
+        return bool(self.temp_name) or self.in_memory
 
 
 def blob_key(sha256: str) -> str:
@@ -126,7 +142,7 @@ class BlobStore:
         Raises DigestMismatch or TooLarge (the temporary object is removed first); any exception from
         the stream itself (a client that disconnects) likewise leaves nothing behind.
         """
-        staged, _ = await self.ingest_then(chunks, expected, max_size, None)
+        staged, _ = await self._ingest(chunks, expected, max_size, None, False)
         return staged
 
     async def ingest_then(
@@ -138,7 +154,18 @@ class BlobStore:
     ) -> tuple[StagedBlob, T | None]:
         """`ingest`, then `then(staged)` (blocking) in the worker thread that wrote the last bytes, so
         that a small upload is received, made durable and committed in one thread hop. If `then`
-        raises, the temporary object is removed (unless `then` promoted it) and the error raised."""
+        raises, the temporary object is removed (unless `then` promoted it) and the error raised.
+        A small body is staged in memory (`StagedBlob.data`), written only by `place`."""
+        return await self._ingest(chunks, expected, max_size, then, True)
+
+    async def _ingest(
+        self,
+        chunks: AsyncIterable[bytes],
+        expected: Mapping[str, str | None] | None,
+        max_size: int | None,
+        then: Callable[[StagedBlob], T] | None,
+        small_in_memory: bool,
+    ) -> tuple[StagedBlob, T | None]:
         wanted = normalise_expected(expected)
         # The temporary object is created with the first flush, or with the last (and only) write
         # of a small body: one worker-thread hop for a small upload instead of three.
@@ -157,6 +184,10 @@ class BlobStore:
                         temp = await to_thread.run_sync(self.driver.create_temp)
                     await to_thread.run_sync(_write_and_hash, temp, hasher, data)
             last, temp = temp, None  # from here on the worker thread removes it on failure
+            if last is None and small_in_memory:
+                if then is None and len(buffer) <= HASH_INLINE_BYTES:
+                    return _in_memory(bytes(buffer), hasher, wanted, None)
+                return await to_thread.run_sync(_in_memory, bytes(buffer), hasher, wanted, then)
             return await to_thread.run_sync(_finish, self.driver, last, hasher, bytes(buffer), wanted, then)
         except BaseException:
             if temp is not None:
@@ -165,25 +196,29 @@ class BlobStore:
             raise
 
     async def ingest_bytes(self, data: bytes, expected: Mapping[str, str | None] | None = None) -> StagedBlob:
+        """Stage bytes already in memory (a companion file, a fetched document); a small one stays
+        in memory until it is placed."""
+
         async def one() -> AsyncIterator[bytes]:
             yield data
 
-        return await self.ingest(one(), expected)
+        staged, _ = await self._ingest(one(), expected, None, None, True)
+        return staged
 
     def stage_bytes_sync(self, data: bytes) -> StagedBlob:
-        """Blocking staging of a small in-memory document (for transforms run inside a transaction)."""
-        temp = self.driver.create_temp()
+        """Blocking staging of a small in-memory document (for transforms run inside a transaction):
+        hashed, held in memory until `publish_sync` writes it."""
         hasher = _Hasher()
-        try:
-            _write_and_hash(temp, hasher, data)
-            temp.close()
-        except BaseException:
-            _close_and_delete(self.driver, temp)
-            raise
-        return StagedBlob(info=hasher.info(), temp_name=temp.name)
+        hasher.update(data)
+        return StagedBlob(info=hasher.info(), temp_name="", data=data, in_memory=True)
 
     def publish_sync(self, staged: StagedBlob) -> None:
-        self.driver.promote(staged.temp_name, blob_key(staged.info.sha256))
+        """Blocking: the staged bytes at their content address, durably (kept there if they are)."""
+        key = blob_key(staged.info.sha256)
+        if staged.in_memory:
+            self.driver.write(key, _held(staged))
+        else:
+            self.driver.promote(staged.temp_name, key)
 
     def read_all_sync(self, sha256: str, limit: int) -> bytes:
         data = bytearray()
@@ -247,6 +282,8 @@ class BlobStore:
     def open_staged(self, staged: StagedBlob) -> BinaryIO:
         """A seekable file of staged (not yet published) bytes, for parsing an upload. Blocking;
         the caller closes it. Local temporaries are opened in place, others copied to a local file."""
+        if staged.in_memory:
+            return io.BytesIO(_held(staged))
         local = getattr(self.driver, "temp_path", None)
         if local is not None:
             return open(local(staged.temp_name), "rb")  # noqa: SIM115 - the caller closes it
@@ -261,29 +298,44 @@ class BlobStore:
 
     async def publish(self, staged: StagedBlob) -> None:
         """Move staged bytes to their content address; durable when this returns."""
-        await to_thread.run_sync(self.driver.promote, staged.temp_name, blob_key(staged.info.sha256))
+        await to_thread.run_sync(self.publish_sync, staged)
 
     def place(self, staged: StagedBlob) -> bool:
         """Blocking: move staged bytes to their content address, durably, unless it holds them
-        already: then the temporary object is kept (False), so that the caller still has the bytes
-        should GC collect the stored copy before the caller's row takes hold (see `publish_kept`)."""
-        if self.driver.exists(blob_key(staged.info.sha256)):
+        already: then the temporary object (or the bytes in memory) is kept (False), so that the
+        caller still has the bytes should GC collect the stored copy before the caller's row takes
+        hold (see `publish_kept`)."""
+        key = blob_key(staged.info.sha256)
+        if staged.in_memory:
+            return self.driver.write(key, _held(staged))
+        if self.driver.exists(key):
             return False
-        self.driver.promote(staged.temp_name, blob_key(staged.info.sha256))
+        self.driver.promote(staged.temp_name, key)
         return True
 
     def publish_kept(self, staged: StagedBlob) -> bool:
-        """Blocking: make sure the bytes are at their content address, from a temp `place` kept if
-        they are gone; False when they are gone and there is no temp. Run it under the blob's row lock."""
-        if self.driver.exists(blob_key(staged.info.sha256)):
+        """Blocking: make sure the bytes are at their content address, from what `place` kept if
+        they are gone; False when they are gone and nothing was kept. Run it under the blob's row lock."""
+        key = blob_key(staged.info.sha256)
+        if self.driver.exists(key):
+            return True
+        if staged.in_memory:
+            if staged.data is None:
+                return False
+            self.driver.write(key, staged.data)
             return True
         if not staged.temp_name or self.driver.temp_size(staged.temp_name) is None:
             return False
-        self.driver.promote(staged.temp_name, blob_key(staged.info.sha256))
+        self.driver.promote(staged.temp_name, key)
         return True
 
     async def discard(self, staged: StagedBlob) -> None:
-        await to_thread.run_sync(self.driver.delete_temp, staged.temp_name)
+        """Forget staged bytes: remove their temporary object, or drop the bytes held in memory
+        (either way a later `place` of them raises KeyError)."""
+        if staged.in_memory:
+            staged.data = None
+        elif staged.temp_name:
+            await to_thread.run_sync(self.driver.delete_temp, staged.temp_name)
 
     def local_path(self, sha256: str) -> Path | None:
         return self.driver.local_path(blob_key(sha256))
@@ -323,6 +375,29 @@ def _finish_temp(driver: BlobDriver, temp: TempObject | None, hasher: _Hasher, d
         _close_and_delete(driver, temp)
         raise
     return temp
+
+
+def _held(staged: StagedBlob) -> bytes:
+    """The bytes an in-memory staged blob holds; KeyError once they were discarded (as a promote
+    of a removed temporary object raises)."""
+    if staged.data is None:
+        raise KeyError(f"staged bytes {staged.info.sha256} were discarded")
+    return staged.data
+
+
+def _in_memory(
+    data: bytes, hasher: _Hasher, wanted: Mapping[str, str], then: Callable[[StagedBlob], T] | None
+) -> tuple[StagedBlob, T | None]:
+    """A small body hashed, verified against `wanted` and staged without touching storage, then
+    `then` run on it."""
+    if data:
+        hasher.update(data)
+    info = hasher.info()
+    for algorithm, value in wanted.items():
+        if not hmac.compare_digest(value, info.digest(algorithm)):
+            raise DigestMismatch(algorithm, value, info.digest(algorithm))
+    staged = StagedBlob(info=info, temp_name="", data=data, in_memory=True)
+    return staged, (then(staged) if then is not None else None)
 
 
 def _finish(

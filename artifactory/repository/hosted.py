@@ -1,8 +1,9 @@
 """Hosted storage: store, fetch and delete assets, with write policies, written once for every format.
 
 Order of a store (the rule that keeps a crash harmless): bytes are hashed into a temporary object
-(fsynced when it is closed); they are promoted to their content address (rename + directory fsync),
-unless that address holds them already, in which case the temporary object is kept for now; only
+(fsynced when it is closed), or held in memory if the body is small; they are promoted (or written
+whole) to their content address, durably, unless that address holds them already, in which case the
+temporary object (or the bytes in memory) is kept for now; only
 then does the one transaction that creates the asset run, grouped with other uploads of this process
 (`Database.batched`). It touches each blob's row, which waits for a GC that holds it and keeps a later
 GC away, and then checks the bytes are there (promoting the kept copy if GC took the stored one
@@ -159,7 +160,7 @@ class Hosted:
     async def discard(self, staged: Sequence[StagedBlob | Companion]) -> None:
         for item in staged:
             blob = item.staged if isinstance(item, Companion) else item
-            if blob.temp_name:
+            if blob.unplaced:
                 await self.engine.blobs.discard(blob)
 
     def _content_type(self, repo: Repo, upload: Upload) -> str:
@@ -209,7 +210,7 @@ class Hosted:
             principal=principal,
         )
         blobs = [staged, *(c.staged for c in upload.companions)]
-        kept.extend(b for b in blobs if b.temp_name and not engine.blobs.place(b))
+        kept.extend(b for b in blobs if b.unplaced and not engine.blobs.place(b))
         save = functools.partial(self._save, repo, staged, upload, content_type, principal, also)
         saved, revision = engine.db.batched(save, (repo.id, upload.path))
         # The cached snapshot takes the revision this commit wrote, rather than being read again.
