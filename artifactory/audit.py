@@ -145,6 +145,8 @@ def _now() -> str:
 
 @hookimpl
 def artifactory_asset_stored(event: AssetEvent) -> None:
+    if not _sink.path:  # no copy wanted: spare every upload building an event nobody writes
+        return
     _sink.write(
         {
             "at": _now(),
@@ -159,6 +161,8 @@ def artifactory_asset_stored(event: AssetEvent) -> None:
 
 @hookimpl
 def artifactory_asset_deleted(event: AssetEvent) -> None:
+    if not _sink.path:
+        return
     _sink.write(
         {
             "at": _now(),
