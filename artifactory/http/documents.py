@@ -15,7 +15,6 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -63,21 +62,21 @@ class RenderedDocument:
 
     def response(
         self,
-        headers: Headers,
-        method: str,
+        if_none_match: str | None,
+        accept_encoding: str | None,
+        head: bool = False,
         vary: str = "Accept-Encoding",
         extra: Mapping[str, str] | None = None,
     ) -> Response:
         """The answer to a request with these headers: 304 when its If-None-Match names this ETag,
-        else the body (gzipped when the client accepts it), with headers prepared once per kind."""
+        else the body (gzipped when the client accepts it; none for HEAD), with headers prepared
+        once per kind of answer."""
         more = tuple(extra.items()) if extra else ()
-        if etag_matches(headers.get("if-none-match"), f'"{self.etag}"'):
+        if if_none_match and etag_matches(if_none_match, self.etag):
             return PreparedResponse(304, self._header_list(304, False, vary, more), b"")
-        zipped = self.wants_gzip(headers.get("accept-encoding"))
-        body = self.gzipped() if zipped else self.body
-        return PreparedResponse(
-            200, self._header_list(200, zipped, vary, more), b"" if method == "HEAD" else body
-        )
+        zipped = self.wants_gzip(accept_encoding)
+        body = b"" if head else self.gzipped() if zipped else self.body
+        return PreparedResponse(200, self._header_list(200, zipped, vary, more), body)
 
     def _header_list(
         self, status: int, zipped: bool, vary: str, extra: tuple[tuple[str, str], ...]
@@ -122,4 +121,19 @@ def respond_document(
     vary: str = "Accept-Encoding",
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    return document.response(request.headers, request.method, vary, headers)
+    found = request.headers
+    return document.response(
+        found.get("if-none-match"), found.get("accept-encoding"), request.method == "HEAD", vary, headers
+    )
+
+
+def request_headers(scope: Scope, *names: bytes) -> list[str | None]:
+    """The first value of each of `names` (lowercase) among the request's headers, in one pass (a
+    Starlette `Headers.get` scans them all for each name)."""
+    found: list[str | None] = [None] * len(names)
+    for name, value in scope["headers"]:
+        if name in names:
+            at = names.index(name)
+            if found[at] is None:
+                found[at] = value.decode("latin-1")
+    return found

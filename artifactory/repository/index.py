@@ -16,7 +16,12 @@ this module does the rest:
   hosted repository anywhere in the group holds the name, no proxy member contributes), nested
   groups included, merged by `merge` and cached under the members' identities;
 - responding: the media type negotiated from Accept, `render` cached per (model identity, media
-  type, repository URL), then ETag, 304 and gzip through the one document responder.
+  type, repository URL), then ETag, 304 and gzip through the one document responder. The answer
+  (its bytes, gzip form and header lists) is kept per (repository, key, media type or Accept,
+  repository URL) with the model identity it came from, so a warm read is one lookup: a hosted
+  document's while the repository's revision is the one it was confirmed at (a generation moves
+  only with the revision, on whichever node wrote), a proxy's or group's while its model, checked
+  on every request through the caches above, has the same identity.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from starlette.responses import Response
 
 from artifactory.db import queries
 from artifactory.formats import FileRef, IndexKey, Parsed, RenderContext, Rendered
-from artifactory.http.documents import RenderedDocument
+from artifactory.http.documents import RenderedDocument, request_headers
 from artifactory.http.errors import BadGateway, NotFound
 from artifactory.http.urls import repository_url
 from artifactory.lru import Lru
@@ -51,6 +56,8 @@ MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 # True in a /repository/{name}/ request's scope once the caller's read of that repository is checked.
 READ_CHECKED_KEY = "artifactory.read_checked"
 RENDERED_BYTES = 64 * 1024 * 1024
+# The request headers an answer depends on (besides those a proxy's X-Forwarded-* may add).
+ANSWER_HEADERS = (b"host", b"accept", b"accept-encoding", b"if-none-match")
 GZIP_IN_THREAD = 256 * 1024  # compress a document at least this big off the event loop
 
 
@@ -172,9 +179,10 @@ class Index:
         scope = request.scope
         if not (scope.get(READ_CHECKED_KEY) and scope.get("artifactory.repo") is repo):
             self.engine.require(principal, repo, "read")
-        headers = request.headers
-        url = self._repository_url(request, repo)
-        accept = headers.get("accept") if media_type is None else None
+        host, accept, accept_encoding, if_none_match = request_headers(scope, *ANSWER_HEADERS)
+        url = self._repository_url(request, repo, host)
+        if media_type is not None:
+            accept = None
         slot = (repo.id, key, media_type, accept, url)
         answer = self._answers.get(slot)
         if answer is None or answer.revision != repo.revision or repo.type != HOSTED:
@@ -188,9 +196,9 @@ class Index:
             else:
                 answer.revision = repo.revision
         document = answer.document
-        if len(document.body) >= GZIP_IN_THREAD and document.gzip_pending(headers.get("accept-encoding")):
+        if len(document.body) >= GZIP_IN_THREAD and document.gzip_pending(accept_encoding):
             await to_thread.run_sync(document.gzipped)  # a big page: not on the event loop
-        return document.response(headers, scope["method"], answer.vary)
+        return document.response(if_none_match, accept_encoding, scope["method"] == "HEAD", answer.vary)
 
     def _rendered_document(
         self, request: Request, repo: Repo, key: IndexKey, model: Model, media_type: str | None, url: str
@@ -214,13 +222,12 @@ class Index:
             document = self._rendered.put(cache_key, RenderedDocument.of(rendered))
         return document, ("Accept, Accept-Encoding" if len(offered) > 1 else "Accept-Encoding")
 
-    def _repository_url(self, request: Request, repo: Repo) -> str:
+    def _repository_url(self, request: Request, repo: Repo, host: str | None) -> str:
         """`repository_url(request, repo.name)`, remembered per (repository, scheme, Host) unless
         X-Forwarded-* headers from a trusted reverse proxy may change it."""
         if self.engine.settings.trusted_proxies:
             return repository_url(request, repo.name)
-        scope = request.scope
-        key = (repo.name, scope.get("scheme"), request.headers.get("host"))
+        key = (repo.name, request.scope.get("scheme"), host)
         found = self._urls.get(key)
         if found is None:
             found = self._urls.put(key, repository_url(request, repo.name))

@@ -437,9 +437,9 @@ def test_a_change_made_by_another_node_is_answered_once_this_node_sees_the_revis
     async def scenario():
         try:
             await upload(state, hosted, "alpha", "1.0", b"a1")
-            assert versions_of(await answer(state, fresh(state, hosted), key)) == {"1.0"}
+            stale = fresh(state, hosted)
+            assert versions_of(await answer(state, stale, key)) == {"1.0"}
             await upload(other, other.engine.repository(hosted.name), "alpha", "2.0", b"a2")
-            stale = state.engine.repository(hosted.name)
             # Until this node's snapshot is re-read (cache_seconds), its revision is the old one ...
             assert versions_of(await answer(state, stale, key)) == {"1.0"}
             state.engine.repos.forget(hosted.name)  # ... then the new revision is seen
