@@ -2,7 +2,6 @@
 
 import hashlib
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -11,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from artifactory.testing.server import ADMIN_PASSWORD, LiveServer
 
@@ -25,16 +25,26 @@ def stream(total: int):
         yield piece
 
 
-def assets_and_blobs_consistent(data_dir):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request):
+    """Empty (the server's own SQLite file in its data dir) or a PostgreSQL schema of the test's own."""
+    return request.getfixturevalue("pg_url") if request.param == "postgresql" else ""
+
+
+def assets_and_blobs_consistent(data_dir, database_url=""):
     """Every asset's blob row exists, and its bytes exist with the recorded size and sha256."""
-    connection = sqlite3.connect(data_dir / "artifactory.db")
-    rows = connection.execute(
-        "select a.path, b.sha256, b.size from asset a join blob b on b.sha256 = a.blob_sha256"
-    ).fetchall()
-    orphans = connection.execute(
-        "select count(*) from asset a where not exists (select 1 from blob b where b.sha256 = a.blob_sha256)"
-    ).fetchone()[0]
-    connection.close()
+    engine = create_engine(database_url or f"sqlite:///{data_dir / 'artifactory.db'}")
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("select a.path, b.sha256, b.size from asset a join blob b on b.sha256 = a.blob_sha256")
+        ).all()
+        orphans = connection.execute(
+            text(
+                "select count(*) from asset a"
+                " where not exists (select 1 from blob b where b.sha256 = a.blob_sha256)"
+            )
+        ).scalar_one()
+    engine.dispose()
     assert orphans == 0
     for path, sha256, size in rows:
         blob = data_dir / "blobs" / "objects" / "sha256" / sha256[:2] / sha256[2:4] / sha256
@@ -49,8 +59,11 @@ def assets_and_blobs_consistent(data_dir):
 
 
 @pytest.mark.slow
-def test_kill_9_during_uploads_leaves_no_asset_without_its_bytes(tmp_path):
-    live = LiveServer(tmp_path / "data").start()
+def test_kill_9_during_uploads_leaves_no_asset_without_its_bytes(tmp_path, database_url):
+    """Small uploads (staged in memory, written whole to their address) and a large one (through a
+    temporary object) are cut off by SIGKILL: every committed asset has its bytes, and GC clears
+    what the killed server left."""
+    live = LiveServer(tmp_path / "data", database_url=database_url).start()
     name = live.create_repo("raw")
     stop = threading.Event()
 
@@ -79,7 +92,7 @@ def test_kill_9_during_uploads_leaves_no_asset_without_its_bytes(tmp_path):
     stop.set()
     for worker in workers:
         worker.join(timeout=30)
-    stored = assets_and_blobs_consistent(live.data_dir)
+    stored = assets_and_blobs_consistent(live.data_dir, database_url)
     assert stored > 0  # some uploads completed before the kill
 
     live.start()
@@ -91,15 +104,19 @@ def test_kill_9_during_uploads_leaves_no_asset_without_its_bytes(tmp_path):
         # writing it): age what the killed server left behind.
         for temp in (live.data_dir / "blobs" / "tmp").iterdir():
             os.utime(temp, (time.time() - 2 * 3600, time.time() - 2 * 3600))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTORY_")}
+        if database_url:
+            env["ARTIFACTORY_DATABASE_URL"] = database_url
         result = subprocess.run(
             [sys.executable, "-m", "artifactory", "gc", "--grace", "0", "--data-dir", str(live.data_dir)],
             capture_output=True,
             text=True,
             timeout=120,
+            env=env,
         )
         assert result.returncode == 0, result.stderr
         assert not list((live.data_dir / "blobs" / "tmp").iterdir())
-        assert assets_and_blobs_consistent(live.data_dir) == stored + 1
+        assert assets_and_blobs_consistent(live.data_dir, database_url) == stored + 1
     finally:
         live.stop()
 
@@ -168,8 +185,8 @@ def test_memory_stays_under_200mb_while_1gb_is_uploaded_and_downloaded_at_once(t
         live.stop()
 
 
-def test_two_workers_and_concurrent_writes_never_report_database_locked(tmp_path):
-    live = LiveServer(tmp_path / "data", workers=2).start()
+def test_two_workers_and_concurrent_writes_never_report_database_locked(tmp_path, database_url):
+    live = LiveServer(tmp_path / "data", workers=2, database_url=database_url).start()
     try:
         name = live.create_repo("raw")
 
@@ -186,5 +203,6 @@ def test_two_workers_and_concurrent_writes_never_report_database_locked(tmp_path
         with live.client() as client:
             for i in range(0, 120, 17):
                 assert client.get(f"/repository/{name}/f/{i}.txt").text == str(i)
+        assert assets_and_blobs_consistent(live.data_dir, database_url) == 120
     finally:
         live.stop()
