@@ -16,6 +16,7 @@ server that answered 201 without storing is caught. Everything listens on 127.0.
 
 The server runs `python -m artifactory` from the current directory, which Python puts first on the
 import path: to measure another checkout, run this script from that checkout's root.
+`bench/publish.py` measures twine, npm publish and OCI push rates on the same write path.
 """
 
 from __future__ import annotations
