@@ -197,11 +197,26 @@ class Security:
         return self._anonymous_read
 
     # -- authentication ----------------------------------------------------------------------
-    def verify(self, credentials: Credentials) -> Principal:
-        """The principal these credentials prove; InvalidCredentials if they prove nothing."""
-        key = hashlib.sha256(
+    @staticmethod
+    def _cache_key(credentials: Credentials) -> bytes:
+        return hashlib.sha256(
             f"{credentials.scheme}\0{credentials.username}\0{credentials.secret}".encode()
         ).digest()
+
+    def cached(self, credentials: Credentials) -> Principal | None:
+        """The principal `verify` proved for these credentials within `cache_seconds`, still
+        unexpired, without any I/O (so the caller need not leave the event loop); None: verify them."""
+        hit = self._verified.get(self._cache_key(credentials))
+        if hit is None or hit[0] <= time.monotonic():
+            return None
+        principal = hit[1]
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            return None
+        return principal
+
+    def verify(self, credentials: Credentials) -> Principal:
+        """The principal these credentials prove; InvalidCredentials if they prove nothing."""
+        key = self._cache_key(credentials)
         now = time.monotonic()
         cached = self._verified.get(key)
         if cached and cached[0] > now:
