@@ -48,7 +48,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from artifactory.blobstore.store import HEX_LENGTH, BlobInfo, DigestMismatch, StagedBlob
@@ -155,6 +156,7 @@ class Proxy:
         # The background commits of each repository's answered fetches, by repository id.
         self._landing: dict[int, set[asyncio.Task[Any]]] = {}
         self._flights: dict[tuple[int, str], Flight] = {}
+        self._statements = ClaimStatements()
         # Documents answered from memory whose blob is still being stored: sha256 -> bytes.
         self._pending: dict[str, bytes] = {}
 
@@ -325,36 +327,29 @@ class Proxy:
     def _claim(self, repo: Repo, path: str, owner: str, check_negative: bool, session: Session) -> Claim:
         """The one transaction before a fetch: the negative cache, the lease (single flight across
         processes), and, for the lease's holder, what it needs to fetch: the asset as it is now
-        (another fetcher may have just stored it) and the upstream's health."""
+        (another fetcher may have just stored it) and the upstream's health. Its statements run on
+        the transaction's DBAPI cursor (`ClaimStatements`): every cold miss pays for them, in the
+        writer's turn that concurrent misses of every process wait for."""
         now = utcnow()
-        health = session.get(ProxyHealth, repo.id)
-        self._remember_health(repo.id, health)
-        if health is not None and health.blocked_until is not None and health.blocked_until > now:
+        run = self._statements.runner(session)
+        found = run("health", rid=repo.id).fetchone()
+        failures, blocked_until = (int(found[0]), _utc(found[1])) if found is not None else (0, None)
+        self._health[repo.id] = (time.monotonic(), blocked_until, failures)
+        if blocked_until is not None and blocked_until > now:
             return Claim(blocked=True)
         if check_negative:
-            expires = session.scalar(
-                select(ProxyMiss.expires_at).where(ProxyMiss.repository_id == repo.id, ProxyMiss.path == path)
-            )
-            if expires is not None and expires > datetime.now(UTC):
+            missed = run("miss", rid=repo.id, path=path).fetchone()
+            if missed is not None and (_utc(missed[0]) or now) > now:
                 return Claim(negative=True)
         expires = now + timedelta(seconds=LEASE_SECONDS)
-        values = {"repository_id": repo.id, "path": path, "owner": owner, "expires_at": expires}
-        if not queries.insert_ignore(session, ProxyLease, values, ["repository_id", "path"]):
-            taken = session.execute(
-                update(ProxyLease)
-                .where(
-                    ProxyLease.repository_id == repo.id,
-                    ProxyLease.path == path,
-                    ProxyLease.expires_at < now,
-                )
-                .values(owner=owner, expires_at=expires)
-            )
-            if not getattr(taken, "rowcount", 0):
+        if run("lease", rid=repo.id, path=path, owner=owner, expires=expires).fetchone() is None:
+            taken = run("take", rid=repo.id, path=path, now=now, new_owner=owner, new_expires=expires)
+            if not taken.rowcount or taken.rowcount < 0:
                 return Claim(acquired=False)
         row = queries.find_asset(session, repo.id, path)
         return Claim(
             current=queries.to_asset(repo.name, row) if row is not None else None,
-            unhealthy=health is not None and (health.failures > 0 or health.blocked_until is not None),
+            unhealthy=failures > 0 or blocked_until is not None,
         )
 
     def _lease_held(self, repository_id: int, path: str) -> bool:
@@ -973,6 +968,73 @@ async def _bounded(
         if time.monotonic() > deadline:
             raise UpstreamUnavailable(f"upstream transfer of {path} took longer than its deadline")
         yield chunk
+
+
+class ClaimStatements:
+    """The claim's statements, compiled once per dialect and run on the transaction's DBAPI cursor
+    (building and executing them through the ORM cost many times the indexed statements)."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[tuple[str, str], tuple[str, list[str] | None, dict[str, Any]]] = {}
+
+    @staticmethod
+    def _statement(name: str, dialect: str) -> Any:
+        rid: Any = bindparam("rid")
+        path: Any = bindparam("path")
+        if name == "health":
+            return select(ProxyHealth.failures, ProxyHealth.blocked_until).where(
+                ProxyHealth.repository_id == rid
+            )
+        if name == "miss":
+            return select(ProxyMiss.expires_at).where(ProxyMiss.repository_id == rid, ProxyMiss.path == path)
+        if name == "lease":
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            return (
+                insert(ProxyLease)
+                .values(
+                    repository_id=rid, path=path, owner=bindparam("owner"), expires_at=bindparam("expires")
+                )
+                .on_conflict_do_nothing(index_elements=["repository_id", "path"])
+                .returning(ProxyLease.repository_id)
+            )
+        return (  # "take": a lease whose holder let it expire
+            update(ProxyLease)
+            .where(
+                ProxyLease.repository_id == rid,
+                ProxyLease.path == path,
+                ProxyLease.expires_at < bindparam("now"),
+            )
+            .values(owner=bindparam("new_owner"), expires_at=bindparam("new_expires"))
+        )
+
+    def runner(self, session: Session) -> Callable[..., Any]:
+        """A function that runs one of the statements by name with keyword values; its cursor."""
+        dialect, cursor = queries._cursor(session)
+
+        def run(name: str, **values: Any) -> Any:
+            found = self._compiled.get((dialect, name))
+            if found is None:
+                compiled = self._statement(name, dialect).compile(dialect=session.get_bind().dialect)
+                order = list(compiled.positiontup or []) if compiled.positional else None
+                found = self._compiled[(dialect, name)] = (compiled.string, order, dict(compiled.params))
+            sql, order, defaults = found
+            bound = {**defaults, **values}
+            for key, value in bound.items():
+                if isinstance(value, datetime):
+                    bound[key] = queries._bind(dialect, value, "time")
+            cursor.execute(sql, tuple(bound[key] for key in order) if order is not None else bound)
+            return cursor
+
+        return run
+
+
+def _utc(value: datetime | str | None) -> datetime | None:
+    """A timestamp as a driver returns it (SQLite: zoneless text), as an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _retrieved(result: asyncio.Future[Any]) -> None:

@@ -36,6 +36,7 @@ class UpstreamClients:
     def __init__(self) -> None:
         self._clients: dict[int, tuple[tuple[Any, ...], httpx.AsyncClient]] = {}
         self._retired: list[httpx.AsyncClient] = []
+        ssl_context()  # the system CA store, loaded at startup rather than by a proxy's first request
 
     def get(
         self,
