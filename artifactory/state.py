@@ -74,7 +74,12 @@ class AppState:
             credentials = None
             try:
                 credentials = parse_authorization(header)
-                found = await to_thread.run_sync(self._authenticate, credentials)
+                # A credential the built-in check proved within the cache lifetime needs no thread
+                # hop (the chain reached it for these same credentials, so no earlier plugin claims
+                # them); anything else runs the authentication chain off the event loop.
+                found = self.security.cached(credentials)
+                if found is None:
+                    found = await to_thread.run_sync(self._authenticate, credentials)
             except (InvalidCredentials, Unauthorized) as exc:
                 await self.record(
                     credentials.username if credentials else "",
