@@ -36,7 +36,7 @@ class UpstreamClients:
     def __init__(self) -> None:
         self._clients: dict[int, tuple[tuple[Any, ...], httpx.AsyncClient]] = {}
         self._retired: list[httpx.AsyncClient] = []
-        ssl_context()  # the system CA store, loaded at startup rather than by a proxy's first request
+        ssl_context(None)  # the system CA store, loaded at startup rather than by a proxy's first request
 
     def get(
         self,
@@ -61,7 +61,7 @@ class UpstreamClients:
         if auth is None and config.get("username"):
             auth = httpx.BasicAuth(str(config["username"]), str(config.get("password") or ""))
         client = httpx.AsyncClient(
-            verify=ssl_context(config.get("ca_bundle")),
+            verify=ssl_context(config.get("ca_bundle") or None),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             follow_redirects=True,
             auth=auth,
