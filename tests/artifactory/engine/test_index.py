@@ -552,3 +552,20 @@ def test_the_answer_varies_with_accept_encoding_host_and_conditional_get(state):
         assert stale.status_code == 200 and "2.0" in versions_of(stale)
 
     run(state, scenario)
+
+
+def test_behind_a_trusted_reverse_proxy_the_answer_follows_its_forwarded_host(state):
+    hosted = repository(state, "hosted")
+    key = IndexKey("versions", "alpha")
+    state.settings.trusted_proxies = ["*"]
+
+    async def scenario():
+        await upload(state, hosted, "alpha", "1.0", b"a1")
+        repo = fresh(state, hosted)
+        for forwarded in ("one.test", "two.test", "one.test"):
+            request = request_to(state)
+            request.scope["headers"].append((b"x-forwarded-host", forwarded.encode()))
+            response = await state.engine.index.respond(request, repo, key, ADMIN)
+            assert json.loads(response.body)["base"] == f"http://{forwarded}/repository/{repo.name}/"
+
+    run(state, scenario)
