@@ -376,11 +376,7 @@ class Proxy:
     def _finish(self, repo: Repo, path: str, owner: str, outcome: Outcome, session: Session) -> None:
         """The one transaction after a fetch, or its part of the transaction that stores the file:
         release the lease and record what the fetch taught (health, a miss, a revalidation)."""
-        session.execute(
-            delete(ProxyLease).where(
-                ProxyLease.repository_id == repo.id, ProxyLease.path == path, ProxyLease.owner == owner
-            )
-        )
+        self._statements.runner(session)("release", rid=repo.id, path=path, owner=owner)
         if outcome.error is not None or (outcome.reached and outcome.unhealthy):
             self._record(session, repo, outcome.error)
         if outcome.miss:
@@ -996,6 +992,12 @@ class ClaimStatements:
                 )
                 .on_conflict_do_nothing(index_elements=["repository_id", "path"])
                 .returning(ProxyLease.repository_id)
+            )
+        if name == "release":
+            return delete(ProxyLease).where(
+                ProxyLease.repository_id == rid,
+                ProxyLease.path == path,
+                ProxyLease.owner == bindparam("owner"),
             )
         return (  # "take": a lease whose holder let it expire
             update(ProxyLease)
