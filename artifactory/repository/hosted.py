@@ -319,20 +319,7 @@ class Hosted:
             also(session)
         # What was just written, as a read would return it (no second query).
         saved = [
-            StoredAsset(
-                repository=repo.name,
-                path=path,
-                sha256=info.sha256,
-                size=info.size,
-                md5=info.md5,
-                sha1=info.sha1,
-                sha512=info.sha512,
-                content_type=ctype,
-                updated_at=now,
-                attributes=attrs,
-                asset_id=asset_id,
-                component_id=cid,
-            )
+            StoredAsset.of_blob(repo.name, path, info, ctype, now, attrs, asset_id, cid)
             for asset_id, (path, info, ctype, attrs, cid, _key) in zip(ids, files, strict=True)
         ]
         return (saved[0], saved[1:]), revision

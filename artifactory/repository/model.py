@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from artifactory.blobstore.store import BlobInfo
 
 HOSTED, PROXY, GROUP = "hosted", "proxy", "group"
 REPOSITORY_TYPES = (HOSTED, PROXY, GROUP)
@@ -49,6 +52,35 @@ class StoredAsset:
     attributes: Mapping[str, Any]
     asset_id: int = 0
     component_id: int | None = None
+
+    @classmethod
+    def of_blob(
+        cls,
+        repository: str,
+        path: str,
+        info: BlobInfo,
+        content_type: str,
+        updated_at: datetime,
+        attributes: Mapping[str, Any],
+        asset_id: int = 0,
+        component_id: int | None = None,
+    ) -> StoredAsset:
+        """The asset at `path` serving the blob `info` describes (as a commit is about to save it,
+        or has just saved it)."""
+        return cls(
+            repository=repository,
+            path=path,
+            sha256=info.sha256,
+            size=info.size,
+            md5=info.md5,
+            sha1=info.sha1,
+            sha512=info.sha512,
+            content_type=content_type,
+            updated_at=updated_at,
+            attributes=attributes,
+            asset_id=asset_id,
+            component_id=component_id,
+        )
 
 
 @dataclass(frozen=True)

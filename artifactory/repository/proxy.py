@@ -701,17 +701,13 @@ class Proxy:
     def _provisional(self, repo: Repo, path: str, info: BlobInfo, fetched: Fetched) -> StoredAsset:
         """The asset a fetch's commit is about to save, for answering before it has."""
         upload = self._upload(repo, path, fetched.meta, fetched.content_type)
-        return StoredAsset(
-            repository=repo.name,
-            path=path,
-            sha256=info.sha256,
-            size=info.size,
-            md5=info.md5,
-            sha1=info.sha1,
-            sha512=info.sha512,
-            content_type=upload.content_type or guess_content_type(path),
-            updated_at=utcnow(),
-            attributes=dict(upload.attributes or {}),
+        return StoredAsset.of_blob(
+            repo.name,
+            path,
+            info,
+            upload.content_type or guess_content_type(path),
+            utcnow(),
+            dict(upload.attributes or {}),
         )
 
     def _land(
