@@ -152,7 +152,7 @@ class Engine:
         fmt = self.formats[repo.format]
         names: dict[str, Entry] = {}
         shadowed: dict[tuple[str, str], bool] = {}
-        for member in self._leaf_repositories(repo, principal):
+        for member in self.group.leaves(repo, principal):
             if member.type == PROXY:
                 await self.proxy.landed(member)
             rows = await self.db_call(self._under, member, prefix)
@@ -184,16 +184,6 @@ class Engine:
                 queries.to_asset(repo.name, row) for row in queries.assets_under(session, repo.id, prefix)
             ]
 
-    def _leaf_repositories(
-        self, repo: Repo, principal: Principal, seen: frozenset[str] = frozenset()
-    ) -> list[Repo]:
-        if repo.type != GROUP:
-            return [repo]
-        found: list[Repo] = []
-        for member in self.group.members(repo, principal):
-            if member.name not in seen:
-                found.extend(self._leaf_repositories(member, principal, seen | {repo.name}))
-        return found
 
     # -- writing -----------------------------------------------------------------------------
     def write_target(self, repo: Repo) -> Repo:

@@ -88,13 +88,36 @@ class Group:
         member); a credential whose scope does not include the group reads nothing through it."""
         if not principal.scope_grants(repo.name, "read"):
             return []
-        through = replace(principal, scope=None) if principal.scope is not None else principal
+        through = self.reader(repo, principal)
         found = []
         for name in repo.members:
             member = self.engine.repos.get(name)
             if member is not None and self.engine.security.allowed(through, member.name, "read"):
                 found.append(member)
         return found
+
+    def reader(self, repo: Repo, principal: Principal) -> Principal:
+        """Who reads through `repo`'s members, nested groups included: a credential whose scope
+        grants the group reads what is inside it as the user's roles allow (the scope names the
+        group, not what it holds); any other principal as itself."""
+        if principal.scope is not None and principal.scope_grants(repo.name, "read"):
+            return replace(principal, scope=None)
+        return principal
+
+    def leaves(self, repo: Repo, principal: Principal) -> list[Repo]:
+        """The hosted and proxy repositories `principal` reads through `repo` (`repo` itself if it
+        is not a group), in member order, nested groups expanded where they stand, each once."""
+        found: dict[str, Repo] = {}
+
+        def walk(current: Repo, seen: frozenset[str], reader: Principal) -> None:
+            if current.type != GROUP:
+                found.setdefault(current.name, current)
+            elif current.name not in seen:
+                for member in self.members(current, reader):
+                    walk(member, seen | {current.name}, self.reader(current, reader))
+
+        walk(repo, frozenset(), principal)
+        return list(found.values())
 
     def _leaves(self, repo: Repo, seen: frozenset[str] = frozenset()) -> list[Repo]:
         """Every hosted and proxy repository inside a group, nested groups included, whoever asks.
@@ -128,6 +151,7 @@ class Group:
             return None
         seen = seen | {repo.name}
         members = self.members(repo, principal)
+        principal = self.reader(repo, principal)  # what a nested group is read as
         if not skip_proxies:
             skip_proxies = await self._shadowed(repo, path)
         failure: BadGateway | None = None

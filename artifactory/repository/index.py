@@ -345,11 +345,12 @@ class Index:
             guarded = await group.shadowed_name(repo, key.namespace, key.name)
         found: list[Model] = []
         failure: BadGateway | None = None
-        for member in group.members(repo, principal):
+        members, reader = group.members(repo, principal), group.reader(repo, principal)
+        for member in members:
             if guarded and member.type == PROXY:
                 continue
             try:
-                model = await self.model(member, key, principal, seen, guarded)
+                model = await self.model(member, key, reader, seen, guarded)
             except BadGateway as exc:
                 failure = exc
                 continue

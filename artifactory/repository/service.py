@@ -9,7 +9,7 @@ format must do itself (parsing a large archive) goes through `run_sync`.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -83,24 +83,8 @@ class Repositories:
         read through it, nested groups expanded where they stand (each proxy once, cycles ignored).
         A proxy set `offline` is left out. For protocol requests the index cannot express (a
         search query, an audit body): send them with `call_upstream`."""
-        return [r for r in self._leaves(repo, principal) if r.type == PROXY and not r.config.get("offline")]
-
-    def _leaves(self, repo: Repo, principal: Principal) -> list[Repo]:
-        """The hosted and proxy repositories `principal` reads through `repo`, in member order. A
-        credential whose scope grants the group reads its members as the user's roles allow, nested
-        groups included (the scope names the group, not what is inside it)."""
-        found: dict[str, Repo] = {}
-
-        def walk(current: Repo, seen: frozenset[str], reader: Principal) -> None:
-            if current.type != GROUP:
-                found.setdefault(current.name, current)
-            elif current.name not in seen:
-                through = replace(reader, scope=None) if reader.scope_grants(current.name, "read") else reader
-                for member in self._engine.group.members(current, reader):
-                    walk(member, seen | {current.name}, through)
-
-        walk(repo, frozenset(), principal)
-        return list(found.values())
+        leaves = self._engine.group.leaves(repo, principal)
+        return [r for r in leaves if r.type == PROXY and not r.config.get("offline")]
 
     def write_target(self, repo: Repo, principal: Principal | None = None) -> Repo:
         """Where a write to `repo` goes: itself if hosted, a group's write member. MethodNotAllowed
@@ -112,7 +96,7 @@ class Repositories:
         except MethodNotAllowed as refused:
             if principal is None or repo.type != GROUP or repo.config.get("write_member"):
                 raise
-            hosted = [r.name for r in self._leaves(repo, principal) if r.type == HOSTED]
+            hosted = [r.name for r in self._engine.group.leaves(repo, principal) if r.type == HOSTED]
             if not hosted:
                 raise
             raise MethodNotAllowed(f"{refused.message} ({', '.join(hosted)})") from None
@@ -133,7 +117,7 @@ class Repositories:
         if stream and repo.type != HOSTED:
             fmt = self._engine.formats[repo.format]
             if type(fmt).verifies_whole_file is not Format.verifies_whole_file:  # no walk for the others
-                proxies = [r for r in self._leaves(repo, principal) if r.type == PROXY]
+                proxies = [r for r in self._engine.group.leaves(repo, principal) if r.type == PROXY]
                 stream = not any(fmt.verifies_whole_file(proxy, path) for proxy in proxies)
         return await self._engine.get(repo, path, principal, stream=stream)
 

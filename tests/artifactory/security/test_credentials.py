@@ -257,6 +257,21 @@ def test_a_token_scoped_to_a_group_reads_its_members_through_it_and_nothing_else
     assert response.status_code in (403, 404)
 
 
+def test_a_token_scoped_to_a_group_reads_through_a_nested_group_too(live):
+    """The scope names the outer group; what is inside it, nested groups included, is read as the
+    user's roles allow: by GET and in the group's listing alike."""
+    member = live.create_repo("raw")
+    inner = live.create_repo("raw", "group", members=[member])
+    outer = live.create_repo("raw", "group", members=[inner])
+    with live.client() as admin:
+        assert admin.put(f"/repository/{member}/dir/n.txt", content=b"nested").status_code == 201
+    token = _token(live, ADMIN, scope={"repositories": outer, "actions": ["read"]}).json()["token"]
+    with httpx.Client(base_url=live.url, headers=_bearer(token), timeout=30) as scoped:
+        assert scoped.get(f"/repository/{outer}/dir/n.txt").content == b"nested"
+        assert "n.txt" in scoped.get(f"/repository/{outer}/dir/").text
+        assert scoped.get(f"/repository/{inner}/dir/n.txt").status_code == 403
+
+
 def test_a_bare_api_token_is_read_as_a_bearer_token_and_nothing_else_without_a_scheme(live):
     """Cargo sends the token it was given as the whole Authorization header."""
     repo = live.create_repo("raw")
