@@ -5,7 +5,11 @@ instead of one of them failing with "database is locked" when it upgrades a read
 go through `Database.write` queue before that on an flock beside the database file: the kernel wakes
 the next one when the lock is free, where SQLite's busy handler sleeps up to 100 ms between tries
 (which let one busy process starve the others). Write connections use `synchronous=FULL`, so a
-commit is on disk when it returns, not only in the WAL's page cache.
+commit is on disk when it returns, not only in the WAL's page cache. A transaction that only
+coordinates (a proxy's lease) may ask for `durable=False`: on SQLite it commits at
+`synchronous=NORMAL`, without the WAL fsync (a process crash loses nothing, a power cut may lose it,
+and the next durable commit makes it durable too, the WAL being one sequence); on PostgreSQL it is
+an ordinary commit.
 
 Group commit (`Database.batched`): concurrent small write transactions of one process (an upload's
 asset row, a proxy's lease) are run together, each in a savepoint of one transaction, and committed
@@ -88,6 +92,7 @@ class _WriterLock:
 class _Job:
     fn: Callable[[Session], Any]
     key: Hashable
+    durable: bool = True
     done: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
     alone: bool = False
@@ -111,8 +116,8 @@ class GroupCommit:
         self._pending: list[_Job] = []
         self._leading = False
 
-    def run(self, fn: Callable[[Session], T], key: Hashable = 0) -> T:
-        job = _Job(fn, key)
+    def run(self, fn: Callable[[Session], T], key: Hashable = 0, durable: bool = True) -> T:
+        job = _Job(fn, key, durable)
         with self._lock:
             self._pending.append(job)
             lead = not self._leading
@@ -142,9 +147,10 @@ class GroupCommit:
         # One order for every batch (the callers' keys: a repository, then a path), so concurrent
         # batches of several processes take their row locks in the same order.
         batch.sort(key=lambda j: repr(j.key))
+        durable = any(job.durable for job in batch)
         try:
             if len(batch) > 1:
-                with self.db.write() as session:
+                with self.db.write(durable) as session:
                     for job in batch:
                         try:
                             with session.begin_nested():
@@ -161,7 +167,7 @@ class GroupCommit:
         for job in batch:
             if job.alone:
                 try:
-                    with self.db.write() as session:
+                    with self.db.write(job.durable) as session:
                         job.result = job.fn(session)
                 except Exception as exc:  # noqa: BLE001 - handed to its caller
                     job.error = exc
@@ -182,26 +188,31 @@ class Database:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
                 lock_path = Path(parsed.database + ".writer")
             self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE", "FULL")
+            self.lazy_engine = _sqlite_engine(url, "BEGIN IMMEDIATE", "NORMAL")
             self.read_engine = _sqlite_engine(url, "BEGIN", "NORMAL")
         else:
             self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
-            self.read_engine = self.engine
+            self.lazy_engine = self.read_engine = self.engine
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
+        self._lazy_writer = sessionmaker(self.lazy_engine, expire_on_commit=False)
         self._reader = sessionmaker(self.read_engine, expire_on_commit=False)
         self._writer_lock = _WriterLock(lock_path)
         self._group = GroupCommit(self)
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """One short write transaction: committed on success, rolled back on error."""
-        with self._writer_lock.hold(), self._writer() as session, session.begin():
+    def write(self, durable: bool = True) -> Iterator[Session]:
+        """One short write transaction: committed on success, rolled back on error. `durable=False`
+        only for what may be lost to a power cut (see the module's docstring)."""
+        factory = self._writer if durable else self._lazy_writer
+        with self._writer_lock.hold(), factory() as session, session.begin():
             yield session
 
-    def batched(self, fn: Callable[[Session], T], key: Hashable = 0) -> T:
+    def batched(self, fn: Callable[[Session], T], key: Hashable = 0, durable: bool = True) -> T:
         """`fn(session)` committed with whatever other writes of this process are waiting (group
         commit); blocking, its result or its exception. `fn` must not commit, and may run twice
-        (its first run rolled back) when the shared transaction fails."""
-        return self._group.run(fn, key)
+        (its first run rolled back) when the shared transaction fails. A batch is durable when any
+        of its jobs asked to be."""
+        return self._group.run(fn, key, durable)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -209,6 +220,5 @@ class Database:
             yield session
 
     def dispose(self) -> None:
-        self.engine.dispose()
-        if self.read_engine is not self.engine:
-            self.read_engine.dispose()
+        for engine in {self.engine, self.lazy_engine, self.read_engine}:
+            engine.dispose()
