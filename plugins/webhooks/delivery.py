@@ -4,14 +4,22 @@ Any process on any node may deliver any row; the outbox lease makes each row go 
 Deliveries run as their own tasks, at most PER_WEBHOOK_IN_FLIGHT per webhook per process, so a
 receiver that hangs holds up only its own deliveries (each for at most its timeout), never a
 request and never another webhook.
+
+A process that stops settles every row it leased before it exits (`release`), so the next process
+sends them at once instead of waiting for the lease to run out: that includes rows whose claim was
+still committing when the stop came (a claim notes its rows as held in the same step that takes
+them, and `release` waits for it) and rows whose POST has answered but whose outcome was not written
+yet (`release` writes the outcome rather than handing back a delivery the receiver already took).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -27,6 +35,7 @@ T = TypeVar("T")
 PER_WEBHOOK_IN_FLIGHT = 4
 POLL_SECONDS = 1.0  # how often a process looks for rows other processes added or scheduled
 LEASE_MARGIN_SECONDS = 30.0  # a claim outlives the longest POST by this much
+CLAIM_WAIT_SECONDS = 5.0  # how long a stopping process waits for a claim that is still committing
 PRUNE_EVERY_SECONDS = 600.0
 DELIVERED_RETENTION_SECONDS = 7 * 86400.0
 FAILED_RETENTION_SECONDS = 30 * 86400.0
@@ -57,6 +66,9 @@ class Deliverer:
         self.lease_seconds = max(w.timeout_seconds for w in self.webhooks.values()) + LEASE_MARGIN_SECONDS
         self._in_flight = dict.fromkeys(self.webhooks, 0)
         self._holding: dict[int, Claimed] = {}  # claimed rows whose outcome is not recorded yet
+        self._outcomes: dict[int, Callable[[], bool]] = {}  # of those, the ones whose POST answered
+        self._claiming = threading.Lock()  # held by a worker thread while a claim commits
+        self._stopped = False  # set by release(): claim nothing more
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._next_retry = float("inf")
@@ -101,16 +113,26 @@ class Deliverer:
                 if free.get(name, 0) > 0:
                     free[name] -= 1
                     wanted.append(row_id)
-            claimed = await _blocking(self.outbox.claim, wanted, now, self.lease_seconds)
+            claimed = await _blocking(self._claim, wanted, now) if wanted else []
         except Exception:  # noqa: BLE001 - the database may be briefly unavailable; try again later
             log.exception("webhooks: could not read the outbox")
             return
         for row in claimed:
             self._in_flight[row.webhook] += 1
-            self._holding[row.id] = row
             task = asyncio.create_task(self._deliver(client, row))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _claim(self, ids: list[int], now: float) -> list[Claimed]:
+        """Claim rows and note them as held in one step (in a worker thread), so that release() sees
+        every row this process leased, however late the claim's thread hands its result back."""
+        with self._claiming:
+            if self._stopped:
+                return []
+            claimed = self.outbox.claim(ids, now, self.lease_seconds)
+            for row in claimed:
+                self._holding[row.id] = row
+            return claimed
 
     async def _prune(self, now: float) -> None:
         removed = await _blocking(
@@ -126,39 +148,66 @@ class Deliverer:
         webhook = self.webhooks[row.webhook]
         try:
             status, error = await self._post(client, webhook, row)
-            now = time.time()
-            if status is not None and 200 <= status < 300:
-                await _blocking(self.outbox.delivered, row, now, status)
-            elif row.attempts >= webhook.max_attempts:
-                await _blocking(self.outbox.failed, row, now, status, error)
-                log.warning(
-                    "webhooks: giving up on delivery %d (%s) to %s after %d attempts: %s",
-                    row.id,
-                    row.event,
-                    webhook.name,
-                    row.attempts,
-                    error,
-                )
-            else:
-                due_at = now + webhook.backoff(row.attempts)
-                await _blocking(self.outbox.retry, row, due_at, status, error)
-                self._next_retry = min(self._next_retry, due_at)
-            self._holding.pop(row.id, None)
+            record = self._outcome(webhook, row, status, error)
+            self._outcomes[row.id] = record
+            await _blocking(record)
+            self._settled(row)
         except asyncio.CancelledError:
-            raise  # shutting down: release() hands the row back
+            raise  # shutting down: release() records the outcome or hands the row back
         except Exception:  # noqa: BLE001 - the outcome could not be stored: the lease runs out, it goes again
-            self._holding.pop(row.id, None)
+            self._settled(row)
             log.exception("webhooks: could not record the outcome of delivery %d", row.id)
         finally:
             self._in_flight[row.webhook] -= 1
             self._wake.set()
 
+    def _outcome(self, webhook: Webhook, row: Claimed, status: int | None, error: str) -> Callable[[], bool]:
+        """The outbox write that records what this attempt came to (it checks the lease, so writing
+        it twice, by the delivery task and by release(), records it once)."""
+        now = time.time()
+        if status is not None and 200 <= status < 300:
+            return functools.partial(self.outbox.delivered, row, now, status)
+        if row.attempts >= webhook.max_attempts:
+            log.warning(
+                "webhooks: giving up on delivery %d (%s) to %s after %d attempts: %s",
+                row.id,
+                row.event,
+                webhook.name,
+                row.attempts,
+                error,
+            )
+            return functools.partial(self.outbox.failed, row, now, status, error)
+        due_at = now + webhook.backoff(row.attempts)
+        self._next_retry = min(self._next_retry, due_at)
+        return functools.partial(self.outbox.retry, row, due_at, status, error)
+
+    def _settled(self, row: Claimed) -> None:
+        self._holding.pop(row.id, None)
+        self._outcomes.pop(row.id, None)
+
     def release(self) -> int:
-        """Hand back the rows still being delivered, due at once, so that a restarted or another
-        process sends them without waiting for the lease to run out (blocking; at shutdown)."""
-        held, self._holding = list(self._holding.values()), {}
-        if held:
-            self.outbox.release(held, time.time())
+        """Stop claiming and settle every row this process still holds: write the outcome of those
+        whose POST has answered, and hand back the rest due at once, so that a restarted or another
+        process sends them without waiting for the lease to run out (blocking; at shutdown, on the
+        event loop's thread). A claim still committing is waited for, up to CLAIM_WAIT_SECONDS."""
+        waited = self._claiming.acquire(timeout=CLAIM_WAIT_SECONDS)
+        try:
+            self._stopped = True
+            held, self._holding = list(self._holding.values()), {}
+            outcomes, self._outcomes = self._outcomes, {}
+        finally:
+            if waited:
+                self._claiming.release()
+            else:
+                log.warning("webhooks: a claim was still running at shutdown; its rows wait for their lease")
+        undecided = [row for row in held if row.id not in outcomes]
+        if undecided:
+            self.outbox.release(undecided, time.time())
+        for row_id, record in outcomes.items():
+            try:
+                record()
+            except Exception:  # noqa: BLE001 - the others still get theirs; this one's lease runs out
+                log.exception("webhooks: could not record the outcome of delivery %d at shutdown", row_id)
         return len(held)
 
     async def _post(

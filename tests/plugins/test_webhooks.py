@@ -3,6 +3,8 @@ loopback that succeeds, fails, hangs, or is down across a server restart."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import importlib.metadata
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from artifactory_plugins.webhooks.config import Webhook, parse_webhooks
-from artifactory_plugins.webhooks.delivery import signature
+from artifactory_plugins.webhooks.delivery import Deliverer, signature
 from artifactory_plugins.webhooks.outbox import DELIVERED, FAILED, PENDING, NewDelivery, Outbox
 from sqlalchemy import create_engine, text
 
@@ -379,7 +381,15 @@ def test_undelivered_events_survive_a_server_restart(hook_server, receiver):
     def delivered(got: list[Received]) -> list[Received]:
         return [r for r in got if r.status == 200 and r.event["repository"]["name"] == repo]
 
-    receiver.wait_for("/later", lambda g: len(delivered(g)) >= 3)
+    try:
+        receiver.wait_for("/later", lambda g: len(delivered(g)) >= 3)
+    except AssertionError as exc:  # say what held the rest back: a lease, a retry, or nothing at all
+        now = time.time()
+        rows = [
+            (r["status"], r["attempts"], r["lease"], round(r["due_at"] - now, 1))
+            for r in outbox_rows(hook_server, receiver.url("/later"), repo)
+        ]
+        raise AssertionError(f"{exc}; outbox (status, attempts, lease, due in s): {rows}") from None
     time.sleep(1.0)
     ok = delivered(receiver.at("/later"))
     assert sorted(r.event["asset"]["path"] for r in ok) == ["r0.txt", "r1.txt", "r2.txt"]  # each exactly once
@@ -507,3 +517,81 @@ def test_prune_drops_old_finished_rows_and_keeps_pending_ones(outbox):
     assert outbox.prune(delivered_before=now, failed_before=now - 60, pending_before=now - 200) == 1
     assert outbox.prune(delivered_before=now, failed_before=now, pending_before=now - 200) == 1
     assert [i for i, _ in outbox.due({"w"}, now + 10, 10)] == [rows[2].id]  # still pending
+
+
+# -- units: a stopping process settles every row it leased ------------------------------------------
+class GatedOutbox(Outbox):
+    """An outbox whose first claim that takes rows (gate "claim") waits after committing, or whose
+    first outcome write (gate "outcome") waits before writing, until `go` is set: the worker thread a
+    stopping process must not overlook."""
+
+    def __init__(self, outbox: Outbox, gate: str) -> None:
+        super().__init__(outbox.engine, outbox.read_engine)
+        self.gate = gate
+        self.inside = threading.Event()
+        self.go = threading.Event()
+
+    def _hold(self) -> None:
+        if not self.inside.is_set():
+            self.inside.set()
+            assert self.go.wait(10)
+
+    def claim(self, ids, now, lease_seconds):
+        rows = super().claim(ids, now, lease_seconds)
+        if self.gate == "claim" and rows:
+            self._hold()
+        return rows
+
+    def _finish(self, claimed, **values):
+        if self.gate == "outcome":
+            self._hold()
+        return super()._finish(claimed, **values)
+
+
+def stop_while_held(gated: GatedOutbox, url: str) -> int:
+    """Run a Deliverer until the gated write is under way, then stop it as Runtime.stop() does (cancel,
+    then release on the event loop's thread); the gated thread goes on 0.3 s later. Returns release()."""
+
+    async def scenario() -> int:
+        deliverer = Deliverer(gated, {"w": Webhook(name="w", url=url, secret="s")})
+        task = asyncio.create_task(deliverer.run())
+        deadline = time.monotonic() + 20
+        while not gated.inside.is_set():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        task.cancel()
+        opener = threading.Timer(0.3, gated.go.set)
+        opener.start()
+        try:
+            return deliverer.release()
+        finally:
+            opener.join()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return asyncio.run(scenario())
+
+
+def test_a_claim_still_committing_when_the_process_stops_is_handed_back(outbox, receiver):
+    now = time.time()
+    outbox.add([NewDelivery("w", "asset.stored", '{"id":"x"}')], now)
+    gated = GatedOutbox(outbox, "claim")
+    path = f"/unit-claim-{uuid.uuid4().hex[:8]}"
+    assert stop_while_held(gated, receiver.url(path)) == 1
+    # Due at once with no lease, not a lease (timeout + 30 s) ahead that the next process waits out.
+    [row_id] = [i for i, _ in outbox.due({"w"}, time.time(), 10)]
+    [again] = outbox.claim([row_id], time.time(), 60)
+    assert again.attempts == 2
+    assert receiver.at(path) == []  # never posted: the claim was not handed to a delivery
+
+
+def test_a_delivery_the_receiver_took_is_recorded_not_handed_back_at_shutdown(outbox, receiver):
+    outbox.add([NewDelivery("w", "asset.stored", '{"id":"y"}')], time.time())
+    gated = GatedOutbox(outbox, "outcome")
+    path = f"/unit-outcome-{uuid.uuid4().hex[:8]}"
+    assert stop_while_held(gated, receiver.url(path)) == 1
+    assert [r.status for r in receiver.at(path)] == [200]
+    assert outbox.due({"w"}, time.time() + 3600, 10) == []  # nothing left to send again
+    with outbox.engine.connect() as connection:
+        status, lease = connection.execute(text("SELECT status, lease FROM webhook_delivery")).one()
+    assert (status, lease) == (DELIVERED, None)
