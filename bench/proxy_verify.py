@@ -12,9 +12,17 @@ and fetches every file once through it (all misses), with 8 client threads:
 - large: --large files of 32 MiB, reported as MB/s (MB = 2**20 bytes; the streaming path).
 
 This tree is measured twice: as it runs with no digest declared (what every raw proxy does), and with
-a sha256 declared for every file (rows written as `remember_upstream` would), so each byte is also
-checked. Rounds alternate which server goes first; the table gives medians, and each result of this
-tree as a percentage of the base. Every body is checked against its sha256. Nothing is written
+a sha256 declared for every file, so each byte is also checked. A format declares digests as pypi and
+npm do: `declared_by(path)` names the upstream document that lists the file, and `parse` turns that
+document into `Parsed.files` ({path: FileRef(url, digests)}), which the proxy fetches once and
+verifies every file against while it streams. The declared variant is a proxy of `raw-declared`
+(`DeclaredRaw` below: raw, plus an upstream `index.json` mapping every path to its sha256), which the
+current server loads as a plugin (this module, through the `plugins` setting). Before anything is
+measured, a file that does not match the sha256 index.json declares for it must be refused by the
+declared variant and served whole by plain raw, so the figures are those of a proxy that verifies.
+
+Rounds alternate which server goes first; the table gives medians, and each result of this tree as
+a percentage of the base. Every body is checked against its sha256. Nothing is written
 outside a temporary directory, which is removed at the end.
 """
 
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import statistics
@@ -42,13 +51,47 @@ for extra in (ROOT, ROOT / "bench"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from run import _tree_cpu  # noqa: E402
+from artifactory_formats.raw.format import RawFormat  # noqa: E402
 
+from artifactory.plugin import (  # noqa: E402
+    FileRef,
+    FormatRegistry,
+    IndexKey,
+    Parsed,
+    UpstreamDocument,
+    hookimpl,
+)
 from artifactory.testing.server import LiveServer, free_port  # noqa: E402
 
 SMALL_SIZE, LARGE_SIZE = 16 * 1024, 32 * 1024 * 1024
 CLIENTS = 8
 MIB = 1024 * 1024
+INDEX = "index.json"  # {path: {"sha256": hex}} of every file the upstream serves
+TAMPERED = "check/tampered.bin"  # index.json declares another file's sha256 for it
+PLUGIN = "proxy_verify"  # this module, as the current server imports it
+
+
+class DeclaredRaw(RawFormat):
+    """Raw, with every file's sha256 declared by the upstream's index.json, as a simple page declares
+    a wheel's (the document is fetched once per proxy and cached like any index document)."""
+
+    id = "raw-declared"
+
+    def declared_by(self, path: str) -> IndexKey | None:
+        return IndexKey("index")
+
+    def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
+        return UpstreamDocument(INDEX, accept="application/json")
+
+    def parse(self, key: IndexKey, body: bytes, url: str) -> Parsed | None:
+        declared = json.loads(body)
+        base = url.rsplit("/", 1)[0] + "/"
+        return Parsed(declared, {path: FileRef(base + path, digests) for path, digests in declared.items()})
+
+
+@hookimpl
+def artifactory_register_formats(registry: FormatRegistry) -> None:
+    registry.add(DeclaredRaw())
 
 
 @contextmanager
@@ -97,7 +140,7 @@ def importable(tree: Path, directory: Path) -> Path:
 
 
 def make_files(directory: Path, small: int, large: int) -> dict[str, str]:
-    """{path: sha256} of every file the upstream serves."""
+    """{path: sha256} of every file the upstream serves; its index.json declares them."""
     digests = {}
     for kind, count, size in (("small", small, SMALL_SIZE), ("large", large, LARGE_SIZE)):
         (directory / kind).mkdir(parents=True)
@@ -106,35 +149,24 @@ def make_files(directory: Path, small: int, large: int) -> dict[str, str]:
             path = f"{kind}/{i}.bin"
             (directory / path).write_bytes(data)
             digests[path] = hashlib.sha256(data).hexdigest()
+    declared = {path: {"sha256": d} for path, d in digests.items()}
+    (directory / TAMPERED).parent.mkdir()
+    (directory / TAMPERED).write_bytes(os.urandom(1024))
+    declared[TAMPERED] = {"sha256": hashlib.sha256(b"other bytes").hexdigest()}
+    (directory / INDEX).write_text(json.dumps(declared))
     return digests
 
 
-def declare(server: LiveServer, name: str, digests: dict[str, str]) -> None:
-    """What a format's `remember_upstream(repo, {}, digests)` stores: a sha256 for every path."""
-    from sqlalchemy import create_engine, insert, select
-
-    from artifactory.db.models import Repository, UpstreamLink, utcnow
-
-    engine = create_engine(f"sqlite:///{server.data_dir / 'artifactory.db'}")
+def serves_tampered(server: LiveServer, name: str) -> bool:
+    """Whether proxy `name` answers the whole of a file that does not match its declared sha256."""
     try:
-        with engine.begin() as connection:
-            repository_id = connection.execute(
-                select(Repository.id).where(Repository.name == name)
-            ).scalar_one()
-            connection.execute(
-                insert(UpstreamLink),
-                [
-                    {
-                        "repository_id": repository_id,
-                        "path": p,
-                        "digests": {"sha256": d},
-                        "updated_at": utcnow(),
-                    }
-                    for p, d in digests.items()
-                ],
-            )
-    finally:
-        engine.dispose()
+        with httpx.stream("GET", server.repo_url(name) + TAMPERED, timeout=60) as response:
+            if response.status_code != 200:
+                return False
+            response.read()
+    except httpx.HTTPError:  # cut before its last chunk
+        return False
+    return True
 
 
 def fetch_all(server: LiveServer, name: str, digests: dict[str, str]) -> float:
@@ -171,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no base tree at {args.base}: git worktree add {args.base} 880f158", file=sys.stderr)
         return 2
 
+    # Here, not at the top: the server imports this module as a plugin, and common imports it too.
+    from common import base_importable
+    from run import _tree_cpu
+
     work = Path(tempfile.mkdtemp(prefix="proxy-verify-"))
     # `python -m` puts the working directory first on sys.path: it must not be a checkout.
     os.chdir(work)
@@ -183,16 +219,24 @@ def main(argv: list[str] | None = None) -> int:
         large = {p: d for p, d in digests.items() if p.startswith("large/")}
         with upstream(files) as url:
             for label, tree in (("base", args.base.resolve()), ("current", ROOT)):
-                env = {
-                    "PYTHONPATH": str(importable(tree, work / label)),
-                    "ARTIFACTORY_CONFIG_CACHE_SECONDS": "1",
-                }
+                if label == "base":  # with an empty module for each plugin the base lacks
+                    shim = base_importable(tree, work / label)
+                    env = {}
+                else:  # with the format of the declared variant
+                    shim = importable(tree, work / label)
+                    (shim / f"{PLUGIN}.py").symlink_to(Path(__file__).resolve())
+                    env = {"ARTIFACTORY_PLUGINS": PLUGIN}
+                env |= {"PYTHONPATH": str(shim), "ARTIFACTORY_CONFIG_CACHE_SECONDS": "1"}
                 server = LiveServer(work / label / "data", workers=2, env=env)
                 servers[label] = server.start()
                 cpu_of[label] = server
-            for server in servers.values():  # warm-up, not counted: imports, pools, first SQL
-                server.create_repo("raw", "proxy", name="warmup", url=url, block_after_failures=0)
-                fetch_all(server, "warmup", dict(list(small.items())[:16]))
+            warmups = [("base", "raw"), ("current", "raw"), ("current", DeclaredRaw.id)]
+            for label, fmt in warmups:  # not counted: imports, pools, first SQL, the first document
+                name = f"warmup-{fmt}"
+                servers[label].create_repo(fmt, "proxy", name=name, url=url, block_after_failures=0)
+                fetch_all(servers[label], name, dict(list(small.items())[:16]))
+                if serves_tampered(servers[label], name) != (fmt == "raw"):
+                    raise RuntimeError(f"{fmt} on {label}: declared digests are not what decides")
             variants = [("base", False), ("current", False), ("current", True)]
             results: dict[tuple[str, bool, str], list[tuple[float, float]]] = {}
             for round_ in range(args.rounds):
@@ -204,9 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                         if not wanted:
                             continue
                         name = f"p{uuid.uuid4().hex[:8]}"
-                        server.create_repo("raw", "proxy", name=name, url=url, block_after_failures=0)
-                        if declared:
-                            declare(server, name, wanted)
+                        fmt = DeclaredRaw.id if declared else "raw"
+                        server.create_repo(fmt, "proxy", name=name, url=url, block_after_failures=0)
                         cpu = _tree_cpu(server.process.pid)
                         seconds = fetch_all(server, name, wanted)
                         cpu = _tree_cpu(server.process.pid) - cpu
