@@ -6,14 +6,21 @@ Use it by subclassing and providing a `driver` fixture that returns a fresh, emp
         @pytest.fixture
         def driver(self, tmp_path):
             return MyDriver(tmp_path)
+
+Where the driver can be made to fail part-way through a write (a full disk, a connection cut mid-body),
+override `failing_writes` too, so that the suite checks a failed `write` leaves nothing behind; without
+it those cases are skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import anyio
 import pytest
@@ -82,6 +89,13 @@ def hashlib_digests(data: bytes) -> dict[str, str]:
 
 class BlobDriverSuite:
     """Subclasses provide the `driver` fixture; every test gets a fresh, empty driver."""
+
+    @contextmanager
+    def failing_writes(self, driver: BlobDriver) -> Iterator[None]:
+        """While open, `driver.write` raises OSError part-way through the bytes, as a disk that fills
+        up or a connection cut mid-body would. Override it where the driver can be made to fail."""
+        pytest.skip(f"the suite of {type(driver).__name__} gives no way to make a write fail")
+        yield
 
     # temporary objects
 
@@ -186,6 +200,134 @@ class BlobDriverSuite:
         assert driver.temp_size(second) is None
         assert temp_names(driver) == set()
         assert keys(driver) == {key}
+
+    # write: a small object, whole, straight to its key
+
+    def test_write_stores_the_bytes_whole_at_the_key_and_no_temp(self, driver: BlobDriver) -> None:
+        data = os.urandom(64 * 1024 + 7)
+        key = key_for(data)
+        before = time.time()
+        assert driver.write(key, data) is True
+        assert driver.exists(key)
+        assert driver.size(key) == len(data)
+        assert join(driver.read(key)) == data
+        assert join(driver.read(key, 1000, 1010)) == data[1000:1010]
+        assert temp_names(driver) == set()  # nothing for the caller to clean up
+        [(listed, mtime)] = list(driver.list_keys())
+        assert listed == key and before - 5 <= mtime <= time.time() + 5
+
+    def test_write_of_an_empty_object(self, driver: BlobDriver) -> None:
+        key = key_for(b"")
+        assert driver.write(key, b"") is True
+        assert driver.exists(key)
+        assert driver.size(key) == 0
+        assert join(driver.read(key)) == b""
+        assert join(driver.read(key, 0, 5)) == b""
+
+    def test_written_bytes_have_the_size_and_digests_the_store_computed(self, driver: BlobDriver) -> None:
+        store = BlobStore(driver)
+        data = os.urandom(5000)
+        staged = anyio.run(store.ingest_bytes, data)
+        assert staged.in_memory  # a small body: publish writes it with BlobDriver.write
+        anyio.run(store.publish, staged)
+        stored = join(driver.read(blob_key(staged.info.sha256)))
+        assert driver.size(blob_key(staged.info.sha256)) == staged.info.size == len(data)
+        assert hashlib_digests(stored) == hashlib_digests(data)
+        assert {a: staged.info.digest(a) for a in ALGORITHMS} == hashlib_digests(data)
+        assert temp_names(driver) == set()
+        assert keys(driver) == {key_for(data)}
+
+    def test_write_of_an_existing_key_keeps_the_object_and_says_so(self, driver: BlobDriver) -> None:
+        original = b"the original bytes"
+        key = key_for(original)
+        assert driver.write(key, original) is True
+        # Different bytes under the same key prove which one survived; real keys are content addresses.
+        assert driver.write(key, b"other bytes, same key") is False
+        assert join(driver.read(key)) == original
+        assert driver.size(key) == len(original)
+        assert keys(driver) == {key}
+        assert temp_names(driver) == set()
+
+    def test_write_and_promote_each_keep_what_the_other_stored(self, driver: BlobDriver) -> None:
+        promoted = store_object(driver, b"promoted first")
+        assert driver.write(promoted, b"other bytes, same key") is False
+        assert join(driver.read(promoted)) == b"promoted first"
+        written = key_for(b"written first")
+        assert driver.write(written, b"written first") is True
+        driver.promote(write_temp(driver, b"other bytes, same key"), written)
+        assert join(driver.read(written)) == b"written first"
+        assert keys(driver) == {promoted, written}
+        assert temp_names(driver) == set()
+
+    def test_a_deleted_object_can_be_written_again(self, driver: BlobDriver) -> None:
+        data = b"collected, then uploaded again"
+        key = key_for(data)
+        assert driver.write(key, data) is True
+        driver.delete(key)
+        assert driver.write(key, data) is True
+        assert join(driver.read(key)) == data
+
+    def test_writes_beside_each_other_under_one_prefix(self, driver: BlobDriver) -> None:
+        # Keys that share every folder of the layout but the last part (sha256/00/00/...).
+        first, second = blob_key("00" * 32), blob_key("00" * 31 + "01")
+        assert driver.write(first, b"first") is True
+        assert driver.write(second, b"second") is True
+        assert join(driver.read(first)) == b"first"
+        assert join(driver.read(second)) == b"second"
+        assert keys(driver) == {first, second}
+
+    def test_concurrent_writes_of_one_key_leave_one_whole_object(self, driver: BlobDriver) -> None:
+        data = os.urandom(256 * 1024)
+        key = key_for(data)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            written = list(pool.map(lambda _: driver.write(key, data), range(8)))
+        # At least one wrote it; where a backend cannot tell, several may say so (they wrote the same bytes).
+        assert True in written
+        assert join(driver.read(key)) == data
+        assert keys(driver) == {key}
+        assert temp_names(driver) == set()
+
+    def test_a_write_is_never_seen_half_done(self, driver: BlobDriver) -> None:
+        data = os.urandom(4 * MIB)
+        key = key_for(data)
+        done = threading.Event()
+        seen: list[tuple[int, int]] = []  # (size, bytes read) at the first sight of the key
+        failed: list[BaseException] = []
+
+        def watch() -> None:
+            try:
+                while not done.is_set():
+                    size = driver.size(key)
+                    if size is not None:
+                        seen.append((size, len(join(driver.read(key)))))
+                        return
+            except BaseException as exc:  # noqa: BLE001 - reported below, on the test's thread
+                failed.append(exc)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            assert driver.write(key, data) is True
+        finally:
+            done.set()
+            watcher.join()
+        assert failed == []
+        assert seen in ([], [(len(data), len(data))])
+
+    def test_a_failed_write_leaves_nothing_under_the_key(self, driver: BlobDriver) -> None:
+        data = os.urandom(300 * 1024)
+        key = key_for(data)
+        with self.failing_writes(driver), pytest.raises(OSError):
+            driver.write(key, data)
+        assert not driver.exists(key)
+        assert driver.size(key) is None
+        with pytest.raises(KeyError):
+            join(driver.read(key))
+        assert keys(driver) == set()
+        assert temp_names(driver) == set()  # no temporary object left for anyone to clean up
+        # Nothing in the way of the retry: not a partial object that would make it say "exists".
+        assert driver.write(key, data) is True
+        assert join(driver.read(key)) == data
 
     # objects
 

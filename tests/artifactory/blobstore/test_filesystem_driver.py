@@ -1,6 +1,10 @@
+import errno
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import anyio
 import pytest
@@ -9,6 +13,8 @@ from hypothesis import strategies as st
 
 pytest.register_assert_rewrite("artifactory.testing.blobdriver")
 
+from artifactory.blobstore import filesystem  # noqa: E402
+from artifactory.blobstore.api import BlobDriver  # noqa: E402
 from artifactory.blobstore.filesystem import FilesystemDriver  # noqa: E402
 from artifactory.blobstore.store import ALGORITHMS, BlobStore, StagedBlob  # noqa: E402
 from artifactory.testing.blobdriver import (  # noqa: E402
@@ -30,6 +36,59 @@ class TestFilesystemDriver(BlobDriverSuite):
     @pytest.fixture
     def driver(self, tmp_path: Path) -> FilesystemDriver:
         return FilesystemDriver(tmp_path / "blobs")
+
+    @contextmanager
+    def failing_writes(self, driver: BlobDriver) -> Iterator[None]:
+        """The disk fills up half-way through the bytes of the unnamed file (`os.write`)."""
+        real_write = os.write
+        calls = 0
+
+        def filling(fd: int, data: bytes) -> int:
+            nonlocal calls
+            calls += 1
+            if calls > 1:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real_write(fd, bytes(data)[: len(data) // 2])
+
+        with mock.patch.object(filesystem.os, "write", filling):
+            yield
+        assert calls > 1, "the write never reached os.write: this injection no longer fails it"
+
+
+class TestFilesystemDriverWithoutTmpfile(BlobDriverSuite):
+    """The same contracts where the filesystem has no O_TMPFILE (`write` then goes through a
+    temporary file renamed into place)."""
+
+    @pytest.fixture
+    def driver(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FilesystemDriver:
+        real_open = os.open
+        tmpfile = getattr(os, "O_TMPFILE", 0)
+
+        def no_tmpfile(path: str, flags: int, *args: object, **kwargs: object) -> int:
+            if tmpfile and flags & tmpfile == tmpfile:
+                raise OSError(errno.EOPNOTSUPP, "O_TMPFILE is not supported here")
+            return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(filesystem.os, "open", no_tmpfile)
+        return FilesystemDriver(tmp_path / "blobs")
+
+    @contextmanager
+    def failing_writes(self, driver: BlobDriver) -> Iterator[None]:
+        """The temporary file's bytes cannot be made durable (`fsync` of a file fails)."""
+        real_fsync = os.fsync
+        failed = 0
+
+        def failing(fd: int) -> None:
+            nonlocal failed
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
+                real_fsync(fd)
+                return
+            failed += 1
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+        with mock.patch.object(filesystem.os, "fsync", failing):
+            yield
+        assert failed, "the write never reached fsync: this injection no longer fails it"
 
 
 @pytest.fixture

@@ -1,12 +1,21 @@
 """The S3 driver against a real S3 API: moto's standalone server on loopback, one bucket per test."""
 
+import contextlib
+import http.client
 import os
+import socket
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from unittest import mock
+from urllib.parse import urlsplit
 
 import pytest
 
 pytest.register_assert_rewrite("artifactory.testing.blobdriver")
 
+from artifactory.blobstore.api import BlobDriver  # noqa: E402
 from artifactory.blobstore.s3 import S3Driver, parse_endpoint  # noqa: E402
 from artifactory.settings import S3Settings  # noqa: E402
 from artifactory.testing.blobdriver import (  # noqa: E402
@@ -40,10 +49,53 @@ def s3_settings(endpoint: str, **overrides: object) -> S3Settings:
     return S3Settings(**values)
 
 
+class CutPuts:
+    """The S3 client's connection pool, except that the PUT of an object sends half its body and then
+    the connection drops, as a network cut mid-upload would (every other request goes through)."""
+
+    def __init__(self, http: Any, objects: str) -> None:
+        self.http = http
+        self.objects = objects  # "/bucket/prefix/objects/"
+        self.cut = 0
+
+    def urlopen(self, method: str, url: str, body: Any = None, headers: Any = None, **kwargs: Any) -> Any:
+        parts = urlsplit(url)
+        if method != "PUT" or not parts.path.startswith(self.objects) or not body:
+            return self.http.urlopen(method, url, body=body, headers=headers, **kwargs)
+        self.cut += 1
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+        try:
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            connection.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+            for name, value in headers.items():
+                connection.putheader(name, value)
+            connection.endheaders()
+            connection.send(bytes(body[: len(body) // 2]))
+            assert connection.sock is not None
+            connection.sock.shutdown(socket.SHUT_WR)  # no more bytes: the server sees a short body
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                connection.getresponse().read()  # whatever it answers, it is done with the request
+        finally:
+            connection.close()
+        raise ConnectionResetError("connection cut half-way through the body")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.http, name)
+
+
 class TestS3Driver(BlobDriverSuite):
     @pytest.fixture
     def driver(self, moto_endpoint: str) -> S3Driver:
         return S3Driver(s3_settings(moto_endpoint))
+
+    @contextmanager
+    def failing_writes(self, driver: BlobDriver) -> Iterator[None]:
+        assert isinstance(driver, S3Driver)
+        client = driver.client
+        cut = CutPuts(client._http, f"/{driver.bucket}/{driver.objects_prefix}")
+        with mock.patch.object(client, "_http", cut):
+            yield
+        assert cut.cut, "the write sent no PUT: this injection no longer fails it"
 
 
 @pytest.fixture
