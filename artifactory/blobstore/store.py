@@ -10,6 +10,9 @@ a temporary object, which `discard` removes (and GC removes if the process died 
 (one that ends before the first FLUSH_BYTES) staged by `ingest_then` or `ingest_bytes` is not written
 anywhere until it is placed: it stays in memory, and `place` writes it straight to its content
 address (`BlobDriver.write`: one durable write, no temporary object to create, rename or remove).
+Concurrent places of small bodies are written together where the driver can share their flushes
+(`write_many`): the first caller to find no batch running writes every waiting body, the others
+wait for it, as the database's group commit does for rows.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import hmac
 import io
 import re
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass
+import threading
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -34,6 +38,8 @@ HEX_LENGTH = {"sha256": 64, "sha1": 40, "md5": 32, "sha512": 128}
 FLUSH_BYTES = 1024 * 1024
 # A body this small is hashed on the event loop (tens of microseconds) rather than in a worker thread.
 HASH_INLINE_BYTES = 64 * 1024
+# The most small bodies one shared write takes; more wait for the next one.
+MAX_WRITE_BATCH = 64
 _HEX = re.compile(r"^[0-9a-f]+$")
 T = TypeVar("T")
 
@@ -127,9 +133,71 @@ def _write_and_hash(temp: TempObject, hasher: _Hasher, data: bytes) -> None:
     temp.write(data)
 
 
+@dataclass(eq=False)
+class _Write:
+    key: str
+    data: bytes
+    done: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    written: bool = False
+    error: BaseException | None = None
+
+
+class _SharedWrites:
+    """Small bodies written together (leader and followers, no timer: bodies gather only while a
+    shared write is under way, so a lone caller never waits)."""
+
+    def __init__(self, write_many: Callable[[Sequence[tuple[str, bytes]]], list[bool]]) -> None:
+        self.write_many = write_many
+        self._lock = threading.Lock()
+        self._pending: list[_Write] = []
+        self._leading = False
+
+    def write(self, key: str, data: bytes) -> bool:
+        job = _Write(key, data)
+        with self._lock:
+            self._pending.append(job)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            job.done.wait()
+            if not job.lead:
+                return self._outcome(job)
+        with self._lock:
+            batch, self._pending = self._pending[:MAX_WRITE_BATCH], self._pending[MAX_WRITE_BATCH:]
+        try:
+            unique: dict[str, bytes] = {}
+            for item in batch:
+                unique.setdefault(item.key, item.data)
+            written = dict(zip(unique, self.write_many(list(unique.items())), strict=True))
+            for item in batch:
+                item.written, written[item.key] = written[item.key], False  # the first one wrote it
+        except BaseException as exc:
+            for item in batch:
+                item.error = exc
+        finally:
+            for item in batch:
+                item.done.set()
+            with self._lock:
+                if self._pending:
+                    self._pending[0].lead = True
+                    self._pending[0].done.set()
+                else:
+                    self._leading = False
+        return self._outcome(job)
+
+    @staticmethod
+    def _outcome(job: _Write) -> bool:
+        if job.error is not None:
+            raise job.error
+        return job.written
+
+
 class BlobStore:
     def __init__(self, driver: BlobDriver) -> None:
         self.driver = driver
+        write_many = getattr(driver, "write_many", None)
+        self._shared = _SharedWrites(write_many) if write_many is not None else None
 
     async def ingest(
         self,
@@ -307,11 +375,35 @@ class BlobStore:
         hold (see `publish_kept`)."""
         key = blob_key(staged.info.sha256)
         if staged.in_memory:
+            if self._shared is not None:
+                return self._shared.write(key, _held(staged))
             return self.driver.write(key, _held(staged))
         if self.driver.exists(key):
             return False
         self.driver.promote(staged.temp_name, key)
         return True
+
+    def place_many(self, staged: Sequence[StagedBlob]) -> list[bool]:
+        """Blocking: `place` of each, the small bodies in memory written together (their flushes
+        shared, where the driver can); per blob True when placed, False when kept (its address
+        held the bytes already, or an earlier blob of the list placed them)."""
+        placed: list[bool | None] = [None] * len(staged)
+        small: dict[str, int] = {}  # key -> index of the first blob of the list with it
+        for index, blob in enumerate(staged):
+            if not blob.in_memory or self._shared is None:
+                placed[index] = self.place(blob)
+                continue
+            key = blob_key(blob.info.sha256)
+            if key in small:
+                placed[index] = False
+            else:
+                small[key] = index
+        if small:
+            assert self._shared is not None
+            items = [(key, _held(staged[index])) for key, index in small.items()]
+            for (key, _data), written in zip(items, self._shared.write_many(items), strict=True):
+                placed[small[key]] = written
+        return [bool(p) for p in placed]
 
     def publish_kept(self, staged: StagedBlob) -> bool:
         """Blocking: make sure the bytes are at their content address, from what `place` kept if

@@ -199,3 +199,71 @@ def test_discarded_bytes_held_in_memory_can_no_longer_be_placed(tmp_path):
         store.open_staged(staged)
     assert store.publish_kept(staged) is False
     assert not store.exists(staged.info.sha256)
+
+
+def test_write_many_syncs_every_body_before_linking_any_and_the_links_after(tmp_path, monkeypatch):
+    """Bodies written together share two filesystem syncs, in `write`'s order: no name appears
+    before every body of the batch is durable, and the names are durable before it returns."""
+    driver = FilesystemDriver(tmp_path / "blobs")
+    bodies = [os.urandom(200) for _ in range(5)]
+    existing = bodies[0]
+    assert driver.write(key_of(existing), existing) is True
+    calls = []
+    real_link = os.link
+    monkeypatch.setattr(filesystem, "_syncfs", lambda fd: calls.append("sync"))
+    monkeypatch.setattr(filesystem.os, "link", lambda *a, **k: (calls.append("link"), real_link(*a, **k)))
+    items = [(key_of(b), b) for b in bodies] + [(key_of(bodies[1]), bodies[1])]
+    assert driver.write_many(items) == [False, True, True, True, True, False]
+    assert calls == ["sync", "link", "link", "link", "link", "link", "sync"]  # the repeat: EEXIST
+    for body in bodies:
+        assert join(driver.read(key_of(body))) == body
+    assert temp_names(driver) == set()
+
+
+def test_write_many_leaves_no_name_when_a_body_cannot_be_written(tmp_path, monkeypatch):
+    driver = FilesystemDriver(tmp_path / "blobs")
+    bodies = [os.urandom(100) for _ in range(3)]
+    real_write = os.write
+    seen = []
+
+    def failing_write(fd, data):
+        seen.append(fd)
+        if len(seen) == 2:
+            raise OSError(errno.ENOSPC, "no space left")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(filesystem.os, "write", failing_write)
+    with pytest.raises(OSError):
+        driver.write_many([(key_of(b), b) for b in bodies])
+    assert keys(driver) == set()
+    assert temp_names(driver) == set()
+
+
+def test_place_many_writes_each_body_once_and_keeps_the_repeats(tmp_path):
+    store = BlobStore(FilesystemDriver(tmp_path / "blobs"))
+    bodies = [b"one", b"two", b"one", b"three"]
+    staged = [store.stage_bytes_sync(b) for b in bodies]
+    assert store.place_many(staged) == [True, True, False, True]
+    assert store.place_many([store.stage_bytes_sync(b"two")]) == [False]
+    for body in bodies:
+        assert join(store.read(hashlib.sha256(body).hexdigest())) == body
+
+
+def test_concurrent_places_of_small_bodies_are_written_together_and_each_told_its_outcome(tmp_path):
+    import threading
+
+    store = BlobStore(FilesystemDriver(tmp_path / "blobs"))
+    bodies = [f"body {i % 12}".encode() for i in range(24)]  # each body twice
+    outcomes = [None] * len(bodies)
+
+    def place(i):
+        outcomes[i] = store.place(store.stage_bytes_sync(bodies[i]))
+
+    threads = [threading.Thread(target=place, args=(i,)) for i in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for n in range(12):  # one of the two placed it, the other was told it was there already
+        assert sorted([outcomes[n], outcomes[n + 12]]) == [False, True]
+        assert join(store.read(hashlib.sha256(f"body {n}".encode()).hexdigest())) == f"body {n}".encode()
