@@ -12,9 +12,9 @@ and the next durable commit makes it durable too, the WAL being one sequence); o
 an ordinary commit.
 
 Group commit (`Database.batched`): concurrent small write transactions of one process (an upload's
-asset row, a proxy's lease) are run together, each in a savepoint of one transaction, and committed
-once. A caller's work is never merged into another's failure: a job that raises is rolled back to
-its savepoint alone, and if the shared transaction cannot commit every job runs again on its own.
+asset row, a proxy's lease) are run together in one transaction and committed once. A caller's work
+is never merged into another's failure: if any job raises, or the shared transaction cannot commit,
+all of it is rolled back and every job runs again on its own.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
@@ -148,22 +147,19 @@ class GroupCommit:
         # batches of several processes take their row locks in the same order.
         batch.sort(key=lambda j: repr(j.key))
         durable = any(job.durable for job in batch)
-        try:
-            if len(batch) > 1:
+        if len(batch) > 1:
+            # No savepoint per job: the jobs run one after the other in the shared transaction, and
+            # if any of them raises (its own refusal, a deadlock) or the commit fails, all of it is
+            # rolled back and every job runs again alone, so no job shares another's failure.
+            try:
                 with self.db.write(durable) as session:
                     for job in batch:
-                        try:
-                            with session.begin_nested():
-                                job.result = job.fn(session)
-                        except DBAPIError:
-                            job.alone = True  # a database error (a deadlock): run it alone below
-                        except Exception as exc:  # noqa: BLE001 - this job's own refusal
-                            job.error = exc
-            else:
-                batch[0].alone = True
-        except Exception:  # noqa: BLE001 - the shared commit failed: every job runs again alone
-            for job in batch:
-                job.alone, job.result, job.error = True, None, None
+                        job.result = job.fn(session)
+            except Exception:  # noqa: BLE001 - sorted out by the runs alone below
+                for job in batch:
+                    job.alone, job.result = True, None
+        else:
+            batch[0].alone = True
         for job in batch:
             if job.alone:
                 try:
@@ -213,6 +209,21 @@ class Database:
         (its first run rolled back) when the shared transaction fails. A batch is durable when any
         of its jobs asked to be."""
         return self._group.run(fn, key, durable)
+
+    def together(
+        self, jobs: Sequence[tuple[Callable[[Session], Any], Hashable]], durable: bool = True
+    ) -> list[tuple[Any, BaseException | None]]:
+        """Blocking: jobs gathered by the caller committed as one batch, as `batched` commits a
+        batch (one transaction; all of it again one by one if any job raises): per job, its result
+        and None, or None and its exception."""
+        batch = [_Job(fn, key, durable) for fn, key in jobs]
+        try:
+            self._group._execute(list(batch))
+        finally:
+            for job in batch:
+                if job.result is None and job.error is None and not job.done.is_set():
+                    job.error = RuntimeError("the batch was interrupted")
+        return [(job.result, job.error) for job in batch]
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -5,7 +5,10 @@ Order of a store (the rule that keeps a crash harmless): bytes are hashed into a
 whole) to their content address, durably, unless that address holds them already, in which case the
 temporary object (or the bytes in memory) is kept for now; only
 then does the one transaction that creates the asset run, grouped with other uploads of this process
-(`Database.batched`). It touches each blob's row, which waits for a GC that holds it and keeps a later
+(`Database.batched`; an upload whose body is small enough to stay in memory is handed to this
+process's `_SmallCommits`, which writes the bytes of every such upload waiting and commits their rows
+in one worker-thread call, so that concurrent small uploads share their flushes and their thread
+hop). It touches each blob's row, which waits for a GC that holds it and keeps a later
 GC away, and then checks the bytes are there (promoting the kept copy if GC took the stored one
 meanwhile); under a write policy other than allow it takes the repository's row lock and checks the
 path and the upload's conflict key; and it saves the asset and its companions together. The 201
@@ -15,11 +18,14 @@ object, which GC removes after LEFTOVER_SECONDS, whatever its grace.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import mimetypes
 from collections.abc import AsyncIterable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from anyio import to_thread
 
 from artifactory.blobstore import store as blobstore
 from artifactory.blobstore.store import BlobError, StagedBlob
@@ -85,9 +91,75 @@ def guess_content_type(path: str) -> str:
     return mimetypes.guess_type(path.rsplit("/", 1)[-1])[0] or "application/octet-stream"
 
 
+# The most small uploads one worker-thread call commits; more wait for the next one.
+MAX_SMALL_BATCH = 64
+
+
+@dataclass(eq=False)
+class _Small:
+    """A small upload waiting for `_SmallCommits`, and then its outcome."""
+
+    repo: Repo
+    staged: StagedBlob
+    upload: Upload
+    content_type: str
+    principal: Principal
+    kept: list[StagedBlob] = field(default_factory=list)
+    saved: tuple[StoredAsset, list[StoredAsset]] | None = None
+    error: BaseException | None = None
+
+
+class _SmallCommits:
+    """Small uploads of this process committed together, from the event loop: the first upload to
+    find no call running starts one for every upload waiting, in one worker thread (bytes written
+    with shared flushes, rows in one grouped transaction); uploads that arrive meanwhile wait for the
+    next call. No timer: a lone upload never waits."""
+
+    def __init__(self, hosted: Hosted) -> None:
+        self.hosted = hosted
+        self._waiting: list[tuple[_Small, asyncio.Future[None]]] = []
+        self._running = False
+
+    async def commit(self, small: _Small) -> tuple[StoredAsset, list[StoredAsset]]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((small, done))
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        # Shielded: the commit goes on if the client goes away; its outcome is simply not sent.
+        await asyncio.shield(done)
+        if small.error is not None:
+            raise small.error
+        assert small.saved is not None
+        return small.saved
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:MAX_SMALL_BATCH], self._waiting[MAX_SMALL_BATCH:]
+                failure: BaseException = RuntimeError("the commit was interrupted")
+                try:
+                    await to_thread.run_sync(self.hosted._place_and_save_many, [s for s, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - handed to every upload of the call
+                    failure = exc
+                finally:
+                    for small, done in batch:
+                        if small.saved is None and small.error is None:
+                            small.error = failure
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._running = False
+            for small, done in self._waiting:  # left only when the loop above was interrupted
+                small.error = RuntimeError("the commit was interrupted")
+                done.set_result(None)
+            self._waiting = []
+
+
 class Hosted:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._small = _SmallCommits(self)
 
     def check_write_policy(self, repo: Repo, path: str, existing: str | None) -> None:
         """Refuse a write the policy forbids; `existing` is the path of a stored asset the write
@@ -140,21 +212,25 @@ class Hosted:
     async def store(
         self, repo: Repo, chunks: AsyncIterable[bytes], upload: Upload, principal: Principal
     ) -> StoredAsset:
-        """Receive, check and commit an upload; the commit runs in the worker thread that wrote the
-        last bytes (one thread hop for a small upload)."""
+        """Receive, check and commit an upload: a small body (held in memory) with the other small
+        uploads of this process waiting (`_SmallCommits`), a larger one in a worker thread of its own."""
+        staged: StagedBlob | None = None
         kept: list[StagedBlob] = []
         try:
             await self.precheck(repo, upload)
             limit = int(repo.config.get("max_upload_bytes") or self.engine.settings.max_upload_bytes)
             content_type = self._content_type(repo, upload)
-            finish = functools.partial(
-                self._place_and_save, repo, upload, content_type, principal, None, kept
-            )
-            _staged, saved = await self._ingest(chunks, upload, limit, finish)
+            staged, _ = await self._ingest(chunks, upload, limit, None)
+            if staged.in_memory:
+                small = _Small(repo, staged, upload, content_type, principal, kept)
+                saved = await self._small.commit(small)
+            else:
+                saved = await self.engine.db_call(
+                    self._place_and_save, repo, upload, content_type, principal, None, kept, staged
+                )
         except BaseException:
-            await self.discard(upload.companions)  # the upload's own temporary object is gone already
+            await self.discard([*([staged] if staged is not None else []), *upload.companions])
             raise
-        assert saved is not None
         return await self._stored(repo, principal, saved, kept)
 
     async def discard(self, staged: Sequence[StagedBlob | Companion]) -> None:
@@ -216,6 +292,53 @@ class Hosted:
         # The cached snapshot takes the revision this commit wrote, rather than being read again.
         engine.repos.advance(repo.name, revision)
         return saved
+
+    def _place_and_save_many(self, batch: Sequence[_Small]) -> None:
+        """Blocking, in one worker thread: `_place_and_save` of several small uploads, their bytes
+        written together and their rows committed in one grouped transaction; each upload's outcome
+        (or its own error) set on it."""
+        engine = self.engine
+        ready: list[_Small] = []
+        for small in batch:
+            try:
+                engine.pm.hook.artifactory_check_upload(
+                    repository=small.repo.name,
+                    format=small.repo.format,
+                    path=small.upload.path,
+                    size=small.staged.info.size,
+                    principal=small.principal,
+                )
+                ready.append(small)
+            except Exception as exc:  # noqa: BLE001 - this upload's refusal
+                small.error = exc
+        unplaced = [
+            (small, blob)
+            for small in ready
+            for blob in (small.staged, *(c.staged for c in small.upload.companions))
+            if blob.unplaced
+        ]
+        try:
+            placed = engine.blobs.place_many([blob for _small, blob in unplaced])
+        except Exception as exc:  # noqa: BLE001 - the shared write failed: every upload gets it
+            for small in ready:
+                small.error = exc
+            return
+        for (small, blob), was_placed in zip(unplaced, placed, strict=True):
+            if not was_placed:
+                small.kept.append(blob)
+        jobs = [
+            (
+                functools.partial(self._save, s.repo, s.staged, s.upload, s.content_type, s.principal, None),
+                (s.repo.id, s.upload.path),
+            )
+            for s in ready
+        ]
+        for small, (result, error) in zip(ready, engine.db.together(jobs), strict=True):
+            if error is not None:
+                small.error = error
+                continue
+            small.saved, revision = result
+            engine.repos.advance(small.repo.name, revision)
 
     async def _stored(
         self,

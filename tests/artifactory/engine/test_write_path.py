@@ -177,6 +177,25 @@ def test_concurrent_uploads_share_commits_and_a_refusal_stays_its_own(state):
     assert counted["commit"] < 30, counted
 
 
+def test_concurrent_uploads_of_the_same_bytes_share_one_blob_and_each_keeps_its_path(state):
+    """Small uploads committed together: identical bodies in one batch are written once, and every
+    path still gets its asset pointing at them."""
+    repo = make_repo(state)
+
+    async def scenario():
+        return await asyncio.gather(
+            *(put(state.engine, repo, "identical", f"copy/{i}.bin") for i in range(12)),
+            *(put(state.engine, repo, f"other {i}", f"other/{i}.bin") for i in range(4)),
+        )
+
+    results = asyncio.run(scenario())
+    digest = hashlib.sha256(b"identical").hexdigest()
+    assert {r.sha256 for r in results[:12]} == {digest}
+    stored = {a.path: a for a in state.engine._under(repo, "")}
+    assert len(stored) == 16 and all(stored[f"copy/{i}.bin"].sha256 == digest for i in range(12))
+    assert b"".join(state.engine.blobs.read(digest)) == b"identical"
+
+
 @pytest.mark.parametrize("policy", ["allow", "deny"])
 def test_allow_and_deny_are_decided_without_reading_first(state, policy):
     repo = make_repo(state, write_policy=policy)
