@@ -820,6 +820,7 @@ class Proxy:
         queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=16)
         attached = True
         answered = False
+        released = False
         held: bytes | None = None
         length = response.headers.get("content-length")
         early = (
@@ -869,15 +870,33 @@ class Proxy:
                 log.warning("proxy %s: fetch of %s failed: %s", repo.name, path, exc)
                 flight.settle(exc)
                 if not answered:
-                    await _put(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+                    try:
+                        if isinstance(exc, Exception):
+                            # Before its client learns of the failure: the request it sends next
+                            # must claim the lease and ask the upstream again, not join this
+                            # flight nor follow the lease to the same failure.
+                            await response.aclose()
+                            await release()
+                    finally:
+                        await _put(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
                 if not isinstance(exc, Exception):
                     raise
             finally:
                 await response.aclose()
-                if not fetched.outcome.committed:
-                    self._unlist((repo.id, path), flight)
-                    await self._finish_alone(repo, path, fetched.owner, fetched.outcome)
+                await release()
                 self._end((repo.id, path), flight)
+
+        async def release() -> None:
+            """Once: end the flight and release the lease, unless the commit released it."""
+            nonlocal released
+            if released or fetched.outcome.committed:
+                return
+            released = True
+            self._unlist((repo.id, path), flight)
+            try:
+                await self._finish_alone(repo, path, fetched.owner, fetched.outcome)
+            except Exception as exc:  # noqa: BLE001 - the lease expires by itself
+                log.warning("proxy %s: releasing the lease of %s failed: %s", repo.name, path, exc)
 
         async def _put(item: bytes | BaseException | None) -> None:
             if attached:
