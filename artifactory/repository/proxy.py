@@ -37,6 +37,7 @@ import fnmatch
 import functools
 import hashlib
 import hmac
+import json
 import logging
 import time
 import uuid
@@ -346,9 +347,9 @@ class Proxy:
             taken = run("take", rid=repo.id, path=path, now=now, new_owner=owner, new_expires=expires)
             if not taken.rowcount or taken.rowcount < 0:
                 return Claim(acquired=False)
-        row = queries.find_asset(session, repo.id, path)
+        row = run("asset", rid=repo.id, path=path).fetchone()
         return Claim(
-            current=queries.to_asset(repo.name, row) if row is not None else None,
+            current=_asset_of_row(repo.name, row) if row is not None else None,
             unhealthy=failures > 0 or blocked_until is not None,
         )
 
@@ -362,7 +363,7 @@ class Proxy:
         return expires is not None and expires > datetime.now(UTC)
 
     def _refresh_lease(self, repository_id: int, path: str, owner: str) -> None:
-        with self.engine.db.write() as session:
+        with self.engine.db.write(durable=False) as session:
             session.execute(
                 update(ProxyLease)
                 .where(
@@ -389,8 +390,10 @@ class Proxy:
             )
 
     async def _finish_alone(self, repo: Repo, path: str, owner: str, outcome: Outcome) -> None:
+        """The finish of a fetch that stored nothing: it only coordinates and remembers (a miss, the
+        upstream's health, a revalidation), all of which a power cut may lose, so not durable."""
         finish = functools.partial(self._finish, repo, path, owner, outcome)
-        await self.engine.db_call(self.engine.db.batched, finish, (repo.id, path))
+        await self.engine.db_call(self.engine.db.batched, finish, (repo.id, path), False)
 
     async def _follow(self, repo: Repo, path: str, cached: StoredAsset | None) -> StoredAsset | None:
         """Wait for another fetcher's result instead of asking the upstream a second time."""
@@ -490,7 +493,9 @@ class Proxy:
         fmt = engine.formats[repo.format]
         owner = uuid.uuid4().hex
         claim_it = functools.partial(self._claim, repo, path, owner, cached is None)
-        claim = await engine.db_call(engine.db.batched, claim_it, (repo.id, path))
+        # Not durable: a lease only coordinates (a lease a power cut loses is one nobody holds any
+        # more), so the claim commits without the WAL fsync on the miss's response path.
+        claim = await engine.db_call(engine.db.batched, claim_it, (repo.id, path), False)
         if claim.blocked:
             return cached
         if claim.negative:
@@ -1008,6 +1013,8 @@ class ClaimStatements:
                 .on_conflict_do_nothing(index_elements=["repository_id", "path"])
                 .returning(ProxyLease.repository_id)
             )
+        if name == "asset":  # the asset as it is now: `queries.find_asset`'s statement
+            return queries._FIND_ASSET
         if name == "release":
             return delete(ProxyLease).where(
                 ProxyLease.repository_id == rid,
@@ -1043,6 +1050,30 @@ class ClaimStatements:
             return cursor
 
         return run
+
+
+def _asset_of_row(repository: str, row: Any) -> StoredAsset:
+    """The asset of a DBAPI row of `queries.find_asset`'s statement, as `AssetLookup` reads one
+    (SQLite hands JSON and timestamps back as text)."""
+    asset_id, path, sha256, content_type, attributes, updated, component_id, size, md5, sha1, sha512 = row
+    if isinstance(attributes, str | bytes):
+        attributes = json.loads(attributes)
+    if isinstance(updated, str):
+        updated = datetime.fromisoformat(updated)
+    return StoredAsset(
+        repository=repository,
+        path=path,
+        sha256=sha256,
+        size=size,
+        md5=md5,
+        sha1=sha1,
+        sha512=sha512,
+        content_type=content_type,
+        updated_at=updated.replace(tzinfo=UTC) if updated.tzinfo is None else updated.astimezone(UTC),
+        attributes=attributes or {},
+        asset_id=asset_id,
+        component_id=component_id,
+    )
 
 
 def _utc(value: datetime | str | None) -> datetime | None:
