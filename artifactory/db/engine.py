@@ -62,6 +62,19 @@ def _sqlite_engine(url: str, begin: str, synchronous: str) -> Engine:
     return engine
 
 
+def at_commit(session: Session, key: Hashable, fn: Callable[[], None]) -> None:
+    """Run `fn` once, as the last work of the session's transaction (however many of its jobs ask
+    with the same key), in the order of the keys: what takes a lock every writer needs (a
+    repository's revision) is done there, so that the lock is held for the commit only."""
+    session.info.setdefault("at_commit", {}).setdefault(key, fn)
+
+
+def before_commit(session: Session) -> None:
+    hooks = session.info.pop("at_commit", {})
+    for key in sorted(hooks, key=repr):
+        hooks[key]()
+
+
 class _WriterLock:
     """An exclusive flock held around one write transaction, reentrant within a thread (a nested
     write falls back to SQLite's own busy wait, as it would without this lock)."""
@@ -202,6 +215,7 @@ class Database:
         factory = self._writer if durable else self._lazy_writer
         with self._writer_lock.hold(), factory() as session, session.begin():
             yield session
+            before_commit(session)
 
     def batched(self, fn: Callable[[Session], T], key: Hashable = 0, durable: bool = True) -> T:
         """`fn(session)` committed with whatever other writes of this process are waiting (group

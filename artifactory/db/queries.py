@@ -6,7 +6,7 @@ Portable across SQLite and PostgreSQL: upserts use each dialect's INSERT ... ON 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from artifactory.blobstore.store import BlobInfo
+from artifactory.db.engine import at_commit
 from artifactory.db.models import (
     Asset,
     AuditEvent,
@@ -372,6 +373,18 @@ def bump_revision(session: Session, repository_id: int) -> int:
     row = cursor.fetchone()
     cursor.close()
     return int(row[0])
+
+
+def bump_revision_at_commit(session: Session, repository_id: int) -> Callable[[], int]:
+    """Move the repository's revision once for the whole transaction, as its last statement (see
+    `at_commit`); the new revision, from the function returned, once the transaction is done."""
+    bumped: dict[int, int] = session.info.setdefault("bumped_revisions", {})
+
+    def bump() -> None:
+        bumped[repository_id] = bump_revision(session, repository_id)
+
+    at_commit(session, ("revision", repository_id), bump)
+    return lambda: bumped[repository_id]
 
 
 def add_audit(session: Session, events: Sequence[dict[str, Any]]) -> None:

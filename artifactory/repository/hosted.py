@@ -290,7 +290,7 @@ class Hosted:
         save = functools.partial(self._save, repo, staged, upload, content_type, principal, also)
         saved, revision = engine.db.batched(save, (repo.id, upload.path))
         # The cached snapshot takes the revision this commit wrote, rather than being read again.
-        engine.repos.advance(repo.name, revision)
+        engine.repos.advance(repo.name, revision())
         return saved
 
     def _place_and_save_many(self, batch: Sequence[_Small]) -> None:
@@ -338,7 +338,7 @@ class Hosted:
                 small.error = error
                 continue
             small.saved, revision = result
-            engine.repos.advance(small.repo.name, revision)
+            engine.repos.advance(small.repo.name, revision())
 
     async def _stored(
         self,
@@ -392,7 +392,7 @@ class Hosted:
         principal: Principal,
         also: Callable[[Any], None] | None,
         session: Any,
-    ) -> tuple[tuple[StoredAsset, list[StoredAsset]], int]:
+    ) -> tuple[tuple[StoredAsset, list[StoredAsset]], Callable[[], int]]:
         if not upload.bypass_write_policy and repo.write_policy != "allow":
             # Held to the end: a concurrent commit of the same file (or conflict key) waits here
             # and then sees this one's asset.
@@ -423,7 +423,6 @@ class Hosted:
             queries.save_asset(session, repo.id, path, info.sha256, ctype, attrs, cid, key, now)
             for path, info, ctype, attrs, cid, key in files
         ]
-        revision = queries.bump_revision(session, repo.id)
         queries.bump_generations(session, repo.id, self._names(repo, [f[0] for f in files], upload))
         queries.add_audit(
             session,
@@ -438,6 +437,9 @@ class Hosted:
                 for path, info, *_rest in files
             ],
         )
+        # Once per transaction, last: the revision's row lock (on PostgreSQL concurrent commits to a
+        # repository queue on it) is held for the commit only.
+        revision = queries.bump_revision_at_commit(session, repo.id)
         if also is not None:
             also(session)
         # What was just written, as a read would return it (no second query).
