@@ -56,7 +56,12 @@ class BlobDriver(Protocol):
         """Store a small object whole at `key`, atomically and durably, without a temporary object
         the caller must clean up: True when it was written, False (nothing written) when `key`
         exists already (keys are content addresses: it holds the same bytes). After True returns
-        the object survives a crash; a crash before leaves nothing visible under `key`."""
+        the object survives a crash; a crash before leaves nothing visible under `key`.
+
+        A driver may also offer `write_many(items: Sequence[tuple[str, bytes]]) -> list[bool]`:
+        `write` of each (key, bytes) with the same promise per item, their flushes shared (the
+        filesystem driver has it; the store uses it, when present, for small bodies arriving
+        together). It is optional, so it is not part of this protocol's signature."""
 
     def exists(self, key: str) -> bool: ...
 
