@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -461,14 +462,23 @@ def test_a_failed_fetch_answers_502_to_every_client_that_waited_for_it(live, ups
     path = f"{root}/failing.bin"
     upstream.put(path, b"unreachable")
     upstream.fail[path] = "500"
-    upstream.delay[path] = 0.5
+    upstream.delay[path] = 1.0
+    # Every client ready before any sends: building eight clients (an SSL context each) on a busy
+    # machine once took longer than the upstream's delay, and a client that asks after the failed
+    # fetch has let go of the path rightly asks the upstream again.
+    clients = [httpx.Client(timeout=30) for _ in range(8)]
+    start = threading.Barrier(len(clients))
 
-    def fetch(_: int) -> int:
-        with httpx.Client(timeout=30) as client:
-            return client.get(live.repo_url(name) + path).status_code
+    def fetch(client: httpx.Client) -> int:
+        start.wait()
+        return client.get(live.repo_url(name) + path).status_code
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        statuses = list(pool.map(fetch, range(8)))
+    try:
+        with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+            statuses = list(pool.map(fetch, clients))
+    finally:
+        for client in clients:
+            client.close()
     assert statuses == [502] * 8
     assert upstream.count(path) == 1
 
@@ -536,5 +546,3 @@ def test_a_trickling_upstream_is_cut_off_at_the_transfer_deadline(live, upstream
     del upstream.trickle[path]
     assert admin.get(f"/repository/{name}/{path}").status_code == 200
     assert upstream.count(path) == 2
-
-
