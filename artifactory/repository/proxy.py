@@ -81,6 +81,7 @@ TRANSFER_TIMEOUT_SECONDS = 3600.0
 EARLY_VERIFY_BYTES = 8 * 1024 * 1024
 HOP_HEADERS = {"etag", "last-modified", "content-type"}
 PATH_SAFE = "/%:@!$&'()*+,;=~"
+HEX_DIGITS = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -949,7 +950,7 @@ def clean_digests(declared: Mapping[str, Any] | None) -> dict[str, str]:
     for algorithm, value in (declared or {}).items():
         if algorithm in HEX_LENGTH and isinstance(value, str):
             value = value.strip().lower()
-            if len(value) == HEX_LENGTH[algorithm] and all(c in "0123456789abcdef" for c in value):
+            if len(value) == HEX_LENGTH[algorithm] and HEX_DIGITS.issuperset(value):
                 clean[algorithm] = value
     return clean
 

@@ -28,6 +28,7 @@ from artifactory.plugin import (
     Format,
     HostedView,
     IndexKey,
+    Lru,
     Parsed,
     RenderContext,
     Rendered,
@@ -38,6 +39,7 @@ from artifactory.plugin import (
 # What pip and uv send: PEP 691 JSON first (the only form that carries PEP 700 size and upload-time),
 # HTML as a fallback. An index negotiates by this header alone (PEP 691 defines no query parameter).
 UPSTREAM_ACCEPT = f"{JSON_TYPE}, {HTML_TYPE};q=0.2, text/html;q=0.01"
+_coordinates: Lru[str, Coordinates | None] = Lru(8192)
 MEDIA_TYPES = (JSON_TYPE, HTML_TYPE, TEXT_HTML)
 MAX_YANK_DOCUMENT = 4 * 1024 * 1024
 # Index pages hold links and nothing else: no script, style, frame or form may ever run in them.
@@ -58,7 +60,12 @@ class PypiFormat(Format):
         return "allow_once"
 
     def coordinates(self, path: str) -> Coordinates | None:
-        return coordinates.coordinates(path)
+        # Asked several times per request of a file (the group's guard, the proxy's row) and parsed
+        # with packaging each time: a path's coordinates never change.
+        known, found = _coordinates.lookup(path)
+        if not known:
+            found = _coordinates.put(path, coordinates.coordinates(path))
+        return found
 
     def tombstone(self, path: str) -> str | None:
         return coordinates.tombstone(path)
