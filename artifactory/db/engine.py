@@ -69,6 +69,46 @@ def at_commit(session: Session, key: Hashable, fn: Callable[[], None]) -> None:
     session.info.setdefault("at_commit", {}).setdefault(key, fn)
 
 
+# PostgreSQL, in a transaction that allows it (`Database.write(pipelined=True)`, which group commit
+# asks for): the upload path's own statements (`queries._raw`) run in psycopg's pipeline mode, so
+# those whose results nobody reads yet travel together and a batch of uploads costs a round trip per
+# result read rather than one per statement. Any other statement (SQLAlchemy's) ends the pipeline
+# first, as does the end of the transaction; a pipelined statement's error surfaces there at the
+# latest, before the commit.
+PIPELINE_OK = "pipeline allowed"
+PIPELINE_OF = "pipeline of"  # session.info: the info dict of the connection whose pipeline is open
+_PIPELINE = "psycopg pipeline"
+
+
+def start_pipeline(session: Session, dbapi_connection: Any) -> None:
+    """Open a pipeline on the transaction's connection if the transaction allows one."""
+    info = dbapi_connection.info
+    if session.info.get(PIPELINE_OK) and _PIPELINE not in info:
+        pipeline = dbapi_connection.driver_connection.pipeline()
+        pipeline.__enter__()
+        info[_PIPELINE] = pipeline
+        session.info[PIPELINE_OF] = info
+
+
+def end_pipeline(info: dict[str, Any] | None, error: BaseException | None = None) -> None:
+    """Close the connection's open pipeline (sending what it holds and raising what failed), if
+    any; after an error, quietly."""
+    pipeline = info.pop(_PIPELINE, None) if info is not None else None
+    if pipeline is None:
+        return
+    if error is None:
+        pipeline.__exit__(None, None, None)
+        return
+    try:
+        pipeline.__exit__(type(error), error, error.__traceback__)
+    except Exception:  # noqa: BLE001, S110 - the first error is the one raised
+        pass
+
+
+def _end_pipeline_before(connection: Any, *_args: Any) -> None:
+    end_pipeline(connection.info)
+
+
 def before_commit(session: Session) -> None:
     hooks = session.info.pop("at_commit", {})
     for key in sorted(hooks, key=repr):
@@ -165,7 +205,7 @@ class GroupCommit:
             # if any of them raises (its own refusal, a deadlock) or the commit fails, all of it is
             # rolled back and every job runs again alone, so no job shares another's failure.
             try:
-                with self.db.write(durable) as session:
+                with self.db.write(durable, pipelined=True) as session:
                     for job in batch:
                         job.result = job.fn(session)
             except Exception:  # noqa: BLE001 - sorted out by the runs alone below
@@ -176,7 +216,7 @@ class GroupCommit:
         for job in batch:
             if job.alone:
                 try:
-                    with self.db.write(job.durable) as session:
+                    with self.db.write(job.durable, pipelined=True) as session:
                         job.result = job.fn(session)
                 except Exception as exc:  # noqa: BLE001 - handed to its caller
                     job.error = exc
@@ -201,6 +241,7 @@ class Database:
             self.read_engine = _sqlite_engine(url, "BEGIN", "NORMAL")
         else:
             self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            event.listen(self.engine, "before_cursor_execute", _end_pipeline_before)
             self.lazy_engine = self.read_engine = self.engine
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
         self._lazy_writer = sessionmaker(self.lazy_engine, expire_on_commit=False)
@@ -209,13 +250,20 @@ class Database:
         self._group = GroupCommit(self)
 
     @contextmanager
-    def write(self, durable: bool = True) -> Iterator[Session]:
+    def write(self, durable: bool = True, pipelined: bool = False) -> Iterator[Session]:
         """One short write transaction: committed on success, rolled back on error. `durable=False`
         only for what may be lost to a power cut (see the module's docstring)."""
         factory = self._writer if durable else self._lazy_writer
         with self._writer_lock.hold(), factory() as session, session.begin():
-            yield session
-            before_commit(session)
+            if pipelined and not self.is_sqlite:
+                session.info[PIPELINE_OK] = True
+            try:
+                yield session
+                before_commit(session)
+            except BaseException as exc:
+                end_pipeline(session.info.get(PIPELINE_OF), exc)
+                raise
+            end_pipeline(session.info.get(PIPELINE_OF))
 
     def batched(self, fn: Callable[[Session], T], key: Hashable = 0, durable: bool = True) -> T:
         """`fn(session)` committed with whatever other writes of this process are waiting (group

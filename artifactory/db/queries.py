@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from artifactory.blobstore.store import BlobInfo
-from artifactory.db.engine import at_commit
+from artifactory.db.engine import at_commit, end_pipeline, start_pipeline
 from artifactory.db.models import (
     Asset,
     AuditEvent,
@@ -187,9 +187,11 @@ _TIME_PARAMETERS = frozenset({"created_at", "touched_at", "updated_at", "at"})
 _DBAPI = "artifactory.dbapi"
 
 
-def _cursor(session: Session) -> tuple[str, Any]:
+def _cursor(session: Session, pipelined: bool = False) -> tuple[str, Any]:
     """The dialect and a DBAPI cursor on the session's connection, inside its transaction (pending
-    ORM changes are flushed first, as `session.execute` would)."""
+    ORM changes are flushed first, as `session.execute` would). `pipelined`: on PostgreSQL, in psycopg's
+    pipeline mode where the transaction allows it (see `db.engine.PIPELINE_OK`): results (and
+    `rowcount`) only once read with a fetch; otherwise any open pipeline is ended first."""
     if session.new or session.dirty or session.deleted:
         session.flush()
     # The connection of the session's transaction, looked up once per transaction (it costs more
@@ -200,6 +202,11 @@ def _cursor(session: Session) -> tuple[str, Any]:
         connection = session.connection()
         found = (transaction, connection.dialect.name, connection.connection)
         session.info[_DBAPI] = found
+    if found[1] == "postgresql":
+        if pipelined:
+            start_pipeline(session, found[2])
+        else:
+            end_pipeline(found[2].info)
     return found[1], found[2].cursor()
 
 
@@ -250,8 +257,8 @@ def _bind(dialect: str, value: Any, kind: str) -> Any:
 def _raw(session: Session, name: str, rows: Sequence[dict[str, Any]]) -> Any:
     """Run a prebuilt upload statement on the session's DBAPI connection, without the ORM and Core
     execution layers (several times the cost of the statement itself on SQLite): once per row of
-    `rows`; the cursor, for a RETURNING row, after a single row."""
-    dialect, cursor = _cursor(session)
+    `rows`; the cursor, for a RETURNING row (fetch it: never read its rowcount), after a single row."""
+    dialect, cursor = _cursor(session, pipelined=True)
     sql, order, defaults, json_names, time_names = _raw_statement(session, dialect, name)
     params = []
     for row in rows:

@@ -63,3 +63,43 @@ def test_a_write_that_need_not_be_durable_skips_the_sqlite_wal_fsync(db):
         if db.is_sqlite:
             assert session.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
     assert settings(db)["lazy"] == "1"
+
+
+def blob_info(seed, size=1):
+    import hashlib
+
+    from artifactory.blobstore.store import BlobInfo
+
+    data = seed.encode()
+    return BlobInfo(
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=size,
+        sha1=hashlib.sha1(data).hexdigest(),  # noqa: S324
+        md5=hashlib.md5(data).hexdigest(),  # noqa: S324
+        sha512=hashlib.sha512(data).hexdigest(),
+    )
+
+
+def test_statements_sent_ahead_are_seen_by_later_ones_and_their_failure_stays_its_jobs(db):
+    """On PostgreSQL the upload statements of a batch travel pipelined (sent ahead, their results
+    read later): a later statement of the transaction sees them, and one that fails (here a NULL
+    size, caught only when the pipeline is read) fails its own job, not the others'."""
+    from artifactory.db import queries
+    from artifactory.db.models import Blob
+
+    def touch_then_read(seed):
+        def run(session):
+            queries.touch_blob(session, blob_info(seed))
+            return session.scalar(select(Blob.size).where(Blob.sha256 == blob_info(seed).sha256))
+
+        return run
+
+    def touch_broken(session):
+        queries.touch_blob(session, blob_info("broken", size=None))
+
+    outcomes = db.together([(touch_then_read("a"), 1), (touch_broken, 2), (touch_then_read("b"), 3)])
+    assert outcomes[0] == (1, None) and outcomes[2] == (1, None)
+    assert outcomes[1][0] is None and outcomes[1][1] is not None
+    with db.read() as session:
+        stored = set(session.scalars(select(Blob.sha256)))
+    assert stored == {blob_info("a").sha256, blob_info("b").sha256}
