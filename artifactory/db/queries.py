@@ -448,6 +448,24 @@ def save_asset(
     now: datetime | None = None,
 ) -> int:
     """Store (or replace) the asset at `path`, its `updated_at` `now` (default: the present); its id."""
+    return save_asset_later(
+        session, repository_id, path, sha256, content_type, attributes, component_id, conflict_key, now
+    )()
+
+
+def save_asset_later(
+    session: Session,
+    repository_id: int,
+    path: str,
+    sha256: str,
+    content_type: str,
+    attributes: dict[str, Any],
+    component_id: int | None,
+    conflict_key: str | None = None,
+    now: datetime | None = None,
+) -> Callable[[], int]:
+    """`save_asset`, its id read only when the function returned is called: on PostgreSQL the
+    statements that follow travel with it (see `_cursor`)."""
     now = now or utcnow()
     cursor = _raw(
         session,
@@ -466,9 +484,13 @@ def save_asset(
             }
         ],
     )
-    row = cursor.fetchone()
-    cursor.close()
-    return int(row[0])
+
+    def asset_id() -> int:
+        row = cursor.fetchone()
+        cursor.close()
+        return int(row[0])
+
+    return asset_id
 
 
 def bump_generations(session: Session, repository_id: int, names: Iterable[tuple[str, str]]) -> None:

@@ -420,7 +420,7 @@ class Hosted:
             attrs = {"companion_of": upload.path}
             files.append((companion.path, companion.staged.info, companion_type, attrs, None, None))
         ids = [
-            queries.save_asset(session, repo.id, path, info.sha256, ctype, attrs, cid, key, now)
+            queries.save_asset_later(session, repo.id, path, info.sha256, ctype, attrs, cid, key, now)
             for path, info, ctype, attrs, cid, key in files
         ]
         queries.bump_generations(session, repo.id, self._names(repo, [f[0] for f in files], upload))
@@ -444,7 +444,7 @@ class Hosted:
             also(session)
         # What was just written, as a read would return it (no second query).
         saved = [
-            StoredAsset.of_blob(repo.name, path, info, ctype, now, attrs, asset_id, cid)
+            StoredAsset.of_blob(repo.name, path, info, ctype, now, attrs, asset_id(), cid)
             for asset_id, (path, info, ctype, attrs, cid, _key) in zip(ids, files, strict=True)
         ]
         return (saved[0], saved[1:]), revision
