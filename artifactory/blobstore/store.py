@@ -22,15 +22,15 @@ import hmac
 import io
 import re
 import tempfile
-import threading
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 import anyio
 from anyio import to_thread
 
+from artifactory.batching import Together
 from artifactory.blobstore.api import BlobDriver, TempObject
 
 ALGORITHMS = ("sha256", "sha1", "md5", "sha512")
@@ -137,34 +137,27 @@ def _write_and_hash(temp: TempObject, hasher: _Hasher, data: bytes) -> None:
 class _Write:
     key: str
     data: bytes
-    done: threading.Event = field(default_factory=threading.Event)
-    lead: bool = False
-    written: bool = False
+    written: bool | None = None
     error: BaseException | None = None
 
 
 class _SharedWrites:
-    """Small bodies written together (leader and followers, no timer: bodies gather only while a
-    shared write is under way, so a lone caller never waits)."""
+    """Small bodies of several threads written together (`artifactory.batching`)."""
 
     def __init__(self, write_many: Callable[[Sequence[tuple[str, bytes]]], list[bool]]) -> None:
         self.write_many = write_many
-        self._lock = threading.Lock()
-        self._pending: list[_Write] = []
-        self._leading = False
+        self._together: Together[_Write] = Together(self._write_batch, MAX_WRITE_BATCH)
 
     def write(self, key: str, data: bytes) -> bool:
         job = _Write(key, data)
-        with self._lock:
-            self._pending.append(job)
-            lead = not self._leading
-            self._leading = True
-        if not lead:
-            job.done.wait()
-            if not job.lead:
-                return self._outcome(job)
-        with self._lock:
-            batch, self._pending = self._pending[:MAX_WRITE_BATCH], self._pending[MAX_WRITE_BATCH:]
+        self._together.run(job)
+        if job.error is not None:
+            raise job.error
+        if job.written is None:
+            raise RuntimeError("the shared write was interrupted")
+        return job.written
+
+    def _write_batch(self, batch: Sequence[_Write]) -> None:
         try:
             unique: dict[str, bytes] = {}
             for item in batch:
@@ -172,25 +165,9 @@ class _SharedWrites:
             written = dict(zip(unique, self.write_many(list(unique.items())), strict=True))
             for item in batch:
                 item.written, written[item.key] = written[item.key], False  # the first one wrote it
-        except BaseException as exc:
+        except Exception as exc:  # noqa: BLE001 - every body of the batch gets it
             for item in batch:
                 item.error = exc
-        finally:
-            for item in batch:
-                item.done.set()
-            with self._lock:
-                if self._pending:
-                    self._pending[0].lead = True
-                    self._pending[0].done.set()
-                else:
-                    self._leading = False
-        return self._outcome(job)
-
-    @staticmethod
-    def _outcome(job: _Write) -> bool:
-        if job.error is not None:
-            raise job.error
-        return job.written
 
 
 class BlobStore:

@@ -24,13 +24,15 @@ import os
 import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from artifactory.batching import Together
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # The most jobs one group commit takes; more wait for the next one.
@@ -145,8 +147,7 @@ class _Job:
     fn: Callable[[Session], Any]
     key: Hashable
     durable: bool = True
-    done: threading.Event = field(default_factory=threading.Event)
-    lead: bool = False
+    finished: bool = False
     alone: bool = False
     result: Any = None
     error: BaseException | None = None
@@ -154,48 +155,25 @@ class _Job:
     def outcome(self) -> Any:
         if self.error is not None:
             raise self.error
+        if not self.finished:
+            raise RuntimeError("the group commit was interrupted")
         return self.result
 
 
 class GroupCommit:
-    """Leader and followers: the first caller to find no batch running runs every pending job in
-    one transaction; the others wait for it, and the first of those left over leads the next one.
-    No timer: jobs gather only while a commit is under way, so a lone caller never waits."""
+    """Concurrent small write transactions of a process run as one (`artifactory.batching`)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._lock = threading.Lock()
-        self._pending: list[_Job] = []
-        self._leading = False
+        self._together: Together[_Job] = Together(self._execute, MAX_BATCH)
 
     def run(self, fn: Callable[[Session], T], key: Hashable = 0, durable: bool = True) -> T:
         job = _Job(fn, key, durable)
-        with self._lock:
-            self._pending.append(job)
-            lead = not self._leading
-            self._leading = True
-        if not lead:
-            job.done.wait()
-            if not job.lead:
-                return job.outcome()  # type: ignore[no-any-return]
-        with self._lock:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-        try:
-            self._execute(batch)
-        finally:
-            for other in batch:  # never leave a follower waiting, whatever happened
-                if not other.done.is_set():
-                    other.error = other.error or RuntimeError("the group commit was interrupted")
-                    other.done.set()
-            with self._lock:
-                if self._pending:
-                    self._pending[0].lead = True
-                    self._pending[0].done.set()
-                else:
-                    self._leading = False
+        self._together.run(job)
         return job.outcome()  # type: ignore[no-any-return]
 
-    def _execute(self, batch: list[_Job]) -> None:
+    def _execute(self, jobs: Sequence[_Job]) -> None:
+        batch = list(jobs)
         # One order for every batch (the callers' keys: a repository, then a path), so concurrent
         # batches of several processes take their row locks in the same order.
         batch.sort(key=lambda j: repr(j.key))
@@ -221,7 +199,7 @@ class GroupCommit:
                 except Exception as exc:  # noqa: BLE001 - handed to its caller
                     job.error = exc
         for job in batch:
-            job.done.set()
+            job.finished = True
 
 
 class Database:
@@ -279,13 +257,14 @@ class Database:
         batch (one transaction; all of it again one by one if any job raises): per job, its result
         and None, or None and its exception."""
         batch = [_Job(fn, key, durable) for fn, key in jobs]
-        try:
-            self._group._execute(list(batch))
-        finally:
-            for job in batch:
-                if job.result is None and job.error is None and not job.done.is_set():
-                    job.error = RuntimeError("the batch was interrupted")
-        return [(job.result, job.error) for job in batch]
+        self._group._execute(batch)
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        for job in batch:
+            try:
+                outcomes.append((job.outcome(), None))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, per job
+                outcomes.append((None, exc))
+        return outcomes
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -1,0 +1,71 @@
+"""The leader-and-followers primitive: every job runs once, in batches no larger than the limit,
+and a failing batch never leaves a follower waiting."""
+
+import threading
+import time
+
+import pytest
+
+from artifactory.batching import Together
+
+
+def test_jobs_of_many_threads_each_run_once_in_batches_within_the_limit():
+    batches = []
+    gate = threading.Event()
+
+    def run_batch(jobs):
+        gate.wait(5)  # the first batch holds until every thread has queued
+        batches.append(list(jobs))
+
+    together = Together(run_batch, limit=4)
+    threads = [threading.Thread(target=together.run, args=(i,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(together._pending) < 9 and time.monotonic() < deadline:  # all but the leader queued
+        time.sleep(0.01)
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(job for batch in batches for job in batch) == list(range(10))
+    assert all(len(batch) <= 4 for batch in batches)
+    assert len(batches) == 4  # the leader's, then the nine others in batches of 4, 4 and 1
+
+
+def test_a_failing_batch_raises_to_its_leader_and_releases_its_followers():
+    gate = threading.Event()
+    calls = []
+
+    def run_batch(jobs):
+        calls.append(list(jobs))
+        if len(calls) == 1:
+            gate.wait(5)
+            raise RuntimeError("the batch failed")
+
+    together = Together(run_batch, limit=64)
+    errors = []
+
+    def lead():
+        try:
+            together.run("leader")
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    followers = [threading.Thread(target=together.run, args=(f"f{i}",)) for i in range(3)]
+    for thread in followers:
+        thread.start()
+    gate.set()
+    for thread in [leader, *followers]:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert len(errors) == 1
+    assert sorted(job for batch in calls for job in batch) == ["f0", "f1", "f2", "leader"]
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_a_lone_caller_runs_at_once(limit):
+    ran = []
+    Together(ran.extend, limit).run("alone")
+    assert ran == ["alone"]
