@@ -29,7 +29,7 @@ def test_jobs_of_many_threads_each_run_once_in_batches_within_the_limit():
         thread.join(10)
     assert sorted(job for batch in batches for job in batch) == list(range(10))
     assert all(len(batch) <= 4 for batch in batches)
-    assert len(batches) == 4  # the leader's, then the nine others in batches of 4, 4 and 1
+    assert 3 <= len(batches) <= 4  # ten jobs in batches of at most 4, the waiting ones together
 
 
 def test_a_failing_batch_raises_to_its_leader_and_releases_its_followers():
