@@ -250,16 +250,19 @@ class Hosted:
         upload: Upload,
         principal: Principal,
         also: Callable[[Any], None] | None = None,
+        durable: bool = True,
     ) -> StoredAsset:
         """Make staged bytes the asset at upload.path, and its companions theirs, all or nothing:
         plugin checks, promotion, then one (grouped) transaction for every asset row, which also
-        runs `also(session)` (a proxy's lease release) so that it commits with them."""
+        runs `also(session)` (a proxy's lease release) so that it commits with them. `durable=False`
+        for rows a power cut may lose (a proxy's cache: its bytes are durable all the same, and a
+        lost row is fetched again)."""
         blobs = [staged, *(c.staged for c in upload.companions)]
         kept: list[StagedBlob] = []
         try:
             content_type = self._content_type(repo, upload)
             saved = await self.engine.db_call(
-                self._place_and_save, repo, upload, content_type, principal, also, kept, staged
+                self._place_and_save, repo, upload, content_type, principal, also, kept, staged, durable
             )
         except BaseException:
             await self.discard(blobs)
@@ -275,6 +278,7 @@ class Hosted:
         also: Callable[[Any], None] | None,
         kept: list[StagedBlob],
         staged: StagedBlob,
+        durable: bool = True,
     ) -> tuple[StoredAsset, list[StoredAsset]]:
         """Blocking, in one worker thread: plugin checks, promotion, the (grouped) transaction."""
         engine = self.engine
@@ -288,7 +292,7 @@ class Hosted:
         blobs = [staged, *(c.staged for c in upload.companions)]
         kept.extend(b for b in blobs if b.unplaced and not engine.blobs.place(b))
         save = functools.partial(self._save, repo, staged, upload, content_type, principal, also)
-        saved, revision = engine.db.batched(save, (repo.id, upload.path))
+        saved, revision = engine.db.batched(save, (repo.id, upload.path), durable)
         # The cached snapshot takes the revision this commit wrote, rather than being read again.
         engine.repos.advance(repo.name, revision())
         return saved

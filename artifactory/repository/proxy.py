@@ -777,7 +777,9 @@ class Proxy:
         """Store fetched bytes; the fetch's finish (the lease's release) commits with them."""
         upload = self._upload(repo, path, fetched.meta, fetched.content_type)
         finish = functools.partial(self._finish, repo, path, fetched.owner, fetched.outcome)
-        stored = await self.engine.hosted.commit(repo, staged, upload, SYSTEM, also=finish)
+        # A cache's row need not survive a power cut (the bytes are durable; a lost row is fetched
+        # again): on SQLite it commits without the WAL flush, which the next miss's claim would wait for.
+        stored = await self.engine.hosted.commit(repo, staged, upload, SYSTEM, also=finish, durable=False)
         fetched.outcome.committed = True
         return stored
 

@@ -31,7 +31,7 @@ def transactions(state):
 
         return listener
 
-    engines = {id(e): e for e in (state.db.engine, state.db.read_engine)}.values()
+    engines = {id(e): e for e in (state.db.engine, state.db.lazy_engine, state.db.read_engine)}.values()
     listeners = [(e, name, on(name)) for e in engines for name in ("begin", "commit")]
     for engine, name, fn in listeners:
         event.listen(engine, name, fn)
