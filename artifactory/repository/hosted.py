@@ -6,9 +6,9 @@ whole) to their content address, durably, unless that address holds them already
 temporary object (or the bytes in memory) is kept for now; only
 then does the one transaction that creates the asset run, grouped with other uploads of this process
 (`Database.batched`; an upload whose body is small enough to stay in memory is handed to this
-process's `_SmallCommits`, which writes the bytes of every such upload waiting and commits their rows
-in one worker-thread call, so that concurrent small uploads share their flushes and their thread
-hop). It touches each blob's row, which waits for a GC that holds it and keeps a later
+process's `_SmallCommits`, which writes the bytes of every such upload waiting in one worker-thread
+call and commits their rows in another, so that concurrent small uploads share their flushes and
+their thread hops). It touches each blob's row, which waits for a GC that holds it and keeps a later
 GC away, and then checks the bytes are there (promoting the kept copy if GC took the stored one
 meanwhile); under a write policy other than allow it takes the repository's row lock and checks the
 path and the upload's conflict key; and it saves the asset and its companions together. The 201
@@ -109,23 +109,29 @@ class _Small:
     error: BaseException | None = None
 
 
+_Entry = tuple[_Small, "asyncio.Future[None]"]
+
+
 class _SmallCommits:
-    """Small uploads of this process committed together, from the event loop: the first upload to
-    find no call running starts one for every upload waiting, in one worker thread (bytes written
-    with shared flushes, rows in one grouped transaction); uploads that arrive meanwhile wait for the
-    next call. No timer: a lone upload never waits."""
+    """Small uploads of this process committed together, from the event loop, in two stages that
+    overlap: one worker-thread call writes the bytes of every upload waiting (shared flushes), then
+    another commits the rows of every upload whose bytes are written (one grouped transaction);
+    while one batch's rows commit, the next batch's bytes are written. No timer: a lone upload never
+    waits."""
 
     def __init__(self, hosted: Hosted) -> None:
         self.hosted = hosted
-        self._waiting: list[tuple[_Small, asyncio.Future[None]]] = []
-        self._running = False
+        self._waiting: list[_Entry] = []
+        self._placed: list[_Entry] = []
+        self._placing = False
+        self._saving = False
 
     async def commit(self, small: _Small) -> tuple[StoredAsset, list[StoredAsset]]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((small, done))
-        if not self._running:
-            self._running = True
-            asyncio.get_running_loop().create_task(self._drain())
+        if not self._placing:
+            self._placing = True
+            asyncio.get_running_loop().create_task(self._place())
         # Shielded: the commit goes on if the client goes away; its outcome is simply not sent.
         await asyncio.shield(done)
         if small.error is not None:
@@ -133,27 +139,51 @@ class _SmallCommits:
         assert small.saved is not None
         return small.saved
 
-    async def _drain(self) -> None:
+    async def _place(self) -> None:
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting[:MAX_SMALL_BATCH], self._waiting[MAX_SMALL_BATCH:]
+                try:
+                    await to_thread.run_sync(self.hosted._place_many, [s for s, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - handed to every upload of the call
+                    _settle(batch, exc)
+                    continue
+                except BaseException:
+                    _settle(batch, RuntimeError("the commit was interrupted"))
+                    raise
+                self._placed.extend(batch)
+                if not self._saving:
+                    self._saving = True
+                    asyncio.get_running_loop().create_task(self._save())
+        finally:
+            self._placing = False
+            _settle(self._waiting, RuntimeError("the commit was interrupted"))  # only if interrupted
+            self._waiting = []
+
+    async def _save(self) -> None:
+        try:
+            while self._placed:
+                batch, self._placed = self._placed[:MAX_SMALL_BATCH], self._placed[MAX_SMALL_BATCH:]
                 failure: BaseException = RuntimeError("the commit was interrupted")
                 try:
-                    await to_thread.run_sync(self.hosted._place_and_save_many, [s for s, _ in batch])
+                    await to_thread.run_sync(self.hosted._save_many, [s for s, _ in batch if s.error is None])
                 except Exception as exc:  # noqa: BLE001 - handed to every upload of the call
                     failure = exc
                 finally:
-                    for small, done in batch:
-                        if small.saved is None and small.error is None:
-                            small.error = failure
-                        if not done.done():
-                            done.set_result(None)
+                    _settle(batch, failure)
         finally:
-            self._running = False
-            for small, done in self._waiting:  # left only when the loop above was interrupted
-                small.error = RuntimeError("the commit was interrupted")
-                done.set_result(None)
-            self._waiting = []
+            self._saving = False
+            _settle(self._placed, RuntimeError("the commit was interrupted"))  # only if interrupted
+            self._placed = []
+
+
+def _settle(entries: Sequence[_Entry], failure: BaseException) -> None:
+    """Wake every upload of `entries`, with `failure` as the outcome of any that has none."""
+    for small, done in entries:
+        if small.saved is None and small.error is None:
+            small.error = failure
+        if not done.done():
+            done.set_result(None)
 
 
 class Hosted:
@@ -297,10 +327,9 @@ class Hosted:
         engine.repos.advance(repo.name, revision())
         return saved
 
-    def _place_and_save_many(self, batch: Sequence[_Small]) -> None:
-        """Blocking, in one worker thread: `_place_and_save` of several small uploads, their bytes
-        written together and their rows committed in one grouped transaction; each upload's outcome
-        (or its own error) set on it."""
+    def _place_many(self, batch: Sequence[_Small]) -> None:
+        """Blocking, in one worker thread: plugin checks, then the bytes of several small uploads
+        written together; an upload refused, or whose bytes could not be written, gets its error."""
         engine = self.engine
         ready: list[_Small] = []
         for small in batch:
@@ -330,14 +359,19 @@ class Hosted:
         for (small, blob), was_placed in zip(unplaced, placed, strict=True):
             if not was_placed:
                 small.kept.append(blob)
+
+    def _save_many(self, batch: Sequence[_Small]) -> None:
+        """Blocking, in one worker thread: the rows of several small uploads whose bytes are placed,
+        in one grouped transaction; each upload's outcome (or its own error) set on it."""
+        engine = self.engine
         jobs = [
             (
                 functools.partial(self._save, s.repo, s.staged, s.upload, s.content_type, s.principal, None),
                 (s.repo.id, s.upload.path),
             )
-            for s in ready
+            for s in batch
         ]
-        for small, (result, error) in zip(ready, engine.db.together(jobs), strict=True):
+        for small, (result, error) in zip(batch, engine.db.together(jobs), strict=True):
             if error is not None:
                 small.error = error
                 continue
