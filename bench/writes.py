@@ -9,10 +9,10 @@ wrk (-t2 -c8) sends PUTs of unique paths with unique 1 KB bodies (so no two shar
     server's database `test`, dropped at the end),
 into a raw hosted repository, and reports uploads/s (201 answers per second), latency and the load
 average before and after each run (the machine is shared: compare runs made under the same load, and
-uploads per server CPU-second, which load moves much less). Each
-artifactory 201 is durable: the blob file and its name are on disk (fsynced, or for uploads arriving
-together two syncfs per batch) and the asset row is committed before the answer is sent. Afterwards a sample of the uploaded paths is read back, so a
-server that answered 201 without storing is caught. Everything listens on 127.0.0.1.
+uploads per server CPU-second, which load moves much less). Each artifactory 201 is durable: the
+blob file and its name are on disk (fsynced, or for uploads arriving together two syncfs per batch)
+and the asset row is committed before the answer is sent. Afterwards a sample of the uploaded paths
+is read back, so a server that answered 201 without storing is caught. Everything listens on 127.0.0.1.
 
 The server runs `python -m artifactory` from the current directory, which Python puts first on the
 import path: to measure another checkout, run this script from that checkout's root.
