@@ -160,6 +160,11 @@ class Format:
         """
         return None
 
+    def siblings_checked(self, repo: Repo, path: str) -> Sequence[str]:
+        """The other upstream paths `verify_fetched` will `fetch` for `path` (a checksum file), so
+        that the proxy asks for them while the file itself is still arriving. Default: none."""
+        return ()
+
     def verifies_whole_file(self, repo: Repo, path: str) -> bool:
         """Whether `verify_fetched` may refuse `path` when proxy `repo` fetches it, so that a client
         must not read any of it before the whole file is checked: the engine then fetches it in

@@ -684,20 +684,34 @@ class Proxy:
         engine = self.engine
         blobs = engine.blobs
         checked = self._checks(repo)
+        # The files the format's check will read are asked for while this one arrives.
+        early = {
+            other: asyncio.get_running_loop().create_task(self._fetch_sibling(repo, other))
+            for other in (engine.formats[repo.format].siblings_checked(repo, path) if checked else ())
+        }
         try:
-            if checked:
-                staged = await blobs.ingest(body, expected)
-            else:  # verified, made durable and placed in the worker thread that wrote the last bytes
-                staged, placed = await blobs.ingest_then(body, expected, None, blobs.place)
-        except DigestMismatch as exc:
-            raise UpstreamUnavailable(f"{path} from the upstream of {repo.name} was refused: {exc}") from None
-        if checked:
-            await self._verify_fetched(repo, path, staged)
             try:
-                placed = await engine.db_call(blobs.place, staged)
-            except BaseException:
-                await blobs.discard(staged)
-                raise
+                if checked:
+                    staged = await blobs.ingest(body, expected)
+                else:  # verified, made durable and placed in the worker thread that wrote the last bytes
+                    staged, placed = await blobs.ingest_then(body, expected, None, blobs.place)
+            except DigestMismatch as exc:
+                raise UpstreamUnavailable(
+                    f"{path} from the upstream of {repo.name} was refused: {exc}"
+                ) from None
+            if checked:
+                await self._verify_fetched(repo, path, staged, early)
+                try:
+                    placed = await engine.db_call(blobs.place, staged)
+                except BaseException:
+                    await blobs.discard(staged)
+                    raise
+        finally:
+            for task in early.values():  # not read: a check that stopped early, or a failure
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved, so that it is not reported as lost
+                else:
+                    task.cancel()
         return staged, (StagedBlob(info=staged.info, temp_name="") if placed else staged)
 
     def _checks(self, repo: Repo) -> bool:
@@ -758,11 +772,20 @@ class Proxy:
 
         task.add_done_callback(done)
 
-    async def _verify_fetched(self, repo: Repo, path: str, staged: StagedBlob) -> None:
-        """Let the format check fetched bytes (an upstream checksum file) before they are cached."""
+    async def _verify_fetched(
+        self,
+        repo: Repo,
+        path: str,
+        staged: StagedBlob,
+        early: dict[str, asyncio.Task[bytes | None]] | None = None,
+    ) -> None:
+        """Let the format check fetched bytes (an upstream checksum file, asked for `early` where
+        the format said it would read it) before they are cached."""
         engine = self.engine
 
         async def sibling(other: str) -> bytes | None:
+            if early and other in early:
+                return await early.pop(other)
             return await self._fetch_sibling(repo, other)
 
         try:

@@ -128,6 +128,14 @@ class MavenFormat(Format):
         if problem is not None:
             raise ValueError(problem)
 
+    def siblings_checked(self, repo: Repo, path: str) -> Sequence[str]:
+        """The .sha1 `verify_fetched` reads (none under checksum_policy off, none for a checksum or
+        a signature)."""
+        _base, algorithm = split_checksum(path)
+        if content.checksum_policy(repo) == "off" or algorithm is not None or path.endswith(".asc"):
+            return ()
+        return (path + ".sha1",)
+
     def verifies_whole_file(self, repo: Repo, path: str) -> bool:
         """Under `strict` a file that does not match the upstream's .sha1 is refused (502): the
         client must get none of it before it is checked."""

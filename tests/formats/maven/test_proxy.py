@@ -330,3 +330,29 @@ def test_a_malformed_upstream_document_never_replaces_the_cached_one(any_server,
         fresh = proxy(any_server, upstream.url)
         refused = admin.get(f"/repository/{fresh}/{META}")
         assert refused.status_code == 502 and "error" in refused.json()
+
+
+def test_the_upstream_sha1_is_asked_for_while_the_file_itself_still_arrives(any_server, admin):
+    """The .sha1 a proxied jar is checked against is fetched beside the jar, not after it (a cold
+    build waits for one round trip per file, not two)."""
+    from tests.artifactory.repository.upstream import running
+
+    path = "org/up/slow/1.0/slow-1.0.jar"
+    data = os.urandom(5 * 64 * 1024)
+    with running() as up:
+        up.put(path, data)
+        up.put(path + ".sha1", hashlib.sha1(data).hexdigest().encode())  # noqa: S324 - Maven's own
+        up.trickle[path] = 0.6  # five chunks: the jar takes about 3 s to arrive
+        repo = proxy(any_server, up.url)
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(admin.get, f"/repository/{repo}/{path}")
+            deadline = time.monotonic() + 10
+            while up.count(path) == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            asked = time.monotonic()
+            while up.count(path + ".sha1") == 0 and time.monotonic() - asked < 1.5:
+                time.sleep(0.01)
+            assert up.count(path + ".sha1") == 1
+            response = answer.result(30)
+    assert response.status_code == 200 and response.content == data
+    assert up.count(path + ".sha1") == 1  # read once, for the check
