@@ -254,11 +254,13 @@ def _bind(dialect: str, value: Any, kind: str) -> Any:
     return value
 
 
-def _raw(session: Session, name: str, rows: Sequence[dict[str, Any]]) -> Any:
+def _raw(session: Session, name: str, rows: Sequence[dict[str, Any]], pipelined: bool = True) -> Any:
     """Run a prebuilt upload statement on the session's DBAPI connection, without the ORM and Core
     execution layers (several times the cost of the statement itself on SQLite): once per row of
-    `rows`; the cursor, for a RETURNING row (fetch it: never read its rowcount), after a single row."""
-    dialect, cursor = _cursor(session, pipelined=True)
+    `rows`; the cursor, for a RETURNING row (fetch it: never read its rowcount), after a single row.
+    Pipelined on PostgreSQL (see `_cursor`) unless told not to: a statement whose effect (a row
+    lock) must hold before the caller acts outside the database runs at once."""
+    dialect, cursor = _cursor(session, pipelined=pipelined)
     sql, order, defaults, json_names, time_names = _raw_statement(session, dialect, name)
     params = []
     for row in rows:
@@ -342,6 +344,8 @@ def touch_blob(session: Session, info: BlobInfo, until: datetime | None = None) 
     is given: a commit reserves its blobs that way before it promotes them.
     """
     now = until or utcnow()
+    # Not pipelined: the row's lock must be held, not merely asked for, before the caller looks
+    # for the bytes (GC deletes a blob under that lock).
     _raw(
         session,
         "touch_blob",
@@ -356,6 +360,7 @@ def touch_blob(session: Session, info: BlobInfo, until: datetime | None = None) 
                 "touched_at": now,
             }
         ],
+        pipelined=False,
     ).close()
 
 
