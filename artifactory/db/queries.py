@@ -451,26 +451,10 @@ def save_asset(
     component_id: int | None,
     conflict_key: str | None = None,
     now: datetime | None = None,
-) -> int:
-    """Store (or replace) the asset at `path`, its `updated_at` `now` (default: the present); its id."""
-    return save_asset_later(
-        session, repository_id, path, sha256, content_type, attributes, component_id, conflict_key, now
-    )()
-
-
-def save_asset_later(
-    session: Session,
-    repository_id: int,
-    path: str,
-    sha256: str,
-    content_type: str,
-    attributes: dict[str, Any],
-    component_id: int | None,
-    conflict_key: str | None = None,
-    now: datetime | None = None,
 ) -> Callable[[], int]:
-    """`save_asset`, its id read only when the function returned is called: on PostgreSQL the
-    statements that follow travel with it (see `_cursor`)."""
+    """Store (or replace) the asset at `path`, its `updated_at` `now` (default: the present). Its id
+    is read when the function returned is called (call it before the transaction ends): on
+    PostgreSQL the statements in between travel with this one (see `_cursor`)."""
     now = now or utcnow()
     cursor = _raw(
         session,

@@ -332,7 +332,7 @@ class Engine:
                 staged = self.blobs.stage_bytes_sync(new)
                 queries.touch_blob(session, staged.info)
                 self.blobs.publish_sync(staged)
-                queries.save_asset(session, repo.id, path, staged.info.sha256, content_type, {}, None)
+                queries.save_asset(session, repo.id, path, staged.info.sha256, content_type, {}, None)()
                 queries.bump_revision(session, repo.id)
                 queries.bump_generations(session, repo.id, names)
                 session.add(

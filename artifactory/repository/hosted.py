@@ -458,7 +458,7 @@ class Hosted:
             attrs = {"companion_of": upload.path}
             files.append((companion.path, companion.staged.info, companion_type, attrs, None, None))
         ids = [
-            queries.save_asset_later(session, repo.id, path, info.sha256, ctype, attrs, cid, key, now)
+            queries.save_asset(session, repo.id, path, info.sha256, ctype, attrs, cid, key, now)
             for path, info, ctype, attrs, cid, key in files
         ]
         queries.bump_generations(session, repo.id, self._names(repo, [f[0] for f in files], upload))
