@@ -7,31 +7,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import Iterator
 
 import pytest
 
-from artifactory.cli import prepare
 from artifactory.repository.model import Streaming
 from artifactory.security.principal import Principal
-from artifactory.settings import Settings
-from artifactory.state import AppState
+from tests.artifactory.engine.conftest import state  # noqa: F401, F811 - the in-process AppState fixture
 from tests.artifactory.repository.upstream import running
 
 ADMIN = Principal("admin", frozenset({"admin"}))
 # Longer than a client takes to send its next request after the failure.
 SLOW_RELEASE_SECONDS = 0.3
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state(request: pytest.FixtureRequest, tmp_path) -> Iterator[AppState]:
-    settings = Settings(data_dir=tmp_path / "data", admin_password="x")
-    if request.param == "postgresql":
-        settings.database_url = request.getfixturevalue("pg_url")
-    prepare(settings, announce=False)
-    app_state = AppState.build(settings)
-    yield app_state
-    app_state.db.dispose()
 
 
 async def drained(content: object) -> bytes:
@@ -40,7 +26,7 @@ async def drained(content: object) -> bytes:
 
 
 @pytest.mark.parametrize("stream", [True, False])
-def test_the_next_request_after_a_digest_mismatch_asks_the_upstream_again(state, monkeypatch, stream):
+def test_the_next_request_after_a_digest_mismatch_asks_the_upstream_again(state, monkeypatch, stream):  # noqa: F811
     real, fake = b"the real bytes", b"the fake bytes"  # the same length
     path = f"app/blobs/sha256:{hashlib.sha256(real).hexdigest()}"
     engine = state.engine
