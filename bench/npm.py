@@ -9,7 +9,11 @@ over HTTP exactly as `npm publish` sends them. Then, one registry at a time:
 - req/s of full and of abbreviated packuments (wrk -t2 -c32, rotating over the 200 packages, gzip
   accepted as npm does);
 - latency (p50/p99, one connection) of the 2,000-version package next to a 3-version one, full and
-  abbreviated: it must not grow with the version count;
+  abbreviated: it must not grow with the version count. Each is measured once every worker has built
+  the document (eight connections for a second first): wrk makes up for a stalled connection with the
+  requests it would have sent meanwhile, so one build inside the window would set the p99 by itself;
+- with --base, also the first GET of the big packument after one more version is published (the
+  build itself, median of three);
 - wall time of `npm install` of 20 dependencies with a cold cache (median of --installs runs).
 
 Verdaccio 6.8.0 comes from the npm registry (with node-fetch pinned to 2.7.0, which installs on this
@@ -25,6 +29,7 @@ import argparse
 import base64
 import gzip
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -336,6 +341,7 @@ def measure(registries: list[Registry], duration: int, installs: int, work: Path
             for registry in registries:
                 key = f"{label}_latency_{'big' if package == BIG else 'small'}"
                 one = single(registry, package)
+                load(registry, one, accept, 2, 8, 1, work)  # every worker has built it
                 registry.results[key] = load(registry, one, accept, 1, 1, max(3, duration // 2), work)
     for run in range(installs):
         for registry in registries:
@@ -359,6 +365,8 @@ def compare(args: argparse.Namespace, work: Path) -> Comparison:
             for pct in ("p50", "p99"):
                 name = f"{label}, {size} {pct}"
                 comparison.figure(name, "ms", lower_is_better=True, noted=noted.get(name, ""))
+    for label in ("full", "abbreviated"):
+        comparison.figure(f"{label}, {big}, first GET after a publish", "ms", lower_is_better=True)
     comparison.figure(
         f"npm install {INSTALL_DEPENDENCIES} deps, cold", "s", lower_is_better=True, cpu_unit="ms/run",
         noted="0.58 (s7)",
@@ -387,12 +395,19 @@ def compare(args: argparse.Namespace, work: Path) -> Comparison:
                 for size, package in (("3-version", SMALL), (big, BIG)):
                     for side in order(round_):
                         r = registries[side]
+                        load(r, single(r, package), accept, 2, 8, 1, work)  # both workers built it
                         report = load(r, single(r, package), accept, 1, 1, max(3, args.duration // 2), work)
                         for pct in ("p50", "p99"):
                             value = report[f"{pct}_us"] / 1000
                             comparison.add(
                                 f"{label}, {size} {pct}", side, value, report["cpu_us"], report["others"]
                             )
+                for side in order(round_):
+                    r = registries[side]
+                    times = [after_publish(r, accept, f"{90 + round_}.{len(label)}.{i}") for i in range(3)]
+                    comparison.add(
+                        f"{label}, {big}, first GET after a publish", side, statistics.median(times)
+                    )
             for side in order(round_):
                 r = registries[side]
                 folder = work / f"install-{side}-{round_}"
@@ -402,6 +417,29 @@ def compare(args: argparse.Namespace, work: Path) -> Comparison:
         for server in servers.values():
             server.stop()
     return comparison
+
+
+def after_publish(registry: Registry, accept: str, version: str) -> float:
+    """Milliseconds of the first GET of the big packument after one more version of it is published:
+    the document is built again (the latency figures above are measured once it is cached)."""
+    headers = {"Authorization": f"Bearer {registry.token}"}
+    response = httpx.put(
+        registry.url + BIG, json=publish_document(BIG, version, registry.url), headers=headers, timeout=60.0
+    )
+    response.raise_for_status()
+    url = httpx.URL(registry.url + BIG)
+    connection = http.client.HTTPConnection(url.host, url.port, timeout=60.0)
+    try:
+        started = time.perf_counter()
+        connection.request("GET", url.path, headers={"Accept": accept, "Accept-Encoding": "gzip"})
+        answer = connection.getresponse()
+        answer.read()  # the compressed bytes, as they come: no decoding counted
+        elapsed = time.perf_counter() - started
+    finally:
+        connection.close()
+    if answer.status != 200:
+        raise RuntimeError(f"{registry.name}: GET {BIG} after a publish: {answer.status}")
+    return elapsed * 1000
 
 
 def npm_install(registry: Registry, folder: Path) -> float:
