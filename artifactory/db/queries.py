@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from artifactory.blobstore.store import BlobInfo
+from artifactory.db.changes import CHANNEL as CHANGES_CHANNEL
 from artifactory.db.engine import at_commit, end_pipeline, start_pipeline
 from artifactory.db.models import (
     Asset,
@@ -380,11 +381,27 @@ def find_conflict(session: Session, repository_id: int, conflict_key: str) -> st
 
 
 def bump_revision(session: Session, repository_id: int) -> int:
-    """Move the repository's revision; the new one."""
+    """Move the repository's revision; the new one. On PostgreSQL the same transaction notifies the
+    other processes and nodes (`db.changes`), so their snapshots of the repository are checked again."""
     cursor = _raw(session, "bump_revision", [{"rid": repository_id}])
     row = cursor.fetchone()
     cursor.close()
-    return int(row[0])
+    revision = int(row[0])
+    notify_revision(session, repository_id, revision)
+    return revision
+
+
+# Sent at commit (PostgreSQL delivers notifications only then, and never those of a rollback).
+_NOTIFY_REVISION = f"SELECT pg_notify('{CHANGES_CHANNEL}', current_schema() || ' ' || %s)"
+
+
+def notify_revision(session: Session, repository_id: int, revision: int) -> None:
+    """On PostgreSQL, tell the listeners of `db.changes` that the repository moved to `revision`
+    once this transaction commits; pipelined where the transaction allows it (nothing reads it)."""
+    dialect, cursor = _cursor(session, pipelined=True)
+    if dialect == "postgresql":
+        cursor.execute(_NOTIFY_REVISION, (f"{repository_id} {revision}",))
+    cursor.close()
 
 
 def bump_revision_at_commit(session: Session, repository_id: int) -> Callable[[], int]:

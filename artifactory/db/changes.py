@@ -1,0 +1,151 @@
+"""Has another process or node committed since a mark? How a per-process cache learns, without a
+query per request, that what it holds may be stale.
+
+A `Changes` hands out tokens: a cache stamps what it reads from the database with the token taken
+*before* the read, and trusts it while `token()` still returns an equal value. When the token moved,
+someone may have committed a change since, and the cache checks with the database (for a repository
+snapshot, one indexed read of its revision).
+
+- SQLite: `PRAGMA data_version` on a connection of this watcher's own, which never writes: its value
+  changes whenever any other connection, in any process, committed. Reading it is a look at the WAL
+  index in shared memory (a few microseconds), and it is exact: a commit that returned before the
+  token was taken moves it.
+- PostgreSQL: every revision bump sends `pg_notify(CHANNEL, ...)` in its own transaction (see
+  `queries.bump_revision`); a thread per process LISTENs on a connection of its own and moves the
+  repository's token when its notification arrives. Not exact: a notification reaches the other
+  processes shortly *after* the commit (usually well under a millisecond, longer on a loaded host), so
+  a request that arrives elsewhere within that window can still be answered from the old snapshot.
+  While the listener is not connected (starting, or the connection broke) no token is ever equal to
+  another, so every use checks with the database: nothing is missed while notifications may be.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Hashable
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+# The notification channel of revision bumps; its payload is "<schema> <repository id> <revision>"
+# (several schemas may share one database, as the tests' do: each process minds its own).
+CHANNEL = "artifactory_revision"
+RECONNECT_SECONDS = 1.0
+POLL_SECONDS = 0.5  # how often the listener looks whether it was asked to stop
+
+
+class Changes:
+    """No watcher (an in-memory database): tokens never move; caches fall back on their expiry."""
+
+    exact = False
+
+    def token(self) -> Hashable | None:
+        """A value that stays equal while no other connection can have committed a change (on
+        PostgreSQL: a repository's revision); None when this watcher cannot tell (a cache relies on
+        its expiry alone)."""
+        return None
+
+    def start(self) -> None:
+        """Begin watching (a thread on PostgreSQL); a process's services call it once."""
+
+    def close(self) -> None:
+        pass
+
+
+class SqliteChanges(Changes):
+    exact = True
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+        self._pid = 0
+
+    def token(self) -> Hashable | None:
+        with self._lock:
+            connection = self._connection
+            if connection is None or self._pid != os.getpid():
+                connection = self._connect()
+            row = connection.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit: each PRAGMA is a read transaction of its own, which is what sees other commits.
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=15)
+        self._connection, self._pid = connection, os.getpid()
+        return connection
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None and self._pid == os.getpid():
+                self._connection.close()
+            self._connection = None
+
+
+class PostgresChanges(Changes):
+    def __init__(self, url: str) -> None:
+        self.conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        # Moved on every (re)connection: what was stamped before may have missed notifications.
+        self._epoch = 0
+        self._listening = False
+        self._seen = 0  # notifications received in this epoch
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def token(self) -> Hashable | None:
+        if self._thread is None:
+            return None
+        if not self._listening:
+            return object()  # equal to nothing: check with the database every time
+        return (self._epoch, self._seen)
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="artifactory-changes", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            thread.join(POLL_SECONDS * 4)
+
+    def _run(self) -> None:
+        import psycopg
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True) as connection:
+                    schema = connection.execute("SELECT current_schema()").fetchone()
+                    connection.execute(f"LISTEN {CHANNEL}")
+                    self._listen(connection, str(schema[0] if schema else ""))
+            except Exception:  # noqa: BLE001 - logged; tokens stay unequal until connected again
+                log.warning("listening for revision changes failed; reconnecting", exc_info=True)
+            finally:
+                self._listening = False
+            self._stop.wait(RECONNECT_SECONDS)
+
+    def _listen(self, connection: Any, schema: str) -> None:
+        self._seen = 0
+        self._epoch += 1
+        self._listening = True
+        while not self._stop.is_set():
+            for note in connection.notifies(timeout=POLL_SECONDS):
+                if note.payload.partition(" ")[0] == schema:
+                    self._seen += 1
+
+
+def watch(url: str) -> Changes:
+    """The watcher for the database at `url`."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            return Changes()
+        return SqliteChanges(parsed.database)
+    return PostgresChanges(url)
