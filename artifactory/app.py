@@ -80,6 +80,8 @@ class Application:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self.state.pm.hook.artifactory_startup(state=self.state)
+        # Learn of other processes' and nodes' commits (repository snapshots; see db.changes).
+        self.state.engine.repos.start()
         # What startup built (modules, the engine, routes: about 100,000 objects) lives as long as
         # the process: out of the cyclic collector's sight, a full collection no longer walks it,
         # which held the event loop for tens of milliseconds now and then (a request's p99).
@@ -92,6 +94,7 @@ class Application:
                 await self.state.engine.close()
                 self.state.pm.hook.artifactory_shutdown(state=self.state)
             finally:
+                self.state.engine.repos.close()
                 self.state.db.dispose()
 
     async def _metrics(self, request: Request) -> Response:

@@ -1,7 +1,11 @@
 """Repository definitions: create, update, delete, and a per-process cache of snapshots.
 
-A snapshot is re-read when it is older than `cache_seconds`, or at once when a query shows that the
-repository's revision moved, so several nodes converge without talking to each other.
+A snapshot is re-read when it is older than `cache_seconds`. Its revision (what every cached hosted
+document and lookup is keyed by) is also checked whenever the database's change token (`db.changes`)
+moved since the snapshot was stamped: one indexed read of the revision, and the whole row again only
+if the revision moved. So a change committed by any process or node is seen by the next request here
+(on SQLite exactly; on PostgreSQL once its notification arrived), while a request that finds the token
+unmoved costs no query. A config edit is a revision move too, so it is seen as soon as content is.
 """
 
 from __future__ import annotations
@@ -9,16 +13,20 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Hashable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
+from artifactory.db import changes
 from artifactory.db.engine import Database
 from artifactory.db.models import Repository
 from artifactory.db.queries import bump_revision
 from artifactory.formats import FormatRegistry
 from artifactory.repository import config as repo_config
 from artifactory.repository.model import GROUP, HOSTED, Repo
+
+_REVISION = select(Repository.revision).where(Repository.name == bindparam("name"))
 
 
 class RepositoryInUse(Exception):
@@ -48,34 +56,58 @@ class RepositoryRegistry:
         self.db = db
         self.formats = formats
         self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, Repo | None]] = {}
+        self.changes = changes.watch(db.url)
+        # name -> (when read, snapshot, change token taken before it was read or last checked)
+        self._cache: dict[str, tuple[float, Repo | None, Hashable]] = {}
         self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Watch for other processes' commits (a listener thread on PostgreSQL); the app's lifespan
+        calls it. Without it, a snapshot on PostgreSQL is trusted for `cache_seconds`."""
+        self.changes.start()
+
+    def close(self) -> None:
+        self.changes.close()
 
     # -- snapshots ---------------------------------------------------------------------------
     def get(self, name: str) -> Repo | None:
+        token = self.changes.token()
         entry = self._cache.get(name)
         now = time.monotonic()
         if entry is not None and now - entry[0] < self.cache_seconds:
-            return entry[1]
+            if entry[2] == token:
+                return entry[1]
+            revision = self._revision(name)
+            snapshot = entry[1]
+            if (snapshot.revision if snapshot is not None else None) == revision:
+                with self._lock:
+                    if self._cache.get(name) is entry:
+                        self._cache[name] = (entry[0], snapshot, token)
+                return snapshot
         with self.db.read() as session:
             row = session.scalar(select(Repository).where(Repository.name == name))
             repo = _snapshot(row) if row is not None else None
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[name] = (now, repo)
+            self._cache[name] = (now, repo, token)
         return repo
+
+    def _revision(self, name: str) -> int | None:
+        with self.db.read_engine.connect() as connection:
+            return connection.execute(_REVISION, {"name": name}).scalar()
 
     def forget(self, name: str) -> None:
         self._cache.pop(name, None)
 
     def advance(self, name: str, revision: int) -> None:
         """This process moved `name` to `revision` (a commit's RETURNING): the cached snapshot takes
-        it, keeping its age, instead of being read again (once per upload, on the event loop too)."""
+        it, keeping its age and its token, instead of being read again (once per upload, on the event
+        loop too); the token moved by that commit costs one read of the revision at the next `get`."""
         with self._lock:
             entry = self._cache.get(name)
             if entry is not None and entry[1] is not None and entry[1].revision < revision:
-                self._cache[name] = (entry[0], dataclasses.replace(entry[1], revision=revision))
+                self._cache[name] = (entry[0], dataclasses.replace(entry[1], revision=revision), entry[2])
 
     def all(self) -> list[Repo]:
         with self.db.read() as session:
