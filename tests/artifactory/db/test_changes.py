@@ -1,0 +1,130 @@
+"""A process's repository snapshots learn of another process's commits (db.changes), on SQLite and
+PostgreSQL: at the next read on SQLite, once the notification arrives on PostgreSQL, and without a
+query per read while nothing changed."""
+
+import time
+
+import pytest
+from sqlalchemy import event
+
+from artifactory.db import changes, queries
+from artifactory.db.engine import Database
+from artifactory.db.migrate import upgrade
+from artifactory.db.models import Repository
+from artifactory.formats import FormatRegistry
+from artifactory.repository.registry import RepositoryRegistry
+
+# A snapshot that only expiry would refresh stays for the whole test.
+LONG = 3600.0
+NOTIFIED_WITHIN = 5.0  # PostgreSQL: the notification arrives after the commit, well within this
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    found = (
+        f"sqlite:///{tmp_path / 'c.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    )
+    upgrade(found)
+    return found
+
+
+@pytest.fixture
+def writer(url):
+    """Another process: its own engines, its own registry."""
+    database = Database(url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def reader(url):
+    database = Database(url)
+    registry = RepositoryRegistry(database, FormatRegistry(), cache_seconds=LONG)
+    registry.start()
+    yield registry
+    registry.close()
+    database.dispose()
+
+
+def create(db, name):
+    with db.write() as session:
+        session.add(Repository(name=name, format="raw", type="hosted", config={}, revision=1))
+        session.flush()
+
+
+def bump(db, name):
+    with db.write() as session:
+        repository_id = session.query(Repository.id).filter(Repository.name == name).scalar()
+        return queries.bump_revision(session, repository_id)
+
+
+def seen(registry, name, revision):
+    """The revision the registry reports for `name`, once it is `revision` (PostgreSQL: waited for)."""
+    deadline = time.monotonic() + (0 if registry.changes.exact else NOTIFIED_WITHIN)
+    while True:
+        found = registry.get(name).revision
+        if found == revision or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
+
+
+def listening(registry):
+    deadline = time.monotonic() + NOTIFIED_WITHIN
+    while registry.changes.token() != registry.changes.token():
+        assert time.monotonic() < deadline, "the listener did not connect"
+        time.sleep(0.01)
+
+
+def test_another_process_s_revision_bump_is_seen_without_waiting_for_expiry(writer, reader):
+    create(writer, "shared")
+    listening(reader)
+    assert reader.get("shared").revision == 1
+    for _ in range(3):
+        revision = bump(writer, "shared")
+        assert seen(reader, "shared", revision) == revision
+
+
+def test_a_read_while_nothing_committed_costs_no_query(writer, reader):
+    create(writer, "quiet")
+    listening(reader)
+    reader.get("quiet")
+    statements = []
+    event.listen(reader.db.read_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    for _ in range(50):
+        assert reader.get("quiet").revision == 1
+    assert statements == []
+
+
+def test_a_commit_elsewhere_that_leaves_the_revision_costs_one_revision_read_not_a_reread(writer, reader):
+    create(writer, "steady")
+    create(writer, "busy")
+    listening(reader)
+    before = reader.get("steady")
+    bump(writer, "busy")
+    seen(reader, "busy", 2)
+    assert reader.get("steady") is before  # the snapshot itself, checked, not read again
+
+
+def test_sqlite_data_version_moves_with_any_other_connection_s_commit(tmp_path):
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    upgrade(url)
+    watcher = changes.watch(url)
+    db = Database(url)
+    try:
+        first = watcher.token()
+        assert watcher.token() == first
+        create(db, "any")
+        assert watcher.token() != first
+    finally:
+        watcher.close()
+        db.dispose()
+
+
+def test_postgresql_tokens_never_match_while_the_listener_is_not_connected():
+    watcher = changes.watch("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    assert watcher.token() is None  # not started: the caller relies on expiry
+    watcher.start()
+    try:
+        assert watcher.token() != watcher.token()
+    finally:
+        watcher.close()
