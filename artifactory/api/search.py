@@ -140,26 +140,15 @@ def readable_repositories(
         repo = state.engine.repos.get(repository)
         if repo is None or not security.allowed(principal, repo.name, "read"):
             return {}
-        candidates = _leaves(state, principal, repo, frozenset())
+        # The engine's walk: the members as the group's readers read them, each checked.
+        candidates = state.engine.group.leaves(repo, principal)
     else:
-        candidates = [r for r in state.engine.repos.all() if r.type != GROUP]
-    return {
-        r.id: r
-        for r in candidates
-        if (not fmt or r.format == fmt) and security.allowed(principal, r.name, "read")
-    }
-
-
-def _leaves(state: AppState, principal: Principal, repo: Repo, seen: frozenset[str]) -> list[Repo]:
-    if repo.type != GROUP:
-        return [repo]
-    found: list[Repo] = []
-    for name in repo.members:
-        member = state.engine.repos.get(name)
-        if member is None or name in seen or not state.security.allowed(principal, name, "read"):
-            continue
-        found.extend(_leaves(state, principal, member, seen | {repo.name}))
-    return found
+        candidates = [
+            r
+            for r in state.engine.repos.all()
+            if r.type != GROUP and security.allowed(principal, r.name, "read")
+        ]
+    return {r.id: r for r in candidates if not fmt or r.format == fmt}
 
 
 def run_search(state: AppState, principal: Principal, query: SearchQuery) -> SearchPage:

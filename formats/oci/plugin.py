@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 from typing import Any
 
 from artifactory_formats.oci import auth
@@ -28,37 +27,9 @@ def artifactory_authenticate(credentials: Credentials, state: AppState) -> Princ
     if credentials.scheme != "bearer" or not auth.is_ours(credentials.secret):
         return None
     try:
-        principal = auth.verify(state.token_secret, credentials.secret)
+        return auth.verify(state.token_secret, credentials.secret)
     except auth.InvalidToken as exc:
         raise Unauthorized(str(exc)) from None
-    return _through_groups(state, principal)
-
-
-def _through_groups(state: AppState, principal: auth.TokenPrincipal) -> auth.TokenPrincipal:
-    """A pull granted on a group reads through its members: grant reading those members too.
-
-    Only on /v2/ and only for the images the token names (the image-level check stays), so this
-    opens nothing the group would not serve anyway; the members the user's roles do not allow
-    stay closed, because the roles are checked as well.
-    """
-    granted = {g.repositories: set(g.actions) for g in principal.scope or ()}
-    pending = [name for name, actions in granted.items() if "read" in actions]
-    seen: set[str] = set()
-    while pending:
-        name = pending.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        repo = state.repositories.find(name)
-        if repo is None or repo.format != "oci" or repo.type != "group":
-            continue
-        for member in repo.members:
-            granted.setdefault(member, set()).add("read")
-            pending.append(member)
-    scope = tuple(auth.Grant(name, frozenset(actions)) for name, actions in sorted(granted.items()))
-    if scope == principal.scope:
-        return principal
-    return dataclasses.replace(principal, scope=scope)
 
 
 @hookimpl

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 
+import httpx
 import pytest
 
 from tests.artifactory.ui.conftest import api, create_repo, create_user
@@ -151,3 +152,23 @@ def test_only_readable_repositories_are_searched_and_a_full_page_is_never_cut_by
     finally:
         with api(any_server) as admin:
             admin.put("/api/v1/settings", json={"anonymous_read": True})
+
+
+def test_a_token_scoped_to_a_group_searches_what_it_reads_through_the_group(any_server, stocked):
+    """The group walk is the engine's: a token scoped to the group finds its members' components,
+    as a GET through the group would read them, and nothing outside the group."""
+    m = stocked["marker"]
+    with api(any_server) as admin:
+        created = admin.post(
+            "/api/v1/tokens",
+            json={"name": "group-only", "scope": {"repositories": stocked["group"], "actions": ["read"]}},
+        )
+    assert created.status_code == 201, created.text
+    headers = {"Authorization": f"Bearer {created.json()['token']}"}
+    with httpx.Client(base_url=any_server.url, headers=headers, timeout=30) as scoped:
+        through = scoped.get("/api/v1/search", params={"q": m, "repository": stocked["group"]})
+        assert through.status_code == 200, through.text
+        assert len(through.json()["items"]) == 4
+        # Named directly, a member is outside the token's scope; so is a search of everything.
+        for params in ({"q": m, "repository": stocked["first"]}, {"q": m}):
+            assert scoped.get("/api/v1/search", params=params).json()["items"] == []
