@@ -19,6 +19,8 @@ from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 INLINE_READ_LIMIT = 256 * 1024
+
+
 def etag_matches(header: str | None, etag: str) -> bool:
     if not header:
         return False

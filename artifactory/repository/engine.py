@@ -184,7 +184,6 @@ class Engine:
                 queries.to_asset(repo.name, row) for row in queries.assets_under(session, repo.id, prefix)
             ]
 
-
     # -- writing -----------------------------------------------------------------------------
     def write_target(self, repo: Repo) -> Repo:
         """Where a write to `repo` goes: itself if hosted, a group's configured write member."""

@@ -23,7 +23,9 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("generation", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["repository_id"], ["repository.id"], name="fk_name_generation_repository_id_repository",
+            ["repository_id"],
+            ["repository.id"],
+            name="fk_name_generation_repository_id_repository",
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("repository_id", "namespace", "name", name="pk_name_generation"),
@@ -35,7 +37,9 @@ def upgrade() -> None:
         sa.Column("path", sa.String(length=1024), nullable=False),
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["repository_id"], ["repository.id"], name="fk_tombstone_repository_id_repository",
+            ["repository_id"],
+            ["repository.id"],
+            name="fk_tombstone_repository_id_repository",
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("repository_id", "key", name="pk_tombstone"),

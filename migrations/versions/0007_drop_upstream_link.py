@@ -28,7 +28,9 @@ def downgrade() -> None:
         sa.Column("digests", sa.JSON(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
-            ["repository_id"], ["repository.id"], name="fk_upstream_link_repository_id_repository",
+            ["repository_id"],
+            ["repository.id"],
+            name="fk_upstream_link_repository_id_repository",
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("repository_id", "path", name="pk_upstream_link"),

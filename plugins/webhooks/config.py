@@ -1,12 +1,12 @@
 """The `webhooks` setting: a list of objects, checked once when the server starts.
 
-    [[webhooks]]
-    name = "ci"                                   # optional, default: the url; unique
-    url = "https://ci.example.internal/artifactory-hook"
-    secret = "..."                                # HMAC-SHA256 key of X-Artifactory-Signature
-    events = ["asset.stored", "component.*"]      # globs over EVENTS; default every event
-    repositories = ["release-*"]                  # globs over repository names; default every one
-    timeout_seconds = 10                          # and max_attempts, backoff_seconds, backoff_max_seconds
+[[webhooks]]
+name = "ci"                                   # optional, default: the url; unique
+url = "https://ci.example.internal/artifactory-hook"
+secret = "..."                                # HMAC-SHA256 key of X-Artifactory-Signature
+events = ["asset.stored", "component.*"]      # globs over EVENTS; default every event
+repositories = ["release-*"]                  # globs over repository names; default every one
+timeout_seconds = 10                          # and max_attempts, backoff_seconds, backoff_max_seconds
 """
 
 from __future__ import annotations

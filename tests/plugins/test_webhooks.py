@@ -289,9 +289,7 @@ def test_component_events_carry_the_formats_coordinates(hook_server, receiver):
     path = "com/acme/widget/1.2.3/widget-1.2.3.jar"
     with hook_server.client() as admin:
         assert admin.put(f"/repository/{repo}/{path}", content=b"jar bytes").status_code == 201
-    got = receiver.wait_for(
-        "/components", lambda g: any(r.event["repository"]["name"] == repo for r in g)
-    )
+    got = receiver.wait_for("/components", lambda g: any(r.event["repository"]["name"] == repo for r in g))
     event = verified(next(r for r in got if r.event["repository"]["name"] == repo), SECRET_COMPONENTS)
     assert event["event"] == "component.stored"
     assert event["component"] == {"namespace": "com.acme", "name": "widget", "version": "1.2.3"}
