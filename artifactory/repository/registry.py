@@ -5,7 +5,8 @@ document and lookup is keyed by) is also checked whenever the database's change 
 moved since the snapshot was stamped: one indexed read of the revision, and the whole row again only
 if the revision moved. So a change committed by any process or node is seen by the next request here
 (on SQLite exactly; on PostgreSQL once its notification arrived), while a request that finds the token
-unmoved costs no query. A config edit is a revision move too, so it is seen as soon as content is.
+unmoved costs no query. A config edit is a revision move too, so it is seen as soon as content is,
+and creating or deleting a repository moves the token as well.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy import bindparam, select
 from artifactory.db import changes
 from artifactory.db.engine import Database
 from artifactory.db.models import Repository
-from artifactory.db.queries import bump_revision
+from artifactory.db.queries import bump_revision, notify_revision
 from artifactory.formats import FormatRegistry
 from artifactory.repository import config as repo_config
 from artifactory.repository.model import GROUP, HOSTED, Repo
@@ -128,6 +129,7 @@ class RepositoryRegistry:
             row = Repository(**checked, revision=1)
             session.add(row)
             session.flush()
+            notify_revision(session, row.id, row.revision)
             result = _as_dict(row)
         self.forget(checked["name"])
         return result
@@ -175,6 +177,7 @@ class RepositoryRegistry:
                 raise RepositoryInUse(name, groups)
             result = _as_dict(row)
             session.delete(row)
+            notify_revision(session, row.id, 0)
         self.forget(name)
         return result
 

@@ -128,3 +128,14 @@ def test_postgresql_tokens_never_match_while_the_listener_is_not_connected():
         assert watcher.token() != watcher.token()
     finally:
         watcher.close()
+
+
+def test_a_repository_deleted_by_another_process_is_gone_at_the_next_read(writer, reader):
+    create(writer, "doomed")
+    listening(reader)
+    assert reader.get("doomed") is not None
+    RepositoryRegistry(writer, FormatRegistry()).delete("doomed")
+    deadline = time.monotonic() + (0 if reader.changes.exact else NOTIFIED_WITHIN)
+    while reader.get("doomed") is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert reader.get("doomed") is None
