@@ -48,7 +48,6 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import httpx
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -63,6 +62,7 @@ from artifactory.repository.errors import UpstreamUnavailable
 from artifactory.repository.hosted import Upload, guess_content_type
 from artifactory.repository.model import Repo, StoredAsset, Streaming
 from artifactory.security.principal import Principal
+from artifactory.upstream.client import UpstreamError, UpstreamResponse
 
 if TYPE_CHECKING:
     from artifactory.repository.engine import Engine
@@ -73,6 +73,7 @@ LEASE_SECONDS = 120
 LEASE_REFRESH_SECONDS = 15
 MAX_FOLLOW_SECONDS = 3600
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+SIBLING_BYTES = 1024 * 1024  # a checksum file a format's check reads
 # The whole transfer of one upstream file, headers to last byte (`transfer_timeout_seconds` in the
 # repository's config overrides it); `timeout_seconds` bounds each read within it.
 TRANSFER_TIMEOUT_SECONDS = 3600.0
@@ -535,15 +536,11 @@ class Proxy:
                         headers["If-Modified-Since"] = meta["last_modified"]
                 elif cached.updated_at is not None:
                     headers["If-Modified-Since"] = format_datetime(cached.updated_at, usegmt=True)
-            client = engine.upstreams.get(repo.id, repo.config, fmt.upstream_auth)
-            request = client.build_request("GET", url, headers=headers)
+            fetcher = engine.upstreams.fetcher(repo.id, repo.config, fmt.upstream_auth)
             try:
-                if _same_origin(request.url, httpx.URL(str(repo.config["url"]))):
-                    response = await client.send(request, stream=True)
-                else:  # an absolute link to another host: the upstream's credentials are not for it
-                    response = await client.send(request, stream=True, auth=None)
-            except (httpx.HTTPError, OSError) as exc:
-                outcome.error = f"{type(exc).__name__}: {exc}"
+                response = await fetcher.get(url, headers)
+            except UpstreamError as exc:
+                outcome.error = str(exc)
                 return self._unavailable(repo, path, cached, str(exc))
             if response.status_code == 304 and cached is not None:
                 await response.aclose()
@@ -621,7 +618,7 @@ class Proxy:
         self,
         repo: Repo,
         path: str,
-        response: httpx.Response,
+        response: UpstreamResponse,
         body: AsyncIterator[bytes],
         fetched: Fetched,
         source: DocumentSource,
@@ -636,7 +633,7 @@ class Proxy:
                     raise UpstreamUnavailable(
                         f"upstream document {path} is larger than {MAX_DOCUMENT_BYTES} bytes"
                     )
-        except httpx.HTTPError as exc:
+        except UpstreamError as exc:
             raise UpstreamUnavailable(f"upstream transfer failed: {exc}") from None
         finally:
             await response.aclose()
@@ -657,13 +654,13 @@ class Proxy:
         return answer, stage
 
     async def _take_whole(
-        self, repo: Repo, path: str, response: httpx.Response, body: AsyncIterator[bytes], fetched: Fetched
+        self, repo: Repo, path: str, response: UpstreamResponse, body: AsyncIterator[bytes], fetched: Fetched
     ) -> tuple[StoredAsset, Callable[[], Awaitable[StagedBlob]]]:
         """A file received whole, verified and at its content address: its provisional asset (served
         like a stored one) and the staged blob for the commit."""
         try:
             staged, kept = await self._stage_verified(repo, path, body, fetched.expected)
-        except httpx.HTTPError as exc:
+        except UpstreamError as exc:
             raise UpstreamUnavailable(f"upstream transfer failed: {exc}") from None
         finally:
             await response.aclose()
@@ -811,27 +808,23 @@ class Proxy:
         upstream says it has none (404, 410). Any other failure raises ValueError, so a checksum
         file that could not be fetched is never taken for one that was not published."""
         engine = self.engine
-        url = self._target(repo, path)
-        client = engine.upstreams.get(repo.id, repo.config, engine.formats[repo.format].upstream_auth)
-        request = client.build_request("GET", url)
+        fetcher = engine.upstreams.fetcher(repo.id, repo.config, engine.formats[repo.format].upstream_auth)
         try:
-            same = _same_origin(request.url, httpx.URL(str(repo.config["url"])))
-            response = await (client.send(request) if same else client.send(request, auth=None))
-        except (httpx.HTTPError, OSError) as exc:
+            response = await fetcher.get(self._target(repo, path), {"Accept-Encoding": "identity"})
+            if response.status_code == 200:
+                return await response.read(SIBLING_BYTES)
+            await response.aclose()
+        except UpstreamError as exc:
             raise ValueError(f"could not fetch {path} from the upstream: {exc}") from None
         if response.status_code in (404, 410):
             return None
-        if response.status_code != 200:
-            raise ValueError(f"could not fetch {path} from the upstream: HTTP {response.status_code}")
-        if len(response.content) > 1024 * 1024:
-            raise ValueError(f"{path} from the upstream is larger than 1 MiB")
-        return response.content
+        raise ValueError(f"could not fetch {path} from the upstream: HTTP {response.status_code}")
 
     def _stream(
         self,
         repo: Repo,
         path: str,
-        response: httpx.Response,
+        response: UpstreamResponse,
         body: AsyncIterator[bytes],
         fetched: Fetched,
         flight: Flight,
@@ -1115,7 +1108,3 @@ def _retrieved(result: asyncio.Future[Any]) -> None:
     """A flight's failure is its fetcher's to raise: nobody else need look at it."""
     if not result.cancelled():
         result.exception()
-
-
-def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
-    return (a.scheme, a.host, a.port) == (b.scheme, b.host, b.port)

@@ -1,23 +1,55 @@
-"""httpx clients for proxy repositories.
+"""Clients for proxy repositories' upstreams.
 
 TLS trusts the system CA store (OpenSSL's default paths, which honour SSL_CERT_FILE and SSL_CERT_DIR,
 as corporate networks with their own CA need), never certifi alone, plus an optional per-proxy CA
 bundle. One client per proxy configuration, reused across requests for connection pooling.
+
+A proxy's own GETs (`Fetcher`) go straight to an httpcore connection pool: httpx is built on it, and
+its request and response models, URL parsing, cookie jar and auth machinery cost more CPU than the
+transfer of a small file on a nearby upstream (about 0.7 ms against 0.4 ms a GET, measured against
+nginx on loopback). The fetcher does the little of that a proxy needs itself: redirects (at most
+MAX_REDIRECTS, credentials only while they stay on the upstream's origin, as httpx does), HTTP Basic
+credentials, gzip and deflate bodies, timeouts. A format whose upstream answers with its own
+challenges (`Format.upstream_auth`, a registry's Bearer token flow) is fetched through the httpx
+client, which answers them; so are a format's own requests (`UpstreamClients.get`).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import ssl
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
 
-import httpcore  # noqa: F401 - httpx imports it with the first client: at startup, not in a request
+import httpcore
 import httpx
 
 from artifactory import __version__
 
 USER_AGENT = f"artifactory/{__version__}"
+MAX_REDIRECTS = 20  # httpx's default
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECT_BODY = 64 * 1024  # read to keep the connection; a longer one closes it
+DEFAULT_PORTS = {"http": 80, "https": 443}
+TARGET_SAFE = "/%:@!$&'()*+,;=~?[]"
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ProxyError,
+    OSError,
+    zlib.error,
+)
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached, broke the protocol, or was too slow. The message starts
+    with the kind of failure (`ConnectError: ...`, `ReadTimeout: ...`), as httpx's errors read."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -30,12 +62,244 @@ def ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
     return context
 
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(scheme)
+
+
+def _keeps_credentials(previous: str, following: str) -> bool:
+    """Whether a redirect from `previous` to `following` keeps the Authorization header: on the same
+    origin, or from http to https on the same host's default ports (httpx's rule)."""
+    before, after = origin(previous), origin(following)
+    return before == after or (before == ("http", after[1], 80) and after[0] == "https" and after[2] == 443)
+
+
+@dataclass
+class UpstreamResponse:
+    """An upstream's answer whose body has not been read: `chunks()` yields it decoded (gzip,
+    deflate), `aclose()` hands the connection back (always call it). `url` is the last one asked
+    for, after redirects; `headers` has lower-case names (repeated headers joined with ", ")."""
+
+    status_code: int
+    headers: dict[str, str]
+    url: str
+    _chunks: AsyncIterator[bytes]
+    _close: Callable[[], Awaitable[None]]
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        return self._chunks
+
+    async def aclose(self) -> None:
+        await self._close()
+
+    async def read(self, limit: int) -> bytes:
+        """The whole body, or UpstreamError past `limit` bytes; the response is closed either way."""
+        body = bytearray()
+        try:
+            async for chunk in self._chunks:
+                body += chunk
+                if len(body) > limit:
+                    raise UpstreamError(f"TooLarge: the answer is larger than {limit} bytes")
+        finally:
+            await self.aclose()
+        return bytes(body)
+
+
+def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+def _decoder(encoding: str) -> Any:
+    """A zlib decompressor for the body's Content-Encoding, or None to pass it through (identity,
+    and, as httpx does, an encoding it does not know)."""
+    encoding = encoding.strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return _Deflate()
+    return None
+
+
+class _Deflate:
+    """'deflate' as servers send it: zlib-wrapped, or (against the RFC) raw."""
+
+    def __init__(self) -> None:
+        self._inner = zlib.decompressobj()
+        self._first = True
+
+    def decompress(self, data: bytes) -> bytes:
+        first, self._first = self._first, False
+        try:
+            return self._inner.decompress(data)
+        except zlib.error:
+            if not first:
+                raise
+            self._inner = zlib.decompressobj(-zlib.MAX_WBITS)
+            return self._inner.decompress(data)
+
+    def flush(self) -> bytes:
+        return self._inner.flush()
+
+
+class Fetcher:
+    """GETs for one proxy: through the httpcore pool, or through `challenged` (the httpx client
+    with the format's upstream auth) when the format answers the upstream's challenges itself."""
+
+    def __init__(
+        self,
+        base_url: str,
+        pool: httpcore.AsyncConnectionPool,
+        timeout: float,
+        authorization: str | None,
+        challenged: httpx.AsyncClient | None,
+    ) -> None:
+        self.base_url = base_url
+        self._origin = origin(base_url)
+        self.pool = pool
+        self._timeouts = {"connect": min(timeout, 10.0), "read": timeout, "write": timeout, "pool": timeout}
+        self._authorization = authorization
+        self._challenged = challenged
+
+    async def get(self, url: str, headers: Mapping[str, str]) -> UpstreamResponse:
+        """GET `url` (absolute), following redirects. The proxy's credentials go only to its
+        upstream's origin, never to an absolute link that an upstream document names on another
+        host. UpstreamError when the upstream cannot be reached or breaks the protocol."""
+        if self._challenged is not None:
+            return await self._get_challenged(url, headers)
+        authorization = self._authorization if origin(url) == self._origin else None
+        for _hop in range(MAX_REDIRECTS + 1):
+            response = await self._send(url, headers, authorization)
+            location = response.headers.get("location")
+            if response.status_code not in REDIRECTS or not location:
+                return response
+            following = urljoin(url, location.strip())
+            await self._drain(response)
+            if authorization is not None and not _keeps_credentials(url, following):
+                authorization = None
+            url = following
+        raise UpstreamError(f"TooManyRedirects: more than {MAX_REDIRECTS} redirects from {self.base_url}")
+
+    async def _send(
+        self, url: str, headers: Mapping[str, str], authorization: str | None
+    ) -> UpstreamResponse:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in DEFAULT_PORTS or not parts.hostname:
+            raise UpstreamError(f"UnsupportedProtocol: cannot fetch {url!r}")
+        try:
+            host = parts.hostname.encode("ascii")
+        except UnicodeEncodeError:
+            try:
+                host = parts.hostname.encode("idna")
+            except UnicodeError:
+                raise UpstreamError(f"InvalidURL: cannot fetch {url!r}") from None
+        try:
+            port = parts.port
+        except ValueError:
+            raise UpstreamError(f"InvalidURL: cannot fetch {url!r}") from None
+        shown = f"[{host.decode()}]" if b":" in host else host.decode()
+        if port is not None and port != DEFAULT_PORTS[scheme]:
+            shown = f"{shown}:{port}"
+        target = quote(parts.path or "/", safe=TARGET_SAFE)
+        if parts.query:
+            target = f"{target}?{quote(parts.query, safe=TARGET_SAFE)}"
+        raw = [(b"Host", shown.encode("ascii")), (b"User-Agent", USER_AGENT.encode())]
+        raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        if authorization is not None:
+            raw.append((b"Authorization", authorization.encode("latin-1")))
+        request = httpcore.Request(
+            b"GET",
+            httpcore.URL(scheme=scheme.encode(), host=host, port=port, target=target.encode("ascii")),
+            headers=raw,
+            extensions={"timeout": self._timeouts},
+        )
+        try:
+            answer = await self.pool.handle_async_request(request)
+        except TRANSPORT_ERRORS as exc:
+            raise UpstreamError(f"{type(exc).__name__}: {exc}") from None
+        found = _headers(answer.headers)
+        return UpstreamResponse(
+            answer.status,
+            found,
+            url,
+            _body(answer, _decoder(found.get("content-encoding", ""))),
+            answer.aclose,
+        )
+
+    @staticmethod
+    async def _drain(response: UpstreamResponse) -> None:
+        """Read a redirect's short body so its connection can serve the next hop."""
+        try:
+            await response.read(MAX_REDIRECT_BODY)
+        except UpstreamError:
+            pass
+
+    async def _get_challenged(self, url: str, headers: Mapping[str, str]) -> UpstreamResponse:
+        client = self._challenged
+        assert client is not None
+        request = client.build_request("GET", url, headers=dict(headers))
+        try:
+            if origin(url) == self._origin:
+                response = await client.send(request, stream=True)
+            else:  # an absolute link to another host: the upstream's credentials are not for it
+                response = await client.send(request, stream=True, auth=None)
+        except (httpx.HTTPError, OSError) as exc:
+            raise UpstreamError(f"{type(exc).__name__}: {exc}") from None
+        return UpstreamResponse(
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+            str(response.url),
+            _httpx_body(response),
+            response.aclose,
+        )
+
+
+async def _body(answer: httpcore.Response, decoder: Any) -> AsyncIterator[bytes]:
+    stream = answer.stream
+    assert hasattr(stream, "__aiter__")
+    try:
+        async for chunk in stream:
+            if decoder is not None:
+                chunk = decoder.decompress(chunk)
+            if chunk:
+                yield chunk
+        if decoder is not None and (rest := decoder.flush()):
+            yield rest
+    except TRANSPORT_ERRORS as exc:
+        raise UpstreamError(f"{type(exc).__name__}: {exc}") from None
+
+
+async def _httpx_body(response: httpx.Response) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.aiter_bytes():
+            yield chunk
+    except (httpx.HTTPError, OSError) as exc:
+        raise UpstreamError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _limits_key(config: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (
+        config.get("url"),
+        config.get("username"),
+        config.get("password"),
+        config.get("ca_bundle"),
+        config.get("timeout_seconds"),
+    )
+
+
 class UpstreamClients:
-    """Caches one AsyncClient per (repository, revision of its config)."""
+    """One httpx AsyncClient and one Fetcher per (repository, the config they are built from)."""
 
     def __init__(self) -> None:
         self._clients: dict[int, tuple[tuple[Any, ...], httpx.AsyncClient]] = {}
-        self._retired: list[httpx.AsyncClient] = []
+        self._fetchers: dict[int, tuple[tuple[Any, ...], Fetcher]] = {}
+        self._retired: list[httpx.AsyncClient | httpcore.AsyncConnectionPool] = []
         ssl_context(None)  # the system CA store, loaded at startup rather than by a proxy's first request
 
     def get(
@@ -44,15 +308,9 @@ class UpstreamClients:
         config: Mapping[str, Any],
         auth_factory: Callable[[Mapping[str, Any]], httpx.Auth | None] | None = None,
     ) -> httpx.AsyncClient:
-        """The client for a proxy; `auth_factory` (a format's `upstream_auth`) may supply an httpx.Auth
-        that answers the upstream's own challenges (such as a registry's Bearer token flow)."""
-        key = (
-            config.get("url"),
-            config.get("username"),
-            config.get("password"),
-            config.get("ca_bundle"),
-            config.get("timeout_seconds"),
-        )
+        """The httpx client for a proxy; `auth_factory` (a format's `upstream_auth`) may supply an
+        httpx.Auth that answers the upstream's own challenges (such as a registry's Bearer token flow)."""
+        key = _limits_key(config)
         entry = self._clients.get(repository_id)
         if entry is not None and entry[0] == key:
             return entry[1]
@@ -74,10 +332,46 @@ class UpstreamClients:
             self._retired.append(entry[1])
         return client
 
+    def fetcher(
+        self,
+        repository_id: int,
+        config: Mapping[str, Any],
+        auth_factory: Callable[[Mapping[str, Any]], httpx.Auth | None] | None = None,
+    ) -> Fetcher:
+        """The proxy's GETs: `Fetcher`. A format's `auth_factory` that supplies an httpx.Auth, or
+        credentials in the URL itself, send them through the httpx client instead."""
+        key = _limits_key(config)
+        entry = self._fetchers.get(repository_id)
+        if entry is not None and entry[0] == key:
+            return entry[1]
+        url = str(config["url"])
+        timeout = float(config.get("timeout_seconds") or 30.0)
+        challenged = None
+        if (auth_factory is not None and auth_factory(config) is not None) or urlsplit(url).username:
+            challenged = self.get(repository_id, config, auth_factory)
+        authorization = None
+        if config.get("username"):
+            pair = f"{config['username']}:{config.get('password') or ''}".encode()
+            authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+        pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context(config.get("ca_bundle") or None),
+            max_connections=64,
+            max_keepalive_connections=16,
+            keepalive_expiry=5.0,
+        )
+        fetcher = Fetcher(url, pool, timeout, authorization, challenged)
+        self._fetchers[repository_id] = (key, fetcher)
+        if entry is not None:
+            self._retired.append(entry[1].pool)
+        return fetcher
+
     async def close(self) -> None:
         for _key, client in self._clients.values():
             await client.aclose()
-        for client in self._retired:
-            await client.aclose()
+        for _key, fetcher in self._fetchers.values():
+            await fetcher.pool.aclose()
+        for retired in self._retired:
+            await retired.aclose()
         self._clients.clear()
+        self._fetchers.clear()
         self._retired.clear()
