@@ -82,17 +82,25 @@ class Group:
         self._guards: OrderedDict[tuple[object, ...], bool] = OrderedDict()
         self._hosted_has = NameLookup(engine.db.read_engine)
 
-    def members(self, repo: Repo, principal: Principal) -> list[Repo]:
+    def members(self, repo: Repo, principal: Principal, every: list[Repo] | None = None) -> list[Repo]:
         """The members this principal may read through the group. A credential scoped to the group
         reads its members as far as the user's roles allow (the scope names the group, not each
-        member); a credential whose scope does not include the group reads nothing through it."""
+        member); a credential whose scope does not include the group reads nothing through it.
+        `every`: the group's `_existing` members, when the caller has them already."""
         if not principal.scope_grants(repo.name, "read"):
             return []
         through = self.reader(repo, principal)
+        allowed = self.engine.security.allowed
+        every = every if every is not None else self._existing(repo)
+        return [member for member in every if allowed(through, member.name, "read")]
+
+    def _existing(self, repo: Repo) -> list[Repo]:
+        """The group's members that exist, in order, whoever asks. A request looks them up once:
+        after any commit a lookup reads the member's revision again."""
         found = []
         for name in repo.members:
             member = self.engine.repos.get(name)
-            if member is not None and self.engine.security.allowed(through, member.name, "read"):
+            if member is not None:
                 found.append(member)
         return found
 
@@ -119,17 +127,17 @@ class Group:
         walk(repo, frozenset(), principal)
         return list(found.values())
 
-    def _leaves(self, repo: Repo, seen: frozenset[str] = frozenset()) -> list[Repo]:
-        """Every hosted and proxy repository inside a group, nested groups included, whoever asks.
+    def _leaves(
+        self, repo: Repo, seen: frozenset[str] = frozenset(), every: list[Repo] | None = None
+    ) -> list[Repo]:
+        """Every hosted and proxy repository inside a group, nested groups included, whoever asks
+        (`every`: the group's `_existing` members, when the caller has them already).
 
         The guard must not depend on the caller: someone who may not read the internal repository
         must not be handed the public lookalike instead.
         """
         found: list[Repo] = []
-        for name in repo.members:
-            member = self.engine.repos.get(name)
-            if member is None:
-                continue
+        for member in every if every is not None else self._existing(repo):
             if member.type == GROUP:
                 if member.name not in seen:
                     found.extend(self._leaves(member, seen | {repo.name}))
@@ -150,10 +158,11 @@ class Group:
         if repo.name in seen:
             return None
         seen = seen | {repo.name}
-        members = self.members(repo, principal)
+        every = self._existing(repo)
+        members = self.members(repo, principal, every)
         principal = self.reader(repo, principal)  # what a nested group is read as
         if not skip_proxies:
-            skip_proxies = await self._shadowed(repo, path)
+            skip_proxies = await self._shadowed(repo, path, every)
         failure: BadGateway | None = None
         for member in members:
             if skip_proxies and member.type == PROXY:
@@ -169,19 +178,22 @@ class Group:
             raise failure
         return None
 
-    async def _shadowed(self, repo: Repo, path: str) -> bool:
+    async def _shadowed(self, repo: Repo, path: str, every: list[Repo]) -> bool:
         """True if a hosted member holds the component `path` belongs to: proxies must not serve it."""
         coordinates = self.engine.formats[repo.format].coordinates(path)
         if coordinates is None:
             return False
-        return await self.shadowed_name(repo, coordinates.namespace, coordinates.name)
+        return await self.shadowed_name(repo, coordinates.namespace, coordinates.name, every)
 
-    async def shadowed_name(self, repo: Repo, namespace: str, name: str) -> bool:
+    async def shadowed_name(
+        self, repo: Repo, namespace: str, name: str, every: list[Repo] | None = None
+    ) -> bool:
         """True if a hosted repository anywhere in the group holds a component named `name`: no proxy
-        member may then serve its files or contribute to its documents."""
+        member may then serve its files or contribute to its documents. `every`: the group's
+        `_existing` members, when the caller has them already."""
         if repo.config.get("allow_proxy_shadowing", False):
             return False
-        leaves = self._leaves(repo)
+        leaves = self._leaves(repo, every=every)
         hosted = [r for r in leaves if r.type == HOSTED]
         if not hosted or not any(r.type == PROXY for r in leaves):
             return False  # nothing to guard, or nothing to guard against: spare the query
