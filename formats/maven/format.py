@@ -78,7 +78,9 @@ class MavenFormat(Format):
         return "allow" if config.get("version_policy") == "snapshot" else "allow_once"
 
     def coordinates(self, path: str) -> Coordinates | None:
-        artifact = try_artifact(path)
+        """An artifact's, and its checksum files' (the group's guard serves a .sha1 from the member
+        that serves its file, and a listing hides a guarded artifact's checksums with it)."""
+        artifact = try_artifact(split_checksum(path)[0])
         if artifact is None:
             return None
         return Coordinates(
