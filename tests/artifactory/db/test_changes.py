@@ -2,6 +2,7 @@
 PostgreSQL: at the next read on SQLite, once the notification arrives on PostgreSQL, and without a
 query per read while nothing changed."""
 
+import sqlite3
 import time
 
 import pytest
@@ -115,6 +116,27 @@ def test_sqlite_data_version_moves_with_any_other_connection_s_commit(tmp_path):
         assert watcher.token() == first
         create(db, "any")
         assert watcher.token() != first
+    finally:
+        watcher.close()
+        db.dispose()
+
+
+def test_sqlite_tokens_read_from_the_mapped_wal_index_move_with_every_commit_and_checkpoint(tmp_path):
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    upgrade(url)
+    watcher = changes.watch(url)
+    db = Database(url)
+    try:
+        assert isinstance(watcher.token(), bytes)  # the header, not PRAGMA data_version
+        for i in range(20):
+            before = watcher.token()
+            assert watcher.token() == before
+            create(db, f"r{i}")
+            assert watcher.token() != before
+            if i % 5 == 0:
+                checkpoint = sqlite3.connect(tmp_path / "w.db", isolation_level=None)
+                assert checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+                checkpoint.close()
     finally:
         watcher.close()
         db.dispose()
