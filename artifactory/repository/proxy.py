@@ -42,7 +42,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
@@ -59,7 +59,7 @@ from artifactory.formats import CachePolicy, Format
 from artifactory.http.errors import BadGateway
 from artifactory.metrics import PROXY_FETCHES
 from artifactory.repository.errors import UpstreamUnavailable
-from artifactory.repository.hosted import Companion, Upload, guess_content_type
+from artifactory.repository.hosted import Upload, guess_content_type
 from artifactory.repository.model import Repo, StoredAsset, Streaming
 from artifactory.security.principal import Principal
 from artifactory.upstream.client import UpstreamError, UpstreamResponse
@@ -130,8 +130,6 @@ class Fetched:
     expected: dict[str, str]
     meta: dict[str, Any]
     content_type: str | None
-    # The upstream files the format's check read (a Maven .sha1), cached with the file: path -> bytes.
-    siblings: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -143,8 +141,6 @@ class Flight:
 
     result: asyncio.Future[StoredAsset | None]
     landing: bool = False  # a background task commits the fetch and ends the flight
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    siblings: list[str] = field(default_factory=list)  # the paths it caches beside its own
 
     def settle(self, result: StoredAsset | None | BaseException) -> None:
         if self.result.done():
@@ -163,8 +159,6 @@ class Proxy:
         # The background commits of each repository's answered fetches, by repository id.
         self._landing: dict[int, set[asyncio.Task[Any]]] = {}
         self._flights: dict[tuple[int, str], Flight] = {}
-        # Files a flight will cache beside its own (`Fetched.siblings`), by (repository id, path).
-        self._siblings: dict[tuple[int, str], Flight] = {}
         self._statements = ClaimStatements()
         # Documents answered from memory whose blob is still being stored: sha256 -> bytes.
         self._pending: dict[str, bytes] = {}
@@ -177,9 +171,6 @@ class Proxy:
         flight = self._flights.get((repo.id, path))
         if flight is not None:  # fetched by this process right now: share it
             return await asyncio.shield(flight.result)
-        carrier = self._siblings.get((repo.id, path))
-        if carrier is not None:  # about to be cached with another file: look once that has landed
-            await carrier.ended.wait()
         fmt = engine.formats[repo.format]
         policy = CachePolicy.METADATA if document is not None else fmt.cache_policy(path)
         if engine.db.is_sqlite:  # an in-process read: cheaper than a hop to a worker thread
@@ -480,10 +471,6 @@ class Proxy:
     def _end(self, key: tuple[int, str], flight: Flight) -> None:
         flight.settle(RuntimeError("the fetch ended without a result"))
         self._unlist(key, flight)
-        for sibling in flight.siblings:
-            if self._siblings.get((key[0], sibling)) is flight:
-                del self._siblings[(key[0], sibling)]
-        flight.ended.set()
 
     def _unlist(self, key: tuple[int, str], flight: Flight) -> None:
         """New requests stop joining the flight (those waiting still get its result). Done before
@@ -599,7 +586,6 @@ class Proxy:
                     answer, stage = await self._take_document(repo, path, response, body, fetched, document)
                 else:
                     answer, stage = await self._take_whole(repo, path, response, body, fetched)
-                    self._carry(repo, flight, fetched)
             except BadGateway as exc:
                 return self._unavailable(repo, path, cached, exc.message)
             handed_over = True
@@ -673,7 +659,7 @@ class Proxy:
         """A file received whole, verified and at its content address: its provisional asset (served
         like a stored one) and the staged blob for the commit."""
         try:
-            staged, kept = await self._stage_verified(repo, path, body, fetched.expected, fetched.siblings)
+            staged, kept = await self._stage_verified(repo, path, body, fetched.expected)
         except UpstreamError as exc:
             raise UpstreamUnavailable(f"upstream transfer failed: {exc}") from None
         finally:
@@ -686,18 +672,12 @@ class Proxy:
         return answer, stage
 
     async def _stage_verified(
-        self,
-        repo: Repo,
-        path: str,
-        body: AsyncIterable[bytes],
-        expected: Mapping[str, str],
-        siblings: dict[str, bytes],
+        self, repo: Repo, path: str, body: AsyncIterable[bytes], expected: Mapping[str, str]
     ) -> tuple[StagedBlob, StagedBlob]:
         """Receive fetched bytes, verify them (the digests declared for them, then the format's own
         check) and move them to their content address: (the staged blob, what the commit takes,
         which keeps the temporary copy if the address held the bytes already, see `BlobStore.place`).
-        Bytes that fail are removed and refused with UpstreamUnavailable. The upstream files the
-        check read are put in `siblings`."""
+        Bytes that fail are removed and refused with UpstreamUnavailable."""
         engine = self.engine
         blobs = engine.blobs
         checked = self._checks(repo)
@@ -717,7 +697,7 @@ class Proxy:
                     f"{path} from the upstream of {repo.name} was refused: {exc}"
                 ) from None
             if checked:
-                await self._verify_fetched(repo, path, staged, early, siblings)
+                await self._verify_fetched(repo, path, staged, early)
                 try:
                     placed = await engine.db_call(blobs.place, staged)
                 except BaseException:
@@ -730,16 +710,6 @@ class Proxy:
                 else:
                     task.cancel()
         return staged, (StagedBlob(info=staged.info, temp_name="") if placed else staged)
-
-    def _carry(self, repo: Repo, flight: Flight, fetched: Fetched) -> None:
-        """The files the format's check read (`Fetched.siblings`) are cached with this one, unless
-        the proxy does not cache their paths: until it lands, a request of this process for one of
-        them waits for it, then finds it stored, instead of asking the upstream again (a Maven
-        client asks for a file's .sha1 as soon as it has the file)."""
-        fetched.siblings = {p: d for p, d in fetched.siblings.items() if self._included(repo, p)}
-        for other in fetched.siblings:
-            self._siblings[(repo.id, other)] = flight
-            flight.siblings.append(other)
 
     def _checks(self, repo: Repo) -> bool:
         """Whether the format checks fetched files itself (`Format.verify_fetched`)."""
@@ -805,20 +775,15 @@ class Proxy:
         path: str,
         staged: StagedBlob,
         early: dict[str, asyncio.Task[bytes | None]] | None = None,
-        read: dict[str, bytes] | None = None,
     ) -> None:
         """Let the format check fetched bytes (an upstream checksum file, asked for `early` where
-        the format said it would read it, and put in `read`) before they are cached."""
+        the format said it would read it) before they are cached."""
         engine = self.engine
 
         async def sibling(other: str) -> bytes | None:
             if early and other in early:
-                data = await early.pop(other)
-            else:
-                data = await self._fetch_sibling(repo, other)
-            if data is not None and read is not None and other != path:
-                read[other] = data
-            return data
+                return await early.pop(other)
+            return await self._fetch_sibling(repo, other)
 
         try:
             await engine.formats[repo.format].verify_fetched(repo, path, staged.info, sibling)
@@ -829,16 +794,8 @@ class Proxy:
     async def _commit_fetched(
         self, repo: Repo, path: str, staged: StagedBlob, fetched: Fetched
     ) -> StoredAsset:
-        """Store fetched bytes, and the upstream files their check read beside them; the fetch's
-        finish (the lease's release) commits with them."""
+        """Store fetched bytes; the fetch's finish (the lease's release) commits with them."""
         upload = self._upload(repo, path, fetched.meta, fetched.content_type)
-        if fetched.siblings:
-            fmt, blobs = self.engine.formats[repo.format], self.engine.blobs
-            companions = tuple(
-                Companion(other, blobs.stage_bytes_sync(data), fmt.content_type(other))
-                for other, data in fetched.siblings.items()
-            )
-            upload = replace(upload, companions=companions)
         finish = functools.partial(self._finish, repo, path, fetched.owner, fetched.outcome)
         # A cache's row need not survive a power cut (the bytes are durable; a lost row is fetched
         # again): on SQLite it commits without the WAL flush, which the next miss's claim would wait for.
@@ -928,10 +885,7 @@ class Proxy:
 
         async def run() -> None:
             try:
-                staged, kept = await self._stage_verified(
-                    repo, path, source(), fetched.expected, fetched.siblings
-                )
-                self._carry(repo, flight, fetched)
+                staged, kept = await self._stage_verified(repo, path, source(), fetched.expected)
                 flight.settle(self._provisional(repo, path, staged.info, fetched))
                 if not answered:
                     await answer()

@@ -365,36 +365,3 @@ def test_the_upstream_sha1_is_asked_for_while_the_file_itself_still_arrives(any_
             response = answer.result(30)
     assert response.status_code == 200 and response.content == data
     assert up.count(path + ".sha1") == 1  # read once, for the check
-
-
-def test_the_upstream_sha1_a_jar_was_checked_against_is_cached_with_it(any_server, admin):
-    """The client's own request for the .sha1, right after the jar, is a cache hit: the upstream is
-    asked for it once (for the check), not a second time."""
-    from tests.artifactory.repository.upstream import running
-
-    path = "org/up/pair/1.0/pair-1.0.jar"
-    data = jar_bytes({"pair": os.urandom(1024)})
-    digest = hashlib.sha1(data).hexdigest().encode()  # noqa: S324 - Maven's own
-    with running() as up:
-        up.put(path, data)
-        up.put(path + ".sha1", digest)
-        repo = proxy(any_server, up.url)
-        assert admin.get(f"/repository/{repo}/{path}").content == data
-        checksum = admin.get(f"/repository/{repo}/{path}.sha1")
-        assert checksum.status_code == 200 and checksum.content == digest
-        assert up.count(path) == 1 and up.count(path + ".sha1") == 1
-        assert 'href="./pair-1.0.jar.sha1"' in admin.get(f"/repository/{repo}/org/up/pair/1.0/").text
-
-
-def test_a_sha1_outside_the_proxys_include_patterns_is_not_cached_with_its_jar(any_server, admin):
-    from tests.artifactory.repository.upstream import running
-
-    path = "org/up/only/1.0/only-1.0.jar"
-    data = jar_bytes({"only": os.urandom(1024)})
-    with running() as up:
-        up.put(path, data)
-        up.put(path + ".sha1", hashlib.sha1(data).hexdigest().encode())  # noqa: S324 - Maven's own
-        repo = proxy(any_server, up.url, include=["*.jar"])
-        assert admin.get(f"/repository/{repo}/{path}").content == data
-        assert up.count(path + ".sha1") == 1  # read for the check all the same
-        assert "only-1.0.jar.sha1" not in admin.get(f"/repository/{repo}/org/up/only/1.0/").text
