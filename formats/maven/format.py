@@ -78,9 +78,7 @@ class MavenFormat(Format):
         return "allow" if config.get("version_policy") == "snapshot" else "allow_once"
 
     def coordinates(self, path: str) -> Coordinates | None:
-        """An artifact's, and its checksum files' (the group's guard serves a .sha1 from the member
-        that serves its file, and a listing hides a guarded artifact's checksums with it)."""
-        artifact = try_artifact(split_checksum(path)[0])
+        artifact = try_artifact(path)
         if artifact is None:
             return None
         return Coordinates(

@@ -186,12 +186,3 @@ def test_cache_policy_keeps_releases_and_revalidates_metadata_and_snapshots():
     assert fmt.cache_policy("archetype-catalog.xml") is CachePolicy.METADATA
     assert fmt.coordinates("g/a/1.0/a-1.0.jar").namespace == "g"
     assert fmt.coordinates("g/a/maven-metadata.xml") is None
-
-
-def test_a_checksum_file_belongs_to_its_artifacts_component():
-    """So that a group's guard serves it from the member that serves the artifact, and a listing
-    hides it with a guarded artifact."""
-    fmt = MavenFormat()
-    assert fmt.coordinates("g/a/1.0/a-1.0.jar.sha1") == fmt.coordinates("g/a/1.0/a-1.0.jar")
-    assert fmt.coordinates("g/a/1.0/a-1.0.pom.md5") == fmt.coordinates("g/a/1.0/a-1.0.pom")
-    assert fmt.coordinates("g/a/maven-metadata.xml.sha1") is None
