@@ -7,6 +7,7 @@ import asyncio
 import gzip
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,12 +31,17 @@ def serving(
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
             status, headers, body = routes.get(self.path, (404, {}, b"no"))
+            time.sleep(float(headers.get("X-Sleep", 0)))
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value.replace("{base}", base))
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            if "X-Close" in headers:  # without saying so: the client finds out when it reuses it
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
 
         def log_message(self, *args: object) -> None:
             pass
@@ -109,3 +115,31 @@ def test_endless_redirects_and_an_unreachable_upstream_are_upstream_errors():
 def test_a_path_with_spaces_and_non_ascii_is_percent_encoded():
     with serving({"/a%20b/%C3%A9.txt": (200, {}, b"ok")}) as (base, _seen):
         assert asyncio.run(fetch({"url": base + "/"}, base + "/a b/é.txt")) == (200, b"ok")
+
+
+def test_a_slow_upstream_is_a_read_timeout():
+    with serving({"/slow": (200, {"X-Sleep": "1"}, b"late")}) as (base, _seen):
+        with pytest.raises(UpstreamError, match="^ReadTimeout: "):
+            asyncio.run(fetch({"url": base + "/", "timeout_seconds": 0.2}, base + "/slow"))
+
+
+def test_a_pooled_connection_the_upstream_closed_is_not_reused():
+    """The server closes each connection after its answer (Connection: close is not said): the
+    second GET must notice the idle connection is gone and open another."""
+    with serving({"/a": (200, {"X-Close": "1"}, b"one"), "/b": (200, {}, b"two")}) as (base, seen):
+
+        async def both() -> list[tuple[int, bytes]]:
+            clients = UpstreamClients()
+            try:
+                fetcher = clients.fetcher(1, {"url": base + "/"})
+                answers = []
+                for path in ("/a", "/b"):
+                    response = await fetcher.get(base + path, {})
+                    answers.append((response.status_code, await response.read(1024)))
+                    await asyncio.sleep(0.1)
+                return answers
+            finally:
+                await clients.close()
+
+        assert asyncio.run(both()) == [(200, b"one"), (200, b"two")]
+    assert [r["path"] for r in seen] == ["/a", "/b"]
