@@ -95,6 +95,9 @@ class RepositoryRegistry:
         return repo
 
     def _revision(self, name: str) -> int | None:
+        done, found = self.changes.read("SELECT revision FROM repository WHERE name = ?", (name,))
+        if done:
+            return None if found is None else int(found)
         with self.db.read_engine.connect() as connection:
             return connection.execute(_REVISION, {"name": name}).scalar()
 
