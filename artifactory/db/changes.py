@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 # The notification channel of revision bumps; its payload is "<schema> <repository id> <revision>"
 # (several schemas may share one database, as the tests' do: each process minds its own).
 CHANNEL = "artifactory_revision"
+# The revision notified for a deleted repository: past any it had.
+GONE = 2**63 - 1
 RECONNECT_SECONDS = 1.0
 POLL_SECONDS = 0.5  # how often the listener looks whether it was asked to stop
 
@@ -59,6 +61,12 @@ class Changes:
 
     def close(self) -> None:
         pass
+
+    def may_have_moved(self, stamped: Hashable, now: Hashable, repository_id: int, revision: int) -> bool:
+        """Whether what was committed between the tokens `stamped` and `now` (unequal) may have moved
+        the repository past `revision`; True unless the watcher knows better (PostgreSQL's
+        notifications name the repository and its new revision)."""
+        return True
 
     def read(self, sql: str, parameters: tuple[Any, ...]) -> tuple[bool, Any]:
         """(True, the first column of the first row, or None) of a small read-only query, run on the
@@ -138,6 +146,8 @@ class PostgresChanges(Changes):
         self._epoch = 0
         self._listening = False
         self._seen = 0  # notifications received in this epoch
+        # The epoch, and the newest revision notified per repository id in it.
+        self._latest: tuple[int, dict[int, int]] = (0, {})
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -147,6 +157,12 @@ class PostgresChanges(Changes):
         if not self._listening:
             return object()  # equal to nothing: check with the database every time
         return (self._epoch, self._seen)
+
+    def may_have_moved(self, stamped: Hashable, now: Hashable, repository_id: int, revision: int) -> bool:
+        epoch, latest = self._latest
+        if not (isinstance(stamped, tuple) and isinstance(now, tuple) and stamped[0] == now[0] == epoch):
+            return True  # notifications may have been missed in between
+        return latest.get(repository_id, 0) > revision
 
     def start(self) -> None:
         if self._thread is None:
@@ -178,10 +194,16 @@ class PostgresChanges(Changes):
     def _listen(self, connection: Any, schema: str) -> None:
         self._seen = 0
         self._epoch += 1
+        latest: dict[int, int] = {}
+        self._latest = (self._epoch, latest)
         self._listening = True
         while not self._stop.is_set():
             for note in connection.notifies(timeout=POLL_SECONDS):
-                if note.payload.partition(" ")[0] == schema:
+                found_schema, repository_id, revision = (note.payload.split(" ") + ["", ""])[:3]
+                if found_schema == schema:
+                    if repository_id.isdigit() and revision.isdigit():
+                        key = int(repository_id)
+                        latest[key] = max(latest.get(key, 0), int(revision))
                     self._seen += 1
 
 

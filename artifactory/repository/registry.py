@@ -78,9 +78,14 @@ class RepositoryRegistry:
         if entry is not None and now - entry[0] < self.cache_seconds:
             if entry[2] == token:
                 return entry[1]
-            revision = self._revision(name)
             snapshot = entry[1]
-            if (snapshot.revision if snapshot is not None else None) == revision:
+            held = snapshot.revision if snapshot is not None else None
+            moved = self.changes.may_have_moved
+            if snapshot is None or moved(entry[2], token, snapshot.id, snapshot.revision):
+                revision = self._revision(name)
+            else:
+                revision = held
+            if held == revision:
                 with self._lock:
                     if self._cache.get(name) is entry:
                         self._cache[name] = (entry[0], snapshot, token)
@@ -180,7 +185,7 @@ class RepositoryRegistry:
                 raise RepositoryInUse(name, groups)
             result = _as_dict(row)
             session.delete(row)
-            notify_revision(session, row.id, 0)
+            notify_revision(session, row.id, changes.GONE)
         self.forget(name)
         return result
 
