@@ -277,3 +277,26 @@ def test_a_hostile_host_header_cannot_break_out_of_an_href(any_server):
         for anchor in document.iter("a"):
             assert urlsplit(anchor.get("href")).scheme == "http"
             assert "<" not in anchor.get("href") and '"' not in anchor.get("href")
+
+
+@pytest.mark.parametrize("through", ["proxy", "group"])
+def test_a_cold_file_is_answered_whole_and_a_cold_range_request_from_the_stored_file(
+    any_server, index, through
+):
+    """A small file is answered from memory once checked (before the engine has made it durable);
+    a range request (uv reads a wheel's METADATA so) waits for the stored file and gets its range."""
+    whole, ranged = wheel("answered", "1.0"), wheel("ranged", "1.0")
+    index.projects.update(answered=[whole], ranged=[ranged])
+    proxy = proxy_of(any_server, index)
+    repo = proxy if through == "proxy" else any_server.create_repo("pypi", "group", members=[proxy])
+    base = f"{any_server.repo_url(repo)}packages"
+
+    response = httpx.get(f"{base}/answered/{whole.filename}", timeout=30)
+    assert response.status_code == 200 and response.content == whole.content
+    assert response.headers["etag"] == f'"{hashlib.sha256(whole.content).hexdigest()}"'
+    cached = httpx.get(f"{base}/answered/{whole.filename}", timeout=30)
+    assert cached.content == whole.content and cached.headers["etag"] == response.headers["etag"]
+
+    first = httpx.get(f"{base}/ranged/{ranged.filename}", headers={"Range": "bytes=0-9"}, timeout=30)
+    assert first.status_code == 206 and first.content == ranged.content[:10]
+    assert index.fetched(whole.filename) == 1 and index.fetched(ranged.filename) == 1
