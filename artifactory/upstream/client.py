@@ -212,6 +212,8 @@ class Fetcher:
         if parts.query:
             target = f"{target}?{quote(parts.query, safe=TARGET_SAFE)}"
         raw = [(b"Host", shown.encode("ascii")), (b"User-Agent", USER_AGENT.encode())]
+        if not any(name.lower() == "accept" for name in headers):
+            raw.append((b"Accept", b"*/*"))  # as httpx sends by default
         raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         if authorization is not None:
             raw.append((b"Authorization", authorization.encode("latin-1")))

@@ -97,7 +97,7 @@ def test_a_gzip_body_is_decoded_and_the_request_headers_are_sent():
         answer = asyncio.run(fetch({"url": base + "/"}, base + "/simple/", {"Accept-Encoding": "gzip"}))
     assert answer == (200, b"<html>index</html>")
     assert seen[0]["accept-encoding"] == "gzip" and seen[0]["user-agent"].startswith("artifactory/")
-    assert seen[0]["host"] == base.removeprefix("http://")
+    assert seen[0]["host"] == base.removeprefix("http://") and seen[0]["accept"] == "*/*"
 
 
 def test_endless_redirects_and_an_unreachable_upstream_are_upstream_errors():
