@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 DOCUMENT_CACHE_SIZE = 2048
 ASSET_CACHE_SIZE = 8192
-# A hot file is looked up at most this often per process; another process's change to it is seen
-# within this time (the revision key makes this process's own changes visible at once).
+# A hot file is looked up at most this often per process. Its cache key holds the repository's
+# revision, which `repos.get` keeps current across processes (`db.changes`), so a change made anywhere
+# is seen at once (on PostgreSQL, once its notification arrived); this bound is the backstop.
 ASSET_CACHE_SECONDS = 0.1
 DOCUMENT_CACHE_BYTES = 64 * 1024 * 1024
 
@@ -81,9 +82,8 @@ class Engine:
         self.uploads = Uploads(self)
         self.downloads = Downloads(db, settings.download_flush_seconds, settings.download_counting)
         self._find_asset = queries.AssetLookup(db.read_engine)
-        # Hosted lookups, keyed by the repository revision they were read at and trusted for
-        # ASSET_CACHE_SECONDS: a change made here moves the revision (seen at once), a change made by
-        # another process or node is seen within ASSET_CACHE_SECONDS.
+        # Hosted lookups, keyed by the repository revision they were read at (current in every
+        # process, see ASSET_CACHE_SECONDS) and trusted for at most ASSET_CACHE_SECONDS.
         self._assets: OrderedDict[tuple[int, int, str], tuple[float, StoredAsset]] = OrderedDict()
 
     async def db_call(self, fn: Callable[..., T], *args: Any) -> T:
