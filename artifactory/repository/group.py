@@ -86,15 +86,15 @@ class Group:
         """The members this principal may read through the group. A credential scoped to the group
         reads its members as far as the user's roles allow (the scope names the group, not each
         member); a credential whose scope does not include the group reads nothing through it.
-        `every`: the group's `_existing` members, when the caller has them already."""
+        `every`: the group's `existing` members, when the caller has them already."""
         if not principal.scope_grants(repo.name, "read"):
             return []
         through = self.reader(repo, principal)
         allowed = self.engine.security.allowed
-        every = every if every is not None else self._existing(repo)
+        every = every if every is not None else self.existing(repo)
         return [member for member in every if allowed(through, member.name, "read")]
 
-    def _existing(self, repo: Repo) -> list[Repo]:
+    def existing(self, repo: Repo) -> list[Repo]:
         """The group's members that exist, in order, whoever asks. A request looks them up once:
         after any commit a lookup reads the member's revision again."""
         found = []
@@ -131,13 +131,13 @@ class Group:
         self, repo: Repo, seen: frozenset[str] = frozenset(), every: list[Repo] | None = None
     ) -> list[Repo]:
         """Every hosted and proxy repository inside a group, nested groups included, whoever asks
-        (`every`: the group's `_existing` members, when the caller has them already).
+        (`every`: the group's `existing` members, when the caller has them already).
 
         The guard must not depend on the caller: someone who may not read the internal repository
         must not be handed the public lookalike instead.
         """
         found: list[Repo] = []
-        for member in every if every is not None else self._existing(repo):
+        for member in every if every is not None else self.existing(repo):
             if member.type == GROUP:
                 if member.name not in seen:
                     found.extend(self._leaves(member, seen | {repo.name}))
@@ -158,7 +158,7 @@ class Group:
         if repo.name in seen:
             return None
         seen = seen | {repo.name}
-        every = self._existing(repo)
+        every = self.existing(repo)
         members = self.members(repo, principal, every)
         principal = self.reader(repo, principal)  # what a nested group is read as
         if not skip_proxies:
@@ -190,7 +190,7 @@ class Group:
     ) -> bool:
         """True if a hosted repository anywhere in the group holds a component named `name`: no proxy
         member may then serve its files or contribute to its documents. `every`: the group's
-        `_existing` members, when the caller has them already."""
+        `existing` members, when the caller has them already."""
         if repo.config.get("allow_proxy_shadowing", False):
             return False
         leaves = self._leaves(repo, every=every)

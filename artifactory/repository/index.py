@@ -341,11 +341,12 @@ class Index:
             return None
         seen = seen | {repo.name}
         group = self.engine.group
+        every = group.existing(repo)  # looked up once for the guard and the walk
         if not guarded and key.name and not key.whole_repository:
-            guarded = await group.shadowed_name(repo, key.namespace, key.name)
+            guarded = await group.shadowed_name(repo, key.namespace, key.name, every)
         found: list[Model] = []
         failure: BadGateway | None = None
-        members, reader = group.members(repo, principal), group.reader(repo, principal)
+        members, reader = group.members(repo, principal, every), group.reader(repo, principal)
         for member in members:
             if guarded and member.type == PROXY:
                 continue
