@@ -6,12 +6,8 @@ A `Changes` hands out tokens: a cache stamps what it reads from the database wit
 someone may have committed a change since, and the cache checks with the database (for a repository
 snapshot, one indexed read of its revision).
 
-- SQLite: the header of the WAL index, which every process using the database maps from the `-shm`
-  file and which a commit rewrites before it returns (it holds the WAL's last frame, a change counter
-  and the WAL's salts; the layout is part of SQLite's documented WAL file format). A process maps the
-  file once, beside a connection of its own that keeps it open, and compares 48 bytes of memory: a
-  tenth of a microsecond, where `PRAGMA data_version` (what it falls back on while the header's two
-  copies disagree, a commit being written, or when there is no `-shm` file) takes several. Exact: a
+- SQLite: `PRAGMA data_version` on a connection of this watcher's own, which never writes: its value
+  changes whenever any other connection, in any process, committed (a few microseconds). Exact: a
   commit that returned before the token was taken moves it.
 - PostgreSQL: every revision bump sends `pg_notify(CHANNEL, ...)` in its own transaction (see
   `queries.bump_revision`); a thread per process LISTENs on a connection of its own and moves the
@@ -25,7 +21,6 @@ snapshot, one indexed read of its revision).
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 import sqlite3
 import threading
@@ -75,11 +70,6 @@ class Changes:
         return False, None
 
 
-# The WAL index header (https://www.sqlite.org/walformat.html, "the WAL-index header"): 48 bytes,
-# written twice in a row by every commit, the second copy first.
-WAL_HEADER = 48
-
-
 class SqliteChanges(Changes):
     exact = True
 
@@ -87,7 +77,6 @@ class SqliteChanges(Changes):
         self.path = path
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
-        self._header: mmap.mmap | None = None
         self._pid = 0
 
     def token(self) -> Hashable | None:
@@ -95,11 +84,6 @@ class SqliteChanges(Changes):
             with self._lock:
                 if self._pid != os.getpid():
                     self._connect()
-        header = self._header
-        if header is not None:
-            first = header[:WAL_HEADER]
-            if first == header[WAL_HEADER : 2 * WAL_HEADER]:
-                return first
         with self._lock:
             assert self._connection is not None
             row = self._connection.execute("PRAGMA data_version").fetchone()
@@ -107,20 +91,13 @@ class SqliteChanges(Changes):
 
     def _connect(self) -> None:
         # Autocommit: each PRAGMA is a read transaction of its own, which is what sees other commits.
-        # The connection stays open for as long as the mapping is used: while it is, SQLite never
-        # removes or recreates the -shm file.
+        # (Reading the WAL-index header from a mapping of the -shm file instead was tried: another
+        # process's connection can shrink that file, and the read then killed the server with SIGBUS.)
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=15)
-        self._connection, self._header, self._pid = connection, None, os.getpid()
-        # WAL, as every connection of `db.engine` sets it (this one may come first); a read then opens
-        # the WAL index.
-        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()
+        self._connection, self._pid = connection, os.getpid()
+        # WAL, as every connection of `db.engine` sets it (this one may come first).
+        connection.execute("PRAGMA journal_mode=WAL").fetchone()
         connection.execute("PRAGMA data_version").fetchone()
-        if mode and str(mode[0]).lower() == "wal":
-            try:
-                with open(self.path + "-shm", "rb") as shm:
-                    self._header = mmap.mmap(shm.fileno(), 2 * WAL_HEADER, prot=mmap.PROT_READ)
-            except (OSError, ValueError):
-                log.info("no WAL index to map beside %s; using PRAGMA data_version", self.path)
 
     def read(self, sql: str, parameters: tuple[Any, ...]) -> tuple[bool, Any]:
         self.token()  # connected, in this process
@@ -132,11 +109,9 @@ class SqliteChanges(Changes):
     def close(self) -> None:
         with self._lock:
             if self._pid == os.getpid():
-                if self._header is not None:
-                    self._header.close()
                 if self._connection is not None:
                     self._connection.close()
-            self._connection, self._header, self._pid = None, None, 0
+            self._connection, self._pid = None, 0
 
 
 class PostgresChanges(Changes):

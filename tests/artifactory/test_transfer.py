@@ -555,3 +555,39 @@ def test_progress_is_a_bar_on_a_terminal(server, published, tmp_path):
     assert child.exitstatus == 0, output
     assert "━" in output and re.search(r"export blobs (\d+)/\1", output)
     assert (tmp_path / "tty.tar").stat().st_size > 0
+
+
+def test_the_server_lives_through_backups_taken_while_it_commits(tmp_path):
+    """A backup's own connection to the database (another process) must never take the server down:
+    a change watcher that read SQLite's WAL index from a mapping of its -shm file was killed by
+    SIGBUS when a backup's connection shrank that file, mid-upload."""
+    server = LiveServer(tmp_path / "data").start()
+    try:
+        repo = server.create_repo("raw", name=f"live-{uuid.uuid4().hex[:6]}")
+        errors: list[str] = []
+        stop = threading.Event()
+
+        def upload(worker: int) -> None:
+            with server.client() as client:
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    try:
+                        client.put(f"/repository/{repo}/{worker}/{i}.bin", content=os.urandom(20_000))
+                    except httpx.HTTPError as exc:
+                        errors.append(repr(exc))
+
+        uploaders = [threading.Thread(target=upload, args=(n,)) for n in range(3)]
+        for thread in uploaders:
+            thread.start()
+        try:
+            for round_ in range(3):
+                cli(server.data_dir, "backup", str(tmp_path / f"backup-{round_}"), "--json")
+                assert server.process is not None and server.process.poll() is None, "the server died"
+        finally:
+            stop.set()
+            for thread in uploaders:
+                thread.join()
+        assert errors == []
+    finally:
+        server.stop()

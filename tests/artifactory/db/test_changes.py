@@ -128,13 +128,12 @@ def test_sqlite_data_version_moves_with_any_other_connection_s_commit(tmp_path):
         db.dispose()
 
 
-def test_sqlite_tokens_read_from_the_mapped_wal_index_move_with_every_commit_and_checkpoint(tmp_path):
+def test_sqlite_tokens_move_with_every_commit_and_checkpoint(tmp_path):
     url = f"sqlite:///{tmp_path / 'w.db'}"
     upgrade(url)
     watcher = changes.watch(url)
     db = Database(url)
     try:
-        assert isinstance(watcher.token(), bytes)  # the header, not PRAGMA data_version
         for i in range(20):
             before = watcher.token()
             assert watcher.token() == before
