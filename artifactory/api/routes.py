@@ -14,6 +14,7 @@ from artifactory import __version__
 from artifactory.api import cleanup as cleanup_api
 from artifactory.api.openapi import OPENAPI
 from artifactory.api.search import search
+from artifactory.db.models import MAX_INTEGER
 from artifactory.events import RepositoryEvent
 from artifactory.http.bodies import ADMIN_BODY_BYTES, read_json
 from artifactory.http.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
@@ -411,7 +412,7 @@ async def audit(request: Request) -> Response:
             repository=params.get("repository"),
             since=since,
             until=until,
-            cursor=int(cursor_text) if cursor_text is not None else None,
+            cursor=min(int(cursor_text), MAX_INTEGER) if cursor_text is not None else None,
             limit=max(1, int(limit_text)),
         )
     )

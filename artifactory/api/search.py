@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from artifactory.db.models import Asset, Blob, Component
+from artifactory.db.models import MAX_INTEGER, Asset, Blob, Component
 from artifactory.http.errors import BadRequest
 from artifactory.repository.model import GROUP, Repo
 from artifactory.security.principal import Principal
@@ -114,7 +114,7 @@ def decode_cursor(cursor: str) -> tuple[str, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         name, component_id = json.loads(raw)
         if isinstance(name, str) and isinstance(component_id, int) and not isinstance(component_id, bool):
-            return name, component_id
+            return name, max(0, min(component_id, MAX_INTEGER))
     except (binascii.Error, ValueError, TypeError):
         pass
     raise BadRequest("cursor is not one this server handed out (use the `next` of a previous page)")

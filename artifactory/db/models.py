@@ -22,6 +22,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 MAX_PATH = 1024
+# The largest value of an Integer column (PostgreSQL's int4): ids a client hands back (paging cursors)
+# are clamped to it, so a larger one finds nothing more instead of failing the query.
+MAX_INTEGER = 2**31 - 1
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
