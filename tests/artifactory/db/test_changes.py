@@ -113,21 +113,6 @@ def test_a_commit_to_another_repository_costs_no_pool_query_and_no_reread(writer
     assert statements == []
 
 
-def test_sqlite_data_version_moves_with_any_other_connection_s_commit(tmp_path):
-    url = f"sqlite:///{tmp_path / 'v.db'}"
-    upgrade(url)
-    watcher = changes.watch(url)
-    db = Database(url)
-    try:
-        first = watcher.token()
-        assert watcher.token() == first
-        create(db, "any")
-        assert watcher.token() != first
-    finally:
-        watcher.close()
-        db.dispose()
-
-
 def test_sqlite_tokens_move_with_every_commit_and_checkpoint(tmp_path):
     url = f"sqlite:///{tmp_path / 'w.db'}"
     upgrade(url)
