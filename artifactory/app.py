@@ -145,19 +145,23 @@ class Application:
         logged = self.request_metrics.access_mode != "off"
         sender = (_CountingSender if logged else _Sender)(send, identifier)
         try:
-            if b"%00" in scope["query_string"] or "\x00" in path:
-                # NUL is never meaningful in a query or a path, and PostgreSQL refuses it in text.
-                await JSONResponse({"error": "NUL character in the request"}, 400)(scope, receive, sender)
-            elif path.startswith(PREFIX):
-                await self._repository(scope, receive, sender)
-            else:
-                await self.starlette(scope, receive, sender)
+            with self.state.engine.repos.request():
+                await self._route(scope, receive, sender, path)
         finally:
             elapsed = time.perf_counter() - started
             self.request_metrics.done(scope, sender.status, elapsed)
             if logged:
                 assert isinstance(sender, _CountingSender)
                 self.request_metrics.log(scope, sender.status, sender.sent, elapsed)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        if b"%00" in scope["query_string"] or "\x00" in path:
+            # NUL is never meaningful in a query or a path, and PostgreSQL refuses it in text.
+            await JSONResponse({"error": "NUL character in the request"}, 400)(scope, receive, send)
+        elif path.startswith(PREFIX):
+            await self._repository(scope, receive, send)
+        else:
+            await self.starlette(scope, receive, send)
 
     async def _repository(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self.starlette

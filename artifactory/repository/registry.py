@@ -7,6 +7,11 @@ if the revision moved. So a change committed by any process or node is seen by t
 (on SQLite exactly; on PostgreSQL once its notification arrived), while a request that finds the token
 unmoved costs no query. A config edit is a revision move too, so it is seen as soon as content is,
 and creating or deleting a repository moves the token as well.
+
+Within one request (`RepositoryRegistry.request`), the token is taken once, at the first lookup, and
+shared by the others: a group document looks up every member, and each take costs a query on SQLite.
+That keeps the rule exact (a commit that returned before the request's first lookup is seen), and a
+request sees its repositories as of one moment.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -28,6 +35,21 @@ from artifactory.repository import config as repo_config
 from artifactory.repository.model import GROUP, HOSTED, Repo
 
 _REVISION = select(Repository.revision).where(Repository.name == bindparam("name"))
+
+
+class _RequestToken:
+    """The change token of one request, taken at its first lookup; `open` is False once the request
+    ended, so a task it started that outlives it takes tokens of its own again."""
+
+    __slots__ = ("token", "taken", "open")
+
+    def __init__(self) -> None:
+        self.token: Hashable | None = None
+        self.taken = False
+        self.open = True
+
+
+_REQUEST: ContextVar[_RequestToken | None] = ContextVar("artifactory_request_token", default=None)
 
 
 class RepositoryInUse(Exception):
@@ -71,8 +93,29 @@ class RepositoryRegistry:
         self.changes.close()
 
     # -- snapshots ---------------------------------------------------------------------------
+    @staticmethod
+    @contextmanager
+    def request() -> Iterator[None]:
+        """Share one change token among the lookups made inside (a request, and the worker threads
+        it runs code on: they copy its context)."""
+        scope = _RequestToken()
+        reset = _REQUEST.set(scope)
+        try:
+            yield
+        finally:
+            scope.open = False
+            _REQUEST.reset(reset)
+
+    def _token(self) -> Hashable | None:
+        scope = _REQUEST.get()
+        if scope is None or not scope.open:
+            return self.changes.token()
+        if not scope.taken:
+            scope.token, scope.taken = self.changes.token(), True
+        return scope.token
+
     def get(self, name: str) -> Repo | None:
-        token = self.changes.token()
+        token = self._token()
         entry = self._cache.get(name)
         now = time.monotonic()
         if entry is not None and now - entry[0] < self.cache_seconds:

@@ -152,3 +152,59 @@ def test_a_repository_deleted_by_another_process_is_gone_at_the_next_read(writer
     while reader.get("doomed") is not None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert reader.get("doomed") is None
+
+
+def _counting_tokens(registry):
+    taken = []
+    take = registry.changes.token
+
+    def counted():
+        taken.append(1)
+        return take()
+
+    registry.changes.token = counted
+    return taken
+
+
+def test_a_request_takes_the_change_token_once_for_all_its_lookups(writer, reader):
+    for name in ("a", "b", "c"):
+        create(writer, name)
+    listening(reader)
+    taken = _counting_tokens(reader)
+    with reader.request():
+        for name in ("a", "b", "c", "a"):
+            assert reader.get(name).name == name
+    assert len(taken) == 1
+    taken.clear()
+    for name in ("a", "b"):
+        reader.get(name)
+    assert len(taken) == 2  # outside a request: one each
+
+
+def test_a_commit_before_a_request_is_seen_by_all_its_lookups_and_one_during_it_by_the_next(writer, reader):
+    create(writer, "seen")
+    listening(reader)
+    assert reader.get("seen").revision == 1
+    revision = bump(writer, "seen")
+    assert seen(reader, "seen", revision) == revision  # PostgreSQL: once notified
+    with reader.request():
+        assert reader.get("seen").revision == revision
+        later = bump(writer, "seen")
+        # The request sees its repositories as of its first lookup...
+        if reader.changes.exact:
+            assert reader.get("seen").revision == revision
+    # ...and the next request sees what was committed meanwhile.
+    with reader.request():
+        assert seen(reader, "seen", later) == later
+
+
+def test_a_task_that_outlives_its_request_takes_tokens_of_its_own_again(writer, reader):
+    import contextvars
+
+    create(writer, "late")
+    listening(reader)
+    with reader.request():
+        assert reader.get("late").revision == 1
+        context = contextvars.copy_context()  # what a task started by the request holds
+    revision = bump(writer, "late")
+    assert context.run(seen, reader, "late", revision) == revision
