@@ -122,24 +122,33 @@ class Engine:
     ) -> Content | None:
         """The content at `path`: stored, computed (a group's merge) or arriving from upstream."""
         if repo.type == HOSTED:
-            key = (repo.id, repo.revision, path)
-            now = time.monotonic()
-            hit = self._assets.get(key)
-            if hit is not None and now - hit[0] < ASSET_CACHE_SECONDS:
-                return hit[1]
+            hit = self.cached_asset(repo, path)
+            if hit is not None:
+                return hit
             if self.db.is_sqlite:
                 # An in-process read of ~30 us: cheaper than a hop to a worker thread.
                 found = self._find_asset(repo.name, repo.id, path)
             else:
                 found = await self.db_call(self._find_asset, repo.name, repo.id, path)
             if found is not None:
-                self._assets[key] = (now, found)
-                if len(self._assets) > ASSET_CACHE_SIZE:
-                    self._assets.popitem(last=False)
+                self.remember_asset(repo, path, found)
             return found
         if repo.type == PROXY:
             return await self.proxy.get(repo, path, stream)
         return await self.group.get(repo, path, principal, stream, seen)
+
+    def cached_asset(self, repo: Repo, path: str) -> StoredAsset | None:
+        """A hosted file this process read at `repo`'s current revision moments ago, if any."""
+        hit = self._assets.get((repo.id, repo.revision, path))
+        if hit is not None and time.monotonic() - hit[0] < ASSET_CACHE_SECONDS:
+            return hit[1]
+        return None
+
+    def remember_asset(self, repo: Repo, path: str, asset: StoredAsset) -> None:
+        """A hosted file just read (at `repo`'s revision), for `cached_asset`."""
+        self._assets[(repo.id, repo.revision, path)] = (time.monotonic(), asset)
+        if len(self._assets) > ASSET_CACHE_SIZE:
+            self._assets.popitem(last=False)
 
     def lookup(self, repo: Repo, path: str) -> StoredAsset | None:
         """A stored asset of this very repository (no proxy fetch, no group search). Blocking."""
@@ -152,10 +161,13 @@ class Engine:
         fmt = self.formats[repo.format]
         names: dict[str, Entry] = {}
         shadowed: dict[tuple[str, str], bool] = {}
-        for member in self.group.leaves(repo, principal):
+        leaves = self.group.leaves(repo, principal)
+        for member in leaves:
             if member.type == PROXY:
                 await self.proxy.landed(member)
-            rows = await self.db_call(self._under, member, prefix)
+        # Every member's rows in one read transaction (a group's listing is one read, not one per member).
+        listed = await self.db_call(self._under_each, leaves, prefix)
+        for member, rows in zip(leaves, listed, strict=True):
             for asset in rows:
                 if asset.path.startswith(INDEX_PREFIX):
                     continue
@@ -177,6 +189,13 @@ class Engine:
     def assets_under(self, repo: Repo, prefix: str) -> list[StoredAsset]:
         """Every asset of `repo` (itself only) whose path starts with `prefix`. Blocking."""
         return self._under(repo, prefix)
+
+    def _under_each(self, repos: list[Repo], prefix: str) -> list[list[StoredAsset]]:
+        with self.db.read() as session:
+            return [
+                [queries.to_asset(repo.name, row) for row in queries.assets_under(session, repo.id, prefix)]
+                for repo in repos
+            ]
 
     def _under(self, repo: Repo, prefix: str) -> list[StoredAsset]:
         with self.db.read() as session:

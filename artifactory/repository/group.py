@@ -5,7 +5,12 @@ Files come from the first member that has them (index documents are merged by th
 dependency-confusion guard: a component name that a hosted member holds is never served from a proxy
 member, unless the group's config allows it. The guard looks at every hosted member, readable by the
 caller or not, and reaches into nested groups both ways: a hosted repository inside a nested group
-guards, and a proxy inside a nested group is guarded."""
+guards, and a proxy inside a nested group is guarded.
+
+A request reads what it needs of the members in one query (`probe.py`): every leaf's copy of the
+file, the guard's answer, and each proxy's cached copy of the upstream document that declares the
+file, handed to the walk (nested groups included) and to the proxy, which then looks nothing up
+again. A cold miss through a group costs that read plus the proxy's claim and commit."""
 
 from __future__ import annotations
 
@@ -19,7 +24,9 @@ from sqlalchemy import bindparam, select
 
 from artifactory.db.models import Component
 from artifactory.http.errors import BadGateway
+from artifactory.repository.index import cache_path
 from artifactory.repository.model import GROUP, HOSTED, PROXY, Content, Document, Repo
+from artifactory.repository.probe import Probe, Probed
 from artifactory.security.principal import Principal
 
 if TYPE_CHECKING:
@@ -81,6 +88,7 @@ class Group:
         self._merged: OrderedDict[tuple[object, ...], Document] = OrderedDict()
         self._guards: OrderedDict[tuple[object, ...], bool] = OrderedDict()
         self._hosted_has = NameLookup(engine.db.read_engine)
+        self._probe = Probe(engine.db.read_engine)
 
     def members(self, repo: Repo, principal: Principal, every: list[Repo] | None = None) -> list[Repo]:
         """The members this principal may read through the group. A credential scoped to the group
@@ -153,22 +161,35 @@ class Group:
         stream: bool,
         seen: frozenset[str] = frozenset(),
         skip_proxies: bool = False,
+        probed: Probed | None = None,
     ) -> Content | None:
-        """`skip_proxies`: an enclosing group's guard already rules out every proxy for `path`."""
+        """`skip_proxies`: an enclosing group's guard already rules out every proxy for `path`.
+        `probed`: what the enclosing group's probe read of every leaf (nested groups share it)."""
         if repo.name in seen:
             return None
         seen = seen | {repo.name}
         every = self.existing(repo)
         members = self.members(repo, principal, every)
         principal = self.reader(repo, principal)  # what a nested group is read as
+        if not members:
+            return None
+        if probed is None:
+            # A hosted first member's file this process has just read answers alone (no guard
+            # applies to a hosted member); anything else asks every leaf at once.
+            first = members[0]
+            if first.type == HOSTED:
+                hit = self.engine.cached_asset(first, path)
+                if hit is not None:
+                    return hit
+            probed = await self.probe_file(repo, path, every)
         if not skip_proxies:
-            skip_proxies = await self._shadowed(repo, path, every)
+            skip_proxies = await self._shadowed(repo, path, every, probed)
         failure: BadGateway | None = None
         for member in members:
             if skip_proxies and member.type == PROXY:
                 continue
             try:
-                found = await self._member_get(member, path, principal, stream, seen, skip_proxies)
+                found = await self._member_get(member, path, principal, stream, seen, skip_proxies, probed)
             except BadGateway as exc:
                 failure = exc
                 continue
@@ -178,19 +199,48 @@ class Group:
             raise failure
         return None
 
-    async def _shadowed(self, repo: Repo, path: str, every: list[Repo]) -> bool:
+    async def probe(
+        self, repo: Repo, every: list[Repo], paths: Sequence[str], name: tuple[str, str] | None
+    ) -> Probed:
+        """One read of every leaf of `repo` (readable by the caller or not: the guard needs them
+        all): the assets at `paths` and, given a (namespace, name), which hosted leaf holds it and
+        its generation there."""
+        leaves = self._leaves(repo, every=every)
+        if self.engine.db.is_sqlite:  # an in-process read: cheaper than a hop to a worker thread
+            return self._probe(leaves, paths, name)
+        return await self.engine.db_call(self._probe, leaves, paths, name)
+
+    async def probe_file(self, repo: Repo, path: str, every: list[Repo]) -> Probed:
+        """`probe` for a file request: the file, the name it belongs to, and the proxies' cached
+        copy of the upstream document that declares it (where the proxy learns its URL and digests)."""
+        fmt = self.engine.formats[repo.format]
+        coordinates = fmt.coordinates(path)
+        name = None if coordinates is None else (coordinates.namespace, coordinates.name)
+        if name is not None and self.known_guard(repo, *name, every) is not None:
+            name = None  # the guard's answer is known: a file request needs nothing else of the name
+        declared = fmt.declared_by(path)
+        paths = [path] if declared is None else [path, cache_path(declared)]
+        return await self.probe(repo, every, paths, name)
+
+    async def _shadowed(self, repo: Repo, path: str, every: list[Repo], probed: Probed | None = None) -> bool:
         """True if a hosted member holds the component `path` belongs to: proxies must not serve it."""
         coordinates = self.engine.formats[repo.format].coordinates(path)
         if coordinates is None:
             return False
-        return await self.shadowed_name(repo, coordinates.namespace, coordinates.name, every)
+        return await self.shadowed_name(repo, coordinates.namespace, coordinates.name, every, probed)
 
     async def shadowed_name(
-        self, repo: Repo, namespace: str, name: str, every: list[Repo] | None = None
+        self,
+        repo: Repo,
+        namespace: str,
+        name: str,
+        every: list[Repo] | None = None,
+        probed: Probed | None = None,
     ) -> bool:
         """True if a hosted repository anywhere in the group holds a component named `name`: no proxy
         member may then serve its files or contribute to its documents. `every`: the group's
-        `existing` members, when the caller has them already."""
+        `existing` members, when the caller has them already; `probed`: a probe of this request
+        that read the name in every leaf, which then answers without a query."""
         if repo.config.get("allow_proxy_shadowing", False):
             return False
         leaves = self._leaves(repo, every=every)
@@ -199,21 +249,53 @@ class Group:
             return False  # nothing to guard, or nothing to guard against: spare the query
         # Keyed by the hosted members' revisions: any upload or deletion there moves the key.
         key = (tuple((r.id, r.revision) for r in hosted), namespace, name)
-        known = self._guards.get(key)
+        if probed is not None and probed.name == (namespace, name) and all(map(probed.covers, hosted)):
+            known: bool | None = probed.shadowed(hosted)
+        else:
+            known = self._guards.get(key)
         if known is None:
             ids = [r.id for r in hosted]
             if self.engine.db.is_sqlite:  # an in-process read: cheaper than a hop to a worker thread
                 known = self._hosted_has(ids, namespace, name)
             else:
                 known = await self.engine.db_call(self._hosted_has, ids, namespace, name)
-            self._guards[key] = known
-            if len(self._guards) > GUARD_CACHE_SIZE:
-                self._guards.popitem(last=False)
+        self._guards[key] = known
+        self._guards.move_to_end(key)
+        if len(self._guards) > GUARD_CACHE_SIZE:
+            self._guards.popitem(last=False)
         return known
 
+    def known_guard(
+        self, repo: Repo, namespace: str, name: str, every: list[Repo] | None = None
+    ) -> bool | None:
+        """`shadowed_name`'s answer from what this process already knows; None: it would ask."""
+        if repo.config.get("allow_proxy_shadowing", False):
+            return False
+        leaves = self._leaves(repo, every=every)
+        hosted = [r for r in leaves if r.type == HOSTED]
+        if not hosted or not any(r.type == PROXY for r in leaves):
+            return False
+        return self._guards.get((tuple((r.id, r.revision) for r in hosted), namespace, name))
+
     async def _member_get(
-        self, member: Repo, path: str, principal: Principal, stream: bool, seen: frozenset[str], guard: bool
+        self,
+        member: Repo,
+        path: str,
+        principal: Principal,
+        stream: bool,
+        seen: frozenset[str],
+        guard: bool,
+        probed: Probed | None = None,
     ) -> Content | None:
         if member.type == GROUP:  # hand the guard down: a nested proxy is a proxy all the same
-            return await self.get(member, path, principal, stream, seen, guard)
-        return await self.engine.get(member, path, principal, stream=stream, seen=seen)
+            return await self.get(member, path, principal, stream, seen, guard, probed)
+        if probed is None or not probed.covers(member):
+            return await self.engine.get(member, path, principal, stream=stream, seen=seen)
+        found = probed.asset(member, path)
+        if member.type == HOSTED:
+            if found is not None:
+                self.engine.remember_asset(member, path, found)
+            return found
+        declared = self.engine.formats[member.format].declared_by(path)
+        document = probed.asset(member, cache_path(declared)) if declared is not None else None
+        return await self.engine.proxy.get(member, path, stream, known=found, declaring=document)

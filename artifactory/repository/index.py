@@ -43,8 +43,9 @@ from artifactory.http.documents import RenderedDocument, request_headers
 from artifactory.http.errors import BadGateway, NotFound
 from artifactory.http.urls import repository_url
 from artifactory.lru import Lru
-from artifactory.repository.model import HOSTED, PROXY, ComponentInfo, Repo, StoredAsset
-from artifactory.repository.proxy import PATH_SAFE, DocumentSource
+from artifactory.repository.model import GROUP, HOSTED, PROXY, ComponentInfo, Repo, StoredAsset
+from artifactory.repository.probe import Probed
+from artifactory.repository.proxy import PATH_SAFE, UNKNOWN, DocumentSource, Known
 from artifactory.security.principal import Principal
 
 if TYPE_CHECKING:
@@ -85,9 +86,12 @@ class Model:
 class HostedView:
     """What `Format.build` may read of one hosted repository (read only)."""
 
-    def __init__(self, engine: Engine, repo: Repo) -> None:
+    def __init__(
+        self, engine: Engine, repo: Repo, known: dict[str, StoredAsset | None] | None = None
+    ) -> None:
         self._engine = engine
         self.repository = repo
+        self._known = known or {}  # assets the engine has just read (a group's probe)
 
     async def components(
         self, name: str | None = None, namespace: str | None = None, version: str | None = None
@@ -98,6 +102,8 @@ class HostedView:
         return await self._engine.component_names(self.repository)
 
     async def lookup(self, path: str) -> StoredAsset | None:
+        if path in self._known:
+            return self._known[path]
         return await self._engine.db_call(self._engine.lookup, self.repository, path)
 
     async def under(self, prefix: str) -> list[StoredAsset]:
@@ -249,22 +255,40 @@ class Index:
         principal: Principal,
         seen: frozenset[str] = frozenset(),
         guarded: bool = False,
+        probed: Probed | None = None,
     ) -> Model | None:
-        """The model of `key` in `repo` as `principal` may see it (None: no such document)."""
+        """The model of `key` in `repo` as `principal` may see it (None: no such document).
+        `probed`: an enclosing group's read of its leaves for `key` (see `_group`)."""
+        if probed is not None and not probed.covers(repo) and repo.type != GROUP:
+            probed = None
         if repo.type == HOSTED:
-            return await self._hosted(repo, key)
+            return await self._hosted(repo, key, probed)
         if repo.type == PROXY:
-            return await self._proxied(repo, key)
-        return await self._group(repo, key, principal, seen, guarded)
+            known = UNKNOWN if probed is None else probed.asset(repo, cache_path(key))
+            return await self._proxied(repo, key, known)
+        return await self._group(repo, key, principal, seen, guarded, probed)
 
-    async def file_ref(self, repo: Repo, path: str) -> FileRef | None:
+    async def file_ref(self, repo: Repo, path: str, declaring: Known = UNKNOWN) -> FileRef | None:
         """Where a proxy fetches the file at `path` and what it must hash to, from the upstream
-        document that lists it (fetched now if it is not cached). None: not a listed file."""
+        document that lists it (fetched now if it is not cached; `declaring`: its cached copy as a
+        group's probe has just read it). None: not a listed file."""
         key = self.engine.formats[repo.format].declared_by(path)
         if key is None:
             return None
-        parsed, _identity = await self._parsed_upstream(repo, key)
+        parsed, _identity = await self._parsed_upstream(repo, key, declaring)
         return None if parsed is None else parsed.files.get(path)
+
+    def hosted_source(self, format_id: str, key: IndexKey) -> str | None:
+        """What a hosted repository's `key` is built from, as the format declares it (its optional
+        `index_source(key)`): "" for nothing but the components of the key's name, a path for
+        nothing but the asset at that path (which belongs to that name), None for anything else
+        (built everywhere). A hosted leaf a group's probe finds without them has no such document,
+        and is not built."""
+        declared = getattr(self.engine.formats[format_id], "index_source", None)
+        if declared is None or key.whole_repository or not key.name:
+            return None
+        source = declared(key)
+        return source if isinstance(source, str) else None
 
     # -- hosted ----------------------------------------------------------------------------------
     async def generation(self, repo: Repo, key: IndexKey) -> int:
@@ -283,25 +307,39 @@ class Index:
         with self.engine.db.read() as session:
             return queries.generation(session, repository_id, namespace, name)
 
-    async def _hosted(self, repo: Repo, key: IndexKey) -> Model | None:
-        generation = await self.generation(repo, key)
+    async def _hosted(self, repo: Repo, key: IndexKey, probed: Probed | None = None) -> Model | None:
+        assets: dict[str, StoredAsset | None] = {}
+        if probed is not None and probed.name == (key.namespace, key.name) and not key.whole_repository:
+            generation = probed.generations.get(repo.id, 0)
+            self._generations.put((repo.id, key.namespace, key.name), (repo.revision, generation))
+            source = self.hosted_source(repo.format, key)
+            if source is not None:
+                if source:
+                    assets[source] = probed.asset(repo, source)
+                if (source == "" and not probed.named.get(repo.id)) or (source and assets[source] is None):
+                    return self._built.put((repo.id, key, generation), None)
+        else:
+            generation = await self.generation(repo, key)
         cache_key = (repo.id, key, generation)
         known, cached = self._built.lookup(cache_key)  # a cached None (no such document) is an answer too
         if known:
             return cached
-        value = await self.engine.formats[repo.format].build(key, HostedView(self.engine, repo))
+        value = await self.engine.formats[repo.format].build(key, HostedView(self.engine, repo, assets))
         model = None if value is None else Model(value, ("hosted", repo.id, generation))
         return self._built.put(cache_key, model)
 
     # -- proxy -----------------------------------------------------------------------------------
-    async def _proxied(self, repo: Repo, key: IndexKey) -> Model | None:
-        parsed, identity = await self._parsed_upstream(repo, key)
+    async def _proxied(self, repo: Repo, key: IndexKey, known: Known = UNKNOWN) -> Model | None:
+        parsed, identity = await self._parsed_upstream(repo, key, known)
         if parsed is None:
             return None
         return Model(parsed.model, ("proxy", repo.id, identity))
 
-    async def _parsed_upstream(self, repo: Repo, key: IndexKey) -> tuple[Parsed | None, str]:
-        """The parsed upstream copy of `key` and the sha256 of the cached bytes it was parsed from."""
+    async def _parsed_upstream(
+        self, repo: Repo, key: IndexKey, known: Known = UNKNOWN
+    ) -> tuple[Parsed | None, str]:
+        """The parsed upstream copy of `key` and the sha256 of the cached bytes it was parsed from
+        (`known`: the cached copy, or None, as a group's probe has just read it)."""
         fmt = self.engine.formats[repo.format]
         where = fmt.upstream_document(key)
         if where is None:
@@ -316,14 +354,16 @@ class Index:
         asset = self._fresh.get((repo.id, key))
         if asset is None or not self.engine.proxy.fresh(repo, asset):
             source = DocumentSource(url=url, accept=where.accept, check=check)
-            found = await self.engine.proxy.get(repo, cache_path(key), stream=False, document=source)
+            found = await self.engine.proxy.get(
+                repo, cache_path(key), stream=False, document=source, known=known
+            )
             if not isinstance(found, StoredAsset):
                 self._fresh.pop((repo.id, key))
                 return None, ""
             asset = self._fresh.put((repo.id, key), found)
         cache_key = (repo.id, key, asset.sha256)
-        known, cached = self._parsed.lookup(cache_key)
-        if known:
+        parsed_before, cached = self._parsed.lookup(cache_key)
+        if parsed_before:
             return cached, asset.sha256
         body = await self.engine.read_bytes(asset.sha256, MAX_DOCUMENT_BYTES)
         fetched_from = str(asset.attributes.get("proxy", {}).get("url") or url)
@@ -335,23 +375,43 @@ class Index:
 
     # -- group -----------------------------------------------------------------------------------
     async def _group(
-        self, repo: Repo, key: IndexKey, principal: Principal, seen: frozenset[str], guarded: bool
+        self,
+        repo: Repo,
+        key: IndexKey,
+        principal: Principal,
+        seen: frozenset[str],
+        guarded: bool,
+        probed: Probed | None = None,
     ) -> Model | None:
         if repo.name in seen:
             return None
         seen = seen | {repo.name}
         group = self.engine.group
         every = group.existing(repo)  # looked up once for the guard and the walk
-        if not guarded and key.name and not key.whole_repository:
-            guarded = await group.shadowed_name(repo, key.namespace, key.name, every)
+        named = bool(key.name) and not key.whole_repository
+        members, reader = group.members(repo, principal, every), group.reader(repo, principal)
+        known = group.known_guard(repo, key.namespace, key.name, every) if named and not guarded else guarded
+        if probed is None and (known is None or not self._known(key, members, guarded or known)):
+            # One read of every leaf instead of one or two per member: the guard, each hosted
+            # leaf's generation and whether it holds the name (or the document's source), and
+            # each proxy's cached copy of the upstream's document.
+            paths = [cache_path(key)]
+            source = self.hosted_source(repo.format, key)
+            if source:
+                paths.append(source)
+            name = (key.namespace, key.name) if named else None
+            probed = await group.probe(repo, every, paths, name)
+        if not guarded and named:
+            if known is None or probed is not None:
+                known = await group.shadowed_name(repo, key.namespace, key.name, every, probed)
+            guarded = known
         found: list[Model] = []
         failure: BadGateway | None = None
-        members, reader = group.members(repo, principal, every), group.reader(repo, principal)
         for member in members:
             if guarded and member.type == PROXY:
                 continue
             try:
-                model = await self.model(member, key, reader, seen, guarded)
+                model = await self.model(member, key, reader, seen, guarded, probed)
             except BadGateway as exc:
                 failure = exc
                 continue
@@ -369,6 +429,29 @@ class Index:
             return cached
         merged = self.engine.formats[repo.format].merge(key, [m.value for m in found])
         return self._merged.put(identity, Model(merged, identity))
+
+    def _known(self, key: IndexKey, members: list[Repo], guarded: bool) -> bool:
+        """Whether this process can answer `key` through a group from its caches alone (its guard's
+        answer, `guarded`, is known): the generation and model of every hosted repository the walk
+        may build in, the fresh copy of every proxy it may read (none while `guarded`)."""
+        group = self.engine.group
+        for member in members:
+            for leaf in group._leaves(member) if member.type == GROUP else (member,):
+                if leaf.type == HOSTED:
+                    if key.whole_repository:
+                        generation = leaf.revision
+                    else:
+                        seen = self._generations.get((leaf.id, key.namespace, key.name))
+                        if seen is None or seen[0] != leaf.revision:
+                            return False
+                        generation = seen[1]
+                    if not self._built.lookup((leaf.id, key, generation))[0]:
+                        return False
+                elif not guarded:
+                    asset = self._fresh.get((leaf.id, key))
+                    if asset is None or not self.engine.proxy.fresh(leaf, asset):
+                        return False
+        return True
 
 
 def upstream_url(base: str, path: str) -> str:

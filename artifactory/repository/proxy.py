@@ -85,6 +85,14 @@ PATH_SAFE = "/%:@!$&'()*+,;=~"
 HEX_DIGITS = frozenset("0123456789abcdef")
 
 
+class _Unknown:
+    """Not looked up yet (as opposed to None: looked up, and absent)."""
+
+
+UNKNOWN = _Unknown()
+Known = StoredAsset | None | _Unknown
+
+
 @dataclass(frozen=True)
 class DocumentSource:
     """An index document's upstream copy, fetched for the engine's index (not a client's path):
@@ -165,15 +173,26 @@ class Proxy:
 
     # -- public ------------------------------------------------------------------------------
     async def get(
-        self, repo: Repo, path: str, stream: bool, document: DocumentSource | None = None
+        self,
+        repo: Repo,
+        path: str,
+        stream: bool,
+        document: DocumentSource | None = None,
+        known: Known = UNKNOWN,
+        declaring: Known = UNKNOWN,
     ) -> StoredAsset | Streaming | None:
+        """`known`: the asset at `path` (or None) as the caller has just read it (a group's probe),
+        so that it is not looked up again; `declaring`: likewise the cached copy of the upstream
+        document that declares `path` (`Format.declared_by`)."""
         engine = self.engine
         flight = self._flights.get((repo.id, path))
         if flight is not None:  # fetched by this process right now: share it
             return await asyncio.shield(flight.result)
         fmt = engine.formats[repo.format]
         policy = CachePolicy.METADATA if document is not None else fmt.cache_policy(path)
-        if engine.db.is_sqlite:  # an in-process read: cheaper than a hop to a worker thread
+        if not isinstance(known, _Unknown):
+            cached = known
+        elif engine.db.is_sqlite:  # an in-process read: cheaper than a hop to a worker thread
             cached = self._cached(repo, path)
         else:
             cached = await engine.db_call(self._cached, repo, path)
@@ -184,7 +203,7 @@ class Proxy:
             return cached
         if self._blocked_cached(repo):
             return cached
-        return await self._fetch_shared(repo, path, cached, policy, stream, document)
+        return await self._fetch_shared(repo, path, cached, policy, stream, document, declaring)
 
     def pending(self, sha256: str) -> bytes | None:
         """A document this process answered from memory whose blob is not stored yet."""
@@ -449,6 +468,7 @@ class Proxy:
         policy: CachePolicy,
         stream: bool,
         document: DocumentSource | None,
+        declaring: Known = UNKNOWN,
     ) -> StoredAsset | Streaming | None:
         """`_fetch` as this process's one flight for the path."""
         key = (repo.id, path)
@@ -456,7 +476,7 @@ class Proxy:
         flight.result.add_done_callback(_retrieved)
         self._flights[key] = flight
         try:
-            result = await self._fetch(repo, path, cached, policy, stream, document, flight)
+            result = await self._fetch(repo, path, cached, policy, stream, document, flight, declaring)
         except BaseException as exc:
             flight.settle(exc)
             raise
@@ -488,6 +508,7 @@ class Proxy:
         stream: bool,
         document: DocumentSource | None,
         flight: Flight,
+        declaring: Known = UNKNOWN,
     ) -> StoredAsset | Streaming | None:
         """A fetch costs two transactions of its own: the claim before it and the finish after it
         (the finish being part of the one that stores the file, when there is a file to store)."""
@@ -513,7 +534,7 @@ class Proxy:
                 return current
             cached = current
             limit, deadline = self._limits(repo)
-            ref = None if document is not None else await engine.index.file_ref(repo, path)
+            ref = None if document is not None else await engine.index.file_ref(repo, path, declaring)
             if document is not None:
                 url, declared = document.url, {}
             elif ref is not None:

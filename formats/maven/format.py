@@ -95,6 +95,11 @@ class MavenFormat(Format):
     async def build(self, key: IndexKey, hosted: HostedView) -> Any:
         return await documents.build(key, hosted)
 
+    def index_source(self, key: IndexKey) -> str | None:
+        """An artifact's (or a snapshot version's) maven-metadata.xml is built from that artifact's
+        components alone; a groupId's plugin list is not (whole_repository: built everywhere)."""
+        return "" if key.kind == documents.METADATA_KIND else None
+
     def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
         return documents.upstream_document(key)
 

@@ -89,6 +89,11 @@ class NpmFormat(Format):
         body = await hosted.read(key_package(key).path, max_document_bytes(hosted.repository))
         return None if body is None else metadata.load(body)
 
+    def index_source(self, key: IndexKey) -> str | None:
+        """A packument is built from the package document alone (a group need not build it in a
+        hosted member that does not store one)."""
+        return key_package(key).path if key.kind == PACKUMENT else None
+
     def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
         if key.kind != PACKUMENT:
             return None

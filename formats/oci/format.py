@@ -103,6 +103,11 @@ class OciFormat(Format):
     async def build(self, key: IndexKey, hosted: HostedView) -> Any:
         return await documents.build(key, hosted)
 
+    def index_source(self, key: IndexKey) -> str | None:
+        """An image's tag list is built from the image's components alone (none: no list). Not the
+        referrers: an image without them has an empty list, not none."""
+        return "" if key.kind == documents.TAGS else None
+
     def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
         return documents.upstream_document(key)
 

@@ -94,6 +94,11 @@ class PypiFormat(Format):
         marks = await hosted.read(coordinates.yanked_path(key.name), MAX_YANK_DOCUMENT)
         return metadata.hosted_project(components, metadata.yank_marks(marks))
 
+    def index_source(self, key: IndexKey) -> str | None:
+        """A project page is built from the project's components alone (a group need not build it
+        in a hosted member that holds none)."""
+        return "" if key.kind == PROJECT else None
+
     def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
         # The proxy's URL is the upstream's simple index root; a project's page is below it.
         if key == ROOT:
