@@ -149,7 +149,8 @@ def test_a_raw_file_cold_miss_through_a_group_costs_at_most_three_and_a_miss_is_
 
 def test_a_pypi_page_and_wheel_cold_miss_through_a_group_cost_at_most_three_each(state):
     wheel = FakeFile("up_lib-1.0-py3-none-any.whl", wheel_bytes("up-lib", "1.0"), version="1.0")
-    index = FakeIndex(projects={"up-lib": [wheel]}).start()
+    other = FakeFile("up_lib-1.1-py3-none-any.whl", wheel_bytes("up-lib", "1.1"), version="1.1")
+    index = FakeIndex(projects={"up-lib": [wheel, other]}).start()
     try:
         group = group_of(state, "pypi", index.index_url)
 
@@ -166,6 +167,14 @@ def test_a_pypi_page_and_wheel_cold_miss_through_a_group_cost_at_most_three_each
                 "pypi wheel", f"/repository/{group}/packages/up-lib/{wheel.filename}"
             )
             assert response.status_code == 200 and response.content == wheel.content
+            # As in another worker, which has not read the page itself: the probe finds its copy.
+            counter.state.engine.index._fresh.clear()
+            counter.state.engine.index._parsed.clear()
+            response = await counter.cold(
+                "pypi wheel, page read by another process",
+                f"/repository/{group}/packages/up-lib/{other.filename}",
+            )
+            assert response.status_code == 200 and response.content == other.content
             missing = await counter.cold("pypi page miss", f"/repository/{group}/simple/nothing-here/")
             assert missing.status_code == 404
 
