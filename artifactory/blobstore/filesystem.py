@@ -90,8 +90,13 @@ class FilesystemDriver:
         self.objects.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._tmpfile_works = hasattr(os, "O_TMPFILE")
+        self._proc_fd: int | None = None
+        self._proc_pid = 0
 
     def _object(self, key: str) -> Path:
+        return Path(self._object_text(key))
+
+    def _object_text(self, key: str) -> str:
         # A lexical check (no filesystem calls: this is on every read): relative, no empty, "." or
         # ".." segments, no backslash or NUL. Keys come from the store's layout, never from clients.
         if (
@@ -102,7 +107,7 @@ class FilesystemDriver:
             or any(part in ("", ".", "..") for part in key.split("/"))
         ):
             raise ValueError(f"invalid blob key {key!r}")
-        return Path(self._objects_text + key)
+        return self._objects_text + key
 
     def _temp(self, name: str) -> Path:
         if not name or "/" in name or name.startswith("."):
@@ -161,7 +166,7 @@ class FilesystemDriver:
         _fsync_dir(target.parent)
 
     def write(self, key: str, data: bytes) -> bool:
-        target = str(self._object(key))
+        target = self._object_text(key)
         directory, _, name = target.rpartition("/")
         try:
             dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -194,60 +199,62 @@ class FilesystemDriver:
     def write_many(self, items: Sequence[tuple[str, bytes]]) -> list[bool]:
         """`write` of each (key, bytes), their flushes shared (see the module's docstring); per item
         True when written, False when its key existed already. Nothing is linked before the bytes of
-        every file of the batch are durable, so a key never names bytes that are not on disk."""
+        every file of the batch are durable, so a key never names bytes that are not on disk. Paths,
+        not directory descriptors: three system calls per file before the flushes (open, write, link)."""
         if len(items) == 1 or _SYNCFS is None or not self._tmpfile_works:
             return [self.write(key, data) for key, data in items]
-        opened: list[tuple[int, int, str] | None] = []
+        opened: list[tuple[int, str]] = []
         try:
             for key, data in items:
-                target = self._object(key)
-                directory = str(target.parent)
+                target = self._object_text(key)
+                directory = target.rpartition("/")[0]
                 try:
-                    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+                    fd = self._unnamed(directory)
                 except FileNotFoundError:
-                    target.parent.mkdir(parents=True, exist_ok=True)  # made durable by the 2nd sync
-                    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    if os.path.exists(target):
-                        os.close(dir_fd)
-                        opened.append(None)
-                        continue
-                    fd = os.open(".", os.O_TMPFILE | os.O_WRONLY, 0o644, dir_fd=dir_fd)
-                except BaseException as exc:
-                    os.close(dir_fd)
-                    if isinstance(exc, OSError) and exc.errno in _NO_TMPFILE:
-                        self._tmpfile_works = False
-                    raise
-                opened.append((dir_fd, fd, target.name))
+                    os.makedirs(directory, exist_ok=True)  # made durable by the 2nd sync
+                    fd = self._unnamed(directory)
+                opened.append((fd, target))
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
-            files = [entry for entry in opened if entry is not None]
-            if not files:
-                return [False] * len(items)
-            _syncfs(files[0][1])
+            _syncfs(opened[0][0])
             written = []
-            for entry in opened:
-                if entry is None:
-                    written.append(False)
-                    continue
-                dir_fd, fd, name = entry
+            for fd, target in opened:
                 try:
-                    os.link(f"/proc/self/fd/{fd}", name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                    # linkat(AT_SYMLINK_FOLLOW) names the unnamed file; a plain link() of the
+                    # /proc path would not follow it (a directory descriptor makes Python use linkat).
+                    os.link(str(fd), target, src_dir_fd=self._descriptors())
                     written.append(True)
                 except FileExistsError:
                     written.append(False)
-            _syncfs(files[0][1])
+            _syncfs(opened[0][0])
             return written
         except OSError as exc:
             if exc.errno in _NO_TMPFILE and not self._tmpfile_works:
                 return [self.write(key, data) for key, data in items]
             raise
         finally:
-            for entry in opened:
-                if entry is not None:
-                    os.close(entry[1])
-                    os.close(entry[0])
+            for fd, _target in opened:
+                os.close(fd)
+
+    def _descriptors(self) -> int:
+        """This process's /proc/self/fd, open (once per process)."""
+        if self._proc_fd is None or self._proc_pid != os.getpid():
+            self._proc_fd = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+            self._proc_pid = os.getpid()
+        return self._proc_fd
+
+    def _unnamed(self, directory: str) -> int:
+        """An unnamed file (O_TMPFILE) in `directory`; FileNotFoundError when the directory is
+        missing (and unnamed files are supported: `_tmpfile_works` is cleared when they are not)."""
+        try:
+            return os.open(directory, os.O_TMPFILE | os.O_WRONLY, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT and os.path.isdir(directory):
+                self._tmpfile_works = False  # the directory is there: it is the flag that fails
+            elif exc.errno in _NO_TMPFILE and exc.errno != errno.ENOENT:
+                self._tmpfile_works = False
+            raise
 
     @staticmethod
     def _link_new(dir_fd: int, name: str, data: bytes) -> bool:
@@ -278,11 +285,11 @@ class FilesystemDriver:
             _fsync_dir(directory.parent)
 
     def exists(self, key: str) -> bool:
-        return self._object(key).is_file()
+        return os.path.isfile(self._object_text(key))
 
     def size(self, key: str) -> int | None:
         try:
-            return self._object(key).stat().st_size
+            return os.stat(self._object_text(key)).st_size
         except FileNotFoundError:
             return None
 

@@ -5,6 +5,7 @@ Portable across SQLite and PostgreSQL: upserts use each dialect's INSERT ... ON 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -193,8 +194,7 @@ def _cursor(session: Session, pipelined: bool = False) -> tuple[str, Any]:
     ORM changes are flushed first, as `session.execute` would). `pipelined`: on PostgreSQL, in psycopg's
     pipeline mode where the transaction allows it (see `db.engine.PIPELINE_OK`): results (and
     `rowcount`) only once read with a fetch; otherwise any open pipeline is ended first."""
-    if session.new or session.dirty or session.deleted:
-        session.flush()
+    session.flush()  # nothing to do, cheaply found, when no ORM object is pending (the upload path)
     # The connection of the session's transaction, looked up once per transaction (it costs more
     # than a statement).
     transaction = session.get_transaction()
@@ -245,14 +245,21 @@ def _bind(dialect: str, value: Any, kind: str) -> Any:
             from psycopg.types.json import Json
 
             return Json(value)
-        return json.dumps(value)
+        return "{}" if value == {} else json.dumps(value)
+    if dialect == "sqlite":
+        return _sqlite_time(value)
     if value.tzinfo is not None:
         value = value.astimezone(UTC)
-        if dialect == "sqlite":
-            value = value.replace(tzinfo=None)
-    if dialect == "sqlite":
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
     return value
+
+
+@functools.lru_cache(maxsize=16)
+def _sqlite_time(value: datetime) -> str:
+    """A timestamp as SQLite stores it (zoneless UTC text); cached, as one upload binds the same
+    moment to several columns and rows."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _raw(session: Session, name: str, rows: Sequence[dict[str, Any]], pipelined: bool = True) -> Any:
@@ -416,13 +423,42 @@ def bump_revision_at_commit(session: Session, repository_id: int) -> Callable[[]
     return lambda: bumped[repository_id]
 
 
+def _at_commit_rows(session: Session, statement: str) -> list[dict[str, Any]]:
+    """Rows for a prebuilt statement that nothing in the transaction reads back, inserted all at
+    once as the transaction commits (`at_commit`): a batch of uploads pays one statement for them,
+    not one per upload."""
+    key = ("rows", statement)
+    rows: list[dict[str, Any]] | None = session.info.get(key)
+    if rows is None:
+        rows = session.info[key] = []
+
+        def insert() -> None:
+            pending = session.info.pop(key, [])
+            if statement == "bump_generation":
+                # In one order across the transaction's jobs, as concurrent transactions lock them.
+                names = sorted({_name_key(r) for r in pending})
+                pending = [dict(zip(_NAME_KEYS, k, strict=True)) for k in names]
+            if pending:
+                _raw(session, statement, pending).close()
+
+        at_commit(session, key, insert)
+    return rows
+
+
+_NAME_KEYS = ("rid", "namespace", "name")
+
+
+def _name_key(row: dict[str, Any]) -> tuple[int, str, str]:
+    return row["rid"], row["namespace"], row["name"]
+
+
 def add_audit(session: Session, events: Sequence[dict[str, Any]]) -> None:
     """Audit events as rows (keys: actor, action, repository, path, details), without the ORM's
-    unit of work."""
+    unit of work; written as the transaction commits."""
     if events:
         now = utcnow()
         base = {"at": now, "actor": "", "repository": "", "path": "", "details": {}}
-        _raw(session, "audit", [{**base, **event} for event in events]).close()
+        _at_commit_rows(session, "audit").extend({**base, **event} for event in events)
 
 
 def ensure_component(
@@ -500,11 +536,11 @@ def save_asset(
 
 
 def bump_generations(session: Session, repository_id: int, names: Iterable[tuple[str, str]]) -> None:
-    """Move the generation of each (namespace, name), in sorted order so that concurrent
-    transactions take the row locks in one order."""
-    rows = [{"rid": repository_id, "namespace": ns, "name": name} for ns, name in sorted(set(names))]
+    """Move the generation of each (namespace, name) as the transaction commits, all of its names
+    together in sorted order, so that concurrent transactions take the row locks in one order."""
+    rows = [{"rid": repository_id, "namespace": ns, "name": name} for ns, name in set(names)]
     if rows:
-        _raw(session, "bump_generation", rows).close()
+        _at_commit_rows(session, "bump_generation").extend(rows)
 
 
 def generation(session: Session, repository_id: int, namespace: str, name: str) -> int:

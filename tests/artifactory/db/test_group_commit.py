@@ -103,3 +103,48 @@ def test_statements_sent_ahead_are_seen_by_later_ones_and_their_failure_stays_it
     with db.read() as session:
         stored = set(session.scalars(select(Blob.sha256)))
     assert stored == {blob_info("a").sha256, blob_info("b").sha256}
+
+
+def _repository(db, name):
+    from artifactory.db.models import Repository
+
+    with db.write() as session:
+        row = Repository(name=name, format="raw", type="hosted", config={}, revision=1)
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def test_audit_rows_and_generation_bumps_land_with_the_commit_once_per_name_and_never_after_a_rollback(db):
+    from artifactory.db import queries
+    from artifactory.db.models import AuditEvent
+
+    first, second = _repository(db, "one"), _repository(db, "two")
+
+    def job(repository_id, names, path):
+        def run(session):
+            queries.bump_generations(session, repository_id, names)
+            queries.add_audit(
+                session, [{"action": "asset.stored", "repository": str(repository_id), "path": path}]
+            )
+
+        return run
+
+    jobs = [
+        (job(second, [("", "b"), ("", "a")], "x"), ("r", 2)),
+        (job(first, [("", "a")], "y"), ("r", 1)),
+        (job(second, [("", "a")], "z"), ("r", 3)),  # the same name again in the same transaction
+    ]
+    assert [error for _result, error in db.together(jobs)] == [None, None, None]
+    with db.read() as session:
+        assert queries.generation(session, second, "", "a") == 1  # moved, once for the transaction
+        assert queries.generation(session, second, "", "b") == 1
+        assert queries.generation(session, first, "", "a") == 1
+        assert sorted(session.scalars(select(AuditEvent.path))) == ["x", "y", "z"]
+
+    with pytest.raises(RuntimeError), db.write() as session:
+        job(first, [("", "a")], "never")(session)
+        raise RuntimeError("rolled back")
+    with db.read() as session:
+        assert queries.generation(session, first, "", "a") == 1
+        assert "never" not in set(session.scalars(select(AuditEvent.path)))
