@@ -16,6 +16,7 @@ from artifactory_formats.maven.coordinates import (
     is_metadata,
     parse_artifact,
     split_checksum,
+    try_artifact,
 )
 from artifactory_formats.maven.upload import (
     MAX_CHECKSUM_BYTES,
@@ -79,7 +80,9 @@ async def get(request: Request) -> Response:
         return await checksum(request, base, algorithm)
     found = await service.get(repo, path, principal, stream=request.method == "GET")
     if found is None:
-        if await service.listing(repo, path + "/", principal):
+        # A path that names an artifact's file is no folder: only another path is looked for as one
+        # (which costs a cold miss a read of every member).
+        if try_artifact(path) is None and await service.listing(repo, path + "/", principal):
             return RedirectResponse(f"{request.scope['root_path']}/{_encoded(path)}/", status_code=301)
         raise NotFound(f"{path} not found in {repo.name}")
     return respond(request, found)

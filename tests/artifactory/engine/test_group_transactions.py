@@ -251,6 +251,9 @@ def test_maven_metadata_and_files_cold_miss_through_a_group_cost_at_most_three_e
             assert response.status_code == 200 and response.content == pom
             response = await counter.cold("maven jar", f"/repository/{group}/{folder}/1.0/lib-1.0.jar")
             assert response.status_code == 200 and response.content == jar
+            missing = f"/repository/{group}/{folder}/1.0/lib-1.0-sources.jar"
+            assert (await counter.cold("maven miss", missing)).status_code == 404
+            assert (await counter.cold("maven miss remembered", missing)).status_code == 404
 
         counter = measured(state, scenario)
         assert upstream.count(f"{folder}/1.0/lib-1.0.jar") == 1
