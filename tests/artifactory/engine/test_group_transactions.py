@@ -214,6 +214,9 @@ def test_an_npm_packument_and_tarball_cold_miss_through_a_group_cost_at_most_thr
             assert response.status_code == 200 and "1.0.0" in response.json()["versions"]
             response = await counter.cold("npm tarball", f"/repository/{group}/up-lib/-/up-lib-1.0.0.tgz")
             assert response.status_code == 200 and response.content == data
+            assert (
+                await counter.cold("npm packument miss", f"/repository/{group}/no-lib")
+            ).status_code == 404
 
         counter = measured(state, scenario)
         assert upstream.count("up-lib/-/up-lib-1.0.0.tgz") == 1
