@@ -529,7 +529,13 @@ def test_a_proxy_fetches_nothing_larger_than_its_upload_limit(live, upstream, ad
     assert admin.get(f"/repository/{name}/{fits}").status_code == 200
     assert admin.get(f"/repository/{name}/{declared}").status_code == 502
     assert (upstream.count(declared), upstream.count(fits)) == (2, 1)
-    stored = sql(live, "SELECT path FROM asset WHERE repository_id = :id", id=repository_id(live, name))
+    # The file that fits was streamed through and commits after its last byte: wait for that.
+    deadline = time.monotonic() + 10
+    while True:
+        stored = sql(live, "SELECT path FROM asset WHERE repository_id = :id", id=repository_id(live, name))
+        if [row[0] for row in stored] == [fits] or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert [row[0] for row in stored] == [fits]
 
 
