@@ -28,7 +28,7 @@ from artifactory.formats import Format
 from artifactory.http.errors import Forbidden, HTTPProblem, NotFound, Unauthorized
 from artifactory.http.paths import decode_path
 from artifactory.metrics import CONTENT_TYPE, REQUEST_ID_KEY, Metrics, RequestMetrics, request_id
-from artifactory.repository.index import READ_CHECKED_KEY
+from artifactory.repository.index import READ_CHECKED_KEY, one_model_per_request
 from artifactory.settings import Settings, load_settings
 from artifactory.state import PRINCIPAL_KEY, REQUEST_PATH_KEY, AppState
 from artifactory.ui import routes as ui_routes
@@ -191,7 +191,11 @@ class Application:
             child["root_path"] = scope.get("root_path", "") + PREFIX + name
             child["path"] = "/" + path
             try:
-                await self.format_routers[fmt.id](child, receive, send)
+                if scope["method"] in READ_METHODS:
+                    with one_model_per_request():
+                        await self.format_routers[fmt.id](child, receive, send)
+                else:
+                    await self.format_routers[fmt.id](child, receive, send)
             finally:
                 scope[PRINCIPAL_KEY] = child.get(PRINCIPAL_KEY)  # for the access log
         except HTTPProblem as problem:

@@ -242,6 +242,13 @@ class Format:
         `expected_digests` names its digests."""
         return None
 
+    def index_source(self, key: IndexKey) -> str | None:
+        """What `build(key)` reads, so that a group need not build `key` in a hosted member that
+        cannot have it: "" when it reads nothing but the components of `key`'s (namespace, name)
+        (and builds None without them), a path when it reads nothing but the asset at that path (and
+        builds None without it), None (the default) when it may read anything: built everywhere."""
+        return None
+
     # -- cleanup policies (docs/cleanup.md) ------------------------------------------------------
     def version_key(self, version: str) -> Any:
         """A sort key that orders this format's versions oldest first (PEP 440, semver, Maven's

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -151,6 +153,22 @@ def negotiate(accept: str | None, offered: Sequence[str]) -> str:
     return best
 
 
+# The models a read request has computed (see `Index.model`); the principal is kept with each, so
+# that the id in the slot stays its own for the request.
+_Memo = dict[tuple[int, int, IndexKey, int], tuple[Principal, "Model | None"]]
+_REQUEST_MODELS: ContextVar[_Memo | None] = ContextVar("artifactory_request_models", default=None)
+
+
+@contextmanager
+def one_model_per_request() -> Iterator[None]:
+    """Within the block (a read request), each document model is computed once."""
+    reset = _REQUEST_MODELS.set({})
+    try:
+        yield
+    finally:
+        _REQUEST_MODELS.reset(reset)
+
+
 class Index:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -258,7 +276,26 @@ class Index:
         probed: Probed | None = None,
     ) -> Model | None:
         """The model of `key` in `repo` as `principal` may see it (None: no such document).
-        `probed`: an enclosing group's read of its leaves for `key` (see `_group`)."""
+        `probed`: an enclosing group's read of its leaves for `key` (see `_group`). Inside
+        `one_model_per_request`, a request asking twice (a route choosing which document a path
+        names, then answering it) is answered the second time from the first."""
+        memo = _REQUEST_MODELS.get()
+        if memo is None or probed is not None or seen or guarded:
+            return await self._model(repo, key, principal, seen, guarded, probed)
+        slot = (repo.id, repo.revision, key, id(principal))
+        if slot not in memo:
+            memo[slot] = (principal, await self._model(repo, key, principal))
+        return memo[slot][1]
+
+    async def _model(
+        self,
+        repo: Repo,
+        key: IndexKey,
+        principal: Principal,
+        seen: frozenset[str] = frozenset(),
+        guarded: bool = False,
+        probed: Probed | None = None,
+    ) -> Model | None:
         if probed is not None and not probed.covers(repo) and repo.type != GROUP:
             probed = None
         if repo.type == HOSTED:
@@ -284,10 +321,9 @@ class Index:
         nothing but the asset at that path (which belongs to that name), None for anything else
         (built everywhere). A hosted leaf a group's probe finds without them has no such document,
         and is not built."""
-        declared = getattr(self.engine.formats[format_id], "index_source", None)
-        if declared is None or key.whole_repository or not key.name:
+        if key.whole_repository or not key.name:
             return None
-        source = declared(key)
+        source = self.engine.formats[format_id].index_source(key)
         return source if isinstance(source, str) else None
 
     # -- hosted ----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ guard, caching, ETag and gzip; nothing here reads or caches anything itself.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from typing import Any
@@ -36,8 +37,10 @@ PLUGINS_KIND = "maven-plugins"
 CHECKSUM_TYPES = {f"application/x-maven-checksum-{algorithm}": algorithm for algorithm in CHECKSUMS}
 
 
+@functools.lru_cache(maxsize=4096)
 def keys_for(path: str) -> tuple[IndexKey, ...]:
-    """The documents a maven-metadata.xml path may be, in the order they are looked for."""
+    """The documents a maven-metadata.xml path may be, in the order they are looked for (cached:
+    a hot document's path is asked for on every request)."""
     scope = metadata_scope(path)
     if scope is None:
         return ()

@@ -298,3 +298,36 @@ def test_a_hosted_deploy_after_a_cold_miss_through_a_group_replaces_the_proxys_m
             assert b"<version>1.0</version>" not in after.content  # the guard: the proxy's is left out
 
         measured(state, scenario)
+
+
+def test_a_group_maven_metadata_request_walks_the_group_once(state, monkeypatch):
+    """maven's route first asks which document the path names (the artifact's versions, else the
+    groupId's plugins), then answers it: the request computes the group's model once, not twice."""
+    from artifactory.repository.index import Index
+
+    walks = []
+    real = Index._group
+
+    async def counted(self, repo, *args, **kwargs):
+        walks.append(repo.name)
+        return await real(self, repo, *args, **kwargs)
+
+    monkeypatch.setattr(Index, "_group", counted)
+    hosted = create(state, "maven", "hosted")
+    group = create(state, "maven", "group", members=[hosted])
+    folder = "org/example/lib"
+    url = f"/repository/{group}/{folder}/maven-metadata.xml"
+
+    async def scenario(counter: Counter) -> None:
+        pom = pom_xml("org.example", "lib", "1.0")
+        deployed = await counter.client.put(
+            f"/repository/{hosted}/{folder}/1.0/lib-1.0.pom", content=pom, auth=("admin", "x")
+        )
+        assert deployed.status_code == 201, deployed.text
+        for _ in range(2):  # cold, then from this process's caches
+            walks.clear()
+            response = await counter.get(url)
+            assert response.status_code == 200 and b"<version>1.0</version>" in response.content
+            assert walks == [group]
+
+    measured(state, scenario)
