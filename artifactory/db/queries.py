@@ -52,65 +52,64 @@ _FIND_ASSET = (
 )
 
 
-class AssetLookup:
-    """The hot read path: one indexed query on a pooled DBAPI connection.
+class RawQuery:
+    """A Core statement compiled once for an engine's dialect and run on a pooled DBAPI connection,
+    without the ORM and Core execution layers (about ten times the cost of an indexed query itself
+    on SQLite): for the hot read path's lookups."""
 
-    The same statement as `find_asset`, compiled once for the engine's dialect and run without the
-    ORM and Core execution layers, which cost about ten times the query itself on SQLite.
-    """
-
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, statement: Any) -> None:
         self.engine = engine
-        compiled = _FIND_ASSET.compile(dialect=engine.dialect)
+        compiled = statement.compile(dialect=engine.dialect)
         self.sql = compiled.string
-        self.positional = bool(compiled.positional)
-        self.order = list(compiled.positiontup or [])
+        self.order = list(compiled.positiontup or []) if compiled.positional else None
+        self.defaults = dict(compiled.params)  # bound constants, such as a LIMIT
 
-    def __call__(self, repository: str, repository_id: int, path: str) -> StoredAsset | None:
-        values = {"rid": repository_id, "path": path}
-        params: Any = tuple(values[name] for name in self.order) if self.positional else values
+    def rows(self, values: dict[str, Any]) -> list[Any]:
+        bound = {**self.defaults, **values}
+        params: Any = tuple(bound[name] for name in self.order) if self.order is not None else bound
         connection = self.engine.raw_connection()
         try:
             cursor = connection.cursor()
             cursor.execute(self.sql, params)
-            row = cursor.fetchone()
+            rows = cursor.fetchall()
             cursor.close()
         finally:
             connection.close()
-        if row is None:
-            return None
-        (
-            asset_id,
-            asset_path,
-            sha256,
-            content_type,
-            attributes,
-            updated,
-            component_id,
-            size,
-            md5,
-            sha1,
-            sha512,
-        ) = row
-        if isinstance(attributes, str | bytes):
-            attributes = json.loads(attributes)
-        if isinstance(updated, str):
-            updated = datetime.fromisoformat(updated)
-        updated_at = updated.replace(tzinfo=UTC) if updated.tzinfo is None else updated.astimezone(UTC)
-        return StoredAsset(
-            repository=repository,
-            path=asset_path,
-            sha256=sha256,
-            size=size,
-            md5=md5,
-            sha1=sha1,
-            sha512=sha512,
-            content_type=content_type,
-            updated_at=updated_at,
-            attributes=attributes or {},
-            asset_id=asset_id,
-            component_id=component_id,
-        )
+        return list(rows)
+
+
+class AssetLookup:
+    """The hot read path: `find_asset`'s statement as a `RawQuery`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._query = RawQuery(engine, _FIND_ASSET)
+
+    def __call__(self, repository: str, repository_id: int, path: str) -> StoredAsset | None:
+        rows = self._query.rows({"rid": repository_id, "path": path})
+        return asset_of_row(repository, rows[0]) if rows else None
+
+
+def asset_of_row(repository: str, row: Any) -> StoredAsset:
+    """The asset of a DBAPI row of `_ASSET_COLUMNS` (SQLite hands JSON and timestamps back as text)."""
+    asset_id, path, sha256, content_type, attributes, updated, component_id, size, md5, sha1, sha512 = row
+    if isinstance(attributes, str | bytes):
+        attributes = json.loads(attributes)
+    if isinstance(updated, str):
+        updated = datetime.fromisoformat(updated)
+    return StoredAsset(
+        repository=repository,
+        path=path,
+        sha256=sha256,
+        size=size,
+        md5=md5,
+        sha1=sha1,
+        sha512=sha512,
+        content_type=content_type,
+        updated_at=updated.replace(tzinfo=UTC) if updated.tzinfo is None else updated.astimezone(UTC),
+        attributes=attributes or {},
+        asset_id=asset_id,
+        component_id=component_id,
+    )
 
 
 def _insert(session: Session, model: Any) -> Any:

@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine as SqlEngine
 from sqlalchemy import bindparam, select
 
+from artifactory.db import queries
 from artifactory.db.models import Component
 from artifactory.http.errors import BadGateway
 from artifactory.repository.index import cache_path
@@ -44,13 +45,13 @@ class NameLookup:
 
     def __init__(self, engine: SqlEngine) -> None:
         self.engine = engine
-        self._compiled: dict[int, tuple[str, list[str] | None, dict[str, Any]]] = {}
+        self._compiled: dict[int, queries.RawQuery] = {}
 
     def __call__(self, ids: Sequence[int], namespace: str, name: str) -> bool:
         if not ids:
             return False
-        found = self._compiled.get(len(ids))
-        if found is None:
+        query = self._compiled.get(len(ids))
+        if query is None:
             statement = (
                 select(Component.id)
                 .where(
@@ -60,26 +61,9 @@ class NameLookup:
                 )
                 .limit(1)
             )
-            compiled = statement.compile(dialect=self.engine.dialect)
-            order = list(compiled.positiontup or []) if compiled.positional else None
-            found = self._compiled[len(ids)] = (compiled.string, order, dict(compiled.params))
-        sql, order, defaults = found
-        values = {
-            **defaults,
-            **{f"r{i}": rid for i, rid in enumerate(ids)},
-            "namespace": namespace,
-            "name": name,
-        }
-        params: Any = tuple(values[key] for key in order) if order is not None else values
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
-            cursor.close()
-        finally:
-            connection.close()
-        return row is not None
+            query = self._compiled[len(ids)] = queries.RawQuery(self.engine, statement)
+        values = {f"r{i}": rid for i, rid in enumerate(ids)}
+        return bool(query.rows({**values, "namespace": namespace, "name": name}))
 
 
 class Group:

@@ -21,7 +21,6 @@ from sqlalchemy import Engine, and_, bindparam, exists, literal, select
 from artifactory.db import queries
 from artifactory.db.models import Asset, Blob, Component, NameGeneration, Repository
 from artifactory.repository.model import HOSTED, Repo, StoredAsset
-from artifactory.repository.proxy import _asset_of_row
 
 
 @dataclass
@@ -49,7 +48,7 @@ class Probed:
 class Probe:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._compiled: dict[tuple[int, bool], tuple[str, list[str] | None, dict[str, Any]]] = {}
+        self._compiled: dict[tuple[int, bool], queries.RawQuery] = {}
 
     def _statement(self, count: int, with_name: bool) -> Any:
         ids = Repository.id.in_([bindparam(f"r{i}") for i in range(count)])
@@ -92,35 +91,25 @@ class Probe:
         if not by_id:
             return found
         compiled_key = (len(by_id), name is not None)
-        compiled = self._compiled.get(compiled_key)
-        if compiled is None:
-            statement = self._statement(*compiled_key).compile(dialect=self.engine.dialect)
-            order = list(statement.positiontup or []) if statement.positional else None
-            compiled = self._compiled[compiled_key] = (statement.string, order, dict(statement.params))
-        sql, order, defaults = compiled
+        query = self._compiled.get(compiled_key)
+        if query is None:
+            query = self._compiled[compiled_key] = queries.RawQuery(
+                self.engine, self._statement(*compiled_key)
+            )
         first = paths[0]
         values = {
-            **defaults,
             **{f"r{i}": rid for i, rid in enumerate(by_id)},
             "p0": first,
             "p1": paths[1] if len(paths) > 1 else first,
         }
         if name is not None:
             values["ns"], values["name"] = name
-        params: Any = tuple(values[key] for key in order) if order is not None else values
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-            cursor.close()
-        finally:
-            connection.close()
+        rows = query.rows(values)
         for row in rows:
             rid, generation, named = row[0], row[1], row[2]
             found.named[rid] = bool(named)
             found.generations[rid] = int(generation or 0)
             if row[3] is not None:
-                asset = _asset_of_row(by_id[rid].name, row[3:])
+                asset = queries.asset_of_row(by_id[rid].name, row[3:])
                 found.assets[(rid, asset.path)] = asset
         return found

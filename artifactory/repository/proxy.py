@@ -37,7 +37,6 @@ import fnmatch
 import functools
 import hashlib
 import hmac
-import json
 import logging
 import time
 import uuid
@@ -370,7 +369,7 @@ class Proxy:
                 return Claim(acquired=False)
         row = run("asset", rid=repo.id, path=path).fetchone()
         return Claim(
-            current=_asset_of_row(repo.name, row) if row is not None else None,
+            current=queries.asset_of_row(repo.name, row) if row is not None else None,
             unhealthy=failures > 0 or blocked_until is not None,
         )
 
@@ -1090,30 +1089,6 @@ class ClaimStatements:
             return cursor
 
         return run
-
-
-def _asset_of_row(repository: str, row: Any) -> StoredAsset:
-    """The asset of a DBAPI row of `queries.find_asset`'s statement, as `AssetLookup` reads one
-    (SQLite hands JSON and timestamps back as text)."""
-    asset_id, path, sha256, content_type, attributes, updated, component_id, size, md5, sha1, sha512 = row
-    if isinstance(attributes, str | bytes):
-        attributes = json.loads(attributes)
-    if isinstance(updated, str):
-        updated = datetime.fromisoformat(updated)
-    return StoredAsset(
-        repository=repository,
-        path=path,
-        sha256=sha256,
-        size=size,
-        md5=md5,
-        sha1=sha1,
-        sha512=sha512,
-        content_type=content_type,
-        updated_at=updated.replace(tzinfo=UTC) if updated.tzinfo is None else updated.astimezone(UTC),
-        attributes=attributes or {},
-        asset_id=asset_id,
-        component_id=component_id,
-    )
 
 
 def _utc(value: datetime | str | None) -> datetime | None:
