@@ -57,6 +57,9 @@ def _prepare_locked(settings: Settings, announce: bool) -> None:
         db.dispose()
 
 
+KEEP_ALIVE_SECONDS = 75
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from artifactory.metrics import prepare_multiprocess
 
@@ -101,6 +104,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,
         proxy_headers=False,
         server_header=False,
+        # Clients keep idle connections longer than uvicorn's 5 s default (pip's pool never expires
+        # them): a request sent as the server closes one fails with "server disconnected". 75 s is
+        # nginx's default.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     return 0
 

@@ -1,6 +1,8 @@
 """URLs handed to clients are absolute and honour the external URL or a trusted reverse proxy; TLS."""
 
+import http.client
 import subprocess
+import time
 
 import httpx
 import pytest
@@ -98,3 +100,15 @@ def test_serve_over_tls_with_certificate_flags(tmp_path):
             httpx.get(f"http://127.0.0.1:{live.port}/api/v1/status", timeout=2)
     finally:
         live.stop()
+
+
+def test_an_idle_keep_alive_connection_outlives_five_seconds(server):
+    """Clients pool idle connections (pip's never expire): the server must not close one under them
+    after uvicorn's default 5 s, or a request sent as it closes fails with "server disconnected"."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    for pause in (6, 0):
+        connection.request("GET", "/api/v1/status")
+        response = connection.getresponse()
+        assert response.status == 200 and response.read()
+        time.sleep(pause)  # the second request raises RemoteDisconnected if the server closed it
+    connection.close()
