@@ -2,6 +2,7 @@
 from that upstream, in one run: pip, uv, npm and mvn.
 
     python bench/cold_group.py [--runs 3] [--packages 20] [--size-kib 64] [--clients pip,uv,npm,mvn]
+                               [--baseline DIR]
 
 The upstream is nginx serving a static copy of an index on 127.0.0.1: a PEP 503 simple index of
 wheels for pip and uv, packuments and tarballs for npm, a Maven repository layout for mvn.
@@ -28,6 +29,10 @@ client runs with an empty cache. Runs alternate direct and through the group; th
 medians and the ratio (target: at most 1.3x), the server's CPU seconds per install through the group
 (which load on the machine moves less than wall times) and the load average seen. Everything
 listens on 127.0.0.1.
+
+`--baseline DIR`: a second server run from another source tree (say `git archive <commit> | tar -x
+-C DIR`), measured the same way in the same runs, its installs interleaved with the others, for an
+A/B comparison on a noisy machine (rows `<client>@base`).
 """
 
 from __future__ import annotations
@@ -63,6 +68,14 @@ from run import _tree_cpu, stop_process, wait_for_port  # noqa: E402
 from artifactory.testing.server import LiveServer, free_port  # noqa: E402
 
 TARGET = 1.3
+CURRENT = "current"  # the server run from this tree (`--baseline` adds "base")
+# Where each installed package lives in a source tree (pyproject's package-dir).
+PACKAGE_DIRS = {
+    "artifactory": "artifactory",
+    "artifactory_formats": "formats",
+    "artifactory_plugins": "plugins",
+    "artifactory_migrations": "migrations",
+}
 NGINX_CONF = """\
 {user}daemon off;
 worker_processes 2;
@@ -351,17 +364,28 @@ def nginx(work: Path, www: Path, port: int) -> Iterator[str]:
         stop_process(process)
 
 
+def baseline_path(tree: Path, work: Path) -> str:
+    """A PYTHONPATH on which the packages of the source tree `tree` import under their installed
+    names (pyproject's package-dir: formats/ is artifactory_formats, ...)."""
+    folder = work / "baseline-path"
+    folder.mkdir()
+    for name, source in PACKAGE_DIRS.items():
+        (folder / name).symlink_to(tree.resolve() / source)
+    return str(folder)
+
+
 def measure(
     client: str,
-    server: LiveServer,
-    hosted: dict[str, str],
+    servers: dict[str, LiveServer],
+    hosted: dict[str, dict[str, str]],
     upstream: str,
     npm_names: list[str],
     project: Path | None,
     work: Path,
     runs: int,
-) -> dict[str, list[float]]:
-    """Wall times of `client`'s install straight from nginx and through a new (cold) group."""
+) -> dict[str, dict[str, list[float]]]:
+    """Wall times of `client`'s install straight from nginx and through a new (cold) group on each
+    server (by label), and each server's CPU seconds per install."""
     fmt = {"npm": "npm", "mvn": "maven"}.get(client, "pypi")
     direct = upstream + {"npm": "npm/", "maven": "maven/"}.get(fmt, "simple/")
     install: Callable[[str], object] = {
@@ -370,25 +394,40 @@ def measure(
         "npm": lambda url: npm_install(url, npm_names, work),
         "mvn": lambda url: shutil.rmtree(mvn_install(url, project or work, work), ignore_errors=True),
     }[client]
-    times: dict[str, list[float]] = {"direct": [], "group": [], "cpu": [], "load": []}
-    assert server.process is not None
+    times: dict[str, dict[str, list[float]]] = {
+        label: {"direct": [], "group": [], "cpu": [], "load": []} for label in servers
+    }
+    directs: list[float] = []
     for run in range(runs):
-        proxy = server.create_repo(fmt, "proxy", name=f"{client}-proxy-{run}", url=direct)
-        group = server.create_repo(fmt, "group", name=f"{client}-all-{run}", members=[hosted[fmt], proxy])
-        through = f"{server.url}/repository/{group}/" + ("simple/" if fmt == "pypi" else "")
-        order = [("direct", direct), ("group", through)]
-        for label, url in order if run % 2 == 0 else reversed(order):
-            cpu = _tree_cpu(server.process.pid)
+        order: list[tuple[str, str]] = [("", direct)]
+        for label, server in servers.items():
+            proxy = server.create_repo(fmt, "proxy", name=f"{client}-proxy-{run}", url=direct)
+            members = [hosted[label][fmt], proxy]
+            group = server.create_repo(fmt, "group", name=f"{client}-all-{run}", members=members)
+            order.append((label, f"{server.url}/repository/{group}/" + ("simple/" if fmt == "pypi" else "")))
+        shift = run % len(order)  # each position in turn, so no install always runs first
+        for label, url in order[shift:] + order[:shift]:
+            process = servers[label].process if label else None
+            cpu = _tree_cpu(process.pid) if process is not None else 0.0
             started = time.monotonic()
             install(url)
-            times[label].append(time.monotonic() - started)
-            if label == "group":
-                times["cpu"].append(_tree_cpu(server.process.pid) - cpu)
-        times["load"].append(os.getloadavg()[0])
-        print(
-            f"run {run + 1}: {client} direct {times['direct'][-1]:.2f} s, group {times['group'][-1]:.2f} s"
-            f" (server CPU {times['cpu'][-1]:.2f} s), load average {times['load'][-1]:.1f}"
+            elapsed = time.monotonic() - started
+            if process is None:
+                directs.append(elapsed)
+            else:
+                times[label]["group"].append(elapsed)
+                times[label]["cpu"].append(_tree_cpu(process.pid) - cpu)
+        load = os.getloadavg()[0]
+        through = ", ".join(
+            f"group{'@' + label if label != CURRENT else ''} {times[label]['group'][-1]:.2f} s"
+            f" (server CPU {times[label]['cpu'][-1]:.2f} s)"
+            for label in servers
         )
+        print(f"run {run + 1}: {client} direct {directs[-1]:.2f} s, {through}, load average {load:.1f}")
+        for label in servers:
+            times[label]["load"].append(load)
+    for label in servers:
+        times[label]["direct"] = directs
     return times
 
 
@@ -398,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packages", type=int, default=20)
     parser.add_argument("--size-kib", type=int, default=64)
     parser.add_argument("--clients", default="pip,uv,npm,mvn")
+    parser.add_argument("--baseline", type=Path, help="a source tree to measure beside this one (A/B)")
     args = parser.parse_args(argv)
     clients = [c for c in args.clients.split(",") if c]
     work = Path(tempfile.mkdtemp(prefix="cold-group-"))
@@ -413,38 +453,50 @@ def main(argv: list[str] | None = None) -> int:
             project = maven_project(work)
         # The production default of the repository/security config cache (LiveServer's is shorter,
         # for tests that change configuration and read it back at once).
-        server = LiveServer(work / "data", workers=2, env={"ARTIFACTORY_CONFIG_CACHE_SECONDS": "1.0"}).start()
+        env = {"ARTIFACTORY_CONFIG_CACHE_SECONDS": "1.0"}
+        servers = {CURRENT: LiveServer(work / "data", workers=2, env=env)}
+        if args.baseline is not None:
+            path = baseline_path(args.baseline, work)
+            servers["base"] = LiveServer(work / "data-base", workers=2, env={**env, "PYTHONPATH": path})
         try:
+            for server in servers.values():
+                server.start()
             with nginx(work, www, port):
                 if project is not None:
                     seed_maven(www, upstream, project, work)
                 hosted = {
-                    "pypi": server.create_repo("pypi", name="internal-pypi"),
-                    "npm": server.create_repo("npm", name="internal-npm"),
-                    "maven": server.create_repo("maven", name="internal-maven"),
+                    label: {
+                        "pypi": server.create_repo("pypi", name="internal-pypi"),
+                        "npm": server.create_repo("npm", name="internal-npm"),
+                        "maven": server.create_repo("maven", name="internal-maven"),
+                    }
+                    for label, server in servers.items()
                 }
                 times = {
-                    client: measure(client, server, hosted, upstream, npm_names, project, work, args.runs)
+                    client: measure(client, servers, hosted, upstream, npm_names, project, work, args.runs)
                     for client in clients
                 }
         finally:
-            server.stop()
+            for server in servers.values():
+                server.stop()
         print()
         print(f"{args.packages} packages of {args.size_kib} KiB + 1 root, cold caches, median of {args.runs}")
         print(
-            f"{'client':<8}{'direct (nginx)':>16}{'through group':>16}{'ratio':>8}{'server CPU':>12}"
+            f"{'client':<10}{'direct (nginx)':>16}{'through group':>16}{'ratio':>8}{'server CPU':>12}"
             f"{'load avg':>10}  target <= {TARGET}x"
         )
         for client in clients:
-            direct = statistics.median(times[client]["direct"])
-            group = statistics.median(times[client]["group"])
-            cpu = statistics.median(times[client]["cpu"])
-            load = max(times[client]["load"])
-            verdict = "met" if group / direct <= TARGET else "MISSED"
-            print(
-                f"{client:<8}{direct:>14.2f} s{group:>14.2f} s{group / direct:>7.2f}x{cpu:>10.2f} s"
-                f"{load:>10.1f}  {verdict}"
-            )
+            for label, measured in times[client].items():
+                direct = statistics.median(measured["direct"])
+                group = statistics.median(measured["group"])
+                cpu = statistics.median(measured["cpu"])
+                load = max(measured["load"])
+                verdict = "met" if group / direct <= TARGET else "MISSED"
+                row = client if label == CURRENT else f"{client}@{label}"
+                print(
+                    f"{row:<10}{direct:>14.2f} s{group:>14.2f} s{group / direct:>7.2f}x{cpu:>10.2f} s"
+                    f"{load:>10.1f}  {verdict}"
+                )
         print("server CPU: CPU seconds our server used for one install through the group (median);")
         print("load avg: the highest 1-minute load average seen after a run (above ~2 the times are noisy)")
         return 0
