@@ -58,6 +58,7 @@ FILE_TYPE = "application/octet-stream"
 # loop for its ETag: about a millisecond a MiB).
 IN_MEMORY_BYTES = 1024 * 1024
 JSON_API_TYPE = "application/json"
+RANGES = {"Accept-Ranges": "bytes"}
 
 
 class NotAcceptable(HTTPProblem):
@@ -158,10 +159,12 @@ async def get_file(request: Request) -> Response:
     content = await service.get(repo, path, principal, stream=not ranged)
     if isinstance(content, Streaming):
         if content.size is not None and content.size <= IN_MEMORY_BYTES:
-            content = await _checked_in_memory(content)
-        else:
-            await _received(content)  # the engine has then checked and stored it
-            content = await service.get(repo, path, principal, stream=False)
+            # Ranges are served (from the stored file) as for any stored file: uv sends HEAD first
+            # and reads a wheel's METADATA with range requests only when it sees Accept-Ranges;
+            # without it, it warns and downloads the whole wheel for its metadata.
+            return respond(request, await _checked_in_memory(content), immutable=True, headers=RANGES)
+        await _received(content)  # the engine has then checked and stored it
+        content = await service.get(repo, path, principal, stream=False)
     if content is None:
         raise NotFound(f"{path} not found in {repo.name}")
     return respond(request, content, immutable=True)
