@@ -31,6 +31,7 @@ from sqlalchemy import delete, select
 from artifactory.db.engine import Database
 from artifactory.db.models import ApiToken, Role, Setting, User
 from artifactory.security.passwords import (
+    TIMING_EQUALISER,
     TOKEN_PREFIX,
     hash_password,
     new_token,
@@ -264,7 +265,7 @@ class Security:
                 raise InvalidCredentials("invalid token")
             account = session.scalar(select(User).where(User.username == credentials.username))
             if account is None:
-                verify_password(credentials.secret, _DUMMY_HASH)  # same cost whether or not the user exists
+                verify_password(credentials.secret, TIMING_EQUALISER)  # the same cost either way
                 raise InvalidCredentials("invalid username or password")
             if not verify_password(credentials.secret, account.password_hash) or account.disabled:
                 raise InvalidCredentials("invalid username or password")
@@ -275,7 +276,7 @@ class Security:
         with self.db.read() as session:
             account = session.scalar(select(User).where(User.username == username))
         if account is None or account.disabled or len(password) > MAX_PASSWORD:
-            verify_password(password[:MAX_PASSWORD], _DUMMY_HASH)
+            verify_password(password[:MAX_PASSWORD], TIMING_EQUALISER)
             return False
         return verify_password(password, account.password_hash)
 
@@ -502,5 +503,4 @@ def _check_roles_value(roles: Any) -> list[str]:
     return sorted(set(roles))
 
 
-_DUMMY_HASH = hash_password("timing-equaliser")
 __all__ = ["ANONYMOUS", "Security", "InvalidCredentials", "parse_authorization", "Principal", "Credentials"]

@@ -170,3 +170,11 @@ def test_user_lifecycle_create_list_delete(server):
         assert name in [u["username"] for u in admin.get("/api/v1/users").json()]
         assert admin.delete(f"/api/v1/users/{name}").status_code == 204
     assert httpx.get(f"{server.url}/api/v1/whoami", auth=(name, "p")).status_code == 401
+
+
+def test_a_login_for_an_unknown_user_costs_the_same_scrypt_as_a_known_one():
+    from artifactory.security.passwords import TIMING_EQUALISER, hash_password, verify_password
+
+    parameters = hash_password("anything").split("$")[:4]
+    assert TIMING_EQUALISER.split("$")[:4] == parameters
+    assert not verify_password("timing-equaliser", TIMING_EQUALISER)
