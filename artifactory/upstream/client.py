@@ -4,15 +4,14 @@ TLS trusts the system CA store (OpenSSL's default paths, which honour SSL_CERT_F
 as corporate networks with their own CA need), never certifi alone, plus an optional per-proxy CA
 bundle. One client per proxy configuration, reused across requests for connection pooling.
 
-A proxy's own GETs (`Fetcher`) go straight to an httpcore connection pool: httpx is built on it, and
-its request and response models, URL parsing, cookie jar and auth machinery cost more CPU than the
-transfer of a small file on a nearby upstream (about 0.7 ms against 0.4 ms a GET, measured against
-nginx on loopback; the pool's connections are asyncio's streams, see `network.py`). The fetcher does
-the little of that a proxy needs itself: redirects (at most MAX_REDIRECTS, credentials only while
-they stay on the upstream's origin, as httpx does), HTTP Basic credentials, gzip and deflate bodies,
-timeouts. A format whose upstream answers with its own challenges (`Format.upstream_auth`, a
-registry's Bearer token flow) is fetched through the httpx client, which answers them; so are a
-format's own requests (`UpstreamClients.get`).
+A proxy's own GETs (`Fetcher`) go over this package's own HTTP/1.1 connections (`network.py`: asyncio
+protocols and httptools' C parser): httpx and the httpcore pool beneath it cost several times the
+CPU of the transfer of a small file on a nearby upstream. The fetcher does the little of httpx a
+proxy needs itself: redirects (at most MAX_REDIRECTS, credentials only while they stay on the
+upstream's origin, as httpx does), HTTP Basic credentials, gzip and deflate bodies, timeouts. A
+format whose upstream answers with its own challenges (`Format.upstream_auth`, a registry's Bearer
+token flow) is fetched through the httpx client, which answers them; so are a format's own requests
+(`UpstreamClients.get`).
 """
 
 from __future__ import annotations
@@ -26,11 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
-import httpcore
 import httpx
 
 from artifactory import __version__
-from artifactory.upstream.network import AsyncioBackend
+from artifactory.upstream.network import Answer, Pool, UpstreamError
+
+__all__ = ["UpstreamError"]  # defined with the connections that raise it
 
 USER_AGENT = f"artifactory/{__version__}"
 MAX_REDIRECTS = 20  # httpx's default
@@ -38,20 +38,6 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECT_BODY = 64 * 1024  # read to keep the connection; a longer one closes it
 DEFAULT_PORTS = {"http": 80, "https": 443}
 TARGET_SAFE = "/%:@!$&'()*+,;=~?[]"
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    httpcore.TimeoutException,
-    httpcore.NetworkError,
-    httpcore.ProtocolError,
-    httpcore.UnsupportedProtocol,
-    httpcore.ProxyError,
-    OSError,
-    zlib.error,
-)
-
-
-class UpstreamError(Exception):
-    """The upstream could not be reached, broke the protocol, or was too slow. The message starts
-    with the kind of failure (`ConnectError: ...`, `ReadTimeout: ...`), as httpx's errors read."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -150,13 +136,13 @@ class _Deflate:
 
 
 class Fetcher:
-    """GETs for one proxy: through the httpcore pool, or through `challenged` (the httpx client
+    """GETs for one proxy: over its own connection pool, or through `challenged` (the httpx client
     with the format's upstream auth) when the format answers the upstream's challenges itself."""
 
     def __init__(
         self,
         base_url: str,
-        pool: httpcore.AsyncConnectionPool,
+        pool: Pool,
         timeout: float,
         authorization: str | None,
         challenged: httpx.AsyncClient | None,
@@ -211,22 +197,15 @@ class Fetcher:
         target = quote(parts.path or "/", safe=TARGET_SAFE)
         if parts.query:
             target = f"{target}?{quote(parts.query, safe=TARGET_SAFE)}"
-        raw = [(b"Host", shown.encode("ascii")), (b"User-Agent", USER_AGENT.encode())]
+        raw = [(b"User-Agent", USER_AGENT.encode())]
         if not any(name.lower() == "accept" for name in headers):
             raw.append((b"Accept", b"*/*"))  # as httpx sends by default
         raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         if authorization is not None:
             raw.append((b"Authorization", authorization.encode("latin-1")))
-        request = httpcore.Request(
-            b"GET",
-            httpcore.URL(scheme=scheme.encode(), host=host, port=port, target=target.encode("ascii")),
-            headers=raw,
-            extensions={"timeout": self._timeouts},
-        )
-        try:
-            answer = await self.pool.handle_async_request(request)
-        except TRANSPORT_ERRORS as exc:
-            raise UpstreamError(f"{type(exc).__name__}: {exc}") from None
+        origin = (scheme, host.decode("ascii"), port or DEFAULT_PORTS[scheme])
+        target_bytes = target.encode("ascii")
+        answer = await self.pool.get(origin, shown.encode("ascii"), target_bytes, raw, self._timeouts)
         found = _headers(answer.headers)
         return UpstreamResponse(
             answer.status,
@@ -264,19 +243,19 @@ class Fetcher:
         )
 
 
-async def _body(answer: httpcore.Response, decoder: Any) -> AsyncIterator[bytes]:
-    stream = answer.stream
-    assert hasattr(stream, "__aiter__")
+async def _body(answer: Answer, decoder: Any) -> AsyncIterator[bytes]:
+    if decoder is None:
+        async for chunk in answer.chunks():
+            yield chunk
+        return
     try:
-        async for chunk in stream:
-            if decoder is not None:
-                chunk = decoder.decompress(chunk)
-            if chunk:
-                yield chunk
-        if decoder is not None and (rest := decoder.flush()):
+        async for chunk in answer.chunks():
+            if decoded := decoder.decompress(chunk):
+                yield decoded
+        if rest := decoder.flush():
             yield rest
-    except TRANSPORT_ERRORS as exc:
-        raise UpstreamError(f"{type(exc).__name__}: {exc}") from None
+    except zlib.error as exc:
+        raise UpstreamError(f"DecodingError: {exc}") from None
 
 
 async def _httpx_body(response: httpx.Response) -> AsyncIterator[bytes]:
@@ -303,7 +282,7 @@ class UpstreamClients:
     def __init__(self) -> None:
         self._clients: dict[int, tuple[tuple[Any, ...], httpx.AsyncClient]] = {}
         self._fetchers: dict[int, tuple[tuple[Any, ...], Fetcher]] = {}
-        self._retired: list[httpx.AsyncClient | httpcore.AsyncConnectionPool] = []
+        self._retired: list[httpx.AsyncClient | Pool] = []
         ssl_context(None)  # the system CA store, loaded at startup rather than by a proxy's first request
 
     def get(
@@ -357,13 +336,7 @@ class UpstreamClients:
         if config.get("username"):
             pair = f"{config['username']}:{config.get('password') or ''}".encode()
             authorization = "Basic " + base64.b64encode(pair).decode("ascii")
-        pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context(config.get("ca_bundle") or None),
-            max_connections=64,
-            max_keepalive_connections=16,
-            keepalive_expiry=5.0,
-            network_backend=AsyncioBackend(),
-        )
+        pool = Pool(ssl_context(config.get("ca_bundle") or None), max_connections=64, max_keepalive=16)
         fetcher = Fetcher(url, pool, timeout, authorization, challenged)
         self._fetchers[repository_id] = (key, fetcher)
         if entry is not None:

@@ -1,0 +1,176 @@
+"""The proxies' own HTTP/1.1 connections (`artifactory.upstream.network`, under `Fetcher`), against a
+loopback server that writes exactly the bytes each test gives: every way an answer's body may end,
+answers cut short, informational answers, connection reuse, and requests that would smuggle a header."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from artifactory.upstream.client import UpstreamClients, UpstreamError
+
+
+@contextmanager
+def raw_server(answers: list[bytes], close_after: bool = False) -> Iterator[tuple[str, list[int]]]:
+    """A server that answers the n-th request it reads (on any connection) with answers[n] as they
+    are, closing the connection after each when `close_after`; yields its URL and, per request, the
+    number of the connection it came on."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    connections: list[int] = []
+    served = 0
+
+    def handle(conn: socket.socket, number: int) -> None:
+        try:
+            serve(conn, number)
+        except OSError:  # the client closed it (an answer it did not read to its end)
+            pass
+
+    def serve(conn: socket.socket, number: int) -> None:
+        nonlocal served
+        with conn:
+            buffer = b""
+            while served < len(answers):
+                while b"\r\n\r\n" not in buffer:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                buffer = buffer.split(b"\r\n\r\n", 1)[1]
+                answer = answers[served]
+                served += 1
+                connections.append(number)
+                conn.sendall(answer)
+                if close_after:
+                    return
+
+    def accept() -> None:
+        number = 0
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn, number), daemon=True).start()
+            number += 1
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", connections
+    finally:
+        listener.close()
+
+
+async def _get_all(
+    base: str, paths: list[str], headers: dict[str, str] | None = None
+) -> list[tuple[int, bytes]]:
+    clients = UpstreamClients()
+    try:
+        fetcher = clients.fetcher(1, {"url": base + "/", "timeout_seconds": 5})
+        answers = []
+        for path in paths:
+            response = await fetcher.get(base + path, headers or {})
+            answers.append((response.status_code, await response.read(1 << 20)))
+        return answers
+    finally:
+        await clients.close()
+
+
+def get_all(base: str, paths: list[str], headers: dict[str, str] | None = None) -> list[tuple[int, bytes]]:
+    return asyncio.run(_get_all(base, paths, headers))
+
+
+def test_answers_with_a_length_and_in_chunks_are_read_whole_on_one_kept_alive_connection():
+    answers = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n",
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno",
+    ]
+    with raw_server(answers) as (base, connections):
+        assert get_all(base, ["/a", "/b", "/c"]) == [(200, b"hello"), (200, b"abcdefg"), (404, b"no")]
+    assert connections == [0, 0, 0]
+
+
+def test_a_body_without_length_ends_with_the_connection_and_the_next_request_opens_another():
+    answers = [b"HTTP/1.0 200 OK\r\n\r\nuntil the end", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]
+    with raw_server(answers, close_after=True) as (base, connections):
+        assert get_all(base, ["/a", "/b"]) == [(200, b"until the end"), (200, b"ok")]
+    assert connections == [0, 1]
+
+
+def test_an_answer_cut_short_is_an_upstream_error_never_a_shorter_body():
+    cut = [b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part of it"]
+    with raw_server(cut, close_after=True) as (base, _connections):
+        with pytest.raises(UpstreamError, match="^RemoteProtocolError: "):
+            get_all(base, ["/a"])
+    chunks = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n"]
+    with raw_server(chunks, close_after=True) as (base, _connections):
+        with pytest.raises(UpstreamError, match="^RemoteProtocolError: "):
+            get_all(base, ["/a"])
+
+
+def test_a_malformed_answer_is_a_protocol_error():
+    with raw_server([b"HTTP/1.1 200 OK\r\nbroken header line\r\n\r\n"]) as (base, _connections):
+        with pytest.raises(UpstreamError, match="^RemoteProtocolError: "):
+            get_all(base, ["/a"])
+
+
+def test_informational_answers_before_the_answer_are_skipped():
+    answers = [
+        b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok"
+    ]
+    with raw_server(answers) as (base, _connections):
+
+        async def headers() -> dict[str, str]:
+            clients = UpstreamClients()
+            try:
+                response = await clients.fetcher(1, {"url": base + "/"}).get(base + "/a", {})
+                assert await response.read(100) == b"ok"
+                return response.headers
+            finally:
+                await clients.close()
+
+        found = asyncio.run(headers())
+    assert found["x-a"] == "1" and "link" not in found
+
+
+def test_an_answer_left_unread_never_reaches_the_next_request():
+    """A small answer arrives whole with its headers (its connection may serve the next request,
+    without its bytes); a large one cannot have (its connection is closed, not reused)."""
+    large = 2 * 1024 * 1024
+    answers = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nfirst!",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo",
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % large + b"x" * large,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nthree",
+    ]
+    with raw_server(answers) as (base, connections):
+
+        async def run() -> list[bytes]:
+            clients = UpstreamClients()
+            try:
+                fetcher = clients.fetcher(1, {"url": base + "/"})
+                bodies = []
+                for unread, read in (("/a", "/b"), ("/c", "/d")):
+                    await (await fetcher.get(base + unread, {})).aclose()  # its body never read
+                    bodies.append(await (await fetcher.get(base + read, {})).read(100))
+                return bodies
+            finally:
+                await clients.close()
+
+        assert asyncio.run(run()) == [b"two", b"three"]
+    assert connections[2] != connections[3]
+
+
+def test_a_header_value_holding_a_line_break_is_refused_before_anything_is_sent():
+    with raw_server([b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"]) as (base, connections):
+        with pytest.raises(UpstreamError, match="^LocalProtocolError: "):
+            get_all(base, ["/a"], {"If-None-Match": '"x"\r\nX-Smuggled: 1'})
+    assert connections == []
