@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -176,6 +177,9 @@ class Index:
         self._generations: Lru[tuple[int, str, str], tuple[int, int]] = Lru(100_000)
         self._parsed: Lru[tuple[int, IndexKey, str], Parsed | None] = Lru(2048)
         self._merged: Lru[Hashable, Model] = Lru(1024)
+        # A group's walk, per (group id, key, principal): its model while no snapshot it read can
+        # have moved (the registry's token) and for at most the snapshots' own lifetime.
+        self._walks: Lru[tuple[int, IndexKey, Principal], _Walk] = Lru(4096)
         self._fresh: Lru[tuple[int, IndexKey], StoredAsset] = Lru(8192)
         # Clients send a handful of distinct Accept headers: negotiate each once per media-type list.
         self._negotiated: Lru[tuple[str | None, Sequence[str]], str] = Lru(512)
@@ -303,7 +307,9 @@ class Index:
         if repo.type == PROXY:
             known = UNKNOWN if probed is None else probed.asset(repo, cache_path(key))
             return await self._proxied(repo, key, known)
-        return await self._group(repo, key, principal, seen, guarded, probed)
+        if seen or guarded or probed is not None:
+            return await self._group(repo, key, principal, seen, guarded, probed)
+        return await self._walked(repo, key, principal)
 
     async def file_ref(self, repo: Repo, path: str, declaring: Known = UNKNOWN) -> FileRef | None:
         """Where a proxy fetches the file at `path` and what it must hash to, from the upstream
@@ -410,6 +416,25 @@ class Index:
         return self._parsed.put(cache_key, parsed), asset.sha256
 
     # -- group -----------------------------------------------------------------------------------
+    async def _walked(self, repo: Repo, key: IndexKey, principal: Principal) -> Model | None:
+        """`_group` from the top, answered from the last walk of the same group, key and principal
+        while the registry's token is the one that walk was stamped with (taken before it read
+        anything): no commit anywhere, nor any change this process made, can have moved what it
+        read. Time-bound reads (a proxy's TTL, roles) are at most `cache_seconds` late, as the
+        snapshots themselves are."""
+        repos = self.engine.repos
+        token = repos.token()
+        if token is None:
+            return await self._group(repo, key, principal, frozenset(), False)
+        slot = (repo.id, key, principal)
+        now = time.monotonic()
+        walk = self._walks.get(slot)
+        if walk is not None and walk.token == token and now < walk.until:
+            return walk.model
+        model = await self._group(repo, key, principal, frozenset(), False)
+        self._walks.put(slot, _Walk(token, now + repos.cache_seconds, model))
+        return model
+
     async def _group(
         self,
         repo: Repo,
@@ -488,6 +513,13 @@ class Index:
                     if asset is None or not self.engine.proxy.fresh(leaf, asset):
                         return False
         return True
+
+
+@dataclass(slots=True)
+class _Walk:
+    token: Hashable
+    until: float
+    model: Model | None
 
 
 def upstream_url(base: str, path: str) -> str:

@@ -83,6 +83,10 @@ class RepositoryRegistry:
         # name -> (when read, snapshot, change token taken before it was read or last checked)
         self._cache: dict[str, tuple[float, Repo | None, Hashable]] = {}
         self._lock = threading.Lock()
+        # Moved by every change this process makes to a snapshot it holds (`advance`, `forget`): what
+        # was derived from snapshots is checked again at once, without waiting for the token to move
+        # (on PostgreSQL, this process's own notifications arrive a little after its commits).
+        self.local_changes = 0
 
     def start(self) -> None:
         """Watch for other processes' commits (a listener thread on PostgreSQL); the app's lifespan
@@ -105,6 +109,14 @@ class RepositoryRegistry:
         finally:
             scope.open = False
             _REQUEST.reset(reset)
+
+    def token(self) -> tuple[Hashable, int] | None:
+        """What a cache derived from repository snapshots stamps itself with, taken before it reads:
+        while `token()` returns an equal value, no snapshot it read can have moved (the request's change
+        token and this process's `local_changes`). None: tokens cannot tell (no watcher); such a cache
+        must not be used."""
+        token = self._token()
+        return None if token is None else (token, self.local_changes)
 
     def _token(self) -> Hashable | None:
         scope = _REQUEST.get()
@@ -150,13 +162,16 @@ class RepositoryRegistry:
             return connection.execute(_REVISION, {"name": name}).scalar()
 
     def forget(self, name: str) -> None:
-        self._cache.pop(name, None)
+        with self._lock:
+            self._cache.pop(name, None)
+            self.local_changes += 1
 
     def advance(self, name: str, revision: int) -> None:
         """This process moved `name` to `revision` (a commit's RETURNING): the cached snapshot takes
         it, keeping its age and its token, instead of being read again (once per upload, on the event
         loop too); the token moved by that commit costs one read of the revision at the next `get`."""
         with self._lock:
+            self.local_changes += 1
             entry = self._cache.get(name)
             if entry is not None and entry[1] is not None and entry[1].revision < revision:
                 self._cache[name] = (entry[0], dataclasses.replace(entry[1], revision=revision), entry[2])
