@@ -14,7 +14,8 @@ this module does the rest:
   and verified against the digests it gives, while they stream (`file_ref`);
 - group: the members the caller may read, in order, with the dependency-confusion guard (while a
   hosted repository anywhere in the group holds the name, no proxy member contributes), nested
-  groups included, merged by `merge` and cached under the members' identities;
+  groups included, merged by `merge` and cached under the members' identities; a walk is reused
+  for the same group, key and caller while the registry's change token holds (`_walked`);
 - responding: the media type negotiated from Accept, `render` cached per (model identity, media
   type, repository URL), then ETag, 304 and gzip through the one document responder. The answer
   (its bytes, gzip form and header lists) is kept per (repository, key, media type or Accept,
