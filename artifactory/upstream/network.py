@@ -12,7 +12,7 @@ up within the pool timeout. A connection carries one request at a time, and goes
 only once its answer was read to its end and both sides keep it alive; an idle one the upstream
 closed is known to be closed as soon as the event loop sees it go, and is never reused. Failures
 are UpstreamError whose message starts with the kind of failure: ConnectError, ConnectTimeout,
-ReadTimeout, PoolTimeout, RemoteProtocolError, LocalProtocolError.
+WriteError, ReadTimeout, PoolTimeout, RemoteProtocolError, LocalProtocolError.
 """
 
 from __future__ import annotations
@@ -128,7 +128,13 @@ class Connection(asyncio.Protocol):
         self._buffer.clear()  # what the last answer's reader left
         self._buffered = 0
         assert self.transport is not None
-        self.transport.write(request)
+        try:
+            if self.closed or self.transport.is_closing():
+                raise ConnectionResetError("the connection is closed")
+            self.transport.write(request)
+        except (OSError, RuntimeError) as exc:  # uvloop raises where asyncio's loop only logs
+            self._close()
+            raise UpstreamError(f"WriteError: the request could not be sent: {exc}") from None
 
     async def wait(self, timeout: float | None) -> None:
         """Until the protocol has news (bytes, the end, a failure) or `timeout` passes."""

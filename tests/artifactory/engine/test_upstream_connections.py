@@ -12,7 +12,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from artifactory.upstream.client import UpstreamClients, UpstreamError
+from artifactory.upstream.client import UpstreamClients, UpstreamError, ssl_context
+from artifactory.upstream.network import Pool
 
 
 @contextmanager
@@ -174,3 +175,53 @@ def test_a_header_value_holding_a_line_break_is_refused_before_anything_is_sent(
         with pytest.raises(UpstreamError, match="^LocalProtocolError: "):
             get_all(base, ["/a"], {"If-None-Match": '"x"\r\nX-Smuggled: 1'})
     assert connections == []
+
+
+def test_failed_and_cancelled_requests_give_their_connection_slot_back():
+    """One slot: a request cancelled while it waits for an answer, then one whose answer is cut
+    short, must each free it, or the next request would wait for a slot (PoolTimeout) instead of
+    being sent (here: a ReadTimeout, as the server never answers)."""
+    silent = socket.socket()  # accepts connections (the kernel's backlog) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    origin = ("http", "127.0.0.1", silent.getsockname()[1])
+    timeouts = {"connect": 1.0, "read": 0.2, "pool": 0.2}
+
+    async def run() -> None:
+        pool = Pool(ssl_context(None), max_connections=1)
+        try:
+            waiting = asyncio.ensure_future(pool.get(origin, b"h", b"/", [], {**timeouts, "read": 30.0}))
+            await asyncio.sleep(0.1)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            for _ in range(2):
+                with pytest.raises(UpstreamError, match="^ReadTimeout: "):
+                    await pool.get(origin, b"h", b"/", [], timeouts)
+        finally:
+            await pool.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        silent.close()
+    cut = [b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"] * 3 + [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    ]
+    with raw_server(cut, close_after=True) as (base, _connections):
+
+        async def after_failures() -> bytes:
+            pool = Pool(ssl_context(None), max_connections=1)
+            origin = ("http", "127.0.0.1", int(base.rsplit(":", 1)[1]))
+            try:
+                for _ in range(3):
+                    answer = await pool.get(origin, b"h", b"/", [], timeouts)
+                    with pytest.raises(UpstreamError, match="^RemoteProtocolError: "):
+                        async for _chunk in answer.chunks():
+                            pass
+                answer = await pool.get(origin, b"h", b"/", [], timeouts)
+                return b"".join([chunk async for chunk in answer.chunks()])
+            finally:
+                await pool.aclose()
+
+        assert asyncio.run(after_failures()) == b"ok"
