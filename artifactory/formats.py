@@ -11,6 +11,7 @@ import enum
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import httpx
@@ -50,6 +51,10 @@ class IndexKey:
     whole_repository: bool = False
 
 
+# `parse`'s `needed` when a document needs no other.
+NOTHING_NEEDED: Mapping[IndexKey, Any] = MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class FileRef:
     """What an upstream index says of one file it lists: where to fetch it (absolute URL) and what
@@ -72,10 +77,14 @@ class Parsed:
 @dataclass(frozen=True)
 class UpstreamDocument:
     """Where a proxy fetches the upstream's copy of a document: a path relative to the proxy's
-    upstream URL (or an absolute URL) and the Accept header to ask with."""
+    upstream URL (or an absolute URL) and the Accept header to ask with. `needs`: other documents of
+    the same upstream that `parse` needs to read this one (a Cargo index file needs the registry's
+    config.json to know where crates are); the engine fetches and parses them first, through the
+    same proxy, and hands their models to `parse` as `needed`."""
 
     path: str
     accept: str = "*/*"
+    needs: tuple[IndexKey, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -216,10 +225,14 @@ class Format:
         """Where a proxy repository finds `key` upstream; None: a proxy has no such document."""
         return None
 
-    def parse(self, key: IndexKey, body: bytes, url: str) -> Parsed | None:
+    def parse(
+        self, key: IndexKey, body: bytes, url: str, needed: Mapping[IndexKey, Any] = NOTHING_NEEDED
+    ) -> Parsed | None:
         """The model of an upstream's copy of `key` (`url`: where it came from, after redirects, for
-        resolving relative links). Raise ValueError for a malformed document (the cached copy keeps
-        being served); None: the document is empty (404)."""
+        resolving relative links; `needed`: the models of the documents its `UpstreamDocument`
+        needs, each present unless the upstream has none, passed only to a document that declares
+        needs). Raise ValueError for a malformed
+        document (the cached copy keeps being served); None: the document is empty (404)."""
         return None
 
     def merge(self, key: IndexKey, models: Sequence[Any]) -> Any:

@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection, Request
 from artifactory.blobstore.store import BlobInfo, StagedBlob
 from artifactory.events import AssetEvent, RepositoryEvent
 from artifactory.formats import (
+    NOTHING_NEEDED,
     CachePolicy,
     Coordinates,
     FileRef,
@@ -109,6 +110,7 @@ __all__ = [
     "TooLarge",
     "UpstreamAnswer",
     "UpstreamDocument",
+    "NOTHING_NEEDED",
     "UpstreamUnavailable",
     "WritePolicyViolation",
     "access",

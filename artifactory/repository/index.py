@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -42,7 +42,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from artifactory.db import queries
-from artifactory.formats import FileRef, IndexKey, Parsed, RenderContext, Rendered
+from artifactory.formats import (
+    NOTHING_NEEDED,
+    FileRef,
+    IndexKey,
+    Parsed,
+    RenderContext,
+    Rendered,
+    UpstreamDocument,
+)
 from artifactory.http.documents import RenderedDocument, request_headers
 from artifactory.http.errors import BadGateway, NotFound
 from artifactory.http.urls import repository_url
@@ -58,6 +66,7 @@ if TYPE_CHECKING:
 # Where a proxy caches the upstream's copy of a document: outside every format's own paths.
 INDEX_PREFIX = ".index/"
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+MAX_NEEDS_DEPTH = 3  # a document that needs one that needs one...
 # True in a /repository/{name}/ request's scope once the caller's read of that repository is checked.
 READ_CHECKED_KEY = "artifactory.read_checked"
 RENDERED_BYTES = 64 * 1024 * 1024
@@ -176,7 +185,7 @@ class Index:
         self.engine = engine
         self._built: Lru[tuple[int, IndexKey, int], Model | None] = Lru(4096)
         self._generations: Lru[tuple[int, str, str], tuple[int, int]] = Lru(100_000)
-        self._parsed: Lru[tuple[int, IndexKey, str], Parsed | None] = Lru(2048)
+        self._parsed: Lru[tuple[int, IndexKey, str, tuple[str, ...]], Parsed | None] = Lru(2048)
         self._merged: Lru[Hashable, Model] = Lru(1024)
         # A group's walk, per (group id, key, principal): its model while no snapshot it read can
         # have moved (the registry's token) and for at most the snapshots' own lifetime.
@@ -379,7 +388,7 @@ class Index:
         return Model(parsed.model, ("proxy", repo.id, identity))
 
     async def _parsed_upstream(
-        self, repo: Repo, key: IndexKey, known: Known = UNKNOWN
+        self, repo: Repo, key: IndexKey, known: Known = UNKNOWN, depth: int = 0
     ) -> tuple[Parsed | None, str]:
         """The parsed upstream copy of `key` and the sha256 of the cached bytes it was parsed from
         (`known`: the cached copy, or None, as a group's probe has just read it)."""
@@ -388,10 +397,18 @@ class Index:
         if where is None:
             return None, ""
         url = upstream_url(str(repo.config["url"]), where.path)
+        needed, needed_identity = await self._needed(repo, where, depth)
+
+        def parse(body: bytes, final_url: str) -> Parsed | None:
+            # `needed` only where the document declares needs: a format that declares none may
+            # define `parse(key, body, url)`.
+            if where.needs:
+                return fmt.parse(key, body, final_url, needed)
+            return fmt.parse(key, body, final_url)
 
         def check(body: bytes, final_url: str) -> None:
-            parsed = fmt.parse(key, body, final_url)
-            self._parsed.put((repo.id, key, hashlib.sha256(body).hexdigest()), parsed)
+            parsed = parse(body, final_url)
+            self._parsed.put((repo.id, key, hashlib.sha256(body).hexdigest(), needed_identity), parsed)
 
         # The copy this process last read, while it is fresh: no lookup per page hit or per file miss.
         asset = self._fresh.get((repo.id, key))
@@ -404,17 +421,36 @@ class Index:
                 self._fresh.pop((repo.id, key))
                 return None, ""
             asset = self._fresh.put((repo.id, key), found)
-        cache_key = (repo.id, key, asset.sha256)
+        cache_key = (repo.id, key, asset.sha256, needed_identity)
         parsed_before, cached = self._parsed.lookup(cache_key)
         if parsed_before:
             return cached, asset.sha256
         body = await self.engine.read_bytes(asset.sha256, MAX_DOCUMENT_BYTES)
         fetched_from = str(asset.attributes.get("proxy", {}).get("url") or url)
         try:
-            parsed = fmt.parse(key, body, fetched_from)
+            parsed = parse(body, fetched_from)
         except ValueError as exc:
             raise BadGateway(f"the cached upstream document of {repo.name} is unusable: {exc}") from None
         return self._parsed.put(cache_key, parsed), asset.sha256
+
+    async def _needed(
+        self, repo: Repo, where: UpstreamDocument, depth: int
+    ) -> tuple[Mapping[IndexKey, Any], tuple[str, ...]]:
+        """The models of the documents `where` needs, from the same proxy (absent where the
+        upstream has none), and the sha256s of the copies they were parsed from (what a document
+        parsed with them is cached by)."""
+        if not where.needs:
+            return NOTHING_NEEDED, ()
+        if depth >= MAX_NEEDS_DEPTH:
+            raise BadGateway(f"{repo.format}: upstream documents need each other too deeply")
+        needed: dict[IndexKey, Any] = {}
+        identity: list[str] = []
+        for need in where.needs:
+            parsed, sha256 = await self._parsed_upstream(repo, need, depth=depth + 1)
+            if parsed is not None:
+                needed[need] = parsed.model
+            identity.append(sha256)
+        return needed, tuple(identity)
 
     # -- group -----------------------------------------------------------------------------------
     async def _walked(self, repo: Repo, key: IndexKey, principal: Principal) -> Model | None:

@@ -4,35 +4,34 @@ Index files are index documents (`IndexKey("crate", name)`): built from the comp
 lines, parsed from an upstream's copy, merged by version, rendered as one JSON line per version.
 
 A proxy's `url` is the upstream's index root (what follows `sparse+`). Where the upstream serves a
-crate is its config.json's `dl` template, so a proxy reads that document too (`IndexKey("config")`,
-fetched, cached and revalidated by the engine like any other). `parse` is given no repository, so
-the templates it read are remembered per upstream index root; every route that may reach an
-upstream loads the config document first (`routes.upstream_config`), on any node, which is what
-lets a parsed index file declare each .crate at its real URL with the sha256 its line gives.
+crate is its config.json's `dl` template: an index file's `UpstreamDocument` needs the config
+document (`IndexKey("config")`), which the engine fetches, caches and revalidates like any other
+and hands to `parse`, so a parsed index file declares each .crate at its real URL with the sha256
+its line gives.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from artifactory_formats.cargo import metadata, routes
-from artifactory_formats.cargo.metadata import CONFIG, CRATE
+from artifactory_formats.cargo.metadata import CONFIG, CONFIG_KEY, CRATE
 from artifactory_formats.cargo.upload import MAX_CRATE_BYTES
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from artifactory.plugin import (
+    NOTHING_NEEDED,
     Coordinates,
     FileRef,
     Format,
     HostedView,
     HTTPProblem,
     IndexKey,
-    Lru,
     Parsed,
     RenderContext,
     Rendered,
@@ -45,10 +44,6 @@ INDEX_MEDIA_TYPE = "text/plain; charset=utf-8"
 class CargoFormat(Format):
     id = "cargo"
     config_keys = ("max_crate_bytes",)
-
-    def __init__(self) -> None:
-        # Each upstream's `dl` template by its index root (see the module docstring).
-        self.download_templates: Lru[str, str] = Lru(1024)
 
     def routes(self) -> Sequence[BaseRoute]:
         return routes.ROUTES
@@ -95,19 +90,24 @@ class CargoFormat(Format):
         return tuple(lines)
 
     def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
-        path = "config.json" if key.kind == CONFIG else metadata.index_path(key.name)
-        return UpstreamDocument(path, accept="application/json, text/plain, */*")
-
-    def parse(self, key: IndexKey, body: bytes, url: str) -> Parsed | None:
+        accept = "application/json, text/plain, */*"
         if key.kind == CONFIG:
-            return Parsed(self._remember_config(body, url))
+            return UpstreamDocument("config.json", accept=accept)
+        # An index file's lines locate their crates through the registry's `dl` template.
+        return UpstreamDocument(metadata.index_path(key.name), accept=accept, needs=(CONFIG_KEY,))
+
+    def parse(
+        self, key: IndexKey, body: bytes, url: str, needed: Mapping[IndexKey, Any] = NOTHING_NEEDED
+    ) -> Parsed | None:
+        if key.kind == CONFIG:
+            return Parsed(_config(body))
         lines = metadata.parse_lines(body, key.name)
         if not lines:
             return None
-        root = _root(url, metadata.index_path(key.name))
-        template = self.download_templates.get(root)
-        if template is None:
-            raise ValueError(f"the config.json of {root} has not been read: crates cannot be located")
+        config = needed.get(CONFIG_KEY)
+        if config is None:
+            raise ValueError("the upstream has no config.json: its crates cannot be located")
+        template = config["dl"]
         files = {
             metadata.crate_path(line["name"], line["vers"]): FileRef(
                 metadata.download_url(template, line["name"], line["vers"], line["cksum"]),
@@ -116,17 +116,6 @@ class CargoFormat(Format):
             for line in lines
         }
         return Parsed(lines, files)
-
-    def _remember_config(self, body: bytes, url: str) -> dict[str, Any]:
-        try:
-            config = json.loads(body)
-        except ValueError:
-            raise ValueError("the upstream config.json is not JSON") from None
-        dl = config.get("dl") if isinstance(config, dict) else None
-        if not isinstance(dl, str) or urlsplit(dl).scheme not in ("http", "https"):
-            raise ValueError("the upstream config.json has no http(s) dl")
-        self.download_templates.put(_root(url, "config.json"), dl)
-        return {"dl": dl}
 
     def declared_by(self, path: str) -> IndexKey | None:
         found = metadata.CRATE_FILE.match(path)
@@ -142,9 +131,13 @@ class CargoFormat(Format):
         return Rendered(metadata.render(model), INDEX_MEDIA_TYPE)
 
 
-def _root(url: str, relative: str) -> str:
-    """The index root of a document's URL (the URL with the document's own path taken off)."""
-    clean = url.split("?", 1)[0].split("#", 1)[0]
-    if not clean.endswith("/" + relative):
-        raise ValueError(f"{url} is not {relative} below an index root")
-    return clean[: -len(relative)]
+def _config(body: bytes) -> dict[str, Any]:
+    """What a proxy keeps of an upstream's config.json: where its crates are (`dl`)."""
+    try:
+        config = json.loads(body)
+    except ValueError:
+        raise ValueError("the upstream config.json is not JSON") from None
+    dl = config.get("dl") if isinstance(config, dict) else None
+    if not isinstance(dl, str) or urlsplit(dl).scheme not in ("http", "https"):
+        raise ValueError("the upstream config.json has no http(s) dl")
+    return {"dl": dl}

@@ -14,7 +14,6 @@ from starlette.routing import BaseRoute, Route
 
 from artifactory.plugin import (
     ANONYMOUS,
-    BadGateway,
     BadRequest,
     Coordinates,
     Credentials,
@@ -54,15 +53,6 @@ async def caller(request: Request) -> Principal:
     return principal
 
 
-async def upstream_config(request: Request, principal: Principal) -> None:
-    """Load the config.json of every upstream this repository reaches (see format.py): a parsed
-    index file needs its `dl`. An upstream that is down is the index file's problem, not this one."""
-    try:  # a hosted repository builds it from nothing: an empty model, cached
-        await repositories(request).index_model(current_repository(request), metadata.CONFIG_KEY, principal)
-    except BadGateway:
-        pass
-
-
 async def config(request: Request) -> Response:
     repo, url = current_repository(request), repository_url(request, current_repository(request).name)
     public = access(request).allowed(ANONYMOUS, repo, "read")
@@ -74,7 +64,6 @@ async def index_file(request: Request) -> Response:
     if name is None:
         raise NotFound(f"{current_path(request)} is not an index file of this registry")
     principal = await caller(request)
-    await upstream_config(request, principal)
     key = IndexKey(metadata.CRATE, name=name)
     return await repositories(request).index(request, current_repository(request), key, principal)
 
@@ -83,7 +72,6 @@ async def download(request: Request) -> Response:
     repo, name, version = current_repository(request), *request.path_params.values()
     principal = await caller(request)
     access(request).require(principal, repo, "read")
-    await upstream_config(request, principal)
     # Whole-body: a proxied crate that fails its index line's cksum is then a 502 cargo can read,
     # not a cut connection (crates are small; the engine still streams them to disk).
     content = await repositories(request).get(

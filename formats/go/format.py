@@ -11,7 +11,7 @@ versions; the best @latest), rendered as the go command reads them.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute
 
 from artifactory.plugin import (
+    NOTHING_NEEDED,
     Coordinates,
     Format,
     HostedView,
@@ -100,7 +101,9 @@ class GoFormat(Format):
             return UpstreamDocument(f"{module}/@v/list", "text/plain, */*;q=0.1")
         return UpstreamDocument(f"{module}/@latest", "application/json, */*;q=0.1")
 
-    def parse(self, key: IndexKey, body: bytes, url: str) -> Parsed | None:
+    def parse(
+        self, key: IndexKey, body: bytes, url: str, needed: Mapping[IndexKey, Any] = NOTHING_NEEDED
+    ) -> Parsed | None:
         text = body.decode("utf-8")  # UnicodeDecodeError is a ValueError: a malformed document
         if key.kind == LIST:
             # As the go command reads a list: the first field of each line, if it is a valid version.

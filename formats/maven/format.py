@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from artifactory_formats.maven import content, documents, routes
@@ -15,6 +15,7 @@ from artifactory_formats.maven.coordinates import (
 from starlette.routing import BaseRoute
 
 from artifactory.plugin import (
+    NOTHING_NEEDED,
     BlobInfo,
     CachePolicy,
     ComponentInfo,
@@ -103,7 +104,9 @@ class MavenFormat(Format):
     def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
         return documents.upstream_document(key)
 
-    def parse(self, key: IndexKey, body: bytes, url: str) -> Parsed | None:
+    def parse(
+        self, key: IndexKey, body: bytes, url: str, needed: Mapping[IndexKey, Any] = NOTHING_NEEDED
+    ) -> Parsed | None:
         return documents.parse(key, body)
 
     def merge(self, key: IndexKey, models: Sequence[Any]) -> Any:

@@ -9,7 +9,7 @@ its upstream packument declared.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from artifactory_formats.npm import metadata, routes, search
@@ -19,6 +19,7 @@ from artifactory_formats.npm.metadata import JSON_TYPE, PACKUMENT, key_package, 
 from starlette.routing import BaseRoute
 
 from artifactory.plugin import (
+    NOTHING_NEEDED,
     ComponentInfo,
     Coordinates,
     Format,
@@ -99,7 +100,9 @@ class NpmFormat(Format):
             return None
         return UpstreamDocument(key_package(key).path, accept=JSON_TYPE)
 
-    def parse(self, key: IndexKey, body: bytes, url: str) -> Parsed | None:
+    def parse(
+        self, key: IndexKey, body: bytes, url: str, needed: Mapping[IndexKey, Any] = NOTHING_NEEDED
+    ) -> Parsed | None:
         return metadata.parse_upstream(body, key_package(key), url) if key.kind == PACKUMENT else None
 
     def declared_by(self, path: str) -> IndexKey | None:

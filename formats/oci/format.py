@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from artifactory.plugin import (
+    NOTHING_NEEDED,
     CachePolicy,
     ComponentInfo,
     Coordinates,
@@ -111,7 +112,9 @@ class OciFormat(Format):
     def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
         return documents.upstream_document(key)
 
-    def parse(self, key: IndexKey, body: bytes, url: str) -> Parsed | None:
+    def parse(
+        self, key: IndexKey, body: bytes, url: str, needed: Mapping[IndexKey, Any] = NOTHING_NEEDED
+    ) -> Parsed | None:
         return documents.parse(key, body)
 
     def declared_by(self, path: str) -> IndexKey | None:

@@ -9,7 +9,7 @@ merges them across a group's members (with its dependency-confusion guard) and c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from artifactory_formats.pypi import admin, coordinates, metadata, operations, routes
@@ -21,6 +21,7 @@ from packaging.version import InvalidVersion, Version
 from starlette.routing import BaseRoute
 
 from artifactory.plugin import (
+    NOTHING_NEEDED,
     CachePolicy,
     ComponentInfo,
     Coordinates,
@@ -107,7 +108,9 @@ class PypiFormat(Format):
             return UpstreamDocument(f"{key.name}/", UPSTREAM_ACCEPT)
         return None
 
-    def parse(self, key: IndexKey, body: bytes, url: str) -> Parsed | None:
+    def parse(
+        self, key: IndexKey, body: bytes, url: str, needed: Mapping[IndexKey, Any] = NOTHING_NEEDED
+    ) -> Parsed | None:
         try:
             if key == ROOT:
                 return Parsed(metadata.root_names(metadata.parse_upstream_root(body)))

@@ -569,3 +569,67 @@ def test_behind_a_trusted_reverse_proxy_the_answer_follows_its_forwarded_host(st
             assert json.loads(response.body)["base"] == f"http://{forwarded}/repository/{repo.name}/"
 
     run(state, scenario)
+
+
+class Located(Notes):
+    """Notes whose files live where the upstream's "site" document says (Cargo's config.json `dl`):
+    a versions document needs the site document to declare its files."""
+
+    id = "located-test"
+    SITE = IndexKey("site", whole_repository=True)
+
+    def upstream_document(self, key):
+        if key == self.SITE:
+            return UpstreamDocument("site.json", accept="application/json")
+        return UpstreamDocument(f"index/{key.name}.json", accept="application/json", needs=(self.SITE,))
+
+    def parse(self, key, body, url, needed=None):
+        if key == self.SITE:
+            return Parsed(model=json.loads(body)["files_at"])
+        if self.SITE not in needed:
+            raise ValueError("no site document: the files cannot be located")
+        versions = json.loads(body)["versions"]
+        files = {
+            f"files/{key.name}/{v}.txt": FileRef(f"{needed[self.SITE]}/{v}", {"sha256": d})
+            for v, d in versions.items()
+        }
+        return Parsed(model=dict(versions), files=files)
+
+
+def test_a_document_that_needs_another_is_parsed_with_its_model_and_again_when_it_changes(state):
+    """A format declares what else of the upstream `parse` needs (`UpstreamDocument.needs`): the
+    engine fetches and caches it through the same proxy and hands its model over, with no state
+    of the format's own; a change to the needed document re-parses what depends on it."""
+    one = b"first home"
+    with running() as upstream:
+        upstream.put("site.json", json.dumps({"files_at": f"{upstream.url}/one"}).encode())
+        upstream.put(
+            "index/lib.json", json.dumps({"versions": {"1.0": hashlib.sha256(one).hexdigest()}}).encode()
+        )
+        upstream.put("one/1.0", one)
+        if "located-test" not in state.formats:
+            state.formats.add(Located())
+        name = f"proxy{os.urandom(4).hex()}"
+        state.engine.repos.create(
+            {
+                "name": name,
+                "format": "located-test",
+                "type": "proxy",
+                "url": upstream.url,
+                "metadata_ttl_seconds": 0,
+            }
+        )
+        proxy = state.engine.repository(name)
+
+        async def scenario():
+            # The file first, in a process that has read neither document: the engine reads both.
+            found = await state.engine.get(proxy, "files/lib/1.0.txt", ADMIN, stream=False)
+            assert found is not None and found.sha256 == hashlib.sha256(one).hexdigest()
+            await state.engine.proxy.landed(proxy)
+            # The site moves; the versions document is the same bytes, yet its files are now elsewhere.
+            upstream.put("site.json", json.dumps({"files_at": f"{upstream.url}/two"}).encode())
+            ref = await state.engine.index.file_ref(proxy, "files/lib/1.0.txt")
+            assert ref is not None and ref.url == f"{upstream.url}/two/1.0"
+            assert upstream.hits[("GET", "site.json")] >= 2
+
+        run(state, scenario)
