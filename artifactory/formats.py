@@ -118,6 +118,9 @@ class Format:
     encoded_path_characters: ClassVar[frozenset[str]] = frozenset()
     # Repository settings this format accepts besides the core's; any other key is refused with 400.
     config_keys: ClassVar[tuple[str, ...]] = ()
+    # Whether a path may name a folder (raw answers one with its listing): a file miss through a
+    # group then also reads whether anything is stored under it, for `Repositories.is_folder`.
+    folders: ClassVar[bool] = False
 
     def routes(self) -> Sequence[BaseRoute]:
         """Routes relative to a repository's root, /repository/{name}/.

@@ -339,9 +339,13 @@ def assets_under(session: Session, repository_id: int, prefix: str, limit: int =
         .where(Asset.repository_id == repository_id)
     )
     if prefix:
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(Asset.path.like(escaped + "%", escape="\\"))
+        query = query.where(Asset.path.like(like_prefix(prefix), escape="\\"))
     return list(session.execute(query.order_by(Asset.path).limit(limit)))
+
+
+def like_prefix(prefix: str) -> str:
+    """The LIKE pattern (escape character backslash) of every path starting with `prefix`."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def touch_blob(session: Session, info: BlobInfo, until: datetime | None = None) -> None:

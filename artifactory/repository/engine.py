@@ -154,6 +154,14 @@ class Engine:
         """A stored asset of this very repository (no proxy fetch, no group search). Blocking."""
         return self._find_asset(repo.name, repo.id, path)
 
+    async def is_folder(self, repo: Repo, path: str, principal: Principal) -> bool:
+        """Whether `path` (no trailing "/") names a folder the caller can list. After a file miss
+        through a group, that miss's read of every leaf answers when it found nothing there."""
+        folder = path + "/"
+        if repo.type == GROUP and self.group.known_empty_folder(repo, folder):
+            return False
+        return bool(await self.listing(repo, folder, principal))
+
     async def listing(self, repo: Repo, prefix: str, principal: Principal) -> list[Entry]:
         """The folders and files directly under `prefix` (which ends with "/" or is empty), as a
         client may see them: a group leaves out what its proxy members hold of a name a hosted

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,9 @@ from artifactory.security.principal import Principal
 if TYPE_CHECKING:
     from artifactory.repository.engine import Engine
 
+# (group id, folder) of the last probe in this request (a task's context) that found nothing under
+# that folder in any of the group's leaves.
+_EMPTY_FOLDER: ContextVar[tuple[int, str] | None] = ContextVar("artifactory_empty_folder", default=None)
 MERGE_CACHE_SIZE = 512
 GUARD_CACHE_SIZE = 8192
 MAX_MERGED_INPUT = 64 * 1024 * 1024
@@ -184,15 +188,29 @@ class Group:
         return None
 
     async def probe(
-        self, repo: Repo, every: list[Repo], paths: Sequence[str], name: tuple[str, str] | None
+        self,
+        repo: Repo,
+        every: list[Repo],
+        paths: Sequence[str],
+        name: tuple[str, str] | None,
+        folder: str | None = None,
     ) -> Probed:
         """One read of every leaf of `repo` (readable by the caller or not: the guard needs them
-        all): the assets at `paths` and, given a (namespace, name), which hosted leaf holds it and
-        its generation there."""
+        all): the assets at `paths`, given a (namespace, name) which hosted leaf holds it and its
+        generation there, and given a `folder` which leaves store anything under it."""
         leaves = self._leaves(repo, every=every)
         if self.engine.db.is_sqlite:  # an in-process read: cheaper than a hop to a worker thread
-            return self._probe(leaves, paths, name)
-        return await self.engine.db_call(self._probe, leaves, paths, name)
+            probed = self._probe(leaves, paths, name, folder)
+        else:
+            probed = await self.engine.db_call(self._probe, leaves, paths, name, folder)
+        if folder is not None:
+            _EMPTY_FOLDER.set((repo.id, folder) if not probed.in_folder else None)
+        return probed
+
+    def known_empty_folder(self, repo: Repo, folder: str) -> bool:
+        """Whether this request's probe of `repo` found nothing stored under `folder` in any leaf (a
+        file miss of a format whose paths name folders asks that too): its listing is then empty."""
+        return _EMPTY_FOLDER.get() == (repo.id, folder)
 
     async def probe_file(self, repo: Repo, path: str, every: list[Repo]) -> Probed:
         """`probe` for a file request: the file, the name it belongs to, and the proxies' cached
@@ -204,7 +222,8 @@ class Group:
             name = None  # the guard's answer is known: a file request needs nothing else of the name
         declared = fmt.declared_by(path)
         paths = [path] if declared is None else [path, cache_path(declared)]
-        return await self.probe(repo, every, paths, name)
+        # Where a missing file may be a folder (raw), whether it is one comes with the same read.
+        return await self.probe(repo, every, paths, name, path + "/" if fmt.folders else None)
 
     async def _shadowed(self, repo: Repo, path: str, every: list[Repo], probed: Probed | None = None) -> bool:
         """True if a hosted member holds the component `path` belongs to: proxies must not serve it."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, and_, bindparam, exists, literal, select
+from sqlalchemy.orm import aliased
 
 from artifactory.db import queries
 from artifactory.db.models import Asset, Blob, Component, NameGeneration, Repository
@@ -33,6 +34,8 @@ class Probed:
     named: dict[int, bool] = field(default_factory=dict)
     generations: dict[int, int] = field(default_factory=dict)
     assets: dict[tuple[int, str], StoredAsset] = field(default_factory=dict)
+    folder: str | None = None  # a prefix asked about ("dir/"), and the leaves holding anything under it
+    in_folder: set[int] = field(default_factory=set)
 
     def covers(self, repo: Repo) -> bool:
         return repo.id in self.ids
@@ -48,9 +51,9 @@ class Probed:
 class Probe:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._compiled: dict[tuple[int, bool], queries.RawQuery] = {}
+        self._compiled: dict[tuple[int, bool, bool], queries.RawQuery] = {}
 
-    def _statement(self, count: int, with_name: bool) -> Any:
+    def _statement(self, count: int, with_name: bool, with_folder: bool) -> Any:
         ids = Repository.id.in_([bindparam(f"r{i}") for i in range(count)])
         columns: list[Any] = [Repository.id]
         query: Any
@@ -66,6 +69,17 @@ class Probe:
             ]
         else:
             columns += [literal(None).label("generation"), literal(False).label("named")]
+        if with_folder:  # as `queries.assets_under` matches a prefix
+            under = aliased(Asset)
+            columns.append(
+                exists()
+                .where(
+                    under.repository_id == Repository.id, under.path.like(bindparam("folder"), escape="\\")
+                )
+                .label("in_folder")
+            )
+        else:
+            columns.append(literal(False).label("in_folder"))
         query = select(*columns, *queries._ASSET_COLUMNS).select_from(Repository)
         if with_name:
             query = query.outerjoin(
@@ -83,14 +97,21 @@ class Probe:
             .where(ids)
         )
 
-    def __call__(self, leaves: Sequence[Repo], paths: Sequence[str], name: tuple[str, str] | None) -> Probed:
-        """`leaves` (hosted and proxy repositories), the assets at one or two `paths`, and, given a
-        (namespace, name), the name's components and generation in each."""
+    def __call__(
+        self,
+        leaves: Sequence[Repo],
+        paths: Sequence[str],
+        name: tuple[str, str] | None,
+        folder: str | None = None,
+    ) -> Probed:
+        """`leaves` (hosted and proxy repositories), the assets at one or two `paths`, given a
+        (namespace, name) the name's components and generation in each, and given a `folder`
+        ("dir/") which of them store anything under it."""
         by_id = {r.id: r for r in leaves}
-        found = Probed(frozenset(by_id), name)
+        found = Probed(frozenset(by_id), name, folder=folder)
         if not by_id:
             return found
-        compiled_key = (len(by_id), name is not None)
+        compiled_key = (len(by_id), name is not None, folder is not None)
         query = self._compiled.get(compiled_key)
         if query is None:
             query = self._compiled[compiled_key] = queries.RawQuery(
@@ -104,12 +125,16 @@ class Probe:
         }
         if name is not None:
             values["ns"], values["name"] = name
+        if folder is not None:
+            values["folder"] = queries.like_prefix(folder)
         rows = query.rows(values)
         for row in rows:
-            rid, generation, named = row[0], row[1], row[2]
+            rid, generation, named, in_folder = row[0], row[1], row[2], row[3]
             found.named[rid] = bool(named)
             found.generations[rid] = int(generation or 0)
-            if row[3] is not None:
-                asset = queries.asset_of_row(by_id[rid].name, row[3:])
+            if in_folder:
+                found.in_folder.add(rid)
+            if row[4] is not None:
+                asset = queries.asset_of_row(by_id[rid].name, row[4:])
                 found.assets[(rid, asset.path)] = asset
         return found

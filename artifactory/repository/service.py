@@ -134,6 +134,12 @@ class Repositories:
     async def listing(self, repo: Repo, prefix: str, principal: Principal) -> list[Entry]:
         return await self._engine.listing(repo, prefix, principal)
 
+    async def is_folder(self, repo: Repo, path: str, principal: Principal) -> bool:
+        """Whether `path` (no trailing "/") names a folder that `listing` would show non-empty; after
+        a file miss through a group, answered by that miss's own read (formats whose paths name
+        folders: `Format.folders`)."""
+        return await self._engine.is_folder(repo, path, principal)
+
     async def read(self, asset: StoredAsset | str, limit: int = 64 * 1024 * 1024) -> bytes:
         """The bytes of an asset (or of a blob by sha256), at most `limit` (else TooLarge)."""
         sha256 = asset if isinstance(asset, str) else asset.sha256

@@ -14,6 +14,7 @@ from artifactory.plugin import CachePolicy, Coordinates, Format
 class RawFormat(Format):
     id = "raw"
     config_keys = ("allow_inline",)
+    folders = True
 
     def routes(self) -> Sequence[BaseRoute]:
         return routes.ROUTES

@@ -52,7 +52,7 @@ async def get(request: Request) -> Response:
         return await listing(request, path)
     content = await eng.get(repo, path, principal, stream=request.method == "GET")
     if content is None:
-        if await eng.listing(repo, path + "/", principal):
+        if await eng.is_folder(repo, path, principal):
             return RedirectResponse(f"{request.scope['root_path']}/{encoded(path)}/", status_code=301)
         raise NotFound(f"{path} not found in {repo.name}")
     return respond(request, content, inline=bool(repo.config.get("allow_inline")))
