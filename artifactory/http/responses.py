@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -16,6 +15,8 @@ from anyio import to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+from artifactory.lru import Lru
 
 log = logging.getLogger(__name__)
 INLINE_READ_LIMIT = 256 * 1024
@@ -157,20 +158,17 @@ async def _unreadable(send: Send) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-_small_blobs: OrderedDict[str, bytes] = OrderedDict()
-_small_bytes = 0
 SMALL_BLOB_LIMIT = 64 * 1024
 SMALL_BLOB_CACHE_BYTES = 32 * 1024 * 1024
+_small_blobs: Lru[str, bytes] = Lru(1_000_000, max_weight=SMALL_BLOB_CACHE_BYTES, weigh=len)
 
 
 def small_blob(path: Path, start: int, length: int, full: bool) -> bytes:
     """Bytes of a small local blob. Whole small blobs are kept in memory: a blob's path is its
     content address, so a cached copy can never be stale."""
-    global _small_bytes
     key = str(path)
     cached = _small_blobs.get(key)
     if cached is not None:
-        _small_blobs.move_to_end(key)
         return cached if full else cached[start : start + length]
     with open(path, "rb") as handle:
         if not full:
@@ -178,11 +176,7 @@ def small_blob(path: Path, start: int, length: int, full: bool) -> bytes:
             return handle.read(length)
         body = handle.read(length)
     if length <= SMALL_BLOB_LIMIT:
-        _small_blobs[key] = body
-        _small_bytes += len(body)
-        while _small_bytes > SMALL_BLOB_CACHE_BYTES:
-            _dropped_key, dropped = _small_blobs.popitem(last=False)
-            _small_bytes -= len(dropped)
+        _small_blobs.put(key, body)
     return body
 
 

@@ -8,8 +8,6 @@ on SQL; events reach plugins only after their transaction has committed.
 from __future__ import annotations
 
 import logging
-import time
-from collections import OrderedDict
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVar
@@ -24,6 +22,7 @@ from artifactory.db.engine import Database
 from artifactory.db.models import AuditEvent, Blob, Repository
 from artifactory.formats import FormatRegistry
 from artifactory.http.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, Unauthorized
+from artifactory.lru import Lru
 from artifactory.repository.downloads import Downloads
 from artifactory.repository.group import Group
 from artifactory.repository.hosted import BlobGone, Hosted, Upload
@@ -84,7 +83,7 @@ class Engine:
         self._find_asset = queries.AssetLookup(db.read_engine)
         # Hosted lookups, keyed by the repository revision they were read at (current in every
         # process, see ASSET_CACHE_SECONDS) and trusted for at most ASSET_CACHE_SECONDS.
-        self._assets: OrderedDict[tuple[int, int, str], tuple[float, StoredAsset]] = OrderedDict()
+        self._assets: Lru[tuple[int, int, str], StoredAsset] = Lru(ASSET_CACHE_SIZE, ttl=ASSET_CACHE_SECONDS)
 
     async def db_call(self, fn: Callable[..., T], *args: Any) -> T:
         return await to_thread.run_sync(fn, *args)
@@ -139,16 +138,11 @@ class Engine:
 
     def cached_asset(self, repo: Repo, path: str) -> StoredAsset | None:
         """A hosted file this process read at `repo`'s current revision moments ago, if any."""
-        hit = self._assets.get((repo.id, repo.revision, path))
-        if hit is not None and time.monotonic() - hit[0] < ASSET_CACHE_SECONDS:
-            return hit[1]
-        return None
+        return self._assets.get((repo.id, repo.revision, path))
 
     def remember_asset(self, repo: Repo, path: str, asset: StoredAsset) -> None:
         """A hosted file just read (at `repo`'s revision), for `cached_asset`."""
-        self._assets[(repo.id, repo.revision, path)] = (time.monotonic(), asset)
-        if len(self._assets) > ASSET_CACHE_SIZE:
-            self._assets.popitem(last=False)
+        self._assets.put((repo.id, repo.revision, path), asset)
 
     def lookup(self, repo: Repo, path: str) -> StoredAsset | None:
         """A stored asset of this very repository (no proxy fetch, no group search). Blocking."""

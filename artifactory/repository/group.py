@@ -14,7 +14,6 @@ again. A cold miss through a group costs that read plus the proxy's claim and co
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import replace
@@ -26,8 +25,9 @@ from sqlalchemy import bindparam, select
 from artifactory.db import queries
 from artifactory.db.models import Component
 from artifactory.http.errors import BadGateway
+from artifactory.lru import Lru
 from artifactory.repository.index import cache_path
-from artifactory.repository.model import GROUP, HOSTED, PROXY, Content, Document, Repo
+from artifactory.repository.model import GROUP, HOSTED, PROXY, Content, Repo
 from artifactory.repository.probe import Probe, Probed
 from artifactory.security.principal import Principal
 
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 # (group id, folder) of the last probe in this request (a task's context) that found nothing under
 # that folder in any of the group's leaves.
 _EMPTY_FOLDER: ContextVar[tuple[int, str] | None] = ContextVar("artifactory_empty_folder", default=None)
-MERGE_CACHE_SIZE = 512
 GUARD_CACHE_SIZE = 8192
 MAX_MERGED_INPUT = 64 * 1024 * 1024
 
@@ -73,8 +72,7 @@ class NameLookup:
 class Group:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._merged: OrderedDict[tuple[object, ...], Document] = OrderedDict()
-        self._guards: OrderedDict[tuple[object, ...], bool] = OrderedDict()
+        self._guards: Lru[tuple[object, ...], bool] = Lru(GUARD_CACHE_SIZE)
         self._hosted_has = NameLookup(engine.db.read_engine)
         self._probe = Probe(engine.db.read_engine)
 
@@ -262,11 +260,7 @@ class Group:
                 known = self._hosted_has(ids, namespace, name)
             else:
                 known = await self.engine.db_call(self._hosted_has, ids, namespace, name)
-        self._guards[key] = known
-        self._guards.move_to_end(key)
-        if len(self._guards) > GUARD_CACHE_SIZE:
-            self._guards.popitem(last=False)
-        return known
+        return self._guards.put(key, known)
 
     def known_guard(
         self, repo: Repo, namespace: str, name: str, every: list[Repo] | None = None
