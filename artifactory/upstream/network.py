@@ -27,6 +27,9 @@ from typing import cast
 import httptools
 
 READ_LIMIT = 64 * 1024  # buffered answer bytes before the connection stops reading from the socket
+# An answer's header block is held in memory until it is complete: an upstream that sends more
+# (counted as the bytes received before the headers end, less one read's worth) is refused.
+MAX_HEADER_BYTES = 64 * 1024
 ILLEGAL = (b"\r", b"\n", b"\0")
 Origin = tuple[str, str, int]
 
@@ -47,6 +50,7 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
         self.headers_done = False
         self.complete = False
         self.keep_alive = False
@@ -66,6 +70,14 @@ class Connection(asyncio.Protocol):
         if self._parser is None or self.complete:  # bytes nobody asked for: the connection is spoilt
             self._close()
             return
+        if not self.headers_done:  # the parser holds a header's bytes until it is complete
+            self._header_bytes += len(data)
+            if self._header_bytes > MAX_HEADER_BYTES + READ_LIMIT:
+                too_long = f"more than {MAX_HEADER_BYTES} bytes of headers"
+                self.error = UpstreamError(f"RemoteProtocolError: the upstream's answer has {too_long}")
+                self._close()
+                self._wake()
+                return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -121,7 +133,7 @@ class Connection(asyncio.Protocol):
     # -- the request's side ------------------------------------------------------------------
     def begin(self, request: bytes) -> None:
         self._parser = httptools.HttpResponseParser(self)
-        self.status, self.headers = 0, []
+        self.status, self.headers, self._header_bytes = 0, [], 0
         self.headers_done = self.complete = self.keep_alive = False
         self._informational = False
         self.error = None

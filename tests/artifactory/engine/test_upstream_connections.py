@@ -225,3 +225,10 @@ def test_failed_and_cancelled_requests_give_their_connection_slot_back():
                 await pool.aclose()
 
         assert asyncio.run(after_failures()) == b"ok"
+
+
+def test_an_answer_whose_headers_never_end_is_refused_not_held_in_memory():
+    endless = b"HTTP/1.1 200 OK\r\nX-Filler: " + b"a" * (4 * 1024 * 1024)
+    with raw_server([endless]) as (base, _connections):
+        with pytest.raises(UpstreamError, match="^RemoteProtocolError: .*bytes of headers"):
+            get_all(base, ["/a"])
