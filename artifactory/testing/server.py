@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -16,6 +17,14 @@ from typing import Any
 import httpx
 
 ADMIN_PASSWORD = "admin-test-password"
+
+
+@functools.cache
+def client_tls() -> ssl.SSLContext:
+    """The TLS context test clients share, as httpx would build it. httpx builds one per client unless
+    handed one, loading the CA bundle each time (~40 ms of CPU): a server start polling its status,
+    each `client()`, and a test opening a connection per request paid that every time."""
+    return httpx.create_ssl_context()
 
 
 def free_port() -> int:
@@ -42,7 +51,7 @@ class LiveServer:
         self.server = server
         self.extra_env = env or {}
         self.extra_args = list(extra_args or [])
-        self.verify: ssl.SSLContext | bool = True
+        self.verify: ssl.SSLContext = client_tls()
         self.scheme = "http"
         if tls is not None:
             certfile, keyfile = tls

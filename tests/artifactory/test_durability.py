@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from artifactory.testing.server import ADMIN_PASSWORD, LiveServer
+from artifactory.testing.server import LiveServer
 
 CHUNK = os.urandom(1024 * 1024)
 
@@ -191,7 +191,7 @@ def test_two_workers_and_concurrent_writes_never_report_database_locked(tmp_path
         name = live.create_repo("raw")
 
         def put(i: int) -> int:
-            with httpx.Client(auth=("admin", ADMIN_PASSWORD), timeout=60) as client:
+            with live.client() as client:  # a connection of its own; the TLS context is shared
                 status = client.put(f"{live.repo_url(name)}f/{i}.txt", content=f"{i}".encode()).status_code
                 client.get(f"{live.repo_url(name)}f/{i}.txt")
                 return status

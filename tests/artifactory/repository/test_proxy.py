@@ -118,7 +118,8 @@ def test_concurrent_misses_on_two_workers_make_one_upstream_get_and_no_head(live
     upstream.delay[path] = 0.8  # every client asks while the first fetch is still in flight
 
     def fetch(_: int) -> tuple[int, bytes]:
-        with httpx.Client(timeout=30) as client:  # one connection per client: spread over both workers
+        # one connection per client: spread over both workers
+        with httpx.Client(timeout=30, verify=live.verify) as client:
             response = client.get(live.repo_url(name) + path)
             return response.status_code, response.content
 
@@ -155,11 +156,14 @@ def test_a_download_finishes_into_the_cache_when_its_client_goes_away(live, upst
     data = os.urandom(2 * 1024 * 1024)
     upstream.put(path, data)
     upstream.trickle[path] = 0.02  # 32 chunks: about 0.7 s
-    with httpx.Client(timeout=30) as client, client.stream("GET", live.repo_url(name) + path) as response:
+    with (
+        httpx.Client(timeout=30, verify=live.verify) as client,
+        client.stream("GET", live.repo_url(name) + path) as response,
+    ):
         assert response.status_code == 200
         next(response.iter_raw())  # the first bytes, then hang up
     # Still downloading: this request waits for that download rather than starting its own.
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, verify=live.verify) as client:
         cached = client.get(live.repo_url(name) + path)
     assert hashlib.sha256(cached.content).hexdigest() == hashlib.sha256(data).hexdigest()
     assert upstream.count(path) == 1
@@ -447,7 +451,7 @@ def test_requests_arriving_while_a_fetch_completes_make_no_second_upstream_get(l
 
     def fetch(i: int) -> tuple[int, bytes]:
         time.sleep(i * 0.015)  # a steady stream of clients: some arrive just as the fetch commits
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=30, verify=live.verify) as client:
             response = client.get(live.repo_url(name) + path)
             return response.status_code, response.content
 
@@ -463,10 +467,10 @@ def test_a_failed_fetch_answers_502_to_every_client_that_waited_for_it(live, ups
     upstream.put(path, b"unreachable")
     upstream.fail[path] = "500"
     upstream.delay[path] = 1.0
-    # Every client ready before any sends: building eight clients (an SSL context each) on a busy
-    # machine once took longer than the upstream's delay, and a client that asks after the failed
-    # fetch has let go of the path rightly asks the upstream again.
-    clients = [httpx.Client(timeout=30) for _ in range(8)]
+    # Every client ready before any sends: building eight clients (an SSL context each, before they
+    # shared one) on a busy machine once took longer than the upstream's delay, and a client that
+    # asks after the failed fetch has let go of the path rightly asks the upstream again.
+    clients = [httpx.Client(timeout=30, verify=live.verify) for _ in range(8)]
     start = threading.Barrier(len(clients))
 
     def fetch(client: httpx.Client) -> int:

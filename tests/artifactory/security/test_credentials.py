@@ -29,7 +29,8 @@ def live(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
 def _token(server: LiveServer, auth: tuple[str, str] | str, **body: object) -> httpx.Response:
     headers = {"Authorization": f"Bearer {auth}"} if isinstance(auth, str) else {}
     basic = auth if isinstance(auth, tuple) else None
-    return httpx.post(f"{server.url}/api/v1/tokens", json=body, auth=basic, headers=headers, timeout=30)
+    with server.client(auth=basic, headers=headers) as client:
+        return client.post("/api/v1/tokens", json=body)
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -46,7 +47,7 @@ def test_scoped_token_reads_only_its_repositories_and_never_administers(live):
     assert created.status_code == 201, created.text
     assert created.json()["scope"] == {"repositories": mine, "actions": ["read"]}
     token = created.json()["token"]
-    with httpx.Client(base_url=live.url, headers=_bearer(token), timeout=30) as scoped:
+    with live.client(auth=None, headers=_bearer(token)) as scoped:
         assert scoped.get(f"/repository/{mine}/f.txt").content == b"mine"
         assert scoped.put(f"/repository/{mine}/g.txt", content=b"x").status_code == 403
         assert scoped.delete(f"/repository/{mine}/f.txt").status_code == 403
@@ -84,7 +85,7 @@ def test_a_token_cannot_mint_a_token_beyond_its_own_scope_or_life(live):
 def test_token_expiry_is_exact_even_when_the_credential_is_cached(live):
     token = _token(live, ADMIN, expires_in_seconds=2).json()["token"]
     deadline = time.time() + 2
-    with httpx.Client(base_url=live.url, headers=_bearer(token), timeout=30) as client:
+    with live.client(auth=None, headers=_bearer(token)) as client:
         while time.time() < deadline - 0.5:
             assert client.get("/api/v1/whoami").json()["username"] == "admin"
             time.sleep(0.1)
@@ -95,7 +96,7 @@ def test_token_expiry_is_exact_even_when_the_credential_is_cached(live):
 
 def test_revoked_token_stops_working_on_every_worker_within_the_cache_time(live):
     created = _token(live, ADMIN).json()
-    with httpx.Client(base_url=live.url, headers=_bearer(created["token"]), timeout=30) as client:
+    with live.client(auth=None, headers=_bearer(created["token"])) as client:
         for _ in range(40):  # warm both workers' credential caches
             assert client.get("/api/v1/users").status_code == 200
         with live.client() as admin:
@@ -248,7 +249,7 @@ def test_a_token_scoped_to_a_group_reads_its_members_through_it_and_nothing_else
         assert admin.put(f"/repository/{member}/m.txt", content=b"member").status_code == 201
         assert admin.put(f"/repository/{other}/o.txt", content=b"other").status_code == 201
     token = _token(live, ADMIN, scope={"repositories": group, "actions": ["read"]}).json()["token"]
-    with httpx.Client(base_url=live.url, headers=_bearer(token), timeout=30) as scoped:
+    with live.client(auth=None, headers=_bearer(token)) as scoped:
         assert scoped.get(f"/repository/{group}/m.txt").content == b"member"
         assert scoped.get(f"/repository/{member}/m.txt").status_code == 403
         assert scoped.get(f"/repository/{other}/o.txt").status_code == 403
@@ -266,7 +267,7 @@ def test_a_token_scoped_to_a_group_reads_through_a_nested_group_too(live):
     with live.client() as admin:
         assert admin.put(f"/repository/{member}/dir/n.txt", content=b"nested").status_code == 201
     token = _token(live, ADMIN, scope={"repositories": outer, "actions": ["read"]}).json()["token"]
-    with httpx.Client(base_url=live.url, headers=_bearer(token), timeout=30) as scoped:
+    with live.client(auth=None, headers=_bearer(token)) as scoped:
         assert scoped.get(f"/repository/{outer}/dir/n.txt").content == b"nested"
         assert "n.txt" in scoped.get(f"/repository/{outer}/dir/").text
         assert scoped.get(f"/repository/{inner}/dir/n.txt").status_code == 403
