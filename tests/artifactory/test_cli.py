@@ -1,4 +1,6 @@
-"""The `artifactory` command's subcommands, run as a user would run them."""
+"""The `artifactory` command's subcommands, run as a user would run them: as processes where the
+process is the point (the entry points, a password on standard input, progress on standard error),
+else in the test process through `run_cli` (the same argv, environment, output and exit status)."""
 
 import json
 import os
@@ -8,12 +10,19 @@ import time
 
 import httpx
 
+from artifactory.testing.cli import run_cli
 from artifactory.testing.server import LiveServer
 
 
-def cli(data_dir, *args, **env):
+def cli(data_dir, *args):
+    result = run_cli(*args, "--data-dir", str(data_dir))
+    return subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
+    )
+
+
+def cli_process(data_dir, *args):
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTORY_")}
-    environment.update(env)
     return subprocess.run(
         [sys.executable, "-m", "artifactory", *args, "--data-dir", str(data_dir)],
         capture_output=True,
@@ -25,7 +34,7 @@ def cli(data_dir, *args, **env):
 
 def test_repo_and_user_commands_prepare_what_the_server_then_serves(tmp_path):
     data = tmp_path / "data"
-    created = cli(data, "repo", "create", "files", "--format", "raw", "--write-policy", "allow_once")
+    created = cli_process(data, "repo", "create", "files", "--format", "raw", "--write-policy", "allow_once")
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout[created.stdout.index("{") :])["write_policy"] == "allow_once"
     assert (data / "admin.password").exists()
@@ -118,9 +127,9 @@ def test_user_passwd_resets_a_lost_admin_password_from_stdin_on_a_running_server
 def test_gc_reports_progress_on_stderr_a_summary_on_stdout_and_json_when_asked(tmp_path):
     data = tmp_path / "data"
     assert cli(data, "repo", "create", "files", "--format", "raw").returncode == 0
-    plain = cli(data, "gc", "--grace", "0")
+    plain = cli_process(data, "gc", "--grace", "0")
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout.startswith("gc removed 0 blobs")
     assert "gc: blobs" in plain.stderr
-    machine = cli(data, "gc", "--grace", "0", "--dry-run", "--json")
+    machine = cli_process(data, "gc", "--grace", "0", "--dry-run", "--json")
     assert json.loads(machine.stdout.strip().splitlines()[-1])["dry_run"] is True

@@ -2,8 +2,6 @@
 
 import hashlib
 import os
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from artifactory.testing.cli import run_cli
 from artifactory.testing.server import LiveServer
 
 CHUNK = os.urandom(1024 * 1024)
@@ -104,17 +103,8 @@ def test_kill_9_during_uploads_leaves_no_asset_without_its_bytes(tmp_path, datab
         # writing it): age what the killed server left behind.
         for temp in (live.data_dir / "blobs" / "tmp").iterdir():
             os.utime(temp, (time.time() - 2 * 3600, time.time() - 2 * 3600))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTORY_")}
-        if database_url:
-            env["ARTIFACTORY_DATABASE_URL"] = database_url
-        result = subprocess.run(
-            [sys.executable, "-m", "artifactory", "gc", "--grace", "0", "--data-dir", str(live.data_dir)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
-        assert result.returncode == 0, result.stderr
+        result = run_cli("gc", "--grace", "0", "--data-dir", str(live.data_dir), database_url=database_url)
+        assert result.returncode == 0, result.stderr.decode()
         assert not list((live.data_dir / "blobs" / "tmp").iterdir())
         assert assets_and_blobs_consistent(live.data_dir, database_url) == stored + 1
     finally:

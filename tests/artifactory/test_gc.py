@@ -3,8 +3,6 @@
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,21 +11,16 @@ from artifactory.blobstore.filesystem import FilesystemDriver
 from artifactory.blobstore.gc import collect
 from artifactory.blobstore.store import BlobStore
 from artifactory.db.engine import Database
+from artifactory.testing.cli import run_cli
 
 
 def run_gc(server, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTORY_")}
-    if server.database_url:
-        env["ARTIFACTORY_DATABASE_URL"] = server.database_url
-    result = subprocess.run(
-        [sys.executable, "-m", "artifactory", "gc", "--json", "--data-dir", str(server.data_dir), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
+    """`artifactory gc --json`, run in this process (tests/artifactory/test_cli.py runs it as a process)."""
+    result = run_cli(
+        "gc", "--json", "--data-dir", str(server.data_dir), *args, database_url=server.database_url
     )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.returncode == 0, result.stderr.decode()
+    return json.loads(result.stdout.decode().strip().splitlines()[-1])
 
 
 def blob_file(server, data):

@@ -1,5 +1,8 @@
-"""`artifactory export`, `import` and `backup`, run as an operator runs them: real CLI subprocesses on
-data published through a live server by each format's own protocol, then served again."""
+"""`artifactory export`, `import` and `backup` on data published through a live server by each
+format's own protocol, then served again. The commands run in the test process (`run_cli`: the same
+argv, environment and exit status, without a subprocess's imports); streaming through a pipe, the
+terminal's progress bar, a backup taken while uploads go on and a refused backup run them as an
+operator does, as processes of their own."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from artifactory.testing.cli import run_cli
 from artifactory.testing.server import LiveServer
 from tests.formats.maven.support import jar_bytes, pom_xml
 from tests.formats.npm.helpers import escaped, publish_document, tarball
@@ -32,6 +36,11 @@ FORMATS = ("raw", "pypi", "npm", "maven", "oci")
 
 
 def cli(data_dir: Path, *args: str, database_url: str = "", stdin: bytes | None = None):
+    return run_cli(*args, "--data-dir", str(data_dir), database_url=database_url, stdin=stdin)
+
+
+def cli_process(data_dir: Path, *args: str, database_url: str = "", stdin: bytes | None = None):
+    """The command as an operator runs it, in a process of its own."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTORY_")}
     if database_url:
         environment["ARTIFACTORY_DATABASE_URL"] = database_url
@@ -280,11 +289,11 @@ def test_an_export_from_postgresql_holds_the_same_records_as_the_sqlite_one(pg_s
 
 def test_export_and_import_stream_through_a_pipe(server, published, tmp_path):
     source = published["raw"]
-    exported = cli(server.data_dir, "export", source.repo, "-")
+    exported = cli_process(server.data_dir, "export", source.repo, "-")
     assert exported.returncode == 0, exported.stderr.decode()
     assert exported.stdout[:512].startswith(b"manifest.json")  # a tar stream, nothing printed before it
     name = f"piped-{uuid.uuid4().hex[:6]}"
-    imported = cli(server.data_dir, "import", "-", "--as", name, "--json", stdin=exported.stdout)
+    imported = cli_process(server.data_dir, "import", "-", "--as", name, "--json", stdin=exported.stdout)
     assert summary(imported)["repository"] == name
     with server.client() as client:
         source.check(client, name)
@@ -488,7 +497,9 @@ def test_backup_while_the_server_takes_uploads_then_restore_into_a_fresh_data_di
             threading.Event().wait(0.05)
         before_backup = dict(stored)
         target = tmp_path / "backup"
-        first = summary(cli(server.data_dir, "backup", str(target), "--json"))
+        # A process of its own, as an operator runs it: its start-up alone leaves the uploads time to
+        # go on while it runs (in this process, a backup of a few files can finish before the next one).
+        first = summary(cli_process(server.data_dir, "backup", str(target), "--json"))
         during = len(stored) - len(before_backup)
     finally:
         stop.set()
@@ -527,7 +538,7 @@ def test_backup_while_the_server_takes_uploads_then_restore_into_a_fresh_data_di
 
 
 def test_backup_on_postgresql_says_to_use_pg_dump_and_fails(pg_url, tmp_path):
-    result = cli(tmp_path / "data", "backup", str(tmp_path / "backup"), database_url=pg_url)
+    result = cli_process(tmp_path / "data", "backup", str(tmp_path / "backup"), database_url=pg_url)
     assert result.returncode == 2
     assert b"pg_dump" in result.stderr and b"versioning" in result.stderr
     assert not (tmp_path / "backup").exists()

@@ -11,11 +11,20 @@ import sys
 import httpx
 import pytest
 
+from artifactory.testing.cli import run_cli
 from tests.formats.oci.images import OCI_INDEX, OCI_MANIFEST, digest, image, index, push, push_blob
 from tests.formats.oci.stub import StubRegistry
 
 
 def cli(server, *args):
+    """The command's JSON summary, run in this process (as a subprocess would run it, without its imports)."""
+    result = run_cli(*args, "--data-dir", str(server.data_dir), database_url=server.database_url)
+    assert result.returncode == 0, result.stderr.decode()
+    return json.loads(result.stdout.decode().strip().splitlines()[-1])
+
+
+def cli_process(server, *args):
+    """The command as an operator runs it, in a process of its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTORY_")}
     if server.database_url:
         env["ARTIFACTORY_DATABASE_URL"] = server.database_url
@@ -45,7 +54,7 @@ def test_oci_gc_reclaims_untagged_manifests_and_orphan_blobs_only(server, admin,
     assert dry["dry_run"] and dry["manifests"] == 1
     assert anon.get(f"/v2/{repo}/app/manifests/{untagged.digest}").status_code == 200
 
-    report = cli(server, "oci-gc", "--grace", "0")
+    report = cli_process(server, "oci-gc", "--grace", "0")  # the command as an operator runs it
     assert report["manifests"] == 1
     assert f"{repo}/app/blobs/{digest(orphan)}" in report["deleted"]
     assert not [path for path in report["deleted"] if path.startswith(f"{group}/")]
