@@ -72,11 +72,9 @@ async def download(request: Request) -> Response:
     repo, name, version = current_repository(request), *request.path_params.values()
     principal = await caller(request)
     access(request).require(principal, repo, "read")
-    # Whole-body: a proxied crate that fails its index line's cksum is then a 502 cargo can read,
-    # not a cut connection (crates are small; the engine still streams them to disk).
-    content = await repositories(request).get(
-        repo, metadata.crate_path(name, version), principal, stream=False
-    )
+    # Checked whole: a proxied crate that fails its index line's cksum is then a 502 cargo can
+    # read, not a cut connection.
+    content = await repositories(request).get_checked(repo, metadata.crate_path(name, version), principal)
     if content is None:
         raise NotFound(f"crate {name}@{version} not found in {repo.name}")
     return respond(request, content, immutable=True, media_type="application/gzip")

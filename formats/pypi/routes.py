@@ -7,10 +7,8 @@ choice to the engine, which builds, fetches, merges, renders and caches them, wi
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from artifactory_formats.pypi import metadata, negotiation, operations
 from artifactory_formats.pypi.coordinates import (
@@ -39,9 +37,7 @@ from artifactory.plugin import (
     Rendered,
     RenderedDocument,
     Repo,
-    Streaming,
     Upload,
-    UpstreamUnavailable,
     WritePolicyViolation,
     access,
     current_path,
@@ -54,9 +50,6 @@ from artifactory.plugin import (
 )
 
 FILE_TYPE = "application/octet-stream"
-# A proxied file up to this size is answered from memory once checked (hashed again on the event
-# loop for its ETag: about a millisecond a MiB).
-IN_MEMORY_BYTES = 1024 * 1024
 JSON_API_TYPE = "application/json"
 RANGES = {"Accept-Ranges": "bytes"}
 
@@ -144,59 +137,25 @@ async def project_slash(request: Request) -> Response:
 async def get_file(request: Request) -> Response:
     """A file: stored, or fetched from where the upstream's page says and checked against the
     digests it declares (the engine's proxy; a mismatch is never cached). Answered only once the
-    whole file is checked, never streamed through: a file that fails its check must be a 502 the
-    client can read, not a 200 broken off after its headers (pip and uv would retry it as a network
-    error). A small one is answered from memory as soon as it is checked, while the engine makes it
-    durable and commits it (a cold wheel's answer need not wait for the disk); a larger one, or a
-    range request, once it is stored."""
+    whole file is checked (`get_checked`), never streamed through; a range request from the stored
+    file."""
     repo, path = current_repository(request), current_path(request)
     parts = split_file_path(path)
     if parts is None or parts[0] != normalize(parts[0]):
         raise NotFound(f"{path} not found in {repo.name}")
     principal = await current_principal(request)
     service = repositories(request)
-    ranged = "range" in request.headers  # answered from the stored file (uv reads a wheel's METADATA so)
-    content = await service.get(repo, path, principal, stream=not ranged)
-    if isinstance(content, Streaming):
-        if content.size is not None and content.size <= IN_MEMORY_BYTES:
-            # Ranges are served (from the stored file) as for any stored file: uv sends HEAD first
-            # and reads a wheel's METADATA with range requests only when it sees Accept-Ranges;
-            # without it, it warns and downloads the whole wheel for its metadata.
-            return respond(request, await _checked_in_memory(content), immutable=True, headers=RANGES)
-        await _received(content)  # the engine has then checked and stored it
+    if "range" in request.headers:  # uv reads a wheel's METADATA so: from the stored file
         content = await service.get(repo, path, principal, stream=False)
+    else:
+        content = await service.get_checked(repo, path, principal)
     if content is None:
         raise NotFound(f"{path} not found in {repo.name}")
-    return respond(request, content, immutable=True)
-
-
-async def _received(arriving: Streaming, keep: bool = False) -> bytes:
-    """Every byte of a proxied file (kept, or only let through); a transfer or check that fails is
-    a 502."""
-    body = bytearray()
-    try:
-        async for chunk in arriving.chunks:
-            if keep:
-                body += chunk
-    except HTTPProblem:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever broke the transfer, the client reads a 502
-        raise UpstreamUnavailable(f"the upstream transfer of {arriving.path} failed: {exc}") from None
-    return bytes(body)
-
-
-async def _checked_in_memory(arriving: Streaming) -> Document:
-    """A proxied file read whole: its last bytes come only once the engine has checked all of
-    them (a file that fails raises here, a 502, before anything is answered)."""
-    data = await _received(arriving, keep=True)
-    return Document(
-        repository=arriving.repository,
-        path=arriving.path,
-        body=data,
-        content_type=arriving.content_type,
-        sha256=hashlib.sha256(data).hexdigest(),
-        updated_at=datetime.now(UTC),
-    )
+    # A file answered from memory says it serves ranges, as a stored one does: uv sends HEAD first
+    # and reads a wheel's METADATA with range requests only when it sees Accept-Ranges (without
+    # it, it downloads every wheel whole for its metadata).
+    headers = RANGES if isinstance(content, Document) else None
+    return respond(request, content, immutable=True, headers=headers)
 
 
 async def delete_file(request: Request) -> Response:
