@@ -28,7 +28,7 @@ import httptools
 
 READ_LIMIT = 64 * 1024  # buffered answer bytes before the connection stops reading from the socket
 # An answer's header block is held in memory until it is complete: an upstream that sends more
-# (counted as the bytes received before the headers end, less one read's worth) is refused.
+# (counted as the bytes received while the headers have not ended) is refused.
 MAX_HEADER_BYTES = 64 * 1024
 ILLEGAL = (b"\r", b"\n", b"\0")
 Origin = tuple[str, str, int]
@@ -70,19 +70,18 @@ class Connection(asyncio.Protocol):
         if self._parser is None or self.complete:  # bytes nobody asked for: the connection is spoilt
             self._close()
             return
-        if not self.headers_done:  # the parser holds a header's bytes until it is complete
-            self._header_bytes += len(data)
-            if self._header_bytes > MAX_HEADER_BYTES + READ_LIMIT:
-                too_long = f"more than {MAX_HEADER_BYTES} bytes of headers"
-                self.error = UpstreamError(f"RemoteProtocolError: the upstream's answer has {too_long}")
-                self._close()
-                self._wake()
-                return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self.error = UpstreamError(f"RemoteProtocolError: the upstream's answer is malformed: {exc}")
             self._close()
+        else:
+            if not self.headers_done:  # the parser holds a header's bytes until it is complete
+                self._header_bytes += len(data)
+                if self._header_bytes > MAX_HEADER_BYTES:
+                    too_long = f"more than {MAX_HEADER_BYTES} bytes of headers"
+                    self.error = UpstreamError(f"RemoteProtocolError: the upstream's answer has {too_long}")
+                    self._close()
         self._wake()
 
     def eof_received(self) -> bool:
