@@ -411,12 +411,15 @@ def two_workers(request, tmp_path):
 
 
 def test_the_scheduled_run_executes_once_across_two_worker_processes(two_workers):
-    live = two_workers.start()
+    live = two_workers
+    live.workers = 1  # filling the repository needs one process (two more to start cost ~3 CPU-s)
+    live.start()
     with live.client() as admin:
         rule = policy(admin, keep_newest=1)
         repo = repo_with(live, "pypi", [rule])
         for version in ("1.0", "1.1", "1.2"):
             upload_wheel(live, repo, "sched", version)
+    live.workers = 2  # the run under test: two workers that both check the schedule
     live.extra_env["ARTIFACTORY_CLEANUP_INTERVAL_SECONDS"] = "3600"
     live.restart()
     with live.client() as admin:
