@@ -72,7 +72,11 @@ def test_counts_stay_exact_while_threads_record_and_the_flusher_drains_at_the_sa
         for i in range(20_000):
             downloads.record(asset_id)
             if i % 5_000 == 4_999:
-                time.sleep(0.01)  # let the flusher run meanwhile, however busy the machine is
+                # Let the flusher run meanwhile, however busy the machine is: wait for its next batch
+                # (a sleep of fixed length was not always enough on a loaded machine).
+                seen, deadline = len(db.batches), time.monotonic() + 10
+                while len(db.batches) == seen and time.monotonic() < deadline:
+                    time.sleep(0.002)
 
     threads = [threading.Thread(target=hammer, args=(n,)) for n in (1, 2, 2, 3)]
     for thread in threads:
