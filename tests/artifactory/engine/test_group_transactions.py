@@ -99,14 +99,18 @@ class Counter:
         }
 
 
-def measured(state, scenario) -> Counter:
+def listening(state) -> None:
+    """As in a running server: the change watcher started, PostgreSQL's listener connected (until
+    then every snapshot is checked with a read of its revision, whatever the request)."""
     changes = state.engine.repos.changes
     changes.start()
     deadline = time.monotonic() + 10
-    # As in a running server: PostgreSQL's listener is connected (until then every snapshot is
-    # checked with a read of its revision, whatever the request).
     while not isinstance(changes.token(), int | tuple) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def measured(state, scenario) -> Counter:
+    listening(state)
     counter = Counter(state)
 
     async def run() -> None:

@@ -13,7 +13,7 @@ import httpx
 from artifactory.app import Application
 from artifactory.state import AppState
 from tests.artifactory.db.test_changes import NOTIFIED_WITHIN
-from tests.artifactory.engine.test_group_transactions import create
+from tests.artifactory.engine.test_group_transactions import create, listening
 from tests.formats.maven.support import pom_xml
 
 FOLDER = "org/example/lib"
@@ -28,15 +28,6 @@ async def deploy(http: httpx.AsyncClient, repo: str, version: str) -> None:
     pom = pom_xml("org.example", "lib", version)
     response = await http.put(f"/repository/{repo}/{FOLDER}/{version}/lib-{version}.pom", content=pom)
     assert response.status_code == 201, response.text
-
-
-def listening(state: AppState) -> None:
-    """As in a running server: the change watcher started (PostgreSQL: its listener connected)."""
-    changes = state.engine.repos.changes
-    changes.start()
-    deadline = time.monotonic() + 10
-    while not isinstance(changes.token(), int | tuple) and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def test_a_groups_last_walk_never_hides_a_version_deployed_here_or_by_another_process(state):

@@ -1,7 +1,7 @@
 """Byte ranges on proxied files, cold as warm: uv sends HEAD first and reads a wheel's METADATA with
 range requests only when the answer says `Accept-Ranges: bytes`; once an index's answer does not, it
-streams every wheel of the session whole for its metadata. HTTP tests on SQLite and PostgreSQL; uv on
-SQLite."""
+streams every wheel of the session whole for its metadata. HTTP tests and uv, on SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from tests.formats.pypi.conftest import fresh_venv, imported, uv_install
 from tests.formats.pypi.dists import wheel_bytes
 from tests.formats.pypi.fake_index import FakeFile, FakeIndex
 
-SQLITE_ONLY = pytest.mark.parametrize("any_server", ["sqlite"], indirect=True)
 NO_RANGES = "Range requests not supported"  # uv's verbose log, once it gave up on ranges
 
 
@@ -68,7 +67,6 @@ def test_a_cold_get_of_a_proxied_wheel_says_accept_ranges_as_a_warm_one_does(any
     assert cold.headers["accept-ranges"] == warm.headers["accept-ranges"] == "bytes"
 
 
-@SQLITE_ONLY
 def test_uv_reads_cold_proxied_wheels_with_range_requests_through_a_group(any_server, index, tmp_path, env):
     proxy = any_server.create_repo("pypi", "proxy", url=index.index_url)
     group = any_server.create_repo("pypi", "group", members=[any_server.create_repo("pypi"), proxy])
