@@ -73,26 +73,52 @@ def respond(
     if conditional and not_modified(request, etag, content.updated_at):
         return Response(status_code=304, headers={k: v for k, v in base.items() if k != "Content-Type"})
     if isinstance(content, Document):
-        return Response(content.body, headers=base)
+        return document_response(request, content, base, conditional)
     if request.method == "GET":
         request.scope["artifactory.state"].engine.downloads.record(content.asset_id)
     return blob_response(request, content, base, conditional)
+
+
+def document_response(
+    request: Request, document: Document, headers: dict[str, str], conditional: bool = True
+) -> Response:
+    """A file held in memory (a proxied file answered as soon as it was checked, before it is
+    stored), with the same single byte ranges a stored file is served with."""
+    body = document.body
+    ranged = _range(request, headers, len(body), conditional)
+    if ranged == "unsatisfiable":
+        return _unsatisfiable(len(body))
+    if isinstance(ranged, tuple):
+        start, end = ranged
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(body)}"
+        return Response(body[start:end], status_code=206, headers=headers)
+    return Response(body, headers=headers)
+
+
+def _range(
+    request: Request, headers: dict[str, str], size: int, conditional: bool
+) -> tuple[int, int] | str | None:
+    """The byte range asked for (None: the whole body), honouring If-Range; says Accept-Ranges."""
+    headers["Accept-Ranges"] = "bytes"
+    if not conditional:
+        return None
+    if_range = request.headers.get("if-range")
+    if if_range is None or if_range.strip() in (headers["ETag"], headers["Last-Modified"]):
+        return parse_range(request.headers.get("range"), size)
+    return None
+
+
+def _unsatisfiable(size: int) -> Response:
+    return Response(status_code=416, headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"})
 
 
 def blob_response(
     request: Request, asset: StoredAsset, headers: dict[str, str], conditional: bool = True
 ) -> Response:
     size = asset.size
-    headers["Accept-Ranges"] = "bytes"
-    ranged = None
-    if conditional:
-        if_range = request.headers.get("if-range")
-        if if_range is None or if_range.strip() in (headers["ETag"], headers["Last-Modified"]):
-            ranged = parse_range(request.headers.get("range"), size)
+    ranged = _range(request, headers, size, conditional)
     if ranged == "unsatisfiable":
-        return Response(
-            status_code=416, headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"}
-        )
+        return _unsatisfiable(size)
     store = request.scope["artifactory.state"].blobs
     path = store.local_path(asset.sha256)
     if isinstance(ranged, tuple):

@@ -29,7 +29,6 @@ from artifactory.plugin import (
     BadRequest,
     Companion,
     Coordinates,
-    Document,
     HTTPProblem,
     IndexKey,
     Lru,
@@ -51,7 +50,6 @@ from artifactory.plugin import (
 
 FILE_TYPE = "application/octet-stream"
 JSON_API_TYPE = "application/json"
-RANGES = {"Accept-Ranges": "bytes"}
 
 
 class NotAcceptable(HTTPProblem):
@@ -137,25 +135,17 @@ async def project_slash(request: Request) -> Response:
 async def get_file(request: Request) -> Response:
     """A file: stored, or fetched from where the upstream's page says and checked against the
     digests it declares (the engine's proxy; a mismatch is never cached). Answered only once the
-    whole file is checked (`get_checked`), never streamed through; a range request from the stored
-    file."""
+    whole file is checked (`get_checked`), never streamed through; ranges as for any stored file
+    (uv sends HEAD first, and reads a wheel's METADATA with range requests only when it sees
+    Accept-Ranges)."""
     repo, path = current_repository(request), current_path(request)
     parts = split_file_path(path)
     if parts is None or parts[0] != normalize(parts[0]):
         raise NotFound(f"{path} not found in {repo.name}")
-    principal = await current_principal(request)
-    service = repositories(request)
-    if "range" in request.headers:  # uv reads a wheel's METADATA so: from the stored file
-        content = await service.get(repo, path, principal, stream=False)
-    else:
-        content = await service.get_checked(repo, path, principal)
+    content = await repositories(request).get_checked(repo, path, await current_principal(request))
     if content is None:
         raise NotFound(f"{path} not found in {repo.name}")
-    # A file answered from memory says it serves ranges, as a stored one does: uv sends HEAD first
-    # and reads a wheel's METADATA with range requests only when it sees Accept-Ranges (without
-    # it, it downloads every wheel whole for its metadata).
-    headers = RANGES if isinstance(content, Document) else None
-    return respond(request, content, immutable=True, headers=headers)
+    return respond(request, content, immutable=True)
 
 
 async def delete_file(request: Request) -> Response:

@@ -78,3 +78,15 @@ def test_uv_reads_cold_proxied_wheels_with_range_requests_through_a_group(any_se
     assert (
         index.fetched("ranged-1.0-py3-none-any.whl") == index.fetched("ranged_dep-1.0-py3-none-any.whl") == 1
     )
+
+
+def test_a_range_of_a_cold_proxied_wheel_is_answered_206_from_the_checked_bytes(any_server, index):
+    proxy = any_server.create_repo("pypi", "proxy", url=index.index_url)
+    url = f"{any_server.repo_url(proxy)}packages/ranged-dep/ranged_dep-1.0-py3-none-any.whl"
+    assert httpx.get(f"{any_server.repo_url(proxy)}simple/ranged-dep/").status_code == 200
+    content = index.projects["ranged-dep"][0].content
+    cold = httpx.get(url, headers={"Range": "bytes=-100"})
+    assert cold.status_code == 206 and cold.content == content[-100:]
+    assert cold.headers["content-range"] == f"bytes {len(content) - 100}-{len(content) - 1}/{len(content)}"
+    beyond = httpx.get(url, headers={"Range": f"bytes={len(content) + 10}-"})
+    assert beyond.status_code == 416
