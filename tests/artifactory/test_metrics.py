@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 
 import httpx
@@ -75,6 +76,11 @@ def test_request_ids_are_echoed_or_made_and_every_request_is_logged_as_json(live
     assert mine.headers["x-request-id"] == "trace-123"
     made = httpx.get(f"{live.url}/api/v1/status", headers={"X-Request-Id": "bad id\twith junk"})
     assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
-    lines = [json.loads(line) for line in live.log().splitlines() if line.startswith("{")]
-    entry = next(line for line in lines if line["request_id"] == "trace-123")
+    # The access line is written once the answer is sent: wait for it rather than read at once.
+    deadline, entry = time.monotonic() + 10, None
+    while entry is None and time.monotonic() < deadline:
+        lines = [json.loads(line) for line in live.log().splitlines() if line.startswith("{")]
+        entry = next((line for line in lines if line["request_id"] == "trace-123"), None)
+        time.sleep(0.05)
+    assert entry is not None, live.log()
     assert entry["path"] == "/api/v1/status" and entry["status"] == 200 and entry["method"] == "GET"
