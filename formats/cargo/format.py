@@ -80,14 +80,12 @@ class CargoFormat(Format):
         if key.kind == CONFIG:
             return {}
         found = await hosted.components(name=key.name)
-        lines = [dict(c.attributes["index"]) for c in found if c.assets and "index" in c.attributes]
+        lines = [c.attributes["index"] for c in found if c.assets and "index" in c.attributes]
         if not lines:
             return None
         stored = await hosted.read(metadata.yanked_path(key.name))
         yanked = set(json.loads(stored)) if stored else set()
-        for line in lines:
-            line["yanked"] = line["vers"] in yanked
-        return tuple(lines)
+        return tuple({**line, "yanked": line["vers"] in yanked} for line in lines)
 
     def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
         accept = "application/json, text/plain, */*"

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from artifactory.plugin import IndexKey
+from artifactory.plugin import BadRequest, IndexKey
 
 CRATE, CONFIG = "crate", "config"
 # Every upstream's config.json: a proxy needs its `dl` to locate the crates its index files list.
@@ -32,9 +32,13 @@ DEP_KINDS = ("normal", "dev", "build")
 Line = dict[str, Any]
 
 
+class InvalidCrate(BadRequest, ValueError):
+    """What a publish request is refused for (400); from an upstream, a malformed index file."""
+
+
 def check_name(name: object) -> str:
     if not isinstance(name, str) or not NAME.match(name):
-        raise ValueError(
+        raise InvalidCrate(
             f"invalid crate name {name!r}: a letter, then letters, digits, '-' or '_' (64 at most)"
         )
     return name
@@ -42,7 +46,7 @@ def check_name(name: object) -> str:
 
 def check_version(version: object) -> str:
     if not isinstance(version, str) or not SEMVER.match(version):
-        raise ValueError(f"invalid version {version!r}: not a semantic version such as 1.2.3")
+        raise InvalidCrate(f"invalid version {version!r}: not a semantic version such as 1.2.3")
     return version
 
 
@@ -101,23 +105,23 @@ def download_url(template: str, name: str, version: str, cksum: str) -> str:
 # -- publish metadata -> index line ---------------------------------------------------------------
 def _strings(value: object, what: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"{what} must be a list of strings")
+        raise InvalidCrate(f"{what} must be a list of strings")
     return list(value)
 
 
 def _dependency(dep: object) -> Line:
     """A publish request's dependency as the index spells it (a renamed one: name and package)."""
     if not isinstance(dep, dict):
-        raise ValueError("each dependency must be a JSON object")
+        raise InvalidCrate("each dependency must be a JSON object")
     name, req, kind = check_name(dep.get("name")), dep.get("version_req"), dep.get("kind") or "normal"
     optional, default_features = dep.get("optional", False), dep.get("default_features", True)
     strings = [dep.get(key) for key in ("target", "registry", "explicit_name_in_toml")]
     if not isinstance(req, str) or not req or kind not in DEP_KINDS:
-        raise ValueError(f"dependency {name}: needs a version_req and a kind of {', '.join(DEP_KINDS)}")
+        raise InvalidCrate(f"dependency {name}: needs a version_req and a kind of {', '.join(DEP_KINDS)}")
     if not isinstance(optional, bool) or not isinstance(default_features, bool):
-        raise ValueError(f"dependency {name}: optional and default_features must be booleans")
+        raise InvalidCrate(f"dependency {name}: optional and default_features must be booleans")
     if any(value is not None and not isinstance(value, str) for value in strings):
-        raise ValueError(f"dependency {name}: target, registry and explicit_name_in_toml must be strings")
+        raise InvalidCrate(f"dependency {name}: target, registry and explicit_name_in_toml must be strings")
     features = _strings(dep.get("features", []), f"dependency {name}: features")
     line: Line = {"name": name, "req": req, "features": features, "optional": optional}
     line.update(default_features=default_features, target=strings[0], kind=kind, registry=strings[1])
@@ -131,9 +135,9 @@ def index_line(meta: Mapping[str, Any], cksum: str) -> Line:
     deps, features = meta.get("deps") or [], meta.get("features") or {}
     links, rust_version = meta.get("links"), meta.get("rust_version")
     if not isinstance(deps, list) or not isinstance(features, dict):
-        raise ValueError("deps must be a list and features an object")
+        raise InvalidCrate("deps must be a list and features an object")
     if any(value is not None and not isinstance(value, str) for value in (links, rust_version)):
-        raise ValueError("links and rust_version must be strings or null")
+        raise InvalidCrate("links and rust_version must be strings or null")
     for feature, enables in features.items():
         _strings(enables, f"feature {feature}")
     # Features using the newer syntax go to features2 (schema v2) so old cargo versions skip them.
@@ -168,14 +172,10 @@ def parse_lines(body: bytes, name: str) -> tuple[Line, ...]:
 
 def merge(models: Sequence[Sequence[Line]]) -> tuple[Line, ...]:
     """Every version of every member, once: where two members list one version, the first wins."""
-    seen: set[str] = set()
-    merged: list[Line] = []
-    for lines in models:
-        for line in lines:
-            if release(line["vers"]) not in seen:
-                seen.add(release(line["vers"]))
-                merged.append(line)
-    return tuple(merged)
+    merged: dict[str, Line] = {}
+    for line in (line for lines in models for line in lines):
+        merged.setdefault(release(line["vers"]), line)
+    return tuple(merged.values())
 
 
 def render(lines: Sequence[Line]) -> bytes:

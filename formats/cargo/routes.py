@@ -1,5 +1,6 @@
 """The sparse registry below /repository/{name}/: config.json, index files, and the web API
-(`api` is the repository URL without its slash, so the API lives under api/v1/ here too)."""
+(`api` is the repository URL without its slash, so the API lives under api/v1/ here too). Cargo
+sends its token as the bare Authorization value; the server's authentication reads it as Bearer."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 from collections.abc import Sequence
 
 from artifactory_formats.cargo import metadata
-from artifactory_formats.cargo.upload import MAX_CRATE_BYTES, Framed, InvalidCrate, check_crate
+from artifactory_formats.cargo.metadata import InvalidCrate
+from artifactory_formats.cargo.upload import MAX_CRATE_BYTES, Framed, check_crate
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -16,14 +18,11 @@ from artifactory.plugin import (
     ANONYMOUS,
     BadRequest,
     Coordinates,
-    Credentials,
     IndexKey,
-    InvalidCredentials,
     NotFound,
     Principal,
     Repo,
     Repositories,
-    Unauthorized,
     Upload,
     WritePolicyViolation,
     access,
@@ -37,22 +36,6 @@ from artifactory.plugin import (
 WARNINGS: dict[str, list[str]] = {"invalid_categories": [], "invalid_badges": [], "other": []}
 
 
-async def caller(request: Request) -> Principal:
-    """Who sent the request: cargo sends its token as the bare Authorization value, which is read
-    here as a Bearer token; any other header goes through the server's usual chain."""
-    header = (request.headers.get("authorization") or "").strip()
-    if not header or " " in header:
-        return await access(request).principal(request)
-    try:
-        principal = await access(request).authenticate(Credentials("bearer", "", header))
-    except InvalidCredentials as exc:
-        raise Unauthorized(f"the token is not valid: {exc}") from None
-    path = request.scope.get("root_path", "") + request.scope.get("path", "")
-    if principal.only_under and not path.startswith(principal.only_under):  # a registry token
-        raise Unauthorized(f"this credential is valid only under {principal.only_under}")
-    return principal
-
-
 async def config(request: Request) -> Response:
     repo, url = current_repository(request), repository_url(request, current_repository(request).name)
     public = access(request).allowed(ANONYMOUS, repo, "read")
@@ -63,14 +46,14 @@ async def index_file(request: Request) -> Response:
     name = metadata.name_of_index_path(current_path(request))
     if name is None:
         raise NotFound(f"{current_path(request)} is not an index file of this registry")
-    principal = await caller(request)
+    principal = await access(request).principal(request)
     key = IndexKey(metadata.CRATE, name=name)
     return await repositories(request).index(request, current_repository(request), key, principal)
 
 
 async def download(request: Request) -> Response:
     repo, name, version = current_repository(request), *request.path_params.values()
-    principal = await caller(request)
+    principal = await access(request).principal(request)
     access(request).require(principal, repo, "read")
     # Checked whole: a proxied crate that fails its index line's cksum is then a 502 cargo can
     # read, not a cut connection.
@@ -82,7 +65,7 @@ async def download(request: Request) -> Response:
 
 async def writer(request: Request, action: str = "write") -> tuple[Repositories, Repo, Principal]:
     """The repository service, the hosted repository a change goes to, and who asks (allowed to)."""
-    repos, principal = repositories(request), await caller(request)
+    repos, principal = repositories(request), await access(request).principal(request)
     target = repos.write_target(current_repository(request), principal)
     access(request).require(principal, target, action)
     return repos, target, principal
@@ -102,10 +85,8 @@ async def publish(request: Request) -> Response:
             if (other := known.attributes.get("index", {}).get("name", name)) != name:
                 raise InvalidCrate(f"the crate is published here as {other!r}: names differ only in case")
         line = metadata.index_line(meta, staged.info.sha256)
-    except BaseException as exc:
+    except BaseException:
         await repos.discard(staged)
-        if isinstance(exc, ValueError):
-            raise InvalidCrate(str(exc)) from None
         raise
     upload = Upload(
         path=path,
@@ -123,17 +104,13 @@ async def publish(request: Request) -> Response:
 async def yank(request: Request) -> Response:
     """DELETE .../yank and PUT .../unyank: the version's line stays, its `yanked` flag changes."""
     repos, target, principal = await writer(request)
-    name, version, yanked = (
-        request.path_params["name"].lower(),
-        request.path_params["version"],
-        request.method == "DELETE",
-    )
+    name, version = request.path_params["name"].lower(), request.path_params["version"]
     if not await repos.components(target, name=name, version=version):
         raise NotFound(f"crate {name}@{version} not found in {target.name}")
 
     def transform(old: bytes | None) -> bytes | None:
         versions = set(json.loads(old)) if old else set()
-        versions = versions | {version} if yanked else versions - {version}
+        versions = versions | {version} if request.method == "DELETE" else versions - {version}
         return json.dumps(sorted(versions)).encode() if versions else None
 
     await repos.update_document(target, metadata.yanked_path(name), transform, principal)

@@ -16,9 +16,9 @@ import zlib
 from collections.abc import AsyncIterator
 from typing import Any, BinaryIO
 
-from artifactory_formats.cargo.metadata import check_name, check_version
+from artifactory_formats.cargo.metadata import InvalidCrate, check_name, check_version
 
-from artifactory.plugin import BadRequest, PayloadTooLarge
+from artifactory.plugin import PayloadTooLarge
 
 MAX_CRATE_BYTES = 10 * 1024 * 1024  # a repository's default max_crate_bytes
 MAX_METADATA = 1024 * 1024
@@ -26,65 +26,54 @@ MAX_MANIFEST = 1024 * 1024
 MAX_UNPACKED = 512 * 1024 * 1024
 BOMB_RATIO = 100  # unpacked / compressed beyond which a crate is refused as a compression bomb
 BOMB_MIN_BYTES = 4 * 1024 * 1024  # crates smaller than this unpacked are never called bombs
-
-
-class InvalidCrate(BadRequest):
-    pass
+ENDS_EARLY = "the publish request ends before its declared length"
 
 
 class Framed:
     """Reads the publish body's framing from the request stream, keeping only what is not yet used."""
 
     def __init__(self, chunks: AsyncIterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buffer = b""
+        self._chunks, self._buffer = chunks, b""
 
-    async def _fill(self, size: int) -> bytes:
+    async def _take(self, size: int) -> bytes:
         while len(self._buffer) < size:
             chunk = await anext(self._chunks, None)
             if chunk is None:
-                raise InvalidCrate("the publish request ends before its declared length")
+                raise InvalidCrate(ENDS_EARLY)
             self._buffer += chunk
         taken, self._buffer = self._buffer[:size], self._buffer[size:]
         return taken
 
     async def length(self, limit: int, what: str) -> int:
-        size = int.from_bytes(await self._fill(4), "little")
+        size = int.from_bytes(await self._take(4), "little")
         if size > limit:
             raise PayloadTooLarge(f"the {what} is {size} bytes, more than the {limit} allowed")
         return size
 
     async def metadata(self) -> dict[str, Any]:
-        size = await self.length(MAX_METADATA, "publish metadata")
+        """The JSON metadata, its crate name and version checked."""
+        body = await self._take(await self.length(MAX_METADATA, "publish metadata"))
         try:
-            meta = json.loads(await self._fill(size))
+            meta = json.loads(body)
         except ValueError:
             raise InvalidCrate("the publish metadata is not JSON") from None
         if not isinstance(meta, dict):
             raise InvalidCrate("the publish metadata must be a JSON object")
-        try:
-            check_name(meta.get("name"))
-            check_version(meta.get("vers"))
-        except ValueError as exc:
-            raise InvalidCrate(str(exc)) from None
+        check_name(meta.get("name"))
+        check_version(meta.get("vers"))
         return meta
 
     async def rest(self, size: int) -> AsyncIterator[bytes]:
         """Exactly `size` more bytes, and then the end of the body."""
-        left = size
-        while left > 0:
-            if not self._buffer:
-                self._buffer = await anext(self._chunks, b"")
-                if not self._buffer:
-                    raise InvalidCrate("the publish request ends before its declared length")
-            piece, self._buffer = self._buffer[:left], self._buffer[left:]
-            left -= len(piece)
-            yield piece
-        if self._buffer:
-            raise InvalidCrate("the publish request has bytes after the .crate")
-        async for extra in self._chunks:
-            if extra:
+        chunk: bytes | None = self._buffer
+        while chunk is not None:
+            if len(chunk) > size:
                 raise InvalidCrate("the publish request has bytes after the .crate")
+            size -= len(chunk)
+            yield chunk
+            chunk = await anext(self._chunks, None)
+        if size:
+            raise InvalidCrate(ENDS_EARLY)
 
 
 class _Counting:
