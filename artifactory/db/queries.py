@@ -11,9 +11,12 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Engine, Row, String, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from artifactory.blobstore.store import BlobInfo
 from artifactory.db.changes import CHANNEL as CHANGES_CHANNEL
@@ -339,13 +342,59 @@ def assets_under(session: Session, repository_id: int, prefix: str, limit: int =
         .where(Asset.repository_id == repository_id)
     )
     if prefix:
-        query = query.where(Asset.path.like(like_prefix(prefix), escape="\\"))
-    return list(session.execute(query.order_by(Asset.path).limit(limit)))
+        query = query.where(starts_with(Asset.path, prefix))
+    return list(session.execute(query.order_by(bytewise(Asset.path)).limit(limit)))
 
 
-def like_prefix(prefix: str) -> str:
-    """The LIKE pattern (escape character backslash) of every path starting with `prefix`."""
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+# Paths starting with a prefix. Not LIKE: SQLite's is case-insensitive for ASCII ("A/" matched "a/x"),
+# and PostgreSQL uses an index for a LIKE prefix only under the "C" collation. A range of code points
+# instead: in that order (UTF-8 bytes: SQLite's BINARY, PostgreSQL's "C") the paths starting with P are
+# exactly those from P up to `prefix_end(P)`, the (repository_id, path) index's range scan on SQLite.
+# On PostgreSQL the comparison is made in "C" (`bytewise`), which is exact whatever the database's
+# collation; the index serves the range only where the path column's collation is "C" itself.
+_LAST_CHARACTER = chr(0x10FFFF)
+
+
+class bytewise(FunctionElement[str]):
+    """A text column compared and ordered by code point: `column COLLATE "C"` on PostgreSQL, the
+    column itself on SQLite (whose default collation already is)."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(bytewise)
+def _bytewise(element: bytewise, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(bytewise, "postgresql")
+def _bytewise_postgresql(element: bytewise, compiler: Any, **kw: Any) -> str:
+    return f'{compiler.process(element.clauses, **kw)} COLLATE "C"'
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least text after every text starting with `prefix`, in code-point order; None if there
+    is none (`prefix` is empty or only U+10FFFF)."""
+    stem = prefix.rstrip(_LAST_CHARACTER)
+    if not stem:
+        return None
+    following = ord(stem[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are no text: next comes U+E000
+        following = 0xE000
+    return stem[:-1] + chr(following)
+
+
+def starts_with(column: Any, prefix: Any, end: Any = None) -> ColumnElement[bool]:
+    """`column` starts with `prefix`, as a range an index on the column can scan (see above).
+    `prefix` is a text, or a bind parameter whose value is one; then `end` is a bind parameter
+    whose value is `prefix_end` of it, or None (no upper bound)."""
+    if isinstance(prefix, str):
+        end = prefix_end(prefix)
+    column = bytewise(column)
+    if end is None:
+        return column >= prefix  # type: ignore[no-any-return]
+    return and_(column >= prefix, column < end)
 
 
 def touch_blob(session: Session, info: BlobInfo, until: datetime | None = None) -> None:

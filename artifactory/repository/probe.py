@@ -51,9 +51,9 @@ class Probed:
 class Probe:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._compiled: dict[tuple[int, bool, bool], queries.RawQuery] = {}
+        self._compiled: dict[tuple[int, bool, bool, bool], queries.RawQuery] = {}
 
-    def _statement(self, count: int, with_name: bool, with_folder: bool) -> Any:
+    def _statement(self, count: int, with_name: bool, with_folder: bool, bounded: bool) -> Any:
         ids = Repository.id.in_([bindparam(f"r{i}") for i in range(count)])
         columns: list[Any] = [Repository.id]
         query: Any
@@ -71,13 +71,9 @@ class Probe:
             columns += [literal(None).label("generation"), literal(False).label("named")]
         if with_folder:  # as `queries.assets_under` matches a prefix
             under = aliased(Asset)
-            columns.append(
-                exists()
-                .where(
-                    under.repository_id == Repository.id, under.path.like(bindparam("folder"), escape="\\")
-                )
-                .label("in_folder")
-            )
+            end: Any = bindparam("folder_end") if bounded else None
+            below = queries.starts_with(under.path, bindparam("folder"), end)
+            columns.append(exists().where(under.repository_id == Repository.id, below).label("in_folder"))
         else:
             columns.append(literal(False).label("in_folder"))
         query = select(*columns, *queries._ASSET_COLUMNS).select_from(Repository)
@@ -111,7 +107,8 @@ class Probe:
         found = Probed(frozenset(by_id), name, folder=folder)
         if not by_id:
             return found
-        compiled_key = (len(by_id), name is not None, folder is not None)
+        end = queries.prefix_end(folder) if folder is not None else None
+        compiled_key = (len(by_id), name is not None, folder is not None, end is not None)
         query = self._compiled.get(compiled_key)
         if query is None:
             query = self._compiled[compiled_key] = queries.RawQuery(
@@ -126,7 +123,7 @@ class Probe:
         if name is not None:
             values["ns"], values["name"] = name
         if folder is not None:
-            values["folder"] = queries.like_prefix(folder)
+            values["folder"], values["folder_end"] = folder, end
         rows = query.rows(values)
         for row in rows:
             rid, generation, named, in_folder = row[0], row[1], row[2], row[3]
