@@ -11,10 +11,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+_IDENT = r"(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"  # a prerelease identifier
 SEMVER = re.compile(
-    r"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
-    r"(\+incompatible)?$"
+    rf"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-({_IDENT}(?:\.{_IDENT})*))?(\+incompatible)?$"
 )
 PSEUDO = re.compile(r"^v\d+\.(?:0\.0-|\d+\.\d+-(?:[^+]*\.)?0\.)\d{14}-[A-Za-z0-9]+(?:\+incompatible)?$")
 ELEMENT = re.compile(r"^[A-Za-z0-9_~-][A-Za-z0-9._~-]*$")
@@ -95,6 +94,10 @@ def is_pseudo(version: str) -> bool:
     return PSEUDO.match(version) is not None
 
 
+def is_prerelease(version: str) -> bool:
+    return "-" in version.split("+")[0]
+
+
 def version_key(version: str) -> tuple[object, ...]:
     """Semantic-version precedence: a release after its prereleases, numeric identifiers before
     alphanumeric ones; strings that are not versions sort first."""
@@ -108,7 +111,7 @@ def version_key(version: str) -> tuple[object, ...]:
 
 def latest_key(version: str) -> tuple[object, ...]:
     """What @latest prefers: a release, then a prerelease, then a pseudo-version; then the highest."""
-    rank = 0 if is_pseudo(version) else 1 if "-" in version.split("+")[0] else 2
+    rank = 0 if is_pseudo(version) else 1 if is_prerelease(version) else 2
     return (rank, version_key(version))
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from artifactory_formats.go import coordinates, routes
-from artifactory_formats.go.coordinates import LIST, InvalidModule, latest_key, timestamp, version_key
+from artifactory_formats.go.coordinates import LIST, InvalidModule, is_prerelease, latest_key, version_key
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute
@@ -35,12 +34,6 @@ from artifactory.plugin import (
 )
 
 CONTENT_TYPES = {"info": "application/json", "mod": "text/plain; charset=utf-8", "zip": "application/zip"}
-
-
-@dataclass(frozen=True)
-class Latest:
-    version: str
-    time: str
 
 
 def sorted_versions(versions: Any) -> tuple[str, ...]:
@@ -76,11 +69,9 @@ class GoFormat(Format):
         # The go command prints a plain-text error body to its user ("server response: ...").
         return PlainTextResponse(problem.message + "\n", status_code=problem.status, headers=problem.headers)
 
-    def version_key(self, version: str) -> Any:
-        return version_key(version)
-
-    def is_prerelease(self, version: str) -> bool:
-        return "-" in version.split("+")[0]
+    # What cleanup policies order and weigh versions by: semantic-version precedence.
+    version_key = staticmethod(version_key)
+    is_prerelease = staticmethod(is_prerelease)
 
     # -- index documents -------------------------------------------------------------------------
     async def build(self, key: IndexKey, hosted: HostedView) -> Any:
@@ -90,13 +81,11 @@ class GoFormat(Format):
         if key.kind == LIST:
             return sorted_versions(c.version for c in components)
         best = max(components, key=lambda c: latest_key(c.version))
-        return Latest(best.version, str(best.attributes.get("time") or timestamp(best.created_at)))
+        time = best.attributes.get("time") or coordinates.timestamp(best.created_at)
+        return {"Version": best.version, "Time": str(time)}  # @latest's model is its .info document
 
     def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
-        try:
-            module = coordinates.escape(key.name)
-        except InvalidModule:
-            return None
+        module = coordinates.escape(key.name)  # a module path the route has checked: no "!" in it
         if key.kind == LIST:
             return UpstreamDocument(f"{module}/@v/list", "text/plain, */*;q=0.1")
         return UpstreamDocument(f"{module}/@latest", "application/json, */*;q=0.1")
@@ -114,12 +103,12 @@ class GoFormat(Format):
         info = json.loads(text)
         if not isinstance(info, dict) or not coordinates.SEMVER.match(str(info.get("Version", ""))):
             raise ValueError("@latest does not name a canonical version")
-        return Parsed(Latest(str(info["Version"]), str(info.get("Time") or "")))
+        return Parsed({k: str(info[k]) for k in ("Version", "Time") if info.get(k)})
 
     def merge(self, key: IndexKey, models: Sequence[Any]) -> Any:
         if key.kind == LIST:
             return sorted_versions(v for model in models for v in model)
-        return max(models, key=lambda m: latest_key(m.version))  # the first of equals: first member wins
+        return max(models, key=lambda m: latest_key(m["Version"]))  # the first of equals: first member wins
 
     def media_types(self, key: IndexKey) -> Sequence[str]:
         return ("text/plain",) if key.kind == LIST else ("application/json",)
@@ -127,5 +116,4 @@ class GoFormat(Format):
     def render(self, key: IndexKey, model: Any, context: RenderContext) -> Rendered:
         if key.kind == LIST:
             return Rendered("".join(v + "\n" for v in model).encode(), "text/plain; charset=utf-8")
-        info = {"Version": model.version, "Time": model.time} if model.time else {"Version": model.version}
-        return Rendered(json.dumps(info).encode(), "application/json")
+        return Rendered(json.dumps(model).encode(), "application/json")

@@ -35,8 +35,8 @@ from artifactory.plugin import (
 )
 
 
-def documents(path: str) -> tuple[str, str] | None:
-    """(kind, decoded module) when `path` is `<module>/@v/list` or `<module>/@latest`."""
+def document(path: str) -> IndexKey | None:
+    """The index document `path` names when it is `<module>/@v/list` or `<module>/@latest`."""
     for suffix, kind in (("/@v/list", coordinates.LIST), ("/@latest", coordinates.LATEST)):
         if path.endswith(suffix):
             try:
@@ -44,7 +44,7 @@ def documents(path: str) -> tuple[str, str] | None:
                 coordinates.check_path(module)
             except InvalidModule:
                 return None
-            return kind, module
+            return IndexKey(kind, name=module)
     return None
 
 
@@ -60,10 +60,9 @@ def parse_file(path: str, method: str) -> ModuleFile:
 async def get(request: Request) -> Response:
     repo, path = current_repository(request), current_path(request)
     principal = await access(request).principal(request)
-    document = documents(path)
-    if document is not None:
-        kind, module = document
-        return await repositories(request).index(request, repo, IndexKey(kind, name=module), principal)
+    key = document(path)
+    if key is not None:
+        return await repositories(request).index(request, repo, key, principal)
     parse_file(path, request.method)
     access(request).require(principal, repo, "read")
     content = await repositories(request).get(repo, path, principal, stream=request.method == "GET")
@@ -82,12 +81,11 @@ async def body(request: Request, limit: int) -> bytes:
 
 
 async def put(request: Request) -> Response:
-    repo, path = current_repository(request), current_path(request)
+    path = current_path(request)
     found = parse_file(path, "PUT")
-    repos = repositories(request)
-    principal = await access(request).principal(request)
-    target = repos.write_target(repo, principal)
-    access(request).require(principal, target, "write")
+    repos, principal = repositories(request), await access(request).principal(request)
+    target = repos.write_target(current_repository(request), principal)
+    access(request).require(principal, target, "write")  # before a byte of the body is taken
     if found.ext == "mod":
         gomod = await body(request, MAX_GO_MOD)
         check_gomod(gomod, found.module)
@@ -126,8 +124,7 @@ async def delete(request: Request) -> Response:
     found = parse_file(path, "DELETE")
     if found.ext != "zip":
         raise MethodNotAllowed("delete a version through its .zip (its .mod and .info go with it)")
-    repos = repositories(request)
-    principal = await access(request).principal(request)
+    repos, principal = repositories(request), await access(request).principal(request)
     if await repos.delete(repo, path, principal) is None:
         raise NotFound(f"{path} not found in {repo.name}")
     for ext in ("mod", "info"):

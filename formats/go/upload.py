@@ -66,8 +66,7 @@ def inspect_zip(file: BinaryIO, module: str, version: str, limit: int) -> bytes:
             if not name.startswith(root):
                 raise InvalidZip(f"zip entry {name!r} is outside the module root {root!r}")
             relative = name[len(root) :]
-            is_dir = relative.endswith("/")
-            parts = (relative[:-1] if is_dir else relative).split("/")
+            parts = relative.removesuffix("/").split("/")
             if "\\" in name or not entry.orig_filename.isprintable():
                 raise InvalidZip(
                     f"zip entry {entry.orig_filename!r} contains a backslash or control character"
@@ -88,11 +87,9 @@ def inspect_zip(file: BinaryIO, module: str, version: str, limit: int) -> bytes:
             raise InvalidZip(f"the module zip expands {total // max(compressed, 1)}-fold: refused as a bomb")
         if gomod is None:
             return f"module {module}\n".encode()
-        if gomod.file_size > MAX_GO_MOD:
-            raise InvalidZip(f"go.mod is larger than {MAX_GO_MOD} bytes")
         try:
             with archive.open(gomod) as handle:
-                data = handle.read(MAX_GO_MOD + 1)
+                data = handle.read(MAX_GO_MOD + 1)  # check_gomod refuses more than MAX_GO_MOD
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise InvalidZip(f"cannot read go.mod from the zip: {exc}") from None
     check_gomod(data, module)
