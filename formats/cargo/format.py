@@ -77,8 +77,6 @@ class CargoFormat(Format):
 
     # -- index documents -------------------------------------------------------------------------
     async def build(self, key: IndexKey, hosted: HostedView) -> Any:
-        if key.kind == CONFIG:
-            return {}
         found = await hosted.components(name=key.name)
         lines = [c.attributes["index"] for c in found if c.assets and "index" in c.attributes]
         if not lines:

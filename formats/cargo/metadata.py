@@ -26,7 +26,6 @@ SEMVER = re.compile(
 CRATE_FILE = re.compile(r"^crates/([a-z0-9_-]+)/\1-([^/]+)\.crate$")
 YANKED_FILE = re.compile(r"^crates/([a-z0-9_-]+)/yanked\.json$")
 CKSUM = re.compile(r"^[0-9a-f]{64}$")
-DL_MARKERS = ("{crate}", "{version}", "{prefix}", "{lowerprefix}", "{sha256-checksum}")
 DEP_KINDS = ("normal", "dev", "build")
 
 Line = dict[str, Any]
@@ -72,9 +71,7 @@ def index_path(name: str) -> str:
 def name_of_index_path(path: str) -> str | None:
     """The crate an index file path names (lower case), or None for any other path."""
     name = path.rsplit("/", 1)[-1]
-    if not NAME.match(name) or name != name.lower() or index_path(name) != path:
-        return None
-    return name
+    return name if NAME.match(name) and name == name.lower() and index_path(name) == path else None
 
 
 def crate_path(name: str, version: str) -> str:
@@ -88,15 +85,10 @@ def yanked_path(name: str) -> str:
 
 def download_url(template: str, name: str, version: str, cksum: str) -> str:
     """A crate's URL from a registry's `dl` (cargo's rules: markers, else /{crate}/{version}/download)."""
-    if not any(marker in template for marker in DL_MARKERS):
+    values = {"{crate}": name, "{version}": version, "{sha256-checksum}": cksum}
+    values.update({"{prefix}": prefix(name), "{lowerprefix}": prefix(name.lower())})
+    if not any(marker in template for marker in values):
         return f"{template}/{name}/{version}/download"
-    values = {
-        "{crate}": name,
-        "{version}": version,
-        "{prefix}": prefix(name),
-        "{lowerprefix}": prefix(name.lower()),
-        "{sha256-checksum}": cksum,
-    }
     for marker, value in values.items():
         template = template.replace(marker, value)
     return template
