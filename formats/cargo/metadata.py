@@ -37,9 +37,7 @@ class InvalidCrate(BadRequest, ValueError):
 
 def check_name(name: object) -> str:
     if not isinstance(name, str) or not NAME.match(name):
-        raise InvalidCrate(
-            f"invalid crate name {name!r}: a letter, then letters, digits, '-' or '_' (64 at most)"
-        )
+        raise InvalidCrate(f"invalid crate name {name!r}: a letter, then up to 63 letters, digits, - or _")
     return name
 
 
