@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import signal
@@ -9,8 +10,11 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,52 @@ def client_tls() -> ssl.SSLContext:
     handed one, loading the CA bundle each time (~40 ms of CPU): a server start polling its status,
     each `client()`, and a test opening a connection per request paid that every time."""
     return httpx.create_ssl_context()
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# The thread every server is forked from. Linux sends the parent-death signal when the thread that
+# forked a process ends, not its process: a server started from a short-lived thread (a fixture run
+# by a thread pool, a test's helper thread) would be stopped with it. This one lives as long as
+# the process (its executor's idle thread waits for work until the interpreter exits). One per
+# process id: a child forked from a test process has the executor but not its thread.
+_SPAWNER: tuple[int, ThreadPoolExecutor] | None = None
+_SPAWNER_LOCK = threading.Lock()
+
+
+def _spawner() -> ThreadPoolExecutor:
+    global _SPAWNER
+    with _SPAWNER_LOCK:
+        if _SPAWNER is None or _SPAWNER[0] != os.getpid():
+            _SPAWNER = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="artifactory-testing-spawn"))
+        return _SPAWNER[1]
+
+
+def _until_parent_dies(sig: int) -> Callable[[], None] | None:
+    """A `preexec_fn` that has the child sent `sig` when this process dies however it ends (kill -9,
+    a test timeout); None where there is no such thing (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(sig))
+        if os.getppid() != parent:  # the parent died before the signal was asked for
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
+def spawn(command: list[str], sig: int = signal.SIGKILL, **options: Any) -> subprocess.Popen[bytes]:
+    """`subprocess.Popen(command, **options)` for a process that must not outlive this one: it is
+    sent `sig` when this process dies. A server whose own children serve too (uvicorn or granian
+    with several workers) is sent SIGTERM, on which it stops them before it exits."""
+    preexec = _until_parent_dies(sig)
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, preexec_fn=preexec, **options)
+
+    return _spawner().submit(start).result()
 
 
 def free_port() -> int:
@@ -97,8 +147,10 @@ class LiveServer:
             *self.extra_args,
         ]
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
-        self.process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        # SIGTERM, not SIGKILL: a server with several workers stops them (they are its children,
+        # not this process's) and closes its port.
+        self.process = spawn(
+            command, signal.SIGTERM, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
         deadline = time.monotonic() + timeout
