@@ -3,6 +3,7 @@ killed by a timeout or kill -9 leaves no server holding a port, its workers incl
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import socket
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from artifactory.testing.server import spawn
+
 # Starts a server (from the main thread or from a thread that ends at once), says its port and
 # process id, and waits to be killed.
 CHILD = """
@@ -20,7 +23,7 @@ import sys, threading, time
 from pathlib import Path
 from artifactory.testing.server import LiveServer
 
-server = LiveServer(Path(sys.argv[1]), workers=int(sys.argv[2]))
+server = LiveServer(Path(sys.argv[1]), workers=int(sys.argv[2]), server=sys.argv[4])
 if sys.argv[3] == "thread":
     starter = threading.Thread(target=server.start)
     starter.start()
@@ -56,12 +59,15 @@ def group_alive(pgid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
-@pytest.mark.parametrize(("workers", "started_in"), [(1, "main"), (2, "main"), (1, "thread")])
+@pytest.mark.parametrize(
+    ("server", "workers", "started_in"),
+    [("uvicorn", 1, "main"), ("uvicorn", 2, "main"), ("uvicorn", 1, "thread"), ("granian", 2, "main")],
+)
 def test_a_server_dies_with_the_process_that_started_it(
-    tmp_path: Path, workers: int, started_in: str
+    tmp_path: Path, server: str, workers: int, started_in: str
 ) -> None:
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path / "data"), str(workers), started_in],
+        [sys.executable, "-c", CHILD, str(tmp_path / "data"), str(workers), started_in, server],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -71,7 +77,7 @@ def test_a_server_dies_with_the_process_that_started_it(
         port, server_pid = map(int, child.stdout.readline().split())
         time.sleep(0.5)  # a server started from a thread outlives that thread
         assert listening(port)
-        assert len(group_alive(server_pid)) >= workers  # uvicorn's supervisor and its workers
+        assert len(group_alive(server_pid)) >= workers  # the supervisor and its workers
         child.kill()
         child.wait(timeout=10)
         deadline = time.monotonic() + 10
@@ -84,3 +90,23 @@ def test_a_server_dies_with_the_process_that_started_it(
         child.wait(timeout=10)
         if server_pid and group_alive(server_pid):
             os.killpg(server_pid, signal.SIGKILL)
+
+
+def _spawn_and_report(queue: multiprocessing.Queue) -> None:
+    process = spawn([sys.executable, "-c", "print('spawned')"], stdout=subprocess.PIPE)
+    queue.put(process.communicate(timeout=30)[0])
+
+
+def test_a_process_forked_after_a_spawn_can_spawn_too() -> None:
+    """The spawning thread is per process: a forked child has the parent's executor, not its thread."""
+    assert spawn([sys.executable, "-c", "pass"]).wait(timeout=30) == 0
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_spawn_and_report, args=(queue,))
+    child.start()
+    try:
+        assert queue.get(timeout=30) == b"spawned\n"
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
