@@ -10,6 +10,7 @@ http(s) URL percent-encoded outside RFC 3986's characters, or a relative one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, unquote, urldefrag, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit, urlunsplit
 
 import lxml.html
 from artifactory_formats.pypi.coordinates import (
@@ -92,7 +93,10 @@ class Project:
         return None
 
 
+@functools.lru_cache(maxsize=16384)
 def version_key(version: str) -> tuple[int, Any]:
+    """How versions sort (PEP 440 order; an invalid version before every valid one). Kept per
+    version string: a page sorts its files by version, and the files of a release share one."""
     try:
         return (1, Version(version))
     except InvalidVersion:
@@ -196,17 +200,39 @@ def parse_upstream(body: bytes, page_url: str, project: str) -> Project:
     return _parse_html(body, page_url, project)
 
 
-def _proxied_file(project: str, filename: str, url: str, **facts: Any) -> File | None:
+def _link(base: str, href: str) -> tuple[str, str, SplitResult]:
+    """(the URL without its fragment, the fragment, the URL's parts) of a link on a page at `base`.
+    The link is split once: an absolute one (what most indexes list) is what `urljoin` would give
+    back, so only a relative one is joined (a page lists hundreds of files, and urllib keeps only
+    the last few URLs it split)."""
+    parts = urlsplit(href)
+    if not (parts.scheme and parts.netloc):
+        parts = urlsplit(urljoin(base, href))
+    return urlunsplit(parts._replace(fragment="")), parts.fragment, parts
+
+
+@functools.lru_cache(maxsize=16384)
+def _file_version(filename: str) -> str:
+    """The version a distribution's filename names ("" when it does not parse), kept per filename:
+    a page parsed again (another process, another proxy of the same index, a changed page) lists
+    mostly the same files."""
+    try:
+        return str(parse_filename(filename).version)
+    except InvalidFilename:
+        return ""
+
+
+def _proxied_file(project: str, filename: str, link: SplitResult, url: str, **facts: Any) -> File | None:
     if not SAFE_FILENAME.match(filename) or ".." in filename or filename.endswith(METADATA_SUFFIX):
         return None
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
+    if link.scheme.lower() not in ("http", "https"):
         return None  # javascript:, file:, data: ... are nothing this server fetches or hands out
-    try:
-        version = str(parse_filename(filename).version)
-    except InvalidFilename:
-        version = ""
     return File(
-        filename=filename, path=file_path(project, filename), version=version, upstream_url=url, **facts
+        filename=filename,
+        path=file_path(project, filename),
+        version=_file_version(filename),
+        upstream_url=url,
+        **facts,
     )
 
 
@@ -265,12 +291,13 @@ def _parse_html(body: bytes, page_url: str, project: str) -> Project:
         href = anchor.get("href")
         if not href:
             continue
-        url, fragment = urldefrag(urljoin(base, href.strip()))
-        filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+        url, fragment, parts = _link(base, href.strip())
+        filename = unquote(parts.path.rsplit("/", 1)[-1])
         yanked = anchor.get("data-yanked")
         entry = _proxied_file(
             project,
             filename,
+            parts,
             url,
             hashes=_hash_fragment(fragment),
             requires_python=anchor.get("data-requires-python") or None,
@@ -296,7 +323,7 @@ def _parse_json(body: bytes, page_url: str, project: str) -> Project:
             or not isinstance(raw.get("url"), str)
         ):
             continue
-        url, _fragment = urldefrag(urljoin(page_url, raw["url"]))
+        url, _fragment, parts = _link(page_url, raw["url"])
         hashes: dict[str, Any] = raw["hashes"] if isinstance(raw.get("hashes"), dict) else {}
         yanked = raw.get("yanked", False)
         size = raw.get("size")
@@ -305,6 +332,7 @@ def _parse_json(body: bytes, page_url: str, project: str) -> Project:
         entry = _proxied_file(
             project,
             raw["filename"],
+            parts,
             url,
             hashes={k: str(v).lower() for k, v in hashes.items() if k in HASH_NAMES and HEX.match(str(v))},
             size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
