@@ -19,6 +19,7 @@ import base64
 import binascii
 import fnmatch
 import hashlib
+import json
 import re
 import threading
 import time
@@ -30,6 +31,7 @@ from sqlalchemy import delete, select
 
 from artifactory.db.engine import Database
 from artifactory.db.models import ApiToken, Role, Setting, User
+from artifactory.db.queries import RawQuery
 from artifactory.security.passwords import (
     TIMING_EQUALISER,
     TOKEN_PREFIX,
@@ -52,6 +54,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 MAX_TOKEN_NAME = 200
 MAX_PASSWORD = 1024
 MAX_TOKEN_SECONDS = 10 * 366 * 24 * 3600  # ten years: longer is refused, not overflowed
+_ROLES = select(Role.name, Role.privileges)
+_SECURITY_SETTING = select(Setting.value).where(Setting.key == "security")
 
 
 class SecurityError(Exception):
@@ -69,6 +73,11 @@ class Privilege:
 
     def grants(self, repository: str, action: str) -> bool:
         return action in self.actions and fnmatch.fnmatchcase(repository, self.repositories)
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as a DBAPI driver hands it back (SQLite's: text)."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def validate_privileges(raw: Any) -> list[dict[str, Any]]:
@@ -153,6 +162,10 @@ class Security:
         self._roles: dict[str, list[Privilege]] = {}
         self._anonymous_read = True
         self._verified: dict[bytes, tuple[float, Principal]] = {}
+        # The roles and the anonymous switch, read on pooled DBAPI connections: through the ORM, the
+        # reload every `cache_seconds` cost each process about 0.8 ms on its event loop.
+        self._read_roles = RawQuery(db.read_engine, _ROLES)
+        self._read_setting = RawQuery(db.read_engine, _SECURITY_SETTING)
 
     # -- bootstrap ---------------------------------------------------------------------------
     def bootstrap(self, admin_password: str) -> bool:
@@ -175,15 +188,15 @@ class Security:
         now = time.monotonic()
         if not force and now - self._loaded_at < self.cache_seconds:
             return
-        with self.db.read() as session:
-            roles = {
-                role.name: [Privilege(p["repositories"], frozenset(p["actions"])) for p in role.privileges]
-                for role in session.scalars(select(Role))
-            }
-            setting = session.get(Setting, "security")
+        roles = {
+            name: [Privilege(p["repositories"], frozenset(p["actions"])) for p in _json(privileges) or []]
+            for name, privileges in self._read_roles.rows({})
+        }
+        found = self._read_setting.rows({})
+        setting = _json(found[0][0]) if found else None
         with self._lock:
             self._roles = roles
-            self._anonymous_read = bool(setting.value.get("anonymous_read", True)) if setting else True
+            self._anonymous_read = bool(setting.get("anonymous_read", True)) if setting else True
             self._loaded_at = now
 
     def invalidate(self) -> None:
