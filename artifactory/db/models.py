@@ -22,6 +22,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 MAX_PATH = 1024
+# A path column that prefixes are matched on (`queries.starts_with`): in code-point order on
+# PostgreSQL too (the "C" collation, migration 0008), so the range uses the column's index whatever
+# the database's collation; SQLite's default already is.
+CODE_POINT_PATH = String(MAX_PATH).with_variant(String(MAX_PATH, collation="C"), "postgresql")
 # The largest value of an Integer column (PostgreSQL's int4): ids a client hands back (paging cursors)
 # are clamped to it, so a larger one finds nothing more instead of failing the query.
 MAX_INTEGER = 2**31 - 1
@@ -140,7 +144,7 @@ class Asset(Base):
     component_id: Mapped[int | None] = mapped_column(
         ForeignKey("component.id", ondelete="SET NULL"), index=True, default=None
     )
-    path: Mapped[str] = mapped_column(String(MAX_PATH))
+    path: Mapped[str] = mapped_column(CODE_POINT_PATH)
     blob_sha256: Mapped[str] = mapped_column(ForeignKey("blob.sha256"), index=True)
     content_type: Mapped[str] = mapped_column(String(255), default="application/octet-stream")
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -237,7 +241,7 @@ class ProxyMiss(Base):
     repository_id: Mapped[int] = mapped_column(
         ForeignKey("repository.id", ondelete="CASCADE"), primary_key=True
     )
-    path: Mapped[str] = mapped_column(String(MAX_PATH), primary_key=True)
+    path: Mapped[str] = mapped_column(CODE_POINT_PATH, primary_key=True)
     expires_at: Mapped[datetime] = mapped_column()
 
 

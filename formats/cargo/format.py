@@ -36,6 +36,7 @@ from artifactory.plugin import (
     RenderContext,
     Rendered,
     UpstreamDocument,
+    semver_key,
 )
 
 INDEX_MEDIA_TYPE = "text/plain; charset=utf-8"
@@ -74,6 +75,12 @@ class CargoFormat(Format):
     def render_error(self, problem: HTTPProblem, request: Request) -> Response:
         body = {"errors": [{"detail": problem.message}]}
         return JSONResponse(body, status_code=problem.status, headers=problem.headers)
+
+    # What cleanup policies order and weigh versions by: SemVer precedence, build metadata ignored.
+    version_key = staticmethod(semver_key)
+
+    def is_prerelease(self, version: str) -> bool:
+        return "-" in metadata.release(version)  # 1.0.0-rc.1; not 1.0.0+build-5
 
     # -- index documents -------------------------------------------------------------------------
     async def build(self, key: IndexKey, hosted: HostedView) -> Any:

@@ -12,17 +12,14 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import semver
+
 from artifactory.plugin import BadRequest, IndexKey
 
 CRATE, CONFIG = "crate", "config"
 # Every upstream's config.json: a proxy needs its `dl` to locate the crates its index files list.
 CONFIG_KEY = IndexKey(CONFIG, whole_repository=True)
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-_IDENT = r"(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"
-SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    rf"(?:-({_IDENT}(?:\.{_IDENT})*))?(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
-)
 CRATE_FILE = re.compile(r"^crates/([a-z0-9_-]+)/\1-([^/]+)\.crate$")
 YANKED_FILE = re.compile(r"^crates/([a-z0-9_-]+)/yanked\.json$")
 CKSUM = re.compile(r"^[0-9a-f]{64}$")
@@ -42,7 +39,7 @@ def check_name(name: object) -> str:
 
 
 def check_version(version: object) -> str:
-    if not isinstance(version, str) or not SEMVER.match(version):
+    if not isinstance(version, str) or not semver.Version.is_valid(version):
         raise InvalidCrate(f"invalid version {version!r}: not a semantic version such as 1.2.3")
     return version
 

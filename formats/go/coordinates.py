@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from artifactory.plugin import semver_key
+
 _IDENT = r"(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"  # a prerelease identifier
 SEMVER = re.compile(
     rf"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-({_IDENT}(?:\.{_IDENT})*))?(\+incompatible)?$"
@@ -99,14 +101,9 @@ def is_prerelease(version: str) -> bool:
 
 
 def version_key(version: str) -> tuple[object, ...]:
-    """Semantic-version precedence: a release after its prereleases, numeric identifiers before
-    alphanumeric ones; strings that are not versions sort first."""
-    found = SEMVER.match(version)
-    if found is None:
-        return (0,)
-    pre = found.group(4)
-    identifiers = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in (pre or "").split(".") if p)
-    return (1, int(found.group(1)), int(found.group(2)), int(found.group(3)), pre is None, identifiers)
+    """Semantic-version precedence (+incompatible is build metadata: ignored); strings that are not
+    canonical versions sort first."""
+    return semver_key(version[1:]) if SEMVER.match(version) else (0,)
 
 
 def latest_key(version: str) -> tuple[object, ...]:

@@ -31,6 +31,7 @@ from artifactory.plugin import (
     Repo,
     Repositories,
     UpstreamDocument,
+    semver_key,
 )
 
 MIN_DOCUMENT = 1024 * 1024
@@ -124,12 +125,10 @@ class NpmFormat(Format):
         return Rendered(metadata.dump(doc), JSON_TYPE)
 
     # -- cleanup policies ------------------------------------------------------------------------
-    def version_key(self, version: str) -> Any:
-        """semver precedence (1.0.0-rc.1 before 1.0.0); versions that are not semver first."""
-        return metadata.semver_key(version)
+    version_key = staticmethod(semver_key)  # 1.0.0-rc.1 before 1.0.0; what is not semver first
 
     def is_prerelease(self, version: str) -> bool:
-        key = metadata.semver_key(version)
+        key = semver_key(version)
         return key[1] is not None and bool(key[1].prerelease)
 
     def cleanup_versions(self, components: Sequence[ComponentInfo]) -> list[ComponentInfo]:

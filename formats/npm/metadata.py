@@ -122,14 +122,6 @@ def tags_of(doc: Mapping[str, Any]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def semver_key(version: str) -> tuple[int, semver.Version | None, str]:
-    """Sort key: valid versions by semver precedence above anything unparseable."""
-    try:
-        return (1, semver.Version.parse(version), "")
-    except (ValueError, TypeError):
-        return (0, None, version)
-
-
 def highest(versions: Iterable[str], prefer_release: bool = True) -> str | None:
     """The highest version, releases before pre-releases when `prefer_release` (npm's `latest` fallback)."""
     valid = []

@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 
 import pytest
+import semver
 from artifactory_formats.go import coordinates
 from artifactory_formats.go.coordinates import InvalidModule
 from artifactory_formats.go.upload import InvalidZip, inspect_zip, module_line
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.formats.go.conftest import module_zip
 
@@ -69,6 +72,28 @@ def test_versions_sort_by_semantic_precedence() -> None:
         "v1.2.0",
         "v1.10.0",
     ]
+
+
+IDENTIFIER = st.one_of(
+    st.integers(0, 2**70).map(str), st.from_regex(r"[0-9]*[A-Za-z-][0-9A-Za-z-]{0,3}", fullmatch=True)
+)
+GO_VERSIONS = st.builds(
+    lambda numbers, pre, incompatible: (
+        "v"
+        + ".".join(map(str, numbers))
+        + (f"-{'.'.join(pre)}" if pre else "")
+        + ("+incompatible" if incompatible else "")
+    ),
+    st.tuples(st.integers(0, 3), st.integers(0, 11), st.integers(0, 11)),
+    st.lists(IDENTIFIER, max_size=3),
+    st.booleans(),
+)
+
+
+@given(GO_VERSIONS, GO_VERSIONS)
+def test_version_key_agrees_with_semver_precedence(a: str, b: str) -> None:
+    ka, kb = coordinates.version_key(a), coordinates.version_key(b)
+    assert (ka > kb) - (ka < kb) == semver.Version.parse(a[1:]).compare(b[1:])  # type: ignore[operator]
 
 
 def test_latest_prefers_a_release_to_a_newer_prerelease_or_pseudo_version() -> None:
