@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from artifactory.db.engine import Database
 from artifactory.db.models import AuditEvent, utcnow
+from artifactory.db.queries import starts_with
 from artifactory.events import AssetEvent
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class Audit:
             query = query.where(AuditEvent.actor == actor)
         if action:
             query = query.where(
-                AuditEvent.action.startswith(action[:-1], autoescape=True)
+                starts_with(AuditEvent.action, action[:-1])  # exact case, as `==` below
                 if action.endswith("*")
                 else AuditEvent.action == action
             )

@@ -57,6 +57,10 @@ def test_changes_failures_and_refusals_are_recorded_with_their_actor(live):
     token_events = _events(live, action="token.*")["items"]
     assert {e["action"] for e in token_events} >= {"token.created", "token.revoked"}
     assert all("token" not in e["details"] for e in token_events)  # never the secret
+    # A prefix is matched as typed: exact case, and `_`/`%` are plain characters, not wildcards.
+    assert _events(live, action="TOKEN.*")["items"] == []
+    assert _events(live, action="token_*")["items"] == []
+    assert _events(live, action="tok%.*")["items"] == []
     lines = [json.loads(line) for line in live.audit_file.read_text().splitlines()]
     assert {"repository.created", "asset.stored", "auth.failed"} <= {line["action"] for line in lines}
 
