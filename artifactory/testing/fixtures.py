@@ -23,7 +23,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import create_engine, text
 
-from artifactory.testing.server import LiveServer, free_port
+from artifactory.testing.server import LiveServer, free_port, spawn
 
 DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -130,7 +130,7 @@ def live_server(request: pytest.FixtureRequest, name: str, **kwargs: Any) -> Ite
 def s3_endpoint() -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    process = subprocess.Popen(
+    process = spawn(  # gone with the test run, even a killed one
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
