@@ -24,6 +24,7 @@ from artifactory.formats import (
     Rendered,
     UpstreamDocument,
 )
+from artifactory.http.bodies import read_body
 from artifactory.http.documents import RenderedDocument, respond_document
 from artifactory.http.errors import (
     BadGateway,
@@ -168,6 +169,7 @@ __all__ = [
     "current_repository",
     "hookimpl",
     "repository_url",
+    "read_body",
     "respond",
     "semver_key",
 ]

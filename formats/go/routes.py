@@ -25,11 +25,11 @@ from artifactory.plugin import (
     IndexKey,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
     Upload,
     access,
     current_path,
     current_repository,
+    read_body,
     repositories,
     respond,
 )
@@ -71,15 +71,6 @@ async def get(request: Request) -> Response:
     return respond(request, content)
 
 
-async def body(request: Request, limit: int) -> bytes:
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise PayloadTooLarge(f"more than {limit} bytes")
-    return bytes(data)
-
-
 async def put(request: Request) -> Response:
     path = current_path(request)
     found = parse_file(path, "PUT")
@@ -87,7 +78,7 @@ async def put(request: Request) -> Response:
     target = repos.write_target(current_repository(request), principal)
     access(request).require(principal, target, "write")  # before a byte of the body is taken
     if found.ext == "mod":
-        gomod = await body(request, MAX_GO_MOD)
+        gomod = await read_body(request, MAX_GO_MOD)
         check_gomod(gomod, found.module)
         await repos.put_bytes(target, gomod, Upload(path=path), principal)
         return Response(status_code=201)

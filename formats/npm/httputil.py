@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from artifactory.plugin import BadRequest, PayloadTooLarge, Repo
+from artifactory.plugin import read_body as read_bounded
 
 # The largest package document (`npm publish` body, JSON with the tarball in base64) a repository
 # accepts unless its `max_document_bytes` says otherwise; docs/npm.md documents it.
@@ -19,24 +20,17 @@ MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body (gunzipped if the client compressed it), refused past `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    body = await read_bounded(request, limit)
     if request.headers.get("content-encoding", "").lower() == "gzip":
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
-            plain = inflater.decompress(bytes(body), limit + 1)
+            plain = inflater.decompress(body, limit + 1)
         except zlib.error:
             raise BadRequest("the request body is not valid gzip") from None
         if len(plain) > limit or inflater.unconsumed_tail:
             raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
         return plain
-    return bytes(body)
+    return body
 
 
 async def read_json(request: Request, limit: int) -> Any:

@@ -35,6 +35,7 @@ from artifactory.plugin import (
     HTTPProblem,
     StoredAsset,
     Upload,
+    read_body,
     respond,
 )
 
@@ -88,18 +89,6 @@ async def _declared_type(ctx: Ctx, content: StoredAsset) -> str | None:
     return declared if isinstance(declared, str) else None
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise OCIError("SIZE_INVALID", f"manifests are limited to {limit} bytes", status=413)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise OCIError("SIZE_INVALID", f"manifests are limited to {limit} bytes", status=413)
-    return bytes(body)
-
-
 async def put(request: Request, name: str, reference: str) -> Response:
     ctx = await open_ctx(request, name, "write")
     target = push_target(ctx)
@@ -110,7 +99,7 @@ async def put(request: Request, name: str, reference: str) -> Response:
     else:
         raise OCIError("MANIFEST_INVALID", f"invalid tag {reference!r}", detail={"tag": reference})
     limit = int(target.config.get("max_manifest_bytes") or DEFAULT_MAX_MANIFEST_BYTES)
-    body = await _read_body(request, limit)
+    body = await read_body(request, limit)  # 413 SIZE_INVALID beyond
     manifest = parse_manifest(body, request.headers.get("content-type"))
     digest = digest_of(body)
     if isinstance(ref, Digest) and not hmac.compare_digest(digest_of(body, ref.algorithm), str(ref)):

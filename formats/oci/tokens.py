@@ -20,7 +20,7 @@ from artifactory_formats.oci.errors import API_VERSION, OCIError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from artifactory.plugin import Credentials, InvalidCredentials, Principal
+from artifactory.plugin import Credentials, InvalidCredentials, Principal, read_body
 from artifactory.plugin import access as access_service
 
 MAX_FORM_BYTES = 64 * 1024
@@ -122,13 +122,7 @@ async def _form(request: Request) -> dict[str, list[str]]:
         raise OCIError(
             "UNSUPPORTED", "the token request must be application/x-www-form-urlencoded", status=400
         )
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise OCIError(
-                "SIZE_INVALID", f"token requests are limited to {MAX_FORM_BYTES} bytes", status=413
-            )
+    body = await read_body(request, MAX_FORM_BYTES)  # 413 SIZE_INVALID beyond
     try:
         fields = parse_qs(body.decode(), keep_blank_values=True, max_num_fields=100)
     except (UnicodeDecodeError, ValueError):

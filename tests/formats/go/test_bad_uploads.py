@@ -10,6 +10,7 @@ import zipfile
 from collections.abc import Iterator
 
 import pytest
+from artifactory_formats.go.upload import MAX_GO_MOD
 
 from artifactory.testing.fixtures import DATABASES, live_server
 from artifactory.testing.server import LiveServer
@@ -132,6 +133,15 @@ def test_a_mod_file_naming_another_module_is_refused(live: LiveServer) -> None:
     with live.client() as admin:
         response = admin.put(f"/repository/go-bad/{MODULE}/@v/v1.0.0.mod", content=b"module example.com/x\n")
     assert response.status_code == 400 and "go.mod says module" in response.text
+    assert_nothing_stored(live)
+
+
+def test_a_mod_file_over_the_go_commands_limit_is_refused_with_413(live: LiveServer) -> None:
+    big = GOMOD + b"//" + b"x" * MAX_GO_MOD
+    with live.client() as admin:
+        response = admin.put(f"/repository/go-bad/{MODULE}/@v/v1.0.0.mod", content=big)
+    assert response.status_code == 413 and f"larger than {MAX_GO_MOD} bytes" in response.text
+    assert response.headers["content-type"].startswith("text/plain")  # what the go command prints
     assert_nothing_stored(live)
 
 
