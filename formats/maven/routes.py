@@ -49,6 +49,7 @@ from artifactory.plugin import (
     access,
     current_path,
     current_repository,
+    read_body,
     repositories,
     repository_url,
     respond,
@@ -279,7 +280,7 @@ def _inspect(artifact: Artifact, handle: BinaryIO) -> dict[str, Any]:
 async def _check_uploaded_checksum(
     request: Request, service: Repositories, target: Repo, base: str, algorithm: str
 ) -> None:
-    body = await _read_body(request, MAX_CHECKSUM_BYTES)
+    body = await read_body(request, MAX_CHECKSUM_BYTES)
     if split_checksum(base)[1] is not None:
         raise BadRequest(f"{base}.{algorithm}: checksums of checksum files are not kept")
     try:
@@ -303,15 +304,6 @@ async def _drain(request: Request, limit: int) -> None:
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"body larger than {limit} bytes")
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body larger than {limit} bytes")
-    return bytes(body)
 
 
 # -- deleting ------------------------------------------------------------------------------------

@@ -122,6 +122,15 @@ def test_a_wrong_checksum_file_is_refused_and_nothing_is_stored(any_server, admi
     assert stored_paths(admin, repo) == [path]
 
 
+def test_an_oversize_checksum_file_is_refused_with_413(any_server, admin):
+    repo = new_repo(any_server)
+    path = f"{G}/big/1.0/big-1.0.jar"
+    deploy(admin, repo, path, jar_bytes())
+    response = deploy(admin, repo, f"{path}.sha1", b"0" * 40 + b" " * 8192, status=413)
+    assert "larger than 4096 bytes" in response.json()["error"]
+    assert stored_paths(admin, repo) == [path]
+
+
 def test_a_checksum_for_a_missing_file_is_refused(any_server, admin):
     repo = new_repo(any_server)
     response = deploy(admin, repo, f"{G}/none/1.0/none-1.0.jar.sha1", b"a" * 40, status=400)
