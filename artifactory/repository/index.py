@@ -28,7 +28,6 @@ this module does the rest:
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 import time
 from collections.abc import Hashable, Iterator, Mapping, Sequence
@@ -410,9 +409,8 @@ class Index:
                 return fmt.parse(key, body, final_url, needed)
             return fmt.parse(key, body, final_url)
 
-        def check(body: bytes, final_url: str) -> None:
-            parsed = parse(body, final_url)
-            self._parsed.put((repo.id, key, hashlib.sha256(body).hexdigest(), needed_identity), parsed)
+        def check(body: bytes, final_url: str, sha256: str) -> None:
+            self._parsed.put((repo.id, key, sha256, needed_identity), parse(body, final_url))
 
         # The copy this process last read, while it is fresh: no lookup per page hit or per file miss.
         asset = self._fresh.get((repo.id, key))

@@ -95,12 +95,13 @@ Known = StoredAsset | None | _Unknown
 @dataclass(frozen=True)
 class DocumentSource:
     """An index document's upstream copy, fetched for the engine's index (not a client's path):
-    from `url`, asked for with `accept`, refused before caching when `check(body, url)` raises
-    ValueError (a malformed document never replaces the cached copy)."""
+    from `url`, asked for with `accept`, refused before caching when `check(body, url, sha256)`
+    raises ValueError (a malformed document never replaces the cached copy); `sha256` is the body's,
+    computed once for the check and the cache."""
 
     url: str
     accept: str
-    check: Callable[[bytes, str], None]
+    check: Callable[[bytes, str, str], None]
 
 
 @dataclass
@@ -659,11 +660,11 @@ class Proxy:
             await response.aclose()
         fetched.meta["url"] = str(response.url)
         data = bytes(document)
+        sha256 = hashlib.sha256(data).hexdigest()
         try:
-            source.check(data, str(response.url))
+            source.check(data, str(response.url), sha256)
         except ValueError as exc:  # a malformed upstream document: keep serving the cached one
             raise UpstreamUnavailable(f"upstream document {source.url} is unusable: {exc}") from None
-        sha256 = hashlib.sha256(data).hexdigest()
         self._pending[sha256] = data
         # Only the index reads a document's asset, by its sha256: the other digests are not needed.
         answer = self._provisional(repo, path, BlobInfo(sha256, len(data), "", "", ""), fetched)
