@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 import httpx
+import semver
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -314,6 +315,15 @@ def natural_key(text: str) -> tuple[tuple[int, int, str], ...]:
     return tuple(
         (0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part
     )
+
+
+def semver_key(version: str) -> tuple[int, semver.Version | None, str]:
+    """A `Format.version_key` for Semantic Versioning 2.0: precedence as the spec says (1.0.0-alpha.2
+    < 1.0.0-rc.1 < 1.0.0 < 1.9.0 < 1.10.0, build metadata ignored); what is not a version sorts first."""
+    try:
+        return (1, semver.Version.parse(version), "")
+    except (ValueError, TypeError):
+        return (0, None, version)
 
 
 class FormatRegistry:

@@ -6,7 +6,6 @@ from artifactory.plugin import Format, hookimpl, Upload, current_repository, res
 from __future__ import annotations
 
 import pluggy
-import semver
 from starlette.requests import HTTPConnection, Request
 
 from artifactory.blobstore.store import BlobInfo, StagedBlob
@@ -23,6 +22,7 @@ from artifactory.formats import (
     RenderContext,
     Rendered,
     UpstreamDocument,
+    semver_key,
 )
 from artifactory.http.bodies import read_body
 from artifactory.http.documents import RenderedDocument, respond_document
@@ -92,15 +92,6 @@ def current_path(request: Request) -> str:
 
 async def current_principal(connection: HTTPConnection) -> Principal:
     return await _state(connection).principal(connection)
-
-
-def semver_key(version: str) -> tuple[int, semver.Version | None, str]:
-    """A `Format.version_key` for Semantic Versioning 2.0: precedence as the spec says (1.0.0-alpha.2
-    < 1.0.0-rc.1 < 1.0.0 < 1.9.0 < 1.10.0, build metadata ignored); what is not a version sorts first."""
-    try:
-        return (1, semver.Version.parse(version), "")
-    except (ValueError, TypeError):
-        return (0, None, version)
 
 
 __all__ = [
