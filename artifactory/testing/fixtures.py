@@ -5,6 +5,8 @@
   on the server named by ARTIFACTORY_TEST_DATABASE_URL (default: the local server, database `test`).
 - `pg_server`: a real server on that schema.
 - `s3_endpoint`: "127.0.0.1:PORT" of an S3 API served on loopback by moto (credentials testing/testing).
+- `state`: an in-process AppState (no server) on SQLite and on PostgreSQL, for tests of the engine's
+  own calls.
 """
 
 from __future__ import annotations
@@ -70,6 +72,21 @@ def pg_url(pg_base_url: str) -> Iterator[str]:
         yield url
     finally:
         drop_schema(pg_base_url, schema)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
+    from artifactory.cli import prepare
+    from artifactory.settings import Settings
+    from artifactory.state import AppState
+
+    settings = Settings(data_dir=tmp_path / "data", admin_password="x")
+    if request.param == "postgresql":
+        settings.database_url = request.getfixturevalue("pg_url")
+    prepare(settings, announce=False)
+    app_state = AppState.build(settings)
+    yield app_state
+    app_state.db.dispose()
 
 
 @pytest.fixture(scope="module")

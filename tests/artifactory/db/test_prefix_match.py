@@ -5,21 +5,16 @@ the (repository_id, path) index can scan."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
-from artifactory.cli import prepare
 from artifactory.db import queries
 from artifactory.db.models import Asset, Blob, utcnow
 from artifactory.repository.model import Repo
 from artifactory.repository.probe import Probe
-from artifactory.settings import Settings
 from artifactory.state import AppState
 
 SHA = "0" * 64
@@ -47,17 +42,6 @@ AWKWARD = [
     "é",
     "E",
 ]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def state(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[AppState]:
-    settings = Settings(data_dir=tmp_path / "data", admin_password="x")
-    if request.param == "postgresql":
-        settings.database_url = request.getfixturevalue("pg_url")
-    prepare(settings, announce=False)
-    app_state = AppState.build(settings)
-    yield app_state
-    app_state.db.dispose()
 
 
 def new_repo(state: AppState) -> Repo:

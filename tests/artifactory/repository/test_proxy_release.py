@@ -12,7 +12,6 @@ import pytest
 
 from artifactory.repository.model import Streaming
 from artifactory.security.principal import Principal
-from tests.artifactory.engine.conftest import state  # noqa: F401, F811 - the in-process AppState fixture
 from tests.artifactory.repository.upstream import running
 
 ADMIN = Principal("admin", frozenset({"admin"}))
