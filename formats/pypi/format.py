@@ -41,6 +41,9 @@ from artifactory.plugin import (
 # HTML as a fallback. An index negotiates by this header alone (PEP 691 defines no query parameter).
 UPSTREAM_ACCEPT = f"{JSON_TYPE}, {HTML_TYPE};q=0.2, text/html;q=0.01"
 _coordinates: Lru[str, Coordinates | None] = Lru(8192)
+# The page that lists each file path asked for (likewise asked for several times per file request,
+# and a normalisation of the project's name each time).
+_declaring: Lru[str, IndexKey | None] = Lru(8192)
 MEDIA_TYPES = (JSON_TYPE, HTML_TYPE, TEXT_HTML)
 MAX_YANK_DOCUMENT = 4 * 1024 * 1024
 # Index pages hold links and nothing else: no script, style, frame or form may ever run in them.
@@ -130,10 +133,13 @@ class PypiFormat(Format):
         return Parsed(page, files)
 
     def declared_by(self, path: str) -> IndexKey | None:
+        known, found = _declaring.lookup(path)
+        if known:
+            return found
         parts = coordinates.split_file_path(path)
         if parts is None or parts[0] != coordinates.normalize(parts[0]):
-            return None
-        return project_key(parts[0])
+            return _declaring.put(path, None)
+        return _declaring.put(path, project_key(parts[0]))
 
     def merge(self, key: IndexKey, models: Sequence[Any]) -> Any:
         if key == ROOT:
