@@ -44,7 +44,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, C
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from sqlalchemy import bindparam, delete, select, update
@@ -82,6 +82,15 @@ EARLY_VERIFY_BYTES = 8 * 1024 * 1024
 HOP_HEADERS = {"etag", "last-modified", "content-type"}
 PATH_SAFE = "/%:@!$&'()*+,;=~"
 HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+_LEASE_EXPIRY = select(ProxyLease.expires_at).where(
+    ProxyLease.repository_id == bindparam("rid"), ProxyLease.path == bindparam("path")
+)
+_MISS_EXPIRY = select(ProxyMiss.expires_at).where(
+    ProxyMiss.repository_id == bindparam("rid"), ProxyMiss.path == bindparam("path")
+)
+T = TypeVar("T")
 
 
 class _Unknown:
@@ -168,6 +177,10 @@ class Proxy:
         self._landing: dict[int, set[asyncio.Task[Any]]] = {}
         self._flights: dict[tuple[int, str], Flight] = {}
         self._statements = ClaimStatements()
+        # A follower polls the lease it waits for (every few milliseconds at first) and then reads
+        # the negative cache: indexed reads on a pooled DBAPI connection, not through an ORM session.
+        self._lease_expiry = queries.RawQuery(engine.db.read_engine, _LEASE_EXPIRY)
+        self._miss_expiry = queries.RawQuery(engine.db.read_engine, _MISS_EXPIRY)
         # Documents answered from memory whose blob is still being stored: sha256 -> bytes.
         self._pending: dict[str, bytes] = {}
 
@@ -280,13 +293,7 @@ class Proxy:
         return not any(fnmatch.fnmatchcase(path, p) for p in exclude)
 
     def _negative(self, repository_id: int, path: str) -> bool:
-        with self.engine.db.read() as session:
-            expires = session.scalar(
-                select(ProxyMiss.expires_at).where(
-                    ProxyMiss.repository_id == repository_id, ProxyMiss.path == path
-                )
-            )
-        return expires is not None and expires > datetime.now(UTC)
+        return _unexpired(self._miss_expiry.rows({"rid": repository_id, "path": path}))
 
     def _remember_miss(self, session: Session, repo: Repo, path: str) -> None:
         seconds = int(repo.config.get("negative_cache_seconds", 300))
@@ -375,13 +382,14 @@ class Proxy:
         )
 
     def _lease_held(self, repository_id: int, path: str) -> bool:
-        with self.engine.db.read() as session:
-            expires = session.scalar(
-                select(ProxyLease.expires_at).where(
-                    ProxyLease.repository_id == repository_id, ProxyLease.path == path
-                )
-            )
-        return expires is not None and expires > datetime.now(UTC)
+        return _unexpired(self._lease_expiry.rows({"rid": repository_id, "path": path}))
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """A small read of a follower: in-process on SQLite (a WAL read never waits for a writer, and
+        is cheaper than the hop to a worker thread), in a worker thread elsewhere."""
+        if self.engine.db.is_sqlite:
+            return fn(*args)
+        return await self.engine.db_call(fn, *args)
 
     def _refresh_lease(self, repository_id: int, path: str, owner: str) -> None:
         with self.engine.db.write(durable=False) as session:
@@ -427,18 +435,18 @@ class Proxy:
         while True:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
-            if not await self.engine.db_call(self._lease_held, repo.id, path):
+            if not await self._read(self._lease_held, repo.id, path):
                 break
             if time.monotonic() > deadline:
                 if cached is None:
                     raise UpstreamUnavailable(f"timed out waiting for the upstream fetch of {path}")
                 break
-        found = await self.engine.db_call(self._cached, repo, path)
+        found = await self._read(self._cached, repo, path)
         if found is not None or cached is not None:
             return found or cached
         # Nothing was stored: the upstream said 404 (remembered as a miss, unless misses are not
         # remembered at all) or the fetch failed, which must not reach these clients as a 404.
-        if int(repo.config.get("negative_cache_seconds", 300)) <= 0 or await self.engine.db_call(
+        if int(repo.config.get("negative_cache_seconds", 300)) <= 0 or await self._read(
             self._negative, repo.id, path
         ):
             return None
@@ -1090,6 +1098,12 @@ class ClaimStatements:
             return cursor
 
         return run
+
+
+def _unexpired(rows: list[Any]) -> bool:
+    """Whether the one row of an `expires_at` read (a lease, a remembered miss) is still in force."""
+    expires = _utc(rows[0][0]) if rows else None
+    return expires is not None and expires > datetime.now(UTC)
 
 
 def _utc(value: datetime | str | None) -> datetime | None:
