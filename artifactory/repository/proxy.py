@@ -254,7 +254,7 @@ class Proxy:
         with self.engine.db.write() as session:
             query = delete(ProxyMiss).where(ProxyMiss.repository_id == repo.id)
             if prefix:
-                query = query.where(ProxyMiss.path.startswith(prefix, autoescape=True))
+                query = query.where(queries.starts_with(ProxyMiss.path, prefix))
             session.execute(query)
         self.engine.repos.set_state(repo.name, "invalidations", marks[-100:])
         if not prefix:

@@ -381,13 +381,17 @@ def test_invalidating_everything_revalidates_every_file_and_forgets_misses(live,
 
 def test_invalidating_a_prefix_forgets_misses_under_it(live, upstream, admin, root):
     name = make_proxy(live, upstream)
-    path = f"{root}/c/z.txt"
-    assert admin.get(f"/repository/{name}/{path}").status_code == 404
-    upstream.put(path, b"z")
-    assert admin.get(f"/repository/{name}/{path}").status_code == 404
+    path, other_case = f"{root}/c/z.txt", f"{root}/C/z.txt"
+    for missing in (path, other_case):
+        assert admin.get(f"/repository/{name}/{missing}").status_code == 404
+        upstream.put(missing, b"z")
+        assert admin.get(f"/repository/{name}/{missing}").status_code == 404
     invalidate(admin, name, {"prefix": f"{root}/c/"})
     assert admin.get(f"/repository/{name}/{path}").content == b"z"
     assert upstream.count(path) == 2
+    # The prefix is matched as typed: the miss under C/ is still remembered.
+    assert admin.get(f"/repository/{name}/{other_case}").status_code == 404
+    assert upstream.count(other_case) == 1
 
 
 def test_include_and_exclude_patterns_decide_what_is_fetched(live, upstream, admin, root):
