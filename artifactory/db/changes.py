@@ -80,14 +80,18 @@ class SqliteChanges(Changes):
         self._pid = 0
 
     def token(self) -> Hashable | None:
-        if self._pid != os.getpid():
-            with self._lock:
-                if self._pid != os.getpid():
-                    self._connect()
+        self._connected()
         with self._lock:
             assert self._connection is not None
             row = self._connection.execute("PRAGMA data_version").fetchone()
         return int(row[0])
+
+    def _connected(self) -> None:
+        """Open this process's connection if it has none (a forked worker inherits none)."""
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._connect()
 
     def _connect(self) -> None:
         # Autocommit: each PRAGMA is a read transaction of its own, which is what sees other commits.
@@ -100,7 +104,7 @@ class SqliteChanges(Changes):
         connection.execute("PRAGMA data_version").fetchone()
 
     def read(self, sql: str, parameters: tuple[Any, ...]) -> tuple[bool, Any]:
-        self.token()  # connected, in this process
+        self._connected()
         with self._lock:
             assert self._connection is not None
             row = self._connection.execute(sql, parameters).fetchone()
