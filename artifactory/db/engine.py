@@ -59,7 +59,9 @@ def _sqlite_engine(url: str, begin: str, synchronous: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        connection.exec_driver_sql(begin)
+        # On the driver's own connection: through `exec_driver_sql` the statement would cost Core's
+        # whole execution path (events, result set), several times the BEGIN itself.
+        connection.connection.driver_connection.execute(begin)
 
     return engine
 
