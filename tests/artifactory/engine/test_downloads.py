@@ -33,9 +33,7 @@ def test_downloads_are_counted_in_batches_and_survive_a_restart(tmp_path):
             rows = dict(
                 connection.execute(
                     text("SELECT path, download_count FROM asset WHERE path IN ('a.bin', 'b.bin')")
-                )
-                .tuples()
-                .all()
+                ).all()
             )
             last = connection.execute(text("SELECT last_downloaded FROM asset WHERE path = 'a.bin'")).scalar()
     finally:
