@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,15 +80,27 @@ class Blob(Base):
     touched_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+def first_revision() -> int:
+    """The revision a new repository starts at: the microseconds since the epoch. A repository
+    deleted and created again under its name (on SQLite even under its id) must not go through
+    revisions its predecessor had, or documents and ETags cached under those revisions by any process
+    (a client's If-None-Match too) would be taken for the new repository's; the predecessor would have
+    needed more commits than microseconds went by to reach the new start."""
+    return time.time_ns() // 1000
+
+
 class Repository(Base):
     __tablename__ = "repository"
+    # Ids are never reused (SQLite would otherwise hand out a deleted repository's; migration 0009).
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     format: Mapped[str] = mapped_column(String(50))
     type: Mapped[str] = mapped_column(String(20))
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # Bumped on every change of content or config: the key of every cached document and ETag.
-    revision: Mapped[int] = mapped_column(BigInteger, default=1)
+    # Bumped on every change of content or config: the key of every cached document and ETag. It
+    # starts at `first_revision()`, never at the same number twice for one name.
+    revision: Mapped[int] = mapped_column(BigInteger, default=first_revision)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

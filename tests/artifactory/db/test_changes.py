@@ -6,6 +6,7 @@ import sqlite3
 import time
 
 import pytest
+from artifactory_formats.raw.format import RawFormat
 from sqlalchemy import event
 
 from artifactory.db import changes, queries
@@ -152,6 +153,25 @@ def test_a_repository_deleted_by_another_process_is_gone_at_the_next_read(writer
     while reader.get("doomed") is not None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert reader.get("doomed") is None
+
+
+def test_a_repository_created_again_by_another_process_is_the_new_one_at_the_next_read(writer, reader):
+    formats = FormatRegistry()
+    formats.add(RawFormat())
+    other = RepositoryRegistry(writer, formats)
+    body = {"name": "reborn", "format": "raw", "type": "hosted"}
+    other.create(body)
+    listening(reader)
+    old = reader.get("reborn")
+    assert old is not None
+    other.delete("reborn")
+    other.create(body)  # its revision is not its predecessor's, whatever the two went through
+    deadline = time.monotonic() + (0 if reader.changes.exact else NOTIFIED_WITHIN)
+    while reader.get("reborn").revision == old.revision and time.monotonic() < deadline:
+        time.sleep(0.01)
+    new = reader.get("reborn")
+    assert new.revision != old.revision
+    assert new.id != old.id  # never an id a repository had (SQLite: AUTOINCREMENT)
 
 
 def _counting_tokens(registry):

@@ -95,6 +95,26 @@ def test_a_packument_changes_only_when_its_own_package_does(any_server, admin):
     assert changed.status_code == 200 and set(changed.json()["versions"]) == {"1.0.0", "1.1.0"}
 
 
+def test_a_repository_created_again_under_its_name_never_serves_its_predecessor_s_documents(
+    any_server, admin
+):
+    repo = any_server.create_repo("npm")
+    publish(admin, repo, "reborn", "1.0.0")
+    url = any_server.repo_url(repo) + "reborn"
+    old = httpx.get(url)
+    assert set(old.json()["versions"]) == {"1.0.0"}
+    assert admin.delete(f"/api/v1/repositories/{repo}").status_code == 204
+    assert (
+        admin.post("/api/v1/repositories", json={"name": repo, "format": "npm", "type": "hosted"}).status_code
+        == 201
+    )
+    time.sleep(1.2)  # past the repository snapshot's lifetime: only the revision tells the two apart
+    publish(admin, repo, "reborn", "3.0.0")  # as many changes as its predecessor had
+    new = httpx.get(url)
+    assert set(new.json()["versions"]) == {"3.0.0"}, new.json()["versions"]
+    assert httpx.get(url, headers={"If-None-Match": old.headers["etag"]}).status_code == 200
+
+
 def test_versions_of_a_wholly_unpublished_package_are_never_published_again(any_server, admin):
     repo = any_server.create_repo("npm")
     assert publish(admin, repo, "@corp/gone", "1.0.0").status_code == 201
