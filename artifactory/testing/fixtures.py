@@ -7,6 +7,8 @@
 - `s3_endpoint`: "127.0.0.1:PORT" of an S3 API served on loopback by moto (credentials testing/testing).
 - `state`: an in-process AppState (no server) on SQLite and on PostgreSQL, for tests of the engine's
   own calls.
+- `database_url`: a migrated database of the test's own, SQLite and PostgreSQL; `writer`: a Database
+  on it with engines of its own (another process, as far as the code under test can tell).
 """
 
 from __future__ import annotations
@@ -72,6 +74,28 @@ def pg_url(pg_base_url: str) -> Iterator[str]:
         yield url
     finally:
         drop_schema(pg_base_url, schema)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    from artifactory.db.migrate import upgrade
+
+    found = (
+        f"sqlite:///{tmp_path / 'test.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    upgrade(found)
+    return str(found)
+
+
+@pytest.fixture
+def writer(database_url: str) -> Iterator[Any]:
+    from artifactory.db.engine import Database
+
+    database = Database(database_url)
+    yield database
+    database.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -21,26 +21,9 @@ LONG = 3600.0
 NOTIFIED_WITHIN = 5.0  # PostgreSQL: the notification arrives after the commit, well within this
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    found = (
-        f"sqlite:///{tmp_path / 'c.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    )
-    upgrade(found)
-    return found
-
-
 @pytest.fixture
-def writer(url):
-    """Another process: its own engines, its own registry."""
-    database = Database(url)
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def reader(url):
-    database = Database(url)
+def reader(database_url):
+    database = Database(database_url)
     registry = RepositoryRegistry(database, FormatRegistry(), cache_seconds=LONG)
     registry.start()
     yield registry

@@ -9,29 +9,11 @@ from sqlalchemy import event
 
 from artifactory.db import queries
 from artifactory.db.engine import Database
-from artifactory.db.migrate import upgrade
 from artifactory.db.models import Repository
 from artifactory.formats import FormatRegistry
 from artifactory.repository.registry import RepositoryRegistry
 
 LIFETIME = 0.05
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    found = (
-        f"sqlite:///{tmp_path / 's.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    )
-    upgrade(found)
-    return found
-
-
-@pytest.fixture
-def writer(url):
-    """Another process: its own engines."""
-    database = Database(url)
-    yield database
-    database.dispose()
 
 
 def create(db, name, **config):
@@ -61,10 +43,10 @@ def revision(db, name):
 
 
 @pytest.fixture
-def short(url):
+def short(database_url):
     """A reader whose snapshots live LIFETIME seconds and who hears of no commit (PostgreSQL: no
     listener), so that only the lifetime makes it look again."""
-    registry = RepositoryRegistry(Database(url), FormatRegistry(), cache_seconds=LIFETIME)
+    registry = RepositoryRegistry(Database(database_url), FormatRegistry(), cache_seconds=LIFETIME)
     yield registry
     registry.close()
     registry.db.dispose()

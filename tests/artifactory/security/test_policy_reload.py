@@ -9,26 +9,16 @@ import pytest
 from sqlalchemy import event
 
 from artifactory.db.engine import Database
-from artifactory.db.migrate import upgrade
 from artifactory.security.principal import ANONYMOUS, Principal
 from artifactory.security.service import Security
 
 LIFETIME = 0.05
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    found = (
-        f"sqlite:///{tmp_path / 'p.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    )
-    upgrade(found)
-    return found
-
-
 @pytest.fixture
-def other(url):
+def other(database_url):
     """Another process's security service, where the changes are made."""
-    database = Database(url)
+    database = Database(database_url)
     security = Security(database, cache_seconds=LIFETIME)
     security.bootstrap("admin-password")
     yield security
@@ -36,8 +26,8 @@ def other(url):
 
 
 @pytest.fixture
-def here(url, other):
-    database = Database(url)
+def here(database_url, other):
+    database = Database(database_url)
     yield Security(database, cache_seconds=LIFETIME)
     database.dispose()
 
