@@ -197,10 +197,7 @@ class Group:
         all): the assets at `paths`, given a (namespace, name) which hosted leaf holds it and its
         generation there, and given a `folder` which leaves store anything under it."""
         leaves = self._leaves(repo, every=every)
-        if self.engine.db.is_sqlite:  # an in-process read: cheaper than a hop to a worker thread
-            probed = self._probe(leaves, paths, name, folder)
-        else:
-            probed = await self.engine.db_call(self._probe, leaves, paths, name, folder)
+        probed = await self.engine.read_call(self._probe, leaves, paths, name, folder)
         if folder is not None:
             _EMPTY_FOLDER.set((repo.id, folder) if not probed.in_folder else None)
         return probed
@@ -256,10 +253,7 @@ class Group:
             known = self._guards.get(key)
         if known is None:
             ids = [r.id for r in hosted]
-            if self.engine.db.is_sqlite:  # an in-process read: cheaper than a hop to a worker thread
-                known = self._hosted_has(ids, namespace, name)
-            else:
-                known = await self.engine.db_call(self._hosted_has, ids, namespace, name)
+            known = await self.engine.read_call(self._hosted_has, ids, namespace, name)
         return self._guards.put(key, known)
 
     def known_guard(

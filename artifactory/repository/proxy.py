@@ -44,7 +44,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, C
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from sqlalchemy import bindparam, delete, select, update
@@ -90,7 +90,6 @@ _LEASE_EXPIRY = select(ProxyLease.expires_at).where(
 _MISS_EXPIRY = select(ProxyMiss.expires_at).where(
     ProxyMiss.repository_id == bindparam("rid"), ProxyMiss.path == bindparam("path")
 )
-T = TypeVar("T")
 
 
 class _Unknown:
@@ -205,10 +204,8 @@ class Proxy:
         policy = CachePolicy.METADATA if document is not None else fmt.cache_policy(path)
         if not isinstance(known, _Unknown):
             cached = known
-        elif engine.db.is_sqlite:  # an in-process read: cheaper than a hop to a worker thread
-            cached = self._cached(repo, path)
         else:
-            cached = await engine.db_call(self._cached, repo, path)
+            cached = await engine.read_call(self._cached, repo, path)
         if cached is not None and not self._stale(repo, cached, policy):
             PROXY_FETCHES.labels(repo.name, "hit").inc()
             return cached
@@ -384,13 +381,6 @@ class Proxy:
     def _lease_held(self, repository_id: int, path: str) -> bool:
         return _unexpired(self._lease_expiry.rows({"rid": repository_id, "path": path}))
 
-    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
-        """A small read of a follower: in-process on SQLite (a WAL read never waits for a writer, and
-        is cheaper than the hop to a worker thread), in a worker thread elsewhere."""
-        if self.engine.db.is_sqlite:
-            return fn(*args)
-        return await self.engine.db_call(fn, *args)
-
     def _refresh_lease(self, repository_id: int, path: str, owner: str) -> None:
         with self.engine.db.write(durable=False) as session:
             session.execute(
@@ -435,18 +425,18 @@ class Proxy:
         while True:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
-            if not await self._read(self._lease_held, repo.id, path):
+            if not await self.engine.read_call(self._lease_held, repo.id, path):
                 break
             if time.monotonic() > deadline:
                 if cached is None:
                     raise UpstreamUnavailable(f"timed out waiting for the upstream fetch of {path}")
                 break
-        found = await self._read(self._cached, repo, path)
+        found = await self.engine.read_call(self._cached, repo, path)
         if found is not None or cached is not None:
             return found or cached
         # Nothing was stored: the upstream said 404 (remembered as a miss, unless misses are not
         # remembered at all) or the fetch failed, which must not reach these clients as a 404.
-        if int(repo.config.get("negative_cache_seconds", 300)) <= 0 or await self._read(
+        if int(repo.config.get("negative_cache_seconds", 300)) <= 0 or await self.engine.read_call(
             self._negative, repo.id, path
         ):
             return None

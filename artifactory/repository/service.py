@@ -183,9 +183,7 @@ class Repositories:
 
     async def lookup(self, repo: Repo, path: str) -> StoredAsset | None:
         """An asset stored in this very repository (no proxy fetch, no group walk)."""
-        if self._engine.db.is_sqlite:
-            return self._engine.lookup(repo, path)
-        return await self._engine.db_call(self._engine.lookup, repo, path)
+        return await self._engine.read_call(self._engine.lookup, repo, path)
 
     async def under(self, repo: Repo, prefix: str) -> list[StoredAsset]:
         """Every asset stored in this very repository whose path starts with `prefix`."""
