@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, String, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import JSON, Engine, Row, String, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -66,6 +66,9 @@ class RawQuery:
         self.sql = compiled.string
         self.order = list(compiled.positiontup or []) if compiled.positional else None
         self.defaults = dict(compiled.params)  # bound constants, such as a LIMIT
+        # The JSON columns of the result, decoded here where the driver hands them over as text
+        # (SQLite's), so that every caller gets what an ORM read would give it.
+        self._json = [i for i, c in enumerate(statement.selected_columns) if isinstance(c.type, JSON)]
 
     def rows(self, values: dict[str, Any]) -> list[Any]:
         bound = {**self.defaults, **values}
@@ -78,7 +81,16 @@ class RawQuery:
             cursor.close()
         finally:
             connection.close()
+        if self._json:
+            return [self._decoded(row) for row in rows]
         return list(rows)
+
+    def _decoded(self, row: Any) -> tuple[Any, ...]:
+        values = list(row)
+        for i in self._json:
+            if isinstance(values[i], str | bytes):
+                values[i] = json.loads(values[i])
+        return tuple(values)
 
 
 class AssetLookup:

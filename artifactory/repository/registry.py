@@ -17,7 +17,6 @@ request sees its repositories as of one moment.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import time
 from collections.abc import Hashable, Iterator
@@ -71,8 +70,6 @@ def _snapshot(row: Repository) -> Repo:
 
 
 def _snapshot_of(repository_id: int, name: str, fmt: str, kind: str, config: Any, revision: int) -> Repo:
-    if isinstance(config, str | bytes):  # SQLite's driver hands JSON back as text
-        config = json.loads(config)
     return Repo(
         id=repository_id,
         name=name,

@@ -19,7 +19,6 @@ import base64
 import binascii
 import fnmatch
 import hashlib
-import json
 import re
 import threading
 import time
@@ -73,11 +72,6 @@ class Privilege:
 
     def grants(self, repository: str, action: str) -> bool:
         return action in self.actions and fnmatch.fnmatchcase(repository, self.repositories)
-
-
-def _json(value: Any) -> Any:
-    """A JSON column as a DBAPI driver hands it back (SQLite's: text)."""
-    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def validate_privileges(raw: Any) -> list[dict[str, Any]]:
@@ -189,11 +183,11 @@ class Security:
         if not force and now - self._loaded_at < self.cache_seconds:
             return
         roles = {
-            name: [Privilege(p["repositories"], frozenset(p["actions"])) for p in _json(privileges) or []]
+            name: [Privilege(p["repositories"], frozenset(p["actions"])) for p in privileges or []]
             for name, privileges in self._read_roles.rows({})
         }
         found = self._read_setting.rows({})
-        setting = _json(found[0][0]) if found else None
+        setting = found[0][0] if found else None
         with self._lock:
             self._roles = roles
             self._anonymous_read = bool(setting.get("anonymous_read", True)) if setting else True
