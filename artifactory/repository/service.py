@@ -388,6 +388,16 @@ class Access:
         """401 for an anonymous caller without the privilege, 403 for a known one."""
         self._state.engine.require(principal, repo, action)
 
+    async def writable(self, request: Request, action: str = "write") -> tuple[Repo, Principal]:
+        """Where a change sent to the request's repository goes, and who sends it, once they may make
+        it: the repository itself if hosted, a group's write member (405 for a proxy, or a group
+        without one, naming the hosted repositories the caller may read), then 401/403 unless the
+        caller may `action` (write, delete) there. Asked before a byte of the body is read."""
+        principal = await self.principal(request)
+        target = self._state.repositories.write_target(request.scope["artifactory.repo"], principal)
+        self.require(principal, target, action)
+        return target, principal
+
     @property
     def token_secret(self) -> bytes:
         """The server's key for signing short-lived tokens of its own (OCI registry tokens). It is

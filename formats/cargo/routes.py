@@ -65,10 +65,8 @@ async def download(request: Request) -> Response:
 
 async def writer(request: Request, action: str = "write") -> tuple[Repositories, Repo, Principal]:
     """The repository service, the hosted repository a change goes to, and who asks (allowed to)."""
-    repos, principal = repositories(request), await access(request).principal(request)
-    target = repos.write_target(current_repository(request), principal)
-    access(request).require(principal, target, action)
-    return repos, target, principal
+    target, principal = await access(request).writable(request, action)
+    return repositories(request), target, principal
 
 
 async def publish(request: Request) -> Response:

@@ -74,9 +74,7 @@ async def get(request: Request) -> Response:
 async def put(request: Request) -> Response:
     path = current_path(request)
     found = parse_file(path, "PUT")
-    repos, principal = repositories(request), await access(request).principal(request)
-    target = repos.write_target(current_repository(request), principal)
-    access(request).require(principal, target, "write")  # before a byte of the body is taken
+    repos, (target, principal) = repositories(request), await access(request).writable(request)
     if found.ext == "mod":
         gomod = await read_body(request, MAX_GO_MOD)
         check_gomod(gomod, found.module)

@@ -185,9 +185,7 @@ def _encoded(path: str) -> str:
 # -- writing -------------------------------------------------------------------------------------
 async def put(request: Request) -> Response:
     repo, path, service = current_repository(request), current_path(request), repositories(request)
-    principal = await access(request).principal(request)
-    target = service.write_target(repo, principal)
-    access(request).require(principal, target, "write")
+    target, principal = await access(request).writable(request)
     if path == "" or path.endswith("/"):
         raise BadRequest("cannot upload to a folder path")
     base, algorithm = split_checksum(path)

@@ -127,9 +127,7 @@ async def get_path(request: Request) -> Response:
 # -- writing ---------------------------------------------------------------------------------
 async def writable(request: Request, action: str = "write") -> tuple[Repo, Principal]:
     """Where this request's write goes, once the caller is known to be allowed to make it."""
-    principal = await current_principal(request)
-    target = repositories(request).write_target(current_repository(request), principal)
-    access(request).require(principal, target, action)
+    target, principal = await access(request).writable(request, action)
     if target.write_policy == "deny":
         raise BadRequest(f"repository {target.name} is read-only (write policy deny)")
     return target, principal

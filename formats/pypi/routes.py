@@ -159,10 +159,7 @@ async def delete_file(request: Request) -> Response:
 
 # -- upload (the legacy API twine speaks) -----------------------------------------------------
 async def upload(request: Request) -> Response:
-    repos, repo = repositories(request), current_repository(request)
-    principal = await current_principal(request)
-    target = repos.write_target(repo)
-    access(request).require(principal, target, "write")
+    repos, (target, principal) = repositories(request), await access(request).writable(request)
     if target.write_policy == "deny":
         raise BadRequest(f"repository {target.name} is read-only (write policy deny)")
     form = UploadForm()

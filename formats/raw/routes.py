@@ -83,8 +83,7 @@ async def listing(request: Request, prefix: str) -> Response:
 
 async def put(request: Request) -> Response:
     repo, path, eng = current_repository(request), current_path(request), repositories(request)
-    principal = await current_principal(request)
-    access(request).require(principal, eng.write_target(repo), "write")
+    _target, principal = await access(request).writable(request)
     if path == "" or path.endswith("/"):
         raise BadRequest("cannot upload to a folder path: name the file")
     expected = {name: request.headers.get(header) for name, header in CHECKSUM_HEADERS.items()}
