@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from artifactory.batching import Together
@@ -76,12 +78,21 @@ def at_commit(session: Session, key: Hashable, fn: Callable[[], None]) -> None:
 # PostgreSQL, in a transaction that allows it (`Database.write(pipelined=True)`, which group commit
 # asks for): the upload path's own statements (`queries._raw`) run in psycopg's pipeline mode, so
 # those whose results nobody reads yet travel together and a batch of uploads costs a round trip per
-# result read rather than one per statement. Any other statement (SQLAlchemy's) ends the pipeline
-# first, as does the end of the transaction; a pipelined statement's error surfaces there at the
-# latest, before the commit.
+# result read (or lock that must hold, `sync_pipeline`) rather than one per statement; results read
+# after the commit cost none. Any other statement (SQLAlchemy's) ends the pipeline first. At the end
+# of the transaction the COMMIT travels with what the pipeline still holds (`commit_in_pipeline`); a
+# pipelined statement's error surfaces there at the latest, and the transaction is rolled back.
 PIPELINE_OK = "pipeline allowed"
 PIPELINE_OF = "pipeline of"  # session.info: the info dict of the connection whose pipeline is open
 _PIPELINE = "psycopg pipeline"
+_PIPELINED = "psycopg pipelined connection"
+
+
+def sync_pipeline(info: dict[str, Any]) -> None:
+    """Send what the connection's open pipeline holds and wait for the results (raising what
+    failed): the effects of the statements (their row locks) hold from here on."""
+    if _PIPELINE in info:
+        info[_PIPELINED][1].sync()
 
 
 def start_pipeline(session: Session, dbapi_connection: Any) -> None:
@@ -89,7 +100,7 @@ def start_pipeline(session: Session, dbapi_connection: Any) -> None:
     info = dbapi_connection.info
     if session.info.get(PIPELINE_OK) and _PIPELINE not in info:
         pipeline = dbapi_connection.driver_connection.pipeline()
-        pipeline.__enter__()
+        info[_PIPELINED] = (dbapi_connection.driver_connection, pipeline.__enter__())
         info[_PIPELINE] = pipeline
         session.info[PIPELINE_OF] = info
 
@@ -98,6 +109,8 @@ def end_pipeline(info: dict[str, Any] | None, error: BaseException | None = None
     """Close the connection's open pipeline (sending what it holds and raising what failed), if
     any; after an error, quietly."""
     pipeline = info.pop(_PIPELINE, None) if info is not None else None
+    if info is not None:
+        info.pop(_PIPELINED, None)
     if pipeline is None:
         return
     if error is None:
@@ -111,6 +124,39 @@ def end_pipeline(info: dict[str, Any] | None, error: BaseException | None = None
 
 def _end_pipeline_before(connection: Any, *_args: Any) -> None:
     end_pipeline(connection.info)
+
+
+# A pooled connection idle for longer than this is pinged before it is handed out (SQLAlchemy's
+# pre-ping, which costs a round trip on every checkout): a connection the server dropped (a restart,
+# a failover) is replaced instead of failing the transaction that takes it; one in use a moment
+# ago is not asked again.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _idle(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle since", 0.0) > PING_AFTER_IDLE_SECONDS:
+            try:
+                alive = engine.dialect.do_ping(dbapi_connection)
+            except Exception as exc:  # noqa: BLE001 - any failure: the pool connects anew
+                raise DisconnectionError(str(exc)) from exc
+            if not alive:
+                raise DisconnectionError("the database did not answer a ping")
+
+
+def commit_in_pipeline(session: Session) -> None:
+    """End the transaction with a COMMIT sent with the statements its open pipeline holds, if it
+    has one (`Database.write`): one round trip for them and the commit."""
+    session.flush()  # pending ORM changes go first (a flush ends the pipeline)
+    info = session.info.get(PIPELINE_OF)
+    if info is not None and _PIPELINE in info:
+        info[_PIPELINED][0].cursor().execute("COMMIT")
+        end_pipeline(info)  # psycopg now sees no transaction: SQLAlchemy's commit sends nothing
 
 
 def before_commit(session: Session) -> None:
@@ -220,7 +266,8 @@ class Database:
             self.lazy_engine = _sqlite_engine(url, "BEGIN IMMEDIATE", "NORMAL")
             self.read_engine = _sqlite_engine(url, "BEGIN", "NORMAL")
         else:
-            self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            self.engine = create_engine(url, pool_size=10, max_overflow=20)
+            _ping_when_idle(self.engine)
             event.listen(self.engine, "before_cursor_execute", _end_pipeline_before)
             self.lazy_engine = self.read_engine = self.engine
         self._writer = sessionmaker(self.engine, expire_on_commit=False)
@@ -240,10 +287,10 @@ class Database:
             try:
                 yield session
                 before_commit(session)
+                commit_in_pipeline(session)
             except BaseException as exc:
                 end_pipeline(session.info.get(PIPELINE_OF), exc)
                 raise
-            end_pipeline(session.info.get(PIPELINE_OF))
 
     def batched(self, fn: Callable[[Session], T], key: Hashable = 0, durable: bool = True) -> T:
         """`fn(session)` committed with whatever other writes of this process are waiting (group

@@ -8,10 +8,24 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, Engine, Row, String, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    Engine,
+    Row,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -20,7 +34,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from artifactory.blobstore.store import BlobInfo
 from artifactory.db.changes import CHANNEL as CHANGES_CHANNEL
-from artifactory.db.engine import at_commit, end_pipeline, start_pipeline
+from artifactory.db.engine import at_commit, end_pipeline, start_pipeline, sync_pipeline
 from artifactory.db.models import (
     Asset,
     AuditEvent,
@@ -138,7 +152,10 @@ def _insert(session: Session, model: Any) -> Any:
 _PREBUILT: dict[tuple[str, str], Any] = {}
 # The same statements compiled to the driver's own SQL: (sql, parameter order or None when named,
 # default values of literal parameters, names of JSON parameters, names of timestamp parameters).
-_RAW: dict[tuple[str, str], tuple[str, list[str] | None, dict[str, Any], frozenset[str], frozenset[str]]] = {}
+_RAW: dict[tuple[str, str], _Statement] = {}
+# INSERTs that `_raw` runs as one statement for all of its rows: their callers never hand in two
+# rows with the same conflict key (PostgreSQL refuses to update a row twice in one statement).
+_MULTI_ROW = frozenset({"touch_blob", "save_asset_returning", "component_id", "audit", "bump_generation"})
 
 
 def _upsert_statement(
@@ -165,7 +182,7 @@ def _prebuilt(session: Session, name: str) -> Any:
         names = ["repository_id", "path", "created_at", *changed]
         found = _upsert_statement(dialect, Asset, names, ["repository_id", "path"], changed)
     elif name == "save_asset_returning":
-        found = _prebuilt(session, "save_asset").returning(Asset.id)
+        found = _prebuilt(session, "save_asset").returning(Asset.id, Asset.repository_id, Asset.path)
     elif name == "component_id":
         # A no-op update on conflict, so that RETURNING names the row whether or not it was new.
         keys = ["repository_id", "namespace", "name", "version"]
@@ -175,9 +192,11 @@ def _prebuilt(session: Session, name: str) -> Any:
         )
         found = inserted.on_conflict_do_update(
             index_elements=keys, set_={"name": inserted.excluded.name}
-        ).returning(Component.id)
+        ).returning(Component.id, *(getattr(Component, key) for key in keys))
     elif name == "bump_revision":
-        found = _BUMP_REVISION.returning(Repository.revision)
+        # On PostgreSQL with the notification of `notify_revision`, in the same statement.
+        notify: list[Any] = [literal_column(_NOTIFY_BUMPED)] if dialect == "postgresql" else []
+        found = _BUMP_REVISION.returning(Repository.revision, *notify)
     elif name == "audit":
         columns = ["at", "actor", "action", "repository", "path", "details"]
         found = insert(AuditEvent).values({column: bindparam(column) for column in columns})
@@ -225,27 +244,83 @@ def _cursor(session: Session, pipelined: bool = False) -> tuple[str, Any]:
     return found[1], found[2].cursor()
 
 
-def _raw_statement(
-    session: Session, dialect: str, name: str
-) -> tuple[str, list[str] | None, dict[str, Any], frozenset[str], frozenset[str]]:
+class _Statement(NamedTuple):
+    """A prebuilt statement compiled to the driver's own positional SQL."""
+
+    sql: str
+    order: list[str]  # its parameters, in order
+    defaults: dict[str, Any]  # values of literal parameters
+    json_names: frozenset[str]
+    time_names: frozenset[str]
+    # An INSERT of `_MULTI_ROW`: where its one row of placeholders is in `sql`, and how many
+    # parameters come before it and in it (those after it are literals, the same for every row).
+    values: tuple[int, int, int, int] | None
+
+    def of_rows(self, params: Sequence[tuple[Any, ...]]) -> tuple[str, tuple[Any, ...]]:
+        """The statement inserting every row of `params` at once (an INSERT's VALUES row repeated),
+        and its parameters."""
+        assert self.values is not None
+        start, end, before, inside = self.values
+        sql = self.sql[:start] + ", ".join([self.sql[start:end]] * len(params)) + self.sql[end:]
+        first = params[0]
+        flat = [*first[:before], *(v for row in params for v in row[before : before + inside])]
+        return sql, (*flat, *first[before + inside :])
+
+
+# Every dialect's statements compiled positionally (`?` on SQLite, `%s` on PostgreSQL), so that a
+# statement of several rows is its one row's placeholders repeated and its parameters in sequence.
+_POSITIONAL: dict[type, Any] = {}
+
+
+def _positional(dialect: Any) -> Any:
+    if dialect.positional:
+        return dialect
+    found = _POSITIONAL.get(type(dialect))
+    if found is None:
+        found = _POSITIONAL[type(dialect)] = type(dialect)(paramstyle="format")
+    return found
+
+
+def _values_span(sql: str, order: list[str], literals: dict[str, Any]) -> tuple[int, int, int, int] | None:
+    """Where the parenthesised row after an INSERT's VALUES starts and ends, and how many of the
+    parameters in `order` come before it and in it; None if a parameter after it is not a literal."""
+    placeholder = "?" if "?" in sql else "%s"
+    start = sql.find(" VALUES (")
+    if not sql.startswith("INSERT") or start < 0:
+        return None
+    start += len(" VALUES ")
+    depth = 0
+    for end in range(start, len(sql)):
+        depth += {"(": 1, ")": -1}.get(sql[end], 0)
+        if depth == 0:
+            before = sql[:start].count(placeholder)
+            inside = sql[start : end + 1].count(placeholder)
+            if any(name not in literals for name in order[before + inside :]):
+                return None
+            return start, end + 1, before, inside
+    return None
+
+
+def _raw_statement(session: Session, dialect: str, name: str) -> _Statement:
     found = _RAW.get((dialect, name))
     if found is None:
         statement = _prebuilt(session, name)
-        compiled = statement.compile(dialect=session.get_bind().dialect)
-        order = list(compiled.positiontup or []) if compiled.positional else None
-        names = set(order if order is not None else compiled.params)
+        compiled = statement.compile(dialect=_positional(session.get_bind().dialect))
+        order = list(compiled.positiontup or [])
+        names = set(order)
         defaults = {k: v for k, v in compiled.params.items() if v is not None}
         # An INSERT also binds the columns it leaves out that have a constant default in the model.
         for column in statement.table.columns if statement.is_insert else ():
             default = column.default
             if column.name in names and default is not None and default.is_scalar:
                 defaults.setdefault(column.name, default.arg)
-        found = (
+        found = _Statement(
             compiled.string,
             order,
             defaults,
             frozenset(names & _JSON_PARAMETERS),
             frozenset(names & _TIME_PARAMETERS),
+            _values_span(compiled.string, order, defaults) if name in _MULTI_ROW else None,
         )
         _RAW[(dialect, name)] = found
     return found
@@ -278,24 +353,30 @@ def _sqlite_time(value: datetime) -> str:
 
 def _raw(session: Session, name: str, rows: Sequence[dict[str, Any]], pipelined: bool = True) -> Any:
     """Run a prebuilt upload statement on the session's DBAPI connection, without the ORM and Core
-    execution layers (several times the cost of the statement itself on SQLite): once per row of
-    `rows`; the cursor, for a RETURNING row (fetch it: never read its rowcount), after a single row.
-    Pipelined on PostgreSQL (see `_cursor`) unless told not to: a statement whose effect (a row
-    lock) must hold before the caller acts outside the database runs at once."""
-    dialect, cursor = _cursor(session, pipelined=pipelined)
-    sql, order, defaults, json_names, time_names = _raw_statement(session, dialect, name)
+    execution layers (several times the cost of the statement itself on SQLite): an INSERT of
+    `_MULTI_ROW` once for all of `rows`, any other statement once per row; the cursor, for the
+    RETURNING rows (fetch them: never read its rowcount), after a single statement. Pipelined on
+    PostgreSQL (see `_cursor`); unless told not to, a statement whose effect (a row lock) must hold
+    before the caller acts outside the database is sent at once, with what the pipeline holds, and
+    waited for."""
+    dialect, cursor = _cursor(session, pipelined=True)
+    statement = _raw_statement(session, dialect, name)
     params = []
     for row in rows:
-        values = {**defaults, **row}
-        for key in json_names:
+        values = {**statement.defaults, **row}
+        for key in statement.json_names:
             values[key] = _bind(dialect, values[key], "json")
-        for key in time_names:
+        for key in statement.time_names:
             values[key] = _bind(dialect, values[key], "time")
-        params.append(tuple(values[key] for key in order) if order is not None else values)
+        params.append(tuple(values[key] for key in statement.order))
     if len(params) == 1:
-        cursor.execute(sql, params[0])
+        cursor.execute(statement.sql, params[0])
+    elif statement.values is not None:
+        cursor.execute(*statement.of_rows(params))
     else:
-        cursor.executemany(sql, params)
+        cursor.executemany(statement.sql, params)
+    if not pipelined:
+        sync_pipeline(session.info[_DBAPI][2].info)
     return cursor
 
 
@@ -415,25 +496,30 @@ def touch_blob(session: Session, info: BlobInfo, until: datetime | None = None) 
     `until` (a moment in the future) keeps an unreferenced blob from GC until then whatever grace GC
     is given: a commit reserves its blobs that way before it promotes them.
     """
+    touch_blobs(session, [info], until)
+
+
+def touch_blobs(session: Session, infos: Iterable[BlobInfo], until: datetime | None = None) -> None:
+    """`touch_blob` of several blobs in one statement, in the order of their digests (the order in
+    which every transaction takes their row locks)."""
     now = until or utcnow()
-    # Not pipelined: the row's lock must be held, not merely asked for, before the caller looks
+    unique = {info.sha256: info for info in infos}
+    rows = [
+        {
+            "sha256": info.sha256,
+            "size": info.size,
+            "md5": info.md5,
+            "sha1": info.sha1,
+            "sha512": info.sha512,
+            "created_at": now,
+            "touched_at": now,
+        }
+        for info in (unique[sha256] for sha256 in sorted(unique))
+    ]
+    # Not pipelined: the rows' locks must be held, not merely asked for, before the caller looks
     # for the bytes (GC deletes a blob under that lock).
-    _raw(
-        session,
-        "touch_blob",
-        [
-            {
-                "sha256": info.sha256,
-                "size": info.size,
-                "md5": info.md5,
-                "sha1": info.sha1,
-                "sha512": info.sha512,
-                "created_at": now,
-                "touched_at": now,
-            }
-        ],
-        pipelined=False,
-    ).close()
+    if rows:
+        _raw(session, "touch_blob", rows, pipelined=False).close()
 
 
 def lock_repository(session: Session, repository_id: int) -> None:
@@ -454,16 +540,32 @@ def find_conflict(session: Session, repository_id: int, conflict_key: str) -> st
 def bump_revision(session: Session, repository_id: int) -> int:
     """Move the repository's revision; the new one. On PostgreSQL the same transaction notifies the
     other processes and nodes (`db.changes`), so their snapshots of the repository are checked again."""
-    cursor = _raw(session, "bump_revision", [{"rid": repository_id}])
-    row = cursor.fetchone()
-    cursor.close()
-    revision = int(row[0])
-    notify_revision(session, repository_id, revision)
-    return revision
+    return _bump_revision(session, repository_id)()
 
 
 # Sent at commit (PostgreSQL delivers notifications only then, and never those of a rollback).
 _NOTIFY_REVISION = f"SELECT pg_notify('{CHANGES_CHANNEL}', current_schema() || ' ' || %s)"
+_NOTIFY_BUMPED = (
+    f"pg_notify('{CHANGES_CHANNEL}', current_schema() || ' ' || repository.id || ' ' || repository.revision)"
+)
+
+
+def _bump_revision(session: Session, repository_id: int) -> Callable[[], int]:
+    """`bump_revision`, its new revision from the function returned: on PostgreSQL read only when
+    called (call it before the transaction ends, or after it has committed), so that the statement
+    travels with the rest of the transaction's pipeline."""
+    cursor = _raw(session, "bump_revision", [{"rid": repository_id}])
+    revision: list[int] = []
+
+    def read() -> int:
+        if not revision:
+            revision.append(int(cursor.fetchone()[0]))
+            cursor.close()
+        return revision[0]
+
+    if session.get_bind().dialect.name != "postgresql":
+        read()  # SQLite: the statement must be done before the commit
+    return read
 
 
 def notify_revision(session: Session, repository_id: int, revision: int) -> None:
@@ -478,13 +580,13 @@ def notify_revision(session: Session, repository_id: int, revision: int) -> None
 def bump_revision_at_commit(session: Session, repository_id: int) -> Callable[[], int]:
     """Move the repository's revision once for the whole transaction, as its last statement (see
     `at_commit`); the new revision, from the function returned, once the transaction is done."""
-    bumped: dict[int, int] = session.info.setdefault("bumped_revisions", {})
+    bumped: dict[int, Callable[[], int]] = session.info.setdefault("bumped_revisions", {})
 
     def bump() -> None:
-        bumped[repository_id] = bump_revision(session, repository_id)
+        bumped[repository_id] = _bump_revision(session, repository_id)
 
     at_commit(session, ("revision", repository_id), bump)
-    return lambda: bumped[repository_id]
+    return lambda: bumped[repository_id]()
 
 
 def _at_commit_rows(session: Session, statement: str) -> list[dict[str, Any]]:
@@ -525,6 +627,9 @@ def add_audit(session: Session, events: Sequence[dict[str, Any]]) -> None:
         _at_commit_rows(session, "audit").extend({**base, **event} for event in events)
 
 
+ComponentKey = tuple[int, str, str, str]  # repository id, namespace, name, version
+
+
 def ensure_component(
     session: Session,
     repository_id: int,
@@ -536,26 +641,56 @@ def ensure_component(
     values = {"repository_id": repository_id, "namespace": namespace, "name": name, "version": version}
     if not attributes:
         # The upload path (a raw file is its own component): one statement, no attributes to merge.
-        cursor = _raw(session, "component_id", [{**values, "attributes": {}, "created_at": utcnow()}])
-        row = cursor.fetchone()
-        cursor.close()
-        return int(row[0])
+        key = (repository_id, namespace, name, version)
+        return ensure_components(session, [key])[key]
     insert_ignore(
-        session, Component, {**values, "attributes": attributes or {}, "created_at": utcnow()}, list(values)
+        session, Component, {**values, "attributes": attributes, "created_at": utcnow()}, list(values)
     )
     component_id = session.scalar(
         select(Component.id).where(*[getattr(Component, k) == v for k, v in values.items()])
     )
     assert component_id is not None
-    if attributes:
-        current = session.scalar(select(Component.attributes).where(Component.id == component_id)) or {}
-        if any(current.get(k) != v for k, v in attributes.items()):
-            session.execute(
-                update(Component)
-                .where(Component.id == component_id)
-                .values(attributes={**current, **attributes})
-            )
+    current = session.scalar(select(Component.attributes).where(Component.id == component_id)) or {}
+    if any(current.get(k) != v for k, v in attributes.items()):
+        session.execute(
+            update(Component).where(Component.id == component_id).values(attributes={**current, **attributes})
+        )
     return component_id
+
+
+def ensure_components(session: Session, keys: Iterable[ComponentKey]) -> dict[ComponentKey, int]:
+    """The id of each component (created without attributes where missing), in one statement."""
+    now = utcnow()
+    rows = [
+        {
+            "repository_id": rid,
+            "namespace": ns,
+            "name": name,
+            "version": version,
+            "attributes": {},
+            "created_at": now,
+        }
+        for rid, ns, name, version in sorted(set(keys))
+    ]
+    if not rows:
+        return {}
+    cursor = _raw(session, "component_id", rows)
+    found = {(rid, ns, name, version): int(cid) for cid, rid, ns, name, version in cursor.fetchall()}
+    cursor.close()
+    return found
+
+
+@dataclass(frozen=True)
+class NewAsset:
+    """An asset row to store (or replace) with `save_assets`."""
+
+    repository_id: int
+    path: str
+    sha256: str
+    content_type: str
+    attributes: dict[str, Any]
+    component_id: int | None
+    conflict_key: str | None = None
 
 
 def save_asset(
@@ -572,31 +707,48 @@ def save_asset(
     """Store (or replace) the asset at `path`, its `updated_at` `now` (default: the present). Its id
     is read when the function returned is called (call it before the transaction ends): on
     PostgreSQL the statements in between travel with this one (see `_cursor`)."""
+    asset = NewAsset(repository_id, path, sha256, content_type, attributes, component_id, conflict_key)
+    ids = save_assets(session, [asset], now)
+    return lambda: ids()[(repository_id, path)]
+
+
+def save_assets(
+    session: Session, assets: Sequence[NewAsset], now: datetime | None = None
+) -> Callable[[], dict[tuple[int, str], int]]:
+    """`save_asset` of several assets (no two at the same path of a repository) in one statement;
+    their ids by (repository id, path), from the function returned: on PostgreSQL read only when it
+    is first called (before the transaction ends, or after it has committed), so that the statement
+    travels with the rest of the transaction's pipeline."""
     now = now or utcnow()
     cursor = _raw(
         session,
         "save_asset_returning",
         [
             {
-                "repository_id": repository_id,
-                "path": path,
-                "blob_sha256": sha256,
-                "content_type": content_type,
-                "attributes": attributes,
-                "component_id": component_id,
-                "conflict_key": conflict_key,
+                "repository_id": a.repository_id,
+                "path": a.path,
+                "blob_sha256": a.sha256,
+                "content_type": a.content_type,
+                "attributes": a.attributes,
+                "component_id": a.component_id,
+                "conflict_key": a.conflict_key,
                 "created_at": now,
                 "updated_at": now,
             }
+            for a in assets
         ],
     )
+    ids: dict[tuple[int, str], int] = {}
 
-    def asset_id() -> int:
-        row = cursor.fetchone()
-        cursor.close()
-        return int(row[0])
+    def asset_ids() -> dict[tuple[int, str], int]:
+        if not ids:
+            ids.update({(rid, path): int(aid) for aid, rid, path in cursor.fetchall()})
+            cursor.close()
+        return ids
 
-    return asset_id
+    if session.get_bind().dialect.name != "postgresql":
+        asset_ids()  # SQLite: the statement must be done before the commit
+    return asset_ids
 
 
 def bump_generations(session: Session, repository_id: int, names: Iterable[tuple[str, str]]) -> None:

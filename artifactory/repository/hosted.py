@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from anyio import to_thread
 
 from artifactory.blobstore import store as blobstore
-from artifactory.blobstore.store import BlobError, StagedBlob
+from artifactory.blobstore.store import BlobError, BlobInfo, StagedBlob
 from artifactory.db import queries
 from artifactory.db.models import AuditEvent, utcnow
 from artifactory.events import AssetEvent
@@ -110,6 +110,21 @@ class _Small:
 
 
 _Entry = tuple[_Small, "asyncio.Future[None]"]
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """What the rows of an upload whose bytes are placed are made of."""
+
+    repo: Repo
+    staged: StagedBlob
+    upload: Upload
+    content_type: str
+    principal: Principal
+
+
+class _SamePath(Exception):  # noqa: N818 - not an error of the upload's: the batch is saved again one by one
+    pass
 
 
 class _SmallCommits:
@@ -325,7 +340,7 @@ class Hosted:
         saved, revision = engine.db.batched(save, (repo.id, upload.path), durable)
         # The cached snapshot takes the revision this commit wrote, rather than being read again.
         engine.repos.advance(repo.name, revision())
-        return saved
+        return saved()
 
     def _place_many(self, batch: Sequence[_Small]) -> None:
         """Blocking, in one worker thread: plugin checks, then the bytes of several small uploads
@@ -362,16 +377,29 @@ class Hosted:
 
     def _save_many(self, batch: Sequence[_Small]) -> None:
         """Blocking, in one worker thread: the rows of several small uploads whose bytes are placed,
-        in one grouped transaction; each upload's outcome (or its own error) set on it."""
+        in one transaction of a few statements for them all (`_save_all`); if that fails, each
+        upload's rows as a job of their own, grouped (`Database.together`), so that an upload's
+        outcome (or its own error) is never another's."""
         engine = self.engine
-        jobs = [
-            (
-                functools.partial(self._save, s.repo, s.staged, s.upload, s.content_type, s.principal, None),
-                (s.repo.id, s.upload.path),
-            )
-            for s in batch
-        ]
-        for small, (result, error) in zip(batch, engine.db.together(jobs), strict=True):
+        uploads = [_Rows(s.repo, s.staged, s.upload, s.content_type, s.principal) for s in batch]
+        outcomes: Sequence[tuple[Any, BaseException | None]] = []
+        if len(uploads) > 1:
+            [(result, error)] = engine.db.together([(functools.partial(self._save_all, uploads), 0)])
+            if error is None:
+                saved, revisions = result
+                outcomes = [
+                    ((one, revisions[small.repo.id]), None) for small, one in zip(batch, saved(), strict=True)
+                ]
+        if not outcomes:
+            jobs = [
+                (functools.partial(self._save_all, [rows]), (rows.repo.id, rows.upload.path))
+                for rows in uploads
+            ]
+            outcomes = [
+                (None, error) if error is not None else ((result[0]()[0], result[1][rows.repo.id]), None)
+                for rows, (result, error) in zip(uploads, engine.db.together(jobs), strict=True)
+            ]
+        for small, (result, error) in zip(batch, outcomes, strict=True):
             if error is not None:
                 small.error = error
                 continue
@@ -430,62 +458,145 @@ class Hosted:
         principal: Principal,
         also: Callable[[Any], None] | None,
         session: Any,
-    ) -> tuple[tuple[StoredAsset, list[StoredAsset]], Callable[[], int]]:
-        if not upload.bypass_write_policy and repo.write_policy != "allow":
-            # Held to the end: a concurrent commit of the same file (or conflict key) waits here
-            # and then sees this one's asset.
-            queries.lock_repository(session, repo.id)
-            self.check_write_policy(repo, upload.path, self._collision(session, repo, upload))
-        blobs = {b.info.sha256: b for b in (staged, *(c.staged for c in upload.companions))}
+    ) -> tuple[Callable[[], tuple[StoredAsset, list[StoredAsset]]], Callable[[], int]]:
+        """One upload's rows (`_save_all`), and `also(session)` in the same transaction."""
+        saved, revisions = self._save_all([_Rows(repo, staged, upload, content_type, principal)], session)
+        if also is not None:
+            also(session)
+        return lambda: saved()[0], revisions[repo.id]
+
+    def _save_all(
+        self, uploads: Sequence[_Rows], session: Any
+    ) -> tuple[Callable[[], list[tuple[StoredAsset, list[StoredAsset]]]], dict[int, Callable[[], int]]]:
+        """The rows of uploads whose bytes are placed, in the session's transaction, each kind of row
+        in one statement for them all; from functions to call once the transaction is done: per
+        upload, its asset and its companions as saved, and per repository, its new revision (on
+        PostgreSQL the statements travel together and are read back only then). Raises if
+        any upload may not be saved (its write policy, bytes collected meanwhile), and when two
+        uploads name the same path (the caller then saves them one by one, in order)."""
+        self._check_policies(uploads, session)
+        blobs = {
+            b.info.sha256: b
+            for rows in uploads
+            for b in (rows.staged, *(c.staged for c in rows.upload.companions))
+        }
+        queries.touch_blobs(session, [blob.info for blob in blobs.values()])
         for sha256 in sorted(blobs):
-            queries.touch_blob(session, blobs[sha256].info)
             if not self.engine.blobs.publish_kept(blobs[sha256]):
                 raise BlobGone(sha256)
-        component_id = None
-        if upload.component is not None:
-            c = upload.component
-            component_id = queries.ensure_component(
-                session, repo.id, c.namespace, c.name, c.version, dict(upload.component_attributes or {})
-            )
-        attributes = dict(upload.attributes or {})
-        if upload.conflict_key:
-            attributes["conflict_key"] = upload.conflict_key
+        components = queries.ensure_components(
+            session,
+            [
+                (rows.repo.id, c.namespace, c.name, c.version)
+                for rows in uploads
+                if (c := rows.upload.component) is not None and not rows.upload.component_attributes
+            ],
+        )
         now = utcnow()
-        # (path, bytes, content type, attributes, component, conflict key) of every asset saved.
-        files = [(upload.path, staged.info, content_type, attributes, component_id, upload.conflict_key)]
-        for companion in upload.companions:
-            companion_type = companion.content_type or guess_content_type(companion.path)
-            attrs = {"companion_of": upload.path}
-            files.append((companion.path, companion.staged.info, companion_type, attrs, None, None))
-        ids = [
-            queries.save_asset(session, repo.id, path, info.sha256, ctype, attrs, cid, key, now)
-            for path, info, ctype, attrs, cid, key in files
-        ]
-        queries.bump_generations(session, repo.id, self._names(repo, [f[0] for f in files], upload))
+        # Per upload, (path, bytes, content type, attributes, component) of each asset it saves.
+        files: list[list[tuple[str, BlobInfo, str, dict[str, Any], int | None]]] = []
+        new: list[queries.NewAsset] = []
+        for rows in uploads:
+            upload, component_id = rows.upload, None
+            if (c := upload.component) is not None:
+                component_id = components.get((rows.repo.id, c.namespace, c.name, c.version))
+                if component_id is None:
+                    component_id = queries.ensure_component(
+                        session,
+                        rows.repo.id,
+                        c.namespace,
+                        c.name,
+                        c.version,
+                        dict(upload.component_attributes or {}),
+                    )
+            attributes = dict(upload.attributes or {})
+            if upload.conflict_key:
+                attributes["conflict_key"] = upload.conflict_key
+            own = [(upload.path, rows.staged.info, rows.content_type, attributes, component_id)]
+            for companion in upload.companions:
+                companion_type = companion.content_type or guess_content_type(companion.path)
+                own.append(
+                    (
+                        companion.path,
+                        companion.staged.info,
+                        companion_type,
+                        {"companion_of": upload.path},
+                        None,
+                    )
+                )
+            files.append(own)
+            new.extend(
+                queries.NewAsset(
+                    rows.repo.id,
+                    path,
+                    info.sha256,
+                    ctype,
+                    attrs,
+                    cid,
+                    upload.conflict_key if i == 0 else None,
+                )
+                for i, (path, info, ctype, attrs, cid) in enumerate(own)
+            )
+        if len({(a.repository_id, a.path) for a in new}) < len(new):
+            raise _SamePath("two uploads of one batch name the same path")
+        asset_ids = queries.save_assets(session, new, now)
+        for rows, own in zip(uploads, files, strict=True):
+            queries.bump_generations(
+                session, rows.repo.id, self._names(rows.repo, [f[0] for f in own], rows.upload)
+            )
         queries.add_audit(
             session,
             [
                 {
-                    "actor": principal.username,
+                    "actor": rows.principal.username,
                     "action": "asset.stored",
-                    "repository": repo.name,
+                    "repository": rows.repo.name,
                     "path": path,
                     "details": {"sha256": info.sha256, "size": info.size},
                 }
-                for path, info, *_rest in files
+                for rows, own in zip(uploads, files, strict=True)
+                for path, info, *_rest in own
             ],
         )
         # Once per transaction, last: the revision's row lock (on PostgreSQL concurrent commits to a
         # repository queue on it) is held for the commit only.
-        revision = queries.bump_revision_at_commit(session, repo.id)
-        if also is not None:
-            also(session)
-        # What was just written, as a read would return it (no second query).
-        saved = [
-            StoredAsset.of_blob(repo.name, path, info, ctype, now, attrs, asset_id(), cid)
-            for asset_id, (path, info, ctype, attrs, cid, _key) in zip(ids, files, strict=True)
-        ]
-        return (saved[0], saved[1:]), revision
+        revisions = {rows.repo.id: queries.bump_revision_at_commit(session, rows.repo.id) for rows in uploads}
+
+        def saved() -> list[tuple[StoredAsset, list[StoredAsset]]]:
+            """What was written, as a read would return it (no second query)."""
+            ids, done = asset_ids(), []
+            for rows, own in zip(uploads, files, strict=True):
+                stored = [
+                    StoredAsset.of_blob(
+                        rows.repo.name, path, info, ctype, now, attrs, ids[(rows.repo.id, path)], cid
+                    )
+                    for path, info, ctype, attrs, cid in own
+                ]
+                done.append((stored[0], stored[1:]))
+            return done
+
+        return saved, revisions
+
+    def _check_policies(self, uploads: Sequence[_Rows], session: Any) -> None:
+        """The write policy of each upload that is held to one, against what is stored and what the
+        uploads before it in `uploads` store (the same path or conflict key counts as the same file)."""
+        locked: set[int] = set()
+        earlier: dict[tuple[int, str, str], str] = {}
+        for rows in uploads:
+            repo, upload = rows.repo, rows.upload
+            if upload.bypass_write_policy or repo.write_policy == "allow":
+                continue
+            if repo.id not in locked:
+                # Held to the end: a concurrent commit of the same file (or conflict key) waits here
+                # and then sees this one's asset.
+                queries.lock_repository(session, repo.id)
+                locked.add(repo.id)
+            claims = [(repo.id, "path", upload.path)]
+            if upload.conflict_key:
+                claims.append((repo.id, "key", upload.conflict_key))
+            existing = next((earlier[c] for c in claims if c in earlier), None)
+            self.check_write_policy(repo, upload.path, existing or self._collision(session, repo, upload))
+            earlier.update(dict.fromkeys(claims, upload.path))
 
     async def delete(self, repo: Repo, path: str, principal: Principal) -> StoredAsset | None:
         deleted = await self.engine.db_call(self._delete, repo, path, principal)

@@ -6,10 +6,12 @@ import asyncio
 import hashlib
 import os
 import threading
+import time
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.pool import NullPool
 
 from artifactory.repository.hosted import Companion, Upload, WritePolicyViolation
 from artifactory.repository.model import StoredAsset, Streaming
@@ -241,3 +243,68 @@ def test_the_asset_a_put_returns_is_the_stored_one_without_reading_it_back(state
     companion = state.engine.lookup(current, "a/x.bin.meta")
     assert companion is not None and companion.attributes == {"companion_of": "a/x.bin"}
     assert companion.content_type == "text/plain" and companion.updated_at == second.updated_at
+
+
+def test_uploads_of_one_path_in_one_batch_are_each_committed_under_allow(state):
+    """Small uploads waiting together are saved in one statement per kind of row; two of them at the
+    same path cannot share one (PostgreSQL refuses to update a row twice in one statement), so the
+    batch is saved again one upload after the other: every upload answers its own asset, and the
+    path ends up serving one of them."""
+    repo = make_repo(state)
+
+    async def scenario():
+        return await asyncio.gather(
+            *(put(state.engine, repo, f"same {i}", "same.bin") for i in range(6)),
+            *(put(state.engine, repo, f"own {i}", f"own/{i}.bin") for i in range(10)),
+        )
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, StoredAsset) for r in results), results
+    stored = {a.path: a for a in state.engine._under(repo, "")}
+    assert len(stored) == 11
+    assert stored["same.bin"].sha256 in {r.sha256 for r in results[:6]}
+    for i in range(10):
+        assert results[6 + i] == state.engine.lookup(state.engine.repository(repo.name), f"own/{i}.bin")
+
+
+def test_one_conflict_key_in_one_batch_is_stored_once_under_allow_once(state):
+    """allow_once counts two paths with one conflict key as the same file, also when both uploads
+    are saved in the same batch: exactly one is stored, the others are refused."""
+    repo = make_repo(state, write_policy="allow_once")
+
+    async def scenario():
+        uploads = [Upload(path=f"spelled-{i}.bin", conflict_key="one-release") for i in range(5)]
+        return await asyncio.gather(
+            *(state.engine.put_bytes(repo, f"{i}".encode(), u, ADMIN) for i, u in enumerate(uploads)),
+            *(put(state.engine, repo, f"own {i}", f"own/{i}.bin") for i in range(8)),
+            return_exceptions=True,
+        )
+
+    results = asyncio.run(scenario())
+    spelled, own = results[:5], results[5:]
+    assert sum(isinstance(r, StoredAsset) for r in spelled) == 1, spelled
+    assert all(isinstance(r, WritePolicyViolation) for r in spelled if not isinstance(r, StoredAsset))
+    assert all(isinstance(r, StoredAsset) for r in own), own
+    assert len([a for a in state.engine._under(repo, "") if a.path.startswith("spelled-")]) == 1
+
+
+def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced(state, monkeypatch):
+    """Instead of a ping on every checkout, a pooled PostgreSQL connection idle for a while is
+    pinged before use: one the server has closed meanwhile (a restart) is replaced, and the write
+    that took it succeeds."""
+    if state.db.is_sqlite:
+        pytest.skip("PostgreSQL's connections only")
+    from artifactory.db import engine as db_engine
+
+    monkeypatch.setattr(db_engine, "PING_AFTER_IDLE_SECONDS", 0.05)
+    repo = make_repo(state)
+    asyncio.run(put(state.engine, repo, "before", "before.bin"))
+    with state.db.write() as session:
+        pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    other = create_engine(state.db.url, poolclass=NullPool)  # not a connection of the pool
+    with other.connect() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    other.dispose()
+    time.sleep(0.1)
+    for i in range(3):  # whichever pooled connection each write takes
+        assert asyncio.run(put(state.engine, repo, f"after {i}", f"after/{i}.bin")).path == f"after/{i}.bin"
