@@ -499,9 +499,12 @@ def touch_blob(session: Session, info: BlobInfo, until: datetime | None = None) 
     touch_blobs(session, [info], until)
 
 
-def touch_blobs(session: Session, infos: Iterable[BlobInfo], until: datetime | None = None) -> None:
+def touch_blobs(
+    session: Session, infos: Iterable[BlobInfo], until: datetime | None = None, wait: bool = True
+) -> None:
     """`touch_blob` of several blobs in one statement, in the order of their digests (the order in
-    which every transaction takes their row locks)."""
+    which every transaction takes their row locks). `wait=False`: on PostgreSQL the statement may
+    still be on its way when this returns; the answer of the caller's next read comes after it."""
     now = until or utcnow()
     unique = {info.sha256: info for info in infos}
     rows = [
@@ -516,10 +519,10 @@ def touch_blobs(session: Session, infos: Iterable[BlobInfo], until: datetime | N
         }
         for info in (unique[sha256] for sha256 in sorted(unique))
     ]
-    # Not pipelined: the rows' locks must be held, not merely asked for, before the caller looks
-    # for the bytes (GC deletes a blob under that lock).
+    # Waited for: the rows' locks must be held, not merely asked for, before the caller looks for
+    # the bytes (GC deletes a blob under that lock).
     if rows:
-        _raw(session, "touch_blob", rows, pipelined=False).close()
+        _raw(session, "touch_blob", rows, pipelined=not wait).close()
 
 
 def lock_repository(session: Session, repository_id: int) -> None:

@@ -480,18 +480,18 @@ class Hosted:
             for rows in uploads
             for b in (rows.staged, *(c.staged for c in rows.upload.companions))
         }
-        queries.touch_blobs(session, [blob.info for blob in blobs.values()])
+        keys = [
+            (rows.repo.id, c.namespace, c.name, c.version)
+            for rows in uploads
+            if (c := rows.upload.component) is not None and not rows.upload.component_attributes
+        ]
+        # The blobs' row locks must hold before their bytes are looked for: when there are
+        # components to look up, the touch travels with that statement, whose answer follows it.
+        queries.touch_blobs(session, [blob.info for blob in blobs.values()], wait=not keys)
+        components = queries.ensure_components(session, keys)
         for sha256 in sorted(blobs):
             if not self.engine.blobs.publish_kept(blobs[sha256]):
                 raise BlobGone(sha256)
-        components = queries.ensure_components(
-            session,
-            [
-                (rows.repo.id, c.namespace, c.name, c.version)
-                for rows in uploads
-                if (c := rows.upload.component) is not None and not rows.upload.component_attributes
-            ],
-        )
         now = utcnow()
         # Per upload, (path, bytes, content type, attributes, component) of each asset it saves.
         files: list[list[tuple[str, BlobInfo, str, dict[str, Any], int | None]]] = []
