@@ -738,7 +738,8 @@ def save_assets(
                 "created_at": now,
                 "updated_at": now,
             }
-            for a in assets
+            # In one order for every transaction, as concurrent ones take the rows' locks.
+            for a in sorted(assets, key=lambda a: (a.repository_id, a.path))
         ],
     )
     ids: dict[tuple[int, str], int] = {}
