@@ -59,19 +59,19 @@ def assets_and_blobs_consistent(data_dir, database_url=""):
 
 @pytest.mark.slow
 def test_kill_9_during_uploads_leaves_no_asset_without_its_bytes(tmp_path, database_url):
-    """Small uploads (staged in memory, written whole to their address) and a large one (through a
-    temporary object) are cut off by SIGKILL: every committed asset has its bytes, and GC clears
-    what the killed server left."""
+    """Small uploads (staged in memory, written whole to their address, several at once) and a large
+    one (through a temporary object) are cut off by SIGKILL: every committed asset has its bytes, and
+    GC clears what the killed server left."""
     live = LiveServer(tmp_path / "data", database_url=database_url).start()
     name = live.create_repo("raw")
     stop = threading.Event()
 
-    def small_uploads():
+    def small_uploads(writer: int) -> None:
         with live.client() as client:
             i = 0
             while not stop.is_set():
                 try:
-                    client.put(f"/repository/{name}/small/{i}.bin", content=os.urandom(200_000))
+                    client.put(f"/repository/{name}/small/{writer}/{i}.bin", content=os.urandom(200_000))
                 except httpx.HTTPError:
                     return
                 i += 1
@@ -83,7 +83,9 @@ def test_kill_9_during_uploads_leaves_no_asset_without_its_bytes(tmp_path, datab
         except httpx.HTTPError:
             pass
 
-    workers = [threading.Thread(target=small_uploads), threading.Thread(target=large_upload)]
+    # Several writers of small uploads, so that they are also saved in batches (`_SmallCommits`).
+    workers = [threading.Thread(target=small_uploads, args=(n,)) for n in range(4)]
+    workers.append(threading.Thread(target=large_upload))
     for worker in workers:
         worker.start()
     time.sleep(2.0)
