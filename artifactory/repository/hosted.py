@@ -509,21 +509,7 @@ class Hosted:
                         c.version,
                         dict(upload.component_attributes or {}),
                     )
-            attributes = dict(upload.attributes or {})
-            if upload.conflict_key:
-                attributes["conflict_key"] = upload.conflict_key
-            own = [(upload.path, rows.staged.info, rows.content_type, attributes, component_id)]
-            for companion in upload.companions:
-                companion_type = companion.content_type or guess_content_type(companion.path)
-                own.append(
-                    (
-                        companion.path,
-                        companion.staged.info,
-                        companion_type,
-                        {"companion_of": upload.path},
-                        None,
-                    )
-                )
+            own = self._files(rows, component_id)
             files.append(own)
             new.extend(
                 queries.NewAsset(
@@ -576,6 +562,24 @@ class Hosted:
             return done
 
         return saved, revisions
+
+    @staticmethod
+    def _files(
+        rows: _Rows, component_id: int | None
+    ) -> list[tuple[str, BlobInfo, str, dict[str, Any], int | None]]:
+        """(path, bytes, content type, attributes, component) of each asset an upload saves: its
+        file, then its companions."""
+        upload = rows.upload
+        attributes = dict(upload.attributes or {})
+        if upload.conflict_key:
+            attributes["conflict_key"] = upload.conflict_key
+        files = [(upload.path, rows.staged.info, rows.content_type, attributes, component_id)]
+        for companion in upload.companions:
+            companion_type = companion.content_type or guess_content_type(companion.path)
+            files.append(
+                (companion.path, companion.staged.info, companion_type, {"companion_of": upload.path}, None)
+            )
+        return files
 
     def _check_policies(self, uploads: Sequence[_Rows], session: Any) -> None:
         """The write policy of each upload that is held to one, against what is stored and what the
