@@ -5,7 +5,6 @@ attributes, each row reads back as written and each caller gets its own row's id
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,22 +14,14 @@ from sqlalchemy.orm import Session
 from artifactory.blobstore.store import BlobInfo
 from artifactory.db import queries
 from artifactory.db.models import Blob, Component
-from artifactory.repository.model import Repo
 from artifactory.state import AppState
+from tests.artifactory.engine.test_engine_api import make_repo
 
 # Any text PostgreSQL stores (no NUL, no lone surrogate), short enough to make many rows.
 texts = st.text(
     st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=8
 )
 attributes = st.dictionaries(texts, st.one_of(st.integers(-5, 5), texts, st.booleans()), max_size=3)
-
-
-def new_repo(state: AppState) -> Repo:
-    name = f"raw-{uuid.uuid4().hex[:8]}"
-    state.engine.repos.create({"name": name, "format": "raw", "type": "hosted"})
-    repo = state.engine.repos.get(name)
-    assert repo is not None
-    return repo
 
 
 def blob(seed: str) -> BlobInfo:
@@ -45,7 +36,7 @@ def blob(seed: str) -> BlobInfo:
 
 
 def test_rows_inserted_together_read_back_as_written(state: AppState) -> None:
-    repo = new_repo(state)
+    repo = make_repo(state)
 
     @settings(max_examples=60, deadline=None)
     @given(

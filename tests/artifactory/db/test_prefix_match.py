@@ -4,8 +4,6 @@ the (repository_id, path) index can scan."""
 
 from __future__ import annotations
 
-import uuid
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, select, text
@@ -16,6 +14,7 @@ from artifactory.db.models import Asset, Blob, utcnow
 from artifactory.repository.model import Repo
 from artifactory.repository.probe import Probe
 from artifactory.state import AppState
+from tests.artifactory.engine.test_engine_api import make_repo
 
 SHA = "0" * 64
 LAST = chr(0x10FFFF)
@@ -42,14 +41,6 @@ AWKWARD = [
     "é",
     "E",
 ]
-
-
-def new_repo(state: AppState) -> Repo:
-    name = f"raw-{uuid.uuid4().hex[:8]}"
-    state.engine.repos.create({"name": name, "format": "raw", "type": "hosted"})
-    repo = state.engine.repos.get(name)
-    assert repo is not None
-    return repo
 
 
 def store(state: AppState, repo: Repo, paths: list[str]) -> None:
@@ -80,7 +71,7 @@ def test_prefix_end_is_the_least_text_after_every_text_starting_with_the_prefix(
 
 
 def test_a_listing_is_case_sensitive_and_takes_wildcards_and_the_escape_literally(state: AppState) -> None:
-    repo = new_repo(state)
+    repo = make_repo(state)
     store(state, repo, ["A/x", "a_b/1", "axb/2", "a%/3", "aZ/4", "a\\/5", "a\\\\/6", "é/7", "e/8", "E/9"])
     assert under(state, repo, "a/") == []
     assert under(state, repo, "A/") == ["A/x"]
@@ -93,7 +84,7 @@ def test_a_listing_is_case_sensitive_and_takes_wildcards_and_the_escape_literall
 
 
 def test_a_listing_reaches_paths_with_the_last_code_point_and_orders_by_code_point(state: AppState) -> None:
-    repo = new_repo(state)
+    repo = make_repo(state)
     paths = ["a" + LAST, "a" + LAST + "x", "a" + LAST + LAST, LAST, LAST + "/y", "b", "a\ue000", "a\ud7ff/z"]
     store(state, repo, paths)
     assert under(state, repo, "a" + LAST) == ["a" + LAST, "a" + LAST + "x", "a" + LAST + LAST]
@@ -103,7 +94,7 @@ def test_a_listing_reaches_paths_with_the_last_code_point_and_orders_by_code_poi
 
 
 def test_a_group_folder_probe_is_case_sensitive_and_exact(state: AppState) -> None:
-    one, two = new_repo(state), new_repo(state)
+    one, two = make_repo(state), make_repo(state)
     store(state, one, ["A/x", "a_b/y"])
     store(state, two, ["b%/z", "c" + LAST + "/w"])
     probe = Probe(state.db.read_engine)
@@ -126,7 +117,7 @@ def test_the_prefix_range_is_searched_in_the_repository_and_path_index(state: Ap
     """EXPLAIN of a listing's condition over 20,000 paths in 4 repositories (never committed)."""
     dialect = state.db.engine.dialect.name
     with Session(state.db.engine) as session:
-        ids = [new_repo(state).id for _ in range(4)]
+        ids = [make_repo(state).id for _ in range(4)]
         queries.upsert(
             session, Blob, {"sha256": SHA, "size": 0, "md5": "", "sha1": "", "sha512": ""}, ["sha256"], []
         )
@@ -171,7 +162,7 @@ texts = st.text(characters, max_size=6)
 
 
 def test_starts_with_agrees_with_python_on_random_paths_and_prefixes(state: AppState) -> None:
-    repo = new_repo(state)
+    repo = make_repo(state)
     store(state, repo, [])  # the blob
 
     @settings(max_examples=150)

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.pool import NullPool
 
+from artifactory.db import engine as db_engine
 from artifactory.repository.hosted import Companion, Upload, WritePolicyViolation
 from artifactory.repository.model import StoredAsset, Streaming
 from tests.artifactory.engine.test_engine_api import ADMIN, make_repo
@@ -294,8 +295,6 @@ def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced(state, mo
     that took it succeeds."""
     if state.db.is_sqlite:
         pytest.skip("PostgreSQL's connections only")
-    from artifactory.db import engine as db_engine
-
     monkeypatch.setattr(db_engine, "PING_AFTER_IDLE_SECONDS", 0.05)
     repo = make_repo(state)
     asyncio.run(put(state.engine, repo, "before", "before.bin"))
