@@ -56,7 +56,7 @@ from sqlalchemy.engine import make_url
 from artifactory import __version__
 from artifactory.blobstore.store import BlobInfo, DigestMismatch, StagedBlob, TooLarge, blob_key
 from artifactory.db import queries
-from artifactory.db.models import MAX_PATH, Asset, Blob, Component, Repository, first_revision, utcnow
+from artifactory.db.models import MAX_PATH, Asset, Blob, Component, Repository, utcnow
 from artifactory.events import RepositoryEvent
 from artifactory.progress import Progress, human
 from artifactory.repository import config as repo_config
@@ -652,7 +652,7 @@ def _commit(state: AppState, checked: dict[str, Any], archive: Archive, infos: l
         if session.scalar(select(Repository.id).where(Repository.name == checked["name"])) is not None:
             raise TransferError(f"repository {checked['name']!r} already exists")
         state.engine.repos._check_members(session, checked)
-        repository = Repository(**checked, revision=first_revision())
+        repository = Repository(**checked)  # its revision starts at `first_revision()`
         session.add(repository)
         session.flush()
         for info in infos:

@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, select
 
 from artifactory.db import changes
 from artifactory.db.engine import Database
-from artifactory.db.models import Repository, first_revision
+from artifactory.db.models import Repository
 from artifactory.db.queries import RawQuery, bump_revision, notify_revision
 from artifactory.formats import FormatRegistry
 from artifactory.repository import config as repo_config
@@ -201,7 +201,7 @@ class RepositoryRegistry:
             self._check_members(session, checked)
             if session.scalar(select(Repository.id).where(Repository.name == checked["name"])) is not None:
                 raise RepositoryExists(checked["name"])
-            row = Repository(**checked, revision=first_revision())
+            row = Repository(**checked)  # its revision starts at `first_revision()`
             session.add(row)
             session.flush()
             notify_revision(session, row.id, row.revision)
