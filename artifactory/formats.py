@@ -326,6 +326,13 @@ def semver_key(version: str) -> tuple[int, semver.Version | None, str]:
         return (0, None, version)
 
 
+def semver_prerelease(version: str) -> bool:
+    """A `Format.is_prerelease` for Semantic Versioning 2.0: a version with a prerelease part
+    (1.0.0-rc.1; not 1.0.0+build-5); what is not a version is not a prerelease either."""
+    key = semver_key(version)
+    return key[1] is not None and bool(key[1].prerelease)
+
+
 class FormatRegistry:
     def __init__(self) -> None:
         self._formats: dict[str, Format] = {}

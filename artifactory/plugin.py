@@ -23,6 +23,7 @@ from artifactory.formats import (
     Rendered,
     UpstreamDocument,
     semver_key,
+    semver_prerelease,
 )
 from artifactory.http.bodies import read_body
 from artifactory.http.documents import RenderedDocument, respond_document
@@ -163,4 +164,5 @@ __all__ = [
     "read_body",
     "respond",
     "semver_key",
+    "semver_prerelease",
 ]

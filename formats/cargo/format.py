@@ -37,6 +37,7 @@ from artifactory.plugin import (
     Rendered,
     UpstreamDocument,
     semver_key,
+    semver_prerelease,
 )
 
 INDEX_MEDIA_TYPE = "text/plain; charset=utf-8"
@@ -79,8 +80,7 @@ class CargoFormat(Format):
     # What cleanup policies order and weigh versions by: SemVer precedence, build metadata ignored.
     version_key = staticmethod(semver_key)
 
-    def is_prerelease(self, version: str) -> bool:
-        return "-" in metadata.release(version)  # 1.0.0-rc.1; not 1.0.0+build-5
+    is_prerelease = staticmethod(semver_prerelease)  # 1.0.0-rc.1; not 1.0.0+build-5
 
     # -- index documents -------------------------------------------------------------------------
     async def build(self, key: IndexKey, hosted: HostedView) -> Any:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from artifactory.plugin import semver_key
+from artifactory.plugin import semver_key, semver_prerelease
 
 _IDENT = r"(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"  # a prerelease identifier
 SEMVER = re.compile(
@@ -97,7 +97,8 @@ def is_pseudo(version: str) -> bool:
 
 
 def is_prerelease(version: str) -> bool:
-    return "-" in version.split("+")[0]
+    """A canonical version with a prerelease part (pseudo-versions have one too)."""
+    return SEMVER.match(version) is not None and semver_prerelease(version[1:])
 
 
 def version_key(version: str) -> tuple[object, ...]:

@@ -32,6 +32,7 @@ from artifactory.plugin import (
     Repositories,
     UpstreamDocument,
     semver_key,
+    semver_prerelease,
 )
 
 MIN_DOCUMENT = 1024 * 1024
@@ -126,10 +127,7 @@ class NpmFormat(Format):
 
     # -- cleanup policies ------------------------------------------------------------------------
     version_key = staticmethod(semver_key)  # 1.0.0-rc.1 before 1.0.0; what is not semver first
-
-    def is_prerelease(self, version: str) -> bool:
-        key = semver_key(version)
-        return key[1] is not None and bool(key[1].prerelease)
+    is_prerelease = staticmethod(semver_prerelease)
 
     def cleanup_versions(self, components: Sequence[ComponentInfo]) -> list[ComponentInfo]:
         return [c for c in components if c.version]  # the packument's component has no version

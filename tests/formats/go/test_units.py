@@ -125,3 +125,12 @@ def test_an_entry_name_hiding_a_path_behind_a_nul_byte_is_refused() -> None:
     crafted = data.replace(b"x.go#../../evil", b"x.go\x00../../evil")
     with pytest.raises(InvalidZip, match="control character"):
         inspect_zip(io.BytesIO(crafted), "example.com/m", "v1.0.0", 10**6)
+
+
+def test_prereleases_are_those_with_a_prerelease_part_pseudo_versions_included() -> None:
+    is_prerelease = coordinates.is_prerelease
+    assert is_prerelease("v1.0.0-rc.1")
+    assert is_prerelease("v0.0.0-20240101000000-abcdefabcdef")
+    assert not is_prerelease("v1.0.0")
+    assert not is_prerelease("v2.0.0+incompatible")
+    assert not is_prerelease("1.0.0-rc.1")  # not a Go version: no v
