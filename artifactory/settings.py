@@ -76,6 +76,12 @@ class Settings:
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
 
+    @property
+    def changes_file(self) -> Path:
+        """Where the processes sharing this data directory count their commits on PostgreSQL
+        (`db.changes.NodeChanges`)."""
+        return self.data_dir / "node-changes"
+
     def secure_data_dir(self) -> None:
         """Create the data dir readable by this user only, and keep everything made below it so.
 

@@ -54,7 +54,7 @@ class AppState:
         pm = plugin_manager(settings.plugins)
         formats = FormatRegistry()
         pm.hook.artifactory_register_formats(registry=formats)
-        db = Database(settings.resolved_database_url)
+        db = Database(settings.resolved_database_url, settings.changes_file)
         blobs = BlobStore(open_driver(settings))
         security = Security(db, settings.config_cache_seconds)
         engine = Engine(settings, db, blobs, formats, security, pm)

@@ -9,22 +9,31 @@ snapshot, one indexed read of its revision).
 - SQLite: `PRAGMA data_version` on a connection of this watcher's own, which never writes: its value
   changes whenever any other connection, in any process, committed (a few microseconds). Exact: a
   commit that returned before the token was taken moves it.
-- PostgreSQL: every revision bump sends `pg_notify(CHANNEL, ...)` in its own transaction (see
-  `queries.bump_revision`); a thread per process LISTENs on a connection of its own and moves the
-  repository's token when its notification arrives. Not exact: a notification reaches the other
-  processes shortly *after* the commit (usually well under a millisecond, longer on a loaded host), so
-  a request that arrives elsewhere within that window can still be answered from the old snapshot.
-  While the listener is not connected (starting, or the connection broke) no token is ever equal to
-  another, so every use checks with the database: nothing is missed while notifications may be.
+- PostgreSQL, other nodes: every revision bump sends `pg_notify(CHANNEL, ...)` in its own
+  transaction (see `queries.bump_revision`); a thread per process LISTENs on a connection of its own
+  and moves the repository's token when its notification arrives. Not exact: a notification reaches
+  the other processes shortly *after* the commit (usually well under a millisecond, longer on a loaded
+  host), so a request that arrives on another node within that window can still be answered from the
+  old snapshot. While the listener is not connected (starting, or the connection broke) no token is
+  ever equal to another, so every use checks with the database: nothing is missed while
+  notifications may be.
+- PostgreSQL, this node: the processes that share a data directory (a server's workers, its CLI
+  commands) also count their commits that moved a repository in a file they all map
+  (`NodeChanges`), after the commit and before its answer; a token includes that count. Exact, as on
+  SQLite: a worker sees what another worker acknowledged at its next request.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import mmap
 import os
 import sqlite3
+import struct
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -38,6 +47,9 @@ CHANNEL = "artifactory_revision"
 GONE = 2**63 - 1
 RECONNECT_SECONDS = 1.0
 POLL_SECONDS = 0.5  # how often the listener looks whether it was asked to stop
+# The ids of the repositories a PostgreSQL transaction moved (its notifications), in `Session.info`:
+# what `Database.write` counts in the node's file once the transaction has committed.
+MOVED = "moved_repositories"
 
 
 class Changes:
@@ -118,8 +130,70 @@ class SqliteChanges(Changes):
             self._connection, self._pid = None, 0
 
 
+class NodeChanges:
+    """The commits of this node's processes that moved a repository, counted in a small file every one
+    of them maps. Word 0 is the count; word 1 + (id % SLOTS) is the count as of the last commit that
+    moved a repository of that slot, so a reader whose token holds count c knows whether the
+    repository it looks at may have moved since: its slot is past c. A writer stores the slot before
+    the count, so a reader that sees the new count sees the slot too. A process's own commits are not
+    news to it (its registry takes what they moved, see `RepositoryRegistry.advance`): counts it made
+    itself are remembered, and a span of only those moved nothing it holds."""
+
+    SLOTS = 511
+    SIZE = 8 * (1 + SLOTS)
+    OWN = 256  # how many of its own counts a process remembers
+
+    def __init__(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            if os.fstat(fd).st_size < self.SIZE:
+                os.ftruncate(fd, self.SIZE)  # never shrunk: a mapping past the end would fault
+            self._map = mmap.mmap(fd, self.SIZE)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._lock = threading.Lock()  # the flock excludes other processes, this the other threads
+        self._own: set[int] = set()
+
+    def count(self) -> int:
+        return int(struct.unpack_from("<Q", self._map, 0)[0])
+
+    def moved_since(self, repository_id: int, since: int, until: int) -> bool:
+        """Whether a commit of another process counted after `since` (up to `until`) may have moved
+        `repository_id`: one of the slot's repositories moved after `since`, and not every commit
+        in between was this process's own."""
+        if until - since <= self.OWN and all(count in self._own for count in range(since + 1, until + 1)):
+            return False
+        offset = 8 * (1 + repository_id % self.SLOTS)
+        return int(struct.unpack_from("<Q", self._map, offset)[0]) > since
+
+    def committed(self, repository_ids: Iterable[int]) -> None:
+        """Count a commit of this process that moved these repositories (once it has committed)."""
+        with self._lock:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                count = self.count() + 1
+                for repository_id in repository_ids:
+                    struct.pack_into("<Q", self._map, 8 * (1 + repository_id % self.SLOTS), count)
+                struct.pack_into("<Q", self._map, 0, count)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            if len(self._own) >= self.OWN:
+                self._own = {own for own in self._own if own > count - self.OWN}
+            self._own.add(count)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                self._map.close()
+                os.close(self._fd)
+                self._fd = -1
+
+
 class PostgresChanges(Changes):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, node: NodeChanges | None = None) -> None:
+        self.node = node
         self.conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         # Moved on every (re)connection: what was stamped before may have missed notifications.
         self._epoch = 0
@@ -135,12 +209,14 @@ class PostgresChanges(Changes):
             return None
         if not self._listening:
             return object()  # equal to nothing: check with the database every time
-        return (self._epoch, self._seen)
+        return (self._epoch, self._seen, self.node.count() if self.node is not None else 0)
 
     def may_have_moved(self, stamped: Hashable, now: Hashable, repository_id: int, revision: int) -> bool:
         epoch, latest = self._latest
         if not (isinstance(stamped, tuple) and isinstance(now, tuple) and stamped[0] == now[0] == epoch):
             return True  # notifications may have been missed in between
+        if self.node is not None and self.node.moved_since(repository_id, stamped[2], now[2]):
+            return True
         return latest.get(repository_id, 0) > revision
 
     def start(self) -> None:
@@ -186,11 +262,11 @@ class PostgresChanges(Changes):
                     self._seen += 1
 
 
-def watch(url: str) -> Changes:
-    """The watcher for the database at `url`."""
+def watch(url: str, node: NodeChanges | None = None) -> Changes:
+    """The watcher for the database at `url` (on PostgreSQL, with the node's count of commits)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
             return Changes()
         return SqliteChanges(parsed.database)
-    return PostgresChanges(url)
+    return PostgresChanges(url, node)

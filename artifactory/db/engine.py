@@ -35,6 +35,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from artifactory.batching import Together
+from artifactory.db.changes import MOVED, NodeChanges
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # The most jobs one group commit takes; more wait for the next one.
@@ -251,12 +252,17 @@ class GroupCommit:
 
 
 class Database:
-    """A read engine and a write engine (the same one except on SQLite) with session factories."""
+    """A read engine and a write engine (the same one except on SQLite) with session factories.
 
-    def __init__(self, url: str) -> None:
+    `changes_file`: on PostgreSQL, the file in which the processes of this node (those sharing a data
+    directory) count their commits that moved a repository (`changes.NodeChanges`), so that they see
+    one another's at once; SQLite needs none."""
+
+    def __init__(self, url: str, changes_file: Path | None = None) -> None:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.node_changes = None if changes_file is None or self.is_sqlite else NodeChanges(changes_file)
         lock_path = None
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
@@ -291,6 +297,9 @@ class Database:
             except BaseException as exc:
                 end_pipeline(session.info.get(PIPELINE_OF), exc)
                 raise
+        moved = session.info.pop(MOVED, None)
+        if moved and self.node_changes is not None:
+            self.node_changes.committed(moved)  # committed: before the caller answers anyone
 
     def batched(self, fn: Callable[[Session], T], key: Hashable = 0, durable: bool = True) -> T:
         """`fn(session)` committed with whatever other writes of this process are waiting (group
@@ -323,3 +332,5 @@ class Database:
     def dispose(self) -> None:
         for engine in {self.engine, self.lazy_engine, self.read_engine}:
             engine.dispose()
+        if self.node_changes is not None:
+            self.node_changes.close()

@@ -34,6 +34,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from artifactory.blobstore.store import BlobInfo
 from artifactory.db.changes import CHANNEL as CHANGES_CHANNEL
+from artifactory.db.changes import MOVED
 from artifactory.db.engine import at_commit, end_pipeline, start_pipeline, sync_pipeline
 from artifactory.db.models import (
     Asset,
@@ -558,6 +559,7 @@ def _bump_revision(session: Session, repository_id: int) -> Callable[[], int]:
     called (call it before the transaction ends, or after it has committed), so that the statement
     travels with the rest of the transaction's pipeline."""
     cursor = _raw(session, "bump_revision", [{"rid": repository_id}])
+    _moved(session, repository_id)
     revision: list[int] = []
 
     def read() -> int:
@@ -577,7 +579,14 @@ def notify_revision(session: Session, repository_id: int, revision: int) -> None
     dialect, cursor = _cursor(session, pipelined=True)
     if dialect == "postgresql":
         cursor.execute(_NOTIFY_REVISION, (f"{repository_id} {revision}",))
+        _moved(session, repository_id)
     cursor.close()
+
+
+def _moved(session: Session, repository_id: int) -> None:
+    """Note that the transaction moves the repository: once it commits, `Database.write` counts it
+    in the node's file of changes (PostgreSQL; on SQLite every commit moves every watcher's token)."""
+    session.info.setdefault(MOVED, set()).add(repository_id)
 
 
 def bump_revision_at_commit(session: Session, repository_id: int) -> Callable[[], int]:

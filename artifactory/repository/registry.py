@@ -86,7 +86,7 @@ class RepositoryRegistry:
         self.db = db
         self.formats = formats
         self.cache_seconds = cache_seconds
-        self.changes = changes.watch(db.url)
+        self.changes = changes.watch(db.url, db.node_changes)
         # name -> (when read, snapshot, change token taken before it was read or last checked)
         self._cache: dict[str, tuple[float, Repo | None, Hashable]] = {}
         # A snapshot's row, read on a pooled DBAPI connection: the ORM's load of it cost about 0.6 ms,

@@ -218,3 +218,47 @@ def test_a_task_that_outlives_its_request_takes_tokens_of_its_own_again(writer, 
         context = contextvars.copy_context()  # what a task started by the request holds
     revision = bump(writer, "late")
     assert context.run(seen, reader, "late", revision) == revision
+
+
+@pytest.fixture
+def node(database_url, tmp_path):
+    """A writer and a reader as two processes of one node: their databases share the node's file
+    of changes (a server's workers and its CLI commands, which share its data directory)."""
+    path = tmp_path / "node-changes"
+    writer, read = Database(database_url, changes_file=path), Database(database_url, changes_file=path)
+    registry = RepositoryRegistry(read, FormatRegistry(), cache_seconds=LONG)
+    registry.start()
+    yield writer, registry
+    registry.close()
+    writer.dispose(), read.dispose()
+
+
+def test_a_commit_of_another_process_of_the_node_is_seen_at_its_very_next_read(node):
+    """Exact on PostgreSQL too: the read does not wait for the notification, which reaches the other
+    processes only after the commit has returned."""
+    writer, reader = node
+    create(writer, "near")
+    listening(reader)
+    assert reader.get("near").revision == 1
+    for _ in range(20):
+        revision = bump(writer, "near")
+        assert reader.get("near").revision == revision
+    RepositoryRegistry(writer, FormatRegistry()).delete("near")
+    assert reader.get("near") is None
+
+
+def test_a_commit_of_the_node_to_another_repository_costs_no_reread(node):
+    writer, reader = node
+    create(writer, "calm")
+    create(writer, "moving")
+    listening(reader)
+    before = reader.get("calm")
+    statements = []
+    event.listen(reader.db.read_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    for _ in range(5):
+        revision = bump(writer, "moving")
+        assert reader.get("calm") is before
+        if not reader.changes.exact:  # SQLite reads revisions on the watcher's own connection
+            assert statements == []
+        assert reader.get("moving").revision == revision
+        statements.clear()
