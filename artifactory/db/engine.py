@@ -20,6 +20,7 @@ all of it is rolled back and every job runs again on its own.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -36,6 +37,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from artifactory.batching import Together
 from artifactory.db.changes import MOVED, NodeChanges
+
+log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # The most jobs one group commit takes; more wait for the next one.
@@ -262,7 +265,16 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        self.node_changes = None if changes_file is None or self.is_sqlite else NodeChanges(changes_file)
+        self.node_changes: NodeChanges | None = None
+        if changes_file is not None and not self.is_sqlite:
+            try:
+                self.node_changes = NodeChanges(changes_file)
+            except OSError as exc:
+                log.warning(
+                    "cannot use %s (%s): this process learns of the node's commits by notification only",
+                    changes_file,
+                    exc,
+                )
         lock_path = None
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":

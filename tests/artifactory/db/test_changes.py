@@ -262,3 +262,16 @@ def test_a_commit_of_the_node_to_another_repository_costs_no_reread(node):
             assert statements == []
         assert reader.get("moving").revision == revision
         statements.clear()
+
+
+def test_a_node_file_that_cannot_be_opened_leaves_the_notifications(database_url, tmp_path, caplog):
+    """A data directory the process may not write: it starts, and learns of the node's other commits
+    by notification only (PostgreSQL; SQLite needs no file)."""
+    database = Database(database_url, changes_file=tmp_path / "missing" / "node-changes")
+    try:
+        assert database.node_changes is None
+        if not database.is_sqlite:
+            assert "by notification only" in caplog.text
+        create(database, "still-works")
+    finally:
+        database.dispose()
