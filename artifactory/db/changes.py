@@ -32,7 +32,7 @@ import os
 import sqlite3
 import struct
 import threading
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -131,24 +131,34 @@ class SqliteChanges(Changes):
 
 
 class NodeChanges:
-    """The commits of this node's processes that moved a repository, counted in a small file every one
-    of them maps. Word 0 is the count; word 1 + (id % SLOTS) is the count as of the last commit that
-    moved a repository of that slot, so a reader whose token holds count c knows whether the
-    repository it looks at may have moved since: its slot is past c. A writer stores the slot before
-    the count, so a reader that sees the new count sees the slot too. A process's own commits are not
-    news to it (its registry takes what they moved, see `RepositoryRegistry.advance`): counts it made
-    itself are remembered, and a span of only those moved nothing it holds."""
+    """The commits of this node's processes that moved a repository, in a small file every one of
+    them maps: a count of them, and per slot (a repository id modulo SLOTS) the count of the last one
+    that moved a repository of that slot, that repository's id and the newest revision this node
+    committed for it. A reader whose token holds count c knows whether the repository it looks at may
+    have moved since: its slot is past c, and names another repository or a revision past the one the
+    reader holds. A writer stores a slot before the count, so a reader that sees the new count sees
+    the slot too. A process's own commits are not news to it (its registry takes what they moved, see
+    `RepositoryRegistry.advance`): counts it made itself are remembered, and a span of only those
+    moved nothing it holds."""
 
-    SLOTS = 511
-    SIZE = 8 * (1 + SLOTS)
+    MAGIC = 0x41_52_54_4E_4F_44_45_31  # "ARTNODE1": a file of another layout is started afresh
+    SIZE = 8192
+    SLOTS = (SIZE - 16) // 24
     OWN = 256  # how many of its own counts a process remembers
 
     def __init__(self, path: Path) -> None:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            if os.fstat(fd).st_size < self.SIZE:
-                os.ftruncate(fd, self.SIZE)  # never shrunk: a mapping past the end would fault
-            self._map = mmap.mmap(fd, self.SIZE)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_size < self.SIZE:
+                    os.ftruncate(fd, self.SIZE)  # never shrunk: a mapping past the end would fault
+                self._map = mmap.mmap(fd, self.SIZE)
+                if self._word(0) != self.MAGIC:
+                    self._map[:] = bytes(self.SIZE)
+                    struct.pack_into("<Q", self._map, 0, self.MAGIC)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         except BaseException:
             os.close(fd)
             raise
@@ -156,27 +166,39 @@ class NodeChanges:
         self._lock = threading.Lock()  # the flock excludes other processes, this the other threads
         self._own: set[int] = set()
 
-    def count(self) -> int:
-        return int(struct.unpack_from("<Q", self._map, 0)[0])
+    def _word(self, offset: int) -> int:
+        return int(struct.unpack_from("<Q", self._map, offset)[0])
 
-    def moved_since(self, repository_id: int, since: int, until: int) -> bool:
+    def _slot(self, repository_id: int) -> int:
+        return 16 + 24 * (repository_id % self.SLOTS)
+
+    def count(self) -> int:
+        return self._word(8)
+
+    def moved_since(self, repository_id: int, since: int, until: int, revision: int) -> bool:
         """Whether a commit of another process counted after `since` (up to `until`) may have moved
-        `repository_id`: one of the slot's repositories moved after `since`, and not every commit
-        in between was this process's own."""
+        `repository_id` past `revision`."""
         if until - since <= self.OWN and all(count in self._own for count in range(since + 1, until + 1)):
             return False
-        offset = 8 * (1 + repository_id % self.SLOTS)
-        return int(struct.unpack_from("<Q", self._map, offset)[0]) > since
+        slot = self._slot(repository_id)
+        if self._word(slot) <= since:
+            return False
+        return self._word(slot + 8) != repository_id or self._word(slot + 16) > revision
 
-    def committed(self, repository_ids: Iterable[int]) -> None:
-        """Count a commit of this process that moved these repositories (once it has committed)."""
+    def committed(self, moved: Mapping[int, int]) -> None:
+        """Count a commit of this process that moved these repositories (id: the revision it
+        committed), once it has committed."""
         with self._lock:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 count = self.count() + 1
-                for repository_id in repository_ids:
-                    struct.pack_into("<Q", self._map, 8 * (1 + repository_id % self.SLOTS), count)
-                struct.pack_into("<Q", self._map, 0, count)
+                for repository_id, revision in moved.items():
+                    slot = self._slot(repository_id)
+                    if self._word(slot + 8) == repository_id:
+                        revision = max(revision, self._word(slot + 16))
+                    struct.pack_into("<QQ", self._map, slot + 8, repository_id, revision)
+                    struct.pack_into("<Q", self._map, slot, count)
+                struct.pack_into("<Q", self._map, 8, count)
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             if len(self._own) >= self.OWN:
@@ -215,7 +237,7 @@ class PostgresChanges(Changes):
         epoch, latest = self._latest
         if not (isinstance(stamped, tuple) and isinstance(now, tuple) and stamped[0] == now[0] == epoch):
             return True  # notifications may have been missed in between
-        if self.node is not None and self.node.moved_since(repository_id, stamped[2], now[2]):
+        if self.node is not None and self.node.moved_since(repository_id, stamped[2], now[2], revision):
             return True
         return latest.get(repository_id, 0) > revision
 

@@ -310,8 +310,8 @@ class Database:
                 end_pipeline(session.info.get(PIPELINE_OF), exc)
                 raise
         moved = session.info.pop(MOVED, None)
-        if moved and self.node_changes is not None:
-            self.node_changes.committed(moved)  # committed: before the caller answers anyone
+        if moved and self.node_changes is not None:  # committed: before the caller answers anyone
+            self.node_changes.committed({repository_id: read() for repository_id, read in moved.items()})
 
     def batched(self, fn: Callable[[Session], T], key: Hashable = 0, durable: bool = True) -> T:
         """`fn(session)` committed with whatever other writes of this process are waiting (group

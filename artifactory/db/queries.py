@@ -559,7 +559,6 @@ def _bump_revision(session: Session, repository_id: int) -> Callable[[], int]:
     called (call it before the transaction ends, or after it has committed), so that the statement
     travels with the rest of the transaction's pipeline."""
     cursor = _raw(session, "bump_revision", [{"rid": repository_id}])
-    _moved(session, repository_id)
     revision: list[int] = []
 
     def read() -> int:
@@ -567,6 +566,8 @@ def _bump_revision(session: Session, repository_id: int) -> Callable[[], int]:
             revision.append(int(cursor.fetchone()[0]))
             cursor.close()
         return revision[0]
+
+    _moved(session, repository_id, read)
 
     if session.get_bind().dialect.name != "postgresql":
         read()  # SQLite: the statement must be done before the commit
@@ -579,14 +580,15 @@ def notify_revision(session: Session, repository_id: int, revision: int) -> None
     dialect, cursor = _cursor(session, pipelined=True)
     if dialect == "postgresql":
         cursor.execute(_NOTIFY_REVISION, (f"{repository_id} {revision}",))
-        _moved(session, repository_id)
+        _moved(session, repository_id, lambda: revision)
     cursor.close()
 
 
-def _moved(session: Session, repository_id: int) -> None:
-    """Note that the transaction moves the repository: once it commits, `Database.write` counts it
-    in the node's file of changes (PostgreSQL; on SQLite every commit moves every watcher's token)."""
-    session.info.setdefault(MOVED, set()).add(repository_id)
+def _moved(session: Session, repository_id: int, revision: Callable[[], int]) -> None:
+    """Note that the transaction moves the repository to `revision()` (readable once it has
+    committed): `Database.write` then counts it in the node's file of changes (PostgreSQL; on SQLite
+    every commit moves every watcher's token)."""
+    session.info.setdefault(MOVED, {})[repository_id] = revision
 
 
 def bump_revision_at_commit(session: Session, repository_id: int) -> Callable[[], int]:

@@ -275,3 +275,33 @@ def test_a_node_file_that_cannot_be_opened_leaves_the_notifications(database_url
         create(database, "still-works")
     finally:
         database.dispose()
+
+
+def test_the_node_file_tells_a_process_what_another_may_have_moved(tmp_path):
+    path = tmp_path / "node-changes"
+    one, two = changes.NodeChanges(path), changes.NodeChanges(path)  # two processes of a node
+    try:
+        start = two.count()
+        one.committed({7: 3})
+        now = two.count()
+        assert now == start + 1
+        assert two.moved_since(7, start, now, 2)  # past the revision two holds
+        assert not two.moved_since(7, start, now, 3)  # two holds it already: nothing to read
+        assert not two.moved_since(8, start, now, 0)  # another repository
+        assert not one.moved_since(7, start, now, 0)  # one's own commit is not news to one
+        one.committed({7 + changes.NodeChanges.SLOTS: 1})  # another repository of the same slot
+        assert two.moved_since(7, start, two.count(), 3)  # the slot cannot tell any more: read
+        # A revision committed earlier but counted later never hides a newer one.
+        before = two.count()
+        one.committed({9: 5})
+        two.committed({9: 4})
+        assert one.moved_since(9, before, one.count(), 4)
+        assert not one.moved_since(9, before, one.count(), 5)
+    finally:
+        one.close(), two.close()
+    path.write_bytes(b"\xff" * changes.NodeChanges.SIZE)  # a file of another layout
+    fresh = changes.NodeChanges(path)
+    try:
+        assert fresh.count() == 0 and not fresh.moved_since(7, 0, 0, 0)
+    finally:
+        fresh.close()
