@@ -47,8 +47,8 @@ CHANNEL = "artifactory_revision"
 GONE = 2**63 - 1
 RECONNECT_SECONDS = 1.0
 POLL_SECONDS = 0.5  # how often the listener looks whether it was asked to stop
-# The ids of the repositories a PostgreSQL transaction moved (its notifications), in `Session.info`:
-# what `Database.write` counts in the node's file once the transaction has committed.
+# The repositories a transaction moved, in `Session.info`: each id with how to read the revision it
+# moved to; what `Database.write` counts in the node's file once the transaction has committed.
 MOVED = "moved_repositories"
 
 

@@ -178,7 +178,8 @@ class RepositoryRegistry:
     def advance(self, name: str, revision: int) -> None:
         """This process moved `name` to `revision` (a commit's RETURNING): the cached snapshot takes
         it, keeping its age and its token, instead of being read again (once per upload, on the event
-        loop too); the token moved by that commit costs one read of the revision at the next `get`."""
+        loop too). On SQLite the token moved by that commit costs one read of the revision at the next
+        `get`; on PostgreSQL none, the node's file of changes telling the commit was this process's own."""
         with self._lock:
             self.local_changes += 1
             entry = self._cache.get(name)
