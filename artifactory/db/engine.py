@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from artifactory.batching import Together
 from artifactory.db.changes import MOVED, NodeChanges
+from artifactory.db.leases import NodeLeases
 
 log = logging.getLogger(__name__)
 
@@ -276,10 +277,16 @@ class Database:
                     exc,
                 )
         lock_path = None
+        # SQLite: proxy fetch leases as kernel locks on a file beside the database (`leases`).
+        self.node_leases: NodeLeases | None = None
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
                 lock_path = Path(parsed.database + ".writer")
+                try:
+                    self.node_leases = NodeLeases(Path(parsed.database + ".leases"))
+                except OSError as exc:
+                    log.warning("cannot use %s.leases (%s): proxy leases are rows", parsed.database, exc)
             self.engine = _sqlite_engine(url, "BEGIN IMMEDIATE", "FULL")
             self.lazy_engine = _sqlite_engine(url, "BEGIN IMMEDIATE", "NORMAL")
             self.read_engine = _sqlite_engine(url, "BEGIN", "NORMAL")
@@ -346,3 +353,5 @@ class Database:
             engine.dispose()
         if self.node_changes is not None:
             self.node_changes.close()
+        if self.node_leases is not None:
+            self.node_leases.close()

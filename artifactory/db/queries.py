@@ -85,17 +85,21 @@ class RawQuery:
         # (SQLite's), so that every caller gets what an ORM read would give it.
         self._json = [i for i, c in enumerate(statement.selected_columns) if isinstance(c.type, JSON)]
 
-    def rows(self, values: dict[str, Any]) -> list[Any]:
+    def rows(self, values: dict[str, Any], connection: Any = None) -> list[Any]:
+        """The rows for `values`, on `connection` (a pooled DBAPI connection the caller checked out of
+        this query's engine, for several reads in one checkout) or on one checked out for this read."""
+        if connection is None:
+            connection = self.engine.raw_connection()
+            try:
+                return self.rows(values, connection)
+            finally:
+                connection.close()
         bound = {**self.defaults, **values}
         params: Any = tuple(bound[name] for name in self.order) if self.order is not None else bound
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            cursor.execute(self.sql, params)
-            rows = cursor.fetchall()
-            cursor.close()
-        finally:
-            connection.close()
+        cursor = connection.cursor()
+        cursor.execute(self.sql, params)
+        rows = cursor.fetchall()
+        cursor.close()
         if self._json:
             return [self._decoded(row) for row in rows]
         return list(rows)

@@ -2,9 +2,11 @@
 
 - Immutable paths (the format's cache policy) are never revalidated once cached; metadata paths are
   revalidated after the TTL with If-None-Match / If-Modified-Since, and a 304 only refreshes the TTL.
-- Concurrent misses for one path, in any process on any node, make one upstream request: a lease row
-  in the database elects the fetcher, the others wait for its asset to appear (and share its 502 if it
-  fails). No HEAD probe is sent.
+- Concurrent misses for one path, in any process on any node, make one upstream request: a lease
+  elects the fetcher, the others wait for its asset to appear (and share its 502 if it fails). On
+  PostgreSQL the lease is a row; on SQLite, whose processes share one machine, a kernel lock on a
+  byte of a file beside the database (`db.leases`), taken without a write transaction. No HEAD
+  probe is sent.
 - Upstream credentials go only to the configured upstream's origin, never to an absolute link that an
   upstream document names on another host.
 - The fetcher streams the file to its client while it is stored (the download finishes into the cache
@@ -24,10 +26,13 @@
   before its last chunk, so it never receives a complete-looking wrong file.
 - Misses are remembered (negative cache); after repeated failures the proxy blocks itself for a while
   and answers from cache (or 404) at once; a failing or offline upstream never hides cached content.
-- A cold miss costs two write transactions, both grouped with other requests' (`Database.batched`):
-  the claim (the upstream's health, the negative cache, the lease, the asset as it is now) and the
-  finish (the file's rows, the lease's release, health and misses, together). A per-process copy
-  of the health, at most `config_cache_seconds` old, answers "blocked" before any transaction.
+- A cold miss costs two write transactions on PostgreSQL, both grouped with other requests'
+  (`Database.batched`): the claim (the upstream's health, the negative cache, the lease, the asset
+  as it is now) and the finish (the file's rows, the lease's release, health and misses, together).
+  On SQLite the claim is reads and the node's lease, and the finish is the one transaction that
+  stores the file (or records a miss or a failure), the lease let go once it has committed. A
+  per-process copy of the health, at most `config_cache_seconds` old, answers "blocked" before
+  any transaction.
 """
 
 from __future__ import annotations
@@ -89,6 +94,9 @@ _LEASE_EXPIRY = select(ProxyLease.expires_at).where(
 )
 _MISS_EXPIRY = select(ProxyMiss.expires_at).where(
     ProxyMiss.repository_id == bindparam("rid"), ProxyMiss.path == bindparam("path")
+)
+_HEALTH = select(ProxyHealth.failures, ProxyHealth.blocked_until).where(
+    ProxyHealth.repository_id == bindparam("rid")
 )
 
 
@@ -180,6 +188,11 @@ class Proxy:
         # the negative cache: indexed reads on a pooled DBAPI connection, not through an ORM session.
         self._lease_expiry = queries.RawQuery(engine.db.read_engine, _LEASE_EXPIRY)
         self._miss_expiry = queries.RawQuery(engine.db.read_engine, _MISS_EXPIRY)
+        self._health_query = queries.RawQuery(engine.db.read_engine, _HEALTH)
+        self._asset_query = queries.RawQuery(engine.db.read_engine, queries._FIND_ASSET)
+        # SQLite: the node's leases (`db.leases`), and the descriptor of each one held, by owner.
+        self._node = engine.db.node_leases
+        self._held: dict[str, int] = {}
         # Documents answered from memory whose blob is still being stored: sha256 -> bytes.
         self._pending: dict[str, bytes] = {}
 
@@ -378,10 +391,51 @@ class Proxy:
             unhealthy=failures > 0 or blocked_until is not None,
         )
 
+    def _claim_node(self, repo: Repo, path: str, owner: str, check_negative: bool) -> Claim:
+        """The claim on SQLite: the claim transaction's reads, around the node's lease instead of
+        its row (no write). The negative cache and the asset are read once the lease is held, so
+        that a fetch another process has just finished (it lets go of the lease after its commit)
+        is seen rather than repeated."""
+        assert self._node is not None
+        connection = self.engine.db.read_engine.raw_connection()  # one checkout for the three reads
+        try:
+            found = self._health_query.rows({"rid": repo.id}, connection)
+            failures, blocked_until = (int(found[0][0]), _utc(found[0][1])) if found else (0, None)
+            self._health[repo.id] = (time.monotonic(), blocked_until, failures)
+            if blocked_until is not None and blocked_until > utcnow():
+                return Claim(blocked=True)
+            fd = self._node.acquire(repo.id, path)
+            if fd is None:
+                return Claim(acquired=False)
+            self._held[owner] = fd
+            try:
+                where = {"rid": repo.id, "path": path}
+                if check_negative and _unexpired(self._miss_expiry.rows(where, connection)):
+                    self._release_node(owner)
+                    return Claim(negative=True)
+                rows = self._asset_query.rows(where, connection)
+            except BaseException:
+                self._release_node(owner)
+                raise
+        finally:
+            connection.close()
+        current = queries.asset_of_row(repo.name, rows[0]) if rows else None
+        return Claim(current=current, unhealthy=failures > 0 or blocked_until is not None)
+
+    def _release_node(self, owner: str) -> None:
+        """Let go of the node's lease `owner` holds, if it holds one (SQLite)."""
+        fd = self._held.pop(owner, None)
+        if fd is not None and self._node is not None:
+            self._node.release(fd)
+
     def _lease_held(self, repository_id: int, path: str) -> bool:
+        if self._node is not None:
+            return self._node.held(repository_id, path)
         return _unexpired(self._lease_expiry.rows({"rid": repository_id, "path": path}))
 
     def _refresh_lease(self, repository_id: int, path: str, owner: str) -> None:
+        if self._node is not None:  # a kernel lock lasts as long as its holder
+            return
         with self.engine.db.write(durable=False) as session:
             session.execute(
                 update(ProxyLease)
@@ -395,8 +449,10 @@ class Proxy:
 
     def _finish(self, repo: Repo, path: str, owner: str, outcome: Outcome, session: Session) -> None:
         """The one transaction after a fetch, or its part of the transaction that stores the file:
-        release the lease and record what the fetch taught (health, a miss, a revalidation)."""
-        self._statements.runner(session)("release", rid=repo.id, path=path, owner=owner)
+        release the lease (a row's: the node's is let go after the commit) and record what the
+        fetch taught (health, a miss, a revalidation)."""
+        if self._node is None:
+            self._statements.runner(session)("release", rid=repo.id, path=path, owner=owner)
         if outcome.error is not None or (outcome.reached and outcome.unhealthy):
             self._record(session, repo, outcome.error)
         if outcome.miss:
@@ -410,9 +466,15 @@ class Proxy:
 
     async def _finish_alone(self, repo: Repo, path: str, owner: str, outcome: Outcome) -> None:
         """The finish of a fetch that stored nothing: it only coordinates and remembers (a miss, the
-        upstream's health, a revalidation), all of which a power cut may lose, so not durable."""
-        finish = functools.partial(self._finish, repo, path, owner, outcome)
-        await self.engine.db_call(self.engine.db.batched, finish, (repo.id, path), False)
+        upstream's health, a revalidation), all of which a power cut may lose, so not durable. On
+        SQLite a fetch that taught nothing to remember needs no transaction; the node's lease is let
+        go once whatever there was to write has committed (or failed)."""
+        try:
+            if self._node is None or _teaches(outcome):
+                finish = functools.partial(self._finish, repo, path, owner, outcome)
+                await self.engine.db_call(self.engine.db.batched, finish, (repo.id, path), False)
+        finally:
+            self._release_node(owner)
 
     async def _follow(self, repo: Repo, path: str, cached: StoredAsset | None) -> StoredAsset | None:
         """Wait for another fetcher's result instead of asking the upstream a second time."""
@@ -513,10 +575,13 @@ class Proxy:
         engine = self.engine
         fmt = engine.formats[repo.format]
         owner = uuid.uuid4().hex
-        claim_it = functools.partial(self._claim, repo, path, owner, cached is None)
-        # Not durable: a lease only coordinates (a lease a power cut loses is one nobody holds any
-        # more), so the claim commits without the WAL fsync on the miss's response path.
-        claim = await engine.db_call(engine.db.batched, claim_it, (repo.id, path), False)
+        if self._node is not None:
+            claim = await engine.read_call(self._claim_node, repo, path, owner, cached is None)
+        else:
+            claim_it = functools.partial(self._claim, repo, path, owner, cached is None)
+            # Not durable: a lease only coordinates (a lease a power cut loses is one nobody holds
+            # any more), so the claim commits without the WAL fsync on the miss's response path.
+            claim = await engine.db_call(engine.db.batched, claim_it, (repo.id, path), False)
         if claim.blocked:
             return cached
         if claim.negative:
@@ -820,6 +885,7 @@ class Proxy:
         # again): on SQLite it commits without the WAL flush, which the next miss's claim would wait for.
         stored = await self.engine.hosted.commit(repo, staged, upload, SYSTEM, also=finish, durable=False)
         fetched.outcome.committed = True
+        self._release_node(fetched.owner)  # after the commit: a follower then finds the asset
         return stored
 
     async def _fetch_sibling(self, repo: Repo, path: str) -> bytes | None:
@@ -1088,6 +1154,16 @@ class ClaimStatements:
             return cursor
 
         return run
+
+
+def _teaches(outcome: Outcome) -> bool:
+    """Whether a fetch's finish has anything to write besides the lease's release."""
+    return (
+        outcome.error is not None
+        or (outcome.reached and outcome.unhealthy)
+        or outcome.miss
+        or outcome.revalidated is not None
+    )
 
 
 def _unexpired(rows: list[Any]) -> bool:

@@ -1,7 +1,8 @@
 """A miss whose lease another process holds follows that fetch instead of asking the upstream: it
-polls the lease (indexed reads on a pooled DBAPI connection, in-process on SQLite, with nothing run
-through SQLAlchemy's execution) and then answers what the fetch left: the stored file, a remembered
-miss (None), or a failure (502). On SQLite and PostgreSQL, in process (`state`)."""
+polls the lease (on PostgreSQL indexed reads on a pooled DBAPI connection, on SQLite the kernel's
+lock on the node's lease file, with nothing run through SQLAlchemy's execution) and then answers
+what the fetch left: the stored file, a remembered miss (None), or a failure (502). On SQLite and
+PostgreSQL, in process (`state`)."""
 
 import asyncio
 import os
@@ -26,7 +27,12 @@ def _proxy(state):
 
 
 def _hold_lease(state, repo, path):
-    """Another process's fetch of `path`, under way."""
+    """Another process's fetch of `path`, under way: on SQLite the node's lease taken on a
+    descriptor of its own (as another process would hold it), on PostgreSQL its row."""
+    if state.db.node_leases is not None:
+        fd = state.db.node_leases.acquire(repo.id, path)
+        assert fd is not None
+        return fd
     with state.db.write() as session:
         session.add(
             ProxyLease(
@@ -38,15 +44,20 @@ def _hold_lease(state, repo, path):
         )
 
 
-def _release(state, repo, path, miss=False):
+def _release(state, repo, path, held, miss=False):
+    """That fetch's finish: what it leaves, then the lease let go (in one transaction on PostgreSQL,
+    the node's lease after the commit on SQLite)."""
     with state.db.write() as session:
-        session.execute(
-            delete(ProxyLease).where(ProxyLease.repository_id == repo.id, ProxyLease.path == path)
-        )
+        if held is None:
+            session.execute(
+                delete(ProxyLease).where(ProxyLease.repository_id == repo.id, ProxyLease.path == path)
+            )
         if miss:
             session.add(
                 ProxyMiss(repository_id=repo.id, path=path, expires_at=utcnow() + timedelta(seconds=60))
             )
+    if held is not None:
+        state.db.node_leases.release(held)
 
 
 async def _store(state, repo, path, data):
@@ -64,7 +75,7 @@ def _statements(state):
 @pytest.mark.parametrize("outcome", ["stored", "missed", "failed"])
 def test_a_follower_answers_what_the_other_process_s_fetch_left(state, outcome):
     repo, path = _proxy(state), "dir/file.bin"
-    _hold_lease(state, repo, path)
+    held = _hold_lease(state, repo, path)
 
     async def scenario():
         follower = asyncio.create_task(state.engine.proxy.get(repo, path, stream=False))
@@ -74,7 +85,7 @@ def test_a_follower_answers_what_the_other_process_s_fetch_left(state, outcome):
         if outcome == "stored":
             await _store(state, repo, path, b"fetched elsewhere")
         polls.clear()  # the store's own statements
-        _release(state, repo, path, miss=outcome == "missed")
+        _release(state, repo, path, held, miss=outcome == "missed")
         polls.clear()
         found = await asyncio.wait_for(follower, 10)
         assert polls == []  # the polls and the last reads ran no SQLAlchemy execution
