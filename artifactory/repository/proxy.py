@@ -76,6 +76,10 @@ SYSTEM = Principal(username="system:proxy", roles=frozenset({"admin"}))
 LEASE_SECONDS = 120
 LEASE_REFRESH_SECONDS = 15
 MAX_FOLLOW_SECONDS = 3600
+# How long a follower looks at the lease it waits for at least every FOLLOW_POLL_SECONDS (a read of
+# the lease's row, or on SQLite one system call), before it looks less and less often.
+FOLLOW_QUICK_SECONDS = 1.0
+FOLLOW_POLL_SECONDS = 0.005
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 SIBLING_BYTES = 1024 * 1024  # a checksum file a format's check reads
 # The whole transfer of one upstream file, headers to last byte (`transfer_timeout_seconds` in the
@@ -482,11 +486,15 @@ class Proxy:
         # arrives); an expired lease means the fetcher died, and its work is not waited for.
         deadline = time.monotonic() + MAX_FOLLOW_SECONDS
         # A fetch from a nearby upstream ends in milliseconds (its client is answered before its
-        # commit, and may well ask this process next): look again soon, then less and less often.
+        # commit, and may well ask this process next): look again soon, for a while at least every
+        # FOLLOW_POLL_SECONDS (a follower that notices a release late is a request answered late:
+        # during a cold install through a group, the last of a phase), then less and less often.
         delay = 0.002
+        started = time.monotonic()
         while True:
             await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+            quick = time.monotonic() - started < FOLLOW_QUICK_SECONDS
+            delay = min(delay * 1.5, FOLLOW_POLL_SECONDS if quick else 0.25)
             if not await self.engine.read_call(self._lease_held, repo.id, path):
                 break
             if time.monotonic() > deadline:
