@@ -1,6 +1,7 @@
 """Durable small uploads: 8 clients PUTting unique 1 KB raw files, artifactory against nginx's WebDAV.
 
     python bench/writes.py [--duration 10] [--servers nginx,sqlite,postgresql] [--workers 1,2]
+                           [--rounds 1]
 
 wrk (-t2 -c8) sends PUTs of unique paths with unique 1 KB bodies (so no two share a blob) to
   - nginx with `dav_methods PUT;` (it writes the body and renames it into place; no fsync),
@@ -18,6 +19,11 @@ is read back, so a server that answered 201 without storing is caught. Everythin
 The server runs `python -m artifactory` from the current directory, which Python puts first on the
 import path: to measure another checkout, run this script from that checkout's root.
 `bench/publish.py` measures twine, npm publish and OCI push rates on the same write path.
+
+`--rounds N` measures every server N times, round after round (each time on a new server and data
+directory), and reports each column's median with the lowest and highest rate: on a shared machine
+whose speed drifts by a fifth or more within minutes, one run per server says little, and
+interleaved rounds spread the drift over every server alike.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -227,55 +234,61 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, choices=range(1, 601), metavar="SECONDS")
     parser.add_argument("--servers", default="nginx,sqlite,postgresql")
     parser.add_argument("--workers", default="1,2", help="worker counts to measure, comma-separated")
+    parser.add_argument("--rounds", type=int, default=1, choices=range(1, 21), metavar="N")
     args = parser.parse_args()
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
     counts = [int(n) for n in args.workers.split(",") if n.strip()]
+    unknown = [name for name in wanted if name not in ("nginx", "sqlite", "postgresql")]
+    if unknown:
+        print(f"unknown server {unknown[0]!r}", file=sys.stderr)
+        return 2
     wrk_bin, nginx_bin = find_tool("wrk"), find_tool("nginx")
     if wrk_bin is None or (nginx_bin is None and "nginx" in wanted):
         print("needs wrk and nginx: apt-get install -y wrk nginx-light", file=sys.stderr)
         return 2
-    results: dict[str, dict[str, float | str]] = {}
+    runs: dict[str, list[dict[str, float | str]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-writes-") as tmp:
         workdir = Path(tmp)
-        for name in wanted:
-            if name == "nginx":
-                assert nginx_bin is not None
-                with nginx_dav(nginx_bin, workdir) as (url, pid):
-                    results[name] = measure(name, url, pid, wrk_bin, workdir, args.duration, "")
-            elif name in ("sqlite", "postgresql"):
-                schema, url = ("", "")
+        for round_number in range(args.rounds):
+            if args.rounds > 1:
+                print(f"round {round_number + 1} of {args.rounds}", flush=True)
+            for name in wanted:
+                if name == "nginx":
+                    assert nginx_bin is not None
+                    with nginx_dav(nginx_bin, workdir / f"nginx-{round_number}") as (url, pid):
+                        runs.setdefault(name, []).append(
+                            measure(name, url, pid, wrk_bin, workdir, args.duration, "")
+                        )
+                    continue
                 base = test_database_url()
-                if name == "postgresql":
-                    schema, url = new_schema(base)
-                try:
-                    for workers in counts:
-                        label = f"{name}-x{workers}"
-                        folder = workdir / f"{name}-{workers}"
+                for workers in counts:
+                    label = f"{name}-x{workers}"
+                    schema, url = new_schema(base) if name == "postgresql" else ("", "")
+                    try:
+                        folder = workdir / f"{name}-{workers}-{round_number}"
                         with artifactory(folder, url, workers) as (server_url, server, auth):
                             assert server.process is not None
-                            results[label] = measure(
-                                label, server_url, server.process.pid, wrk_bin, workdir, args.duration, auth
+                            pid = server.process.pid
+                            runs.setdefault(label, []).append(
+                                measure(label, server_url, pid, wrk_bin, workdir, args.duration, auth)
                             )
                             for line in server_errors(server.log())[:8]:
                                 print(f"    log: {line}")
-                        if schema:  # the next worker count starts on an empty schema too
+                    finally:
+                        if schema:
                             drop_schema(base, schema)
-                            schema, url = new_schema(base)
-                finally:
-                    if schema:
-                        drop_schema(base, schema)
-            else:
-                print(f"unknown server {name!r}", file=sys.stderr)
-                return 2
+    results = {name: summary(measured) for name, measured in runs.items()}
     nginx_rate = results.get("nginx", {}).get("rate")
     print()
-    print(f"{args.duration} s per server, wrk -t2 -c8, unique 1 KB bodies; -xN is `--workers N`")
+    rounds = f", median of {args.rounds} rounds (lowest-highest uploads/s)" if args.rounds > 1 else ""
+    print(f"{args.duration} s per server, wrk -t2 -c8, unique 1 KB bodies; -xN is `--workers N`{rounds}")
     print("| server | uploads/s | % of nginx | p50 ms | p99 ms | server CPUs | per CPU-s | load | errors |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         share = f"{100 * float(r['rate']) / float(nginx_rate):.0f}%" if nginx_rate else "-"
+        spread = f" ({r['spread']})" if args.rounds > 1 else ""
         print(
-            f"| {name} | {float(r['rate']):,.0f} | {share} | {float(r['p50_ms']):.1f} | "
+            f"| {name} | {float(r['rate']):,.0f}{spread} | {share} | {float(r['p50_ms']):.1f} | "
             f"{float(r['p99_ms']):.1f} | {float(r['cpus']):.2f} | {float(r['per_cpu']):,.0f} | "
             f"{r['load']} | {r['errors'] or '-'} |"
         )
@@ -286,6 +299,22 @@ def main() -> int:
             verdict |= 0 if met else 1
             print(f"{name}: {'meets' if met else 'misses'} the target of {TARGET:,.0f} durable uploads/s")
     return verdict
+
+
+def summary(measured: list[dict[str, float | str]]) -> dict[str, float | str]:
+    """Each numeric column's median over the rounds, the lowest and highest rate, the load range,
+    and every round's errors."""
+    numbers = ("rate", "p50_ms", "p99_ms", "cpus", "others", "per_cpu")
+    result: dict[str, float | str] = {
+        key: statistics.median(float(m[key]) for m in measured) for key in numbers
+    }
+    rates = [float(m["rate"]) for m in measured]
+    result["spread"] = f"{min(rates):,.0f}-{max(rates):,.0f}"
+    loads = [str(m["load"]) for m in measured]
+    first, last = loads[0].split("->")[0], loads[-1].split("->")[-1]
+    result["load"] = loads[0] if len(loads) == 1 else f"{first}..{last}"
+    result["errors"] = "; ".join(str(m["errors"]) for m in measured if m["errors"])
+    return result
 
 
 if __name__ == "__main__":
