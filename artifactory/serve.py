@@ -84,7 +84,10 @@ def document_response(
 ) -> Response:
     """A file held in memory (a proxied file answered as soon as it was checked, before it is
     stored), with the same single byte ranges a stored file is served with."""
-    body = document.body
+    return _body_response(request, document.body, headers, conditional)
+
+
+def _body_response(request: Request, body: bytes, headers: dict[str, str], conditional: bool) -> Response:
     ranged = _range(request, headers, len(body), conditional)
     if ranged == "unsatisfiable":
         return _unsatisfiable(len(body))
@@ -115,11 +118,16 @@ def _unsatisfiable(size: int) -> Response:
 def blob_response(
     request: Request, asset: StoredAsset, headers: dict[str, str], conditional: bool = True
 ) -> Response:
+    state = request.scope["artifactory.state"]
+    # Fetched and verified, its commit (and the bytes' flush to disk) still under way: from memory.
+    pending = state.engine.proxy.pending(asset.sha256)
+    if pending is not None:
+        return _body_response(request, pending, headers, conditional)
     size = asset.size
     ranged = _range(request, headers, size, conditional)
     if ranged == "unsatisfiable":
         return _unsatisfiable(size)
-    store = request.scope["artifactory.state"].blobs
+    store = state.blobs
     path = store.local_path(asset.sha256)
     if isinstance(ranged, tuple):
         start, end = ranged

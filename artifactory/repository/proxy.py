@@ -11,9 +11,10 @@
   upstream document names on another host.
 - The fetcher streams the file to its client while it is stored (the download finishes into the cache
   even if that client goes away).
-- A client is answered as soon as the bytes are verified and at their content address (a document:
-  as soon as it is checked, from memory); the rows that cache them commit right after, in the
-  background, together with the lease's release. Until then the lease stays held, so other
+- A client is answered as soon as the bytes are verified and at their content address (a document,
+  or a file that arrived whole in memory: as soon as it is checked, from memory, and so are the
+  requests that join its fetch, such as a range after a HEAD); the rows that cache them commit right
+  after, in the background, together with the lease's release. Until then the lease stays held, so other
   processes still wait for the commit, and requests of this process for the same path share the
   fetch in flight (`Flight`) instead of claiming and polling the lease. Nothing is answered or
   cached before it is verified.
@@ -197,8 +198,10 @@ class Proxy:
         # SQLite: the node's leases (`db.leases`), and the descriptor of each one held, by owner.
         self._node = engine.db.node_leases
         self._held: dict[str, int] = {}
-        # Documents answered from memory whose blob is still being stored: sha256 -> bytes.
+        # Fetched bytes answered from memory while their blob is still being stored (documents,
+        # and files that arrived whole in memory): sha256 -> bytes, and how many fetches hold them.
         self._pending: dict[str, bytes] = {}
+        self._pending_holds: dict[str, int] = {}
 
     # -- public ------------------------------------------------------------------------------
     async def get(
@@ -233,8 +236,21 @@ class Proxy:
         return await self._fetch_shared(repo, path, cached, policy, stream, document, declaring)
 
     def pending(self, sha256: str) -> bytes | None:
-        """A document this process answered from memory whose blob is not stored yet."""
+        """Fetched bytes this process answers from memory while their blob is being stored (a
+        document, or a file that arrived whole in memory and was verified)."""
         return self._pending.get(sha256)
+
+    def _hold_pending(self, sha256: str, data: bytes) -> None:
+        self._pending[sha256] = data
+        self._pending_holds[sha256] = self._pending_holds.get(sha256, 0) + 1
+
+    def _drop_pending(self, sha256: str) -> None:
+        left = self._pending_holds.get(sha256, 0) - 1
+        if left > 0:
+            self._pending_holds[sha256] = left
+        else:
+            self._pending_holds.pop(sha256, None)
+            self._pending.pop(sha256, None)
 
     async def landed(self, repo: Repo) -> None:
         """Wait until the fetches this process answered for `repo` are committed (for what reads
@@ -736,7 +752,7 @@ class Proxy:
             source.check(data, str(response.url), sha256)
         except ValueError as exc:  # a malformed upstream document: keep serving the cached one
             raise UpstreamUnavailable(f"upstream document {source.url} is unusable: {exc}") from None
-        self._pending[sha256] = data
+        self._hold_pending(sha256, data)
         # Only the index reads a document's asset, by its sha256: the other digests are not needed.
         answer = self._provisional(repo, path, BlobInfo(sha256, len(data), "", "", ""), fetched)
 
@@ -764,12 +780,18 @@ class Proxy:
         return answer, stage
 
     async def _stage_verified(
-        self, repo: Repo, path: str, body: AsyncIterable[bytes], expected: Mapping[str, str]
+        self,
+        repo: Repo,
+        path: str,
+        body: AsyncIterable[bytes],
+        expected: Mapping[str, str],
+        verified: Callable[[StagedBlob], None] | None = None,
     ) -> tuple[StagedBlob, StagedBlob]:
         """Receive fetched bytes, verify them (the digests declared for them, then the format's own
         check) and move them to their content address: (the staged blob, what the commit takes,
         which keeps the temporary copy if the address held the bytes already, see `BlobStore.place`).
-        Bytes that fail are removed and refused with UpstreamUnavailable."""
+        Bytes that fail are removed and refused with UpstreamUnavailable. `verified(staged)` is
+        called once bytes held in memory are verified, before they are made durable."""
         engine = self.engine
         blobs = engine.blobs
         checked = self._checks(repo)
@@ -782,14 +804,19 @@ class Proxy:
             try:
                 if checked:
                     staged = await blobs.ingest(body, expected)
+                elif verified is not None:  # small bytes stay in memory until placed
+                    staged, _ = await blobs.ingest_then(body, expected, None, None)
                 else:  # verified, made durable and placed in the worker thread that wrote the last bytes
                     staged, placed = await blobs.ingest_then(body, expected, None, blobs.place)
             except DigestMismatch as exc:
                 raise UpstreamUnavailable(
                     f"{path} from the upstream of {repo.name} was refused: {exc}"
                 ) from None
-            if checked:
-                await self._verify_fetched(repo, path, staged, early)
+            if checked or verified is not None:
+                if checked:
+                    await self._verify_fetched(repo, path, staged, early)
+                if verified is not None and staged.in_memory and staged.data is not None:
+                    verified(staged)
                 try:
                     placed = await engine.db_call(blobs.place, staged)
                 except BaseException:
@@ -839,7 +866,7 @@ class Proxy:
                 log.warning("proxy %s: caching %s failed: %s", repo.name, path, exc)
             finally:
                 if pending is not None:
-                    self._pending.pop(pending, None)
+                    self._drop_pending(pending)
                 if not fetched.outcome.committed:
                     self._unlist((repo.id, path), flight)
                     await self._finish_alone(repo, path, fetched.owner, fetched.outcome)
@@ -976,9 +1003,20 @@ class Proxy:
             await _put(None)
             answered = True
 
+        in_memory: list[str] = []  # the sha256 of bytes `verified` holds for the flight
+
+        def verified(staged: StagedBlob) -> None:
+            """Bytes that arrived whole in memory and passed every check: requests that join the
+            flight (a range after a HEAD) are answered from memory until the commit, rather than
+            after the bytes are made durable (`pending`)."""
+            assert staged.data is not None
+            self._hold_pending(staged.info.sha256, staged.data)
+            in_memory.append(staged.info.sha256)
+            flight.settle(self._provisional(repo, path, staged.info, fetched))
+
         async def run() -> None:
             try:
-                staged, kept = await self._stage_verified(repo, path, source(), fetched.expected)
+                staged, kept = await self._stage_verified(repo, path, source(), fetched.expected, verified)
                 flight.settle(self._provisional(repo, path, staged.info, fetched))
                 if not answered:
                     await answer()
@@ -999,9 +1037,13 @@ class Proxy:
                 if not isinstance(exc, Exception):
                     raise
             finally:
-                await response.aclose()
-                await release()
-                self._end((repo.id, path), flight)
+                try:
+                    await response.aclose()
+                    await release()
+                    self._end((repo.id, path), flight)
+                finally:
+                    for sha256 in in_memory:  # committed (or failed): reads go to the blob store again
+                        self._drop_pending(sha256)
 
         async def release() -> None:
             """Once: end the flight and release the lease, unless the commit released it."""

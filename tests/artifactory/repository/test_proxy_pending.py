@@ -1,0 +1,67 @@
+"""A request that joins a fetch under way (a range after a HEAD) is answered as soon as the fetched
+bytes are verified, from memory, not once they are flushed to disk; once the fetch has committed
+they are read from the blob store again. On SQLite and PostgreSQL, in process (the engine and the
+application, no network but the loopback upstream)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import httpx
+
+from artifactory.app import Application
+from artifactory.blobstore.store import BlobStore
+from artifactory.repository.model import StoredAsset, Streaming
+from artifactory.security.principal import Principal
+from tests.artifactory.repository.upstream import running
+
+ADMIN = Principal("admin", frozenset({"admin"}))
+SLOW_FLUSH_SECONDS = 1.0
+
+
+def test_a_request_joining_a_fetch_is_answered_before_its_bytes_are_flushed(state, monkeypatch):
+    data = os.urandom(200 * 1024)
+    place = BlobStore.place
+
+    def slow_place(self, staged):
+        time.sleep(SLOW_FLUSH_SECONDS)  # a busy disk
+        return place(self, staged)
+
+    monkeypatch.setattr(BlobStore, "place", slow_place)
+    with running() as upstream:
+        upstream.put("lib/file.bin", data)
+        name = f"p{os.urandom(4).hex()}"
+        state.engine.repos.create({"name": name, "format": "raw", "type": "proxy", "url": upstream.url})
+        repo = state.engine.repository(name)
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=Application(state)), base_url="http://t")
+
+        async def scenario() -> tuple[float, bytes, bytes, bool]:
+            try:
+                first = await state.engine.get(repo, "lib/file.bin", ADMIN, stream=True)
+                assert isinstance(first, Streaming)
+                received = b"".join([chunk async for chunk in first.chunks])
+                started = time.monotonic()
+                joined = await state.engine.get(repo, "lib/file.bin", ADMIN, stream=False)
+                url = f"/repository/{name}/lib/file.bin"
+                ranged = await client.get(url, headers={"Range": "bytes=100-199"})
+                waited = time.monotonic() - started
+                assert isinstance(joined, StoredAsset) and ranged.status_code == 206
+                for _ in range(500):  # the commit, after the slow flush
+                    if not state.engine.proxy._tasks:
+                        break
+                    await asyncio.sleep(0.01)
+                held = state.engine.proxy.pending(joined.sha256) is not None
+                return waited, received, ranged.content, held
+            finally:
+                await client.aclose()
+                await state.engine.close()
+
+        waited, received, ranged, held = asyncio.run(scenario())
+        assert received == data and ranged == data[100:200]
+        assert waited < SLOW_FLUSH_SECONDS / 2  # not behind the flush
+        assert not held  # committed: no longer held in memory
+        stored = state.engine.lookup(repo, "lib/file.bin")
+        assert stored is not None and stored.size == len(data)
+        assert upstream.count("lib/file.bin") == 1
