@@ -77,10 +77,11 @@ SYSTEM = Principal(username="system:proxy", roles=frozenset({"admin"}))
 LEASE_SECONDS = 120
 LEASE_REFRESH_SECONDS = 15
 MAX_FOLLOW_SECONDS = 3600
-# How long a follower looks at the lease it waits for at least every FOLLOW_POLL_SECONDS (a read of
-# the lease's row, or on SQLite one system call), before it looks less and less often.
+# How long a follower looks at the lease it waits for at least every so often, before it looks less
+# and less often: on SQLite a look is one system call (the node's lease file), on PostgreSQL a query
+# (many followers of one fetch must not flood the database).
 FOLLOW_QUICK_SECONDS = 1.0
-FOLLOW_POLL_SECONDS = 0.005
+FOLLOW_POLL_SECONDS = {"node": 0.005, "rows": 0.025}
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
 SIBLING_BYTES = 1024 * 1024  # a checksum file a format's check reads
 # The whole transfer of one upstream file, headers to last byte (`transfer_timeout_seconds` in the
@@ -507,10 +508,11 @@ class Proxy:
         # during a cold install through a group, the last of a phase), then less and less often.
         delay = 0.002
         started = time.monotonic()
+        quick_poll = FOLLOW_POLL_SECONDS["node" if self._node is not None else "rows"]
         while True:
             await asyncio.sleep(delay)
             quick = time.monotonic() - started < FOLLOW_QUICK_SECONDS
-            delay = min(delay * 1.5, FOLLOW_POLL_SECONDS if quick else 0.25)
+            delay = min(delay * 1.5, quick_poll if quick else 0.25)
             if not await self.engine.read_call(self._lease_held, repo.id, path):
                 break
             if time.monotonic() > deadline:
