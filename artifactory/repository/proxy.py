@@ -793,7 +793,8 @@ class Proxy:
         check) and move them to their content address: (the staged blob, what the commit takes,
         which keeps the temporary copy if the address held the bytes already, see `BlobStore.place`).
         Bytes that fail are removed and refused with UpstreamUnavailable. `verified(staged)` is
-        called once bytes held in memory are verified, before they are made durable."""
+        called once bytes held in memory are verified; they are then left for the commit to make
+        durable and place (what the commit takes is the staged blob itself)."""
         engine = self.engine
         blobs = engine.blobs
         checked = self._checks(repo)
@@ -819,6 +820,8 @@ class Proxy:
                     await self._verify_fetched(repo, path, staged, early)
                 if verified is not None and staged.in_memory and staged.data is not None:
                     verified(staged)
+                    # Placed by the commit, in its own worker-thread call (`Hosted.commit`).
+                    return staged, staged
                 try:
                     placed = await engine.db_call(blobs.place, staged)
                 except BaseException:
