@@ -958,11 +958,12 @@ class Proxy:
 
         The client is always one chunk behind the store: the last chunk reaches it only once every
         byte has been verified, so bytes that fail end its connection short of a complete file. Its
-        response ends then, before the commit; the flight shares the verified file once it is at
-        its content address. A small file (a known length up to EARLY_VERIFY_BYTES) that only
-        declared digests check is verified as it passes, so its client has its last chunk before
-        the bytes are made durable; any other waits for the blob store's verification (and the
-        format's check).
+        response ends then, before the commit; the flight shares the verified file as soon as it is
+        verified when it arrived whole in memory (answered from memory until the commit), else once
+        it is at its content address. A small file (a known length up to EARLY_VERIFY_BYTES) that
+        only declared digests check is verified as it passes, so its client has its last chunk
+        before the bytes are made durable; any other waits for the blob store's verification (and
+        the format's check).
         """
         flight.landing = True
         engine = self.engine
