@@ -118,8 +118,11 @@ class AssetLookup:
     def __init__(self, engine: Engine) -> None:
         self._query = RawQuery(engine, _FIND_ASSET)
 
-    def __call__(self, repository: str, repository_id: int, path: str) -> StoredAsset | None:
-        rows = self._query.rows({"rid": repository_id, "path": path})
+    def __call__(
+        self, repository: str, repository_id: int, path: str, connection: Any = None
+    ) -> StoredAsset | None:
+        """The asset, read on `connection` when the caller has one checked out (see `RawQuery.rows`)."""
+        rows = self._query.rows({"rid": repository_id, "path": path}, connection)
         return asset_of_row(repository, rows[0]) if rows else None
 
 

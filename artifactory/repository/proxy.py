@@ -195,7 +195,7 @@ class Proxy:
         self._lease_expiry = queries.RawQuery(engine.db.read_engine, _LEASE_EXPIRY)
         self._miss_expiry = queries.RawQuery(engine.db.read_engine, _MISS_EXPIRY)
         self._health_query = queries.RawQuery(engine.db.read_engine, _HEALTH)
-        self._asset_query = queries.RawQuery(engine.db.read_engine, queries._FIND_ASSET)
+        self._asset_lookup = queries.AssetLookup(engine.db.read_engine)
         # SQLite: the node's leases (`db.leases`), and the descriptor of each one held, by owner.
         self._node = engine.db.node_leases
         self._held: dict[str, int] = {}
@@ -434,13 +434,12 @@ class Proxy:
                 if check_negative and _unexpired(self._miss_expiry.rows(where, connection)):
                     self._release_node(owner)
                     return Claim(negative=True)
-                rows = self._asset_query.rows(where, connection)
+                current = self._asset_lookup(repo.name, repo.id, path, connection)
             except BaseException:
                 self._release_node(owner)
                 raise
         finally:
             connection.close()
-        current = queries.asset_of_row(repo.name, rows[0]) if rows else None
         return Claim(current=current, unhealthy=failures > 0 or blocked_until is not None)
 
     def _release_node(self, owner: str) -> None:
@@ -1158,11 +1157,9 @@ class ClaimStatements:
         rid: Any = bindparam("rid")
         path: Any = bindparam("path")
         if name == "health":
-            return select(ProxyHealth.failures, ProxyHealth.blocked_until).where(
-                ProxyHealth.repository_id == rid
-            )
+            return _HEALTH
         if name == "miss":
-            return select(ProxyMiss.expires_at).where(ProxyMiss.repository_id == rid, ProxyMiss.path == path)
+            return _MISS_EXPIRY
         if name == "lease":
             insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
             return (
