@@ -123,18 +123,22 @@ def blob_response(
     pending = state.engine.proxy.pending(asset.sha256)
     if pending is not None:
         return _body_response(request, pending, headers, conditional)
+    if asset.inline is not None:  # a small blob whose row keeps its bytes, read with the asset
+        return _body_response(request, asset.inline, headers, conditional)
     size = asset.size
     ranged = _range(request, headers, size, conditional)
     if ranged == "unsatisfiable":
         return _unsatisfiable(size)
     store = state.blobs
     path = store.local_path(asset.sha256)
+    # An asset read without its blob's row bytes (a listing's): those are looked for if no file is.
+    fallback = functools.partial(state.engine.inline_bytes, asset.sha256)
     if isinstance(ranged, tuple):
         start, end = ranged
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         headers["Content-Length"] = str(end - start)
         chunks = None if path is not None else store.read(asset.sha256, start, end)
-        return BlobResponse(206, headers, chunks, path, start, end, full=False)
+        return BlobResponse(206, headers, chunks, path, start, end, False, fallback)
     headers["Content-Length"] = str(size)
     chunks = None if path is not None else store.read(asset.sha256)
-    return BlobResponse(200, headers, chunks, path, 0, size, full=True)
+    return BlobResponse(200, headers, chunks, path, 0, size, True, fallback)

@@ -38,6 +38,9 @@ class Settings:
     # Client addresses whose X-Forwarded-Proto/-Host/-Prefix are believed; "*" trusts every peer.
     trusted_proxies: list[str] = field(default_factory=list)
     max_upload_bytes: int = 20 * 1024**3
+    # Bytes of a stored file up to which a hosted commit keeps them in the database row of their
+    # blob rather than in the blob store (one durable commit instead of file flushes). 0: never.
+    inline_blob_bytes: int = 16 * 1024
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
     admin_password: str = ""

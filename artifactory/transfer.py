@@ -380,13 +380,22 @@ class _BytesReader:
 
 
 def _read_blob(state: AppState, sha256: str) -> Iterator[bytes]:
+    gone = TransferError(
+        f"blob {sha256} is gone from the blob store (deleted since the export began?); run the export again"
+    )
     try:
-        yield from state.blobs.read(sha256)
+        chunks = state.blobs.read(sha256)
     except KeyError:
-        raise TransferError(
-            f"blob {sha256} is gone from the blob store (deleted since the export began?); "
-            "run the export again"
-        ) from None
+        with state.db.read() as session:  # a small blob whose row keeps its bytes
+            kept = queries.inline_bytes(session, sha256)
+        if kept is None:
+            raise gone from None
+        yield kept
+        return
+    try:
+        yield from chunks
+    except KeyError:
+        raise gone from None
 
 
 # -- import: reading and checking ----------------------------------------------------------------
@@ -866,10 +875,14 @@ def backup(state: AppState, directory: Path, link: bool, prune: bool, progress: 
                 source.backup(target)
                 if target.execute("PRAGMA quick_check").fetchone() != ("ok",):
                     raise TransferError("the database snapshot failed its integrity check")
+                # Blobs whose rows keep their bytes (`blob.data`) are in the snapshot already.
                 rows = target.execute(
                     "SELECT b.sha256, b.size, EXISTS (SELECT 1 FROM asset a WHERE a.blob_sha256 = b.sha256) "
-                    "FROM blob b ORDER BY b.sha256"
+                    "FROM blob b WHERE b.data IS NULL ORDER BY b.sha256"
                 ).fetchall()
+                in_database = target.execute(
+                    "SELECT count(*), coalesce(sum(size), 0) FROM blob WHERE data IS NOT NULL"
+                ).fetchone()
                 counts = {
                     table: target.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
                     for table in ("repository", "component", "asset")
@@ -896,14 +909,15 @@ def backup(state: AppState, directory: Path, link: bool, prune: bool, progress: 
     if secret.exists():
         shutil.copyfile(secret, directory / "token.secret")
     pruned = _prune(directory, {row[0] for row in rows}) if prune else 0
-    summary.blobs = copied + linked + unchanged
-    summary.bytes = sum(int(row[1]) for row in rows)
+    summary.blobs = copied + linked + unchanged + int(in_database[0])
+    summary.bytes = sum(int(row[1]) for row in rows) + int(in_database[1])
     summary.seconds = time.monotonic() - started
     summary.details.update(
         {
             "copied": copied,
             "linked": linked,
             "unchanged": unchanged,
+            "in_database": int(in_database[0]),
             "pruned": pruned,
             "database": str(directory / "artifactory.db"),
         }

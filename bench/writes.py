@@ -1,7 +1,7 @@
 """Durable small uploads: 8 clients PUTting unique 1 KB raw files, artifactory against nginx's WebDAV.
 
     python bench/writes.py [--duration 10] [--servers nginx,sqlite,postgresql] [--workers 1,2]
-                           [--rounds 1]
+                           [--rounds 1] [--inline-blob-bytes N]
 
 wrk (-t2 -c8) sends PUTs of unique paths with unique 1 KB bodies (so no two share a blob) to
   - nginx with `dav_methods PUT;` (it writes the body and renames it into place; no fsync),
@@ -11,10 +11,13 @@ wrk (-t2 -c8) sends PUTs of unique paths with unique 1 KB bodies (so no two shar
     server's database `test`, dropped at the end),
 into a raw hosted repository, and reports uploads/s (201 answers per second), latency and the load
 average before and after each run (the machine is shared: compare runs made under the same load, and
-uploads per server CPU-second, which load moves much less). Each artifactory 201 is durable: the
-blob file and its name are on disk (fsynced, or for uploads arriving together two syncfs per batch)
-and the asset row is committed before the answer is sent. Afterwards a sample of the uploaded paths
-is read back, so a server that answered 201 without storing is caught. Everything listens on 127.0.0.1.
+uploads per server CPU-second, which load moves much less). Each artifactory 201 is durable: a 1 KB
+body is at most the server's `inline_blob_bytes` (16 KiB by default), so its bytes are written into
+its blob's row by the commit of its asset, which is on disk before the answer is sent.
+`--inline-blob-bytes 0` measures the blob store's path instead: the blob file and its name are on
+disk (two syncfs per batch of uploads arriving together) before the asset row commits. Afterwards a
+sample of the uploaded paths is read back, so a server that answered 201 without storing is caught.
+Everything listens on 127.0.0.1.
 
 The server runs `python -m artifactory` from the current directory, which Python puts first on the
 import path: to measure another checkout, run this script from that checkout's root.
@@ -140,7 +143,9 @@ def nginx_dav(nginx_bin: str, workdir: Path) -> Iterator[tuple[str, int]]:
 
 
 @contextmanager
-def artifactory(data_dir: Path, database_url: str, workers: int) -> Iterator[tuple[str, LiveServer, str]]:
+def artifactory(
+    data_dir: Path, database_url: str, workers: int, inline_blob_bytes: int | None = None
+) -> Iterator[tuple[str, LiveServer, str]]:
     """The server with the raw hosted repository, and an Authorization value for its uploads: an API
     token (a password would be hashed again every time the credentials cache expires, and with the
     machine loaded that hashing, not the write path, would be what is measured)."""
@@ -150,6 +155,8 @@ def artifactory(data_dir: Path, database_url: str, workers: int) -> Iterator[tup
         workers=workers,
         env={"ARTIFACTORY_CONFIG_CACHE_SECONDS": "1.0"},
     )
+    if inline_blob_bytes is not None:
+        server.extra_env["ARTIFACTORY_INLINE_BLOB_BYTES"] = str(inline_blob_bytes)
     server.log_path = data_dir.parent / f"{data_dir.name}-server.log"
     try:
         server.start(timeout=60.0)
@@ -235,6 +242,13 @@ def main() -> int:
     parser.add_argument("--servers", default="nginx,sqlite,postgresql")
     parser.add_argument("--workers", default="1,2", help="worker counts to measure, comma-separated")
     parser.add_argument("--rounds", type=int, default=1, choices=range(1, 21), metavar="N")
+    parser.add_argument(
+        "--inline-blob-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the servers' inline_blob_bytes (default: theirs); 0 stores every body as a blob file",
+    )
     args = parser.parse_args()
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
     counts = [int(n) for n in args.workers.split(",") if n.strip()]
@@ -266,7 +280,11 @@ def main() -> int:
                     schema, url = new_schema(base) if name == "postgresql" else ("", "")
                     try:
                         folder = workdir / f"{name}-{workers}-{round_number}"
-                        with artifactory(folder, url, workers) as (server_url, server, auth):
+                        with artifactory(folder, url, workers, args.inline_blob_bytes) as (
+                            server_url,
+                            server,
+                            auth,
+                        ):
                             assert server.process is not None
                             pid = server.process.pid
                             runs.setdefault(label, []).append(
@@ -281,7 +299,8 @@ def main() -> int:
     nginx_rate = results.get("nginx", {}).get("rate")
     print()
     rounds = f", median of {args.rounds} rounds (lowest-highest uploads/s)" if args.rounds > 1 else ""
-    print(f"{args.duration} s per server, wrk -t2 -c8, unique 1 KB bodies; -xN is `--workers N`{rounds}")
+    inline = "" if args.inline_blob_bytes is None else f", inline_blob_bytes={args.inline_blob_bytes}"
+    print(f"{args.duration} s per server, wrk -t2 -c8, unique 1 KB bodies{inline}; -xN: --workers N{rounds}")
     print("| server | uploads/s | % of nginx | p50 ms | p99 ms | server CPUs | per CPU-s | load | errors |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -68,7 +69,9 @@ class Base(DeclarativeBase):
 
 
 class Blob(Base):
-    """Bytes stored once, addressed by sha256; `touched_at` protects a blob being reused from GC."""
+    """Bytes stored once, addressed by sha256; `touched_at` protects a blob being reused from GC.
+    `data`: the bytes themselves, for a blob small enough to be kept in its row (saved by a hosted
+    commit, `Settings.inline_blob_bytes`); NULL when they are in the blob store."""
 
     __tablename__ = "blob"
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -78,6 +81,7 @@ class Blob(Base):
     sha512: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     touched_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
 
 
 def first_revision() -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -63,8 +63,10 @@ _ASSET_COLUMNS = (
 )
 
 
+# The hot lookup reads a small blob's bytes kept in its row with it (`Blob.data`): serving it then
+# costs no file at all.
 _FIND_ASSET = (
-    select(*_ASSET_COLUMNS)
+    select(*_ASSET_COLUMNS, Blob.data.label("inline"))
     .join(Blob, Blob.sha256 == Asset.blob_sha256)
     .where(Asset.repository_id == bindparam("rid"), Asset.path == bindparam("path"))
 )
@@ -127,8 +129,12 @@ class AssetLookup:
 
 
 def asset_of_row(repository: str, row: Any) -> StoredAsset:
-    """The asset of a DBAPI row of `_ASSET_COLUMNS` (SQLite hands JSON and timestamps back as text)."""
-    asset_id, path, sha256, content_type, attributes, updated, component_id, size, md5, sha1, sha512 = row
+    """The asset of a DBAPI row of `_ASSET_COLUMNS`, perhaps followed by the blob's inline bytes
+    (SQLite hands JSON and timestamps back as text)."""
+    asset_id, path, sha256, content_type, attributes, updated, component_id, size, md5, sha1, sha512 = row[
+        :11
+    ]
+    inline = row[11] if len(row) > 11 else None
     if isinstance(attributes, str | bytes):
         attributes = json.loads(attributes)
     if isinstance(updated, str):
@@ -146,6 +152,7 @@ def asset_of_row(repository: str, row: Any) -> StoredAsset:
         attributes=attributes or {},
         asset_id=asset_id,
         component_id=component_id,
+        inline=bytes(inline) if inline is not None else None,
     )
 
 
@@ -183,8 +190,18 @@ def _prebuilt(session: Session, name: str) -> Any:
     if found is not None:
         return found
     if name == "touch_blob":
-        names = ["sha256", "size", "md5", "sha1", "sha512", "created_at", "touched_at"]
-        found = _upsert_statement(dialect, Blob, names, ["sha256"], ["touched_at"])
+        names = ["sha256", "size", "md5", "sha1", "sha512", "created_at", "touched_at", "data"]
+        inserted = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Blob).values(
+            {name: bindparam(name) for name in names}
+        )
+        # Bytes a row keeps are never replaced; a row without them takes those of an inline commit.
+        found = inserted.on_conflict_do_update(
+            index_elements=["sha256"],
+            set_={
+                "touched_at": inserted.excluded.touched_at,
+                "data": func.coalesce(Blob.data, inserted.excluded.data),
+            },
+        )
     elif name == "save_asset":
         changed = ["blob_sha256", "content_type", "attributes", "component_id", "conflict_key", "updated_at"]
         names = ["repository_id", "path", "created_at", *changed]
@@ -429,7 +446,13 @@ def to_asset(repository: str, row: Row[Any]) -> StoredAsset:
         attributes=row.attributes or {},
         asset_id=row.id,
         component_id=row.component_id,
+        inline=_inline_of(row),
     )
+
+
+def _inline_of(row: Row[Any]) -> bytes | None:
+    inline = row._mapping.get("inline")
+    return bytes(inline) if inline is not None else None
 
 
 def find_asset(session: Session, repository_id: int, path: str) -> Row[Any] | None:
@@ -508,12 +531,18 @@ def touch_blob(session: Session, info: BlobInfo, until: datetime | None = None) 
 
 
 def touch_blobs(
-    session: Session, infos: Iterable[BlobInfo], until: datetime | None = None, wait: bool = True
+    session: Session,
+    infos: Iterable[BlobInfo],
+    until: datetime | None = None,
+    wait: bool = True,
+    inline: Mapping[str, bytes] | None = None,
 ) -> None:
     """`touch_blob` of several blobs in one statement, in the order of their digests (the order in
     which every transaction takes their row locks). `wait=False`: on PostgreSQL the statement may
-    still be on its way when this returns; the answer of the caller's next read comes after it."""
+    still be on its way when this returns; the answer of the caller's next read comes after it.
+    `inline`: the bytes, by sha256, of blobs whose rows keep them (a row that has them keeps its own)."""
     now = until or utcnow()
+    inline = inline or {}
     unique = {info.sha256: info for info in infos}
     rows = [
         {
@@ -524,6 +553,7 @@ def touch_blobs(
             "sha512": info.sha512,
             "created_at": now,
             "touched_at": now,
+            "data": inline.get(info.sha256),
         }
         for info in (unique[sha256] for sha256 in sorted(unique))
     ]
@@ -531,6 +561,12 @@ def touch_blobs(
     # the bytes (GC deletes a blob under that lock).
     if rows:
         _raw(session, "touch_blob", rows, pipelined=not wait).close()
+
+
+def inline_bytes(session: Session, sha256: str) -> bytes | None:
+    """The bytes a blob keeps in its row, if it does."""
+    data = session.scalar(select(Blob.data).where(Blob.sha256 == sha256))
+    return bytes(data) if data is not None else None
 
 
 def lock_repository(session: Session, repository_id: int) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
@@ -91,7 +91,10 @@ class BlobResponse(Response):
         start: int,
         end: int,
         full: bool,
+        fallback: Callable[[], Awaitable[bytes | None]] | None = None,
     ) -> None:
+        """`fallback`: where the bytes are read from when the blob store has none (a small blob
+        whose bytes its database row keeps, `Blob.data`)."""
         self.status_code = status_code
         self.background = None
         self.body = b""
@@ -101,6 +104,7 @@ class BlobResponse(Response):
         self._start = start
         self._end = end
         self._full = full
+        self._fallback = fallback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The bytes are opened (or their first chunk read) before the status goes out: a blob that
@@ -124,9 +128,13 @@ class BlobResponse(Response):
                 assert self._chunks is not None
                 first = await to_thread.run_sync(next, self._chunks, sentinel)
         except (OSError, KeyError) as exc:
-            log.error("stored bytes cannot be read: %s", exc)
-            await _unreadable(send)
-            return
+            kept = await self._fallback() if self._fallback is not None else None
+            if kept is None or len(kept) < self._end:
+                log.error("stored bytes cannot be read: %s", exc)
+                await _unreadable(send)
+                return
+            body = b"" if empty else kept[self._start : self._end]
+            self._path = self._chunks = None
         try:
             await send(
                 {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}

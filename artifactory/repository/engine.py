@@ -16,7 +16,7 @@ import pluggy
 from anyio import to_thread
 from sqlalchemy import select
 
-from artifactory.blobstore.store import BlobInfo, BlobStore, StagedBlob
+from artifactory.blobstore.store import BlobInfo, BlobStore, StagedBlob, TooLarge
 from artifactory.db import queries
 from artifactory.db.engine import Database
 from artifactory.db.models import AuditEvent, Blob, Repository
@@ -27,7 +27,16 @@ from artifactory.repository.downloads import Downloads
 from artifactory.repository.group import Group
 from artifactory.repository.hosted import BlobGone, Hosted, Upload
 from artifactory.repository.index import INDEX_PREFIX, Index
-from artifactory.repository.model import GROUP, HOSTED, PROXY, ComponentInfo, Content, Repo, StoredAsset
+from artifactory.repository.model import (
+    GROUP,
+    HOSTED,
+    PROXY,
+    ComponentInfo,
+    Content,
+    Repo,
+    StoredAsset,
+    inline_size,
+)
 from artifactory.repository.proxy import Proxy
 from artifactory.repository.registry import RepositoryRegistry
 from artifactory.repository.uploads import Uploads
@@ -44,6 +53,8 @@ ASSET_CACHE_SIZE = 8192
 # revision, which `repos.get` keeps current across processes (`db.changes`), so a change made anywhere
 # is seen at once (on PostgreSQL, once its notification arrived); this bound is the backstop.
 ASSET_CACHE_SECONDS = 0.1
+# The most bytes of small files read with their assets (`StoredAsset.inline`) the cache holds.
+ASSET_CACHE_BYTES = 32 * 1024 * 1024
 DOCUMENT_CACHE_BYTES = 64 * 1024 * 1024
 
 
@@ -83,7 +94,9 @@ class Engine:
         self._find_asset = queries.AssetLookup(db.read_engine)
         # Hosted lookups, keyed by the repository revision they were read at (current in every
         # process, see ASSET_CACHE_SECONDS) and trusted for at most ASSET_CACHE_SECONDS.
-        self._assets: Lru[tuple[int, int, str], StoredAsset] = Lru(ASSET_CACHE_SIZE, ttl=ASSET_CACHE_SECONDS)
+        self._assets: Lru[tuple[int, int, str], StoredAsset] = Lru(
+            ASSET_CACHE_SIZE, ttl=ASSET_CACHE_SECONDS, max_weight=ASSET_CACHE_BYTES, weigh=inline_size
+        )
 
     async def db_call(self, fn: Callable[..., T], *args: Any) -> T:
         return await to_thread.run_sync(fn, *args)
@@ -263,9 +276,11 @@ class Engine:
         def known() -> BlobInfo | None:
             with self.db.read() as session:
                 row = session.get(Blob, sha256)
-            if row is None or not self.blobs.exists(sha256):
-                return None
-            return BlobInfo(sha256=row.sha256, size=row.size, sha1=row.sha1, md5=row.md5, sha512=row.sha512)
+                if row is None or (row.data is None and not self.blobs.exists(sha256)):
+                    return None
+                return BlobInfo(
+                    sha256=row.sha256, size=row.size, sha1=row.sha1, md5=row.md5, sha512=row.sha512
+                )
 
         info = await self.db_call(known)
         if info is None:
@@ -303,7 +318,32 @@ class Engine:
         pending = self.proxy.pending(sha256)  # a proxied document answered before its blob is stored
         if pending is not None and len(pending) <= limit:
             return pending
-        return await self.blobs.read_all(sha256, limit)
+        try:
+            return await self.blobs.read_all(sha256, limit)
+        except KeyError:
+            kept = await self.inline_bytes(sha256)
+            if kept is None:
+                raise
+            if len(kept) > limit:
+                raise TooLarge(limit) from None
+            return kept
+
+    async def asset_bytes(self, asset: StoredAsset, limit: int = 64 * 1024 * 1024) -> bytes:
+        """An asset's bytes: those read with it from its blob's row, or `read_bytes`."""
+        if asset.inline is None:
+            return await self.read_bytes(asset.sha256, limit)
+        if len(asset.inline) > limit:
+            raise TooLarge(limit)
+        return asset.inline
+
+    async def inline_bytes(self, sha256: str) -> bytes | None:
+        """The bytes of a small blob that its database row keeps (`Blob.data`), if it does."""
+
+        def read() -> bytes | None:
+            with self.db.read() as session:
+                return queries.inline_bytes(session, sha256)
+
+        return await self.db_call(read)
 
     async def update_document(
         self,
@@ -335,7 +375,9 @@ class Engine:
         with self.db.write() as session:
             session.execute(select(Repository.id).where(Repository.id == repo.id).with_for_update())
             row = queries.find_asset(session, repo.id, path)
-            old = self.blobs.read_all_sync(row.blob_sha256, limit) if row is not None else None
+            old = row.inline if row is not None else None
+            if row is not None and old is None:
+                old = self.blobs.read_all_sync(row.blob_sha256, limit)
             new = transform(old)
             coordinates = self.formats[repo.format].coordinates(path)
             names = [] if coordinates is None else [(coordinates.namespace, coordinates.name)]

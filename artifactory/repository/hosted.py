@@ -3,17 +3,21 @@
 Order of a store (the rule that keeps a crash harmless): bytes are hashed into a temporary object
 (fsynced when it is closed), or held in memory if the body is small; they are promoted (or written
 whole) to their content address, durably, unless that address holds them already, in which case the
-temporary object (or the bytes in memory) is kept for now; only
-then does the one transaction that creates the asset run, grouped with other uploads of this process
-(`Database.batched`; an upload whose body is small enough to stay in memory is handed to this
-process's `_SmallCommits`, which writes the bytes of every such upload waiting in one worker-thread
-call and commits their rows in another, so that concurrent small uploads share their flushes and
-their thread hops). It touches each blob's row, which waits for a GC that holds it and keeps a later
-GC away, and then checks the bytes are there (promoting the kept copy if GC took the stored one
-meanwhile); under a write policy other than allow it takes the repository's row lock and checks the
-path and the upload's conflict key; and it saves the asset and its companions together. The 201
-follows the commit. A crash at any point leaves at worst an object without a row or a temporary
-object, which GC removes after LEFTOVER_SECONDS, whatever its grace.
+temporary object (or the bytes in memory) is kept for now; only then does the one transaction that
+creates the asset run. Bytes held in memory and no larger than `Settings.inline_blob_bytes` are not
+placed at all: that transaction writes them into their blob's row (`Blob.data`), so they are durable
+exactly when the asset is.
+
+The transaction is grouped with other uploads of this process (`Database.batched`; an upload whose
+body is small enough to stay in memory is handed to this process's `_SmallCommits`, which writes the
+bytes of every such upload waiting in one worker-thread call and commits their rows in another, so
+that concurrent small uploads share their flushes and their thread hops; an upload whose bytes all go
+into rows skips the first call). It touches each blob's row, which waits for a GC that holds it and
+keeps a later GC away, and then checks the bytes are there (promoting the kept copy if GC took the
+stored one meanwhile); under a write policy other than allow it takes the repository's row lock and
+checks the path and the upload's conflict key; and it saves the asset and its companions together.
+The 201 follows the commit. A crash at any point leaves at worst an object without a row or a
+temporary object, which GC removes after LEFTOVER_SECONDS, whatever its grace.
 """
 
 from __future__ import annotations
@@ -107,6 +111,10 @@ class _Small:
     kept: list[StagedBlob] = field(default_factory=list)
     saved: tuple[StoredAsset, list[StoredAsset]] | None = None
     error: BaseException | None = None
+    checked: bool = False  # the plugins' upload checks have passed
+
+    def blobs(self) -> tuple[StagedBlob, ...]:
+        return (self.staged, *(c.staged for c in self.upload.companions))
 
 
 _Entry = tuple[_Small, "asyncio.Future[None]"]
@@ -143,10 +151,15 @@ class _SmallCommits:
 
     async def commit(self, small: _Small) -> tuple[StoredAsset, list[StoredAsset]]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((small, done))
-        if not self._placing:
-            self._placing = True
-            asyncio.get_running_loop().create_task(self._place())
+        if all(self.hosted.inline(blob) for blob in small.blobs()):
+            # Nothing to write to the blob store: the bytes travel in the rows' transaction.
+            self._placed.append((small, done))
+            self._start_saving()
+        else:
+            self._waiting.append((small, done))
+            if not self._placing:
+                self._placing = True
+                asyncio.get_running_loop().create_task(self._place())
         # Shielded: the commit goes on if the client goes away; its outcome is simply not sent.
         await asyncio.shield(done)
         if small.error is not None:
@@ -167,13 +180,16 @@ class _SmallCommits:
                     _settle(batch, RuntimeError("the commit was interrupted"))
                     raise
                 self._placed.extend(batch)
-                if not self._saving:
-                    self._saving = True
-                    asyncio.get_running_loop().create_task(self._save())
+                self._start_saving()
         finally:
             self._placing = False
             _settle(self._waiting, RuntimeError("the commit was interrupted"))  # only if interrupted
             self._waiting = []
+
+    def _start_saving(self) -> None:
+        if not self._saving:
+            self._saving = True
+            asyncio.get_running_loop().create_task(self._save())
 
     async def _save(self) -> None:
         try:
@@ -205,6 +221,18 @@ class Hosted:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._small = _SmallCommits(self)
+
+    def inline(self, blob: StagedBlob) -> bool:
+        """Whether a commit keeps these staged bytes in their blob's database row rather than
+        placing them in the blob store: small bytes held in memory (`Settings.inline_blob_bytes`).
+        The row is written in the commit's transaction, so the bytes are durable with it."""
+        limit = self.engine.settings.inline_blob_bytes
+        return blob.in_memory and blob.data is not None and blob.info.size <= limit
+
+    def place(self, staged: StagedBlob) -> bool:
+        """Blocking: `BlobStore.place`, except for bytes a commit keeps in their row (`inline`),
+        which are left as they are (False: the commit takes the staged blob itself)."""
+        return False if self.inline(staged) else self.engine.blobs.place(staged)
 
     def check_write_policy(self, repo: Repo, path: str, existing: str | None) -> None:
         """Refuse a write the policy forbids; `existing` is the path of a stored asset the write
@@ -335,35 +363,46 @@ class Hosted:
             principal=principal,
         )
         blobs = [staged, *(c.staged for c in upload.companions)]
-        kept.extend(b for b in blobs if b.unplaced and not engine.blobs.place(b))
+        kept.extend(b for b in blobs if b.unplaced and not self.inline(b) and not engine.blobs.place(b))
         save = functools.partial(self._save, repo, staged, upload, content_type, principal, also)
         saved, revision = engine.db.batched(save, (repo.id, upload.path), durable)
         # The cached snapshot takes the revision this commit wrote, rather than being read again.
         engine.repos.advance(repo.name, revision())
         return saved()
 
+    def _check_many(self, batch: Sequence[_Small]) -> list[_Small]:
+        """Blocking: the plugins' upload checks of each upload not checked yet; those that pass (an
+        upload refused gets its error)."""
+        ready: list[_Small] = []
+        for small in batch:
+            if small.error is not None:
+                continue
+            if not small.checked:
+                try:
+                    self.engine.pm.hook.artifactory_check_upload(
+                        repository=small.repo.name,
+                        format=small.repo.format,
+                        path=small.upload.path,
+                        size=small.staged.info.size,
+                        principal=small.principal,
+                    )
+                except Exception as exc:  # noqa: BLE001 - this upload's refusal
+                    small.error = exc
+                    continue
+                small.checked = True
+            ready.append(small)
+        return ready
+
     def _place_many(self, batch: Sequence[_Small]) -> None:
         """Blocking, in one worker thread: plugin checks, then the bytes of several small uploads
         written together; an upload refused, or whose bytes could not be written, gets its error."""
         engine = self.engine
-        ready: list[_Small] = []
-        for small in batch:
-            try:
-                engine.pm.hook.artifactory_check_upload(
-                    repository=small.repo.name,
-                    format=small.repo.format,
-                    path=small.upload.path,
-                    size=small.staged.info.size,
-                    principal=small.principal,
-                )
-                ready.append(small)
-            except Exception as exc:  # noqa: BLE001 - this upload's refusal
-                small.error = exc
+        ready = self._check_many(batch)
         unplaced = [
             (small, blob)
             for small in ready
-            for blob in (small.staged, *(c.staged for c in small.upload.companions))
-            if blob.unplaced
+            for blob in small.blobs()
+            if blob.unplaced and not self.inline(blob)
         ]
         try:
             placed = engine.blobs.place_many([blob for _small, blob in unplaced])
@@ -381,6 +420,9 @@ class Hosted:
         upload's rows as a job of their own, grouped (`Database.together`), so that an upload's
         outcome (or its own error) is never another's."""
         engine = self.engine
+        batch = self._check_many(batch)  # those that went straight here (every blob inline)
+        if not batch:
+            return
         uploads = [_Rows(s.repo, s.staged, s.upload, s.content_type, s.principal) for s in batch]
         outcomes: Sequence[tuple[Any, BaseException | None]] = []
         if len(uploads) > 1:
@@ -485,12 +527,18 @@ class Hosted:
             for rows in uploads
             if (c := rows.upload.component) is not None and not rows.upload.component_attributes
         ]
+        # Small bytes are written into their blob's row (`inline`), whatever the row held before.
+        inline = {sha: b.data for sha, b in blobs.items() if self.inline(b) and b.data is not None}
         # The blobs' row locks must hold before their bytes are looked for: when there are
-        # components to look up, the touch travels with that statement, whose answer follows it.
-        queries.touch_blobs(session, [blob.info for blob in blobs.values()], wait=not keys)
+        # components to look up, the touch travels with that statement, whose answer follows it;
+        # when every blob's bytes travel in its row, nothing is looked for.
+        wait = not keys and len(inline) < len(blobs)
+        queries.touch_blobs(session, [blob.info for blob in blobs.values()], wait=wait, inline=inline)
         components = queries.ensure_components(session, keys)
         for sha256 in sorted(blobs):
-            if not self.engine.blobs.publish_kept(blobs[sha256]):
+            if sha256 in inline or self.engine.blobs.publish_kept(blobs[sha256]):
+                continue
+            if queries.inline_bytes(session, sha256) is None:  # a link to bytes kept in the row
                 raise BlobGone(sha256)
         now = utcnow()
         # Per upload, (path, bytes, content type, attributes, component) of each asset it saves.

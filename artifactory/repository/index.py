@@ -55,7 +55,7 @@ from artifactory.http.documents import RenderedDocument, request_headers
 from artifactory.http.errors import BadGateway, NotFound
 from artifactory.http.urls import repository_url
 from artifactory.lru import Lru
-from artifactory.repository.model import GROUP, HOSTED, PROXY, ComponentInfo, Repo, StoredAsset
+from artifactory.repository.model import GROUP, HOSTED, PROXY, ComponentInfo, Repo, StoredAsset, inline_size
 from artifactory.repository.probe import Probed
 from artifactory.repository.proxy import PATH_SAFE, UNKNOWN, DocumentSource, Known
 from artifactory.security.principal import Principal
@@ -125,7 +125,7 @@ class HostedView:
 
     async def read(self, path: str, limit: int = MAX_DOCUMENT_BYTES) -> bytes | None:
         asset = await self.lookup(path)
-        return None if asset is None else await self._engine.read_bytes(asset.sha256, limit)
+        return None if asset is None else await self._engine.asset_bytes(asset, limit)
 
 
 @functools.lru_cache(maxsize=16384)
@@ -193,7 +193,9 @@ class Index:
         # A group's walk, per (group id, key, principal): its model while no snapshot it read can
         # have moved (the registry's token) and for at most the snapshots' own lifetime.
         self._walks: Lru[tuple[int, IndexKey, Principal], _Walk] = Lru(4096)
-        self._fresh: Lru[tuple[int, IndexKey], StoredAsset] = Lru(8192)
+        self._fresh: Lru[tuple[int, IndexKey], StoredAsset] = Lru(
+            8192, max_weight=32 * 1024 * 1024, weigh=inline_size
+        )
         # Clients send a handful of distinct Accept headers: negotiate each once per media-type list.
         self._negotiated: Lru[tuple[str | None, Sequence[str]], str] = Lru(512)
         self._rendered: Lru[Hashable, RenderedDocument] = Lru(
@@ -427,7 +429,7 @@ class Index:
         parsed_before, cached = self._parsed.lookup(cache_key)
         if parsed_before:
             return cached, asset.sha256
-        body = await self.engine.read_bytes(asset.sha256, MAX_DOCUMENT_BYTES)
+        body = await self.engine.asset_bytes(asset, MAX_DOCUMENT_BYTES)
         fetched_from = str(asset.attributes.get("proxy", {}).get("url") or url)
         try:
             parsed = parse(body, fetched_from)

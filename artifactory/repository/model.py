@@ -52,6 +52,8 @@ class StoredAsset:
     attributes: Mapping[str, Any]
     asset_id: int = 0
     component_id: int | None = None
+    # The bytes, when the blob keeps them in its database row and the lookup read them with it.
+    inline: bytes | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of_blob(
@@ -81,6 +83,11 @@ class StoredAsset:
             asset_id=asset_id,
             component_id=component_id,
         )
+
+
+def inline_size(asset: StoredAsset) -> int:
+    """The bytes an asset holds in memory (`StoredAsset.inline`): the weight of a cached asset."""
+    return len(asset.inline) if asset.inline is not None else 0
 
 
 @dataclass(frozen=True)

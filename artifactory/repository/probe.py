@@ -76,7 +76,8 @@ class Probe:
             columns.append(exists().where(under.repository_id == Repository.id, below).label("in_folder"))
         else:
             columns.append(literal(False).label("in_folder"))
-        query = select(*columns, *queries._ASSET_COLUMNS).select_from(Repository)
+        # The bytes a small blob's row keeps come with its asset: reading a document costs nothing more.
+        query = select(*columns, *queries._ASSET_COLUMNS, Blob.data).select_from(Repository)
         if with_name:
             query = query.outerjoin(
                 NameGeneration,

@@ -693,13 +693,14 @@ class Proxy:
             try:
                 if document is not None:
                     answer, stage = await self._take_document(repo, path, response, body, fetched, document)
+                    held = True
                 else:
-                    answer, stage = await self._take_whole(repo, path, response, body, fetched)
+                    answer, stage, held = await self._take_whole(repo, path, response, body, fetched)
             except BadGateway as exc:
                 return self._unavailable(repo, path, cached, exc.message)
             handed_over = True
             flight.settle(answer)
-            self._land(repo, path, flight, fetched, stage, answer.sha256 if document is not None else None)
+            self._land(repo, path, flight, fetched, stage, answer.sha256 if held else None)
             return answer
         finally:
             if not handed_over and not outcome.committed:
@@ -764,9 +765,11 @@ class Proxy:
 
     async def _take_whole(
         self, repo: Repo, path: str, response: UpstreamResponse, body: AsyncIterator[bytes], fetched: Fetched
-    ) -> tuple[StoredAsset, Callable[[], Awaitable[StagedBlob]]]:
+    ) -> tuple[StoredAsset, Callable[[], Awaitable[StagedBlob]], bool]:
         """A file received whole, verified and at its content address: its provisional asset (served
-        like a stored one) and the staged blob for the commit."""
+        like a stored one), the staged blob for the commit, and whether its bytes are held in memory
+        for the readers (`pending`) until the commit: those that the commit keeps in their row
+        (`Hosted.inline`) are not in the blob store before it."""
         try:
             staged, kept = await self._stage_verified(repo, path, body, fetched.expected)
         except UpstreamError as exc:
@@ -774,11 +777,15 @@ class Proxy:
         finally:
             await response.aclose()
         answer = self._provisional(repo, path, staged.info, fetched)
+        held = kept.in_memory and kept.data is not None
+        if held:
+            assert kept.data is not None
+            self._hold_pending(kept.info.sha256, kept.data)
 
         async def stage() -> StagedBlob:
             return kept
 
-        return answer, stage
+        return answer, stage, held
 
     async def _stage_verified(
         self,
@@ -809,7 +816,8 @@ class Proxy:
                 elif verified is not None:  # small bytes stay in memory until placed
                     staged, _ = await blobs.ingest_then(body, expected, None, None)
                 else:  # verified, made durable and placed in the worker thread that wrote the last bytes
-                    staged, placed = await blobs.ingest_then(body, expected, None, blobs.place)
+                    # (unless they are small enough for the commit to keep them in their row)
+                    staged, placed = await blobs.ingest_then(body, expected, None, engine.hosted.place)
             except DigestMismatch as exc:
                 raise UpstreamUnavailable(
                     f"{path} from the upstream of {repo.name} was refused: {exc}"

@@ -11,7 +11,12 @@ from artifactory.blobstore.filesystem import FilesystemDriver
 from artifactory.blobstore.gc import collect
 from artifactory.blobstore.store import BlobStore
 from artifactory.db.engine import Database
+from artifactory.settings import Settings
 from artifactory.testing.cli import run_cli
+from artifactory.testing.stored import blob_file as stored_file
+from artifactory.testing.stored import stored
+
+INLINE = Settings().inline_blob_bytes
 
 
 def run_gc(server, *args):
@@ -24,8 +29,7 @@ def run_gc(server, *args):
 
 
 def blob_file(server, data):
-    digest = hashlib.sha256(data).hexdigest()
-    return server.data_dir / "blobs" / "objects" / "sha256" / digest[:2] / digest[2:4] / digest
+    return stored_file(server, hashlib.sha256(data).hexdigest())
 
 
 def test_gc_removes_only_unreferenced_blobs_past_the_grace_while_serving(any_server):
@@ -37,16 +41,16 @@ def test_gc_removes_only_unreferenced_blobs_past_the_grace_while_serving(any_ser
         assert admin.delete(f"/repository/{name}/dropped.bin").status_code == 204
 
         within_grace = run_gc(any_server, "--grace", "3600")
-        assert blob_file(any_server, dropped).exists()
+        assert stored(any_server, dropped)
         assert within_grace["dry_run"] is False
 
         dry = run_gc(any_server, "--grace", "0", "--dry-run")
-        assert dry["blobs"] >= 1 and blob_file(any_server, dropped).exists()
+        assert dry["blobs"] >= 1 and stored(any_server, dropped)
 
         report = run_gc(any_server, "--grace", "0")
         assert report["blobs"] >= 1
-        assert not blob_file(any_server, dropped).exists()
-        assert blob_file(any_server, kept).exists()
+        assert not stored(any_server, dropped)
+        assert stored(any_server, kept)
         assert admin.get(f"/repository/{name}/kept.bin").content == kept
 
         again = run_gc(any_server, "--grace", "0")
@@ -136,7 +140,8 @@ def test_gc_at_grace_0_leaves_a_temporary_object_an_upload_may_still_be_writing(
 
 def test_a_file_whose_bytes_are_missing_is_never_answered_200(any_server):
     name = any_server.create_repo("raw")
-    small, large = os.urandom(1000), os.urandom(300 * 1024)
+    # Small (held in memory, written whole) and large (streamed), both files in the blob store.
+    small, large = os.urandom(INLINE + 1000), os.urandom(300 * 1024)
     with any_server.client() as admin:
         for path, data in (("small.bin", small), ("large.bin", large)):
             assert admin.put(f"/repository/{name}/{path}", content=data).status_code == 201

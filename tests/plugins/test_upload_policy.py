@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from artifactory.testing.server import LiveServer
+from artifactory.testing.stored import stored
 
 PLUGIN = "artifactory_plugins.upload_policy.plugin"
 MAX_BYTES = 1024
@@ -43,11 +44,6 @@ def unique_bytes(size: int = 100) -> bytes:
     return (seed * (size // len(seed) + 1))[:size]
 
 
-def object_path(server: LiveServer, data: bytes) -> Path:
-    digest = hashlib.sha256(data).hexdigest()
-    return server.data_dir / "blobs" / "objects" / "sha256" / digest[:2] / digest[2:4] / digest
-
-
 def stored_objects(server: LiveServer) -> set[Path]:
     return {p for p in (server.data_dir / "blobs" / "objects").rglob("*") if p.is_file()}
 
@@ -73,7 +69,7 @@ def assert_refused_and_nothing_stored(
         assert "upload policy" in put.json()["error"]
         assert why in put.json()["error"]
         assert admin.get(f"/repository/{repo}/{path}").status_code == 404
-    assert not object_path(server, data).exists()
+    assert not stored(server, data)  # neither a file nor a row keeping the bytes
     assert stored_objects(server) == objects_before
     assert temp_objects(server) == temps_before
     assert events(server, event="asset.stored", repository=repo, path=path) == []
@@ -94,7 +90,7 @@ def test_allowed_path_is_stored_and_served(policy_server):
         got = admin.get(f"/repository/{repo}/tools/setup.exe.txt")
     assert got.status_code == 200
     assert got.content == data
-    assert object_path(policy_server, data).is_file()
+    assert stored(policy_server, data)
 
 
 def test_upload_over_max_bytes_is_refused_and_one_at_the_limit_is_stored(policy_server):

@@ -175,7 +175,7 @@ def test_concurrent_uploads_share_commits_and_a_refusal_stays_its_own(state):
     stored = {a.path: a for a in state.engine._under(repo, "")}
     assert sorted(stored) == sorted([f"own/{i}.bin" for i in range(24)] + ["same.bin"])
     for i in range(24):
-        assert b"".join(state.engine.blobs.read(stored[f"own/{i}.bin"].sha256)) == f"own {i}".encode()
+        assert asyncio.run(state.engine.read_bytes(stored[f"own/{i}.bin"].sha256)) == f"own {i}".encode()
     # Thirty commits took fewer transactions than thirty: some were grouped.
     assert counted["commit"] < 30, counted
 
@@ -196,7 +196,7 @@ def test_concurrent_uploads_of_the_same_bytes_share_one_blob_and_each_keeps_its_
     assert {r.sha256 for r in results[:12]} == {digest}
     stored = {a.path: a for a in state.engine._under(repo, "")}
     assert len(stored) == 16 and all(stored[f"copy/{i}.bin"].sha256 == digest for i in range(12))
-    assert b"".join(state.engine.blobs.read(digest)) == b"identical"
+    assert asyncio.run(state.engine.read_bytes(digest)) == b"identical"  # kept in the blob's row
 
 
 @pytest.mark.parametrize("policy", ["allow", "deny"])

@@ -15,6 +15,7 @@ import pytest
 from lxml import etree
 
 from artifactory.testing.server import LiveServer
+from artifactory.testing.stored import stored
 from tests.formats.maven.support import StaticServer, jar_bytes
 
 GOOD = "org/up/good/1.0/good-1.0.jar"
@@ -195,7 +196,7 @@ def test_a_proxy_folder_listing_shows_what_is_cached_and_never_asks_the_upstream
 
 
 def stored_blob(any_server: LiveServer, data: bytes) -> bool:
-    return any(any_server.data_dir.joinpath("blobs", "objects").rglob(hashlib.sha256(data).hexdigest()))
+    return stored(any_server, data)
 
 
 @pytest.mark.parametrize("size", [200, 3 * 1024 * 1024], ids=["small", "large"])

@@ -7,6 +7,7 @@ import json
 import httpx
 import pytest
 
+from artifactory.testing.stored import stored
 from tests.formats.oci.images import OCI_INDEX, OCI_MANIFEST, digest, image, push_blob
 
 
@@ -16,8 +17,7 @@ def code(response):
 
 
 def nothing_stored(server, data: bytes):
-    objects = server.data_dir / "blobs" / "objects"
-    return not list(objects.rglob(hashlib.sha256(data).hexdigest()))
+    return not stored(server, data)
 
 
 def no_temporaries(server):

@@ -175,7 +175,7 @@ def test_allow_once_refuses_redeploy_and_deny_refuses_all_writes(any_server, adm
 
 def test_identical_content_in_two_repositories_is_one_blob(any_server, admin):
     first, second = any_server.create_repo("raw"), any_server.create_repo("raw")
-    data = b"shared bytes for dedup test"
+    data = b"shared bytes for dedup test" * 1000  # a file in the blob store, not in a row
     admin.put(f"/repository/{first}/a.bin", content=data)
     admin.put(f"/repository/{second}/b.bin", content=data)
     digest = hashlib.sha256(data).hexdigest()
