@@ -159,7 +159,9 @@ def uv_install(index: str, work: Path) -> None:
     command = [shutil.which("uv") or "uv", "pip", "install", "--no-cache", "-q",
                "--target", str(target / "site"), "--python", sys.executable,
                "--index-url", index, "cold-app"]  # fmt: skip
-    subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
+    done = subprocess.run(command, env=env, capture_output=True, timeout=600)
+    if done.returncode:
+        raise RuntimeError(f"uv failed ({done.returncode}): {done.stderr.decode(errors='replace')[-2000:]}")
 
 
 # -- npm -------------------------------------------------------------------------------------------
@@ -458,6 +460,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline is not None:
             path = baseline_path(args.baseline, work)
             servers["base"] = LiveServer(work / "data-base", workers=2, env={**env, "PYTHONPATH": path})
+            # `python -m` puts the working directory first on sys.path: run from this checkout, the
+            # base server would import this tree's engine (against its own, older schema).
+            os.chdir(work)
         try:
             for server in servers.values():
                 server.start()
