@@ -8,7 +8,8 @@ display, `Content-Disposition: attachment`, so stored files never become a cross
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,6 +22,9 @@ from artifactory.http.responses import (
     parse_range,
 )
 from artifactory.repository.model import Content, Document, StoredAsset, Streaming
+
+if TYPE_CHECKING:
+    from artifactory.blobstore.store import BlobStore
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 # Request headers that make a GET conditional or partial. Most requests carry none of them and skip
@@ -137,8 +141,22 @@ def blob_response(
         start, end = ranged
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         headers["Content-Length"] = str(end - start)
-        chunks = None if path is not None else store.read(asset.sha256, start, end)
+        chunks = None if path is not None else _chunks(store, asset.sha256, start, end)
         return BlobResponse(206, headers, chunks, path, start, end, False, fallback)
     headers["Content-Length"] = str(size)
-    chunks = None if path is not None else store.read(asset.sha256)
+    chunks = None if path is not None else _chunks(store, asset.sha256, 0, None)
     return BlobResponse(200, headers, chunks, path, 0, size, True, fallback)
+
+
+def _chunks(store: BlobStore, sha256: str, start: int, end: int | None) -> Iterator[bytes]:
+    """The blob's bytes from a store without local files; a missing one raises when first read
+    (as a file's absence is found when it is opened), so that BlobResponse tries its fallback."""
+    try:
+        return store.read(sha256, start, end)
+    except KeyError as exc:
+        return _missing(exc)
+
+
+def _missing(exc: KeyError) -> Iterator[bytes]:
+    raise exc
+    yield b""  # a generator: raises when first read

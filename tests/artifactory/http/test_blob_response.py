@@ -50,3 +50,20 @@ def test_no_file_and_no_kept_bytes_is_a_500(tmp_path: Path):
     response = BlobResponse(200, {}, None, tmp_path / "missing", 0, 16, True, kept(None))
     status, body = answer(response)
     assert status == 500 and b"cannot be read" in body
+
+
+class _NoObjects:
+    """A blob store without local files (S3's kind) that holds no object at all."""
+
+    def read(self, sha256: str, start: int = 0, end: int | None = None):
+        raise KeyError(sha256)  # as the S3 driver does, when asked
+
+
+def test_a_store_without_files_and_without_the_object_falls_back_too():
+    from artifactory.serve import _chunks
+
+    chunks = _chunks(_NoObjects(), "0" * 64, 0, None)  # type: ignore[arg-type]
+    response = BlobResponse(200, {}, chunks, None, 0, 16, True, kept(DATA))
+    assert answer(response) == (200, DATA)
+    ranged = BlobResponse(206, {}, _chunks(_NoObjects(), "0" * 64, 2, 5), None, 2, 5, False, kept(DATA))  # type: ignore[arg-type]
+    assert answer(ranged) == (206, DATA[2:5])

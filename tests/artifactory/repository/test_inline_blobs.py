@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 
 from artifactory.settings import Settings
 from artifactory.testing.cli import run_cli
+from artifactory.testing.fixtures import DATABASES, live_server
 from artifactory.testing.server import LiveServer
 from artifactory.testing.stored import database_url
 from tests.artifactory.repository.upstream import running
@@ -154,3 +155,33 @@ def test_a_proxied_small_file_is_cached_in_its_row(any_server, admin):
         assert upstream.count("p/f.txt") == 1
     assert blob_row(any_server, sha256) == (len(data), data)
     assert files_named(any_server, sha256) == []
+
+
+@pytest.fixture(params=DATABASES)
+def files_first(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """A server that stores small files in the blob store (inline_blob_bytes 0), as one from before
+    rows kept bytes did; the test restarts it with the default."""
+    with live_server(request, "files-first", env={"ARTIFACTORY_INLINE_BLOB_BYTES": "0"}) as server:
+        yield server
+
+
+def test_bytes_stored_as_a_file_before_gain_a_row_copy_and_both_go_with_gc(files_first):
+    server = files_first
+    raw = server.create_repo("raw")
+    data = b"stored as a file, then uploaded again once rows keep small files"
+    sha256 = hashlib.sha256(data).hexdigest()
+    with server.client() as admin:
+        assert admin.put(f"/repository/{raw}/old.txt", content=data).status_code == 201
+    assert blob_row(server, sha256) == (len(data), None) and len(files_named(server, sha256)) == 1
+
+    server.extra_env.pop("ARTIFACTORY_INLINE_BLOB_BYTES")
+    server.restart()
+    with server.client() as admin:
+        assert admin.get(f"/repository/{raw}/old.txt").content == data  # from its file
+        assert admin.put(f"/repository/{raw}/new.txt", content=data).status_code == 201
+        assert blob_row(server, sha256) == (len(data), data)  # the row took the bytes as well
+        for path in ("old.txt", "new.txt"):
+            assert admin.get(f"/repository/{raw}/{path}").content == data
+            assert admin.delete(f"/repository/{raw}/{path}").status_code == 204
+    cli(server, "gc", "--json", "--grace", "0")
+    assert blob_row(server, sha256) is None and files_named(server, sha256) == []
