@@ -78,8 +78,22 @@ def test_a_follower_answers_what_the_other_process_s_fetch_left(state, outcome):
     held = _hold_lease(state, repo, path)
 
     async def scenario():
-        follower = asyncio.create_task(state.engine.proxy.get(repo, path, stream=False))
-        await asyncio.sleep(0.05)  # polling the lease
+        # Until the follower polls the lease: a fixed pause was sometimes too short for its claim
+        # under load, and a follower that claims after the release fetches (and revalidates) itself.
+        proxy, following = state.engine.proxy, asyncio.Event()
+        follow = proxy._follow
+
+        async def followed(*args, **kwargs):
+            following.set()
+            return await follow(*args, **kwargs)
+
+        proxy._follow = followed
+        try:
+            follower = asyncio.create_task(proxy.get(repo, path, stream=False))
+            await asyncio.wait_for(following.wait(), 10)
+            await asyncio.sleep(0.01)  # polling the lease
+        finally:
+            del proxy._follow
         assert not follower.done()
         polls = _statements(state)
         if outcome == "stored":
