@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 
 from artifactory.settings import Settings
@@ -185,3 +187,39 @@ def test_bytes_stored_as_a_file_before_gain_a_row_copy_and_both_go_with_gc(files
             assert admin.delete(f"/repository/{raw}/{path}").status_code == 204
     cli(server, "gc", "--json", "--grace", "0")
     assert blob_row(server, sha256) is None and files_named(server, sha256) == []
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    size=st.one_of(st.integers(0, 64), st.integers(LIMIT - 64, LIMIT + 64), st.integers(0, 3 * LIMIT)),
+    seed=st.binary(min_size=16, max_size=16),
+    span=st.tuples(st.integers(0, 3 * LIMIT), st.integers(0, 3 * LIMIT)),
+)
+def test_any_size_reads_back_whole_and_by_range_from_the_store_its_size_chooses(
+    any_server, admin, size, seed, span
+):
+    raw = inline_repo(any_server)
+    data = (seed * (size // 16 + 1))[:size]
+    sha256 = hashlib.sha256(data).hexdigest()
+    path = f"sizes/{sha256[:16]}-{size}.bin"
+    assert admin.put(f"/repository/{raw}/{path}", content=data).status_code == 201
+    row = blob_row(any_server, sha256)
+    assert row is not None and row[0] == size
+    assert (row[1] is not None) == (size <= LIMIT)  # kept in the row exactly up to the limit
+    assert admin.get(f"/repository/{raw}/{path}").content == data
+    first, last = sorted(span)
+    ranged = admin.get(f"/repository/{raw}/{path}", headers={"Range": f"bytes={first}-{last}"})
+    if first < size:
+        assert ranged.status_code == 206 and ranged.content == data[first : last + 1]
+    else:
+        assert ranged.status_code == 416
+
+
+_INLINE_REPOS: dict[str, str] = {}
+
+
+def inline_repo(server: LiveServer) -> str:
+    """One raw repository per server for the examples (creating one per example costs more)."""
+    if server.url not in _INLINE_REPOS:
+        _INLINE_REPOS[server.url] = server.create_repo("raw")
+    return _INLINE_REPOS[server.url]
