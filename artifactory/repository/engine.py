@@ -30,6 +30,7 @@ from artifactory.repository.index import INDEX_PREFIX, Index
 from artifactory.repository.model import (
     GROUP,
     HOSTED,
+    INLINE_CACHE_BYTES,
     PROXY,
     ComponentInfo,
     Content,
@@ -53,8 +54,6 @@ ASSET_CACHE_SIZE = 8192
 # revision, which `repos.get` keeps current across processes (`db.changes`), so a change made anywhere
 # is seen at once (on PostgreSQL, once its notification arrived); this bound is the backstop.
 ASSET_CACHE_SECONDS = 0.1
-# The most bytes of small files read with their assets (`StoredAsset.inline`) the cache holds.
-ASSET_CACHE_BYTES = 32 * 1024 * 1024
 DOCUMENT_CACHE_BYTES = 64 * 1024 * 1024
 
 
@@ -95,7 +94,7 @@ class Engine:
         # Hosted lookups, keyed by the repository revision they were read at (current in every
         # process, see ASSET_CACHE_SECONDS) and trusted for at most ASSET_CACHE_SECONDS.
         self._assets: Lru[tuple[int, int, str], StoredAsset] = Lru(
-            ASSET_CACHE_SIZE, ttl=ASSET_CACHE_SECONDS, max_weight=ASSET_CACHE_BYTES, weigh=inline_size
+            ASSET_CACHE_SIZE, ttl=ASSET_CACHE_SECONDS, max_weight=INLINE_CACHE_BYTES, weigh=inline_size
         )
 
     async def db_call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -324,17 +323,13 @@ class Engine:
             kept = await self.inline_bytes(sha256)
             if kept is None:
                 raise
-            if len(kept) > limit:
-                raise TooLarge(limit) from None
-            return kept
+            return _within(kept, limit)
 
     async def asset_bytes(self, asset: StoredAsset, limit: int = 64 * 1024 * 1024) -> bytes:
         """An asset's bytes: those read with it from its blob's row, or `read_bytes`."""
         if asset.inline is None:
             return await self.read_bytes(asset.sha256, limit)
-        if len(asset.inline) > limit:
-            raise TooLarge(limit)
-        return asset.inline
+        return _within(asset.inline, limit)
 
     async def inline_bytes(self, sha256: str) -> bytes | None:
         """The bytes of a small blob that its database row keeps (`Blob.data`), if it does."""
@@ -445,6 +440,13 @@ class Engine:
         await self.proxy.close()
         await self.upstreams.close()
         await to_thread.run_sync(self.downloads.close)
+
+
+def _within(data: bytes, limit: int) -> bytes:
+    """`data`, refused as the blob store refuses a read of more than `limit` bytes."""
+    if len(data) > limit:
+        raise TooLarge(limit)
+    return data
 
 
 __all__ = ["Engine", "Entry", "Upload", "BadRequest"]

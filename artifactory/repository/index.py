@@ -55,7 +55,16 @@ from artifactory.http.documents import RenderedDocument, request_headers
 from artifactory.http.errors import BadGateway, NotFound
 from artifactory.http.urls import repository_url
 from artifactory.lru import Lru
-from artifactory.repository.model import GROUP, HOSTED, PROXY, ComponentInfo, Repo, StoredAsset, inline_size
+from artifactory.repository.model import (
+    GROUP,
+    HOSTED,
+    INLINE_CACHE_BYTES,
+    PROXY,
+    ComponentInfo,
+    Repo,
+    StoredAsset,
+    inline_size,
+)
 from artifactory.repository.probe import Probed
 from artifactory.repository.proxy import PATH_SAFE, UNKNOWN, DocumentSource, Known
 from artifactory.security.principal import Principal
@@ -194,7 +203,7 @@ class Index:
         # have moved (the registry's token) and for at most the snapshots' own lifetime.
         self._walks: Lru[tuple[int, IndexKey, Principal], _Walk] = Lru(4096)
         self._fresh: Lru[tuple[int, IndexKey], StoredAsset] = Lru(
-            8192, max_weight=32 * 1024 * 1024, weigh=inline_size
+            8192, max_weight=INLINE_CACHE_BYTES, weigh=inline_size
         )
         # Clients send a handful of distinct Accept headers: negotiate each once per media-type list.
         self._negotiated: Lru[tuple[str | None, Sequence[str]], str] = Lru(512)

@@ -85,6 +85,10 @@ class StoredAsset:
         )
 
 
+# The most bytes of small files read with their assets (`StoredAsset.inline`) a cache of assets holds.
+INLINE_CACHE_BYTES = 32 * 1024 * 1024
+
+
 def inline_size(asset: StoredAsset) -> int:
     """The bytes an asset holds in memory (`StoredAsset.inline`): the weight of a cached asset."""
     return len(asset.inline) if asset.inline is not None else 0
