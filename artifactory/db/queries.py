@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     JSON,
     Engine,
+    Integer,
     Row,
     String,
     and_,
@@ -170,7 +172,9 @@ _PREBUILT: dict[tuple[str, str], Any] = {}
 _RAW: dict[tuple[str, str], _Statement] = {}
 # INSERTs that `_raw` runs as one statement for all of its rows: their callers never hand in two
 # rows with the same conflict key (PostgreSQL refuses to update a row twice in one statement).
-_MULTI_ROW = frozenset({"touch_blob", "save_asset_returning", "component_id", "audit", "bump_generation"})
+_MULTI_ROW = frozenset(
+    {"touch_blob", "save_asset_returning", "component_id", "touch_component", "audit", "bump_generation"}
+)
 
 
 def _upsert_statement(
@@ -202,29 +206,53 @@ def _prebuilt(session: Session, name: str) -> Any:
                 "data": func.coalesce(Blob.data, inserted.excluded.data),
             },
         )
-    elif name == "save_asset":
-        changed = ["blob_sha256", "content_type", "attributes", "component_id", "conflict_key", "updated_at"]
-        names = ["repository_id", "path", "created_at", *changed]
-        found = _upsert_statement(dialect, Asset, names, ["repository_id", "path"], changed)
     elif name == "save_asset_returning":
-        found = _prebuilt(session, "save_asset").returning(Asset.id, Asset.repository_id, Asset.path)
-    elif name == "component_id":
-        # A no-op update on conflict, so that RETURNING names the row whether or not it was new.
+        # The component is given by its id, or else named (NULLs: none): the row `touch_components`
+        # wrote earlier in the transaction is found by the statement itself, so that nothing has to
+        # be read back in between (on PostgreSQL the transaction's statements travel together).
+        changed = ["blob_sha256", "content_type", "attributes", "component_id", "conflict_key", "updated_at"]
+        names = ["repository_id", "path", "created_at", "blob_sha256", "content_type", "attributes"]
+        named = (
+            select(Component.id)
+            .where(
+                Component.repository_id == bindparam("component_repository_id"),
+                Component.namespace == bindparam("component_namespace"),
+                Component.name == bindparam("component_name"),
+                Component.version == bindparam("component_version"),
+            )
+            .scalar_subquery()
+        )
+        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        inserted = dialect_insert(Asset).values(
+            {
+                **{name: bindparam(name) for name in [*names, "conflict_key", "updated_at"]},
+                "component_id": func.coalesce(bindparam("component_id", type_=Integer), named),
+            }
+        )
+        found = inserted.on_conflict_do_update(
+            index_elements=["repository_id", "path"], set_={k: inserted.excluded[k] for k in changed}
+        ).returning(Asset.id, Asset.repository_id, Asset.path, Asset.component_id)
+    elif name in ("component_id", "touch_component"):
+        # A no-op update on conflict: RETURNING then names the row whether or not it was new, and
+        # the row stays locked (not deleted under the transaction) either way.
         keys = ["repository_id", "namespace", "name", "version"]
         dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         inserted = dialect_insert(Component).values(
             {name: bindparam(name) for name in [*keys, "attributes", "created_at"]}
         )
-        found = inserted.on_conflict_do_update(
-            index_elements=keys, set_={"name": inserted.excluded.name}
-        ).returning(Component.id, *(getattr(Component, key) for key in keys))
+        found = inserted.on_conflict_do_update(index_elements=keys, set_={"name": inserted.excluded.name})
+        if name == "component_id":
+            found = found.returning(Component.id, *(getattr(Component, key) for key in keys))
+        else:
+            found = found.inline()  # nothing read back: not even the new row's id
     elif name == "bump_revision":
         # On PostgreSQL with the notification of `notify_revision`, in the same statement.
         notify: list[Any] = [literal_column(_NOTIFY_BUMPED)] if dialect == "postgresql" else []
         found = _BUMP_REVISION.returning(Repository.revision, *notify)
     elif name == "audit":
         columns = ["at", "actor", "action", "repository", "path", "details"]
-        found = insert(AuditEvent).values({column: bindparam(column) for column in columns})
+        # Inline: not even the new row's id is read back.
+        found = insert(AuditEvent).values({column: bindparam(column) for column in columns}).inline()
     elif name == "bump_generation":
         values: dict[str, Any] = {"repository_id": bindparam("rid"), "namespace": bindparam("namespace")}
         dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -247,11 +275,14 @@ _TIME_PARAMETERS = frozenset({"created_at", "touched_at", "updated_at", "at"})
 _DBAPI = "artifactory.dbapi"
 
 
-def _cursor(session: Session, pipelined: bool = False) -> tuple[str, Any]:
+def _cursor(session: Session, pipelined: bool = False, native: bool = False) -> tuple[str, Any]:
     """The dialect and a DBAPI cursor on the session's connection, inside its transaction (pending
     ORM changes are flushed first, as `session.execute` would). `pipelined`: on PostgreSQL, in psycopg's
     pipeline mode where the transaction allows it (see `db.engine.PIPELINE_OK`): results (and
-    `rowcount`) only once read with a fetch; otherwise any open pipeline is ended first."""
+    `rowcount`) only once read with a fetch; otherwise any open pipeline is ended first. `native`: on
+    PostgreSQL a cursor that takes the server's own `$1` placeholders (psycopg's `RawCursor`), so that
+    psycopg sends the statement as it is rather than parsing it for `%s` (which it does anew for
+    every statement of over 50 parameters or 4 KB: most statements of a batch of uploads)."""
     session.flush()  # nothing to do, cheaply found, when no ORM object is pending (the upload path)
     # The connection of the session's transaction, looked up once per transaction (it costs more
     # than a statement).
@@ -266,18 +297,23 @@ def _cursor(session: Session, pipelined: bool = False) -> tuple[str, Any]:
             start_pipeline(session, found[2])
         else:
             end_pipeline(found[2].info)
+        if native:
+            from psycopg import RawCursor
+
+            return found[1], RawCursor(found[2].driver_connection)  # type: ignore[arg-type]
     return found[1], found[2].cursor()
 
 
 class _Statement(NamedTuple):
     """A prebuilt statement compiled to the driver's own positional SQL."""
 
-    sql: str
+    sql: str  # one row's statement as the driver takes it: `?` on SQLite, `$1`... on PostgreSQL
+    template: str  # the same with `?` or `%s` placeholders, which an INSERT's rows repeat
     order: list[str]  # its parameters, in order
     defaults: dict[str, Any]  # values of literal parameters
     json_names: frozenset[str]
     time_names: frozenset[str]
-    # An INSERT of `_MULTI_ROW`: where its one row of placeholders is in `sql`, and how many
+    # An INSERT of `_MULTI_ROW`: where its one row of placeholders is in `template`, and how many
     # parameters come before it and in it (those after it are literals, the same for every row).
     values: tuple[int, int, int, int] | None
 
@@ -286,10 +322,36 @@ class _Statement(NamedTuple):
         and its parameters."""
         assert self.values is not None
         start, end, before, inside = self.values
-        sql = self.sql[:start] + ", ".join([self.sql[start:end]] * len(params)) + self.sql[end:]
+        key = (self.template, len(params))
+        sql = _ROWS_SQL.get(key)
+        if sql is None:
+            template = self.template
+            sql = template[:start] + ", ".join([template[start:end]] * len(params)) + template[end:]
+            sql = _native(sql) if self.sql != template else sql
+            if len(_ROWS_SQL) > 1024:
+                _ROWS_SQL.clear()
+            _ROWS_SQL[key] = sql
         first = params[0]
         flat = [*first[:before], *(v for row in params for v in row[before : before + inside])]
         return sql, (*flat, *first[before + inside :])
+
+
+# `_Statement.of_rows`'s statements, by template and number of rows.
+_ROWS_SQL: dict[tuple[str, int], str] = {}
+
+
+def _native(sql: str) -> str:
+    """A statement of `%s` placeholders (`%%` for a percent sign) in PostgreSQL's own form: `$1`,
+    `$2`... in order, and `%` as itself."""
+    numbered: list[str] = []
+    count = 0
+    for part in re.split(r"(%%|%s)", sql):
+        if part == "%s":
+            count += 1
+            numbered.append(f"${count}")
+        else:
+            numbered.append("%" if part == "%%" else part)
+    return "".join(numbered)
 
 
 # Every dialect's statements compiled positionally (`?` on SQLite, `%s` on PostgreSQL), so that a
@@ -339,13 +401,15 @@ def _raw_statement(session: Session, dialect: str, name: str) -> _Statement:
             default = column.default
             if column.name in names and default is not None and default.is_scalar:
                 defaults.setdefault(column.name, default.arg)
+        template = compiled.string
         found = _Statement(
-            compiled.string,
+            _native(template) if dialect == "postgresql" else template,
+            template,
             order,
             defaults,
             frozenset(names & _JSON_PARAMETERS),
             frozenset(names & _TIME_PARAMETERS),
-            _values_span(compiled.string, order, defaults) if name in _MULTI_ROW else None,
+            _values_span(template, order, defaults) if name in _MULTI_ROW else None,
         )
         _RAW[(dialect, name)] = found
     return found
@@ -384,7 +448,7 @@ def _raw(session: Session, name: str, rows: Sequence[dict[str, Any]], pipelined:
     PostgreSQL (see `_cursor`); unless told not to, a statement whose effect (a row lock) must hold
     before the caller acts outside the database is sent at once, with what the pipeline holds, and
     waited for."""
-    dialect, cursor = _cursor(session, pipelined=True)
+    dialect, cursor = _cursor(session, pipelined=True, native=True)
     statement = _raw_statement(session, dialect, name)
     params = []
     for row in rows:
@@ -715,10 +779,9 @@ def ensure_component(
     return component_id
 
 
-def ensure_components(session: Session, keys: Iterable[ComponentKey]) -> dict[ComponentKey, int]:
-    """The id of each component (created without attributes where missing), in one statement."""
+def _component_rows(keys: Iterable[ComponentKey]) -> list[dict[str, Any]]:
     now = utcnow()
-    rows = [
+    return [
         {
             "repository_id": rid,
             "namespace": ns,
@@ -727,14 +790,29 @@ def ensure_components(session: Session, keys: Iterable[ComponentKey]) -> dict[Co
             "attributes": {},
             "created_at": now,
         }
+        # In one order for every transaction, as concurrent ones take the rows' locks.
         for rid, ns, name, version in sorted(set(keys))
     ]
+
+
+def ensure_components(session: Session, keys: Iterable[ComponentKey]) -> dict[ComponentKey, int]:
+    """The id of each component (created without attributes where missing), in one statement."""
+    rows = _component_rows(keys)
     if not rows:
         return {}
     cursor = _raw(session, "component_id", rows)
     found = {(rid, ns, name, version): int(cid) for cid, rid, ns, name, version in cursor.fetchall()}
     cursor.close()
     return found
+
+
+def touch_components(session: Session, keys: Iterable[ComponentKey]) -> None:
+    """`ensure_components` with nothing read back: the assets that `save_assets` stores in the same
+    transaction name their components (`NewAsset.component`). On PostgreSQL the statement may still
+    be on its way when this returns (pipelined)."""
+    rows = _component_rows(keys)
+    if rows:
+        _raw(session, "touch_component", rows).close()
 
 
 @dataclass(frozen=True)
@@ -748,6 +826,9 @@ class NewAsset:
     attributes: dict[str, Any]
     component_id: int | None
     conflict_key: str | None = None
+    # (namespace, name, version) of a component of the asset's repository that `touch_components`
+    # wrote in this transaction, for an asset whose `component_id` is None.
+    component: tuple[str, str, str] | None = None
 
 
 def save_asset(
@@ -766,16 +847,16 @@ def save_asset(
     PostgreSQL the statements in between travel with this one (see `_cursor`)."""
     asset = NewAsset(repository_id, path, sha256, content_type, attributes, component_id, conflict_key)
     ids = save_assets(session, [asset], now)
-    return lambda: ids()[(repository_id, path)]
+    return lambda: ids()[(repository_id, path)][0]
 
 
 def save_assets(
     session: Session, assets: Sequence[NewAsset], now: datetime | None = None
-) -> Callable[[], dict[tuple[int, str], int]]:
+) -> Callable[[], dict[tuple[int, str], tuple[int, int | None]]]:
     """`save_asset` of several assets (no two at the same path of a repository) in one statement;
-    their ids by (repository id, path), from the function returned: on PostgreSQL read only when it
-    is first called (before the transaction ends, or after it has committed), so that the statement
-    travels with the rest of the transaction's pipeline."""
+    per (repository id, path), the asset's id and its component's, from the function returned: on
+    PostgreSQL read only when it is first called (before the transaction ends, or after it has
+    committed), so that the statement travels with the rest of the transaction's pipeline."""
     now = now or utcnow()
     cursor = _raw(
         session,
@@ -788,6 +869,10 @@ def save_assets(
                 "content_type": a.content_type,
                 "attributes": a.attributes,
                 "component_id": a.component_id,
+                "component_repository_id": a.repository_id if a.component is not None else None,
+                "component_namespace": a.component[0] if a.component is not None else None,
+                "component_name": a.component[1] if a.component is not None else None,
+                "component_version": a.component[2] if a.component is not None else None,
                 "conflict_key": a.conflict_key,
                 "created_at": now,
                 "updated_at": now,
@@ -796,11 +881,16 @@ def save_assets(
             for a in sorted(assets, key=lambda a: (a.repository_id, a.path))
         ],
     )
-    ids: dict[tuple[int, str], int] = {}
+    ids: dict[tuple[int, str], tuple[int, int | None]] = {}
 
-    def asset_ids() -> dict[tuple[int, str], int]:
+    def asset_ids() -> dict[tuple[int, str], tuple[int, int | None]]:
         if not ids:
-            ids.update({(rid, path): int(aid) for aid, rid, path in cursor.fetchall()})
+            ids.update(
+                {
+                    (rid, path): (int(aid), int(cid) if cid is not None else None)
+                    for aid, rid, path, cid in cursor.fetchall()
+                }
+            )
             cursor.close()
         return ids
 

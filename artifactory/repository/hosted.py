@@ -529,12 +529,11 @@ class Hosted:
         ]
         # Small bytes are written into their blob's row (`inline`), whatever the row held before.
         inline = {sha: b.data for sha, b in blobs.items() if self.inline(b) and b.data is not None}
-        # The blobs' row locks must hold before their bytes are looked for: when there are
-        # components to look up, the touch travels with that statement, whose answer follows it;
-        # when every blob's bytes travel in its row, nothing is looked for.
-        wait = not keys and len(inline) < len(blobs)
+        # The blobs' row locks must hold before their bytes are looked for (when every blob's bytes
+        # travel in its row, nothing is looked for, and nothing is waited for until the commit).
+        wait = len(inline) < len(blobs)
         queries.touch_blobs(session, [blob.info for blob in blobs.values()], wait=wait, inline=inline)
-        components = queries.ensure_components(session, keys)
+        queries.touch_components(session, keys)
         for sha256 in sorted(blobs):
             if sha256 in inline or self.engine.blobs.publish_kept(blobs[sha256]):
                 continue
@@ -545,18 +544,19 @@ class Hosted:
         files: list[list[tuple[str, BlobInfo, str, dict[str, Any], int | None]]] = []
         new: list[queries.NewAsset] = []
         for rows in uploads:
-            upload, component_id = rows.upload, None
+            upload, component_id, named = rows.upload, None, None
             if (c := upload.component) is not None:
-                component_id = components.get((rows.repo.id, c.namespace, c.name, c.version))
-                if component_id is None:
+                if upload.component_attributes:
                     component_id = queries.ensure_component(
                         session,
                         rows.repo.id,
                         c.namespace,
                         c.name,
                         c.version,
-                        dict(upload.component_attributes or {}),
+                        dict(upload.component_attributes),
                     )
+                else:  # written by `touch_components` above, and found by the asset's statement
+                    named = (c.namespace, c.name, c.version)
             own = self._files(rows, component_id)
             files.append(own)
             new.extend(
@@ -568,6 +568,7 @@ class Hosted:
                     attrs,
                     cid,
                     upload.conflict_key if i == 0 else None,
+                    named if i == 0 else None,
                 )
                 for i, (path, info, ctype, attrs, cid) in enumerate(own)
             )
@@ -602,9 +603,9 @@ class Hosted:
             for rows, own in zip(uploads, files, strict=True):
                 stored = [
                     StoredAsset.of_blob(
-                        rows.repo.name, path, info, ctype, now, attrs, ids[(rows.repo.id, path)], cid
+                        rows.repo.name, path, info, ctype, now, attrs, *ids[(rows.repo.id, path)]
                     )
-                    for path, info, ctype, attrs, cid in own
+                    for path, info, ctype, attrs, _cid in own
                 ]
                 done.append((stored[0], stored[1:]))
             return done

@@ -70,7 +70,7 @@ def test_rows_inserted_together_read_back_as_written(state: AppState) -> None:
             assert set(ids) == {(repo.id, a.path) for a in assets}
             for asset in assets:
                 row = queries.find_asset(session, repo.id, asset.path)
-                assert row is not None and row.id == ids[(repo.id, asset.path)]
+                assert row is not None and ids[(repo.id, asset.path)] == (row.id, asset.component_id)
                 assert (row.blob_sha256, row.attributes, row.component_id) == (
                     asset.sha256,
                     asset.attributes,
@@ -78,5 +78,23 @@ def test_rows_inserted_together_read_back_as_written(state: AppState) -> None:
                 )
             for info in infos:
                 assert session.get(Blob, info.sha256).size == info.size  # type: ignore[union-attr]
+            # Assets naming their components (`touch_components`) rather than giving ids: each finds
+            # its own, new or not, in the statement that stores it; an asset naming none has none.
+            named = [*keys, (repo.id, "new", "component", "1")]
+            queries.touch_components(session, [*named, *named[:1]])
+            again = [
+                queries.NewAsset(
+                    repo.id, "named/" + path, info.sha256, "text/x-test", attrs, None, None,
+                    named[i % len(named)][1:] if i % 3 else None,
+                )
+                for i, ((path, _content, attrs), info) in enumerate(zip(files, infos, strict=True))
+            ]  # fmt: skip
+            found = queries.ensure_components(session, named)
+            saved = queries.save_assets(session, again)()
+            for asset in again:
+                row = queries.find_asset(session, repo.id, asset.path)
+                expected = found[(repo.id, *asset.component)] if asset.component is not None else None
+                assert row is not None and saved[(repo.id, asset.path)] == (row.id, expected)
+                assert row.component_id == expected
 
     check()
