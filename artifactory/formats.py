@@ -225,6 +225,13 @@ class Format:
         components, component names, stored assets). None: there is no such document (404)."""
         return None
 
+    @property
+    def builds_documents(self) -> bool:
+        """Whether the format builds hosted documents (it overrides `build`). Only then does a change
+        move the generations of the names it touches (what a document built for a name is cached
+        by): a format without documents (raw) has no such row to write per upload."""
+        return type(self).build is not Format.build
+
     def upstream_document(self, key: IndexKey) -> UpstreamDocument | None:
         """Where a proxy repository finds `key` upstream; None: a proxy has no such document."""
         return None

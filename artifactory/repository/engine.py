@@ -374,7 +374,8 @@ class Engine:
             if row is not None and old is None:
                 old = self.blobs.read_all_sync(row.blob_sha256, limit)
             new = transform(old)
-            coordinates = self.formats[repo.format].coordinates(path)
+            fmt = self.formats[repo.format]
+            coordinates = fmt.coordinates(path) if fmt.builds_documents else None
             names = [] if coordinates is None else [(coordinates.namespace, coordinates.name)]
             if new is None:
                 if row is not None:

@@ -669,8 +669,11 @@ class Hosted:
         return deleted
 
     def _names(self, repo: Repo, paths: Sequence[str], upload: Upload | None = None) -> list[tuple[str, str]]:
-        """The component names a change to `paths` touches: their documents must be rebuilt."""
+        """The component names a change to `paths` touches: their documents must be rebuilt (none
+        where the format builds no documents)."""
         fmt = self.engine.formats[repo.format]
+        if not fmt.builds_documents:
+            return []
         names = [(c.namespace, c.name) for c in (fmt.coordinates(p) for p in paths) if c is not None]
         if upload is not None and upload.component is not None:
             names.append((upload.component.namespace, upload.component.name))
@@ -680,7 +683,8 @@ class Hosted:
         with self.engine.db.write() as session:
             owner = queries.find_asset(session, repo.id, path)
             names = self._names(repo, [path])
-            if owner is not None and owner.component_id is not None:
+            documents = self.engine.formats[repo.format].builds_documents
+            if owner is not None and owner.component_id is not None and documents:
                 named = queries.component_name(session, owner.component_id)
                 names.extend([named] if named else [])
             row = queries.delete_asset(session, repo.id, path)
