@@ -23,8 +23,11 @@ temporary object, which GC removes after LEFTOVER_SECONDS, whatever its grace.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import functools
 import mimetypes
+import threading
 from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -136,18 +139,24 @@ class _SamePath(Exception):  # noqa: N818 - not an error of the upload's: the ba
 
 
 class _SmallCommits:
-    """Small uploads of this process committed together, from the event loop, in two stages that
-    overlap: one worker-thread call writes the bytes of every upload waiting (shared flushes), then
-    another commits the rows of every upload whose bytes are written (one grouped transaction);
-    while one batch's rows commit, the next batch's bytes are written. No timer: a lone upload never
-    waits."""
+    """Small uploads of this process committed together, in two stages that overlap: one
+    worker-thread call writes the bytes of every upload waiting (shared flushes), then another
+    commits the rows of every upload whose bytes are written (one grouped transaction); while one
+    batch's rows commit, the next batch's bytes are written. No timer: a lone upload never waits.
+
+    The row stage's thread goes on from one batch to the next by itself, taking whatever uploads
+    are waiting when a commit ends, and wakes each upload through the event loop: a batch does not
+    first wait for the loop to get round to starting it (with the loop busy answering the uploads
+    of the batch before, that wait took a fifth of the stage's time)."""
 
     def __init__(self, hosted: Hosted) -> None:
         self.hosted = hosted
         self._waiting: list[_Entry] = []
-        self._placed: list[_Entry] = []
+        # Appended to by the event loop, taken from by the row stage's thread.
+        self._placed: collections.deque[_Entry] = collections.deque()
         self._placing = False
-        self._saving = False
+        self._saving = False  # a row-stage thread is running (or starting); under `_lock`
+        self._lock = threading.Lock()
 
     async def commit(self, small: _Small) -> tuple[StoredAsset, list[StoredAsset]]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -187,25 +196,41 @@ class _SmallCommits:
             self._waiting = []
 
     def _start_saving(self) -> None:
-        if not self._saving:
+        with self._lock:
+            if self._saving:
+                return  # the running thread takes what was just appended
             self._saving = True
-            asyncio.get_running_loop().create_task(self._save())
+        asyncio.get_running_loop().create_task(self._save())
 
     async def _save(self) -> None:
+        await to_thread.run_sync(self._save_waiting, asyncio.get_running_loop())
+
+    def _save_waiting(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Blocking, in one worker thread: commit the rows of the uploads waiting, a batch at a time,
+        until none is left; each batch's uploads are woken through `loop`."""
         try:
-            while self._placed:
-                batch, self._placed = self._placed[:MAX_SMALL_BATCH], self._placed[MAX_SMALL_BATCH:]
+            while True:
+                with self._lock:
+                    if not self._placed:
+                        self._saving = False
+                        return
+                    batch = [self._placed.popleft() for _ in range(min(MAX_SMALL_BATCH, len(self._placed)))]
                 failure: BaseException = RuntimeError("the commit was interrupted")
                 try:
-                    await to_thread.run_sync(self.hosted._save_many, [s for s, _ in batch if s.error is None])
+                    self.hosted._save_many([s for s, _ in batch if s.error is None])
                 except Exception as exc:  # noqa: BLE001 - handed to every upload of the call
                     failure = exc
                 finally:
-                    _settle(batch, failure)
-        finally:
-            self._saving = False
-            _settle(self._placed, RuntimeError("the commit was interrupted"))  # only if interrupted
-            self._placed = []
+                    loop.call_soon_threadsafe(_settle, batch, failure)
+        except BaseException:
+            # Interrupted (or the loop is closed): nobody would take what is left.
+            with self._lock:
+                self._saving = False
+                left = list(self._placed)
+                self._placed.clear()
+            with contextlib.suppress(RuntimeError):  # a closed loop wakes nobody
+                loop.call_soon_threadsafe(_settle, left, RuntimeError("the commit was interrupted"))
+            raise
 
 
 def _settle(entries: Sequence[_Entry], failure: BaseException) -> None:

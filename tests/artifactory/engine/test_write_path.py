@@ -246,6 +246,55 @@ def test_the_asset_a_put_returns_is_the_stored_one_without_reading_it_back(state
     assert companion.content_type == "text/plain" and companion.updated_at == second.updated_at
 
 
+def test_the_row_stage_goes_on_through_waves_of_uploads_and_after_an_interruption(state, monkeypatch):
+    """The row stage's thread takes batch after batch by itself (`_SmallCommits._save_waiting`):
+    uploads arriving while a batch commits are committed next, each upload woken with its own
+    outcome. A thread interrupted by something that is not an upload's error wakes the uploads of
+    its batch and every upload still waiting with an error, and the next upload starts a new one."""
+    repo = make_repo(state)
+    small = state.engine.hosted._small
+    save_many = type(state.engine.hosted)._save_many
+    batches: list[int] = []
+
+    def counting(self, batch):
+        batches.append(len(batch))
+        time.sleep(0.01)  # long enough for the next wave to wait behind this batch
+        return save_many(self, batch)
+
+    monkeypatch.setattr(type(state.engine.hosted), "_save_many", counting)
+
+    async def waves():
+        first = [asyncio.ensure_future(put(state.engine, repo, f"a {i}", f"a/{i}.bin")) for i in range(3)]
+        await asyncio.sleep(0.002)  # the first batch is committing
+        second = [put(state.engine, repo, f"b {i}", f"b/{i}.bin") for i in range(5)]
+        return await asyncio.gather(*first, *second)
+
+    stored = asyncio.run(waves())
+    assert [a.path for a in stored] == [*(f"a/{i}.bin" for i in range(3)), *(f"b/{i}.bin" for i in range(5))]
+    assert sum(batches) == 8 and len(batches) < 8, batches
+    assert not small._saving and not small._placed
+
+    class Interrupted(BaseException):  # not an upload's error: the thread ends
+        pass
+
+    def interrupted(self, batch):
+        raise Interrupted
+
+    monkeypatch.setattr(type(state.engine.hosted), "_save_many", interrupted)
+
+    async def interrupt():
+        return await asyncio.gather(
+            *(put(state.engine, repo, f"c {i}", f"c/{i}.bin") for i in range(4)), return_exceptions=True
+        )
+
+    failed = asyncio.run(interrupt())
+    assert all(isinstance(r, RuntimeError) and "interrupted" in str(r) for r in failed), failed
+    assert not small._saving and not small._placed
+    monkeypatch.setattr(type(state.engine.hosted), "_save_many", save_many)
+    again = asyncio.run(put(state.engine, repo, "d", "d.bin"))
+    assert state.engine.lookup(state.engine.repository(repo.name), "d.bin") == again
+
+
 def test_uploads_of_one_path_in_one_batch_are_each_committed_under_allow(state):
     """Small uploads waiting together are saved in one statement per kind of row; two of them at the
     same path cannot share one (PostgreSQL refuses to update a row twice in one statement), so the
