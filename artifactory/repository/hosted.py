@@ -144,10 +144,11 @@ class _SmallCommits:
     commits the rows of every upload whose bytes are written (one grouped transaction); while one
     batch's rows commit, the next batch's bytes are written. No timer: a lone upload never waits.
 
-    The row stage's thread goes on from one batch to the next by itself, taking whatever uploads
-    are waiting when a commit ends, and wakes each upload through the event loop: a batch does not
+    A row-stage thread goes on from one batch to the next by itself, taking whatever uploads are
+    waiting when a commit ends, and wakes each upload through the event loop: a batch does not
     first wait for the loop to get round to starting it (with the loop busy answering the uploads
-    of the batch before, that wait took a fifth of the stage's time)."""
+    of the batch before, that wait took a fifth of the stage's time). On PostgreSQL a second such
+    thread commits another batch meanwhile (see `_threads`)."""
 
     def __init__(self, hosted: Hosted) -> None:
         self.hosted = hosted
@@ -155,8 +156,13 @@ class _SmallCommits:
         # Appended to by the event loop, taken from by the row stage's thread.
         self._placed: collections.deque[_Entry] = collections.deque()
         self._placing = False
-        self._saving = False  # a row-stage thread is running (or starting); under `_lock`
+        self._saving = 0  # row-stage threads running (or starting); under `_lock`
         self._lock = threading.Lock()
+        # On PostgreSQL two batches commit at once: the second's statements run while the first
+        # commits, and it waits only at its last, the revision bump, which every transaction takes
+        # last and in one order (`bump_revision_at_commit`). A SQLite write holds the database's
+        # one writer lock from its start: a second thread would only queue.
+        self._threads = 1 if hosted.engine.db.is_sqlite else 2
 
     async def commit(self, small: _Small) -> tuple[StoredAsset, list[StoredAsset]]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -197,9 +203,9 @@ class _SmallCommits:
 
     def _start_saving(self) -> None:
         with self._lock:
-            if self._saving:
-                return  # the running thread takes what was just appended
-            self._saving = True
+            if self._saving >= self._threads:
+                return  # a running thread takes what was just appended
+            self._saving += 1
         asyncio.get_running_loop().create_task(self._save())
 
     async def _save(self) -> None:
@@ -212,7 +218,7 @@ class _SmallCommits:
             while True:
                 with self._lock:
                     if not self._placed:
-                        self._saving = False
+                        self._saving -= 1
                         return
                     batch = [self._placed.popleft() for _ in range(min(MAX_SMALL_BATCH, len(self._placed)))]
                 failure: BaseException = RuntimeError("the commit was interrupted")
@@ -225,7 +231,7 @@ class _SmallCommits:
         except BaseException:
             # Interrupted (or the loop is closed): nobody would take what is left.
             with self._lock:
-                self._saving = False
+                self._saving -= 1
                 left = list(self._placed)
                 self._placed.clear()
             with contextlib.suppress(RuntimeError):  # a closed loop wakes nobody

@@ -246,11 +246,21 @@ def test_the_asset_a_put_returns_is_the_stored_one_without_reading_it_back(state
     assert companion.content_type == "text/plain" and companion.updated_at == second.updated_at
 
 
+def ended(small):
+    """Wait for the row stage's threads to end (each wakes its last batch's uploads before it looks
+    for more, finds none and ends), then check that nothing is left waiting."""
+    deadline = time.monotonic() + 10
+    while small._saving and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not small._saving and not small._placed
+
+
 def test_the_row_stage_goes_on_through_waves_of_uploads_and_after_an_interruption(state, monkeypatch):
-    """The row stage's thread takes batch after batch by itself (`_SmallCommits._save_waiting`):
-    uploads arriving while a batch commits are committed next, each upload woken with its own
-    outcome. A thread interrupted by something that is not an upload's error wakes the uploads of
-    its batch and every upload still waiting with an error, and the next upload starts a new one."""
+    """The row stage's thread takes batch after batch by itself (`_SmallCommits._save_waiting`;
+    on PostgreSQL two such threads): uploads arriving while a batch commits are committed next,
+    each upload woken with its own outcome. A thread interrupted by something that is not an
+    upload's error wakes the uploads of its batch and every upload still waiting with an error, and
+    the next upload starts a new one."""
     repo = make_repo(state)
     small = state.engine.hosted._small
     save_many = type(state.engine.hosted)._save_many
@@ -272,7 +282,7 @@ def test_the_row_stage_goes_on_through_waves_of_uploads_and_after_an_interruptio
     stored = asyncio.run(waves())
     assert [a.path for a in stored] == [*(f"a/{i}.bin" for i in range(3)), *(f"b/{i}.bin" for i in range(5))]
     assert sum(batches) == 8 and len(batches) < 8, batches
-    assert not small._saving and not small._placed
+    ended(small)
 
     class Interrupted(BaseException):  # not an upload's error: the thread ends
         pass
@@ -289,7 +299,7 @@ def test_the_row_stage_goes_on_through_waves_of_uploads_and_after_an_interruptio
 
     failed = asyncio.run(interrupt())
     assert all(isinstance(r, RuntimeError) and "interrupted" in str(r) for r in failed), failed
-    assert not small._saving and not small._placed
+    ended(small)
     monkeypatch.setattr(type(state.engine.hosted), "_save_many", save_many)
     again = asyncio.run(put(state.engine, repo, "d", "d.bin"))
     assert state.engine.lookup(state.engine.repository(repo.name), "d.bin") == again
