@@ -174,7 +174,9 @@ class _SmallCommits:
             self._waiting.append((small, done))
             if not self._placing:
                 self._placing = True
-                asyncio.get_running_loop().create_task(self._place())
+                ran: list[bool] = []
+                task = asyncio.get_running_loop().create_task(self._place(ran))
+                task.add_done_callback(functools.partial(self._place_never_ran, ran))
         # Shielded: the commit goes on if the client goes away; its outcome is simply not sent.
         await asyncio.shield(done)
         if small.error is not None:
@@ -182,7 +184,8 @@ class _SmallCommits:
         assert small.saved is not None
         return small.saved
 
-    async def _place(self) -> None:
+    async def _place(self, ran: list[bool]) -> None:
+        ran.append(True)
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting[:MAX_SMALL_BATCH], self._waiting[MAX_SMALL_BATCH:]
@@ -201,19 +204,44 @@ class _SmallCommits:
             _settle(self._waiting, RuntimeError("the commit was interrupted"))  # only if interrupted
             self._waiting = []
 
+    def _place_never_ran(self, ran: list[bool], _task: asyncio.Task[None]) -> None:
+        """A placing task cancelled before it started (its loop is closing) will never run: what it
+        would have taken is woken with an error, and the next upload starts another."""
+        if not ran:
+            self._placing = False
+            _settle(self._waiting, RuntimeError("the commit was interrupted"))
+            self._waiting = []
+
     def _start_saving(self) -> None:
         with self._lock:
             if self._saving >= self._threads:
                 return  # a running thread takes what was just appended
             self._saving += 1
-        asyncio.get_running_loop().create_task(self._save())
+        ran: list[bool] = []
+        task = asyncio.get_running_loop().create_task(self._save(ran))
+        task.add_done_callback(functools.partial(self._save_never_ran, ran))
 
-    async def _save(self) -> None:
-        await to_thread.run_sync(self._save_waiting, asyncio.get_running_loop())
+    async def _save(self, ran: list[bool]) -> None:
+        await to_thread.run_sync(self._save_waiting, asyncio.get_running_loop(), ran)
 
-    def _save_waiting(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _save_never_ran(self, ran: list[bool], _task: asyncio.Task[None]) -> None:
+        """A saving task that ended before its thread ran (cancelled before it started: its loop
+        is closing) leaves the count of threads as if it had; with no other thread left, what is
+        waiting is woken with an error now, while its loop still runs."""
+        if ran:
+            return
+        with self._lock:
+            self._saving -= 1
+            left: list[_Entry] = []
+            if not self._saving:
+                left = list(self._placed)
+                self._placed.clear()
+        _settle(left, RuntimeError("the commit was interrupted"))
+
+    def _save_waiting(self, loop: asyncio.AbstractEventLoop, ran: list[bool]) -> None:
         """Blocking, in one worker thread: commit the rows of the uploads waiting, a batch at a time,
         until none is left; each batch's uploads are woken through `loop`."""
+        ran.append(True)
         try:
             while True:
                 with self._lock:

@@ -305,6 +305,23 @@ def test_the_row_stage_goes_on_through_waves_of_uploads_and_after_an_interruptio
     assert state.engine.lookup(state.engine.repository(repo.name), "d.bin") == again
 
 
+def test_row_stage_tasks_whose_loop_closed_before_they_started_leave_no_thread_counted(state):
+    """A row-stage task cancelled before it ever ran (its loop closed first: `asyncio.run` cancels
+    what is pending) is not counted as a running thread: the next upload, on another loop, still
+    starts one (this hung when the count stayed up)."""
+    repo = make_repo(state)
+    small = state.engine.hosted._small
+
+    async def start_and_leave():
+        for _ in range(small._threads):
+            small._start_saving()  # tasks that never start: this loop closes first
+
+    asyncio.run(start_and_leave())
+    assert small._saving == 0
+    stored = asyncio.run(asyncio.wait_for(put(state.engine, repo, "x", "x.bin"), 30))
+    assert stored.path == "x.bin"
+
+
 def test_uploads_of_one_path_in_one_batch_are_each_committed_under_allow(state):
     """Small uploads waiting together are saved in one statement per kind of row; two of them at the
     same path cannot share one (PostgreSQL refuses to update a row twice in one statement), so the
