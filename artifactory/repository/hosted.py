@@ -222,7 +222,7 @@ class _SmallCommits:
         task.add_done_callback(functools.partial(self._save_never_ran, ran))
 
     async def _save(self, ran: list[bool]) -> None:
-        await to_thread.run_sync(self._save_waiting, asyncio.get_running_loop(), ran)
+        await to_thread.run_sync(self._save_waiting, ran)
 
     def _save_never_ran(self, ran: list[bool], _task: asyncio.Task[None]) -> None:
         """A saving task that ended before its thread ran (cancelled before it started: its loop
@@ -238,9 +238,9 @@ class _SmallCommits:
                 self._placed.clear()
         _settle(left, RuntimeError("the commit was interrupted"))
 
-    def _save_waiting(self, loop: asyncio.AbstractEventLoop, ran: list[bool]) -> None:
+    def _save_waiting(self, ran: list[bool]) -> None:
         """Blocking, in one worker thread: commit the rows of the uploads waiting, a batch at a time,
-        until none is left; each batch's uploads are woken through `loop`."""
+        until none is left; each batch's uploads are woken through their event loop (`_wake`)."""
         ran.append(True)
         try:
             while True:
@@ -255,16 +255,28 @@ class _SmallCommits:
                 except Exception as exc:  # noqa: BLE001 - handed to every upload of the call
                     failure = exc
                 finally:
-                    loop.call_soon_threadsafe(_settle, batch, failure)
+                    _wake(batch, failure)
         except BaseException:
-            # Interrupted (or the loop is closed): nobody would take what is left.
+            # Interrupted: nobody would take what is left.
             with self._lock:
                 self._saving -= 1
                 left = list(self._placed)
                 self._placed.clear()
-            with contextlib.suppress(RuntimeError):  # a closed loop wakes nobody
-                loop.call_soon_threadsafe(_settle, left, RuntimeError("the commit was interrupted"))
+            _wake(left, RuntimeError("the commit was interrupted"))
             raise
+
+
+def _wake(entries: Sequence[_Entry], failure: BaseException) -> None:
+    """From a worker thread: `_settle` each upload on the event loop it waits on. A server has one
+    loop per process, but a thread may outlive the loop that started it (tests run each upload in a
+    loop of its own) and take an upload of the next; an upload of a loop that has closed waits for
+    nothing any more."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Entry]] = {}
+    for entry in entries:
+        by_loop.setdefault(entry[1].get_loop(), []).append(entry)
+    for loop, waiting in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed
+            loop.call_soon_threadsafe(_settle, waiting, failure)
 
 
 def _settle(entries: Sequence[_Entry], failure: BaseException) -> None:

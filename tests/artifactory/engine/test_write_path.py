@@ -322,6 +322,40 @@ def test_row_stage_tasks_whose_loop_closed_before_they_started_leave_no_thread_c
     assert stored.path == "x.bin"
 
 
+def test_an_upload_taken_by_a_thread_that_outlived_its_loop_is_woken_on_its_own_loop(state, monkeypatch):
+    """A row-stage thread may outlive the event loop that started it (`asyncio.run` returns once
+    its upload is answered) and take the upload of the next loop: that upload is woken on its own
+    loop, not on the closed one (where it waited forever and the suite hung)."""
+    from artifactory.repository import hosted
+
+    repo = make_repo(state)
+    small = state.engine.hosted._small
+    small._threads = 1  # whatever the database: the one thread must take the second upload
+    release = threading.Event()
+    wake = hosted._wake
+    calls = []
+
+    def wake_then_linger(entries, failure):
+        wake(entries, failure)
+        calls.append(len(entries))
+        if len(calls) == 1:
+            release.wait(10)  # the first loop ends meanwhile; the thread is still running
+
+    monkeypatch.setattr(hosted, "_wake", wake_then_linger)
+    assert asyncio.run(put(state.engine, repo, "one", "one.bin")).path == "one.bin"
+    assert small._saving == 1  # the thread that answered it is still running
+
+    async def second():
+        task = asyncio.ensure_future(put(state.engine, repo, "two", "two.bin"))
+        while not small._placed:
+            await asyncio.sleep(0.001)
+        release.set()  # the lingering thread goes on, and takes this upload
+        return await asyncio.wait_for(task, 30)
+
+    assert asyncio.run(second()).path == "two.bin"
+    assert calls == [1, 1]
+
+
 def test_uploads_of_one_path_in_one_batch_are_each_committed_under_allow(state):
     """Small uploads waiting together are saved in one statement per kind of row; two of them at the
     same path cannot share one (PostgreSQL refuses to update a row twice in one statement), so the
