@@ -228,9 +228,10 @@ class _SmallCommits:
         """A saving task that ended before its thread ran (cancelled before it started: its loop
         is closing) leaves the count of threads as if it had; with no other thread left, what is
         waiting is woken with an error now, while its loop still runs."""
-        if ran:
-            return
         with self._lock:
+            if ran:
+                return
+            ran.append(False)  # should its thread start after all, it ends at once
             self._saving -= 1
             left: list[_Entry] = []
             if not self._saving:
@@ -241,7 +242,10 @@ class _SmallCommits:
     def _save_waiting(self, ran: list[bool]) -> None:
         """Blocking, in one worker thread: commit the rows of the uploads waiting, a batch at a time,
         until none is left; each batch's uploads are woken through their event loop (`_wake`)."""
-        ran.append(True)
+        with self._lock:
+            if ran:  # its task ended first and counted it off (`_save_never_ran`)
+                return
+            ran.append(True)
         try:
             while True:
                 with self._lock:

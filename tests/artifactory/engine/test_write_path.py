@@ -336,8 +336,8 @@ def test_an_upload_taken_by_a_thread_that_outlived_its_loop_is_woken_on_its_own_
     calls = []
 
     def wake_then_linger(entries, failure):
+        calls.append(len(entries))  # before the wake: the upload woken may be checked at once
         wake(entries, failure)
-        calls.append(len(entries))
         if len(calls) == 1:
             release.wait(10)  # the first loop ends meanwhile; the thread is still running
 
