@@ -177,17 +177,6 @@ _MULTI_ROW = frozenset(
 )
 
 
-def _upsert_statement(
-    dialect: str, model: Any, names: Sequence[str], keys: Sequence[str], update_keys: Sequence[str]
-) -> Any:
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model).values(
-        {name: bindparam(name) for name in names}
-    )
-    return statement.on_conflict_do_update(
-        index_elements=list(keys), set_={k: statement.excluded[k] for k in update_keys}
-    )
-
-
 def _prebuilt(session: Session, name: str) -> Any:
     dialect = session.get_bind().dialect.name
     found = _PREBUILT.get((dialect, name))
@@ -195,9 +184,7 @@ def _prebuilt(session: Session, name: str) -> Any:
         return found
     if name == "touch_blob":
         names = ["sha256", "size", "md5", "sha1", "sha512", "created_at", "touched_at", "data"]
-        inserted = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Blob).values(
-            {name: bindparam(name) for name in names}
-        )
+        inserted = _insert(session, Blob).values({name: bindparam(name) for name in names})
         # Bytes a row keeps are never replaced; a row without them takes those of an inline commit.
         found = inserted.on_conflict_do_update(
             index_elements=["sha256"],
@@ -222,8 +209,7 @@ def _prebuilt(session: Session, name: str) -> Any:
             )
             .scalar_subquery()
         )
-        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        inserted = dialect_insert(Asset).values(
+        inserted = _insert(session, Asset).values(
             {
                 **{name: bindparam(name) for name in [*names, "conflict_key", "updated_at"]},
                 "component_id": func.coalesce(bindparam("component_id", type_=Integer), named),
@@ -236,8 +222,7 @@ def _prebuilt(session: Session, name: str) -> Any:
         # A no-op update on conflict: RETURNING then names the row whether or not it was new, and
         # the row stays locked (not deleted under the transaction) either way.
         keys = ["repository_id", "namespace", "name", "version"]
-        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        inserted = dialect_insert(Component).values(
+        inserted = _insert(session, Component).values(
             {name: bindparam(name) for name in [*keys, "attributes", "created_at"]}
         )
         found = inserted.on_conflict_do_update(index_elements=keys, set_={"name": inserted.excluded.name})
@@ -255,8 +240,7 @@ def _prebuilt(session: Session, name: str) -> Any:
         found = insert(AuditEvent).values({column: bindparam(column) for column in columns}).inline()
     elif name == "bump_generation":
         values: dict[str, Any] = {"repository_id": bindparam("rid"), "namespace": bindparam("namespace")}
-        dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = dialect_insert(NameGeneration).values(**values, name=bindparam("name"), generation=1)
+        statement = _insert(session, NameGeneration).values(**values, name=bindparam("name"), generation=1)
         found = statement.on_conflict_do_update(
             index_elements=["repository_id", "namespace", "name"],
             set_={"generation": NameGeneration.generation + 1},

@@ -374,9 +374,7 @@ class Engine:
             if row is not None and old is None:
                 old = self.blobs.read_all_sync(row.blob_sha256, limit)
             new = transform(old)
-            fmt = self.formats[repo.format]
-            coordinates = fmt.coordinates(path) if fmt.builds_documents else None
-            names = [] if coordinates is None else [(coordinates.namespace, coordinates.name)]
+            names = self.hosted.touched_names(repo, [path])
             if new is None:
                 if row is not None:
                     queries.delete_asset(session, repo.id, path)

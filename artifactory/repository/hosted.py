@@ -652,7 +652,7 @@ class Hosted:
         asset_ids = queries.save_assets(session, new, now)
         for rows, own in zip(uploads, files, strict=True):
             queries.bump_generations(
-                session, rows.repo.id, self._names(rows.repo, [f[0] for f in own], rows.upload)
+                session, rows.repo.id, self.touched_names(rows.repo, [f[0] for f in own], rows.upload)
             )
         queries.add_audit(
             session,
@@ -743,7 +743,9 @@ class Hosted:
             )
         return deleted
 
-    def _names(self, repo: Repo, paths: Sequence[str], upload: Upload | None = None) -> list[tuple[str, str]]:
+    def touched_names(
+        self, repo: Repo, paths: Sequence[str], upload: Upload | None = None
+    ) -> list[tuple[str, str]]:
         """The component names a change to `paths` touches: their documents must be rebuilt (none
         where the format builds no documents)."""
         fmt = self.engine.formats[repo.format]
@@ -757,7 +759,7 @@ class Hosted:
     def _delete(self, repo: Repo, path: str, principal: Principal) -> StoredAsset | None:
         with self.engine.db.write() as session:
             owner = queries.find_asset(session, repo.id, path)
-            names = self._names(repo, [path])
+            names = self.touched_names(repo, [path])
             documents = self.engine.formats[repo.format].builds_documents
             if owner is not None and owner.component_id is not None and documents:
                 named = queries.component_name(session, owner.component_id)
