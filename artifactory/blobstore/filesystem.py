@@ -167,6 +167,8 @@ class FilesystemDriver:
 
     def write(self, key: str, data: bytes) -> bool:
         target = self._object_text(key)
+        if os.path.isfile(target):  # a content address: it holds these bytes (no write, no flush)
+            return False
         directory, _, name = target.rpartition("/")
         try:
             dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -200,13 +202,19 @@ class FilesystemDriver:
         """`write` of each (key, bytes), their flushes shared (see the module's docstring); per item
         True when written, False when its key existed already. Nothing is linked before the bytes of
         every file of the batch are durable, so a key never names bytes that are not on disk. Paths,
-        not directory descriptors: three system calls per file before the flushes (open, write, link)."""
+        not directory descriptors: a stat per file, and three system calls per file not stored
+        already (open, write, link); a batch of stored files costs no flush."""
         if len(items) == 1 or _SYNCFS is None or not self._tmpfile_works:
             return [self.write(key, data) for key, data in items]
+        targets = [self._object_text(key) for key, _data in items]
+        stored = [os.path.isfile(target) for target in targets]  # content addresses: nothing to write
+        if all(stored):
+            return [False] * len(items)
         opened: list[tuple[int, str]] = []
         try:
-            for key, data in items:
-                target = self._object_text(key)
+            for (_key, data), target, there in zip(items, targets, stored, strict=True):
+                if there:
+                    continue
                 directory = target.rpartition("/")[0]
                 try:
                     fd = self._unnamed(directory)
@@ -218,15 +226,8 @@ class FilesystemDriver:
                 while view:
                     view = view[os.write(fd, view) :]
             _syncfs(opened[0][0])
-            written = []
-            for fd, target in opened:
-                try:
-                    # linkat(AT_SYMLINK_FOLLOW) names the unnamed file; a plain link() of the
-                    # /proc path would not follow it (a directory descriptor makes Python use linkat).
-                    os.link(str(fd), target, src_dir_fd=self._descriptors())
-                    written.append(True)
-                except FileExistsError:
-                    written.append(False)
+            linked = iter(self._link_all(opened))
+            written = [False if there else next(linked) for there in stored]
             _syncfs(opened[0][0])
             return written
         except OSError as exc:
@@ -236,6 +237,19 @@ class FilesystemDriver:
         finally:
             for fd, _target in opened:
                 os.close(fd)
+
+    def _link_all(self, opened: Sequence[tuple[int, str]]) -> list[bool]:
+        """Name each unnamed file: per file True, or False when its name exists already."""
+        linked = []
+        for fd, target in opened:
+            try:
+                # linkat(AT_SYMLINK_FOLLOW) names the unnamed file; a plain link() of the /proc
+                # path would not follow it (a directory descriptor makes Python use linkat).
+                os.link(str(fd), target, src_dir_fd=self._descriptors())
+                linked.append(True)
+            except FileExistsError:
+                linked.append(False)
+        return linked
 
     def _descriptors(self) -> int:
         """This process's /proc/self/fd, open (once per process)."""

@@ -214,10 +214,28 @@ def test_write_many_syncs_every_body_before_linking_any_and_the_links_after(tmp_
     monkeypatch.setattr(filesystem.os, "link", lambda *a, **k: (calls.append("link"), real_link(*a, **k)))
     items = [(key_of(b), b) for b in bodies] + [(key_of(bodies[1]), bodies[1])]
     assert driver.write_many(items) == [False, True, True, True, True, False]
-    # Every name is tried (no stat first): the stored one and the repeat find EEXIST.
-    assert calls == ["sync", *["link"] * 6, "sync"]
+    # The stored one is not written again; the repeat within the batch finds EEXIST.
+    assert calls == ["sync", *["link"] * 5, "sync"]
     for body in bodies:
         assert join(driver.read(key_of(body))) == body
+    assert temp_names(driver) == set()
+
+
+def test_bytes_stored_already_are_neither_written_nor_flushed_again(tmp_path, monkeypatch):
+    """A content address holds its bytes: a write of a stored key (a proxy fetching what another
+    repository cached, an upload of a file stored elsewhere) costs a stat, not a write and a flush."""
+    driver = FilesystemDriver(tmp_path / "blobs")
+    bodies = [os.urandom(200) for _ in range(3)]
+    for body in bodies:
+        assert driver.write(key_of(body), body) is True
+    calls = []
+    monkeypatch.setattr(filesystem, "_syncfs", lambda fd: calls.append("syncfs"))
+    monkeypatch.setattr(filesystem.os, "fsync", lambda fd: calls.append("fsync"))
+    real_open = os.open
+    monkeypatch.setattr(filesystem.os, "open", lambda *a, **k: (calls.append("open"), real_open(*a, **k))[1])
+    assert driver.write(key_of(bodies[0]), bodies[0]) is False
+    assert driver.write_many([(key_of(b), b) for b in bodies]) == [False, False, False]
+    assert calls == []
     assert temp_names(driver) == set()
 
 
