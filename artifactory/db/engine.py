@@ -291,7 +291,16 @@ class Database:
             self.lazy_engine = _sqlite_engine(url, "BEGIN IMMEDIATE", "NORMAL")
             self.read_engine = _sqlite_engine(url, "BEGIN", "NORMAL")
         else:
-            self.engine = create_engine(url, pool_size=10, max_overflow=20)
+            # The connection used last goes out first, so that a few connections do most of the work
+            # and keep their prepared statements (psycopg prepares a statement on its second use);
+            # handed out in turn, each of ten connections had to see a statement five times first.
+            self.engine = create_engine(
+                url,
+                pool_size=10,
+                max_overflow=20,
+                pool_use_lifo=True,
+                connect_args={"prepare_threshold": 2},
+            )
             _ping_when_idle(self.engine)
             event.listen(self.engine, "before_cursor_execute", _end_pipeline_before)
             self.lazy_engine = self.read_engine = self.engine
