@@ -354,8 +354,16 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
+        """A read-only session. On PostgreSQL its transaction is READ ONLY and ends with COMMIT: a
+        ROLLBACK would make psycopg forget the connection's prepared statements (and send
+        DEALLOCATE ALL), and a COMMIT of a transaction that can write nothing is the same."""
         with self._reader() as session:
+            if self.is_sqlite:
+                yield session
+                return
+            session.connection(execution_options={"postgresql_readonly": True})
             yield session
+            session.commit()
 
     def dispose(self) -> None:
         for engine in {self.engine, self.lazy_engine, self.read_engine}:

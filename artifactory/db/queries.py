@@ -88,6 +88,11 @@ class RawQuery:
         # The JSON columns of the result, decoded here where the driver hands them over as text
         # (SQLite's), so that every caller gets what an ORM read would give it.
         self._json = [i for i, c in enumerate(statement.selected_columns) if isinstance(c.type, JSON)]
+        # On PostgreSQL a read alone on its connection runs outside any transaction: one round trip
+        # instead of BEGIN, the query and ROLLBACK, and psycopg forgets a connection's prepared
+        # statements at every ROLLBACK (the query would be parsed and planned anew every time, and
+        # so would the write path's statements on the same pooled connection).
+        self._autocommit = engine.dialect.name == "postgresql"
 
     def rows(self, values: dict[str, Any], connection: Any = None) -> list[Any]:
         """The rows for `values`, on `connection` (a pooled DBAPI connection the caller checked out of
@@ -95,6 +100,8 @@ class RawQuery:
         if connection is None:
             connection = self.engine.raw_connection()
             try:
+                if self._autocommit:
+                    return self._autocommitted(values, connection.driver_connection)
                 return self.rows(values, connection)
             finally:
                 connection.close()
@@ -107,6 +114,15 @@ class RawQuery:
         if self._json:
             return [self._decoded(row) for row in rows]
         return list(rows)
+
+    def _autocommitted(self, values: dict[str, Any], driver: Any) -> list[Any]:
+        """`rows` on a psycopg connection switched to autocommit for the one statement (the pool
+        hands connections over idle, and takes them back so)."""
+        driver.autocommit = True
+        try:
+            return self.rows(values, driver)
+        finally:
+            driver.autocommit = False
 
     def _decoded(self, row: Any) -> tuple[Any, ...]:
         values = list(row)

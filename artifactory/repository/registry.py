@@ -92,6 +92,7 @@ class RepositoryRegistry:
         # A snapshot's row, read on a pooled DBAPI connection: the ORM's load of it cost about 0.6 ms,
         # paid by every snapshot past its lifetime (each repository a request names, every second).
         self._load = RawQuery(db.read_engine, _SNAPSHOT)
+        self._read_revision = RawQuery(db.read_engine, _REVISION)
         self._lock = threading.Lock()
         # Moved by every change this process makes to a snapshot it holds (`advance`, `forget`): what
         # was derived from snapshots is checked again at once, without waiting for the token to move
@@ -167,8 +168,8 @@ class RepositoryRegistry:
         done, found = self.changes.read("SELECT revision FROM repository WHERE name = ?", (name,))
         if done:
             return None if found is None else int(found)
-        with self.db.read_engine.connect() as connection:
-            return connection.execute(_REVISION, {"name": name}).scalar()
+        rows = self._read_revision.rows({"name": name})
+        return int(rows[0][0]) if rows else None
 
     def forget(self, name: str) -> None:
         with self._lock:

@@ -28,7 +28,9 @@ def transactions(state):
     lock = threading.Lock()
 
     def on(kind):
-        def listener(*_args):
+        def listener(*args):
+            if kind == "commit" and args and args[0].get_execution_options().get("postgresql_readonly"):
+                return  # the end of a read (`Database.read` on PostgreSQL), not a write's commit
             with lock:
                 counted[kind] += 1
 
