@@ -91,7 +91,11 @@ class Outbox:
             .limit(limit)
         )
         with self.read_engine.connect() as connection:
-            return [(row.id, row.webhook) for row in connection.execute(query)]
+            due = [(row.id, row.webhook) for row in connection.execute(query)]
+            # Ended by COMMIT: on PostgreSQL a ROLLBACK makes psycopg forget the connection's
+            # prepared statements (see `Database.read`).
+            connection.commit()
+            return due
 
     def claim(self, ids: Collection[int], now: float, lease_seconds: float) -> list[Claimed]:
         """Take those of `ids` that are still pending and due; rows another process took are skipped.
