@@ -91,6 +91,7 @@ class Engine:
         self.uploads = Uploads(self)
         self.downloads = Downloads(db, settings.download_flush_seconds, settings.download_counting)
         self._find_asset = queries.AssetLookup(db.read_engine)
+        self._any_under = queries.AnyUnder(db.read_engine)
         # Hosted lookups, keyed by the repository revision they were read at (current in every
         # process, see ASSET_CACHE_SECONDS) and trusted for at most ASSET_CACHE_SECONDS.
         self._assets: Lru[tuple[int, int, str], StoredAsset] = Lru(
@@ -170,7 +171,18 @@ class Engine:
         folder = path + "/"
         if repo.type == GROUP and self.group.known_empty_folder(repo, folder):
             return False
+        # Most such questions follow a plain miss, with nothing under the folder: one indexed read
+        # per leaf says so; only a folder that holds something is listed (which hides what it must).
+        leaves = self.group.leaves(repo, principal)
+        for member in leaves:
+            if member.type == PROXY:
+                await self.proxy.landed(member)
+        if not await self.read_call(self._holds_any, leaves, folder):
+            return False
         return bool(await self.listing(repo, folder, principal))
+
+    def _holds_any(self, leaves: list[Repo], folder: str) -> bool:
+        return any(self._any_under(leaf.id, folder) for leaf in leaves)
 
     async def listing(self, repo: Repo, prefix: str, principal: Principal) -> list[Entry]:
         """The folders and files directly under `prefix` (which ends with "/" or is empty), as a

@@ -182,3 +182,21 @@ def test_starts_with_agrees_with_python_on_random_paths_and_prefixes(state: AppS
         assert found == sorted(p for p in paths if p.startswith(prefix))
 
     check()
+
+
+def test_any_under_agrees_with_python_on_random_paths_and_prefixes(state: AppState) -> None:
+    """`AnyUnder` (whether a folder holds anything: the read a raw 404 makes) on committed rows."""
+    any_under = queries.AnyUnder(state.db.read_engine)
+
+    @settings(max_examples=60, deadline=None)
+    @given(data=st.data())
+    def check(data: st.DataObject) -> None:
+        repo = make_repo(state)
+        paths = data.draw(st.lists(texts.filter(bool), min_size=1, max_size=8, unique=True), label="paths")
+        of_a_path = st.sampled_from(paths).flatmap(lambda p: st.integers(0, len(p)).map(lambda n: p[:n]))
+        prefix = data.draw(st.one_of(texts, of_a_path).filter(bool), label="prefix")
+        store(state, repo, paths)
+        expected = any(p.startswith(prefix) for p in paths) or queries.prefix_end(prefix) is None
+        assert any_under(repo.id, prefix) is expected
+
+    check()
