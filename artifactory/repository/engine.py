@@ -171,18 +171,7 @@ class Engine:
         folder = path + "/"
         if repo.type == GROUP and self.group.known_empty_folder(repo, folder):
             return False
-        # Most such questions follow a plain miss, with nothing under the folder: one indexed read
-        # per leaf says so; only a folder that holds something is listed (which hides what it must).
-        leaves = self.group.leaves(repo, principal)
-        for member in leaves:
-            if member.type == PROXY:
-                await self.proxy.landed(member)
-        if not await self.read_call(self._holds_any, leaves, folder):
-            return False
         return bool(await self.listing(repo, folder, principal))
-
-    def _holds_any(self, leaves: list[Repo], folder: str) -> bool:
-        return any(self._any_under(leaf.id, folder) for leaf in leaves)
 
     async def listing(self, repo: Repo, prefix: str, principal: Principal) -> list[Entry]:
         """The folders and files directly under `prefix` (which ends with "/" or is empty), as a
@@ -195,6 +184,10 @@ class Engine:
         for member in leaves:
             if member.type == PROXY:
                 await self.proxy.landed(member)
+        # A folder that is not there (a raw file miss asks whether the path is a folder, a client
+        # lists what it guessed) costs one indexed read per leaf, not a listing.
+        if prefix and not await self.read_call(self._holds_any, leaves, prefix):
+            return []
         # Every member's rows in one read transaction (a group's listing is one read, not one per member).
         listed = await self.db_call(self._under_each, leaves, prefix)
         for member, rows in zip(leaves, listed, strict=True):
@@ -219,6 +212,9 @@ class Engine:
     def assets_under(self, repo: Repo, prefix: str) -> list[StoredAsset]:
         """Every asset of `repo` (itself only) whose path starts with `prefix`. Blocking."""
         return self._under(repo, prefix)
+
+    def _holds_any(self, leaves: list[Repo], prefix: str) -> bool:
+        return any(self._any_under(leaf.id, prefix) for leaf in leaves)
 
     def _under_each(self, repos: list[Repo], prefix: str) -> list[list[StoredAsset]]:
         with self.db.read() as session:
