@@ -124,15 +124,37 @@ def _token_secret(settings: Settings) -> bytes:
         return settings.token_secret.encode()
     path = Path(settings.data_dir) / "token.secret"
     try:
-        return path.read_bytes().strip()
+        return _read_secret(path)
     except FileNotFoundError:
         pass
+    # The workers of a server start together, and each may find no file: each writes a secret of
+    # its own under a name of its own and links it into place, which only the first link does; the
+    # others read that one. The name never appears before every byte is written.
     value = secrets.token_hex(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    temp = path.with_name(f".token.secret.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, value)
-    except BaseException:
-        os.close(fd)
-        raise
-    os.close(fd)
+        try:
+            os.write(fd, value)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            return _read_secret(path)
+    finally:
+        temp.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)  # the name survives a crash: tokens signed with it stay valid
+    finally:
+        os.close(directory)
+    return value
+
+
+def _read_secret(path: Path) -> bytes:
+    value = path.read_bytes().strip()
+    if not value:
+        raise RuntimeError(f"{path} is empty: delete it (a new secret is made) or set token_secret")
     return value
