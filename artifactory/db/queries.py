@@ -661,13 +661,21 @@ def lock_repository(session: Session, repository_id: int) -> None:
     session.execute(select(Repository.id).where(Repository.id == repository_id).with_for_update())
 
 
+# Built once: an upload's policy check runs these twice (before and inside its commit), and building
+# a statement costs SQLAlchemy more than SQLite takes to run it.
+_FIND_CONFLICT = (
+    select(Asset.path)
+    .where(Asset.repository_id == bindparam("rid"), Asset.conflict_key == bindparam("key"))
+    .limit(1)
+)
+_TOMBSTONED = select(Tombstone.path).where(
+    Tombstone.repository_id == bindparam("rid"), Tombstone.key == bindparam("key")
+)
+
+
 def find_conflict(session: Session, repository_id: int, conflict_key: str) -> str | None:
     """The path of an asset of this repository stored under `conflict_key`, if any."""
-    return session.scalar(
-        select(Asset.path)
-        .where(Asset.repository_id == repository_id, Asset.conflict_key == conflict_key)
-        .limit(1)
-    )
+    return session.scalar(_FIND_CONFLICT, {"rid": repository_id, "key": conflict_key})
 
 
 def bump_revision(session: Session, repository_id: int) -> int:
@@ -955,9 +963,7 @@ def add_tombstone(session: Session, repository_id: int, key: str, path: str) -> 
 
 def tombstoned(session: Session, repository_id: int, key: str) -> str | None:
     """The path whose deletion left `key` behind, if one did."""
-    return session.scalar(
-        select(Tombstone.path).where(Tombstone.repository_id == repository_id, Tombstone.key == key)
-    )
+    return session.scalar(_TOMBSTONED, {"rid": repository_id, "key": key})
 
 
 def delete_asset(session: Session, repository_id: int, path: str) -> Row[Any] | None:
