@@ -146,28 +146,6 @@ class AssetLookup:
         return asset_of_row(repository, rows[0]) if rows else None
 
 
-class AnyUnder:
-    """Whether a repository holds any asset whose path starts with a prefix (a folder that is not
-    there, the answer to most such questions, costs one indexed read rather than a listing)."""
-
-    def __init__(self, engine: Engine) -> None:
-        statement = (
-            select(Asset.id)
-            .where(
-                Asset.repository_id == bindparam("rid"),
-                starts_with(Asset.path, bindparam("low"), bindparam("high")),
-            )
-            .limit(1)
-        )
-        self._query = RawQuery(engine, statement)
-
-    def __call__(self, repository_id: int, prefix: str) -> bool:
-        end = prefix_end(prefix)
-        if end is None:  # no upper bound (an empty prefix): said to hold some, for the caller to list
-            return True
-        return bool(self._query.rows({"rid": repository_id, "low": prefix, "high": end}))
-
-
 def asset_of_row(repository: str, row: Any) -> StoredAsset:
     """The asset of a DBAPI row of `_ASSET_COLUMNS`, perhaps followed by the blob's inline bytes
     (SQLite hands JSON and timestamps back as text)."""

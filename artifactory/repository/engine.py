@@ -91,7 +91,6 @@ class Engine:
         self.uploads = Uploads(self)
         self.downloads = Downloads(db, settings.download_flush_seconds, settings.download_counting)
         self._find_asset = queries.AssetLookup(db.read_engine)
-        self._any_under = queries.AnyUnder(db.read_engine)
         # Hosted lookups, keyed by the repository revision they were read at (current in every
         # process, see ASSET_CACHE_SECONDS) and trusted for at most ASSET_CACHE_SECONDS.
         self._assets: Lru[tuple[int, int, str], StoredAsset] = Lru(
@@ -186,7 +185,7 @@ class Engine:
                 await self.proxy.landed(member)
         # A folder that is not there (a raw file miss asks whether the path is a folder, a client
         # lists what it guessed) costs one indexed read per leaf, not a listing.
-        if prefix and not await self.read_call(self._holds_any, leaves, prefix):
+        if prefix and not await self.group.holds_any(leaves, prefix):
             return []
         # Every member's rows in one read transaction (a group's listing is one read, not one per member).
         listed = await self.db_call(self._under_each, leaves, prefix)
@@ -212,9 +211,6 @@ class Engine:
     def assets_under(self, repo: Repo, prefix: str) -> list[StoredAsset]:
         """Every asset of `repo` (itself only) whose path starts with `prefix`. Blocking."""
         return self._under(repo, prefix)
-
-    def _holds_any(self, leaves: list[Repo], prefix: str) -> bool:
-        return any(self._any_under(leaf.id, prefix) for leaf in leaves)
 
     def _under_each(self, repos: list[Repo], prefix: str) -> list[list[StoredAsset]]:
         with self.db.read() as session:

@@ -202,6 +202,11 @@ class Group:
             _EMPTY_FOLDER.set((repo.id, folder) if not probed.in_folder else None)
         return probed
 
+    async def holds_any(self, leaves: Sequence[Repo], folder: str) -> bool:
+        """Whether any of `leaves` stores anything under `folder` ("dir/"): the probe's one read."""
+        probed = await self.engine.read_call(self._probe, leaves, [folder], None, folder)
+        return bool(probed.in_folder)
+
     def known_empty_folder(self, repo: Repo, folder: str) -> bool:
         """Whether this request's probe of `repo` found nothing stored under `folder` in any leaf (a
         file miss of a format whose paths name folders asks that too): its listing is then empty."""

@@ -184,9 +184,10 @@ def test_starts_with_agrees_with_python_on_random_paths_and_prefixes(state: AppS
     check()
 
 
-def test_any_under_agrees_with_python_on_random_paths_and_prefixes(state: AppState) -> None:
-    """`AnyUnder` (whether a folder holds anything: the read a raw 404 makes) on committed rows."""
-    any_under = queries.AnyUnder(state.db.read_engine)
+def test_the_folder_probe_agrees_with_python_on_random_paths_and_prefixes(state: AppState) -> None:
+    """The probe's "anything under this folder?" (the read a raw 404 and an empty listing make), on
+    committed rows."""
+    probe = Probe(state.db.read_engine)
 
     @settings(max_examples=60, deadline=None)
     @given(data=st.data())
@@ -196,7 +197,7 @@ def test_any_under_agrees_with_python_on_random_paths_and_prefixes(state: AppSta
         of_a_path = st.sampled_from(paths).flatmap(lambda p: st.integers(0, len(p)).map(lambda n: p[:n]))
         prefix = data.draw(st.one_of(texts, of_a_path).filter(bool), label="prefix")
         store(state, repo, paths)
-        expected = any(p.startswith(prefix) for p in paths) or queries.prefix_end(prefix) is None
-        assert any_under(repo.id, prefix) is expected
+        expected = any(p.startswith(prefix) for p in paths)
+        assert bool(probe([repo], [prefix], None, prefix).in_folder) is expected
 
     check()
