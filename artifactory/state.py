@@ -14,6 +14,7 @@ from anyio import to_thread
 from starlette.requests import HTTPConnection
 
 from artifactory.audit import Audit
+from artifactory.blobstore.filesystem import fsync_dir
 from artifactory.blobstore.store import BlobStore, open_driver
 from artifactory.db.engine import Database
 from artifactory.formats import FormatRegistry
@@ -145,11 +146,7 @@ def _token_secret(settings: Settings) -> bytes:
             return _read_secret(path)
     finally:
         temp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)  # the name survives a crash: tokens signed with it stay valid
-    finally:
-        os.close(directory)
+    fsync_dir(path.parent)  # the name survives a crash: tokens signed with it stay valid
     return value
 
 

@@ -56,7 +56,8 @@ def _syncfs(fd: int) -> None:
         raise OSError(code, f"syncfs: {os.strerror(code)}")
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make the entries of the directory `path` durable (a name just linked or renamed into it)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -163,7 +164,7 @@ class FilesystemDriver:
         if not target.parent.is_dir():
             self._make_parents(target)
         os.replace(source, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     def write(self, key: str, data: bytes) -> bool:
         target = self._object_text(key)
@@ -296,7 +297,7 @@ class FilesystemDriver:
         created = [d for d in (target.parent.parent, target.parent) if not d.is_dir()]
         target.parent.mkdir(parents=True, exist_ok=True)
         for directory in reversed(created):
-            _fsync_dir(directory.parent)
+            fsync_dir(directory.parent)
 
     def exists(self, key: str) -> bool:
         return os.path.isfile(self._object_text(key))
