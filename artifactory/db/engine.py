@@ -62,6 +62,10 @@ def _sqlite_engine(url: str, begin: str, synchronous: str) -> Engine:
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # Temporary tables and statement journals in memory: a multi-row statement inside a write
+        # transaction keeps a statement journal, which otherwise spills past 64 KiB to a file
+        # created, written and unlinked in the temp directory, in nearly every upload transaction.
+        cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
 
     @event.listens_for(engine, "begin")

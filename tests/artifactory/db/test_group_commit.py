@@ -1,5 +1,6 @@
 """Group commit and the durability a write asks for, on SQLite and PostgreSQL."""
 
+import os
 import threading
 
 import pytest
@@ -148,3 +149,32 @@ def test_audit_rows_and_generation_bumps_land_with_the_commit_once_per_name_and_
     with db.read() as session:
         assert queries.generation(session, first, "", "a") == 1
         assert "never" not in set(session.scalars(select(AuditEvent.path)))
+
+
+def test_sqlite_keeps_statement_journals_and_temporary_tables_in_memory(db):
+    """A multi-row statement inside a write transaction keeps a statement journal; SQLite spilled
+    it to a file made, written and unlinked in the temp directory in nearly every upload commit.
+    Every connection of every engine keeps it in memory instead (`temp_store=MEMORY`)."""
+    if not db.is_sqlite:
+        pytest.skip("SQLite's temp store")
+
+    def temp_files():  # SQLite names its temporary files etilqs_*, unlinked once open
+        return [
+            link
+            for fd in os.listdir("/proc/self/fd")
+            if "etilqs_" in (link := os.path.realpath(f"/proc/self/fd/{fd}"))
+        ]
+
+    for engine in (db.engine, db.lazy_engine, db.read_engine):
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA temp_store").scalar() == 2  # MEMORY
+    with db.write() as session:  # several MiB of statement journal and temporary table
+        session.execute(text("CREATE TEMP TABLE t (v TEXT)"))
+        rows = (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 4000) SELECT x FROM c"
+        )
+        session.execute(text(f"INSERT INTO t SELECT hex(randomblob(512)) FROM ({rows})"))
+        session.execute(text("INSERT INTO setting (key, value) SELECT 'k' || x, '{}' FROM (" + rows + ")"))
+        session.execute(text("UPDATE setting SET value = '{\"v\": 1}' WHERE key LIKE 'k%'"))
+        assert temp_files() == []
+        session.execute(text("DROP TABLE t"))
