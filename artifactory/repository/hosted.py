@@ -239,6 +239,15 @@ class _SmallCommits:
                 self._placed.clear()
         _settle(left, RuntimeError("the commit was interrupted"))
 
+    def _take(self) -> list[_Entry] | None:
+        """The next batch of uploads waiting for their rows; None when none is left, and the
+        calling thread then ends (it is counted off)."""
+        with self._lock:
+            if not self._placed:
+                self._saving -= 1
+                return None
+            return [self._placed.popleft() for _ in range(min(MAX_SMALL_BATCH, len(self._placed)))]
+
     def _save_waiting(self, ran: list[bool]) -> None:
         """Blocking, in one worker thread: commit the rows of the uploads waiting, a batch at a time,
         until none is left; each batch's uploads are woken through their event loop (`_wake`)."""
@@ -246,20 +255,28 @@ class _SmallCommits:
             if ran:  # its task ended first and counted it off (`_save_never_ran`)
                 return
             ran.append(True)
+        writing = self.hosted.engine.db.writing
         try:
             while True:
-                with self._lock:
-                    if not self._placed:
-                        self._saving -= 1
-                        return
-                    batch = [self._placed.popleft() for _ in range(min(MAX_SMALL_BATCH, len(self._placed)))]
+                batch: list[_Entry] | None = None
                 failure: BaseException = RuntimeError("the commit was interrupted")
                 try:
-                    self.hosted._save_many([s for s, _ in batch if s.error is None])
+                    # The batch is chosen once the writer lock is held: what arrives while another
+                    # process of the node commits (SQLite) joins it.
+                    with writing():
+                        batch = self._take()
+                        if batch is None:
+                            return
+                        self.hosted._save_many([s for s, _ in batch if s.error is None])
                 except Exception as exc:  # noqa: BLE001 - handed to every upload of the call
                     failure = exc
+                    if batch is None:  # the lock itself failed: the batch waiting gets the error
+                        batch = self._take()
+                        if batch is None:
+                            return
                 finally:
-                    _wake(batch, failure)
+                    if batch is not None:
+                        _wake(batch, failure)
         except BaseException:
             # Interrupted: nobody would take what is left.
             with self._lock:

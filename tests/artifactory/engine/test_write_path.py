@@ -3,6 +3,7 @@ a hosted PUT at most 2 and a proxy's cold miss at most 3, with group commit keep
 own outcome (a refusal stays the refused upload's, the others commit)."""
 
 import asyncio
+import fcntl
 import hashlib
 import os
 import threading
@@ -305,6 +306,88 @@ def test_the_row_stage_goes_on_through_waves_of_uploads_and_after_an_interruptio
     monkeypatch.setattr(type(state.engine.hosted), "_save_many", save_many)
     again = asyncio.run(put(state.engine, repo, "d", "d.bin"))
     assert state.engine.lookup(state.engine.repository(repo.name), "d.bin") == again
+
+
+def test_uploads_arriving_while_another_process_commits_join_one_batch(state):
+    """SQLite: the row stage takes the node's writer lock before it chooses its batch, so the uploads
+    that arrive while another process holds the lock (here: the test, through a file description
+    of its own) are committed together once it is free, in one transaction, not one batch for the
+    first upload and another for the rest."""
+    if not state.db.is_sqlite:
+        pytest.skip("the writer lock is SQLite's")
+    repo = make_repo(state)
+    small = state.engine.hosted._small
+    lock = os.open(state.db._writer_lock.path, os.O_RDWR)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+
+    async def until(condition):
+        deadline = time.monotonic() + 10
+        while not condition() and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+
+    async def scenario():
+        with transactions(state) as counted:
+            first = asyncio.ensure_future(put(state.engine, repo, "w 0", "w/0.bin"))
+            await until(lambda: small._saving == 1)
+            await asyncio.sleep(0.05)  # its thread waits for the lock
+            puts = [put(state.engine, repo, f"w {i}", f"w/{i}.bin") for i in range(1, 8)]
+            rest = [asyncio.ensure_future(p) for p in puts]
+            await until(lambda: len(small._placed) >= 7)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            stored = await asyncio.gather(first, *rest)
+        return stored, counted
+
+    try:
+        stored, counted = asyncio.run(scenario())
+    finally:
+        os.close(lock)
+    assert [a.path for a in stored] == [f"w/{i}.bin" for i in range(8)]
+    assert counted["commit"] == 1, counted
+    ended(small)
+
+
+def test_a_thread_keeps_its_writer_lock_file_open_and_releases_the_lock_after_each_write(state):
+    """SQLite: the writer lock file is opened once per thread (not twice more system calls per
+    transaction), each write still releases the lock when it ends, and another thread's writes
+    still wait for it."""
+    if not state.db.is_sqlite:
+        pytest.skip("the writer lock is SQLite's")
+    db = state.db
+    path = db._writer_lock.path
+
+    def opened():
+        return sum(os.path.realpath(f"/proc/self/fd/{fd}") == str(path) for fd in os.listdir("/proc/self/fd"))
+
+    with db.write():
+        pass
+    before = opened()
+    for _ in range(5):
+        with db.write():
+            pass
+        probe = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free between writes
+            fcntl.flock(probe, fcntl.LOCK_UN)
+        finally:
+            os.close(probe)
+    assert opened() == before
+
+    order: list[str] = []
+    holding = threading.Event()
+
+    def other():
+        holding.wait(10)
+        with db.write():
+            order.append("other")
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with db.writing():
+        holding.set()
+        time.sleep(0.1)
+        order.append("first")
+    thread.join(10)
+    assert order == ["first", "other"]
 
 
 def test_row_stage_tasks_whose_loop_closed_before_they_started_leave_no_thread_counted(state):
