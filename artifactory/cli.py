@@ -104,6 +104,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,
         proxy_headers=False,
         server_header=False,
+        http="artifactory.http.protocol:HttpProtocol",  # a response's head and body in one write
         # Clients keep idle connections longer than uvicorn's 5 s default (pip's pool never expires
         # them): a request sent as the server closes one fails with "server disconnected". 75 s is
         # nginx's default.
