@@ -390,6 +390,39 @@ def test_a_thread_keeps_its_writer_lock_file_open_and_releases_the_lock_after_ea
     assert order == ["first", "other"]
 
 
+def test_writers_waiting_for_the_writer_lock_take_turns(state):
+    """SQLite: a writer that releases the node's writer lock and asks for it again at once does not
+    get it back ahead of one already waiting (the kernel does not queue flock waiters in order; a
+    turnstile does): the waiting one gets it within one more transaction of the other."""
+    if not state.db.is_sqlite:
+        pytest.skip("the writer lock is SQLite's")
+    db = state.db
+    rounds = {"n": 0}
+    stop = threading.Event()
+    started = threading.Event()
+
+    def busy():
+        while not stop.is_set():
+            with db.writing():
+                rounds["n"] += 1
+                started.set()
+                time.sleep(0.001)
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        assert started.wait(10)
+        waits = []
+        for _ in range(20):
+            before = rounds["n"]
+            with db.writing():
+                waits.append(rounds["n"] - before)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert max(waits) <= 2, waits
+
+
 def test_row_stage_tasks_whose_loop_closed_before_they_started_leave_no_thread_counted(state):
     """A row-stage task cancelled before it ever ran (its loop closed first: `asyncio.run` cancels
     what is pending) is not counted as a running thread: the next upload, on another loop, still
