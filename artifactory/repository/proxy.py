@@ -766,10 +766,11 @@ class Proxy:
     async def _take_whole(
         self, repo: Repo, path: str, response: UpstreamResponse, body: AsyncIterator[bytes], fetched: Fetched
     ) -> tuple[StoredAsset, Callable[[], Awaitable[StagedBlob]], bool]:
-        """A file received whole, verified and at its content address: its provisional asset (served
-        like a stored one), the staged blob for the commit, and whether its bytes are held in memory
-        for the readers (`pending`) until the commit: those that the commit keeps in their row
-        (`Hosted.inline`) are not in the blob store before it."""
+        """A file received whole and verified: its provisional asset (served like a stored one), the
+        staged blob for the commit, and whether its bytes are held in memory for the readers
+        (`pending`) until the commit, which places them (or keeps them in their row,
+        `Hosted.inline`): small bytes are not in the blob store before it; larger ones are at
+        their content address already."""
         try:
             staged, kept = await self._stage_verified(repo, path, body, fetched.expected)
         except UpstreamError as exc:
@@ -798,9 +799,9 @@ class Proxy:
         """Receive fetched bytes, verify them (the digests declared for them, then the format's own
         check) and move them to their content address: (the staged blob, what the commit takes,
         which keeps the temporary copy if the address held the bytes already, see `BlobStore.place`).
-        Bytes that fail are removed and refused with UpstreamUnavailable. `verified(staged)` is
-        called once bytes held in memory are verified; they are then left for the commit to make
-        durable and place (what the commit takes is the staged blob itself)."""
+        Bytes that fail are removed and refused with UpstreamUnavailable. Verified bytes held in
+        memory are left for the commit to make durable and place (what the commit takes is then the
+        staged blob itself), and `verified(staged)` is called with them."""
         engine = self.engine
         blobs = engine.blobs
         checked = self._checks(repo)
@@ -811,9 +812,7 @@ class Proxy:
         }
         try:
             try:
-                if checked:
-                    staged = await blobs.ingest(body, expected)
-                elif verified is not None:  # small bytes stay in memory until placed
+                if checked or verified is not None:  # small bytes stay in memory until placed
                     staged, _ = await blobs.ingest_then(body, expected, None, None)
                 else:  # verified, made durable and placed in the worker thread that wrote the last bytes
                     # (unless they are small enough for the commit to keep them in their row)
@@ -825,9 +824,12 @@ class Proxy:
             if checked or verified is not None:
                 if checked:
                     await self._verify_fetched(repo, path, staged, early)
-                if verified is not None and staged.in_memory and staged.data is not None:
-                    verified(staged)
-                    # Placed by the commit, in its own worker-thread call (`Hosted.commit`).
+                if staged.in_memory and staged.data is not None:
+                    if verified is not None:
+                        verified(staged)
+                    # Placed (or kept in its row) by the commit, in its own worker-thread call
+                    # (`Hosted.commit`): the client is answered from memory meanwhile (`pending`),
+                    # not after a write and two flushes it need not wait for.
                     return staged, staged
                 try:
                     placed = await engine.db_call(blobs.place, staged)

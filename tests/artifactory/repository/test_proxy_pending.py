@@ -65,3 +65,54 @@ def test_a_request_joining_a_fetch_is_answered_before_its_bytes_are_flushed(stat
         stored = state.engine.lookup(repo, "lib/file.bin")
         assert stored is not None and stored.size == len(data)
         assert upstream.count("lib/file.bin") == 1
+
+
+def test_a_checked_file_is_answered_from_memory_before_its_bytes_are_flushed(state, monkeypatch):
+    """A Maven proxy checks each file against the upstream's .sha1 before anyone gets it: a small one
+    is then answered from memory while its commit writes and flushes it, not after (the flush is
+    not the client's to wait for). Bytes that fail the check are held nowhere and stored nowhere."""
+    import hashlib
+
+    data = os.urandom(200 * 1024)
+    place = BlobStore.place
+
+    def slow_place(self, staged):
+        time.sleep(SLOW_FLUSH_SECONDS)  # a busy disk
+        return place(self, staged)
+
+    monkeypatch.setattr(BlobStore, "place", slow_place)
+    jar, bad = "org/x/lib/1.0/lib-1.0.jar", "org/x/bad/1.0/bad-1.0.jar"
+    with running() as upstream:
+        upstream.put(jar, data)
+        upstream.put(jar + ".sha1", hashlib.sha1(data).hexdigest().encode())  # noqa: S324 - Maven's
+        upstream.put(bad, data)
+        upstream.put(bad + ".sha1", b"0" * 40)
+        name = f"p{os.urandom(4).hex()}"
+        state.engine.repos.create({"name": name, "format": "maven", "type": "proxy", "url": upstream.url})
+        repo = state.engine.repository(name)
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=Application(state)), base_url="http://t")
+
+        async def scenario() -> tuple[float, httpx.Response, httpx.Response, bool]:
+            try:
+                started = time.monotonic()
+                got = await client.get(f"/repository/{name}/{jar}")
+                waited = time.monotonic() - started
+                refused = await client.get(f"/repository/{name}/{bad}")
+                for _ in range(500):  # the commit, after the slow flush
+                    if not state.engine.proxy._tasks:
+                        break
+                    await asyncio.sleep(0.01)
+                held = state.engine.proxy.pending(hashlib.sha256(data).hexdigest()) is not None
+                return waited, got, refused, held
+            finally:
+                await client.aclose()
+                await state.engine.close()
+
+        waited, got, refused, held = asyncio.run(scenario())
+        assert got.status_code == 200 and got.content == data
+        assert waited < SLOW_FLUSH_SECONDS / 2  # not behind the flush
+        assert refused.status_code == 502
+        assert not held  # committed: no longer held in memory
+        stored = state.engine.lookup(repo, jar)
+        assert stored is not None and stored.size == len(data)
+        assert state.engine.lookup(repo, bad) is None
