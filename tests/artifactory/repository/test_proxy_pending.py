@@ -6,10 +6,12 @@ application, no network but the loopback upstream)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 
 import httpx
+import pytest
 
 from artifactory.app import Application
 from artifactory.blobstore.store import BlobStore
@@ -21,15 +23,20 @@ ADMIN = Principal("admin", frozenset({"admin"}))
 SLOW_FLUSH_SECONDS = 1.0
 
 
-def test_a_request_joining_a_fetch_is_answered_before_its_bytes_are_flushed(state, monkeypatch):
-    data = os.urandom(200 * 1024)
+@pytest.fixture
+def slow_flush(monkeypatch):
+    """Placing bytes at their content address (a write and its flushes) takes a second: a busy disk."""
     place = BlobStore.place
 
     def slow_place(self, staged):
-        time.sleep(SLOW_FLUSH_SECONDS)  # a busy disk
+        time.sleep(SLOW_FLUSH_SECONDS)
         return place(self, staged)
 
     monkeypatch.setattr(BlobStore, "place", slow_place)
+
+
+def test_a_request_joining_a_fetch_is_answered_before_its_bytes_are_flushed(state, slow_flush):
+    data = os.urandom(200 * 1024)
     with running() as upstream:
         upstream.put("lib/file.bin", data)
         name = f"p{os.urandom(4).hex()}"
@@ -67,20 +74,11 @@ def test_a_request_joining_a_fetch_is_answered_before_its_bytes_are_flushed(stat
         assert upstream.count("lib/file.bin") == 1
 
 
-def test_a_checked_file_is_answered_from_memory_before_its_bytes_are_flushed(state, monkeypatch):
+def test_a_checked_file_is_answered_from_memory_before_its_bytes_are_flushed(state, slow_flush):
     """A Maven proxy checks each file against the upstream's .sha1 before anyone gets it: a small one
     is then answered from memory while its commit writes and flushes it, not after (the flush is
     not the client's to wait for). Bytes that fail the check are held nowhere and stored nowhere."""
-    import hashlib
-
     data = os.urandom(200 * 1024)
-    place = BlobStore.place
-
-    def slow_place(self, staged):
-        time.sleep(SLOW_FLUSH_SECONDS)  # a busy disk
-        return place(self, staged)
-
-    monkeypatch.setattr(BlobStore, "place", slow_place)
     jar, bad = "org/x/lib/1.0/lib-1.0.jar", "org/x/bad/1.0/bad-1.0.jar"
     with running() as upstream:
         upstream.put(jar, data)
