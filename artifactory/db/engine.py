@@ -19,6 +19,7 @@ all of it is rolled back and every job runs again on its own.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -183,8 +184,9 @@ class _LockFile:
         self.pid = os.getpid()
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
-    def __del__(self) -> None:
-        os.close(self.fd)
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:  # os may be gone at exit
+        with contextlib.suppress(OSError):
+            _close(self.fd)
 
 
 class _WriterLock:
