@@ -815,8 +815,8 @@ class Proxy:
                 if checked or verified is not None:  # small bytes stay in memory until placed
                     staged, _ = await blobs.ingest_then(body, expected, None, None)
                 else:  # verified, made durable and placed in the worker thread that wrote the last bytes
-                    # (unless they are small enough for the commit to keep them in their row)
-                    staged, placed = await blobs.ingest_then(body, expected, None, engine.hosted.place)
+                    # (unless they are held in memory: the commit places them, or keeps them in their row)
+                    staged, placed = await blobs.ingest_then(body, expected, None, self._place_unless_held)
             except DigestMismatch as exc:
                 raise UpstreamUnavailable(
                     f"{path} from the upstream of {repo.name} was refused: {exc}"
@@ -843,6 +843,11 @@ class Proxy:
                 else:
                     task.cancel()
         return staged, (StagedBlob(info=staged.info, temp_name="") if placed else staged)
+
+    def _place_unless_held(self, staged: StagedBlob) -> bool:
+        """Blocking: `BlobStore.place` for bytes written to a temporary object; bytes held in memory
+        are left to the commit (False), and their client is answered from memory meanwhile."""
+        return False if staged.in_memory else self.engine.blobs.place(staged)
 
     def _checks(self, repo: Repo) -> bool:
         """Whether the format checks fetched files itself (`Format.verify_fetched`)."""

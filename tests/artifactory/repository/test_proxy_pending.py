@@ -114,3 +114,35 @@ def test_a_checked_file_is_answered_from_memory_before_its_bytes_are_flushed(sta
         stored = state.engine.lookup(repo, jar)
         assert stored is not None and stored.size == len(data)
         assert state.engine.lookup(repo, bad) is None
+
+
+def test_a_file_fetched_whole_without_a_check_is_answered_before_its_bytes_are_flushed(state, slow_flush):
+    """A raw proxy's file fetched whole (a HEAD, which streams nothing) is answered from memory when
+    it is small, its commit placing it afterwards, as a checked file is."""
+    data = os.urandom(200 * 1024)
+    with running() as upstream:
+        upstream.put("lib/whole.bin", data)
+        name = f"p{os.urandom(4).hex()}"
+        state.engine.repos.create({"name": name, "format": "raw", "type": "proxy", "url": upstream.url})
+        repo = state.engine.repository(name)
+
+        async def scenario() -> tuple[float, StoredAsset | None, bool]:
+            try:
+                started = time.monotonic()
+                got = await state.engine.get(repo, "lib/whole.bin", ADMIN, stream=False)
+                waited = time.monotonic() - started
+                assert isinstance(got, StoredAsset)
+                for _ in range(500):  # the commit, after the slow flush
+                    if not state.engine.proxy._tasks:
+                        break
+                    await asyncio.sleep(0.01)
+                return waited, got, state.engine.proxy.pending(got.sha256) is not None
+            finally:
+                await state.engine.close()
+
+        waited, got, held = asyncio.run(scenario())
+        assert waited < SLOW_FLUSH_SECONDS / 2
+        assert not held
+        stored = state.engine.lookup(repo, "lib/whole.bin")
+        assert stored is not None and stored.sha256 == hashlib.sha256(data).hexdigest()
+        assert asyncio.run(state.engine.read_bytes(stored.sha256)) == data
