@@ -1,8 +1,8 @@
 """uvicorn's httptools protocol, writing a response's head and its first body bytes together.
 
 uvicorn writes the status line and headers as soon as the app starts its response, and the body in
-a second write: for a small response, two system calls and two TCP segments where one would do,
-and the second write cost as much as the first (about a third of the server's CPU for a 1 KB GET).
+a second write: for a small response, two system calls and two TCP segments where one would do
+(measured on 1 KB GETs, two workers: 5% more requests/s, 2% less server CPU per request with one).
 Here the head is held until the next write, which nearly always follows in the same step of the
 event loop (a Starlette response sends both without waiting in between), and both leave in one
 `writelines` call (one `writev`). Whatever is still held at the end of that step is written then,
