@@ -23,6 +23,13 @@ ADMIN = Principal("admin", frozenset({"admin"}))
 SLOW_FLUSH_SECONDS = 1.0
 
 
+def proxy_of(state, fmt, url):
+    """A new proxy repository of `fmt` for `url`: its name and its snapshot."""
+    name = f"p{os.urandom(4).hex()}"
+    state.engine.repos.create({"name": name, "format": fmt, "type": "proxy", "url": url})
+    return name, state.engine.repository(name)
+
+
 @pytest.fixture
 def slow_flush(monkeypatch):
     """Placing bytes at their content address (a write and its flushes) takes a second: a busy disk."""
@@ -39,9 +46,7 @@ def test_a_request_joining_a_fetch_is_answered_before_its_bytes_are_flushed(stat
     data = os.urandom(200 * 1024)
     with running() as upstream:
         upstream.put("lib/file.bin", data)
-        name = f"p{os.urandom(4).hex()}"
-        state.engine.repos.create({"name": name, "format": "raw", "type": "proxy", "url": upstream.url})
-        repo = state.engine.repository(name)
+        name, repo = proxy_of(state, "raw", upstream.url)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=Application(state)), base_url="http://t")
 
         async def scenario() -> tuple[float, bytes, bytes, bool]:
@@ -55,10 +60,7 @@ def test_a_request_joining_a_fetch_is_answered_before_its_bytes_are_flushed(stat
                 ranged = await client.get(url, headers={"Range": "bytes=100-199"})
                 waited = time.monotonic() - started
                 assert isinstance(joined, StoredAsset) and ranged.status_code == 206
-                for _ in range(500):  # the commit, after the slow flush
-                    if not state.engine.proxy._tasks:
-                        break
-                    await asyncio.sleep(0.01)
+                await state.engine.proxy.landed(repo)  # the commit, after the slow flush
                 held = state.engine.proxy.pending(joined.sha256) is not None
                 return waited, received, ranged.content, held
             finally:
@@ -85,9 +87,7 @@ def test_a_checked_file_is_answered_from_memory_before_its_bytes_are_flushed(sta
         upstream.put(jar + ".sha1", hashlib.sha1(data).hexdigest().encode())  # noqa: S324 - Maven's
         upstream.put(bad, data)
         upstream.put(bad + ".sha1", b"0" * 40)
-        name = f"p{os.urandom(4).hex()}"
-        state.engine.repos.create({"name": name, "format": "maven", "type": "proxy", "url": upstream.url})
-        repo = state.engine.repository(name)
+        name, repo = proxy_of(state, "maven", upstream.url)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=Application(state)), base_url="http://t")
 
         async def scenario() -> tuple[float, httpx.Response, httpx.Response, bool]:
@@ -96,10 +96,7 @@ def test_a_checked_file_is_answered_from_memory_before_its_bytes_are_flushed(sta
                 got = await client.get(f"/repository/{name}/{jar}")
                 waited = time.monotonic() - started
                 refused = await client.get(f"/repository/{name}/{bad}")
-                for _ in range(500):  # the commit, after the slow flush
-                    if not state.engine.proxy._tasks:
-                        break
-                    await asyncio.sleep(0.01)
+                await state.engine.proxy.landed(repo)  # the commit, after the slow flush
                 held = state.engine.proxy.pending(hashlib.sha256(data).hexdigest()) is not None
                 return waited, got, refused, held
             finally:
@@ -122,9 +119,7 @@ def test_a_file_fetched_whole_without_a_check_is_answered_before_its_bytes_are_f
     data = os.urandom(200 * 1024)
     with running() as upstream:
         upstream.put("lib/whole.bin", data)
-        name = f"p{os.urandom(4).hex()}"
-        state.engine.repos.create({"name": name, "format": "raw", "type": "proxy", "url": upstream.url})
-        repo = state.engine.repository(name)
+        _name, repo = proxy_of(state, "raw", upstream.url)
 
         async def scenario() -> tuple[float, StoredAsset | None, bool]:
             try:
@@ -132,10 +127,7 @@ def test_a_file_fetched_whole_without_a_check_is_answered_before_its_bytes_are_f
                 got = await state.engine.get(repo, "lib/whole.bin", ADMIN, stream=False)
                 waited = time.monotonic() - started
                 assert isinstance(got, StoredAsset)
-                for _ in range(500):  # the commit, after the slow flush
-                    if not state.engine.proxy._tasks:
-                        break
-                    await asyncio.sleep(0.01)
+                await state.engine.proxy.landed(repo)  # the commit, after the slow flush
                 return waited, got, state.engine.proxy.pending(got.sha256) is not None
             finally:
                 await state.engine.close()
