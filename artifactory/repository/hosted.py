@@ -321,11 +321,6 @@ class Hosted:
         limit = self.engine.settings.inline_blob_bytes
         return blob.in_memory and blob.data is not None and blob.info.size <= limit
 
-    def place(self, staged: StagedBlob) -> bool:
-        """Blocking: `BlobStore.place`, except for bytes a commit keeps in their row (`inline`),
-        which are left as they are (False: the commit takes the staged blob itself)."""
-        return False if self.inline(staged) else self.engine.blobs.place(staged)
-
     def check_write_policy(self, repo: Repo, path: str, existing: str | None) -> None:
         """Refuse a write the policy forbids; `existing` is the path of a stored asset the write
         would replace (the same path, or another one with the same conflict key), or None."""
