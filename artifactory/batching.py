@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -25,9 +26,17 @@ class _Waiting(Generic[J]):
 
 
 class Together(Generic[J]):
-    def __init__(self, run_batch: Callable[[Sequence[J]], None], limit: int) -> None:
+    def __init__(
+        self,
+        run_batch: Callable[[Sequence[J]], None],
+        limit: int,
+        around: Callable[[], AbstractContextManager[object]] = nullcontext,
+    ) -> None:
+        """`around()`: entered by a leader before it chooses its batch and left once the batch has
+        run (a lock the batch will need anyway: what arrives while the leader waits for it joins)."""
         self.run_batch = run_batch
         self.limit = limit
+        self.around = around
         self._lock = threading.Lock()
         self._pending: list[_Waiting[J]] = []
         self._leading = False
@@ -45,10 +54,16 @@ class Together(Generic[J]):
             waiting.done.wait()
             if not waiting.lead:
                 return
-        with self._lock:
-            batch, self._pending = self._pending[: self.limit], self._pending[self.limit :]
+        batch: list[_Waiting[J]] = []
         try:
-            self.run_batch([w.job for w in batch])
+            try:
+                with self.around():
+                    batch = self._take()
+                    self.run_batch([w.job for w in batch])
+            except BaseException:
+                if not batch:  # `around` itself failed: the jobs waiting are not run
+                    batch = self._take()
+                raise
         finally:
             for other in batch:  # never leave a follower waiting, whatever happened
                 other.done.set()
@@ -58,3 +73,8 @@ class Together(Generic[J]):
                     self._pending[0].done.set()
                 else:
                     self._leading = False
+
+    def _take(self) -> list[_Waiting[J]]:
+        with self._lock:
+            batch, self._pending = self._pending[: self.limit], self._pending[self.limit :]
+        return batch

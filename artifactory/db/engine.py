@@ -250,7 +250,9 @@ class GroupCommit:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._together: Together[_Job] = Together(self._execute, MAX_BATCH)
+        # The batch is chosen once the node's writer lock is held (SQLite): what arrives while another
+        # process commits joins it.
+        self._together: Together[_Job] = Together(self._execute, MAX_BATCH, db.writing)
 
     def run(self, fn: Callable[[Session], T], key: Hashable = 0, durable: bool = True) -> T:
         job = _Job(fn, key, durable)

@@ -69,3 +69,57 @@ def test_a_lone_caller_runs_at_once(limit):
     ran = []
     Together(ran.extend, limit).run("alone")
     assert ran == ["alone"]
+
+
+def test_a_leader_chooses_its_batch_inside_around_and_a_failing_around_runs_nothing_and_hangs_nobody():
+    """`around` is entered before the batch is chosen (what queues while the leader waits for it
+    joins the batch); when entering it fails, the leader gets the error, the jobs waiting are
+    not run, nobody is left waiting, and the next caller leads again."""
+    batches, entered = [], threading.Event()
+    gate, fail = threading.Event(), threading.Event()
+
+    class Around:
+        def __enter__(self):
+            entered.set()
+            gate.wait(5)
+            if fail.is_set():
+                raise OSError("no lock")
+
+        def __exit__(self, *exc):
+            return False
+
+    together = Together(lambda jobs: batches.append(list(jobs)), limit=10, around=Around)
+    errors = []
+
+    def run(job):
+        try:
+            together.run(job)
+        except OSError as exc:
+            errors.append((job, exc))
+
+    first = threading.Thread(target=run, args=(0,))
+    first.start()
+    assert entered.wait(5)
+    rest = [threading.Thread(target=run, args=(i,)) for i in range(1, 5)]
+    for thread in rest:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(together._pending) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    gate.set()
+    for thread in [first, *rest]:
+        thread.join(10)
+    assert batches == [[0, 1, 2, 3, 4]]  # one batch: chosen once `around` was entered
+
+    fail.set()
+    failing = [threading.Thread(target=run, args=(i,)) for i in range(5, 8)]
+    for thread in failing:
+        thread.start()
+    for thread in failing:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in failing)
+    assert errors and all(isinstance(exc, OSError) for _job, exc in errors)
+    assert sum(len(b) for b in batches) == 5  # nothing more ran
+    fail.clear()
+    together.run(9)
+    assert batches[-1] == [9]

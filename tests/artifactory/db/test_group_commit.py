@@ -178,3 +178,47 @@ def test_sqlite_keeps_statement_journals_and_temporary_tables_in_memory(db):
         session.execute(text("UPDATE setting SET value = '{\"v\": 1}' WHERE key LIKE 'k%'"))
         assert temp_files() == []
         session.execute(text("DROP TABLE t"))
+
+
+def test_writes_arriving_while_another_process_commits_join_one_batch(db):
+    """SQLite: a group commit's leader takes the node's writer lock before it chooses its batch, so
+    the writes that queue while another process holds the lock (here: the test, through a file
+    description of its own) commit in one transaction once it is free, not one for the leader and
+    another for the rest."""
+    if not db.is_sqlite:
+        pytest.skip("the writer lock is SQLite's")
+    import fcntl
+    import time
+
+    from sqlalchemy import event
+
+    commits = []
+    event.listen(db.engine, "commit", lambda *_: commits.append(1))
+    lock = os.open(db._writer_lock.path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    together = db._group._together
+    results = {}
+
+    def worker(i):
+        results[i] = db.batched(put(f"j{i}", "v"), ("settings", i))
+
+    try:
+        first = threading.Thread(target=worker, args=(0,))
+        first.start()
+        deadline = time.monotonic() + 10
+        while not together._leading and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)  # the leader waits for the lock
+        rest = [threading.Thread(target=worker, args=(i,)) for i in range(1, 6)]
+        for t in rest:
+            t.start()
+        while len(together._pending) < 6 and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+    for t in [first, *rest]:
+        t.join(10)
+    assert results == {i: f"j{i}" for i in range(6)}
+    assert len(commits) == 1, commits
+    assert {f"j{i}" for i in range(6)} <= set(settings(db))
