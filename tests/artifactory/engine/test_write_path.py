@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.pool import NullPool
 
 from artifactory.db import engine as db_engine
+from artifactory.repository import hosted as hosted_module
 from artifactory.repository.hosted import Companion, Upload, WritePolicyViolation
 from artifactory.repository.model import StoredAsset, Streaming
 from tests.artifactory.engine.test_engine_api import ADMIN, make_repo
@@ -306,6 +307,79 @@ def test_the_row_stage_goes_on_through_waves_of_uploads_and_after_an_interruptio
     monkeypatch.setattr(type(state.engine.hosted), "_save_many", save_many)
     again = asyncio.run(put(state.engine, repo, "d", "d.bin"))
     assert state.engine.lookup(state.engine.repository(repo.name), "d.bin") == again
+
+
+def slowed_row_stage(state, monkeypatch, seconds):
+    """The row stage of one thread (the gathering is the same with PostgreSQL's two; one makes the
+    order of batches certain), each batch committing `seconds` longer, and the gather's bound
+    raised above that; each batch's size and the moments it started and ended, recorded."""
+    small = state.engine.hosted._small
+    monkeypatch.setattr(small, "_threads", 1)
+    monkeypatch.setattr(hosted_module, "MAX_GATHER_SECONDS", 10.0)
+    save_many = type(state.engine.hosted)._save_many
+    batches: list[tuple[int, float, float]] = []
+
+    def slowed(self, batch):
+        started = time.monotonic()
+        time.sleep(seconds)
+        try:
+            return save_many(self, batch)
+        finally:
+            batches.append((len(batch), started, time.monotonic()))
+
+    monkeypatch.setattr(type(state.engine.hosted), "_save_many", slowed)
+    return small, batches
+
+
+def test_a_batch_waits_for_the_clients_of_the_batch_before_when_they_come_back(state, monkeypatch):
+    """Under a steady load the row stage gathers (`_SmallCommits._gather`): two uploads commit while
+    two more wait, so four were in the stage at once; when the first two's clients send their next
+    uploads at once, those join the two waiting in one batch of four, instead of a batch of two
+    for the ones waiting and another for the newcomers."""
+    repo = make_repo(state)
+    small, batches = slowed_row_stage(state, monkeypatch, 0.2)
+
+    async def scenario():
+        first = [asyncio.ensure_future(put(state.engine, repo, f"a {i}", f"a/{i}.bin")) for i in range(2)]
+        await asyncio.sleep(0.05)  # the first batch is committing
+        waiting = [asyncio.ensure_future(put(state.engine, repo, f"b {i}", f"b/{i}.bin")) for i in range(2)]
+        await asyncio.gather(*first)
+        back = [put(state.engine, repo, f"c {i}", f"c/{i}.bin") for i in range(2)]  # the clients come back
+        return await asyncio.gather(*waiting, *back)
+
+    stored = asyncio.run(scenario())
+    assert sorted(a.path for a in stored) == ["b/0.bin", "b/1.bin", "c/0.bin", "c/1.bin"]
+    assert [size for size, _, _ in batches] == [2, 4], batches
+    ended(small)
+
+
+def test_a_batch_waits_no_longer_than_the_last_commit_took_and_a_lone_upload_not_at_all(state, monkeypatch):
+    """The wait for uploads that do not come ends after as long as the last batch took to commit;
+    once the stage has gone idle, the next upload is taken at once, whatever the load before it."""
+    repo = make_repo(state)
+    small, batches = slowed_row_stage(state, monkeypatch, 0.2)
+
+    async def scenario():
+        first = [asyncio.ensure_future(put(state.engine, repo, f"a {i}", f"a/{i}.bin")) for i in range(2)]
+        await asyncio.sleep(0.05)
+        # Four in the stage at once; after the first batch, two wait for the two that do not come.
+        await asyncio.gather(*first, *(put(state.engine, repo, f"b {i}", f"b/{i}.bin") for i in range(2)))
+
+    asyncio.run(scenario())
+    assert [size for size, _, _ in batches] == [2, 2], batches
+    (_, _, first_ended), (_, second_started, _) = batches
+    assert 0.15 < second_started - first_ended < 2.0, batches  # it waited, about one commit's time
+    ended(small)
+
+    async def lone():
+        asked = time.monotonic()
+        await put(state.engine, repo, "lone", "lone.bin")
+        return asked
+
+    asked = asyncio.run(lone())
+    assert batches[-1][0] == 1
+    assert batches[-1][1] - asked < 0.15, batches  # taken at once: no wait for anyone else
+    ended(small)
 
 
 def test_uploads_arriving_while_another_process_commits_join_one_batch(state):
