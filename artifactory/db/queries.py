@@ -6,7 +6,9 @@ Portable across SQLite and PostgreSQL: upserts use each dialect's INSERT ... ON 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -316,6 +318,7 @@ class _Statement(NamedTuple):
     # An INSERT of `_MULTI_ROW`: where its one row of placeholders is in `template`, and how many
     # parameters come before it and in it (those after it are literals, the same for every row).
     values: tuple[int, int, int, int] | None
+    ordered: Callable[[Mapping[str, Any]], tuple[Any, ...]]  # a row's values in `order`
 
     def of_rows(self, params: Sequence[tuple[Any, ...]]) -> tuple[str, tuple[Any, ...]]:
         """The statement inserting every row of `params` at once (an INSERT's VALUES row repeated),
@@ -332,8 +335,10 @@ class _Statement(NamedTuple):
                 _ROWS_SQL.clear()
             _ROWS_SQL[key] = sql
         first = params[0]
-        flat = [*first[:before], *(v for row in params for v in row[before : before + inside])]
-        return sql, (*flat, *first[before + inside :])
+        if before == 0 and inside == len(first):  # every parameter is in the row (the usual case)
+            return sql, tuple(itertools.chain.from_iterable(params))
+        rows = itertools.chain.from_iterable(row[before : before + inside] for row in params)
+        return sql, (*first[:before], *rows, *first[before + inside :])
 
 
 # `_Statement.of_rows`'s statements, by template and number of rows.
@@ -388,6 +393,14 @@ def _values_span(sql: str, order: list[str], literals: dict[str, Any]) -> tuple[
     return None
 
 
+def _ordered(order: list[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A row's values as a tuple in `order` (itemgetter builds it in C; one name gives no tuple)."""
+    if len(order) == 1:
+        (key,) = order
+        return lambda values: (values[key],)
+    return operator.itemgetter(*order)  # type: ignore[return-value]
+
+
 def _raw_statement(session: Session, dialect: str, name: str) -> _Statement:
     found = _RAW.get((dialect, name))
     if found is None:
@@ -410,23 +423,23 @@ def _raw_statement(session: Session, dialect: str, name: str) -> _Statement:
             frozenset(names & _JSON_PARAMETERS),
             frozenset(names & _TIME_PARAMETERS),
             _values_span(template, order, defaults) if name in _MULTI_ROW else None,
+            _ordered(order),
         )
         _RAW[(dialect, name)] = found
     return found
 
 
-def _bind(dialect: str, value: Any, kind: str) -> Any:
-    """A value as the driver stores it for this column type, as SQLAlchemy's types would bind it:
-    JSON as text (SQLite) or a JSON parameter (PostgreSQL), timestamps in UTC, zoneless text on SQLite."""
-    if kind == "json":
-        if dialect == "postgresql":
-            from psycopg.types.json import Json
+def _bind_json(value: Any) -> str:
+    """A JSON value as the driver sends it: its text, which the statement casts (`$1::JSON` on
+    PostgreSQL, which takes text of unknown type; a JSON column is text on SQLite). Most are empty."""
+    return "{}" if value == {} else json.dumps(value)
 
-            return Json(value)
-        return "{}" if value == {} else json.dumps(value)
+
+def _bind_time(dialect: str, value: datetime) -> Any:
+    """A timestamp as SQLAlchemy's types would bind it: in UTC, zoneless text on SQLite."""
     if dialect == "sqlite":
         return _sqlite_time(value)
-    if value.tzinfo is not None:
+    if value.tzinfo is not None and value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return value
 
@@ -451,13 +464,19 @@ def _raw(session: Session, name: str, rows: Sequence[dict[str, Any]], pipelined:
     dialect, cursor = _cursor(session, pipelined=True, native=True)
     statement = _raw_statement(session, dialect, name)
     params = []
+    defaults, json_names, time_names, ordered = (
+        statement.defaults,
+        statement.json_names,
+        statement.time_names,
+        statement.ordered,
+    )
     for row in rows:
-        values = {**statement.defaults, **row}
-        for key in statement.json_names:
-            values[key] = _bind(dialect, values[key], "json")
-        for key in statement.time_names:
-            values[key] = _bind(dialect, values[key], "time")
-        params.append(tuple(values[key] for key in statement.order))
+        values = {**defaults, **row}
+        for key in json_names:
+            values[key] = _bind_json(values[key])
+        for key in time_names:
+            values[key] = _bind_time(dialect, values[key])
+        params.append(ordered(values))
     if len(params) == 1:
         cursor.execute(statement.sql, params[0])
     elif statement.values is not None:

@@ -1217,7 +1217,7 @@ class ClaimStatements:
             bound = {**defaults, **values}
             for key, value in bound.items():
                 if isinstance(value, datetime):
-                    bound[key] = queries._bind(dialect, value, "time")
+                    bound[key] = queries._bind_time(dialect, value)
             cursor.execute(sql, tuple(bound[key] for key in order) if order is not None else bound)
             return cursor
 
