@@ -394,11 +394,11 @@ def _values_span(sql: str, order: list[str], literals: dict[str, Any]) -> tuple[
 
 
 def _ordered(order: list[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
-    """A row's values as a tuple in `order` (itemgetter builds it in C; one name gives no tuple)."""
-    if len(order) == 1:
-        (key,) = order
-        return lambda values: (values[key],)
-    return operator.itemgetter(*order)  # type: ignore[return-value]
+    """A row's values as a tuple in `order` (itemgetter builds it in C, but makes no tuple of one
+    name, and none of no names)."""
+    if len(order) > 1:
+        return operator.itemgetter(*order)  # type: ignore[return-value]
+    return lambda values: tuple(values[key] for key in order)
 
 
 def _raw_statement(session: Session, dialect: str, name: str) -> _Statement:

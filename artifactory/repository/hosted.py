@@ -233,9 +233,9 @@ class _SmallCommits:
 
     def _start_saving(self) -> None:
         with self._lock:
+            self._arrived.notify_all()  # for a thread gathering (`_gather`)
             if self._saving >= self._threads:
-                self._arrived.notify_all()  # a running thread takes what was just appended
-                return
+                return  # a running thread takes what was just appended
             self._saving += 1
         ran: list[bool] = []
         task = asyncio.get_running_loop().create_task(self._save(ran))
