@@ -119,6 +119,10 @@ class _Small:
     saved: tuple[StoredAsset, list[StoredAsset]] | None = None
     error: BaseException | None = None
     checked: bool = False  # the plugins' upload checks have passed
+    # Run in the transaction that saves the rows (a proxy's lease release), and whether the rows
+    # must survive a power cut (a batch is durable when any of its uploads asks).
+    also: Callable[[Any], None] | None = None
+    durable: bool = True
 
     def blobs(self) -> tuple[StagedBlob, ...]:
         return (self.staged, *(c.staged for c in self.upload.companions))
@@ -459,9 +463,14 @@ class Hosted:
         kept: list[StagedBlob] = []
         try:
             content_type = self._content_type(repo, upload)
-            saved = await self.engine.db_call(
-                self._place_and_save, repo, upload, content_type, principal, also, kept, staged, durable
-            )
+            if staged.in_memory:  # with the other small uploads and fetches waiting
+                small = _Small(repo, staged, upload, content_type, principal, kept, also=also)
+                small.durable = durable
+                saved = await self._small.commit(small)
+            else:
+                saved = await self.engine.db_call(
+                    self._place_and_save, repo, upload, content_type, principal, also, kept, staged, durable
+                )
         except BaseException:
             await self.discard(blobs)
             raise
@@ -549,9 +558,11 @@ class Hosted:
         if not batch:
             return
         uploads = [_Rows(s.repo, s.staged, s.upload, s.content_type, s.principal) for s in batch]
+        durable = any(s.durable for s in batch)
         outcomes: Sequence[tuple[Any, BaseException | None]] = []
         if len(uploads) > 1:
-            [(result, error)] = engine.db.together([(functools.partial(self._save_all, uploads), 0)])
+            save = functools.partial(self._save_rows, uploads, batch)
+            [(result, error)] = engine.db.together([(save, 0)], durable)
             if error is None:
                 saved, revisions = result
                 outcomes = [
@@ -559,12 +570,12 @@ class Hosted:
                 ]
         if not outcomes:
             jobs = [
-                (functools.partial(self._save_all, [rows]), (rows.repo.id, rows.upload.path))
-                for rows in uploads
+                (functools.partial(self._save_rows, [rows], [small]), (rows.repo.id, rows.upload.path))
+                for rows, small in zip(uploads, batch, strict=True)
             ]
             outcomes = [
                 (None, error) if error is not None else ((result[0]()[0], result[1][rows.repo.id]), None)
-                for rows, (result, error) in zip(uploads, engine.db.together(jobs), strict=True)
+                for rows, (result, error) in zip(uploads, engine.db.together(jobs, durable), strict=True)
             ]
         for small, (result, error) in zip(batch, outcomes, strict=True):
             if error is not None:
@@ -572,6 +583,16 @@ class Hosted:
                 continue
             small.saved, revision = result
             engine.repos.advance(small.repo.name, revision())
+
+    def _save_rows(
+        self, uploads: Sequence[_Rows], batch: Sequence[_Small], session: Any
+    ) -> tuple[Callable[[], list[tuple[StoredAsset, list[StoredAsset]]]], dict[int, Callable[[], int]]]:
+        """`_save_all` of the uploads, then what each asked to run in the same transaction."""
+        saved = self._save_all(uploads, session)
+        for small in batch:
+            if small.also is not None:
+                small.also(session)
+        return saved
 
     async def _stored(
         self,

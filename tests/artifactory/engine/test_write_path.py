@@ -19,6 +19,7 @@ from artifactory.repository import hosted as hosted_module
 from artifactory.repository.hosted import Companion, Upload, WritePolicyViolation
 from artifactory.repository.model import StoredAsset, Streaming
 from tests.artifactory.engine.test_engine_api import ADMIN, make_repo
+from tests.artifactory.repository.test_proxy_leases import _leases_left
 from tests.artifactory.repository.upstream import running
 
 
@@ -389,6 +390,99 @@ def test_a_batch_waits_no_longer_than_the_last_commit_took_and_a_lone_upload_not
     asked = asyncio.run(lone())
     assert batches[-1][0] == 1
     assert batches[-1][1] - asked < 0.35, batches  # taken at once, not after a commit's time
+    ended(small)
+
+
+def test_cold_fetches_commit_together_in_the_row_stage_each_releasing_its_lease_there(state, monkeypatch):
+    """A proxy's fetched files that arrived whole in memory are cached through the row stage too
+    (`Hosted.commit`): the fetches that arrive while one commits are committed next as one batch,
+    and each one's finish (its lease's release) runs in that batch's transaction. Each client has
+    its answer before the commit, and no fetch is asked of the upstream twice."""
+    small, begun, batches = slowed_row_stage(state, monkeypatch, 0.5)
+    bodies = {f"lib/{i}.bin": os.urandom(3000 + i) for i in range(4)}
+    with running() as upstream:
+        for path, body in bodies.items():
+            upstream.put(path, body)
+        repo = raw_proxy(state, upstream.url)
+
+        async def scenario():
+            engine = state.engine
+            try:
+                first = await engine.get(repo, "lib/0.bin", ADMIN, stream=False)
+                await until(lambda: begun)  # its commit is under way
+                rest = await asyncio.gather(
+                    *(engine.get(repo, f"lib/{i}.bin", ADMIN, stream=False) for i in range(1, 4))
+                )
+                assert not engine.proxy._tasks or len(batches) < 2  # answered before the second batch
+                await settled(state)
+                return [first, *rest]
+            finally:
+                await engine.close()
+
+        answered = asyncio.run(scenario())
+        assert [a.sha256 for a in answered] == [hashlib.sha256(b).hexdigest() for b in bodies.values()]
+        assert [size for size, _, _ in batches] == [1, 3], batches
+        for path, body in bodies.items():
+            stored = state.engine.lookup(repo, path)
+            assert stored is not None and stored.sha256 == hashlib.sha256(body).hexdigest()
+            assert upstream.count(path) == 1
+        assert _leases_left(state, repo, list(bodies)) == []
+    ended(small)
+
+
+def test_what_a_commit_runs_in_its_transaction_fails_that_commit_only(state, monkeypatch):
+    """Commits of bytes held in memory share the row stage's transaction with what each runs in it
+    (`also`, a proxy's lease release): one that raises fails its own commit, which stores nothing,
+    and the others of its batch are stored; a batch is durable when any of its commits asks to be."""
+    repo = make_repo(state)
+    small, begun, batches = slowed_row_stage(state, monkeypatch, 0.5)
+    together = state.db.together
+    durable: list[tuple[list[str], bool]] = []  # the paths of each transaction, and its durability
+
+    def recording(jobs, durable_flag=True):
+        paths = sorted(rows.upload.path for fn, _key in jobs for rows in fn.args[0])
+        durable.append((paths, durable_flag))
+        return together(jobs, durable_flag)
+
+    monkeypatch.setattr(state.db, "together", recording)
+    ran: list[str] = []
+
+    def also(name, fails=False):
+        def run(session):
+            ran.append(name)
+            if fails:
+                raise ValueError(f"{name} refused")
+
+        return run
+
+    async def commit(path, body, fails=False, is_durable=True):
+        staged = await state.engine.stage_bytes(body)
+        return await state.engine.hosted.commit(
+            repo, staged, Upload(path=path), ADMIN, also=also(path, fails), durable=is_durable
+        )
+
+    async def scenario():
+        first = asyncio.ensure_future(commit("a.bin", b"a", is_durable=False))
+        await until(lambda: begun)
+        outcomes = await asyncio.gather(
+            commit("b.bin", b"b", is_durable=False),
+            commit("c.bin", b"c", fails=True, is_durable=False),
+            commit("d.bin", b"d", is_durable=False),
+            return_exceptions=True,
+        )
+        await first
+        mixed = await asyncio.gather(commit("e.bin", b"e"), commit("f.bin", b"f", is_durable=False))
+        return outcomes, mixed
+
+    (b, c, d), mixed = asyncio.run(scenario())
+    assert isinstance(c, ValueError) and str(c) == "c.bin refused"
+    assert [b.path, d.path] == ["b.bin", "d.bin"] and [a.path for a in mixed] == ["e.bin", "f.bin"]
+    stored = sorted(a.path for a in state.engine._under(repo, ""))
+    assert stored == ["a.bin", "b.bin", "d.bin", "e.bin", "f.bin"]
+    assert sorted(set(ran)) == ["a.bin", "b.bin", "c.bin", "d.bin", "e.bin", "f.bin"]
+    assert [size for size, _, _ in batches][:2] == [1, 3], batches
+    # Only a transaction holding e.bin, the one commit that asked to be durable, is.
+    assert durable and all(flag == ("e.bin" in paths) for paths, flag in durable), durable
     ended(small)
 
 
