@@ -8,10 +8,8 @@ format must do itself (parsing a large archive) goes through `run_sync`.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -21,7 +19,7 @@ from starlette.responses import Response
 
 from artifactory.blobstore.store import StagedBlob
 from artifactory.formats import Format, IndexKey, RenderContext, Rendered
-from artifactory.http.errors import HTTPProblem, MethodNotAllowed
+from artifactory.http.errors import MethodNotAllowed
 from artifactory.repository.errors import UpstreamUnavailable
 from artifactory.repository.hosted import Upload
 from artifactory.repository.index import MAX_DOCUMENT_BYTES, cache_path, upstream_url
@@ -31,10 +29,8 @@ from artifactory.repository.model import (
     PROXY,
     ComponentInfo,
     Content,
-    Document,
     Repo,
     StoredAsset,
-    Streaming,
 )
 from artifactory.repository.uploads import UploadState
 from artifactory.security.principal import ANONYMOUS, Credentials, Principal
@@ -58,27 +54,6 @@ class UpstreamAnswer:
     status: int
     body: bytes
     headers: Mapping[str, str]
-
-
-# A proxied file up to this size that must be checked whole is answered from memory once checked
-# (hashed again on the event loop for its ETag: about a millisecond a MiB), without waiting for it
-# to be stored.
-IN_MEMORY_BYTES = 1024 * 1024
-
-
-async def _received(arriving: Streaming, keep: bool = False) -> bytes:
-    """Every byte of a file arriving from upstream (kept, or only let through); a transfer or check
-    that fails is UpstreamUnavailable (a 502)."""
-    body = bytearray()
-    try:
-        async for chunk in arriving.chunks:
-            if keep:
-                body += chunk
-    except HTTPProblem:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever broke the transfer, the client reads a 502
-        raise UpstreamUnavailable(f"the upstream transfer of {arriving.path} failed: {exc}") from None
-    return bytes(body)
 
 
 class Repositories:
@@ -159,27 +134,13 @@ class Repositories:
     async def get_checked(self, repo: Repo, path: str, principal: Principal) -> Content | None:
         """`get` for a client that must not read a byte of a file before all of it is checked (a
         file that fails its upstream's digests must be a 502 it can read, not a 200 broken off after
-        its headers, which pip, uv and cargo retry as a network error). A file fetched now comes
-        back whole: in memory as soon as it is checked when it is small (`IN_MEMORY_BYTES`; its
-        commit goes on meanwhile), else once it is stored. A failed transfer or check raises
-        `UpstreamUnavailable` before anything is answered (for files a proxy never revalidates,
-        such as released packages; a changing file needs `verifies_whole_file`, whose failed
-        refetch falls back on the copy held)."""
-        content = await self._engine.get(repo, path, principal, stream=True)
-        if not isinstance(content, Streaming):
-            return content
-        small = content.size is not None and content.size <= IN_MEMORY_BYTES
-        body = await _received(content, keep=small)
-        if not small:  # the engine has checked and stored it
-            return await self._engine.get(repo, path, principal, stream=False)
-        return Document(
-            repository=content.repository,
-            path=content.path,
-            body=body,
-            content_type=content.content_type,
-            sha256=hashlib.sha256(body).hexdigest(),
-            updated_at=datetime.now(UTC),
-        )
+        its headers, which pip, uv and cargo retry as a network error). A file fetched now is
+        fetched whole, never streamed through: a small one (up to the blob store's in-memory size)
+        is answered from memory as soon as it is checked, its commit going on meanwhile, a larger
+        one once it is at its content address. A failed transfer or check raises
+        `UpstreamUnavailable` before anything is answered (unless a proxy holds an older copy of a
+        file it revalidates, which it then serves)."""
+        return await self._engine.get(repo, path, principal, stream=False)
 
     async def lookup(self, repo: Repo, path: str) -> StoredAsset | None:
         """An asset stored in this very repository (no proxy fetch, no group walk)."""
