@@ -129,10 +129,14 @@ def test_release_files_are_cached_for_good_while_metadata_and_snapshots_follow_t
         write(root, SNAP, b"second snapshot bytes", future=10)
         write(root, META, metadata_xml("1.0", "1.1"), future=10)
         assert admin.get(f"/repository/{repo}/{GOOD}").content == b"first " + GOOD.encode()
-        assert admin.get(f"/repository/{repo}/{SNAP}").content == b"second snapshot bytes"
         # A request that arrives while the first fetch's row is still being recorded (just after its
-        # answer) shares that fetch; a later one revalidates and sees the new versions.
+        # answer, the commit waiting a moment for others to join it) shares that fetch; a later one
+        # revalidates and sees the new bytes and versions.
         deadline = time.monotonic() + 10
+        while (snapshot := admin.get(f"/repository/{repo}/{SNAP}").content) != b"second snapshot bytes":
+            assert snapshot == b"first " + SNAP.encode()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         while True:
             doc = etree.fromstring(admin.get(f"/repository/{repo}/{META}").content)
             versions = [v.text for v in doc.findall("versioning/versions/version")]
