@@ -8,14 +8,15 @@ creates the asset run. Bytes held in memory and no larger than `Settings.inline_
 placed at all: that transaction writes them into their blob's row (`Blob.data`), so they are durable
 exactly when the asset is.
 
-The transaction is grouped with other uploads of this process (`Database.batched`; an upload whose
-body is small enough to stay in memory is handed to this process's `_SmallCommits`, which writes the
-bytes of every such upload waiting in one worker-thread call and commits their rows in another, so
-that concurrent small uploads share their flushes and their thread hops; an upload whose bytes all go
-into rows skips the first call). It touches each blob's row, which waits for a GC that holds it and
-keeps a later GC away, and then checks the bytes are there (promoting the kept copy if GC took the
-stored one meanwhile); under a write policy other than allow it takes the repository's row lock and
-checks the path and the upload's conflict key; and it saves the asset and its companions together.
+The transaction is grouped with other uploads of this process (`Database.batched`; bytes small enough
+to stay in memory, an upload's or a proxy's fetched file or document, are handed to this process's
+`_SmallCommits`, which writes the bytes of every such commit waiting in one worker-thread call and
+commits their rows in another, so that concurrent small commits share their flushes, their statements
+and their thread hops; one whose bytes all go into rows skips the first call). It touches each
+blob's row, which waits for a GC that holds it and keeps a later GC away, and then checks the bytes
+are there (promoting the kept copy if GC took the stored one meanwhile); under a write policy other
+than allow it takes the repository's row lock and checks the path and the upload's conflict key; and
+it saves the asset and its companions together.
 The 201 follows the commit. A crash at any point leaves at worst an object without a row or a
 temporary object, which GC removes after LEFTOVER_SECONDS, whatever its grace.
 """

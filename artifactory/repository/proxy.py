@@ -27,9 +27,11 @@
   before its last chunk, so it never receives a complete-looking wrong file.
 - Misses are remembered (negative cache); after repeated failures the proxy blocks itself for a while
   and answers from cache (or 404) at once; a failing or offline upstream never hides cached content.
-- A cold miss costs two write transactions on PostgreSQL, both grouped with other requests'
-  (`Database.batched`): the claim (the upstream's health, the negative cache, the lease, the asset
-  as it is now) and the finish (the file's rows, the lease's release, health and misses, together).
+- A cold miss costs two write transactions on PostgreSQL, both grouped with other requests': the
+  claim (the upstream's health, the negative cache, the lease, the asset as it is now; with other
+  claims, `Database.batched`) and the finish (the file's rows, the lease's release, health and
+  misses, together; a file or document held in memory with the other small commits waiting,
+  `Hosted.commit`).
   On SQLite the claim is reads and the node's lease, and the finish is the one transaction that
   stores the file (or records a miss or a failure), the lease let go once it has committed. A
   per-process copy of the health, at most `config_cache_seconds` old, answers "blocked" before
