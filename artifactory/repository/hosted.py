@@ -166,7 +166,8 @@ class _SmallCommits:
     busy core that part was what set the rate: 8 clients PUTting small files on SQLite were
     committed 4 at a time on average, as the event loop handed them over, and 8 at a time once
     gathered, with a fifth less CPU per upload. A lone upload, or the first after the stage went
-    idle, never waits: the stage expects nothing then."""
+    idle, never waits: the stage expects nothing then; nor does a thread just started (only a
+    thread going on from a batch of its own gathers)."""
 
     def __init__(self, hosted: Hosted) -> None:
         self.hosted = hosted
@@ -294,12 +295,18 @@ class _SmallCommits:
                 return
             ran.append(True)
         writing = self.hosted.engine.db.writing
+        # A thread gathers between batches of its own only: one just started (the stage was idle,
+        # or every thread busy: PostgreSQL's second) takes what waits at once, rather than waiting
+        # for the commits another thread's last batch expected, which that thread takes itself.
+        gathers = False
         try:
             while True:
                 batch: list[_Entry] | None = None
                 failure: BaseException = RuntimeError("the commit was interrupted")
                 try:
-                    self._gather()
+                    if gathers:
+                        self._gather()
+                    gathers = True
                     # The batch is chosen once the writer lock is held: what arrives while another
                     # process of the node commits (SQLite) joins it.
                     with writing():

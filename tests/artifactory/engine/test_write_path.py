@@ -393,6 +393,25 @@ def test_a_batch_waits_no_longer_than_the_last_commit_took_and_a_lone_upload_not
     ended(small)
 
 
+def test_a_thread_just_started_takes_what_waits_at_once(state, monkeypatch):
+    """Only a thread going on from a batch of its own gathers: one just started (PostgreSQL's second,
+    started while the first commits) takes what waits at once, even when the stage expects more
+    (the first thread's last batch counted what was waiting then, which the new thread took)."""
+    repo = make_repo(state)
+    small, _begun, batches = slowed_row_stage(state, monkeypatch, 0.0)
+    small._expected, small._pace = 2, 3.0  # what another thread's last batch left
+
+    async def scenario():
+        asked = time.monotonic()
+        await put(state.engine, repo, "alone", "alone.bin")
+        return time.monotonic() - asked
+
+    took = asyncio.run(scenario())
+    assert [size for size, _, _ in batches] == [1], batches
+    assert took < 2.0, took  # not the three seconds a gather would have waited
+    ended(small)
+
+
 def test_cold_fetches_commit_together_in_the_row_stage_each_releasing_its_lease_there(state, monkeypatch):
     """A proxy's fetched files that arrived whole in memory are cached through the row stage too
     (`Hosted.commit`): the fetches that arrive while one commits are committed next as one batch,
