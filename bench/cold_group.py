@@ -27,7 +27,8 @@ group of (a hosted repository holding an unrelated package, that proxy): every r
 for every page and every file, single-flight and the dependency-confusion guard included. Each
 client runs with an empty cache. Runs alternate direct and through the group; the table gives
 medians and the ratio (target: at most 1.3x), the server's CPU seconds per install through the group
-(which load on the machine moves less than wall times) and the load average seen. Everything
+(which load on the machine moves less than wall times), the client's own CPU seconds per install
+(direct / through the group) and the load average seen. Everything
 listens on 127.0.0.1.
 
 `--baseline DIR`: a second server run from another source tree (say `git archive <commit> | tar -x
@@ -46,6 +47,7 @@ import io
 import json
 import os
 import pwd
+import resource
 import shutil
 import statistics
 import subprocess
@@ -376,6 +378,12 @@ def baseline_path(tree: Path, work: Path) -> str:
     return str(folder)
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this script's finished child processes (and theirs): a client's own CPU."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(
     client: str,
     servers: dict[str, LiveServer],
@@ -397,9 +405,10 @@ def measure(
         "mvn": lambda url: shutil.rmtree(mvn_install(url, project or work, work), ignore_errors=True),
     }[client]
     times: dict[str, dict[str, list[float]]] = {
-        label: {"direct": [], "group": [], "cpu": [], "load": []} for label in servers
+        label: {"direct": [], "group": [], "cpu": [], "load": [], "client": []} for label in servers
     }
     directs: list[float] = []
+    direct_client: list[float] = []
     for run in range(runs):
         order: list[tuple[str, str]] = [("", direct)]
         for label, server in servers.items():
@@ -411,14 +420,18 @@ def measure(
         for label, url in order[shift:] + order[:shift]:
             process = servers[label].process if label else None
             cpu = _tree_cpu(process.pid) if process is not None else 0.0
+            client_cpu = _children_cpu()
             started = time.monotonic()
             install(url)
             elapsed = time.monotonic() - started
+            client_cpu = _children_cpu() - client_cpu
             if process is None:
                 directs.append(elapsed)
+                direct_client.append(client_cpu)
             else:
                 times[label]["group"].append(elapsed)
                 times[label]["cpu"].append(_tree_cpu(process.pid) - cpu)
+                times[label]["client"].append(client_cpu)
         load = os.getloadavg()[0]
         through = ", ".join(
             f"group{'@' + label if label != CURRENT else ''} {times[label]['group'][-1]:.2f} s"
@@ -430,6 +443,7 @@ def measure(
             times[label]["load"].append(load)
     for label in servers:
         times[label]["direct"] = directs
+        times[label]["direct_client"] = direct_client
     return times
 
 
@@ -488,21 +502,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.packages} packages of {args.size_kib} KiB + 1 root, cold caches, median of {args.runs}")
         print(
             f"{'client':<10}{'direct (nginx)':>16}{'through group':>16}{'ratio':>8}{'server CPU':>12}"
-            f"{'load avg':>10}  target <= {TARGET}x"
+            f"{'client CPU':>18}{'load avg':>10}  target <= {TARGET}x"
         )
         for client in clients:
             for label, measured in times[client].items():
                 direct = statistics.median(measured["direct"])
                 group = statistics.median(measured["group"])
                 cpu = statistics.median(measured["cpu"])
+                own_direct = statistics.median(measured["direct_client"])
+                own = f"{own_direct:.2f} / {statistics.median(measured['client']):.2f} s"
                 load = max(measured["load"])
                 verdict = "met" if group / direct <= TARGET else "MISSED"
                 row = client if label == CURRENT else f"{client}@{label}"
                 print(
                     f"{row:<10}{direct:>14.2f} s{group:>14.2f} s{group / direct:>7.2f}x{cpu:>10.2f} s"
-                    f"{load:>10.1f}  {verdict}"
+                    f"{own:>18}{load:>10.1f}  {verdict}"
                 )
         print("server CPU: CPU seconds our server used for one install through the group (median);")
+        print("client CPU: the client's own CPU seconds per install, direct / through the group (median):")
+        print("  on a machine of few cores client and server share them: the ratio moves with both;")
         print("load avg: the highest 1-minute load average seen after a run (above ~2 the times are noisy)")
         return 0
     finally:
