@@ -431,13 +431,7 @@ class Hosted:
             limit = int(repo.config.get("max_upload_bytes") or self.engine.settings.max_upload_bytes)
             content_type = self._content_type(repo, upload)
             staged, _ = await self._ingest(chunks, upload, limit, None)
-            if staged.in_memory:
-                small = _Small(repo, staged, upload, content_type, principal, kept)
-                saved = await self._small.commit(small)
-            else:
-                saved = await self.engine.db_call(
-                    self._place_and_save, repo, upload, content_type, principal, None, kept, staged
-                )
+            saved = await self._save_staged(repo, staged, upload, content_type, principal, kept)
         except BaseException:
             await self.discard([*([staged] if staged is not None else []), *upload.companions])
             raise
@@ -471,18 +465,33 @@ class Hosted:
         kept: list[StagedBlob] = []
         try:
             content_type = self._content_type(repo, upload)
-            if staged.in_memory:  # with the other small uploads and fetches waiting
-                small = _Small(repo, staged, upload, content_type, principal, kept, also=also)
-                small.durable = durable
-                saved = await self._small.commit(small)
-            else:
-                saved = await self.engine.db_call(
-                    self._place_and_save, repo, upload, content_type, principal, also, kept, staged, durable
-                )
+            saved = await self._save_staged(
+                repo, staged, upload, content_type, principal, kept, also, durable
+            )
         except BaseException:
             await self.discard(blobs)
             raise
         return await self._stored(repo, principal, saved, kept)
+
+    async def _save_staged(
+        self,
+        repo: Repo,
+        staged: StagedBlob,
+        upload: Upload,
+        content_type: str,
+        principal: Principal,
+        kept: list[StagedBlob],
+        also: Callable[[Any], None] | None = None,
+        durable: bool = True,
+    ) -> tuple[StoredAsset, list[StoredAsset]]:
+        """The commit of staged bytes: held in memory, with the other small commits of this process
+        waiting (`_SmallCommits`); else in a worker thread of its own (`_place_and_save`)."""
+        if staged.in_memory:
+            small = _Small(repo, staged, upload, content_type, principal, kept, also=also, durable=durable)
+            return await self._small.commit(small)
+        return await self.engine.db_call(
+            self._place_and_save, repo, upload, content_type, principal, also, kept, staged, durable
+        )
 
     def _place_and_save(
         self,

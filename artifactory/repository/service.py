@@ -140,7 +140,7 @@ class Repositories:
         one once it is at its content address. A failed transfer or check raises
         `UpstreamUnavailable` before anything is answered (unless a proxy holds an older copy of a
         file it revalidates, which it then serves)."""
-        return await self._engine.get(repo, path, principal, stream=False)
+        return await self.get(repo, path, principal, stream=False)
 
     async def lookup(self, repo: Repo, path: str) -> StoredAsset | None:
         """An asset stored in this very repository (no proxy fetch, no group walk)."""
