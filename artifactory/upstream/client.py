@@ -2,7 +2,10 @@
 
 TLS trusts the system CA store (OpenSSL's default paths, which honour SSL_CERT_FILE and SSL_CERT_DIR,
 as corporate networks with their own CA need), never certifi alone, plus an optional per-proxy CA
-bundle. One client per proxy configuration, reused across requests for connection pooling.
+bundle. One client per proxy configuration, reused across requests for connection pooling. The
+proxies' own connections (`Pool`) are shared by every proxy of the same upstream origin that trusts
+the same CAs: a proxy created or reconfigured later, or a second proxy of the same host, reuses the
+connections the others keep alive instead of opening its own.
 
 A proxy's own GETs (`Fetcher`) go over this package's own HTTP/1.1 connections (`network.py`: asyncio
 protocols and httptools' C parser): httpx and the httpcore pool beneath it cost several times the
@@ -277,12 +280,15 @@ def _limits_key(config: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 class UpstreamClients:
-    """One httpx AsyncClient and one Fetcher per (repository, the config they are built from)."""
+    """One httpx AsyncClient and one Fetcher per (repository, the config they are built from); the
+    fetchers of proxies of one upstream origin that trust the same CAs share one `Pool`."""
 
     def __init__(self) -> None:
         self._clients: dict[int, tuple[tuple[Any, ...], httpx.AsyncClient]] = {}
         self._fetchers: dict[int, tuple[tuple[Any, ...], Fetcher]] = {}
-        self._retired: list[httpx.AsyncClient | Pool] = []
+        # By (CA bundle, the upstream's origin): credentials travel per request, never with a connection.
+        self._pools: dict[tuple[str | None, tuple[str, str, int | None]], Pool] = {}
+        self._retired: list[httpx.AsyncClient] = []
         ssl_context(None)  # the system CA store, loaded at startup rather than by a proxy's first request
 
     def get(
@@ -336,20 +342,28 @@ class UpstreamClients:
         if config.get("username"):
             pair = f"{config['username']}:{config.get('password') or ''}".encode()
             authorization = "Basic " + base64.b64encode(pair).decode("ascii")
-        pool = Pool(ssl_context(config.get("ca_bundle") or None), max_connections=64, max_keepalive=16)
+        pool = self._pool(config.get("ca_bundle") or None, url)
         fetcher = Fetcher(url, pool, timeout, authorization, challenged)
         self._fetchers[repository_id] = (key, fetcher)
-        if entry is not None:
-            self._retired.append(entry[1].pool)
         return fetcher
+
+    def _pool(self, ca_bundle: str | None, url: str) -> Pool:
+        """The connections to `url`'s origin for proxies that trust `ca_bundle` (and the system CAs):
+        at most 64 in use at once and 16 kept alive, whichever proxy of that upstream asks."""
+        key = (ca_bundle, origin(url))
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = Pool(ssl_context(ca_bundle), max_connections=64, max_keepalive=16)
+        return pool
 
     async def close(self) -> None:
         for _key, client in self._clients.values():
             await client.aclose()
-        for _key, fetcher in self._fetchers.values():
-            await fetcher.pool.aclose()
+        for pool in self._pools.values():
+            await pool.aclose()
         for retired in self._retired:
             await retired.aclose()
         self._clients.clear()
         self._fetchers.clear()
+        self._pools.clear()
         self._retired.clear()

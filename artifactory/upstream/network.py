@@ -6,7 +6,8 @@ against 0.65-0.85 ms through httpcore's pool and h11's pure-Python parser (measu
 asyncio's own loop, on a loaded 2-core machine): a cold miss makes one or two such GETs, and a client
 that resolves in parallel (uv) waits for all of them.
 
-A `Pool` keeps a proxy's idle connections per origin (at most `max_keepalive`, none older than
+A `Pool` (one per upstream origin and CA bundle, shared by the proxies of that upstream) keeps its
+idle connections per origin (at most `max_keepalive`, none older than
 `keepalive_expiry` seconds) and at most `max_connections` in use; a request waits for one to free
 up within the pool timeout. A connection carries one request at a time, and goes back to the pool
 only once its answer was read to its end and both sides keep it alive; an idle one the upstream
@@ -227,7 +228,7 @@ class Answer:
 
 
 class Pool:
-    """One proxy's connections (see the module's docstring)."""
+    """The connections of the proxies of one upstream (see the module's docstring)."""
 
     def __init__(
         self,

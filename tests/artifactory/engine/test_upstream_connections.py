@@ -17,10 +17,12 @@ from artifactory.upstream.network import Pool
 
 
 @contextmanager
-def raw_server(answers: list[bytes], close_after: bool = False) -> Iterator[tuple[str, list[int]]]:
+def raw_server(
+    answers: list[bytes], close_after: bool = False, requests: list[bytes] | None = None
+) -> Iterator[tuple[str, list[int]]]:
     """A server that answers the n-th request it reads (on any connection) with answers[n] as they
     are, closing the connection after each when `close_after`; yields its URL and, per request, the
-    number of the connection it came on."""
+    number of the connection it came on (and appends each request's head to `requests`)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -43,7 +45,9 @@ def raw_server(answers: list[bytes], close_after: bool = False) -> Iterator[tupl
                     if not data:
                         return
                     buffer += data
-                buffer = buffer.split(b"\r\n\r\n", 1)[1]
+                head, buffer = buffer.split(b"\r\n\r\n", 1)
+                if requests is not None:
+                    requests.append(head)
                 answer = answers[served]
                 served += 1
                 connections.append(number)
@@ -232,3 +236,42 @@ def test_an_answer_whose_headers_never_end_is_refused_not_held_in_memory():
     with raw_server([endless]) as (base, _connections):
         with pytest.raises(UpstreamError, match="^RemoteProtocolError: .*bytes of headers"):
             get_all(base, ["/a"])
+
+
+def test_proxies_of_one_upstream_share_its_kept_alive_connections_and_not_their_credentials():
+    """A second proxy of the same upstream (or the same proxy reconfigured) reuses the connection the
+    first one kept alive; each request still carries its own proxy's credentials, or none."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    seen: list[bytes] = []
+
+    async def run(base: str) -> None:
+        clients = UpstreamClients()
+        try:
+            first = clients.fetcher(1, {"url": base + "/a/", "username": "alice", "password": "pw"})
+            second = clients.fetcher(2, {"url": base + "/b/"})
+            for fetcher, path in ((first, "/a/x"), (second, "/b/y"), (first, "/a/z")):
+                response = await fetcher.get(base + path, {})
+                assert (response.status_code, await response.read(100)) == (200, b"ok")
+            reconfigured = clients.fetcher(2, {"url": base + "/b/", "timeout_seconds": 7})
+            assert reconfigured is not second and reconfigured.pool is second.pool is first.pool
+            response = await reconfigured.get(base + "/b/w", {})
+            await response.read(100)
+        finally:
+            await clients.close()
+
+    with raw_server([ok] * 4, requests=seen) as (base, connections):
+        asyncio.run(run(base))
+    assert connections == [0, 0, 0, 0]
+    authorized = [b"authorization: basic" in request.lower() for request in seen]
+    assert authorized == [True, False, True, False]
+
+
+def test_proxies_of_other_hosts_ports_or_schemes_keep_their_own_connections():
+    """(Proxies that trust other CAs do too: `test_proxy`'s TLS tests.)"""
+    clients = UpstreamClients()
+    plain = clients.fetcher(1, {"url": "https://one.example.test/"})
+    assert clients.fetcher(2, {"url": "https://ONE.example.test:443/other/"}).pool is plain.pool
+    assert clients.fetcher(3, {"url": "https://two.example.test/"}).pool is not plain.pool
+    assert clients.fetcher(4, {"url": "http://one.example.test/"}).pool is not plain.pool
+    assert clients.fetcher(5, {"url": "https://one.example.test:8443/"}).pool is not plain.pool
+    asyncio.run(clients.close())

@@ -446,6 +446,22 @@ def test_tls_upstream_is_trusted_with_its_ca_bundle_and_refused_without(live, tl
     assert "BEGIN CERTIFICATE" in admin.get(f"/api/v1/repositories/{trusting}").json()["ca_bundle"]
 
 
+def test_a_connection_a_trusting_proxy_keeps_alive_is_never_lent_to_one_that_does_not_trust(
+    live, tls_upstream, admin, root
+):
+    """Proxies of one upstream share its kept-alive connections only when they trust the same CAs: a
+    TLS connection verified against one proxy's CA bundle must not carry another proxy's fetch."""
+    up, pem = tls_upstream
+    path = f"{root}/trusted-first.txt"
+    up.put(path, b"secure bytes")
+    trusting = live.create_repo("raw", "proxy", url=up.url, ca_bundle=pem)
+    assert admin.get(f"/repository/{trusting}/{path}").content == b"secure bytes"
+    untrusting = live.create_repo("raw", "proxy", url=up.url)
+    refused = admin.get(f"/repository/{untrusting}/{path}")
+    assert refused.status_code == 502
+    assert up.count(path) == 1
+
+
 def test_requests_arriving_while_a_fetch_completes_make_no_second_upstream_get(live, upstream, root):
     name = make_proxy(live, upstream)
     path = f"{root}/arriving.bin"
