@@ -19,12 +19,14 @@ all of it is rolled back and every job runs again on its own.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -76,6 +78,68 @@ def _sqlite_engine(url: str, begin: str, synchronous: str) -> Engine:
         connection.connection.driver_connection.execute(begin)
 
     return engine
+
+
+# SQLite: the reads the event loop's thread runs itself (`Engine.read_call`: an indexed read costs
+# tens of microseconds there, less than a hop to a worker thread) use a pooled DBAPI connection that
+# thread keeps checked out, per engine: a checkout and a checkin per read cost the pool's Python
+# several times SQLite's own work. Only statements in autocommit run on it, each read to its end, so
+# none holds a snapshot past its own read. Kept by engine and thread; given back at `dispose`.
+_loop_connections: weakref.WeakKeyDictionary[Engine, dict[int, Any]] = weakref.WeakKeyDictionary()
+_loop_connections_lock = threading.Lock()
+
+
+def loop_connection(engine: Engine) -> Any | None:
+    """The calling thread's own pooled DBAPI connection to the SQLite `engine` when the thread runs
+    an event loop; None otherwise (on PostgreSQL, and in worker threads), where the caller checks
+    one out of the pool for its read."""
+    if asyncio._get_running_loop() is None or engine.dialect.name != "sqlite":
+        return None
+    thread = threading.get_ident()
+    held = _loop_connections.get(engine)
+    connection = held.get(thread) if held is not None else None
+    if connection is None:
+        connection = engine.raw_connection()
+        with _loop_connections_lock:
+            _loop_connections.setdefault(engine, {})[thread] = connection
+    return connection
+
+
+def drop_loop_connection(engine: Engine) -> None:
+    """Give the calling thread's connection back to the pool (after a read that failed on it: the
+    pool resets or discards it); the thread's next read checks out another."""
+    with _loop_connections_lock:
+        connection = _loop_connections.get(engine, {}).pop(threading.get_ident(), None)
+    if connection is not None:
+        connection.close()
+
+
+@contextmanager
+def read_connection(engine: Engine) -> Iterator[Any]:
+    """A DBAPI connection to `engine` for a few reads in a row: the event loop thread's own
+    (`loop_connection`), or one checked out of the pool for them."""
+    kept = loop_connection(engine)
+    if kept is None:
+        connection = engine.raw_connection()
+        try:
+            yield connection
+        finally:
+            connection.close()
+        return
+    try:
+        yield kept
+    except BaseException:
+        drop_loop_connection(engine)
+        raise
+
+
+def release_loop_connections(engine: Engine) -> None:
+    """Give every thread's connection to `engine` back to its pool (before the pool is disposed)."""
+    with _loop_connections_lock:
+        held = _loop_connections.pop(engine, {})
+    for connection in held.values():
+        with contextlib.suppress(Exception):  # a connection already invalidated or closed
+            connection.close()
 
 
 def at_commit(session: Session, key: Hashable, fn: Callable[[], None]) -> None:
@@ -409,6 +473,7 @@ class Database:
 
     def dispose(self) -> None:
         for engine in {self.engine, self.lazy_engine, self.read_engine}:
+            release_loop_connections(engine)
             engine.dispose()
         if self.node_changes is not None:
             self.node_changes.close()

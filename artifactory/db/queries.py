@@ -39,7 +39,14 @@ from sqlalchemy.sql.functions import FunctionElement
 from artifactory.blobstore.store import BlobInfo
 from artifactory.db.changes import CHANNEL as CHANGES_CHANNEL
 from artifactory.db.changes import MOVED
-from artifactory.db.engine import at_commit, end_pipeline, start_pipeline, sync_pipeline
+from artifactory.db.engine import (
+    at_commit,
+    drop_loop_connection,
+    end_pipeline,
+    loop_connection,
+    start_pipeline,
+    sync_pipeline,
+)
 from artifactory.db.models import (
     Asset,
     AuditEvent,
@@ -98,8 +105,16 @@ class RawQuery:
 
     def rows(self, values: dict[str, Any], connection: Any = None) -> list[Any]:
         """The rows for `values`, on `connection` (a pooled DBAPI connection the caller checked out of
-        this query's engine, for several reads in one checkout) or on one checked out for this read."""
+        this query's engine, for several reads in one checkout), on the event loop thread's own
+        (`db.engine.loop_connection`, SQLite) or on one checked out for this read."""
         if connection is None:
+            kept = loop_connection(self.engine)
+            if kept is not None:
+                try:
+                    return self.rows(values, kept)
+                except BaseException:
+                    drop_loop_connection(self.engine)
+                    raise
             connection = self.engine.raw_connection()
             try:
                 if self._autocommit:
@@ -110,9 +125,11 @@ class RawQuery:
         bound = {**self.defaults, **values}
         params: Any = tuple(bound[name] for name in self.order) if self.order is not None else bound
         cursor = connection.cursor()
-        cursor.execute(self.sql, params)
-        rows = cursor.fetchall()
-        cursor.close()
+        try:
+            cursor.execute(self.sql, params)
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()  # the statement is reset: no read transaction outlives it
         if self._json:
             return [self._decoded(row) for row in rows]
         return list(rows)

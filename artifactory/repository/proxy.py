@@ -61,6 +61,7 @@ from sqlalchemy.orm import Session
 
 from artifactory.blobstore.store import HEX_LENGTH, BlobInfo, DigestMismatch, StagedBlob
 from artifactory.db import queries
+from artifactory.db.engine import read_connection
 from artifactory.db.models import Asset, ProxyHealth, ProxyLease, ProxyMiss, utcnow
 from artifactory.formats import CachePolicy, Format
 from artifactory.http.errors import BadGateway
@@ -420,8 +421,7 @@ class Proxy:
         that a fetch another process has just finished (it lets go of the lease after its commit)
         is seen rather than repeated."""
         assert self._node is not None
-        connection = self.engine.db.read_engine.raw_connection()  # one checkout for the three reads
-        try:
+        with read_connection(self.engine.db.read_engine) as connection:  # one for the three reads
             found = self._health_query.rows({"rid": repo.id}, connection)
             failures, blocked_until = (int(found[0][0]), _utc(found[0][1])) if found else (0, None)
             self._health[repo.id] = (time.monotonic(), blocked_until, failures)
@@ -440,8 +440,6 @@ class Proxy:
             except BaseException:
                 self._release_node(owner)
                 raise
-        finally:
-            connection.close()
         return Claim(current=current, unhealthy=failures > 0 or blocked_until is not None)
 
     def _release_node(self, owner: str) -> None:
