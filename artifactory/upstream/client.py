@@ -139,8 +139,9 @@ class _Deflate:
 
 
 class Fetcher:
-    """GETs for one proxy: over its own connection pool, or through `challenged` (the httpx client
-    with the format's upstream auth) when the format answers the upstream's challenges itself."""
+    """GETs for one proxy: over the connections it shares with the proxies of its upstream (`Pool`),
+    or through `challenged` (the httpx client with the format's upstream auth) when the format
+    answers the upstream's challenges itself."""
 
     def __init__(
         self,
