@@ -6,18 +6,7 @@ import threading
 import pytest
 from sqlalchemy import select, text
 
-from artifactory.db.engine import Database
-from artifactory.db.migrate import upgrade
 from artifactory.db.models import Setting
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'g.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    upgrade(url)
-    database = Database(url)
-    yield database
-    database.dispose()
 
 
 def settings(db):

@@ -9,18 +9,8 @@ import pytest
 from sqlalchemy import bindparam, event, or_, select
 
 from artifactory.db import queries
-from artifactory.db.engine import Database, read_connection
-from artifactory.db.migrate import upgrade
+from artifactory.db.engine import read_connection
 from artifactory.db.models import Setting
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'r.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    upgrade(url)
-    database = Database(url)
-    yield database
-    database.dispose()
 
 
 @pytest.fixture
