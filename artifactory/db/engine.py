@@ -84,8 +84,11 @@ def _sqlite_engine(url: str, begin: str, synchronous: str) -> Engine:
 # tens of microseconds there, less than a hop to a worker thread) use a pooled DBAPI connection that
 # thread keeps checked out, per engine: a checkout and a checkin per read cost the pool's Python
 # several times SQLite's own work. Only statements in autocommit run on it, each read to its end, so
-# none holds a snapshot past its own read. Kept by engine and thread; given back at `dispose`.
-_loop_connections: weakref.WeakKeyDictionary[Engine, dict[int, Any]] = weakref.WeakKeyDictionary()
+# none holds a snapshot past its own read. Kept by engine and thread (the connections of threads
+# that have ended go back to the pool); all given back at `dispose`.
+_loop_connections: weakref.WeakKeyDictionary[Engine, dict[threading.Thread, Any]] = (
+    weakref.WeakKeyDictionary()
+)
 _loop_connections_lock = threading.Lock()
 
 
@@ -95,13 +98,23 @@ def loop_connection(engine: Engine) -> Any | None:
     one out of the pool for its read."""
     if asyncio._get_running_loop() is None or engine.dialect.name != "sqlite":
         return None
-    thread = threading.get_ident()
+    # By thread, not by its ident: a new thread may be handed the ident of one that has ended.
+    current = threading.current_thread()
     held = _loop_connections.get(engine)
-    connection = held.get(thread) if held is not None else None
-    if connection is None:
-        connection = engine.raw_connection()
-        with _loop_connections_lock:
-            _loop_connections.setdefault(engine, {})[thread] = connection
+    connection = held.get(current) if held is not None else None
+    if connection is not None:
+        return connection
+    with _loop_connections_lock:
+        held = _loop_connections.setdefault(engine, {})
+        # Threads that ran a loop and have ended (a test's, a CLI command's): their connections go
+        # back first, so that the pool never runs out however many loop threads come and go.
+        gone = [held.pop(thread) for thread in [t for t in held if not t.is_alive()]]
+    for old in gone:
+        with contextlib.suppress(Exception):
+            old.close()
+    connection = engine.raw_connection()
+    with _loop_connections_lock:
+        _loop_connections.setdefault(engine, {})[current] = connection
     return connection
 
 
@@ -109,7 +122,7 @@ def drop_loop_connection(engine: Engine) -> None:
     """Give the calling thread's connection back to the pool (after a read that failed on it: the
     pool resets or discards it); the thread's next read checks out another."""
     with _loop_connections_lock:
-        connection = _loop_connections.get(engine, {}).pop(threading.get_ident(), None)
+        connection = _loop_connections.get(engine, {}).pop(threading.current_thread(), None)
     if connection is not None:
         connection.close()
 

@@ -108,3 +108,20 @@ def test_dispose_gives_the_loop_connections_back(db):
     assert db.read_engine.pool.checkedout() == (1 if db.is_sqlite else 0)
     db.dispose()
     assert db.read_engine.pool.checkedout() == 0
+
+
+def test_the_connections_of_loop_threads_that_ended_go_back_to_the_pool(db):
+    """However many threads run a loop and end (a test's, a command's), the pool never runs dry."""
+    query = setting_query(db)
+    put(db, "k", "v")
+
+    async def read():
+        return query.rows({"key": "k"})[0][0]["v"]
+
+    found = []
+    for _ in range(30):  # more than the pool holds (8, and 16 more)
+        thread = threading.Thread(target=lambda: found.append(asyncio.run(read())))
+        thread.start()
+        thread.join()
+    assert found == ["v"] * 30
+    assert db.read_engine.pool.checkedout() == (1 if db.is_sqlite else 0)
