@@ -19,7 +19,7 @@ from artifactory.repository import hosted as hosted_module
 from artifactory.repository.hosted import Companion, Upload, WritePolicyViolation
 from artifactory.repository.model import StoredAsset, Streaming
 from tests.artifactory.engine.test_engine_api import ADMIN, make_repo
-from tests.artifactory.repository.test_proxy_leases import _leases_left
+from tests.artifactory.repository.leases import leases_left
 from tests.artifactory.repository.upstream import running
 
 
@@ -445,7 +445,7 @@ def test_cold_fetches_commit_together_in_the_row_stage_each_releasing_its_lease_
             stored = state.engine.lookup(repo, path)
             assert stored is not None and stored.sha256 == hashlib.sha256(body).hexdigest()
             assert upstream.count(path) == 1
-        assert _leases_left(state, repo, list(bodies)) == []
+        assert leases_left(state, repo, list(bodies)) == []
     ended(small)
 
 

@@ -11,25 +11,14 @@ import hashlib
 import os
 
 import pytest
-from sqlalchemy import select
 
-from artifactory.db.models import ProxyLease
 from artifactory.repository.model import Streaming
 from artifactory.security.principal import Principal
+from tests.artifactory.repository.leases import leases_left
 from tests.artifactory.repository.upstream import running
 
 ADMIN = Principal("admin", frozenset({"admin"}))
 DATA = os.urandom(300 * 1024)
-
-
-def _leases_left(state, repo, paths) -> list[str]:
-    proxy = state.engine.proxy
-    left = [f"descriptor of {owner}" for owner in proxy._held]
-    if state.db.node_leases is not None:
-        left += [path for path in paths if state.db.node_leases.held(repo.id, path)]
-    with state.db.read() as session:
-        left += list(session.scalars(select(ProxyLease.path).where(ProxyLease.repository_id == repo.id)))
-    return left
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -86,7 +75,7 @@ def test_no_fetch_leaves_its_lease_held(state, stream):
                 await state.engine.close()
 
         asyncio.run(scenario())
-        assert _leases_left(state, repo, [*cases, "abandoned.bin"]) == []
+        assert leases_left(state, repo, [*cases, "abandoned.bin"]) == []
         assert state.engine.lookup(repo, "stored.bin") is not None
         assert state.engine.lookup(repo, "abandoned.bin") is not None  # finished into the cache
 
@@ -112,5 +101,5 @@ def test_a_digest_mismatch_lets_go_of_the_lease(state):
                 await state.engine.close()
 
         asyncio.run(scenario())
-        assert _leases_left(state, repo, [path]) == []
+        assert leases_left(state, repo, [path]) == []
         assert state.engine.lookup(repo, path) is None
