@@ -137,7 +137,9 @@ class RegistryAuth(httpx.Auth):
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         self._prepare(request)
         response = yield request
-        if response.status_code != 401:
+        if response.status_code != 401 or not _same_origin(response.url, request.url):
+            # A challenge is answered only for the registry asked: a host it redirected to (blob
+            # storage, say) that answers 401 gets neither the proxy's password nor a token of it.
             return
         scheme, params = parse_challenge(response.headers.get("www-authenticate", ""))
         if scheme == "basic" and self.basic is not None:
@@ -160,6 +162,10 @@ class RegistryAuth(httpx.Auth):
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         # Proxies fetch with the core's AsyncClient only; one flow to keep right is enough.
         raise NotImplementedError("RegistryAuth answers challenges for async clients only")
+
+
+def _same_origin(one: httpx.URL, other: httpx.URL) -> bool:
+    return (one.scheme, one.host, one.port) == (other.scheme, other.host, other.port)
 
 
 def _realm_is_safe(realm: str, origin: httpx.URL) -> bool:

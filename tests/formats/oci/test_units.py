@@ -289,3 +289,51 @@ def test_a_registry_token_proves_a_principal_confined_to_v2_its_repositories_and
     }
     assert not checked.is_admin
     assert checked.scope_grants("r", "read") and not checked.scope_grants("t", "read")
+
+
+def test_a_challenge_from_a_host_the_registry_redirected_to_gets_no_credentials():
+    """The registry sends a blob to another host, which answers 401 naming a token realm of its
+    own: neither the proxy's password nor any token request goes there; the 401 stands."""
+    asked: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        if request.url.host == "registry.test":
+            return httpx.Response(307, headers={"location": "https://storage.test/blob"})
+        if request.url.host == "storage.test":
+            challenge = 'Bearer realm="https://collector.test/token",service="x"'
+            return httpx.Response(401, headers={"www-authenticate": challenge})
+        return httpx.Response(200, json={"token": "t"})
+
+    auth = RegistryAuth({"url": "https://registry.test", "username": "alice", "password": "s3cret"})
+
+    async def fetch() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer), follow_redirects=True) as client:
+            return await client.get("https://registry.test/v2/team/app/blobs/sha256:" + "a" * 64, auth=auth)
+
+    response = asyncio.run(fetch())
+    assert response.status_code == 401
+    assert [r.url.host for r in asked] == ["registry.test", "storage.test"]
+    assert all("authorization" not in r.headers for r in asked[1:])
+
+
+def test_a_challenge_from_the_registry_itself_is_answered_with_a_token():
+    asked: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        if request.url.host == "auth.test":
+            return httpx.Response(200, json={"token": "t0k"})
+        if request.headers.get("authorization") == "Bearer t0k":
+            return httpx.Response(200, content=b"blob")
+        return httpx.Response(401, headers={"www-authenticate": 'Bearer realm="https://auth.test/token"'})
+
+    auth = RegistryAuth({"url": "https://registry.test", "username": "alice", "password": "s3cret"})
+
+    async def fetch() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+            return await client.get("https://registry.test/v2/team/app/blobs/sha256:" + "a" * 64, auth=auth)
+
+    response = asyncio.run(fetch())
+    assert response.status_code == 200 and response.content == b"blob"
+    assert asked[1].url.host == "auth.test" and asked[1].headers["authorization"].startswith("Basic ")
