@@ -8,7 +8,12 @@ directly rather than broadcasting a hook.
 from __future__ import annotations
 
 import enum
+import lzma
 import re
+import struct
+import tarfile
+import zipfile
+import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -51,6 +56,21 @@ class IndexKey:
     variant: str = ""
     whole_repository: bool = False
 
+
+# What the standard library raises reading a malformed zip or tar archive (truncated or corrupt data,
+# unsupported, encrypted or unknown-version members, broken deflate/bzip2/lzma streams, negative
+# offsets): a format that looks inside an uploaded archive catches exactly these and answers 400.
+ARCHIVE_ERRORS: tuple[type[Exception], ...] = (
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    EOFError,
+    OSError,
+    ValueError,  # UnicodeDecodeError of a member's name included
+    RuntimeError,  # encrypted members; NotImplementedError (an unsupported method or version)
+    struct.error,
+    zlib.error,
+    lzma.LZMAError,
+)
 
 # `parse`'s `needed` when a document needs no other.
 NOTHING_NEEDED: Mapping[IndexKey, Any] = MappingProxyType({})

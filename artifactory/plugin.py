@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection, Request
 from artifactory.blobstore.store import BlobInfo, StagedBlob
 from artifactory.events import AssetEvent, RepositoryEvent
 from artifactory.formats import (
+    ARCHIVE_ERRORS,
     NOTHING_NEEDED,
     CachePolicy,
     Coordinates,
@@ -114,6 +115,7 @@ __all__ = [
     "UpstreamAnswer",
     "UpstreamDocument",
     "NOTHING_NEEDED",
+    "ARCHIVE_ERRORS",
     "UpstreamUnavailable",
     "WritePolicyViolation",
     "access",

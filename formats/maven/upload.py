@@ -10,6 +10,8 @@ from typing import BinaryIO
 from artifactory_formats.maven import safexml
 from artifactory_formats.maven.coordinates import HEX_LENGTHS, Artifact
 
+from artifactory.plugin import ARCHIVE_ERRORS
+
 MAX_POM_BYTES = 4 * 1024 * 1024
 MAX_DESCRIPTOR_BYTES = 8 * 1024 * 1024
 MAX_CHECKSUM_BYTES = 4096
@@ -82,7 +84,7 @@ def read_plugin_descriptor(file: BinaryIO) -> PluginDescriptor | None:
                 raise InvalidUpload(f"{PLUGIN_DESCRIPTOR} is larger than {MAX_DESCRIPTOR_BYTES} bytes")
             with archive.open(info) as handle:
                 data = handle.read(MAX_DESCRIPTOR_BYTES + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError):
+    except ARCHIVE_ERRORS:  # a jar that cannot be read is not a plugin jar
         return None
     try:
         root = safexml.parse(data, PLUGIN_DESCRIPTOR, limit=MAX_DESCRIPTOR_BYTES)

@@ -11,7 +11,6 @@ import binascii
 import gzip
 import io
 import tarfile
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
@@ -24,7 +23,7 @@ from artifactory_formats.npm.coordinates import (
     version_problem,
 )
 
-from artifactory.plugin import BadRequest, PayloadTooLarge
+from artifactory.plugin import ARCHIVE_ERRORS, BadRequest, PayloadTooLarge
 
 MAX_PACKAGE_JSON = 4 * 1024 * 1024
 # How far reading a tarball may inflate it: 100 times its size, at least 64 MiB and at most 1 GiB
@@ -208,7 +207,7 @@ def inspect_tarball(file: IO[bytes]) -> TarballFacts:
                     if not isinstance(parsed, dict):
                         raise BadRequest("package.json in the tarball is not a JSON object")
                     found = parsed
-    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as exc:
+    except ARCHIVE_ERRORS as exc:
         raise BadRequest(f"the tarball is not a gzip-compressed tar archive: {exc}") from None
     if found is None:
         raise BadRequest("the tarball holds no package/package.json")

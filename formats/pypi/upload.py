@@ -12,7 +12,6 @@ import io
 import re
 import tarfile
 import zipfile
-import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,7 +29,7 @@ from packaging.version import InvalidVersion, Version
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from artifactory.plugin import BadRequest
+from artifactory.plugin import ARCHIVE_ERRORS, BadRequest
 
 MAX_FIELD_BYTES = 4 * 1024 * 1024  # one form field (a long description can be large)
 MAX_FORM_BYTES = 16 * 1024 * 1024  # all form fields together
@@ -230,7 +229,7 @@ def _bomb(size: int, compressed: int) -> bool:
 def _from_zip(file: BinaryIO, dist: Distribution, wheel: bool) -> bytes:
     try:
         archive = zipfile.ZipFile(file)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except ARCHIVE_ERRORS as exc:
         raise BadRequest(f"{dist.filename} is not a valid zip archive: {exc}") from None
     with archive:
         infos = archive.infolist()
@@ -238,7 +237,11 @@ def _from_zip(file: BinaryIO, dist: Distribution, wheel: bool) -> bytes:
             raise UnsafeArchive(f"{dist.filename} has more than {MAX_ENTRIES} members")
         total = 0
         for info in infos:
-            _check_member(info.filename)
+            # The name every other unzip uses is the raw one: zipfile's `filename` is cut at a NUL
+            # and, from Python 3.12, replaced by an Info-ZIP Unicode Path field's name.
+            _check_member(info.orig_filename)
+            if info.filename != info.orig_filename:
+                raise UnsafeArchive(f"{dist.filename}: member {info.orig_filename!r} has two names")
             if info.flag_bits & 0x1:
                 raise UnsafeArchive(f"{dist.filename} has an encrypted member {info.filename!r}")
             if _bomb(info.file_size, info.compress_size):
@@ -247,7 +250,10 @@ def _from_zip(file: BinaryIO, dist: Distribution, wheel: bool) -> bytes:
                     f"{info.compress_size}: a compression bomb"
                 )
             total += info.file_size
-        _check_overlap(file, infos, dist)
+        try:
+            _check_overlap(file, infos, dist)
+        except ARCHIVE_ERRORS as exc:  # a member's offset that points before the file
+            raise BadRequest(f"{dist.filename} is not a valid zip archive: {exc}") from None
         if total > max(MAX_EXPANSION, BOMB_RATIO * _size(file)):
             raise UnsafeArchive(f"{dist.filename} expands to {total} bytes: a compression bomb")
         if wheel:
@@ -265,7 +271,7 @@ def _from_zip(file: BinaryIO, dist: Distribution, wheel: bool) -> bytes:
         try:
             with archive.open(entry) as handle:
                 data = handle.read(MAX_METADATA_BYTES + 1)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error) as exc:
+        except ARCHIVE_ERRORS as exc:
             raise BadRequest(f"cannot read {entry.filename} in {dist.filename}: {exc}") from None
         if len(data) > MAX_METADATA_BYTES:
             raise UnsafeArchive(f"{entry.filename} is larger than {MAX_METADATA_BYTES} bytes")
@@ -349,7 +355,7 @@ def _from_tar(file: BinaryIO, dist: Distribution, size: int) -> bytes:
                         )
                     handle = archive.extractfile(member)
                     found = handle.read(MAX_METADATA_BYTES + 1) if handle is not None else b""
-    except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error) as exc:
+    except ARCHIVE_ERRORS as exc:
         raise BadRequest(f"{dist.filename} is not a valid .tar.gz archive: {exc}") from None
     if found is None:
         raise BadRequest(f"{dist.filename} has no top-level */PKG-INFO")
