@@ -752,7 +752,9 @@ class Proxy:
         sha256 = hashlib.sha256(data).hexdigest()
         try:
             source.check(data, str(response.url), sha256)
-        except ValueError as exc:  # a malformed upstream document: keep serving the cached one
+        except (ValueError, RecursionError) as exc:
+            # A malformed upstream document (or one nested deeper than a parser recurses, which no
+            # format has to guard against itself): keep serving the cached one.
             raise UpstreamUnavailable(f"upstream document {source.url} is unusable: {exc}") from None
         self._hold_pending(sha256, data)
         # Only the index reads a document's asset, by its sha256: the other digests are not needed.

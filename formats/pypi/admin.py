@@ -48,7 +48,7 @@ async def _reason(request: Request) -> str:
         return ""
     try:
         body: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
     reason = body.get("reason", "") if isinstance(body, dict) else None
     if not isinstance(reason, str):
