@@ -3,11 +3,13 @@
 An index file holds one JSON object per line, one line per published version (cargo's "Registry
 Index" chapter). Hosted repositories keep each version's line as its component's `index` attribute,
 written once at publish; yanking changes only `crates/<name>/yanked.json`, so a line never moves.
+`names/<canonical name>` holds the spelling a crate was first published under (`routes.claim`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,11 +21,19 @@ from artifactory.plugin import BadRequest, IndexKey
 CRATE, CONFIG = "crate", "config"
 # Every upstream's config.json: a proxy needs its `dl` to locate the crates its index files list.
 CONFIG_KEY = IndexKey(CONFIG, whole_repository=True)
-NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")  # whole names only (fullmatch)
+# Device names on Windows: cargo there cannot write their index cache files (crates.io refuses them).
+WINDOWS_DEVICES = re.compile(r"nul|con|aux|prn|com[1-9]|lpt[1-9]", re.IGNORECASE)
 CRATE_FILE = re.compile(r"^crates/([a-z0-9_-]+)/\1-([^/]+)\.crate$")
 YANKED_FILE = re.compile(r"^crates/([a-z0-9_-]+)/yanked\.json$")
-CKSUM = re.compile(r"^[0-9a-f]{64}$")
+CKSUM = re.compile(r"[0-9a-f]{64}")
 DEP_KINDS = ("normal", "dev", "build")
+# A Cargo version requirement: comparators such as `^1.2`, `>= 1, < 2`, `~0.3.1-rc.1`, `1.*`, `*`.
+_PART, _IDS = r"(?:0|[1-9][0-9]*|[*xX])", r"[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*"
+_COMPARATOR = rf" *(?:[<>]=?|[=~^])? *{_PART}(?:\.{_PART}(?:\.{_PART}(?:-{_IDS})?(?:\+{_IDS})?)?)? *"
+VERSION_REQ = re.compile(rf"{_COMPARATOR}(?:,{_COMPARATOR})*")
+
+log = logging.getLogger(__name__)
 
 Line = dict[str, Any]
 
@@ -33,9 +43,21 @@ class InvalidCrate(BadRequest, ValueError):
 
 
 def check_name(name: object) -> str:
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise InvalidCrate(f"invalid crate name {name!r}: a letter, then up to 63 letters, digits, - or _")
     return name
+
+
+def check_new_name(name: object) -> str:
+    """A name a crate may be published under."""
+    if WINDOWS_DEVICES.fullmatch(checked := check_name(name)):
+        raise InvalidCrate(f"crate name {checked!r} is reserved: Windows keeps it for a device")
+    return checked
+
+
+def canonical(name: str) -> str:
+    """What cargo and crates.io compare names by: `Foo-Bar` and `foo_bar` are one crate."""
+    return name.lower().replace("-", "_")
 
 
 def check_version(version: object) -> str:
@@ -66,7 +88,7 @@ def index_path(name: str) -> str:
 def name_of_index_path(path: str) -> str | None:
     """The crate an index file path names (lower case), or None for any other path."""
     name = path.rsplit("/", 1)[-1]
-    return name if NAME.match(name) and name == name.lower() and index_path(name) == path else None
+    return name if NAME.fullmatch(name) and name == name.lower() and index_path(name) == path else None
 
 
 def crate_path(name: str, version: str) -> str:
@@ -76,6 +98,10 @@ def crate_path(name: str, version: str) -> str:
 
 def yanked_path(name: str) -> str:
     return f"crates/{name.lower()}/yanked.json"
+
+
+def claim_path(name: str) -> str:
+    return f"names/{canonical(name)}"
 
 
 def download_url(template: str, name: str, version: str, cksum: str) -> str:
@@ -105,6 +131,8 @@ def _dependency(dep: object) -> Line:
     strings = [dep.get(key) for key in ("target", "registry", "explicit_name_in_toml")]
     if not isinstance(req, str) or not req or kind not in DEP_KINDS:
         raise InvalidCrate(f"dependency {name}: needs a version_req and a kind of {', '.join(DEP_KINDS)}")
+    if not VERSION_REQ.fullmatch(req):
+        raise InvalidCrate(f"dependency {name}: version_req {req!r} is not a version requirement like ^1.2")
     if not isinstance(optional, bool) or not isinstance(default_features, bool):
         raise InvalidCrate(f"dependency {name}: optional and default_features must be booleans")
     if any(value is not None and not isinstance(value, str) for value in strings):
@@ -141,20 +169,29 @@ def index_line(meta: Mapping[str, Any], cksum: str) -> Line:
 
 # -- the index protocol's pure steps -------------------------------------------------------------
 def parse_lines(body: bytes, name: str) -> tuple[Line, ...]:
-    """An upstream index file's lines, each checked for what this server relies on (ValueError)."""
-    lines: list[Line] = []
-    for raw in filter(bytes.strip, body.splitlines()):
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            line = None
-        if not isinstance(line, dict) or str(line.get("name")).lower() != name:
-            raise ValueError(f"index file of {name}: a line is not a JSON object for this crate")
-        check_version(line.get("vers"))
-        if not CKSUM.match(str(line.get("cksum"))):
-            raise ValueError(f"index file of {name}: version {line['vers']} has no sha256 cksum")
-        lines.append(line)
+    """An upstream index file's lines this server can rely on. Like cargo, it skips the others (one
+    bad line hides only its own version; a line without a cksum could not be verified); ValueError
+    when no line is usable."""
+    raws = [raw for raw in body.splitlines() if raw.strip()]
+    lines = [line for line in map(_usable, raws) if line is not None and line["name"].lower() == name]
+    if len(lines) < len(raws):
+        log.warning("index file of %s: %d of %d lines skipped", name, len(raws) - len(lines), len(raws))
+        if not lines:
+            raise ValueError(f"index file of {name}: no line is a version of this crate with a sha256 cksum")
     return tuple(lines)
+
+
+def _usable(raw: bytes) -> Line | None:
+    """An index line with a crate name, a SemVer version and a sha256 cksum, or None."""
+    try:
+        line = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser recurses
+        return None
+    if not isinstance(line, dict) or not isinstance(line.get("name"), str):
+        return None
+    vers, cksum = line.get("vers"), line.get("cksum")
+    valid = isinstance(vers, str) and semver.Version.is_valid(vers)
+    return line if valid and isinstance(cksum, str) and CKSUM.fullmatch(cksum) else None
 
 
 def merge(models: Sequence[Sequence[Line]]) -> tuple[Line, ...]:

@@ -79,10 +79,8 @@ async def publish(request: Request) -> Response:
     staged = await repos.stage(target, framed.rest(await framed.length(limit, ".crate")), Upload(path))
     try:
         await repos.read_staged(staged, lambda file: check_crate(file, name, version))
-        for known in await repos.components(target, name=name.lower()):
-            if (other := known.attributes.get("index", {}).get("name", name)) != name:
-                raise InvalidCrate(f"the crate is published here as {other!r}: names differ only in case")
         line = metadata.index_line(meta, staged.info.sha256)
+        await claim(repos, target, name, principal)
     except BaseException:
         await repos.discard(staged)
         raise
@@ -97,6 +95,32 @@ async def publish(request: Request) -> Response:
     except WritePolicyViolation:
         raise BadRequest(f"crate version {name}@{version} is already published in {target.name}") from None
     return JSONResponse({"warnings": WARNINGS})
+
+
+async def claim(repos: Repositories, target: Repo, name: str, principal: Principal) -> None:
+    """Refuse a name that means a crate published here under another spelling (`Foo-Bar` and
+    `foo_bar` are one crate to cargo). The first publish of a name claims its spelling, under the
+    repository's lock (`update_document`), so two spellings published at once cannot both pass: the
+    commit cannot check this itself, as its conflict key names one release, not every version."""
+    path, held = metadata.claim_path(name), set()
+    if await repos.lookup(target, path) is None:  # a crate may predate claims: find its spelling
+        canonical = metadata.canonical(name)
+        held = {
+            str(component.attributes.get("index", {}).get("name", other))
+            for _namespace, other in await repos.component_names(target)
+            if metadata.canonical(other) == canonical
+            for component in await repos.components(target, name=other)
+        }
+
+    def transform(old: bytes | None) -> bytes:
+        if others := ({old.decode()} if old else held) - {name}:
+            raise InvalidCrate(
+                f"the crate is published here as {min(others)!r}: names that differ only in case "
+                "or in - and _ are one crate"
+            )
+        return name.encode()
+
+    await repos.update_document(target, path, transform, principal, "text/plain; charset=utf-8")
 
 
 async def yank(request: Request) -> Response:

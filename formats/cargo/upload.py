@@ -16,7 +16,7 @@ import zlib
 from collections.abc import AsyncIterator
 from typing import Any, BinaryIO
 
-from artifactory_formats.cargo.metadata import InvalidCrate, check_name, check_version
+from artifactory_formats.cargo.metadata import InvalidCrate, check_new_name, check_version
 
 from artifactory.plugin import PayloadTooLarge
 
@@ -55,11 +55,11 @@ class Framed:
         body = await self._take(await self.length(MAX_METADATA, "publish metadata"))
         try:
             meta = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser recurses
             raise InvalidCrate("the publish metadata is not JSON") from None
         if not isinstance(meta, dict):
             raise InvalidCrate("the publish metadata must be a JSON object")
-        check_name(meta.get("name"))
+        check_new_name(meta.get("name"))
         check_version(meta.get("vers"))
         return meta
 

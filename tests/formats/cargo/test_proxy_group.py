@@ -78,6 +78,29 @@ def test_a_malformed_upstream_index_file_is_a_502_in_cargo_shape(registry, stati
     assert response.status_code == 502 and response.json()["errors"][0]["detail"]
 
 
+def test_an_upstream_index_line_that_cannot_be_used_hides_only_its_own_version(registry, static, proxy):
+    good, unverifiable = crate("mixed", "1.0.0"), crate("mixed", "1.1.0")
+    usable = [line("mixed", "1.0.0", good), line("mixed", "2.0.0", b"2")]
+    unusable = [
+        {k: v for k, v in line("mixed", "1.1.0", unverifiable).items() if k != "cksum"},
+        {**line("mixed", "1.2.0", good), "cksum": "not-a-sha256"},
+        line("mixed", "1.3", good),  # not SemVer
+        line("other", "1.4.0", good),  # another crate's line
+        "{not json",
+        "[" * 100_000,  # deeper than the JSON parser recurses
+    ]
+    body = "\n".join(x if isinstance(x, str) else json.dumps(x) for x in (usable[0], *unusable, usable[1]))
+    with registry.server.client() as admin:
+        assert admin.put(f"/repository/{static}/mi/xe/mixed", content=body).is_success
+        for version, data in (("1.0.0", good), ("1.1.0", unverifiable)):  # both at the upstream's dl
+            at = f"/repository/{static}/files/mi/xe/mixed/{version}/{hashlib.sha256(data).hexdigest()}"
+            assert admin.put(at, content=data).is_success
+    assert index_lines(httpx.get(registry.url(proxy) + "mi/xe/mixed")) == usable
+    download = registry.url(proxy) + "api/v1/crates/mixed/{}/download"
+    assert httpx.get(download.format("1.0.0")).content == good
+    assert httpx.get(download.format("1.1.0")).status_code == 404  # no cksum: never served unverified
+
+
 def test_a_crate_the_upstream_lacks_is_404(registry, proxy):
     assert httpx.get(registry.url(proxy) + "ab/se/absent").status_code == 404
     assert httpx.get(registry.url(proxy) + "api/v1/crates/absent/1.0.0/download").status_code == 404

@@ -8,9 +8,11 @@ import io
 import os
 import struct
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from artifactory_formats.cargo.metadata import index_path
 
 from tests.formats.cargo.conftest import Registry
 from tests.formats.cargo.helpers import crate, index_lines, publish_body
@@ -135,6 +137,43 @@ def test_a_malformed_publish_request_is_refused(registry, hosted, body, words):
     assert_nothing_stored(registry, hosted, "framed", "1.0.0")
 
 
+def test_publish_metadata_nested_deeper_than_the_parser_recurses_is_a_400_in_cargo_shape(registry, hosted):
+    deep = b"[" * 200_000
+    response = publish(registry, hosted, struct.pack("<I", len(deep)) + deep + struct.pack("<I", 0))
+    assert_refused(registry, hosted, response, 400, "not JSON")
+
+
+@pytest.mark.parametrize("name", ["nul", "CON", "Aux", "prn", "com1", "COM9", "lpt1", "Lpt9"])
+def test_a_name_windows_keeps_for_a_device_is_refused(registry, hosted, name):
+    response = publish(registry, hosted, publish_body(name, "1.0.0"))
+    assert_refused(registry, hosted, response, 400, "reserved")
+    assert_nothing_stored(registry, hosted, name, "1.0.0")
+
+
+def test_a_name_that_only_begins_like_a_windows_device_is_accepted(registry, hosted):
+    for name in ("console", "com10", "nul-x", "lpt"):
+        assert publish(registry, hosted, publish_body(name, "1.0.0")).status_code == 200, name
+
+
+def dependency(req: str) -> dict[str, object]:
+    return {"name": "dep", "version_req": req, "kind": "normal"}
+
+
+@pytest.mark.parametrize("req", ["latest", "1.0.0.0", ">>1", "=> 1", "^01.2", "1.2-rc.1", "1,", "v1", "1 2"])
+def test_a_dependency_version_req_that_is_no_cargo_requirement_is_refused(registry, hosted, req):
+    response = publish(registry, hosted, publish_body("reqbad", "1.0.0", deps=[dependency(req)]))
+    assert_refused(registry, hosted, response, 400, "not a version requirement")
+    assert_nothing_stored(registry, hosted, "reqbad", "1.0.0")
+
+
+def test_cargo_version_requirements_are_accepted_as_written(registry, hosted):
+    reqs = ["^1", "=1.2.3", ">=1.0, <2.0", "~1.2", "*", "1.x", "1.2.*", "<= 0.3.1-alpha.1+b", "> 0.0.0-0"]
+    body = publish_body("reqgood", "1.0.0", deps=[dependency(req) for req in reqs])
+    assert publish(registry, hosted, body).status_code == 200
+    (line,) = index_lines(httpx.get(registry.url(hosted) + index_path("reqgood")))
+    assert [dep["req"] for dep in line["deps"]] == reqs
+
+
 def test_checksum_and_index_line_are_computed_by_the_server(registry, hosted):
     data = crate("Lined", "1.2.3-rc.1+build.5")
     deps = [
@@ -193,13 +232,45 @@ def test_a_published_version_cannot_be_replaced_nor_published_again_with_other_b
     assert httpx.get(registry.url(hosted) + "api/v1/crates/stable/1.0.0/download").content == first
 
 
-def test_a_name_differing_only_in_case_is_refused(registry, hosted):
-    assert publish(registry, hosted, publish_body("casey", "1.0.0")).status_code == 200
-    response = publish(registry, hosted, publish_body("CASEY", "2.0.0"))
-    assert_refused(registry, hosted, response, 400, "differ only in case")
-    assert [line["vers"] for line in index_lines(httpx.get(registry.url(hosted) + "ca/se/casey"))] == [
-        "1.0.0"
-    ]
+@pytest.mark.parametrize(
+    "first, other",
+    [
+        ("casey", "CASEY"),
+        ("dash-name", "dash_name"),
+        ("under_name", "Under-Name"),
+        ("Mixed_Case", "mixed-case"),
+    ],
+)
+def test_another_spelling_of_a_crate_in_case_or_in_hyphens_and_underscores_is_refused(
+    registry, hosted, first, other
+):
+    url = registry.url(hosted)
+    assert publish(registry, hosted, publish_body(first, "1.0.0")).status_code == 200
+    response = publish(registry, hosted, publish_body(other, "2.0.0"))
+    assert_refused(registry, hosted, response, 400, f"published here as {first!r}")
+    assert publish(registry, hosted, publish_body(first, "1.1.0")).status_code == 200  # its own spelling may
+    lines = index_lines(httpx.get(url + index_path(first)))
+    assert [(line["name"], line["vers"]) for line in lines] == [(first, "1.0.0"), (first, "1.1.0")]
+    if other.lower() != first.lower():
+        assert httpx.get(url + index_path(other)).status_code == 404
+    assert httpx.get(url + f"api/v1/crates/{other}/2.0.0/download").status_code == 404
+
+
+def test_two_spellings_published_at_once_never_both_succeed(registry, hosted):
+    """Each round publishes `Racer<i>` 1.0.0 and `racer<i>` 1.0.1 (or `racer-<i>`, `racer_<i>`) at the
+    same moment: exactly one spelling is accepted and its index file lists only that spelling."""
+    rounds = [(f"Racer{i}", f"racer{i}") for i in range(6)] + [(f"racer-{i}", f"racer_{i}") for i in range(6)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for names in rounds:
+            bodies = [publish_body(name, f"1.0.{i}") for i, name in enumerate(names)]
+            statuses = list(pool.map(lambda body: publish(registry, hosted, body).status_code, bodies))
+            assert sorted(statuses) == [200, 400], (names, statuses)
+            accepted = names[statuses.index(200)]
+            lines = index_lines(httpx.get(registry.url(hosted) + index_path(accepted)))
+            assert {line["name"] for line in lines} == {accepted}, names
+            refused = names[statuses.index(400)]
+            if refused.lower() != accepted.lower():
+                assert httpx.get(registry.url(hosted) + index_path(refused)).status_code == 404
 
 
 @pytest.mark.parametrize(
