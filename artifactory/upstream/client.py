@@ -11,14 +11,16 @@ A proxy's own GETs (`Fetcher`) go over this package's own HTTP/1.1 connections (
 protocols and httptools' C parser): httpx and the httpcore pool beneath it cost several times the
 CPU of the transfer of a small file on a nearby upstream. The fetcher does the little of httpx a
 proxy needs itself: redirects (at most MAX_REDIRECTS, credentials only while they stay on the
-upstream's origin, as httpx does), HTTP Basic credentials, gzip and deflate bodies, timeouts. A
-format whose upstream answers with its own challenges (`Format.upstream_auth`, a registry's Bearer
-token flow) is fetched through the httpx client, which answers them; so are a format's own requests
-(`UpstreamClients.get`).
+upstream's origin, as httpx does), HTTP Basic credentials, gzip and deflate bodies, timeouts (each
+wait for the upstream's bytes, and the status line and headers of an answer, its redirects
+included, as a whole). A format whose upstream answers with its own challenges
+(`Format.upstream_auth`, a registry's Bearer token flow) is fetched through the httpx client, which
+answers them; so are a format's own requests (`UpstreamClients.get`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import ssl
@@ -26,12 +28,12 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, urljoin, urlsplit
 
 import httpx
 
 from artifactory import __version__
-from artifactory.upstream.network import Answer, Pool, UpstreamError
+from artifactory.upstream.network import Pool, UpstreamError
 
 __all__ = ["UpstreamError"]  # defined with the connections that raise it
 
@@ -39,6 +41,9 @@ USER_AGENT = f"artifactory/{__version__}"
 MAX_REDIRECTS = 20  # httpx's default
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECT_BODY = 64 * 1024  # read to keep the connection; a longer one closes it
+# The most bytes a compressed body inflates to at once, however well it compresses: a few hundred
+# KiB of zeros inflate to hundreds of MiB, which no limit of its reader's would see in time.
+MAX_DECODED_CHUNK = 256 * 1024
 DEFAULT_PORTS = {"http": 80, "https": 443}
 TARGET_SAFE = "/%:@!$&'()*+,;=~?[]"
 
@@ -55,9 +60,28 @@ def ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
 
 def origin(url: str) -> tuple[str, str, int | None]:
     """(scheme, host, port) with the scheme's default port filled in."""
-    parts = urlsplit(url)
+    parts, port = _split(url)
     scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme)
+
+
+def _split(url: str) -> tuple[SplitResult, int | None]:
+    """The URL's parts and the port it names, if any. A URL that cannot be read (`http://[`, a port
+    past 65535), as an upstream's redirect or document may name, is an UpstreamError: the
+    upstream's fault, not ours."""
+    try:
+        parts = urlsplit(url)
+        return parts, parts.port
+    except ValueError:
+        raise UpstreamError(f"InvalidURL: cannot fetch {url!r}") from None
+
+
+def _redirect_target(url: str, location: str) -> str:
+    """The URL that a redirect from `url` names in its Location (which may be relative)."""
+    try:
+        return urljoin(url, location.strip())
+    except ValueError:
+        raise UpstreamError(f"InvalidURL: the upstream redirected to {location!r}") from None
 
 
 def _keeps_credentials(previous: str, following: str) -> bool:
@@ -108,7 +132,8 @@ def _headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
 
 def _decoder(encoding: str) -> Any:
     """A zlib decompressor for the body's Content-Encoding, or None to pass it through (identity,
-    and, as httpx does, an encoding it does not know)."""
+    and, as httpx does, an encoding it does not know). Decompressors are called as
+    `decompress(data, max_length)`, and have `unconsumed_tail` and `eof`."""
     encoding = encoding.strip().lower()
     if encoding in ("gzip", "x-gzip"):
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -124,18 +149,23 @@ class _Deflate:
         self._inner = zlib.decompressobj()
         self._first = True
 
-    def decompress(self, data: bytes) -> bytes:
+    @property
+    def unconsumed_tail(self) -> bytes:
+        return self._inner.unconsumed_tail
+
+    @property
+    def eof(self) -> bool:
+        return self._inner.eof
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
         first, self._first = self._first, False
         try:
-            return self._inner.decompress(data)
+            return self._inner.decompress(data, max_length)
         except zlib.error:
             if not first:
                 raise
             self._inner = zlib.decompressobj(-zlib.MAX_WBITS)
-            return self._inner.decompress(data)
-
-    def flush(self) -> bytes:
-        return self._inner.flush()
+            return self._inner.decompress(data, max_length)
 
 
 class Fetcher:
@@ -161,26 +191,29 @@ class Fetcher:
     async def get(self, url: str, headers: Mapping[str, str]) -> UpstreamResponse:
         """GET `url` (absolute), following redirects. The proxy's credentials go only to its
         upstream's origin, never to an absolute link that an upstream document names on another
-        host. UpstreamError when the upstream cannot be reached or breaks the protocol."""
+        host. The status line and headers of the answer, redirects included, arrive within the
+        timeout, however slowly the upstream drips them. UpstreamError when the upstream cannot be
+        reached, breaks the protocol, is too slow, or names a URL that cannot be fetched."""
         if self._challenged is not None:
             return await self._get_challenged(url, headers)
+        deadline = asyncio.get_running_loop().time() + self._timeouts["read"]
         authorization = self._authorization if origin(url) == self._origin else None
         for _hop in range(MAX_REDIRECTS + 1):
-            response = await self._send(url, headers, authorization)
+            response = await self._send(url, headers, authorization, deadline)
             location = response.headers.get("location")
             if response.status_code not in REDIRECTS or not location:
                 return response
-            following = urljoin(url, location.strip())
-            await self._drain(response)
+            await self._drain(response, deadline)
+            following = _redirect_target(url, location)
             if authorization is not None and not _keeps_credentials(url, following):
                 authorization = None
             url = following
         raise UpstreamError(f"TooManyRedirects: more than {MAX_REDIRECTS} redirects from {self.base_url}")
 
     async def _send(
-        self, url: str, headers: Mapping[str, str], authorization: str | None
+        self, url: str, headers: Mapping[str, str], authorization: str | None, deadline: float
     ) -> UpstreamResponse:
-        parts = urlsplit(url)
+        parts, port = _split(url)
         scheme = parts.scheme.lower()
         if scheme not in DEFAULT_PORTS or not parts.hostname:
             raise UpstreamError(f"UnsupportedProtocol: cannot fetch {url!r}")
@@ -191,10 +224,6 @@ class Fetcher:
                 host = parts.hostname.encode("idna")
             except UnicodeError:
                 raise UpstreamError(f"InvalidURL: cannot fetch {url!r}") from None
-        try:
-            port = parts.port
-        except ValueError:
-            raise UpstreamError(f"InvalidURL: cannot fetch {url!r}") from None
         shown = f"[{host.decode()}]" if b":" in host else host.decode()
         if port is not None and port != DEFAULT_PORTS[scheme]:
             shown = f"{shown}:{port}"
@@ -208,63 +237,79 @@ class Fetcher:
         if authorization is not None:
             raw.append((b"Authorization", authorization.encode("latin-1")))
         origin = (scheme, host.decode("ascii"), port or DEFAULT_PORTS[scheme])
-        target_bytes = target.encode("ascii")
-        answer = await self.pool.get(origin, shown.encode("ascii"), target_bytes, raw, self._timeouts)
+        host_header, target_bytes = shown.encode("ascii"), target.encode("ascii")
+        answer = await self.pool.get(origin, host_header, target_bytes, raw, self._timeouts, deadline)
         found = _headers(answer.headers)
-        return UpstreamResponse(
-            answer.status,
-            found,
-            url,
-            _body(answer, _decoder(found.get("content-encoding", ""))),
-            answer.aclose,
-        )
+        body = _body(answer.chunks(), found.get("content-encoding", ""))
+        return UpstreamResponse(answer.status, found, url, body, answer.aclose)
 
     @staticmethod
-    async def _drain(response: UpstreamResponse) -> None:
-        """Read a redirect's short body so its connection can serve the next hop."""
+    async def _drain(response: UpstreamResponse, deadline: float) -> None:
+        """Read a redirect's short body so its connection can serve the next hop, by the deadline
+        of the answer's headers (the next hop's are still to come)."""
         try:
-            await response.read(MAX_REDIRECT_BODY)
+            async with asyncio.timeout_at(deadline):
+                await response.read(MAX_REDIRECT_BODY)
         except UpstreamError:
             pass
+        except TimeoutError:
+            raise UpstreamError("ReadTimeout: the upstream's answer did not begin by its deadline") from None
 
     async def _get_challenged(self, url: str, headers: Mapping[str, str]) -> UpstreamResponse:
         client = self._challenged
         assert client is not None
-        request = client.build_request("GET", url, headers=dict(headers))
+        same_origin = origin(url) == self._origin
         try:
-            if origin(url) == self._origin:
-                response = await client.send(request, stream=True)
-            else:  # an absolute link to another host: the upstream's credentials are not for it
-                response = await client.send(request, stream=True, auth=None)
-        except (httpx.HTTPError, OSError) as exc:
+            async with asyncio.timeout(self._timeouts["read"]):  # the challenges and redirects too
+                request = client.build_request("GET", url, headers=dict(headers))
+                if same_origin:
+                    response = await client.send(request, stream=True)
+                else:  # an absolute link to another host: the upstream's credentials are not for it
+                    response = await client.send(request, stream=True, auth=None)
+        except TimeoutError:
+            raise UpstreamError("ReadTimeout: the upstream's answer did not begin by its deadline") from None
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
             raise UpstreamError(f"{type(exc).__name__}: {exc}") from None
+        found = {k.lower(): v for k, v in response.headers.items()}
         return UpstreamResponse(
             response.status_code,
-            {k.lower(): v for k, v in response.headers.items()},
+            found,
             str(response.url),
-            _httpx_body(response),
+            _body(_httpx_body(response), found.get("content-encoding", "")),
             response.aclose,
         )
 
 
-async def _body(answer: Answer, decoder: Any) -> AsyncIterator[bytes]:
-    if decoder is None:
-        async for chunk in answer.chunks():
-            yield chunk
-        return
+def _body(chunks: AsyncIterator[bytes], encoding: str) -> AsyncIterator[bytes]:
+    """A body's bytes decoded for its Content-Encoding."""
+    decoder = _decoder(encoding)
+    return chunks if decoder is None else _decoded(chunks, decoder)
+
+
+async def _decoded(chunks: AsyncIterator[bytes], decoder: Any) -> AsyncIterator[bytes]:
+    """`chunks` inflated, at most MAX_DECODED_CHUNK bytes at a time. A compressed stream that stops
+    before its end is an error, not a shorter body (an empty body is no stream at all)."""
+    fed = False
     try:
-        async for chunk in answer.chunks():
-            if decoded := decoder.decompress(chunk):
-                yield decoded
-        if rest := decoder.flush():
-            yield rest
+        async for chunk in chunks:
+            fed = fed or bool(chunk)
+            while True:
+                decoded = decoder.decompress(chunk, MAX_DECODED_CHUNK)
+                if decoded:
+                    yield decoded
+                chunk = decoder.unconsumed_tail
+                if not chunk and len(decoded) < MAX_DECODED_CHUNK:  # else zlib may hold more output
+                    break
     except zlib.error as exc:
         raise UpstreamError(f"DecodingError: {exc}") from None
+    if fed and not decoder.eof:
+        raise UpstreamError("DecodingError: the compressed body is cut short")
 
 
 async def _httpx_body(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body as it came (decoded by `_body`, as the proxy's own connections' bodies are)."""
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.aiter_raw():
             yield chunk
     except (httpx.HTTPError, OSError) as exc:
         raise UpstreamError(f"{type(exc).__name__}: {exc}") from None

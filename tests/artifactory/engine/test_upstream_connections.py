@@ -11,9 +11,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+import uvloop
 
 from artifactory.upstream.client import UpstreamClients, UpstreamError, ssl_context
 from artifactory.upstream.network import Pool
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 @contextmanager
@@ -172,6 +175,57 @@ def test_an_answer_left_unread_never_reaches_the_next_request():
 
         assert asyncio.run(run()) == [b"two", b"three"]
     assert connections[2] != connections[3]
+
+
+@pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
+def test_an_answer_closed_unread_once_its_large_body_arrived_leaves_its_connection_reading(run):
+    """Its 70 KiB body (more than READ_LIMIT) paused the connection's reading; it is whole, so the
+    connection is kept alive, and must read again: else the next request on it would never see
+    its answer (a ReadTimeout)."""
+    large = 70 * 1024
+    answers = [b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n" % large + b"x" * large, OK]
+    with raw_server(answers) as (base, connections):
+
+        async def next_body() -> bytes:
+            clients = UpstreamClients()
+            try:
+                fetcher = clients.fetcher(1, {"url": base + "/", "timeout_seconds": 2})
+                missing = await fetcher.get(base + "/missing", {})
+                await asyncio.sleep(0.5)  # its whole body arrives
+                await missing.aclose()
+                return await (await fetcher.get(base + "/next", {})).read(100)
+            finally:
+                await clients.close()
+
+        assert run(next_body()) == b"ok"
+    assert connections == [0, 0]
+
+
+@pytest.mark.parametrize(("closes", "expiry"), [(True, 5.0), (False, 0.5)], ids=["closed", "expired"])
+def test_idle_connections_elsewhere_that_closed_or_expired_give_up_their_kept_alive_places(
+    closes: bool, expiry: float
+):
+    """One place for a kept-alive connection, taken by one to another origin (a redirect's
+    target) that its server then closes, or that outlives `keepalive_expiry`: the upstream's own
+    connection must get the place, not be closed after every answer."""
+    with (
+        raw_server([OK] * 2, close_after=closes) as (other, _other),
+        raw_server([OK] * 3) as (base, connections),
+    ):
+
+        async def run() -> None:
+            pool = Pool(ssl_context(None), max_keepalive=1, keepalive_expiry=expiry)
+            try:
+                for url, wait in ((other, 0.8), (base, 0), (base, 0), (base, 0)):
+                    origin = ("http", "127.0.0.1", int(url.rsplit(":", 1)[1]))
+                    answer = await pool.get(origin, b"h", b"/", [], {"connect": 2, "read": 2, "pool": 2})
+                    assert b"".join([chunk async for chunk in answer.chunks()]) == b"ok"
+                    await asyncio.sleep(wait)
+            finally:
+                await pool.aclose()
+
+        asyncio.run(run())
+    assert connections == [0, 0, 0]
 
 
 def test_a_header_value_holding_a_line_break_is_refused_before_anything_is_sent():

@@ -1,5 +1,6 @@
-"""The proxy's own GETs (`artifactory.upstream.client.Fetcher`, straight on httpcore): redirects,
-credentials only on the upstream's origin, compressed bodies, failures as UpstreamError."""
+"""The proxy's own GETs (`artifactory.upstream.client.Fetcher`, on its own connections or through
+httpx): redirects, credentials only on the upstream's origin, compressed bodies, failures as
+UpstreamError."""
 
 from __future__ import annotations
 
@@ -8,13 +9,22 @@ import gzip
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from artifactory.upstream.client import MAX_REDIRECTS, UpstreamClients, UpstreamError
+from artifactory.upstream.client import (
+    MAX_DECODED_CHUNK,
+    MAX_REDIRECTS,
+    Fetcher,
+    UpstreamClients,
+    UpstreamError,
+    ssl_context,
+)
+from artifactory.upstream.network import Pool
 
 
 @contextmanager
@@ -143,3 +153,87 @@ def test_a_pooled_connection_the_upstream_closed_is_not_reused():
 
         assert asyncio.run(both()) == [(200, b"one"), (200, b"two")]
     assert [r["path"] for r in seen] == ["/a", "/b"]
+
+
+def test_a_redirect_or_a_link_to_a_url_that_cannot_be_read_is_an_upstream_error_that_frees_its_slot():
+    """One connection slot, and credentials (which a redirect keeps only on the upstream's origin,
+    so its target's port is read): each redirect to a URL that cannot be read must give the slot
+    back, or the last request would wait for it (PoolTimeout)."""
+    routes = {
+        "/bracket": (302, {"Location": "http://["}, b""),
+        "/port": (302, {"Location": "http://127.0.0.1:99999/x"}, b""),
+        "/ok": (200, {}, b"ok"),
+    }
+    with serving(routes) as (base, _seen):
+
+        async def run() -> bytes:
+            pool = Pool(ssl_context(None), max_connections=1)
+            fetcher = Fetcher(base + "/", pool, 1.0, "Basic dTpw", None)
+            clients = UpstreamClients()
+            challenged = clients.fetcher(1, {"url": base.replace("//", "//u:p@") + "/"})  # through httpx
+            cases = [(fetcher, base + "/bracket"), (fetcher, base + "/port")]
+            cases += [
+                (each, link)
+                for link in ("http://127.0.0.1:99999/x", "http://[/x")
+                for each in (fetcher, challenged)
+            ]
+            try:
+                for through, url in cases:
+                    with pytest.raises(UpstreamError, match="^InvalidURL: "):
+                        await through.get(url, {})
+                return await (await fetcher.get(base + "/ok", {})).read(100)
+            finally:
+                await pool.aclose()
+                await clients.close()
+
+        assert asyncio.run(run()) == b"ok"
+
+
+WITH_CREDENTIALS = pytest.mark.parametrize("credentials", ["", "u:p@"], ids=["own connections", "httpx"])
+
+
+@WITH_CREDENTIALS
+def test_a_compressed_body_comes_in_bounded_chunks_however_much_it_inflates(credentials: str):
+    """8 MiB of zeros compress to 8 KiB, which arrive in one read: they must not become one chunk
+    of 8 MiB (from a larger body, hundreds of MiB in memory before any limit of the reader's)."""
+    zeros = bytes(8 * 1024 * 1024)
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    routes = {
+        "/gzip": (200, {"Content-Encoding": "gzip"}, gzip.compress(zeros)),
+        "/deflate": (200, {"Content-Encoding": "deflate"}, zlib.compress(zeros)),
+        "/raw-deflate": (200, {"Content-Encoding": "deflate"}, raw.compress(zeros) + raw.flush()),
+    }
+
+    async def sizes(base: str) -> list[list[int]]:
+        clients = UpstreamClients()
+        try:
+            fetcher = clients.fetcher(1, {"url": base + "/"})
+            found = []
+            for path in routes:
+                response = await fetcher.get(base + path, {"Accept-Encoding": "gzip, deflate"})
+                found.append([len(chunk) async for chunk in response.aiter_bytes()])
+                await response.aclose()
+            return found
+        finally:
+            await clients.close()
+
+    with serving(routes) as (base, _seen):
+        found = asyncio.run(sizes(base.replace("//", f"//{credentials}")))
+    assert [sum(chunks) for chunks in found] == [len(zeros)] * 3
+    assert max(max(chunks) for chunks in found) <= MAX_DECODED_CHUNK
+
+
+@WITH_CREDENTIALS
+def test_a_compressed_body_cut_short_is_an_upstream_error_not_a_shorter_body(credentials: str):
+    """The answer's framing is whole (its Content-Length is the bytes sent), the gzip stream is not.
+    An empty body is no stream at all, not one cut short."""
+    whole = gzip.compress(bytes(range(256)) * 4096)
+    routes = {
+        "/cut": (200, {"Content-Encoding": "gzip"}, whole[: len(whole) // 2]),
+        "/empty": (200, {"Content-Encoding": "gzip"}, b""),
+    }
+    with serving(routes) as (base, _seen):
+        config = {"url": base.replace("//", f"//{credentials}") + "/"}
+        with pytest.raises(UpstreamError, match="^DecodingError: .*cut short"):
+            asyncio.run(fetch(config, base + "/cut"))
+        assert asyncio.run(fetch(config, base + "/empty")) == (200, b"")
