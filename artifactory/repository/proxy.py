@@ -645,12 +645,13 @@ class Proxy:
                         headers["If-Modified-Since"] = meta["last_modified"]
                 elif cached.updated_at is not None:
                     headers["If-Modified-Since"] = format_datetime(cached.updated_at, usegmt=True)
-            fetcher = engine.upstreams.fetcher(repo.id, repo.config, fmt.upstream_auth)
             try:
-                response = await fetcher.get(url, headers)
-            except UpstreamError as exc:
-                outcome.error = str(exc)
-                return self._unavailable(repo, path, cached, str(exc))
+                fetcher = engine.upstreams.fetcher(repo.id, repo.config, fmt.upstream_auth)
+                async with asyncio.timeout(deadline - time.monotonic()):  # the transfer's, from its start
+                    response = await fetcher.get(url, headers)
+            except (UpstreamError, TimeoutError) as exc:
+                outcome.error = str(exc) or "the upstream's answer took longer than the transfer timeout"
+                return self._unavailable(repo, path, cached, outcome.error)
             if response.status_code == 304 and cached is not None:
                 await response.aclose()
                 outcome.reached = True
@@ -948,15 +949,17 @@ class Proxy:
         """GET another upstream path without caching it: its bytes (at most 1 MiB), or None when the
         upstream says it has none (404, 410). Any other failure raises ValueError, so a checksum
         file that could not be fetched is never taken for one that was not published."""
-        engine = self.engine
-        fetcher = engine.upstreams.fetcher(repo.id, repo.config, engine.formats[repo.format].upstream_auth)
+        engine, (_limit, deadline) = self.engine, self._limits(repo)
+        auth = engine.formats[repo.format].upstream_auth
         try:
-            response = await fetcher.get(self._target(repo, path), {"Accept-Encoding": "identity"})
-            if response.status_code == 200:
-                return await response.read(SIBLING_BYTES)
-            await response.aclose()
-        except UpstreamError as exc:
-            raise ValueError(f"could not fetch {path} from the upstream: {exc}") from None
+            fetcher = engine.upstreams.fetcher(repo.id, repo.config, auth)
+            async with asyncio.timeout(deadline - time.monotonic()):
+                response = await fetcher.get(self._target(repo, path), {"Accept-Encoding": "identity"})
+                if response.status_code == 200:
+                    return await response.read(SIBLING_BYTES)
+                await response.aclose()
+        except (UpstreamError, TimeoutError) as exc:
+            raise ValueError(f"could not fetch {path} from the upstream: {exc or 'timed out'}") from None
         if response.status_code in (404, 410):
             return None
         raise ValueError(f"could not fetch {path} from the upstream: HTTP {response.status_code}")

@@ -507,6 +507,20 @@ def test_a_failed_fetch_answers_502_to_every_client_that_waited_for_it(live, ups
     assert upstream.count(path) == 1
 
 
+def test_the_transfer_timeout_bounds_the_wait_for_the_upstream_s_status_and_headers_too(live, upstream, root):
+    """An upstream that takes its time before answering (within each read's timeout) is a 502 once
+    the whole transfer's timeout has passed, not when it finally answers; nothing is cached."""
+    name = make_proxy(live, upstream, transfer_timeout_seconds=1, timeout_seconds=10)
+    path = f"{root}/slow-to-answer.bin"
+    upstream.put(path, b"late")
+    upstream.delay[path] = 4.0
+    started = time.monotonic()
+    answer = httpx.get(live.repo_url(name) + path, timeout=30, verify=live.verify)
+    assert answer.status_code == 502 and time.monotonic() - started < 3.5
+    upstream.delay.pop(path)
+    assert httpx.get(live.repo_url(name) + path, timeout=30, verify=live.verify).content == b"late"
+
+
 # -- integrity of what is fetched ------------------------------------------------------------------
 def set_config(live: LiveServer, name: str, **changes: Any) -> None:
     """Settings the admin API does not offer yet, written behind its back (the revision moves)."""
