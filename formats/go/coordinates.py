@@ -13,14 +13,19 @@ from datetime import UTC, datetime
 
 from artifactory.plugin import semver_key, semver_prerelease
 
+# ASCII digits only, and \Z rather than $ (which also matches before a final newline).
 _IDENT = r"(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"  # a prerelease identifier
 SEMVER = re.compile(
-    rf"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-({_IDENT}(?:\.{_IDENT})*))?(\+incompatible)?$"
+    rf"^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-({_IDENT}(?:\.{_IDENT})*))?(\+incompatible)?\Z", re.ASCII
 )
-PSEUDO = re.compile(r"^v\d+\.(?:0\.0-|\d+\.\d+-(?:[^+]*\.)?0\.)\d{14}-[A-Za-z0-9]+(?:\+incompatible)?$")
-ELEMENT = re.compile(r"^[A-Za-z0-9_~-][A-Za-z0-9._~-]*$")
-FIRST_ELEMENT = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
-FILE = re.compile(r"^(?P<module>.+)/@v/(?P<version>[^/]+)\.(?P<ext>info|mod|zip)$")
+PSEUDO = re.compile(
+    r"^v\d+\.(?:0\.0-|\d+\.\d+-(?:[^+]*\.)?0\.)\d{14}-[A-Za-z0-9]+(?:\+incompatible)?\Z", re.ASCII
+)
+ELEMENT = re.compile(r"^[A-Za-z0-9_~-][A-Za-z0-9._~-]*\Z")
+FIRST_ELEMENT = re.compile(r"^[a-z0-9][a-z0-9.-]*\Z")
+FILE = re.compile(r"^(?P<module>.+)/@v/(?P<version>[^/]+)\.(?P<ext>info|mod|zip)\Z")
+WINDOWS_RESERVED = re.compile(r"(?i:CON|PRN|AUX|NUL|COM[1-9]|LPT[1-9])")  # an element's name before any dot
+SHORT_NAME = re.compile(r".*~[0-9]+")  # what Windows makes of a long name (PROGRA~1)
 LIST, LATEST = "list", "latest"  # the kinds of index documents (IndexKey.kind), named by module
 
 
@@ -71,7 +76,13 @@ def check_path(module: str) -> None:
             f"{module!r}: the first path element must be a lower-case domain name such as example.com"
         )
     for element in elements:
-        if not ELEMENT.match(element) or element.endswith("."):
+        short = element.split(".", 1)[0]
+        if (
+            not ELEMENT.match(element)
+            or element.endswith(".")
+            or WINDOWS_RESERVED.fullmatch(short)
+            or SHORT_NAME.fullmatch(short)
+        ):
             raise InvalidModule(f"{module!r}: invalid path element {element!r}")
 
 

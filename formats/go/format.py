@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute
 
 from artifactory.plugin import (
     NOTHING_NEEDED,
+    ComponentInfo,
     Coordinates,
     Format,
     HostedView,
@@ -30,6 +31,7 @@ from artifactory.plugin import (
     Parsed,
     RenderContext,
     Rendered,
+    Repo,
     UpstreamDocument,
 )
 
@@ -62,8 +64,23 @@ class GoFormat(Format):
         return CONTENT_TYPES.get(path.rsplit(".", 1)[-1])
 
     def tombstone(self, path: str) -> str | None:
+        # One key for a version's .zip, .mod and .info: once one is deleted none is stored again
+        # (not a .mod alone, whose zip could never follow; go.sum pins a .mod's hash too).
         found = self.coordinates(path)
-        return None if found is None or not path.endswith(".zip") else f"{found.name}@{found.version}"
+        return None if found is None else f"{found.name}@{found.version}"
+
+    async def delete_versions(
+        self, repositories: Any, repo: Repo, components: Sequence[ComponentInfo], principal: Any
+    ) -> list[str]:
+        """As `DELETE` of each version's zip does: its .mod and .info (not the component's assets,
+        but stored beside its zip) go with it, leaving no .mod to serve without a zip."""
+        deleted = await super().delete_versions(repositories, repo, components, principal)
+        for component in components:
+            found = coordinates.ModuleFile(component.name, component.version, "zip")
+            for path in (found.sibling("mod"), found.sibling("info")):
+                if await repositories.delete(repo, path, principal) is not None:
+                    deleted.append(path)
+        return deleted
 
     def render_error(self, problem: HTTPProblem, request: Request) -> Response:
         # The go command prints a plain-text error body to its user ("server response: ...").

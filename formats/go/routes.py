@@ -1,6 +1,8 @@
 """GOPROXY routes: the version list and @latest (index documents), a version's .info, .mod and .zip
 (files), and hosted uploads: `PUT <module>/@v/<version>.zip` (its .mod and .info derived from it and
-stored in the same transaction) or a `.mod` first; `DELETE` of a version's .zip removes all three.
+stored in the same transaction) or a `.mod` first; `DELETE` of a version's .zip removes all three
+(of its .mod or .info, only while it has no zip). Under allow_once a deleted version is never
+stored again.
 
 A zip is staged, checked and then committed or discarded: a refused upload stores nothing.
 """
@@ -76,6 +78,8 @@ async def put(request: Request) -> Response:
     found = parse_file(path, "PUT")
     repos, (target, principal) = repositories(request), await access(request).writable(request)
     if found.ext == "mod":
+        if await repos.lookup(target, found.sibling("zip")) is not None:
+            raise BadRequest(f"{found.version} has a zip already: its .mod is the zip's go.mod")
         gomod = await read_body(request, MAX_GO_MOD)
         check_gomod(gomod, found.module)
         await repos.put_bytes(target, gomod, Upload(path=path), principal)
@@ -111,9 +115,11 @@ async def put(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     repo, path = current_repository(request), current_path(request)
     found = parse_file(path, "DELETE")
-    if found.ext != "zip":
-        raise MethodNotAllowed("delete a version through its .zip (its .mod and .info go with it)")
     repos, principal = repositories(request), await access(request).principal(request)
+    if found.ext != "zip":  # a .mod uploaded alone (or left behind) may go while there is no zip
+        access(request).require(principal, repo, "delete")  # before saying whether a zip exists
+        if await repos.lookup(repo, found.sibling("zip")) is not None:
+            raise MethodNotAllowed("delete a version through its .zip (its .mod and .info go with it)")
     if await repos.delete(repo, path, principal) is None:
         raise NotFound(f"{path} not found in {repo.name}")
     for ext in ("mod", "info"):

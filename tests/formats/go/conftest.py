@@ -70,4 +70,6 @@ def go_env(home: Path, goproxy: str) -> dict[str, str]:
 
 
 def go(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["go", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        ["go", *args], cwd=cwd, env=env, capture_output=True, text=True, errors="replace", timeout=180
+    )  # errors="replace": the go command quotes the bytes of file names that are not UTF-8

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from artifactory_formats.go.upload import MAX_GO_MOD
 from artifactory.testing.fixtures import DATABASES, live_server
 from artifactory.testing.server import LiveServer
 from tests.formats.go.conftest import escaped, module_zip, put_zip, raw_zip
+from tests.formats.go.test_zip_check import archive, patch
 
 MODULE = "example.com/bad"
 ROOT = f"{MODULE}@v1.0.0/"
@@ -46,19 +48,79 @@ def assert_nothing_stored(live: LiveServer, module: str = MODULE, version: str =
         ),
         ({ROOT + "go.mod": GOMOD, ROOT + "../../escape.go": b"package x\n"}, "'..'"),
         ({ROOT + "go.mod": GOMOD, "/etc/passwd": b"root\n"}, "outside the module root"),
-        ({ROOT + "go.mod": GOMOD, ROOT + "a//b.go": b"package x\n"}, "empty"),
-        ({ROOT + "go.mod": GOMOD, ROOT + "dir\\x.go": b"package x\n"}, "backslash"),
+        ({ROOT + "go.mod": GOMOD, ROOT + "a//b.go": b"package x\n"}, "invalid path element ''"),
+        ({ROOT + "go.mod": GOMOD, ROOT + "dir\\x.go": b"package x\n"}, "invalid path element 'dir\\\\x.go'"),
+        ({ROOT + "go.mod": GOMOD, ROOT + "a:b.go": b"package x\n"}, "invalid path element 'a:b.go'"),
+        ({ROOT + "go.mod": GOMOD, ROOT + "aux.go": b"package x\n"}, "reserved on Windows"),
         (
             {ROOT + "go.mod": GOMOD, ROOT + "File.go": b"package x\n", ROOT + "file.go": b"package x\n"},
             "collides",
         ),
+        ({ROOT + "go.mod": GOMOD, ROOT + "A/x.go": b"package a\n", ROOT + "a/y.go": b"package a\n"}, "case"),
+        ({ROOT + "go.mod": GOMOD, ROOT + "a": b"", ROOT + "a/b.go": b"package a\n"}, "file and a directory"),
+        ({ROOT + "go.mod": GOMOD, ROOT + "sub/go.mod": b"module example.com/bad/sub\n"}, "at its root"),
     ],
-    ids=["other-root", "dot-dot", "absolute", "empty-element", "backslash", "case-fold-collision"],
+    ids=[
+        "other-root",
+        "dot-dot",
+        "absolute",
+        "empty-element",
+        "backslash",
+        "colon",
+        "windows-reserved",
+        "case-fold-collision",
+        "parent-case-collision",
+        "file-and-directory",
+        "nested-go-mod",
+    ],
 )
 def test_a_zip_with_paths_outside_the_module_root_is_refused(
     live: LiveServer, entries: dict[str, bytes], message: str
 ) -> None:
     response = put_zip(live, "go-bad", MODULE, "v1.0.0", raw_zip(entries))
+    assert response.status_code == 400, response.text
+    assert message in response.text
+    assert_nothing_stored(live)
+
+
+def bad_zip(*entries: tuple[str, bytes]) -> bytes:
+    return archive(ROOT, [("go.mod", GOMOD), *entries])
+
+
+def corrupt_deflate() -> bytes:
+    data = bytearray(bad_zip())
+    data[30 + len(ROOT + "go.mod")] = 0xFF  # the first byte of go.mod's deflate stream: no block type
+    return bytes(data)
+
+
+def negative_offset() -> bytes:
+    data = bytearray(bad_zip())
+    end = data.rfind(b"PK\x05\x06")
+    struct.pack_into("<L", data, end + 16, struct.unpack_from("<L", data, end + 16)[0] + 1000)
+    return bytes(data)
+
+
+def utf8_flag_on_other_bytes() -> bytes:
+    # zipfile sets the UTF-8 flag for a name that is not ASCII.
+    return bad_zip(("é.go", b"")).replace("é".encode(), b"\xff\xfe")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (patch(bad_zip(), ROOT + "go.mod", flags=1), "encrypted"),  # was a RuntimeError
+        (patch(bad_zip(), ROOT + "go.mod", method=99), "compressed otherwise"),  # NotImplementedError
+        (corrupt_deflate(), "not a readable zip"),  # zlib.error
+        (negative_offset(), "not a readable zip"),  # ValueError
+        (utf8_flag_on_other_bytes(), "not a readable zip"),  # UnicodeDecodeError
+        (patch(bad_zip(("a.go", b"package bad\n")), ROOT + "a.go", crc=1), "corrupt"),
+    ],
+    ids=["encrypted", "unknown-method", "bad-deflate", "negative-offset", "utf8-flag", "bad-crc"],
+)
+def test_a_zip_that_cannot_be_read_is_refused_with_400_and_nothing_stored(
+    live: LiveServer, data: bytes, message: str
+) -> None:
+    response = put_zip(live, "go-bad", MODULE, "v1.0.0", data)
     assert response.status_code == 400, response.text
     assert message in response.text
     assert_nothing_stored(live)

@@ -13,6 +13,7 @@ import pytest
 
 from artifactory.testing.fixtures import DATABASES, live_server
 from artifactory.testing.server import LiveServer
+from tests.artifactory.test_cleanup import cleanup, policy, versions
 from tests.formats.go.conftest import module_zip, put_zip, raw_zip
 
 PSEUDO = "v0.0.0-20240102030405-abcdefabcdef"
@@ -164,3 +165,80 @@ def test_a_mod_uploaded_first_must_match_the_zip(live: LiveServer) -> None:
     same = put_zip(live, "go-a", module, "v1.0.0", module_zip(module, "v1.0.0", gomod=gomod.decode()))
     assert same.status_code == 201, same.text
     assert get(live, f"/repository/go-a/{module}/@v/list")[2] == b"v1.0.0\n"
+
+
+def put_mod(live: LiveServer, repo: str, module: str, gomod: bytes) -> int:
+    with live.client() as admin:
+        return admin.put(f"/repository/{repo}/{module}/@v/v1.0.0.mod", content=gomod).status_code
+
+
+def delete(live: LiveServer, repo: str, module: str, ext: str) -> int:
+    with live.client() as admin:
+        return admin.delete(f"/repository/{repo}/{module}/@v/v1.0.0.{ext}").status_code
+
+
+def test_no_mod_is_stored_for_a_version_whose_zip_was_deleted(live: LiveServer) -> None:
+    module = "example.com/gone"
+    assert put_zip(live, "go-a", module, "v1.0.0", module_zip(module, "v1.0.0")).status_code == 201
+    assert delete(live, "go-a", module, "zip") == 204
+    # Its zip can never come again (allow_once), so neither may a .mod to be served alone.
+    with live.client() as admin:
+        refused = admin.put(f"/repository/go-a/{module}/@v/v1.0.0.mod", content=b"module example.com/gone\n")
+    assert refused.status_code == 400 and "allow_once" in refused.text
+    assert get(live, f"/repository/go-a/{module}/@v/v1.0.0.mod")[0] == 404
+
+
+def test_a_mod_uploaded_alone_may_be_deleted_and_retires_its_version(live: LiveServer) -> None:
+    module = "example.com/alone"
+    assert put_mod(live, "go-a", module, b"module example.com/alone\n") == 201
+    assert delete(live, "go-a", module, "mod") == 204
+    assert get(live, f"/repository/go-a/{module}/@v/v1.0.0.mod")[0] == 404
+    # Clients may have pinned that go.mod's hash (go.sum): under allow_once the version is retired.
+    again = put_zip(live, "go-a", module, "v1.0.0", module_zip(module, "v1.0.0"))
+    assert again.status_code == 400 and "allow_once" in again.text
+
+
+def test_the_mod_and_info_of_a_stored_zip_are_neither_replaced_nor_deleted_alone(live: LiveServer) -> None:
+    module = "example.com/pair"
+    data = module_zip(module, "v1.0.0", gomod="module example.com/pair\n")
+    assert put_zip(live, "go-a", module, "v1.0.0", data).status_code == 201
+    with live.client() as admin:
+        refused = admin.put(
+            f"/repository/go-a/{module}/@v/v1.0.0.mod", content=b"module example.com/pair\n\n"
+        )
+    assert refused.status_code == 400 and "has a zip already" in refused.text
+    assert (delete(live, "go-a", module, "mod"), delete(live, "go-a", module, "info")) == (405, 405)
+    assert get(live, f"/repository/go-a/{module}/@v/v1.0.0.mod")[2] == b"module example.com/pair\n"
+
+
+def test_under_write_policy_allow_a_lone_mod_is_replaced_or_deleted_and_its_zip_may_still_come(
+    live: LiveServer,
+) -> None:
+    repo, module = live.create_repo("go", write_policy="allow"), "example.com/loose"
+    assert put_mod(live, repo, module, b"module example.com/loose\n") == 201
+    assert put_mod(live, repo, module, b"module example.com/loose\n\ngo 1.19\n") == 201
+    assert delete(live, repo, module, "mod") == 204
+    assert put_zip(live, repo, module, "v1.0.0", module_zip(module, "v1.0.0")).status_code == 201
+
+
+def test_a_cleanup_policy_removes_a_versions_mod_and_info_with_its_zip(live: LiveServer) -> None:
+    with live.client() as admin:
+        repo = live.create_repo("go", cleanup_policies=[policy(admin, keep_newest=1)])
+    module = "example.com/cleaned"
+    for version in ("v1.0.0", "v1.1.0"):
+        assert put_zip(live, repo, module, version, module_zip(module, version)).status_code == 201
+    assert versions(cleanup(live, repo)) == {"v1.0.0"}
+    for ext in ("zip", "mod", "info"):
+        assert get(live, f"/repository/{repo}/{module}/@v/v1.0.0.{ext}")[0] == 404, ext
+        assert get(live, f"/repository/{repo}/{module}/@v/v1.1.0.{ext}")[0] == 200, ext
+
+
+def test_a_user_who_may_not_delete_learns_nothing_of_a_versions_zip_from_deleting_its_mod(
+    live: LiveServer,
+) -> None:
+    module = "example.com/private"
+    assert put_zip(live, "go-a", module, "v1.0.0", module_zip(module, "v1.0.0")).status_code == 201
+    user = live.create_user([])
+    with live.client(auth=user) as client:
+        for version in ("v1.0.0", "v2.0.0+incompatible"):  # with a zip, and without
+            assert client.delete(f"/repository/go-a/{module}/@v/{version}.mod").status_code == 403

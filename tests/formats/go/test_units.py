@@ -123,8 +123,62 @@ def test_an_entry_name_hiding_a_path_behind_a_nul_byte_is_refused() -> None:
     # zipfile cuts a name at NUL when it reads it: the check must see the name as stored.
     data = module_zip("example.com/m", "v1.0.0", {"x.go#../../evil": "package m\n"})
     crafted = data.replace(b"x.go#../../evil", b"x.go\x00../../evil")
-    with pytest.raises(InvalidZip, match="control character"):
+    with pytest.raises(InvalidZip, match="second name"):
         inspect_zip(io.BytesIO(crafted), "example.com/m", "v1.0.0", 10**6)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "example.com/CON",
+        "example.com/con.d",
+        "example.com/Lpt1",
+        "example.com/nul/x",
+        "example.com/foo~1",
+        "example.com/foo~12.bar",
+        "example.com/m\n",
+    ],
+)
+def test_a_module_path_the_go_command_refuses_is_refused(module: str) -> None:
+    # Windows reserves CON, PRN, AUX, NUL, COM1-9 and LPT1-9 before any dot, and makes names
+    # such as PROGRA~1 of long ones (module.CheckPath).
+    with pytest.raises(InvalidModule, match="invalid path element"):
+        coordinates.check_path(module)
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["example.com/console", "example.com/x.con", "example.com/com0", "example.com/foo~", "example.com/a~1b"],
+)
+def test_a_module_path_merely_resembling_a_reserved_one_passes(module: str) -> None:
+    coordinates.check_path(module)
+
+
+@pytest.mark.parametrize("path", ["example.com/m/@v/v1.0.0\n.zip", "example.com/m/@v/v\u0661.0.0.zip"])
+def test_a_version_with_a_final_newline_or_other_digits_is_refused(path: str) -> None:
+    with pytest.raises(InvalidModule):
+        coordinates.module_file(path)
+
+
+@pytest.mark.parametrize(
+    "gomod",
+    [
+        b'module "example.com/q\n',
+        b"module `example.com/q`\n",
+        b"module 'example.com/q'\n",
+        b'module example.com/q"\n',
+        b'module "example.com/q" extra\n',
+        b"module\n",
+    ],
+)
+def test_a_module_directive_the_go_command_cannot_parse_is_refused(gomod: bytes) -> None:
+    with pytest.raises(InvalidZip, match="malformed module directive"):
+        module_line(gomod)
+
+
+def test_a_go_mod_with_two_module_directives_is_refused() -> None:
+    with pytest.raises(InvalidZip, match="more than one module directive"):
+        module_line(b"module example.com/q\nmodule example.com/q\n")
 
 
 def test_prereleases_are_those_with_a_prerelease_part_pseudo_versions_included() -> None:
