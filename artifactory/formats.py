@@ -72,6 +72,30 @@ ARCHIVE_ERRORS: tuple[type[Exception], ...] = (
     lzma.LZMAError,
 )
 
+
+def zip_member_name(info: zipfile.ZipInfo) -> str:
+    """The name a zip member is stored under, which every other unzip uses; ValueError when the
+    archive gives it a second one: zipfile cuts `filename` at a NUL, and Info-ZIP's unzip (and
+    zipfile from Python 3.12) prefer the name of a Unicode Path extra field (0x7075), so a check of
+    any other name may pass a member that is extracted as `../evil`."""
+    stored = info.orig_filename
+    raw = stored.encode("utf-8" if info.flag_bits & 0x800 else "cp437")  # the bytes zipfile decoded
+    if info.filename != stored or any(name != raw for name in _unicode_paths(info.extra)):
+        raise ValueError(f"zip member {stored!r} has a second name (after a NUL, or in a Unicode path field)")
+    return stored
+
+
+def _unicode_paths(extra: bytes) -> list[bytes]:
+    """The names of a member's Info-ZIP Unicode Path fields (a version byte, the CRC-32 of the
+    stored name, the name in UTF-8)."""
+    names = []
+    while len(extra) >= 4:
+        kind, size = struct.unpack_from("<HH", extra)
+        names += [extra[9 : 4 + size]] if kind == 0x7075 else []
+        extra = extra[4 + size :]
+    return names
+
+
 # `parse`'s `needed` when a document needs no other.
 NOTHING_NEEDED: Mapping[IndexKey, Any] = MappingProxyType({})
 

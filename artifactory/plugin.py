@@ -25,8 +25,9 @@ from artifactory.formats import (
     UpstreamDocument,
     semver_key,
     semver_prerelease,
+    zip_member_name,
 )
-from artifactory.http.bodies import read_body
+from artifactory.http.bodies import loads, read_body
 from artifactory.http.documents import RenderedDocument, respond_document
 from artifactory.http.errors import (
     BadGateway,
@@ -115,6 +116,8 @@ __all__ = [
     "UpstreamAnswer",
     "UpstreamDocument",
     "NOTHING_NEEDED",
+    "loads",
+    "zip_member_name",
     "ARCHIVE_ERRORS",
     "UpstreamUnavailable",
     "WritePolicyViolation",

@@ -138,7 +138,7 @@ def _config(body: bytes) -> dict[str, Any]:
     """What a proxy keeps of an upstream's config.json: where its crates are (`dl`)."""
     try:
         config = json.loads(body)
-    except (ValueError, RecursionError):
+    except ValueError:  # (nested too deep, the engine's proxy takes it as unusable too)
         raise ValueError("the upstream config.json is not JSON") from None
     dl = config.get("dl") if isinstance(config, dict) else None
     if not isinstance(dl, str) or urlsplit(dl).scheme not in ("http", "https"):

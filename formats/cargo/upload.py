@@ -9,7 +9,6 @@ it is then read once in a worker thread: every entry under `<name>-<version>/`, 
 from __future__ import annotations
 
 import gzip
-import json
 import tarfile
 import tomllib
 import zlib
@@ -18,7 +17,7 @@ from typing import Any, BinaryIO
 
 from artifactory_formats.cargo.metadata import InvalidCrate, check_new_name, check_version
 
-from artifactory.plugin import PayloadTooLarge
+from artifactory.plugin import BadRequest, PayloadTooLarge, loads
 
 MAX_CRATE_BYTES = 10 * 1024 * 1024  # a repository's default max_crate_bytes
 MAX_METADATA = 1024 * 1024
@@ -54,8 +53,8 @@ class Framed:
         """The JSON metadata, its crate name and version checked."""
         body = await self._take(await self.length(MAX_METADATA, "publish metadata"))
         try:
-            meta = json.loads(body)
-        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser recurses
+            meta = loads(body)  # the engine's: bounded nesting, no NaN
+        except BadRequest:
             raise InvalidCrate("the publish metadata is not JSON") from None
         if not isinstance(meta, dict):
             raise InvalidCrate("the publish metadata must be a JSON object")

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from artifactory_formats.go.coordinates import WINDOWS_RESERVED
 
-from artifactory.plugin import ARCHIVE_ERRORS, BadRequest
+from artifactory.plugin import ARCHIVE_ERRORS, BadRequest, zip_member_name
 
 MAX_GO_MOD = 16 * 1024 * 1024  # the go command's own limits (for a LICENSE too)
 MAX_UNZIPPED = 500 * 1024 * 1024  # what a module zip may hold, and may weigh
@@ -61,32 +61,18 @@ def check_gomod(gomod: bytes, module: str) -> None:
         raise InvalidZip(f"go.mod says module {named!r}, but the upload is for module {module!r}")
 
 
-def unicode_paths(extra: bytes) -> list[bytes]:
-    """The names in an entry's Info-ZIP Unicode Path extra fields (0x7075: a version byte, the
-    CRC-32 of the stored name, the name in UTF-8)."""
-    names = []
-    while len(extra) >= 4:
-        kind, size = struct.unpack_from("<HH", extra)
-        names += [extra[9 : 4 + size]] if kind == 0x7075 else []
-        extra = extra[4 + size :]
-    return names
-
-
 def entry_name(entry: zipfile.ZipInfo) -> str:
-    """The name as stored, which Go uses, and which must be UTF-8 (zipfile decodes it as cp437
-    unless the entry's UTF-8 flag is set: encoding it back gives the stored bytes). One name only:
-    zipfile cuts `filename` at a NUL, Info-ZIP's unzip and (from 3.12) zipfile prefer the name of a
-    Unicode Path extra field, so an entry is refused if either would name it otherwise."""
-    stored = entry.orig_filename
+    """The name as stored (`zip_member_name`: one name only), which Go uses, and which must be UTF-8
+    (zipfile decodes it as cp437 unless the entry's UTF-8 flag is set: encoding it back gives the
+    stored bytes)."""
     try:
-        name = stored if entry.flag_bits & 0x800 else stored.encode("cp437").decode("utf-8")
+        stored = zip_member_name(entry)
+    except ValueError as exc:
+        raise InvalidZip(str(exc)) from None
+    try:
+        return stored if entry.flag_bits & 0x800 else stored.encode("cp437").decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidZip(f"zip entry name {stored!r} is not valid UTF-8") from None
-    if entry.filename != stored or any(other != name.encode() for other in unicode_paths(entry.extra)):
-        raise InvalidZip(
-            f"zip entry {name!r} has a second name (after a NUL byte, or in a Unicode path field)"
-        )
-    return name
 
 
 def fold(path: str) -> str:

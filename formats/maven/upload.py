@@ -10,7 +10,7 @@ from typing import BinaryIO
 from artifactory_formats.maven import safexml
 from artifactory_formats.maven.coordinates import HEX_LENGTHS, Artifact
 
-from artifactory.plugin import ARCHIVE_ERRORS
+from artifactory.plugin import ARCHIVE_ERRORS, zip_member_name
 
 MAX_POM_BYTES = 4 * 1024 * 1024
 MAX_DESCRIPTOR_BYTES = 8 * 1024 * 1024
@@ -80,6 +80,7 @@ def read_plugin_descriptor(file: BinaryIO) -> PluginDescriptor | None:
                 info = archive.getinfo(PLUGIN_DESCRIPTOR)
             except KeyError:
                 return None
+            zip_member_name(info)  # a descriptor another unzip names otherwise: not a plugin jar
             if info.file_size > MAX_DESCRIPTOR_BYTES:
                 raise InvalidUpload(f"{PLUGIN_DESCRIPTOR} is larger than {MAX_DESCRIPTOR_BYTES} bytes")
             with archive.open(info) as handle:

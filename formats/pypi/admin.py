@@ -14,7 +14,6 @@ the caller may not see answers 404, as one that does not exist does, whatever it
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,10 +24,11 @@ from starlette.routing import BaseRoute, Route
 
 from artifactory.plugin import (
     BadRequest,
-    PayloadTooLarge,
     Unauthorized,
     access,
     current_principal,
+    loads,
+    read_body,
     repositories,
 )
 
@@ -39,17 +39,10 @@ MAX_BODY_BYTES = 64 * 1024
 
 
 async def _reason(request: Request) -> str:
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"a yank body is at most {MAX_BODY_BYTES} bytes")
+    raw = await read_body(request, MAX_BODY_BYTES)
     if not raw.strip():
         return ""
-    try:
-        body: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise BadRequest(f"malformed JSON: {exc}") from None
+    body: Any = loads(raw)
     reason = body.get("reason", "") if isinstance(body, dict) else None
     if not isinstance(reason, str):
         raise BadRequest('the body is {"reason": "..."}')

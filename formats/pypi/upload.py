@@ -29,7 +29,7 @@ from packaging.version import InvalidVersion, Version
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from artifactory.plugin import ARCHIVE_ERRORS, BadRequest
+from artifactory.plugin import ARCHIVE_ERRORS, BadRequest, zip_member_name
 
 MAX_FIELD_BYTES = 4 * 1024 * 1024  # one form field (a long description can be large)
 MAX_FORM_BYTES = 16 * 1024 * 1024  # all form fields together
@@ -237,11 +237,10 @@ def _from_zip(file: BinaryIO, dist: Distribution, wheel: bool) -> bytes:
             raise UnsafeArchive(f"{dist.filename} has more than {MAX_ENTRIES} members")
         total = 0
         for info in infos:
-            # The name every other unzip uses is the raw one: zipfile's `filename` is cut at a NUL
-            # and, from Python 3.12, replaced by an Info-ZIP Unicode Path field's name.
-            _check_member(info.orig_filename)
-            if info.filename != info.orig_filename:
-                raise UnsafeArchive(f"{dist.filename}: member {info.orig_filename!r} has two names")
+            try:
+                _check_member(zip_member_name(info))  # the name every other unzip uses
+            except ValueError as exc:
+                raise UnsafeArchive(f"{dist.filename}: {exc}") from None
             if info.flag_bits & 0x1:
                 raise UnsafeArchive(f"{dist.filename} has an encrypted member {info.filename!r}")
             if _bomb(info.file_size, info.compress_size):

@@ -114,3 +114,17 @@ def test_a_wheel_member_whose_names_disagree_is_refused(raw):
     with pytest.raises(HTTPProblem) as refused:
         inspect(io.BytesIO(data), WHEEL, len(data))
     assert refused.value.status == 400
+
+
+@pytest.mark.parametrize("shown", ["../evil.py", "demo-1.0.dist-info/METADATA"], ids=["dotdot", "metadata"])
+def test_a_wheel_member_a_unicode_path_field_renames_is_refused_on_every_python(shown):
+    """A harmless stored name whose Unicode Path field says `../evil.py` (what pip on Python 3.12
+    and Info-ZIP's unzip would extract) is refused here on 3.11 too, whatever the field says."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("demo-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n")
+        archive.writestr("demo/ok.py", b"print('hi')\n")
+    data = _with_unicode_path(buffer.getvalue(), "demo/ok.py", shown)
+    with pytest.raises(HTTPProblem, match="second name") as refused:
+        inspect(io.BytesIO(data), WHEEL, len(data))
+    assert refused.value.status == 400
