@@ -303,6 +303,17 @@ class Format:
         """The bytes a client reads. May use `context.repository_url` for absolute links."""
         raise NotImplementedError(f"{self.id} renders no index documents")
 
+    def companions(self, path: str) -> tuple[str, ...]:
+        """The paths of files derived from the file at `path` and stored beside it (`Upload.companions`:
+        a wheel's .metadata, a module zip's .mod and .info): whatever deletes the file deletes them
+        with it, in the same transaction. An upload may carry no companion this does not name."""
+        return ()
+
+    def companion_of(self, path: str) -> str | None:
+        """The file that the file at `path` is a companion of, if it is one: while that file is
+        stored, a DELETE of `path` alone is refused (`CompanionDelete`, 405)."""
+        return None
+
     def declared_by(self, path: str) -> IndexKey | None:
         """Which document lists the file at `path` (a wheel's simple page, a tarball's packument):
         a proxy fetches that file from where the upstream's document says, verified against the
@@ -352,10 +363,13 @@ class Format:
     ) -> list[str]:
         """Remove these versions (all of one name) the way the format's own delete does, so that a
         document listing versions (a packument) is updated; answers the paths deleted. The
-        default deletes each asset through `repositories.delete`."""
+        default deletes each asset through `repositories.delete` (a companion with its file)."""
         deleted: list[str] = []
         for component in components:
+            paths = {asset.path for asset in component.assets}
             for asset in component.assets:
+                if self.companion_of(asset.path) in paths:
+                    continue  # deleted with its file
                 if await repositories.delete(repo, asset.path, principal) is not None:
                     deleted.append(asset.path)
         return deleted

@@ -45,6 +45,7 @@ from artifactory.http.urls import base_url, repository_url
 from artifactory.lru import Lru
 from artifactory.repository.engine import Entry
 from artifactory.repository.errors import (
+    CompanionDelete,
     DigestMismatch,
     EngineError,
     TooLarge,
@@ -132,6 +133,7 @@ __all__ = [
     "UploadOffsetMismatch",
     "UploadState",
     "UploadUnknown",
+    "CompanionDelete",
     "AppState",
     "AssetEvent",
     "BadGateway",

@@ -983,8 +983,13 @@ def tombstoned(session: Session, repository_id: int, key: str) -> str | None:
 def delete_asset(session: Session, repository_id: int, path: str) -> Row[Any] | None:
     """Delete one asset (and its component when it was the last asset). Returns the deleted row."""
     row = find_asset(session, repository_id, path)
-    if row is None:
-        return None
+    if row is not None:
+        delete_found(session, row)
+    return row
+
+
+def delete_found(session: Session, row: Row[Any]) -> None:
+    """Delete an asset `find_asset` found (and its component when it was the last asset)."""
     session.execute(delete(Asset).where(Asset.id == row.id))
     if row.component_id is not None:
         remaining = session.scalar(
@@ -992,7 +997,6 @@ def delete_asset(session: Session, repository_id: int, path: str) -> Row[Any] | 
         )
         if not remaining:
             session.execute(delete(Component).where(Component.id == row.component_id))
-    return row
 
 
 def components(

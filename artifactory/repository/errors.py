@@ -7,7 +7,15 @@ reaches the client as a clear HTTP answer; a format that needs its own shape (OC
 
 from __future__ import annotations
 
-from artifactory.http.errors import BadGateway, BadRequest, Conflict, HTTPProblem, NotFound, PayloadTooLarge
+from artifactory.http.errors import (
+    BadGateway,
+    BadRequest,
+    Conflict,
+    HTTPProblem,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+)
 
 
 class EngineError(HTTPProblem):
@@ -31,6 +39,15 @@ class WritePolicyViolation(EngineError, BadRequest):
     def __init__(self, message: str, existing: str | None = None) -> None:
         super().__init__(message)
         self.existing = existing
+
+
+class CompanionDelete(EngineError, MethodNotAllowed):
+    """A DELETE of a companion (a wheel's .metadata, a module's .mod) while the file it belongs to,
+    `owner`, is stored: it goes only with that file."""
+
+    def __init__(self, path: str, owner: str) -> None:
+        super().__init__(f"{path} belongs to {owner}: delete that file and it goes with it")
+        self.owner = owner
 
 
 class UploadUnknown(EngineError, NotFound):

@@ -43,7 +43,7 @@ from artifactory.db.models import AuditEvent, utcnow
 from artifactory.events import AssetEvent
 from artifactory.formats import Coordinates
 from artifactory.http.errors import BadRequest, HTTPProblem
-from artifactory.repository.errors import DigestMismatch, TooLarge, WritePolicyViolation
+from artifactory.repository.errors import CompanionDelete, DigestMismatch, TooLarge, WritePolicyViolation
 from artifactory.repository.model import Repo, StoredAsset
 from artifactory.security.principal import Principal
 
@@ -486,6 +486,10 @@ class Hosted:
     ) -> tuple[StoredAsset, list[StoredAsset]]:
         """The commit of staged bytes: held in memory, with the other small commits of this process
         waiting (`_SmallCommits`); else in a worker thread of its own (`_place_and_save`)."""
+        named = self.engine.formats[repo.format].companions(upload.path)
+        strays = [c.path for c in upload.companions if c.path not in named]
+        if strays:  # a format's mistake: nothing would ever delete them
+            raise ValueError(f"{strays} are not companions of {upload.path} (Format.companions)")
         if staged.in_memory:
             small = _Small(repo, staged, upload, content_type, principal, kept, also=also, durable=durable)
             return await self._small.commit(small)
@@ -800,13 +804,14 @@ class Hosted:
         earlier: dict[tuple[int, str, str], str] = {}
         for rows in uploads:
             repo, upload = rows.repo, rows.upload
-            if upload.bypass_write_policy or repo.write_policy == "allow":
-                continue
-            if repo.id not in locked:
-                # Held to the end: a concurrent commit of the same file (or conflict key) waits here
-                # and then sees this one's asset.
+            held = not upload.bypass_write_policy and repo.write_policy != "allow"
+            if (held or upload.companions) and repo.id not in locked:
+                # Held to the end: a concurrent commit of the same file (or conflict key), or the
+                # deletion of a companion alone (`_delete`), waits here and then sees this one's asset.
                 queries.lock_repository(session, repo.id)
                 locked.add(repo.id)
+            if not held:
+                continue
             claims = [(repo.id, "path", upload.path)]
             if upload.conflict_key:
                 claims.append((repo.id, "key", upload.conflict_key))
@@ -816,20 +821,22 @@ class Hosted:
 
     async def delete(self, repo: Repo, path: str, principal: Principal) -> StoredAsset | None:
         deleted = await self.engine.db_call(self._delete, repo, path, principal)
-        if deleted is not None:
-            self.engine.repos.forget(repo.name)
+        if not deleted:
+            return None
+        self.engine.repos.forget(repo.name)
+        for asset in deleted:
             self.engine.fire(
                 "artifactory_asset_deleted",
                 event=AssetEvent(
                     repository=repo.name,
                     format=repo.format,
-                    path=path,
-                    sha256=deleted.sha256,
-                    size=deleted.size,
+                    path=asset.path,
+                    sha256=asset.sha256,
+                    size=asset.size,
                     actor=principal.username,
                 ),
             )
-        return deleted
+        return deleted[0]
 
     def touched_names(
         self, repo: Repo, paths: Sequence[str], upload: Upload | None = None
@@ -844,26 +851,39 @@ class Hosted:
             names.append((upload.component.namespace, upload.component.name))
         return names
 
-    def _delete(self, repo: Repo, path: str, principal: Principal) -> StoredAsset | None:
+    def _delete(self, repo: Repo, path: str, principal: Principal) -> list[StoredAsset]:
+        """Delete the asset at `path` and its companions (`Format.companions`) in one transaction,
+        each leaving its tombstone and audit event; the assets deleted, `path`'s first (none when
+        `path` is not stored). A companion whose file is stored is refused (`CompanionDelete`)."""
+        fmt = self.engine.formats[repo.format]
         with self.engine.db.write() as session:
-            owner = queries.find_asset(session, repo.id, path)
-            names = self.touched_names(repo, [path])
-            documents = self.engine.formats[repo.format].builds_documents
-            if owner is not None and owner.component_id is not None and documents:
-                named = queries.component_name(session, owner.component_id)
-                names.extend([named] if named else [])
-            row = queries.delete_asset(session, repo.id, path)
-            if row is None:
-                return None
+            owner = fmt.companion_of(path)
+            if owner is not None:
+                queries.lock_repository(session, repo.id)  # a commit of `owner` waits, or is seen
+                if queries.find_asset(session, repo.id, owner) is not None:
+                    raise CompanionDelete(path, owner)
+            deleted = []
+            names = []
+            for each in (path, *fmt.companions(path)):
+                found = queries.find_asset(session, repo.id, each)
+                if found is None:
+                    if each == path:
+                        return []
+                    continue
+                if found.component_id is not None and fmt.builds_documents:
+                    named = queries.component_name(session, found.component_id)
+                    names.extend([named] if named else [])
+                queries.delete_found(session, found)
+                deleted.append(queries.to_asset(repo.name, found))
+                key = fmt.tombstone(each)
+                if key is not None:
+                    queries.add_tombstone(session, repo.id, key, each)
+                actor = principal.username
+                session.add(AuditEvent(actor=actor, action="asset.deleted", repository=repo.name, path=each))
+            names.extend(self.touched_names(repo, [asset.path for asset in deleted]))
             queries.bump_revision(session, repo.id)
             queries.bump_generations(session, repo.id, names)
-            key = self.engine.formats[repo.format].tombstone(path)
-            if key is not None:
-                queries.add_tombstone(session, repo.id, key, path)
-            session.add(
-                AuditEvent(actor=principal.username, action="asset.deleted", repository=repo.name, path=path)
-            )
-            return queries.to_asset(repo.name, row)
+            return deleted
 
 
 __all__ = ["BlobGone", "Companion", "Hosted", "Upload", "WritePolicyViolation", "HTTPProblem"]

@@ -22,7 +22,6 @@ from starlette.routing import BaseRoute
 
 from artifactory.plugin import (
     NOTHING_NEEDED,
-    ComponentInfo,
     Coordinates,
     Format,
     HostedView,
@@ -31,7 +30,6 @@ from artifactory.plugin import (
     Parsed,
     RenderContext,
     Rendered,
-    Repo,
     UpstreamDocument,
 )
 
@@ -54,11 +52,8 @@ class GoFormat(Format):
         return "allow_once"
 
     def coordinates(self, path: str) -> Coordinates | None:
-        try:
-            found = coordinates.module_file(path)
-        except InvalidModule:
-            return None
-        return Coordinates(name=found.module, version=found.version)
+        found = _module_file(path)
+        return None if found is None else Coordinates(name=found.module, version=found.version)
 
     def content_type(self, path: str) -> str | None:
         return CONTENT_TYPES.get(path.rsplit(".", 1)[-1])
@@ -69,18 +64,15 @@ class GoFormat(Format):
         found = self.coordinates(path)
         return None if found is None else f"{found.name}@{found.version}"
 
-    async def delete_versions(
-        self, repositories: Any, repo: Repo, components: Sequence[ComponentInfo], principal: Any
-    ) -> list[str]:
-        """As `DELETE` of each version's zip does: its .mod and .info (not the component's assets,
-        but stored beside its zip) go with it, leaving no .mod to serve without a zip."""
-        deleted = await super().delete_versions(repositories, repo, components, principal)
-        for component in components:
-            found = coordinates.ModuleFile(component.name, component.version, "zip")
-            for path in (found.sibling("mod"), found.sibling("info")):
-                if await repositories.delete(repo, path, principal) is not None:
-                    deleted.append(path)
-        return deleted
+    def companions(self, path: str) -> tuple[str, ...]:
+        # A zip's .mod and .info are derived from it at upload and go when it goes.
+        found = _module_file(path)
+        return (found.sibling("mod"), found.sibling("info")) if found and found.ext == "zip" else ()
+
+    def companion_of(self, path: str) -> str | None:
+        # Not deleted alone while their zip is stored (a .mod uploaded alone may go).
+        found = _module_file(path)
+        return found.sibling("zip") if found and found.ext != "zip" else None
 
     def render_error(self, problem: HTTPProblem, request: Request) -> Response:
         # The go command prints a plain-text error body to its user ("server response: ...").
@@ -134,3 +126,10 @@ class GoFormat(Format):
         if key.kind == LIST:
             return Rendered("".join(v + "\n" for v in model).encode(), "text/plain; charset=utf-8")
         return Rendered(json.dumps(model).encode(), "application/json")
+
+
+def _module_file(path: str) -> coordinates.ModuleFile | None:
+    try:
+        return coordinates.module_file(path)
+    except InvalidModule:
+        return None

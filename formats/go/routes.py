@@ -113,17 +113,12 @@ async def put(request: Request) -> Response:
 
 
 async def delete(request: Request) -> Response:
+    """A version's zip, and with it its .mod and .info; a .mod uploaded alone while no zip is
+    stored (the engine refuses the .mod or .info of a stored zip: `companion_of`)."""
     repo, path = current_repository(request), current_path(request)
-    found = parse_file(path, "DELETE")
-    repos, principal = repositories(request), await access(request).principal(request)
-    if found.ext != "zip":  # a .mod uploaded alone (or left behind) may go while there is no zip
-        access(request).require(principal, repo, "delete")  # before saying whether a zip exists
-        if await repos.lookup(repo, found.sibling("zip")) is not None:
-            raise MethodNotAllowed("delete a version through its .zip (its .mod and .info go with it)")
-    if await repos.delete(repo, path, principal) is None:
+    parse_file(path, "DELETE")
+    if await repositories(request).delete(repo, path, await access(request).principal(request)) is None:
         raise NotFound(f"{path} not found in {repo.name}")
-    for ext in ("mod", "info"):
-        await repos.delete(repo, found.sibling(ext), principal)
     return Response(status_code=204)
 
 

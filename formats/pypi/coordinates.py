@@ -127,6 +127,18 @@ def split_file_path(path: str) -> tuple[str, str] | None:
     return project, filename
 
 
+def companions(path: str) -> tuple[str, ...]:
+    """A distribution file's .metadata (PEP 658), stored beside it and deleted with it."""
+    parts = split_file_path(path)
+    return () if parts is None or parts[1].endswith(METADATA_SUFFIX) else (path + METADATA_SUFFIX,)
+
+
+def companion_of(path: str) -> str | None:
+    """The distribution file a .metadata path describes."""
+    parts = split_file_path(path)
+    return path.removesuffix(METADATA_SUFFIX) if parts and parts[1].endswith(METADATA_SUFFIX) else None
+
+
 def yanked_project(path: str) -> str | None:
     """The project of a yank document path, else None."""
     if not path.startswith(YANKED_PREFIX) or not path.endswith(".json"):

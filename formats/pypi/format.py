@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from artifactory_formats.pypi import admin, coordinates, metadata, operations, routes
+from artifactory_formats.pypi import admin, coordinates, metadata, routes
 from artifactory_formats.pypi.coordinates import PROJECT, ROOT, project_key
 from artifactory_formats.pypi.metadata import HTML_TYPE, JSON_TYPE, Project
 from artifactory_formats.pypi.negotiation import TEXT_HTML
@@ -33,7 +33,6 @@ from artifactory.plugin import (
     Parsed,
     RenderContext,
     Rendered,
-    Repo,
     UpstreamDocument,
 )
 
@@ -73,6 +72,12 @@ class PypiFormat(Format):
 
     def tombstone(self, path: str) -> str | None:
         return coordinates.tombstone(path)
+
+    def companions(self, path: str) -> tuple[str, ...]:
+        return coordinates.companions(path)
+
+    def companion_of(self, path: str) -> str | None:
+        return coordinates.companion_of(path)
 
     def cache_policy(self, path: str) -> CachePolicy:
         return CachePolicy.METADATA if path.startswith(coordinates.SIMPLE) else CachePolicy.IMMUTABLE
@@ -178,24 +183,3 @@ class PypiFormat(Format):
             return Version(version).is_prerelease
         except InvalidVersion:
             return False
-
-    async def delete_versions(
-        self, repositories: Any, repo: Repo, components: Sequence[ComponentInfo], principal: Any
-    ) -> list[str]:
-        """Each distribution file as its DELETE does (with its .metadata); the engine moves the
-        project's generation with each deletion, so its pages are rebuilt."""
-        deleted: list[str] = []
-        for component in components:
-            paths = {asset.path for asset in component.assets}
-            for path in sorted(paths):  # a file before its .metadata, as delete_path does
-                if (
-                    path.endswith(coordinates.METADATA_SUFFIX)
-                    and path.removesuffix(coordinates.METADATA_SUFFIX) in paths
-                ):
-                    continue  # deleted with its file
-                if path + coordinates.METADATA_SUFFIX in paths:
-                    if await operations.delete_path(repositories, repo, path, principal):
-                        deleted += [path, path + coordinates.METADATA_SUFFIX]
-                elif await repositories.delete(repo, path, principal) is not None:
-                    deleted.append(path)
-        return deleted

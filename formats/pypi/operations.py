@@ -7,7 +7,7 @@ moves the project's generation in the same transaction, so its pages are rebuilt
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import Any
 
 from artifactory_formats.pypi.coordinates import METADATA_SUFFIX, normalize, yanked_path
 from packaging.version import InvalidVersion, Version
@@ -20,17 +20,9 @@ from artifactory.plugin import (
     Principal,
     Repo,
     Repositories,
-    StoredAsset,
 )
 
 HOSTED = "hosted"
-
-
-class Deleter(Protocol):
-    """What deletes an asset: the repository service (the cleanup job hands its engine, which has
-    the same method)."""
-
-    async def delete(self, repo: Repo, path: str, principal: Principal) -> StoredAsset | None: ...
 
 
 def hosted_repository(repos: Repositories, acc: Access, name: str, principal: Principal, action: str) -> Repo:
@@ -130,18 +122,8 @@ async def delete(
         raise NotFound(f"nothing to delete for {project} in {repo.name}")
     deleted = []
     for path, name, _version in files:
-        if await delete_path(repos, repo, path, principal):
+        if await repos.delete(repo, path, principal) is not None:  # its .metadata goes with it
             deleted.append(name)
     if version is None and filename is None:
         await repos.update_document(repo, yanked_path(project), lambda old: None, SYSTEM)
     return deleted
-
-
-async def delete_path(repos: Deleter, repo: Repo, path: str, principal: Principal) -> bool:
-    """DELETE of a file URL: the file and its .metadata companion (its filename is tombstoned)."""
-    if path.endswith(METADATA_SUFFIX):
-        raise BadRequest("delete the distribution file; its .metadata file goes with it")
-    # The file first: a page never lists a file whose .metadata is already gone.
-    deleted = await repos.delete(repo, path, principal)
-    await repos.delete(repo, path + METADATA_SUFFIX, principal)
-    return deleted is not None

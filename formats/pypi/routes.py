@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from artifactory_formats.pypi import metadata, negotiation, operations
+from artifactory_formats.pypi import metadata, negotiation
 from artifactory_formats.pypi.coordinates import (
     ROOT,
     file_path,
@@ -152,7 +152,7 @@ async def delete_file(request: Request) -> Response:
     repo, path = current_repository(request), current_path(request)
     if split_file_path(path) is None:
         raise NotFound(f"{path} not found in {repo.name}")
-    if not await operations.delete_path(repositories(request), repo, path, await current_principal(request)):
+    if await repositories(request).delete(repo, path, await current_principal(request)) is None:
         raise NotFound(f"{path} not found in {repo.name}")
     return Response(status_code=204)
 

@@ -221,6 +221,8 @@ def test_pypi_keeps_the_newest_by_pep440_and_the_dry_run_names_every_file_and_by
     dry = cleanup(any_server, repo, "--dry-run")
     assert dry["removals"] == plan["removals"] and search(admin, repo) == stored  # a dry run changes nothing
 
+    metadata = f"/repository/{repo}/packages/demo/{wheel_name('demo', '1.9')}.metadata"
+    assert admin.get(metadata).status_code == 200
     done = cleanup(any_server, repo, run=cli)  # the real command: its --json report and audit record
     assert versions(done) == {"1.2", "1.9"} and done["gc"] is not None
     assert set(search(admin, repo)) == {"1.10"}
@@ -230,6 +232,7 @@ def test_pypi_keeps_the_newest_by_pep440_and_the_dry_run_names_every_file_and_by
     assert [f["filename"] for f in page.json()["files"]] == [wheel_name("demo", "1.10")]
     gone = admin.get(f"/repository/{repo}/packages/demo/{wheel_name('demo', '1.9')}")
     assert gone.status_code == 404
+    assert admin.get(metadata).status_code == 404  # gone with its file
     runs = admin.get("/api/v1/audit", params={"action": "cleanup.run"}).json()["items"]
     assert runs and runs[0]["details"]["versions"] == 2 and runs[0]["details"]["trigger"] == "cli"
 

@@ -5,7 +5,10 @@ import asyncio
 import os
 
 import pytest
+from sqlalchemy import select
 
+from artifactory.db.models import AuditEvent
+from artifactory.repository.errors import CompanionDelete
 from artifactory.repository.hosted import Companion, Upload, WritePolicyViolation
 from tests.artifactory.engine.test_engine_api import ADMIN, chunks, make_repo
 
@@ -60,7 +63,7 @@ def test_allow_keeps_both_spellings_of_one_conflict_key(state):
     assert stored_paths(state, repo) == ["a-1.0.0.whl", "a-1.0.whl"]
 
 
-def test_companions_are_stored_with_their_file_and_not_when_it_is_refused(state):
+def test_companions_are_stored_with_their_file_and_not_when_it_is_refused(state, raw_companions):
     repo = make_repo(state, write_policy="allow_once")
 
     async def scenario():
@@ -87,7 +90,53 @@ def test_companions_are_stored_with_their_file_and_not_when_it_is_refused(state)
     assert stored_paths(state, repo) == ["a-1.0.whl", "a-1.0.whl.metadata"]
 
 
-def test_a_companion_that_cannot_be_stored_stores_nothing(state):
+def test_a_file_is_deleted_with_its_companions_and_a_companion_not_alone_while_its_file_is_stored(
+    state, raw_companions
+):
+    repo = make_repo(state)
+
+    async def scenario():
+        engine = state.engine
+        companions = (
+            Companion("w.whl.metadata", await engine.stage_bytes(b"Name: w\n")),
+            Companion("w.whl.meta", await engine.stage_bytes(b"meta")),
+        )
+        await engine.put_bytes(repo, b"wheel", Upload(path="w.whl", companions=companions), ADMIN)
+        await engine.put_bytes(repo, b"other", Upload(path="lone.bin.meta"), ADMIN)
+        revision = engine.repository(repo.name).revision
+        with pytest.raises(CompanionDelete) as refused:
+            await engine.delete(repo, "w.whl.meta", ADMIN)
+        assert refused.value.status == 405 and refused.value.owner == "w.whl"
+        assert engine.repository(repo.name).revision == revision  # refused: nothing changed
+        deleted = await engine.delete(repo, "w.whl", ADMIN)
+        assert deleted is not None and deleted.path == "w.whl"
+        # A companion whose file is not stored is an ordinary file.
+        assert (await engine.delete(repo, "lone.bin.meta", ADMIN)).path == "lone.bin.meta"
+
+    asyncio.run(scenario())
+    assert stored_paths(state, repo) == []
+    with state.db.read() as session:
+        deletions = AuditEvent.repository == repo.name, AuditEvent.action == "asset.deleted"
+        audited = session.scalars(select(AuditEvent.path).where(*deletions)).all()
+    assert sorted(audited) == ["lone.bin.meta", "w.whl", "w.whl.meta", "w.whl.metadata"]
+
+
+def test_an_upload_with_a_companion_its_format_does_not_name_stores_nothing(state):
+    """Nothing would ever delete it: a format's mistake, refused before anything is written."""
+    repo = make_repo(state)
+
+    async def scenario():
+        engine = state.engine
+        stray = Companion("elsewhere/m.bin.meta", await engine.stage_bytes(b"stray " + os.urandom(8)))
+        with pytest.raises(ValueError, match="not companions"):
+            await engine.put_bytes(repo, b"main", Upload(path="m.bin", companions=(stray,)), ADMIN)
+
+    asyncio.run(scenario())
+    assert stored_paths(state, repo) == []
+    assert temps(state) == []
+
+
+def test_a_companion_that_cannot_be_stored_stores_nothing(state, raw_companions):
     repo = make_repo(state)
 
     async def scenario():
@@ -105,7 +154,7 @@ def test_a_companion_that_cannot_be_stored_stores_nothing(state):
     assert temps(state) == []
 
 
-def test_racing_commits_with_one_conflict_key_store_exactly_one_file_and_its_companion(state):
+def test_racing_commits_with_one_conflict_key_store_exactly_one_file_and_its_companion(state, raw_companions):
     """Every racer passes the early check; the one inside the commit transaction decides."""
     repo = make_repo(state, write_policy="allow_once")
     racers = 8

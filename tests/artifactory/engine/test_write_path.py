@@ -221,7 +221,7 @@ def test_allow_and_deny_are_decided_without_reading_first(state, policy):
     assert counted["begin"] == (1 if policy == "allow" else 0), counted
 
 
-def test_the_asset_a_put_returns_is_the_stored_one_without_reading_it_back(state):
+def test_the_asset_a_put_returns_is_the_stored_one_without_reading_it_back(state, raw_companions):
     """The commit builds its answer from what it wrote: it must equal a read of the row, for a new
     path and for one replaced (new bytes, the same asset), and its companion is stored with it."""
     repo = make_repo(state)
