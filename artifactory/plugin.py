@@ -27,7 +27,7 @@ from artifactory.formats import (
     semver_prerelease,
     zip_member_name,
 )
-from artifactory.http.bodies import loads, read_body
+from artifactory.http.bodies import InvalidJSON, loads, read_body
 from artifactory.http.documents import RenderedDocument, respond_document
 from artifactory.http.errors import (
     BadGateway,
@@ -118,6 +118,7 @@ __all__ = [
     "UpstreamDocument",
     "NOTHING_NEEDED",
     "loads",
+    "InvalidJSON",
     "zip_member_name",
     "ARCHIVE_ERRORS",
     "UpstreamUnavailable",

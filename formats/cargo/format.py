@@ -36,6 +36,7 @@ from artifactory.plugin import (
     RenderContext,
     Rendered,
     UpstreamDocument,
+    loads,
     semver_key,
     semver_prerelease,
 )
@@ -136,10 +137,7 @@ class CargoFormat(Format):
 
 def _config(body: bytes) -> dict[str, Any]:
     """What a proxy keeps of an upstream's config.json: where its crates are (`dl`)."""
-    try:
-        config = json.loads(body)
-    except ValueError:  # (nested too deep, the engine's proxy takes it as unusable too)
-        raise ValueError("the upstream config.json is not JSON") from None
+    config = loads(body, "the upstream config.json", max_values=None, allow_nul=True)
     dl = config.get("dl") if isinstance(config, dict) else None
     if not isinstance(dl, str) or urlsplit(dl).scheme not in ("http", "https"):
         raise ValueError("the upstream config.json has no http(s) dl")

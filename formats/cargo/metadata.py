@@ -16,7 +16,7 @@ from typing import Any
 
 import semver
 
-from artifactory.plugin import BadRequest, IndexKey
+from artifactory.plugin import BadRequest, IndexKey, loads
 
 CRATE, CONFIG = "crate", "config"
 # Every upstream's config.json: a proxy needs its `dl` to locate the crates its index files list.
@@ -184,8 +184,8 @@ def parse_lines(body: bytes, name: str) -> tuple[Line, ...]:
 def _usable(raw: bytes) -> Line | None:
     """An index line with a crate name, a SemVer version and a sha256 cksum, or None."""
     try:
-        line = json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser recurses
+        line = loads(raw, "an index line", max_values=None, allow_nul=True)
+    except ValueError:
         return None
     if not isinstance(line, dict) or not isinstance(line.get("name"), str):
         return None

@@ -31,6 +31,7 @@ from artifactory.plugin import (
     RenderContext,
     Rendered,
     UpstreamDocument,
+    loads,
 )
 
 CONTENT_TYPES = {"info": "application/json", "mod": "text/plain; charset=utf-8", "zip": "application/zip"}
@@ -109,7 +110,7 @@ class GoFormat(Format):
             if text.lstrip().startswith("<"):
                 raise ValueError("an HTML page where a version list was expected")
             return Parsed(sorted_versions(v for v in fields if coordinates.SEMVER.match(v)))
-        info = json.loads(text)
+        info = loads(text, "@latest", max_values=None, allow_nul=True)
         if not isinstance(info, dict) or not coordinates.SEMVER.match(str(info.get("Version", ""))):
             raise ValueError("@latest does not name a canonical version")
         return Parsed({k: str(info[k]) for k in ("Version", "Time") if info.get(k)})

@@ -6,11 +6,10 @@ import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from artifactory_formats.npm import safejson
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from artifactory.plugin import BadRequest, PayloadTooLarge, Repo
+from artifactory.plugin import BadRequest, PayloadTooLarge, Repo, loads
 from artifactory.plugin import read_body as read_bounded
 
 # The largest package document (`npm publish` body, JSON with the tarball in base64) a repository
@@ -35,7 +34,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def read_json(request: Request, limit: int) -> Any:
     """The request body as JSON, bounded in size, nesting and number of values (else 400 or 413)."""
-    return safejson.loads(await read_body(request, limit))
+    return loads(await read_body(request, limit), allow_nul=True)
 
 
 def max_document_bytes(repo: Repo) -> int:

@@ -23,7 +23,6 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import semver
-from artifactory_formats.npm import safejson
 from artifactory_formats.npm.coordinates import PackageName, tag_problem
 
 from artifactory.plugin import (
@@ -35,6 +34,7 @@ from artifactory.plugin import (
     IndexKey,
     NotFound,
     Parsed,
+    loads,
 )
 
 Doc = dict[str, Any]
@@ -90,7 +90,7 @@ def key_package(key: IndexKey) -> PackageName:
 def load(body: bytes) -> Doc:
     """A stored package document (one this server wrote, or an upstream's it checked when caching).
 
-    Documents from outside go through `safejson.loads` first."""
+    Documents from outside go through the engine's `loads` first."""
     try:
         doc = json.loads(body)
     except RecursionError:
@@ -376,7 +376,7 @@ def parse_upstream(body: bytes, package: PackageName, url: str) -> Parsed:
     by a relative path lives that far below the upstream registry's root, as this repository's do.
     ValueError for a document that is not a packument."""
     try:
-        doc = safejson.loads(body, "the upstream packument", max_values=None)
+        doc = loads(body, "the upstream packument", max_values=None, allow_nul=True)
     except HTTPProblem as exc:
         raise ValueError(exc.message) from None
     if not isinstance(doc, dict):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from artifactory_formats.npm import metadata, safejson, upload
+from artifactory_formats.npm import metadata, upload
 from artifactory_formats.npm.coordinates import PackageName, ParsedPath, parse_path
 from artifactory_formats.npm.httputil import max_document_bytes, ok, one_chunk, read_body
 from artifactory_formats.npm.metadata import JSON_TYPE, packument_key
@@ -35,6 +35,7 @@ from artifactory.plugin import (
     current_path,
     current_principal,
     current_repository,
+    loads,
     repositories,
     repository_url,
     respond,
@@ -149,7 +150,7 @@ async def put_path(request: Request) -> Response:
     target, principal = await writable(request)
     limit = repositories(request).upload_limit(target)
     body = await read_body(request, max_document_bytes(target))
-    doc = safejson.loads(body, "the package document")
+    doc = loads(body, "the package document", allow_nul=True)
     del body
     if not isinstance(doc, dict):
         raise BadRequest("the package document must be a JSON object")
@@ -300,7 +301,7 @@ async def put_tag(request: Request) -> Response:
     target, principal = await writable(request)
     body = await read_body(request, TAG_BODY_LIMIT)
     try:
-        version = safejson.loads(body, "the dist-tag body")
+        version = loads(body, "the dist-tag body", allow_nul=True)
     except BadRequest:  # a bare version, as some clients send it
         version = body.decode(errors="replace").strip()
     if not isinstance(version, str) or not version:

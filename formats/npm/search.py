@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from artifactory_formats.npm import metadata, safejson
+from artifactory_formats.npm import metadata
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -24,6 +24,7 @@ from artifactory.plugin import (
     access,
     current_principal,
     current_repository,
+    loads,
     repositories,
 )
 
@@ -122,7 +123,11 @@ async def proxy_results(request: Request, proxy: Repo, text: str, wanted: int) -
         answer = await repositories(request).call_upstream(
             proxy, "GET", "-/v1/search", SEARCH_ANSWER_LIMIT, params=params
         )
-        found = safejson.loads(answer.body, "the upstream's search answer") if answer.status == 200 else None
+        found = (
+            loads(answer.body, "the upstream's search answer", allow_nul=True)
+            if answer.status == 200
+            else None
+        )
     except HTTPProblem:
         return []
     objects = found.get("objects") if isinstance(found, dict) else None

@@ -10,7 +10,6 @@ online proxy answers an empty report: there is nothing it could know advisories 
 
 from __future__ import annotations
 
-from artifactory_formats.npm import safejson
 from artifactory_formats.npm.httputil import read_body
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,6 +22,7 @@ from artifactory.plugin import (
     current_path,
     current_principal,
     current_repository,
+    loads,
     repositories,
 )
 
@@ -64,7 +64,7 @@ async def audit(request: Request) -> Response:
     if answer.status != 200:
         raise BadGateway(f"the audit service of {proxy.name}'s upstream answered {answer.status}")
     try:
-        report = safejson.loads(answer.body, "the upstream's audit report", max_values=None)
+        report = loads(answer.body, "the upstream's audit report", max_values=None, allow_nul=True)
     except HTTPProblem as exc:
         raise BadGateway(exc.message) from None
     if not isinstance(report, dict):

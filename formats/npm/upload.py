@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-from artifactory_formats.npm import metadata, safejson
+from artifactory_formats.npm import metadata
 from artifactory_formats.npm.coordinates import (
     PackageName,
     clean_version,
@@ -23,7 +23,7 @@ from artifactory_formats.npm.coordinates import (
     version_problem,
 )
 
-from artifactory.plugin import ARCHIVE_ERRORS, BadRequest, PayloadTooLarge
+from artifactory.plugin import ARCHIVE_ERRORS, BadRequest, PayloadTooLarge, loads
 
 MAX_PACKAGE_JSON = 4 * 1024 * 1024
 # How far reading a tarball may inflate it: 100 times its size, at least 64 MiB and at most 1 GiB
@@ -203,7 +203,7 @@ def inspect_tarball(file: IO[bytes]) -> TarballFacts:
                     handle = archive.extractfile(member)
                     if handle is None:
                         continue
-                    parsed = safejson.loads(handle.read(), "package.json in the tarball")
+                    parsed = loads(handle.read(), "package.json in the tarball", allow_nul=True)
                     if not isinstance(parsed, dict):
                         raise BadRequest("package.json in the tarball is not a JSON object")
                     found = parsed

@@ -12,6 +12,8 @@ from urllib.parse import urlencode
 from artifactory_formats.oci.coordinates import Digest, InvalidDigest, parse_digest
 from artifactory_formats.oci.errors import OCIError
 
+from artifactory.plugin import loads
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_ARTIFACT = "application/vnd.oci.artifact.manifest.v1+json"  # withdrawn from 1.1; old oras sends it
@@ -57,11 +59,8 @@ class Manifest:
 
 
 def load_json(body: bytes) -> Any:
-    """json.loads that answers ValueError for any unusable document, deep nesting included."""
-    try:
-        return json.loads(body)
-    except RecursionError:
-        raise ValueError("the document is nested too deeply") from None
+    """The engine's bounded `loads`: ValueError (InvalidJSON) for any unusable document."""
+    return loads(body, "the document", max_values=None, allow_nul=True)
 
 
 def _invalid(message: str) -> OCIError:

@@ -33,7 +33,7 @@ from artifactory_formats.pypi.coordinates import (
 )
 from packaging.version import InvalidVersion, Version
 
-from artifactory.plugin import ComponentInfo
+from artifactory.plugin import ComponentInfo, loads
 
 API_VERSION = "1.1"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -312,7 +312,7 @@ def _parse_html(body: bytes, page_url: str, project: str) -> Project:
 
 
 def _parse_json(body: bytes, page_url: str, project: str) -> Project:
-    data = json.loads(body)
+    data = loads(body, "the project page", max_values=None, allow_nul=True)
     if not isinstance(data, dict) or not isinstance(data.get("files", []), list):
         raise ValueError("not a PEP 691 project page")
     files: list[File] = []
@@ -356,7 +356,7 @@ def parse_upstream_root(body: bytes) -> list[str]:
     """Project names of an upstream root index (JSON or HTML); anything that is not a valid project
     name is left out."""
     if body.lstrip()[:1] == b"{":
-        data = json.loads(body)
+        data = loads(body, "the root index", max_values=None, allow_nul=True)
         projects = data.get("projects", []) if isinstance(data, dict) else []
         if not isinstance(projects, list):
             return []

@@ -63,7 +63,7 @@ def test_malformed_json_answers_400_naming_the_problem(server):
             "/api/v1/repositories", content=b'{"name": ', headers={"Content-Type": "application/json"}
         )
     assert response.status_code == 400
-    assert "malformed JSON" in response.json()["error"]
+    assert "not valid JSON" in response.json()["error"]
 
 
 def test_put_accepts_what_get_returned_and_keeps_name_and_format_fixed(any_server):

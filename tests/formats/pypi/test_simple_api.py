@@ -233,7 +233,7 @@ def test_yank_and_unyank_a_release_through_the_admin_api(any_server):
     with any_server.client() as admin:
         assert admin.delete(f"/api/v1/pypi/{repo}/projects/yanky/versions/1.0/yank").status_code == 200
         deep = admin.put(f"/api/v1/pypi/{repo}/projects/yanky/versions/1.0/yank", content=b"[" * 50_000)
-        assert deep.status_code == 400 and "malformed JSON" in deep.text
+        assert deep.status_code == 400 and "nested more than 64 levels" in deep.text
     assert page(any_server, repo, project="yanky", accept=JSON).json()["files"][0]["yanked"] is False
     assert "data-yanked" not in page(any_server, repo, project="yanky").text
 
