@@ -559,6 +559,30 @@ def find_asset(session: Session, repository_id: int, path: str) -> Row[Any] | No
     return session.execute(_FIND_ASSET, {"rid": repository_id, "path": path}).first()
 
 
+_LOCK_ASSET = (
+    select(Asset.id)
+    .where(Asset.repository_id == bindparam("rid"), Asset.path == bindparam("path"))
+    .with_for_update()
+)
+
+
+def lock_component(session: Session, component_id: int) -> None:
+    """Hold the component's row lock until the transaction ends (PostgreSQL), as a commit of one of
+    its files does (`ensure_components`) before it writes the files' rows."""
+    session.execute(select(Component.id).where(Component.id == component_id).with_for_update())
+
+
+def lock_asset(session: Session, repository_id: int, path: str) -> Row[Any] | None:
+    """`find_asset`, with the asset's row locked until the transaction ends (PostgreSQL; a SQLite
+    write transaction is exclusive already): a concurrent commit of the same path waits, or has
+    committed and is what this returns. The lock is taken alone, the row read after it: a locking
+    read joined to the blob would re-check the join against the blob row it saw before waiting,
+    and miss a row the commit it waited for gave other bytes."""
+    if session.execute(_LOCK_ASSET, {"rid": repository_id, "path": path}).first() is None:
+        return None
+    return find_asset(session, repository_id, path)
+
+
 def assets_under(session: Session, repository_id: int, prefix: str, limit: int = 10_000) -> list[Row[Any]]:
     query = (
         select(*_ASSET_COLUMNS)

@@ -804,14 +804,13 @@ class Hosted:
         earlier: dict[tuple[int, str, str], str] = {}
         for rows in uploads:
             repo, upload = rows.repo, rows.upload
-            held = not upload.bypass_write_policy and repo.write_policy != "allow"
-            if (held or upload.companions) and repo.id not in locked:
-                # Held to the end: a concurrent commit of the same file (or conflict key), or the
-                # deletion of a companion alone (`_delete`), waits here and then sees this one's asset.
+            if upload.bypass_write_policy or repo.write_policy == "allow":
+                continue
+            if repo.id not in locked:
+                # Held to the end: a concurrent commit of the same file (or conflict key) waits here
+                # and then sees this one's asset.
                 queries.lock_repository(session, repo.id)
                 locked.add(repo.id)
-            if not held:
-                continue
             claims = [(repo.id, "path", upload.path)]
             if upload.conflict_key:
                 claims.append((repo.id, "key", upload.conflict_key))
@@ -854,21 +853,36 @@ class Hosted:
     def _delete(self, repo: Repo, path: str, principal: Principal) -> list[StoredAsset]:
         """Delete the asset at `path` and its companions (`Format.companions`) in one transaction,
         each leaving its tombstone and audit event; the assets deleted, `path`'s first (none when
-        `path` is not stored). A companion whose file is stored is refused (`CompanionDelete`)."""
+        `path` is not stored). A companion whose file is stored is refused (`CompanionDelete`).
+
+        Rows are locked in the order a commit locks them, so that neither waits for the other in
+        a cycle (PostgreSQL would abort one): the repository's row first where commits held to the
+        write policy take it first (`_check_policies`), the component's, the assets' by path, the
+        generations', and the repository's revision last."""
         fmt = self.engine.formats[repo.format]
         with self.engine.db.write() as session:
+            if repo.write_policy != "allow":
+                queries.lock_repository(session, repo.id)
+            current = queries.find_asset(session, repo.id, path)
+            if current is None:
+                return []
+            if current.component_id is not None:
+                queries.lock_component(session, current.component_id)
+            companions = fmt.companions(path)
+            # In the order a commit takes them (`queries.save_assets`: by path).
+            rows = {each: queries.lock_asset(session, repo.id, each) for each in sorted((path, *companions))}
+            if rows[path] is None:
+                return []
             owner = fmt.companion_of(path)
-            if owner is not None:
-                queries.lock_repository(session, repo.id)  # a commit of `owner` waits, or is seen
-                if queries.find_asset(session, repo.id, owner) is not None:
-                    raise CompanionDelete(path, owner)
+            # Looked for with `path`'s row locked: a commit of `owner` (which writes `path` too) has
+            # either committed, and is seen, or waits for this deletion to end.
+            if owner is not None and queries.find_asset(session, repo.id, owner) is not None:
+                raise CompanionDelete(path, owner)
             deleted = []
             names = []
-            for each in (path, *fmt.companions(path)):
-                found = queries.find_asset(session, repo.id, each)
+            for each in (path, *companions):
+                found = rows[each]
                 if found is None:
-                    if each == path:
-                        return []
                     continue
                 if found.component_id is not None and fmt.builds_documents:
                     named = queries.component_name(session, found.component_id)
@@ -881,8 +895,8 @@ class Hosted:
                 actor = principal.username
                 session.add(AuditEvent(actor=actor, action="asset.deleted", repository=repo.name, path=each))
             names.extend(self.touched_names(repo, [asset.path for asset in deleted]))
-            queries.bump_revision(session, repo.id)
             queries.bump_generations(session, repo.id, names)
+            queries.bump_revision_at_commit(session, repo.id)  # last, as a commit moves it
             return deleted
 
 

@@ -23,7 +23,7 @@ from artifactory_formats.npm.coordinates import (
     version_problem,
 )
 
-from artifactory.plugin import ARCHIVE_ERRORS, BadRequest, PayloadTooLarge, loads
+from artifactory.plugin import ARCHIVE_ERRORS, BadRequest, InvalidJSON, PayloadTooLarge, loads
 
 MAX_PACKAGE_JSON = 4 * 1024 * 1024
 # How far reading a tarball may inflate it: 100 times its size, at least 64 MiB and at most 1 GiB
@@ -207,6 +207,8 @@ def inspect_tarball(file: IO[bytes]) -> TarballFacts:
                     if not isinstance(parsed, dict):
                         raise BadRequest("package.json in the tarball is not a JSON object")
                     found = parsed
+    except InvalidJSON:
+        raise  # a ValueError too, but the archive was read: its message names package.json
     except ARCHIVE_ERRORS as exc:
         raise BadRequest(f"the tarball is not a gzip-compressed tar archive: {exc}") from None
     if found is None:

@@ -2,12 +2,16 @@
 under the write policy, on SQLite and PostgreSQL."""
 
 import asyncio
+import dataclasses
 import os
+import threading
 
 import pytest
 from sqlalchemy import select
 
+from artifactory.db import queries
 from artifactory.db.models import AuditEvent
+from artifactory.formats import Coordinates
 from artifactory.repository.errors import CompanionDelete
 from artifactory.repository.hosted import Companion, Upload, WritePolicyViolation
 from tests.artifactory.engine.test_engine_api import ADMIN, chunks, make_repo
@@ -175,3 +179,99 @@ def test_racing_commits_with_one_conflict_key_store_exactly_one_file_and_its_com
     assert all(isinstance(r, WritePolicyViolation) for r in results if r not in winners)
     won = winners[0].path
     assert stored_paths(state, repo) == [won, won + ".metadata"]
+
+
+WHEEL = "packages/w/w-1.0-py3-none-any.whl"
+VERSION = Coordinates(name="w", version="1.0")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "policy", "upload"),
+    [
+        # The file deleted is stored again with its companion at once.
+        ("raw", "allow", Upload(path="w.whl", component=VERSION)),
+        # The same, where a change also moves the name's generation (its index documents).
+        ("pypi", "allow", Upload(path=WHEEL, component=VERSION)),
+        # The last file of a version is deleted while another file of that version is uploaded.
+        ("raw", "allow_once", Upload(path="other.whl", component=VERSION)),
+        ("pypi", "allow_once", Upload(path=WHEEL.replace("py3", "py2"), component=VERSION)),
+    ],
+    ids=["raw-same-file", "pypi-same-file", "raw-same-version", "pypi-same-version"],
+)
+def test_a_deletion_and_a_commit_racing_never_wait_on_each_other_in_a_cycle(
+    state, raw_companions, monkeypatch, fmt, policy, upload
+):
+    """A deletion locks rows in the order a commit does (PostgreSQL aborted one of the two with a
+    deadlock when a commit held the repository's row and the deletion an asset's or a component's,
+    or the deletion moved the revision before the generations)."""
+    name = f"r{os.urandom(4).hex()}"
+    state.engine.repos.create({"name": name, "format": fmt, "type": "hosted", "write_policy": policy})
+    repo = state.engine.repository(name)
+    first = WHEEL if fmt == "pypi" else "w.whl"
+    reached, go, armed = threading.Event(), threading.Event(), threading.Event()
+    bump = queries._bump_revision
+
+    def paused(session, repository_id):  # the deletion's last statement: its row locks are held
+        if armed.is_set():
+            armed.clear()
+            reached.set()
+            go.wait(10)
+        return bump(session, repository_id)
+
+    monkeypatch.setattr(queries, "_bump_revision", paused)
+
+    async def scenario():
+        engine = state.engine
+        companion = (Companion(f"{first}.metadata", await engine.stage_bytes(b"one")),)
+        stored = Upload(path=first, companions=companion, component=VERSION)
+        await engine.put_bytes(repo, b"one", stored, ADMIN)
+        armed.set()
+        deleting = asyncio.ensure_future(engine.delete(repo, first, ADMIN))
+        while not reached.is_set():
+            await asyncio.sleep(0.01)
+        again = (Companion(f"{upload.path}.metadata", await engine.stage_bytes(b"two")),)
+        again_upload = dataclasses.replace(upload, companions=again)
+        uploading = asyncio.ensure_future(engine.put_bytes(repo, b"two", again_upload, ADMIN))
+        await asyncio.sleep(0.5)  # the commit now waits for the deletion's locks, if it waits at all
+        go.set()
+        return await asyncio.gather(deleting, uploading, return_exceptions=True)
+
+    deleted, uploaded = asyncio.run(scenario())
+    assert not any(isinstance(r, BaseException) for r in (deleted, uploaded)), (deleted, uploaded)
+    assert stored_paths(state, repo) == [upload.path, f"{upload.path}.metadata"]
+
+
+def test_a_companion_deleted_while_its_file_commits_with_it_is_refused_once_the_file_is_there(
+    state, raw_companions
+):
+    """The companion's row is locked before its file is looked for: a commit of the file that has
+    written the companion's row is waited for, then seen (before, a .mod could go from under a zip
+    committed at that moment)."""
+    repo = make_repo(state)
+    written, go = threading.Event(), threading.Event()
+
+    def hold(session):  # inside the commit's transaction, its rows written
+        written.set()
+        go.wait(10)
+
+    async def scenario():
+        engine = state.engine
+        await engine.put_bytes(repo, b"alone", Upload(path="m.zip.meta"), ADMIN)
+        companion = (Companion("m.zip.meta", await engine.stage_bytes(b"from the zip")),)
+        staged = await engine.stage(repo, chunks(b"zip"), Upload(path="m.zip"))
+        committing = asyncio.ensure_future(
+            engine.hosted.commit(repo, staged, Upload(path="m.zip", companions=companion), ADMIN, also=hold)
+        )
+        while not written.is_set():
+            await asyncio.sleep(0.01)
+        deleting = asyncio.ensure_future(engine.delete(repo, "m.zip.meta", ADMIN))
+        await asyncio.sleep(0.3 if not state.db.is_sqlite else 0)
+        go.set()
+        return await asyncio.gather(committing, deleting, return_exceptions=True)
+
+    committed, deleted = asyncio.run(scenario())
+    assert committed.path == "m.zip"
+    assert isinstance(deleted, CompanionDelete), deleted
+    assert stored_paths(state, repo) == ["m.zip", "m.zip.meta"]
+    meta = state.engine.lookup(state.engine.repository(repo.name), "m.zip.meta")
+    assert asyncio.run(state.engine.read_bytes(meta.sha256)) == b"from the zip"

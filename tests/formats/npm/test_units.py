@@ -433,3 +433,14 @@ def test_a_corrupt_gzip_stream_is_a_400():
     data[len(data) // 2 : len(data) // 2 + 16] = b"\xff" * 16
     with pytest.raises(BadRequest, match="not a gzip-compressed tar"):
         upload.inspect_tarball(io.BytesIO(bytes(data)))
+
+
+@pytest.mark.parametrize(
+    ("package_json", "problem"),
+    [(b'{"name": "x",', "is not valid JSON"), (b"[" * 100 + b"]" * 100, "is nested more than 64 levels")],
+    ids=["cut-short", "deep"],
+)
+def test_a_package_json_that_is_not_json_is_named_as_such_not_as_a_bad_archive(package_json, problem):
+    data = tarball("x", "1.0.0", files={"package.json": package_json})
+    with pytest.raises(BadRequest, match=f"^package.json in the tarball {problem}"):
+        upload.inspect_tarball(io.BytesIO(data))
