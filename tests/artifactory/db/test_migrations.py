@@ -50,6 +50,26 @@ def test_migration_creates_every_model_table_on_postgresql(pg_url):
     assert EXPECTED <= tables(pg_url)
 
 
+def test_head_is_the_newest_migration_and_a_database_at_it_is_upgraded_without_alembic(tmp_path, pg_url):
+    from alembic.script import ScriptDirectory
+
+    from artifactory.db.migrate import HEAD, alembic_config, current_revision
+
+    sqlite_url = f"sqlite:///{tmp_path / 'h.db'}"
+    assert ScriptDirectory.from_config(alembic_config(sqlite_url)).get_current_head() == HEAD
+    for url in (sqlite_url, pg_url):
+        assert current_revision(url) is None
+        upgrade(url)
+        assert current_revision(url) == HEAD
+        again = (
+            "import sys; from artifactory.db.migrate import upgrade; upgrade(sys.argv[1]);"
+            "print(sorted(m for m in sys.modules if m.startswith('alembic')))"
+        )
+        done = subprocess.run([sys.executable, "-c", again, url], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "[]"
+
+
 def test_db_upgrade_command(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "artifactory", "db", "upgrade", "--data-dir", str(tmp_path / "d")],
