@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, Router
+from starlette.routing import Match, Route, Router
 from starlette.types import Message, Receive, Scope, Send
 
 from artifactory.api.routes import routes as api_routes
@@ -129,7 +129,9 @@ class Application:
         return JSONResponse({"error": f"not found: {request.url.path}"}, status_code=404)
 
     async def _not_allowed(self, request: Request, exc: Exception) -> Response:
-        return JSONResponse({"error": f"method {request.method} not allowed here"}, status_code=405)
+        headers = {"Allow": ", ".join(allowed_methods(self.starlette.router, request.scope))}
+        body = {"error": f"method {request.method} not allowed here"}
+        return JSONResponse(body, status_code=405, headers=headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The one wrapper every request passes: request id, security headers, metrics, access log."""
@@ -206,8 +208,23 @@ class Application:
             # is no one to answer.
             log.info("client disconnected during %s %s", scope["method"], scope["path"])
         except HTTPException as exc:  # a route matched the path but not the method, and the like
-            translated = HTTPProblem(str(exc.detail), status=exc.status_code, headers=exc.headers)
+            headers = dict(exc.headers or {})
+            if exc.status_code == 405 and fmt is not None:
+                # Starlette names the methods of the first route that matched the path only.
+                headers["Allow"] = ", ".join(allowed_methods(self.format_routers[fmt.id], child))
+            translated = HTTPProblem(str(exc.detail), status=exc.status_code, headers=headers)
             await render_problem(request, translated, fmt)(scope, receive, send)
+
+
+def allowed_methods(router: Router, scope: Scope) -> list[str]:
+    """The methods of every route of `router` whose path matches the request's."""
+    methods: set[str] = set()
+    for route in router.routes:
+        match, _ = route.matches(scope)
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    order = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE")
+    return sorted(methods, key=lambda m: (order.index(m) if m in order else len(order), m))
 
 
 class _Sender:

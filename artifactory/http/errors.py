@@ -48,7 +48,13 @@ class NotFound(HTTPProblem):
 
 
 class MethodNotAllowed(HTTPProblem):
+    """405, with the `Allow` header HTTP requires: the methods the resource does support (by
+    default GET and HEAD: what a client may still do with a file it may not change this way)."""
+
     status = 405
+
+    def __init__(self, message: str, allow: tuple[str, ...] = ("GET", "HEAD")) -> None:
+        super().__init__(message, headers={"Allow": ", ".join(allow)})
 
 
 class Conflict(HTTPProblem):

@@ -237,7 +237,9 @@ class Engine:
             return member
         if repo.type == GROUP:
             raise MethodNotAllowed(f"{repo.name} is a group: upload to one of its hosted members")
-        raise MethodNotAllowed(f"{repo.name} is a proxy repository: it cannot be uploaded to")
+        raise MethodNotAllowed(
+            f"{repo.name} is a proxy repository: it cannot be uploaded to", ("GET", "HEAD", "DELETE")
+        )
 
     async def put(
         self, repo: Repo, chunks: AsyncIterable[bytes], upload: Upload, principal: Principal

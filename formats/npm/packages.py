@@ -142,11 +142,22 @@ def split_rev(path: str) -> tuple[str, str | None]:
     return path, None
 
 
+# What each kind of path supports (the `Allow` of a 405 there): a packument is read, published and
+# unpublished, a tarball read and deleted, anything else only read.
+METHODS = {"packument": ("GET", "HEAD", "PUT", "DELETE"), "tarball": ("GET", "HEAD", "DELETE")}
+
+
+def not_allowed(request: Request) -> MethodNotAllowed:
+    parsed = parse_path(split_rev(current_path(request))[0])
+    allow = METHODS.get(parsed.kind, ("GET", "HEAD")) if parsed is not None else ("GET", "HEAD")
+    return MethodNotAllowed(f"{request.method} is not supported at /{current_path(request)}", allow)
+
+
 async def put_path(request: Request) -> Response:
     base, rev = split_rev(current_path(request))
     parsed = parse_path(base)
     if parsed is None or parsed.kind != "packument":
-        raise MethodNotAllowed(f"PUT is not supported at {current_path(request)}")
+        raise not_allowed(request)
     target, principal = await writable(request)
     limit = repositories(request).upload_limit(target)
     body = await read_body(request, max_document_bytes(target))
@@ -265,7 +276,7 @@ async def delete_path(request: Request) -> Response:
     base, rev = split_rev(current_path(request))
     parsed = parse_path(base)
     if parsed is None or parsed.kind == "version":
-        raise MethodNotAllowed(f"DELETE is not supported at {current_path(request)}")
+        raise not_allowed(request)
     target, principal = await writable(request, "delete")
     repos = repositories(request)
     package = parsed.package

@@ -9,13 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from artifactory.plugin import MethodNotAllowed, current_path
-
 READ = ["GET", "HEAD"]
 
 
 async def not_allowed(request: Request) -> Response:
-    raise MethodNotAllowed(f"{request.method} is not supported at /{current_path(request)}")
+    raise packages.not_allowed(request)
 
 
 ROUTES: Sequence[BaseRoute] = (

@@ -169,3 +169,11 @@ def test_changing_a_proxy_upstream_host_requires_the_password_again(server):
             f"/api/v1/repositories/{name}", json={**view, "url": "http://127.0.0.2:9/", "password": "new"}
         )
     assert resent.status_code == 200
+
+
+def test_a_method_a_route_does_not_take_is_a_405_naming_every_method_it_does(server):
+    with server.client() as admin:
+        response = admin.patch("/api/v1/repositories")
+        assert response.status_code == 405 and response.headers["Allow"] == "GET, HEAD, POST"
+        response = admin.post("/api/v1/status")
+        assert response.status_code == 405 and response.headers["Allow"] == "GET, HEAD"

@@ -141,10 +141,22 @@ def test_first_publish_under_another_tag_also_sets_latest(any_server, admin, rep
     assert tags == {"beta": "0.1.0-beta", "latest": "0.1.0-beta"}
 
 
-@pytest.mark.parametrize("method, path", [("POST", "left-pad"), ("PATCH", "-/ping"), ("OPTIONS", "-/whoami")])
-def test_unsupported_methods_are_a_405_in_npm_error_shape(any_server, repo, method, path):
-    response = httpx.request(method, any_server.repo_url(repo) + path)
+@pytest.mark.parametrize(
+    "method, path, allow",
+    [
+        ("POST", "left-pad", "GET, HEAD, PUT, DELETE"),
+        ("PATCH", "-/ping", "GET, HEAD"),
+        ("OPTIONS", "-/whoami", "GET, HEAD"),
+        ("PUT", "left-pad/-/left-pad-1.0.0.tgz", "GET, HEAD, DELETE"),
+        ("DELETE", "left-pad/1.0.0", "GET, HEAD"),
+    ],
+)
+def test_unsupported_methods_are_a_405_in_npm_error_shape_naming_what_is_allowed(
+    any_server, admin, repo, method, path, allow
+):
+    response = admin.request(method, any_server.repo_url(repo) + path)
     assert response.status_code == 405 and "not supported" in response.json()["error"]
+    assert response.headers["Allow"] == allow
 
 
 def test_unknown_package_is_a_404_in_npm_error_shape(any_server, repo):

@@ -184,7 +184,8 @@ def test_identical_content_in_two_repositories_is_one_blob(any_server, admin):
 
 def test_proxy_repository_refuses_uploads_with_405(any_server, admin):
     proxy = any_server.create_repo("raw", "proxy", url="http://127.0.0.1:9/")
-    assert admin.put(f"/repository/{proxy}/f.txt", content=b"1").status_code == 405
+    response = admin.put(f"/repository/{proxy}/f.txt", content=b"1")
+    assert response.status_code == 405 and response.headers["Allow"] == "GET, HEAD, DELETE"
 
 
 def test_oversize_upload_answers_413_and_leaves_nothing(any_server, admin):
@@ -220,3 +221,4 @@ def test_a_method_the_format_does_not_serve_answers_405_json(any_server, raw, ad
     response = admin.post(f"/repository/{raw}/anything.txt", content=b"x")
     assert response.status_code == 405
     assert "error" in response.json()
+    assert {m.strip() for m in response.headers["Allow"].split(",")} >= {"GET", "HEAD", "PUT", "DELETE"}
