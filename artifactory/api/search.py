@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from artifactory.db.models import MAX_INTEGER, Asset, Blob, Component
+from artifactory.http.bodies import loads
 from artifactory.http.errors import BadRequest
 from artifactory.repository.model import GROUP, Repo
 from artifactory.security.principal import Principal
@@ -112,7 +113,7 @@ def encode_cursor(name: str, component_id: int) -> str:
 def decode_cursor(cursor: str) -> tuple[str, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        name, component_id = json.loads(raw)
+        name, component_id = loads(raw, "the cursor")  # InvalidJSON is a ValueError
         if isinstance(name, str) and isinstance(component_id, int) and not isinstance(component_id, bool):
             return name, max(0, min(component_id, MAX_INTEGER))
     except (binascii.Error, ValueError, TypeError):

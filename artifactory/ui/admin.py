@@ -10,6 +10,7 @@ from typing import Any
 from starlette.responses import Response
 
 from artifactory.events import RepositoryEvent
+from artifactory.http.bodies import loads
 from artifactory.http.errors import BadRequest, NotFound
 from artifactory.repository.config import (
     COMMON_KEYS,
@@ -81,8 +82,8 @@ def repository_body(
     extra = ctx.field("extra").strip()
     if extra:
         try:
-            parsed = json.loads(extra)
-        except ValueError as exc:
+            parsed = loads(extra, "format settings")
+        except ValueError as exc:  # InvalidJSON: not JSON, too deep, NaN or NUL
             raise ConfigError(f"format settings must be a JSON object: {exc}") from None
         if not isinstance(parsed, dict):
             raise ConfigError("format settings must be a JSON object")

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from artifactory.api.search import SearchPage, SearchQuery, parse_query, run_search
+from artifactory.http.bodies import loads
 from artifactory.http.errors import BadRequest, NotFound
 from artifactory.repository.config import MASK
 from artifactory.repository.model import GROUP, HOSTED, PROXY, Repo
@@ -133,7 +134,7 @@ def _cursor(value: str) -> tuple[str, str] | None:
     if not value:
         return None
     try:
-        namespace, name = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        namespace, name = loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)), "the link")
     except (binascii.Error, ValueError, TypeError):
         raise BadRequest("this page link is not one this server made") from None
     if not isinstance(namespace, str) or not isinstance(name, str):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.requests import Request
 
 from artifactory.api.search import decode_cursor, encode_cursor, parse_query
@@ -15,6 +18,7 @@ from artifactory.http.errors import BadRequest
 from artifactory.repository.model import Repo
 from artifactory.security.principal import ANONYMOUS
 from artifactory.ui import describe as describing
+from artifactory.ui import pages
 from artifactory.ui import setup as setting_up
 from artifactory.ui.queries import Health, RepoStats
 from artifactory.ui.session import SESSION_SECONDS, Session, Sessions
@@ -190,6 +194,26 @@ def test_search_cursors_round_trip_and_foreign_ones_are_refused():
     for bad in ("", "!!!", "WzEsMl0", "eyJhIjoxfQ", "WyJhIiwgdHJ1ZV0"):
         with pytest.raises(BadRequest):
             decode_cursor(bad)
+
+
+# Cursors a client hands back: any bytes at all, and JSON nested past what the parser recurses
+# (which was a 500), NaN, or a value of the wrong shape.
+HOSTILE_JSON = [b"[" * 5000 + b"]" * 5000, b'["a", NaN]', b'["a", 1, 2]', b'[["a"], 1]', b'{"a": 1}']
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=64) | st.sampled_from(HOSTILE_JSON))
+def test_a_cursor_a_client_makes_up_is_a_400_never_a_500(raw):
+    text = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    for decode in (decode_cursor, pages._cursor):
+        try:
+            decoded = decode(text)
+        except BadRequest:
+            continue
+        if decoded is None:  # the UI's: no cursor at all
+            assert not text and decode is pages._cursor
+            continue
+        assert isinstance(decoded, tuple) and len(decoded) == 2  # a cursor's shape, nothing else
 
 
 def test_search_parameters_are_checked():
