@@ -44,7 +44,7 @@ from artifactory.events import AssetEvent
 from artifactory.formats import Coordinates
 from artifactory.http.errors import BadRequest, HTTPProblem
 from artifactory.repository.errors import CompanionDelete, DigestMismatch, TooLarge, WritePolicyViolation
-from artifactory.repository.model import Repo, StoredAsset
+from artifactory.repository.model import HOSTED, Repo, StoredAsset
 from artifactory.security.principal import Principal
 
 if TYPE_CHECKING:
@@ -94,6 +94,12 @@ class Companion:
     path: str
     staged: StagedBlob
     content_type: str | None = None
+
+
+def held_to_policy(repo: Repo) -> bool:
+    """Whether the repository's commits and deletions take its row first: a hosted one whose write
+    policy is checked (a proxy's cache commits never wait for one another)."""
+    return repo.type == HOSTED and repo.write_policy != "allow"
 
 
 def guess_content_type(path: str) -> str:
@@ -804,13 +810,17 @@ class Hosted:
         earlier: dict[tuple[int, str, str], str] = {}
         for rows in uploads:
             repo, upload = rows.repo, rows.upload
-            if upload.bypass_write_policy or repo.write_policy == "allow":
+            if not held_to_policy(repo):
                 continue
             if repo.id not in locked:
                 # Held to the end: a concurrent commit of the same file (or conflict key) waits here
-                # and then sees this one's asset.
+                # and then sees this one's asset. Taken by an upload that bypasses the policy too (a
+                # Maven snapshot): a deletion here takes it first as well (`_delete`), and a commit
+                # holding the rows it then waits for would deadlock with it.
                 queries.lock_repository(session, repo.id)
                 locked.add(repo.id)
+            if upload.bypass_write_policy:
+                continue
             claims = [(repo.id, "path", upload.path)]
             if upload.conflict_key:
                 claims.append((repo.id, "key", upload.conflict_key))
@@ -861,7 +871,7 @@ class Hosted:
         generations', and the repository's revision last."""
         fmt = self.engine.formats[repo.format]
         with self.engine.db.write() as session:
-            if repo.write_policy != "allow":
+            if held_to_policy(repo):
                 queries.lock_repository(session, repo.id)
             current = queries.find_asset(session, repo.id, path)
             if current is None:

@@ -275,3 +275,32 @@ def test_a_companion_deleted_while_its_file_commits_with_it_is_refused_once_the_
     assert stored_paths(state, repo) == ["m.zip", "m.zip.meta"]
     meta = state.engine.lookup(state.engine.repository(repo.name), "m.zip.meta")
     assert asyncio.run(state.engine.read_bytes(meta.sha256)) == b"from the zip"
+
+
+def test_a_commit_past_the_write_policy_and_a_deletion_in_a_held_repository_never_deadlock(state):
+    """An upload that bypasses an allow_once repository's policy (a Maven snapshot) still takes the
+    repository's row first, as a deletion there does: it held the component's and asset's rows
+    while the deletion, holding the repository's, waited for them."""
+    repo = make_repo(state, write_policy="allow_once")
+    written, go = threading.Event(), threading.Event()
+
+    def hold(session):  # inside the commit's transaction, its rows written, its revision not moved
+        written.set()
+        go.wait(10)
+
+    async def scenario():
+        engine = state.engine
+        await engine.put_bytes(repo, b"one", Upload(path="s.jar", component=VERSION), ADMIN)
+        again = Upload(path="s.jar", component=VERSION, bypass_write_policy=True)
+        staged = await engine.stage(repo, chunks(b"two"), again)
+        committing = asyncio.ensure_future(engine.hosted.commit(repo, staged, again, ADMIN, also=hold))
+        while not written.is_set():
+            await asyncio.sleep(0.01)
+        deleting = asyncio.ensure_future(engine.delete(repo, "s.jar", ADMIN))
+        await asyncio.sleep(0.3 if not state.db.is_sqlite else 0)
+        go.set()
+        return await asyncio.gather(committing, deleting, return_exceptions=True)
+
+    committed, deleted = asyncio.run(scenario())
+    assert not any(isinstance(r, BaseException) for r in (committed, deleted)), (committed, deleted)
+    assert stored_paths(state, repo) == []  # the deletion came second
