@@ -20,7 +20,7 @@ from starlette.responses import Response
 from artifactory.blobstore.store import StagedBlob
 from artifactory.formats import Format, IndexKey, RenderContext, Rendered
 from artifactory.http.errors import MethodNotAllowed
-from artifactory.repository.errors import UpstreamUnavailable
+from artifactory.repository.errors import UpstreamUnavailable, WritePolicyViolation
 from artifactory.repository.hosted import Upload
 from artifactory.repository.index import MAX_DOCUMENT_BYTES, cache_path, upstream_url
 from artifactory.repository.model import (
@@ -353,10 +353,13 @@ class Access:
         """Where a change sent to the request's repository goes, and who sends it, once they may make
         it: the repository itself if hosted, a group's write member (405 for a proxy, or a group
         without one, naming the hosted repositories the caller may read), then 401/403 unless the
-        caller may `action` (write, delete) there. Asked before a byte of the body is read."""
+        caller may `action` (write, delete) there, then 400 for a write to a repository whose write
+        policy is deny (read-only). Asked before a byte of the body is read."""
         principal = await self.principal(request)
         target = self._state.repositories.write_target(request.scope["artifactory.repo"], principal)
         self.require(principal, target, action)
+        if action == "write" and target.write_policy == "deny":
+            raise WritePolicyViolation(f"repository {target.name} is read-only (write policy deny)")
         return target, principal
 
     @property

@@ -5,7 +5,7 @@ sends its token as the bare Authorization value; the server's authentication rea
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from artifactory_formats.cargo import metadata
 from artifactory_formats.cargo.metadata import InvalidCrate
@@ -80,7 +80,7 @@ async def publish(request: Request) -> Response:
     try:
         await repos.read_staged(staged, lambda file: check_crate(file, name, version))
         line = metadata.index_line(meta, staged.info.sha256)
-        await claim(repos, target, name, principal)
+        claimed = await claim(repos, target, name, principal)
     except BaseException:
         await repos.discard(staged)
         raise
@@ -92,16 +92,28 @@ async def publish(request: Request) -> Response:
     )
     try:
         await repos.commit(target, staged, upload, principal)
-    except WritePolicyViolation:
-        raise BadRequest(f"crate version {name}@{version} is already published in {target.name}") from None
+    except BaseException as failed:
+        if claimed:  # the first publish of this name failed: the spelling is not taken after all
+            await repos.update_document(target, metadata.claim_path(name), unclaim(name), principal)
+        if isinstance(failed, WritePolicyViolation) and failed.existing is not None:
+            published = f"crate version {name}@{version} is already published in {target.name}"
+            raise BadRequest(published) from None
+        raise
     return JSONResponse({"warnings": WARNINGS})
 
 
-async def claim(repos: Repositories, target: Repo, name: str, principal: Principal) -> None:
+def unclaim(name: str) -> Callable[[bytes | None], bytes | None]:
+    """The claim document's change that gives `name` back, unless another spelling holds it."""
+    return lambda old: None if old == name.encode() else old
+
+
+async def claim(repos: Repositories, target: Repo, name: str, principal: Principal) -> bool:
     """Refuse a name that means a crate published here under another spelling (`Foo-Bar` and
     `foo_bar` are one crate to cargo). The first publish of a name claims its spelling, under the
     repository's lock (`update_document`), so two spellings published at once cannot both pass: the
-    commit cannot check this itself, as its conflict key names one release, not every version."""
+    commit cannot check this itself, as its conflict key names one release, not every version.
+    Whether this call claimed the name (a later failure of the publish gives it back: a crate
+    stored meanwhile under it is found by the component scan below all the same)."""
     path, held = metadata.claim_path(name), set()
     if await repos.lookup(target, path) is None:  # a crate may predate claims: find its spelling
         canonical = metadata.canonical(name)
@@ -112,15 +124,19 @@ async def claim(repos: Repositories, target: Repo, name: str, principal: Princip
             for component in await repos.components(target, name=other)
         }
 
+    claimed: list[bool] = []
+
     def transform(old: bytes | None) -> bytes:
         if others := ({old.decode()} if old else held) - {name}:
             raise InvalidCrate(
                 f"the crate is published here as {min(others)!r}: names that differ only in case "
                 "or in - and _ are one crate"
             )
+        claimed[:] = [old is None]
         return name.encode()
 
     await repos.update_document(target, path, transform, principal, "text/plain; charset=utf-8")
+    return claimed == [True]
 
 
 async def yank(request: Request) -> Response:

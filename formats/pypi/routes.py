@@ -160,8 +160,6 @@ async def delete_file(request: Request) -> Response:
 # -- upload (the legacy API twine speaks) -----------------------------------------------------
 async def upload(request: Request) -> Response:
     repos, (target, principal) = repositories(request), await access(request).writable(request)
-    if target.write_policy == "deny":
-        raise BadRequest(f"repository {target.name} is read-only (write policy deny)")
     form = UploadForm()
     staged = await repos.stage(target, form.file_chunks(request), Upload(path="packages/"))
     companions: list[Companion] = []

@@ -304,3 +304,18 @@ def test_yank_needs_write_and_a_known_version(registry, hosted):
     assert index_lines(httpx.get(registry.url(hosted) + "ya/nk/yanky"))[0]["yanked"] is True
     assert httpx.put(url + "1.0.0/unyank", headers={"Authorization": registry.token}).json() == {"ok": True}
     assert index_lines(httpx.get(registry.url(hosted) + "ya/nk/yanky"))[0]["yanked"] is False
+
+
+def test_a_read_only_registry_refuses_a_publish_as_read_only_and_claims_no_name(registry: Registry) -> None:
+    """Write policy deny: 400 naming it (was 'already published'), no index line, no crate, and the
+    name's spelling not claimed: once writes are allowed, another spelling of it may be published."""
+    repo = registry.server.create_repo("cargo", write_policy="deny")
+    assert_refused(
+        registry, repo, publish(registry, repo, publish_body("deny-me", "1.0.0")), 400, "read-only"
+    )
+    assert_nothing_stored(registry, repo, "deny-me", "1.0.0")
+    with registry.server.client() as admin:
+        config = admin.get(f"/api/v1/repositories/{repo}").json()
+        changed = admin.put(f"/api/v1/repositories/{repo}", json={**config, "write_policy": "allow_once"})
+        assert changed.status_code == 200, changed.text
+    assert publish(registry, repo, publish_body("deny_me", "1.0.0")).status_code == 200
