@@ -241,6 +241,30 @@ def test_a_deletion_and_a_commit_racing_never_wait_on_each_other_in_a_cycle(
     assert stored_paths(state, repo) == [upload.path, f"{upload.path}.metadata"]
 
 
+def commit_held_then_delete(state, repo, data, upload, path):
+    """Commit `data` as `upload`, held open inside its transaction once its rows are written (its
+    revision not moved yet), start the deletion of `path`, then let the commit end: (the commit's
+    result, the deletion's), either an exception."""
+    written, go = threading.Event(), threading.Event()
+
+    def hold(session):
+        written.set()
+        go.wait(10)
+
+    async def scenario():
+        engine = state.engine
+        staged = await engine.stage(repo, chunks(data), upload)
+        committing = asyncio.ensure_future(engine.hosted.commit(repo, staged, upload, ADMIN, also=hold))
+        while not written.is_set():
+            await asyncio.sleep(0.01)
+        deleting = asyncio.ensure_future(engine.delete(repo, path, ADMIN))
+        await asyncio.sleep(0.3 if not state.db.is_sqlite else 0)  # the deletion now waits, if ever
+        go.set()
+        return await asyncio.gather(committing, deleting, return_exceptions=True)
+
+    return asyncio.run(scenario())
+
+
 def test_a_companion_deleted_while_its_file_commits_with_it_is_refused_once_the_file_is_there(
     state, raw_companions
 ):
@@ -248,28 +272,14 @@ def test_a_companion_deleted_while_its_file_commits_with_it_is_refused_once_the_
     written the companion's row is waited for, then seen (before, a .mod could go from under a zip
     committed at that moment)."""
     repo = make_repo(state)
-    written, go = threading.Event(), threading.Event()
 
-    def hold(session):  # inside the commit's transaction, its rows written
-        written.set()
-        go.wait(10)
+    async def alone():
+        await state.engine.put_bytes(repo, b"alone", Upload(path="m.zip.meta"), ADMIN)
+        return (Companion("m.zip.meta", await state.engine.stage_bytes(b"from the zip")),)
 
-    async def scenario():
-        engine = state.engine
-        await engine.put_bytes(repo, b"alone", Upload(path="m.zip.meta"), ADMIN)
-        companion = (Companion("m.zip.meta", await engine.stage_bytes(b"from the zip")),)
-        staged = await engine.stage(repo, chunks(b"zip"), Upload(path="m.zip"))
-        committing = asyncio.ensure_future(
-            engine.hosted.commit(repo, staged, Upload(path="m.zip", companions=companion), ADMIN, also=hold)
-        )
-        while not written.is_set():
-            await asyncio.sleep(0.01)
-        deleting = asyncio.ensure_future(engine.delete(repo, "m.zip.meta", ADMIN))
-        await asyncio.sleep(0.3 if not state.db.is_sqlite else 0)
-        go.set()
-        return await asyncio.gather(committing, deleting, return_exceptions=True)
-
-    committed, deleted = asyncio.run(scenario())
+    companion = asyncio.run(alone())
+    upload = Upload(path="m.zip", companions=companion)
+    committed, deleted = commit_held_then_delete(state, repo, b"zip", upload, "m.zip.meta")
     assert committed.path == "m.zip"
     assert isinstance(deleted, CompanionDelete), deleted
     assert stored_paths(state, repo) == ["m.zip", "m.zip.meta"]
@@ -282,25 +292,8 @@ def test_a_commit_past_the_write_policy_and_a_deletion_in_a_held_repository_neve
     repository's row first, as a deletion there does: it held the component's and asset's rows
     while the deletion, holding the repository's, waited for them."""
     repo = make_repo(state, write_policy="allow_once")
-    written, go = threading.Event(), threading.Event()
-
-    def hold(session):  # inside the commit's transaction, its rows written, its revision not moved
-        written.set()
-        go.wait(10)
-
-    async def scenario():
-        engine = state.engine
-        await engine.put_bytes(repo, b"one", Upload(path="s.jar", component=VERSION), ADMIN)
-        again = Upload(path="s.jar", component=VERSION, bypass_write_policy=True)
-        staged = await engine.stage(repo, chunks(b"two"), again)
-        committing = asyncio.ensure_future(engine.hosted.commit(repo, staged, again, ADMIN, also=hold))
-        while not written.is_set():
-            await asyncio.sleep(0.01)
-        deleting = asyncio.ensure_future(engine.delete(repo, "s.jar", ADMIN))
-        await asyncio.sleep(0.3 if not state.db.is_sqlite else 0)
-        go.set()
-        return await asyncio.gather(committing, deleting, return_exceptions=True)
-
-    committed, deleted = asyncio.run(scenario())
+    asyncio.run(state.engine.put_bytes(repo, b"one", Upload(path="s.jar", component=VERSION), ADMIN))
+    again = Upload(path="s.jar", component=VERSION, bypass_write_policy=True)
+    committed, deleted = commit_held_then_delete(state, repo, b"two", again, "s.jar")
     assert not any(isinstance(r, BaseException) for r in (committed, deleted)), (committed, deleted)
     assert stored_paths(state, repo) == []  # the deletion came second
