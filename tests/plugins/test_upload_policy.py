@@ -26,7 +26,7 @@ def policy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PolicySe
         root / "data",
         env={
             "ARTIFACTORY_PLUGINS": PLUGIN,
-            "ARTIFACTORY_UPLOAD_POLICY_DENY": "*.exe, *.sh, crates/refused-crate/*",
+            "ARTIFACTORY_UPLOAD_POLICY_DENY": "*.exe, *.sh",
             "ARTIFACTORY_UPLOAD_POLICY_MAX_BYTES": str(MAX_BYTES),
             "ARTIFACTORY_UPLOAD_POLICY_EVENT_LOG": str(root / "events.jsonl"),
         },
@@ -150,16 +150,3 @@ def test_a_malformed_size_limit_stops_the_server_from_starting(tmp_path):
     with pytest.raises(RuntimeError, match="ARTIFACTORY_UPLOAD_POLICY_MAX_BYTES"):
         live.start(timeout=20)
     live.stop()
-
-
-def test_a_crate_the_policy_refuses_leaves_its_name_unclaimed(policy_server: PolicyServer) -> None:
-    """The first publish of a name claims its spelling before its commit, which the plugin then
-    refuses: the claim is given back, so the name's other spelling may still be published."""
-    from tests.formats.cargo.helpers import publish_body
-
-    repo = policy_server.create_repo("cargo")
-    with policy_server.client() as admin:
-        url = f"/repository/{repo}/api/v1/crates/new"
-        refused = admin.put(url, content=publish_body("refused-crate", "1.0.0"))
-        assert refused.status_code in (400, 403) and "refused" in refused.text, refused.text
-        assert admin.put(url, content=publish_body("refused_crate", "1.0.0")).status_code == 200

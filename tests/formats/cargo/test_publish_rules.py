@@ -8,12 +8,15 @@ import io
 import os
 import struct
 import tarfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 from artifactory_formats.cargo.metadata import index_path
 
+from artifactory.testing.fixtures import DATABASES, live_server
+from artifactory.testing.server import LiveServer
 from tests.formats.cargo.conftest import Registry
 from tests.formats.cargo.helpers import crate, index_lines, publish_body
 
@@ -319,3 +322,28 @@ def test_a_read_only_registry_refuses_a_publish_as_read_only_and_claims_no_name(
         changed = admin.put(f"/api/v1/repositories/{repo}", json={**config, "write_policy": "allow_once"})
         assert changed.status_code == 200, changed.text
     assert publish(registry, repo, publish_body("deny_me", "1.0.0")).status_code == 200
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def refusing(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    """A server whose upload_policy plugin refuses the crate `refused-crate` (its commit, after the
+    publish has claimed the name)."""
+    env = {
+        "ARTIFACTORY_PLUGINS": "artifactory_plugins.upload_policy.plugin",
+        "ARTIFACTORY_UPLOAD_POLICY_DENY": "crates/refused-crate/*",
+    }
+    with live_server(request, "cargo-refusing", env=env) as server:
+        yield server
+
+
+def test_a_crate_refused_at_its_commit_leaves_its_name_unclaimed(refusing: LiveServer) -> None:
+    """The first publish of a name claims its spelling before its commit, which the plugin then
+    refuses: the claim is given back, so the name's other spelling may still be published."""
+    repo = refusing.create_repo("cargo")
+    with refusing.client() as admin:
+        refused = admin.put(f"/repository/{repo}/{NEW}", content=publish_body("refused-crate", "1.0.0"))
+        assert refused.status_code in (400, 403) and "refused" in refused.text, refused.text
+        assert (
+            admin.put(f"/repository/{repo}/{NEW}", content=publish_body("refused_crate", "1.0.0")).status_code
+            == 200
+        )
