@@ -8,6 +8,8 @@ directly rather than broadcasting a hook.
 from __future__ import annotations
 
 import enum
+import gzip
+import io
 import lzma
 import re
 import struct
@@ -17,7 +19,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 import httpx
 import semver
@@ -94,6 +96,42 @@ def _unicode_paths(extra: bytes) -> list[bytes]:
         names += [extra[9 : 4 + size]] if kind == 0x7075 else []
         extra = extra[4 + size :]
     return names
+
+
+def inflation_limit(compressed: int, ratio: int, floor: int, ceiling: int) -> int:
+    """How many bytes an upload of `compressed` bytes may inflate to before it is a compression bomb:
+    `ratio` times its size, never less than `floor` (small archives of text compress well) nor more
+    than `ceiling`."""
+    return min(ceiling, max(floor, ratio * compressed))
+
+
+class _BoundedGunzip(io.RawIOBase):
+    def __init__(self, file: IO[bytes], limit: int, refuse: Callable[[int], Exception]) -> None:
+        self._gzip, self._limit, self._refuse, self._total = (
+            gzip.GzipFile(fileobj=file, mode="rb"),
+            limit,
+            refuse,
+            0,
+        )
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._gzip.read(len(view))
+        self._total += len(data)
+        if self._total > self._limit:
+            raise self._refuse(self._limit)
+        view[: len(data)] = data
+        return len(data)
+
+
+def gunzip_bounded(file: IO[bytes], limit: int, refuse: Callable[[int], Exception]) -> IO[bytes]:
+    """The gunzipped bytes of `file` as a stream (for `tarfile.open(fileobj=..., mode="r|")`), which
+    raises `refuse(limit)` as soon as more than `limit` bytes have come out: a .tgz or .crate is
+    never inflated past the limit, however it is compressed. Corrupt data raise `ARCHIVE_ERRORS`."""
+    return io.BufferedReader(_BoundedGunzip(file, limit, refuse), 64 * 1024)
 
 
 # `parse`'s `needed` when a document needs no other.

@@ -8,16 +8,21 @@ it is then read once in a worker thread: every entry under `<name>-<version>/`, 
 
 from __future__ import annotations
 
-import gzip
 import tarfile
 import tomllib
-import zlib
 from collections.abc import AsyncIterator
 from typing import Any, BinaryIO
 
 from artifactory_formats.cargo.metadata import InvalidCrate, check_new_name, check_version
 
-from artifactory.plugin import BadRequest, PayloadTooLarge, loads
+from artifactory.plugin import (
+    ARCHIVE_ERRORS,
+    BadRequest,
+    PayloadTooLarge,
+    gunzip_bounded,
+    inflation_limit,
+    loads,
+)
 
 MAX_CRATE_BYTES = 10 * 1024 * 1024  # a repository's default max_crate_bytes
 MAX_METADATA = 1024 * 1024
@@ -75,18 +80,8 @@ class Framed:
             raise InvalidCrate(ENDS_EARLY)
 
 
-class _Counting:
-    """A decompressed stream that refuses to yield more than `ceiling` bytes in all."""
-
-    def __init__(self, inner: gzip.GzipFile, ceiling: int) -> None:
-        self.inner, self.ceiling, self.total = inner, ceiling, 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.inner.read(size)
-        self.total += len(data)
-        if self.total > self.ceiling:
-            raise InvalidCrate(f"the .crate expands beyond {self.ceiling} bytes ({BOMB_RATIO}-fold at most)")
-        return data
+def _bomb(limit: int) -> InvalidCrate:
+    return InvalidCrate(f"the .crate expands beyond {limit} bytes ({BOMB_RATIO}-fold at most)")
 
 
 def check_crate(file: BinaryIO, name: str, version: str) -> None:
@@ -94,11 +89,11 @@ def check_crate(file: BinaryIO, name: str, version: str) -> None:
     compressed = file.seek(0, 2)
     file.seek(0)
     root = f"{name}-{version}"
-    ceiling = min(MAX_UNPACKED, max(BOMB_MIN_BYTES, BOMB_RATIO * compressed))
+    ceiling = inflation_limit(compressed, BOMB_RATIO, BOMB_MIN_BYTES, MAX_UNPACKED)
     manifest: bytes | None = None
     try:
-        stream = _Counting(gzip.GzipFile(fileobj=file, mode="rb"), ceiling)
-        with tarfile.open(fileobj=stream, mode="r|") as archive:  # type: ignore[call-overload]
+        stream = gunzip_bounded(file, ceiling, _bomb)
+        with tarfile.open(fileobj=stream, mode="r|") as archive:
             for entry in archive:
                 check_entry(entry, root)
                 if entry.name == f"{root}/Cargo.toml" and entry.isreg():
@@ -106,7 +101,9 @@ def check_crate(file: BinaryIO, name: str, version: str) -> None:
                         raise InvalidCrate(f"Cargo.toml is larger than {MAX_MANIFEST} bytes")
                     handle = archive.extractfile(entry)
                     manifest = handle.read() if handle is not None else None
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+    except InvalidCrate:
+        raise  # a ValueError too, but the archive was read: its message says what is wrong
+    except ARCHIVE_ERRORS as exc:
         raise InvalidCrate(f"the .crate is not a gzip-compressed tar archive: {exc}") from None
     if manifest is None:
         raise InvalidCrate(f"the .crate has no {root}/Cargo.toml")

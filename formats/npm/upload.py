@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import io
 import tarfile
 from collections.abc import Mapping
@@ -23,7 +22,15 @@ from artifactory_formats.npm.coordinates import (
     version_problem,
 )
 
-from artifactory.plugin import ARCHIVE_ERRORS, BadRequest, InvalidJSON, PayloadTooLarge, loads
+from artifactory.plugin import (
+    ARCHIVE_ERRORS,
+    BadRequest,
+    InvalidJSON,
+    PayloadTooLarge,
+    gunzip_bounded,
+    inflation_limit,
+    loads,
+)
 
 MAX_PACKAGE_JSON = 4 * 1024 * 1024
 # How far reading a tarball may inflate it: 100 times its size, at least 64 MiB and at most 1 GiB
@@ -148,32 +155,15 @@ def _expected_digests(dist: Mapping[str, Any]) -> dict[str, str]:
     return expected
 
 
-class _Inflating(io.RawIOBase):
-    """The gunzipped bytes of a file, refused with 413 past `limit` bytes."""
-
-    def __init__(self, file: IO[bytes], limit: int) -> None:
-        self._gzip = gzip.GzipFile(fileobj=file, mode="rb")
-        self._limit = limit
-        self._total = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self._gzip.read(len(view))
-        self._total += len(data)
-        if self._total > self._limit:
-            raise PayloadTooLarge(
-                f"the tarball unpacks to more than {self._limit} bytes "
-                f"({MAX_INFLATE_RATIO} times its size, at most {MAX_INFLATE_BYTES})"
-            )
-        view[: len(data)] = data
-        return len(data)
-
-
 def inflate_limit(compressed: int) -> int:
-    return min(MAX_INFLATE_BYTES, max(MIN_INFLATE_BYTES, MAX_INFLATE_RATIO * compressed))
+    return inflation_limit(compressed, MAX_INFLATE_RATIO, MIN_INFLATE_BYTES, MAX_INFLATE_BYTES)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the tarball unpacks to more than {limit} bytes "
+        f"({MAX_INFLATE_RATIO} times its size, at most {MAX_INFLATE_BYTES})"
+    )
 
 
 def inspect_tarball(file: IO[bytes]) -> TarballFacts:
@@ -185,7 +175,7 @@ def inspect_tarball(file: IO[bytes]) -> TarballFacts:
     compressed = file.seek(0, io.SEEK_END)
     file.seek(0)
     try:
-        stream = io.BufferedReader(_Inflating(file, inflate_limit(compressed)), 64 * 1024)
+        stream = gunzip_bounded(file, inflate_limit(compressed), _too_large)
         with tarfile.open(fileobj=stream, mode="r|") as archive:
             for count, member in enumerate(archive, 1):
                 if count > MAX_ENTRIES:

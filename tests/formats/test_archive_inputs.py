@@ -1,8 +1,9 @@
 """Uploaded archives that are corrupt in any byte: every format that looks inside one (a wheel or
-sdist for PyPI, a plugin jar for Maven, a package tarball for npm) answers with its own refusal or
-reads it, and never lets the standard library's exception through as a 500. Bytes are mutated by
-hypothesis across every compression method zipfile writes; plus a zip member with two names (the raw
-one and a Unicode Path field's), which other unzips would extract under the name we did not check."""
+sdist for PyPI, a plugin jar for Maven, a package tarball for npm, a .crate for Cargo) answers with
+its own refusal or reads it, and never lets the standard library's exception through as a 500. Bytes
+are mutated by hypothesis across every compression method zipfile writes; plus a zip member with two
+names (the raw one and a Unicode Path field's), which other unzips would extract under the name we
+did not check."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import tarfile
 import zipfile
 
 import pytest
+from artifactory_formats.cargo.upload import check_crate
 from artifactory_formats.maven.upload import InvalidUpload, read_plugin_descriptor
 from artifactory_formats.npm.upload import inspect_tarball
 from artifactory_formats.pypi.coordinates import parse_filename
@@ -21,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from artifactory.plugin import HTTPProblem
+from tests.formats.cargo.helpers import crate
 
 METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 WHEEL = parse_filename("demo-1.0-py3-none-any.whl")
@@ -48,6 +51,7 @@ def _tarball() -> bytes:
 
 ZIPS = [_zip(method) for method in METHODS]
 TARBALL = _tarball()
+CRATE = crate("demo", "1.0.0")
 
 
 def _mutated(data: bytes, edits: list[tuple[int, int]]) -> bytes:
@@ -79,6 +83,15 @@ def test_a_corrupt_wheel_or_plugin_jar_is_refused_or_read_never_a_500(which, cha
 def test_a_corrupt_npm_tarball_is_refused_or_read_never_a_500(changes):
     try:
         inspect_tarball(io.BytesIO(_mutated(TARBALL, changes)))
+    except HTTPProblem:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(edits)
+def test_a_corrupt_crate_is_refused_or_read_never_a_500(changes):
+    try:
+        check_crate(io.BytesIO(_mutated(CRATE, changes)), "demo", "1.0.0")
     except HTTPProblem:
         pass
 
