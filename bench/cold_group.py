@@ -131,10 +131,37 @@ def wheel(name: str, requires: list[str], size: int) -> tuple[str, bytes]:
     return f"{module}-1.0-py3-none-any.whl", buffer.getvalue()
 
 
-def pypi_static(www: Path, packages: int, size: int) -> list[str]:
-    names = [f"cold-{i:03d}" for i in range(packages)]
-    projects = {name: wheel(name, [], size) for name in names}
-    projects["cold-app"] = wheel("cold-app", names, 1024)
+# The install the issue's figures were taken on, `requests flask`: its twelve projects, their wheels'
+# sizes in KiB (the pure-Python wheels of late 2024) and what each requires. The wheels here hold
+# incompressible bytes of that size, so only the shape is theirs: three rounds of resolution (the two
+# roots, what they require, MarkupSafe under Werkzeug and Jinja2), small files and large.
+REQUESTS_FLASK: dict[str, tuple[int, list[str]]] = {
+    "requests": (64, ["charset-normalizer", "idna", "urllib3", "certifi"]),
+    "charset-normalizer": (49, []),
+    "idna": (70, []),
+    "urllib3": (126, []),
+    "certifi": (167, []),
+    "flask": (101, ["werkzeug", "jinja2", "itsdangerous", "click", "blinker"]),
+    "werkzeug": (227, ["markupsafe"]),
+    "jinja2": (133, ["markupsafe"]),
+    "markupsafe": (18, []),
+    "itsdangerous": (16, []),
+    "click": (97, []),
+    "blinker": (9, []),
+}
+SHAPES = ("flat", "requests-flask")
+
+
+def pypi_static(www: Path, packages: int, size: int, shape: str = "flat") -> tuple[list[str], list[str]]:
+    """The static index of `shape`: (its projects but the root, the requirements an install asks
+    for). "flat": `packages` projects of `size` bytes, all required by one root, `cold-app`."""
+    if shape == "requests-flask":
+        projects = {name: wheel(name, needs, kib * 1024) for name, (kib, needs) in REQUESTS_FLASK.items()}
+        names, wanted = list(projects), ["requests", "flask"]
+    else:
+        names, wanted = [f"cold-{i:03d}" for i in range(packages)], ["cold-app"]
+        projects = {name: wheel(name, [], size) for name in names}
+        projects["cold-app"] = wheel("cold-app", names, 1024)
     for name, (filename, data) in projects.items():
         (www / "packages" / name).mkdir(parents=True)
         (www / "packages" / name / filename).write_bytes(data)
@@ -142,25 +169,25 @@ def pypi_static(www: Path, packages: int, size: int) -> list[str]:
         link = f'<a href="../../packages/{name}/{html.escape(filename)}#sha256={digest}">{filename}</a>'
         (www / "simple" / name).mkdir(parents=True)
         (www / "simple" / name / "index.html").write_text(f"<!DOCTYPE html><html><body>{link}</body></html>")
-    return names
+    return names, wanted
 
 
-def pip_install(index: str, work: Path) -> None:
+def pip_install(index: str, work: Path, requirements: list[str]) -> None:
     target = Path(tempfile.mkdtemp(dir=work, prefix="pip-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "ARTIFACTORY_"))}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", NO_PROXY="*")
     command = [sys.executable, "-m", "pip", "download", "--no-cache-dir", "-q", "-d", str(target),
-               "--index-url", index, "cold-app"]  # fmt: skip
+               "--index-url", index, *requirements]  # fmt: skip
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
 
 
-def uv_install(index: str, work: Path) -> None:
+def uv_install(index: str, work: Path, requirements: list[str]) -> None:
     target = Path(tempfile.mkdtemp(dir=work, prefix="uv-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "ARTIFACTORY_"))}
     env.update(UV_CACHE_DIR=str(target / "cache"), NO_PROXY="*")
     command = [shutil.which("uv") or "uv", "pip", "install", "--no-cache", "-q",
                "--target", str(target / "site"), "--python", sys.executable,
-               "--index-url", index, "cold-app"]  # fmt: skip
+               "--index-url", index, *requirements]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, timeout=600)
     if done.returncode:
         raise RuntimeError(f"uv failed ({done.returncode}): {done.stderr.decode(errors='replace')[-2000:]}")
@@ -390,6 +417,7 @@ def measure(
     hosted: dict[str, dict[str, str]],
     upstream: str,
     npm_names: list[str],
+    requirements: list[str],
     project: Path | None,
     work: Path,
     runs: int,
@@ -399,8 +427,8 @@ def measure(
     fmt = {"npm": "npm", "mvn": "maven"}.get(client, "pypi")
     direct = upstream + {"npm": "npm/", "maven": "maven/"}.get(fmt, "simple/")
     install: Callable[[str], object] = {
-        "pip": lambda url: pip_install(url, work),
-        "uv": lambda url: uv_install(url, work),
+        "pip": lambda url: pip_install(url, work, requirements),
+        "uv": lambda url: uv_install(url, work, requirements),
         "npm": lambda url: npm_install(url, npm_names, work),
         "mvn": lambda url: shutil.rmtree(mvn_install(url, project or work, work), ignore_errors=True),
     }[client]
@@ -453,6 +481,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packages", type=int, default=20)
     parser.add_argument("--size-kib", type=int, default=64)
     parser.add_argument("--clients", default="pip,uv,npm,mvn")
+    parser.add_argument(
+        "--shape", choices=SHAPES, default="flat",
+        help="pip's and uv's index: flat (a root and --packages projects) or requests-flask",
+    )  # fmt: skip
     parser.add_argument("--baseline", type=Path, help="a source tree to measure beside this one (A/B)")
     args = parser.parse_args(argv)
     clients = [c for c in args.clients.split(",") if c]
@@ -461,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         www = work / "www"
         port = free_port()
         upstream = f"http://127.0.0.1:{port}/"
-        pypi_static(www, args.packages, args.size_kib * 1024)
+        _projects, requirements = pypi_static(www, args.packages, args.size_kib * 1024, args.shape)
         npm_names = npm_static(www, upstream, args.packages, args.size_kib * 1024)
         project = None
         if "mvn" in clients:
@@ -492,14 +524,19 @@ def main(argv: list[str] | None = None) -> int:
                     for label, server in servers.items()
                 }
                 times = {
-                    client: measure(client, servers, hosted, upstream, npm_names, project, work, args.runs)
+                    client: measure(
+                        client, servers, hosted, upstream, npm_names, requirements, project, work, args.runs
+                    )
                     for client in clients
                 }
         finally:
             for server in servers.values():
                 server.stop()
         print()
-        print(f"{args.packages} packages of {args.size_kib} KiB + 1 root, cold caches, median of {args.runs}")
+        shape = f"{args.packages} packages of {args.size_kib} KiB + 1 root"
+        if args.shape == "requests-flask":  # pip's and uv's; npm's and mvn's are flat
+            shape = f"pip, uv: requests flask ({len(REQUESTS_FLASK)} wheels); npm, mvn: {shape}"
+        print(f"{shape}, cold caches, median of {args.runs}")
         print(
             f"{'client':<10}{'direct (nginx)':>16}{'through group':>16}{'ratio':>8}{'server CPU':>12}"
             f"{'client CPU':>18}{'load avg':>10}  target <= {TARGET}x"

@@ -18,7 +18,8 @@ per request in `cold_group.py`), the client's own CPU, nginx. Medians over the r
 first (which pays for imports and first connections).
 
 `--profile PHASE`: cProfile of the event loop's thread during that phase of every round, the top
-functions by cumulative time (the worker threads are not in it).
+functions by cumulative time (the worker threads are not in it); `--profile-out FILE` writes its stats
+there too, for `pstats` or a summary by package.
 """
 
 from __future__ import annotations
@@ -95,7 +96,9 @@ def wheel_path(group: str, project: str, page: bytes) -> str:
     return marker + url.split(marker, 1)[1] if marker in url else urljoin(f"{marker}simple/{project}/", url)
 
 
-async def measure(app: App, upstream: str, names: list[str], rounds: int, profile: str | None) -> None:
+async def measure(
+    app: App, upstream: str, names: list[str], rounds: int, profile: str | None, profile_out: str | None
+) -> None:
     registry = app.app.state.engine.repos
     profiler = cProfile.Profile()
     per_phase: dict[str, list[float]] = {phase: [] for phase in PHASES}
@@ -138,6 +141,8 @@ async def measure(app: App, upstream: str, names: list[str], rounds: int, profil
     print(f"  per round  {statistics.median(per_round[later]):6.1f} ms ({len(names) * len(PHASES)} requests)")
     if profile is not None:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+        if profile_out is not None:
+            profiler.dump_stats(profile_out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,16 +150,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--packages", type=int, default=20)
     parser.add_argument("--profile", choices=PHASES)
+    parser.add_argument("--profile-out", help="also write the profile's stats to this file (pstats)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="cold-inproc-"))
     try:
         www = work / "www"
         port = free_port()
-        names = pypi_static(www, args.packages, 64 * 1024)
+        names, _root = pypi_static(www, args.packages, 64 * 1024)
         os.environ.setdefault("ARTIFACTORY_CONFIG_CACHE_SECONDS", "1.0")
         app = App(work / "data")
         with nginx(work, www, port) as upstream:
-            uvloop.run(measure(app, upstream + "simple/", names, max(1, args.rounds), args.profile))
+            uvloop.run(
+                measure(app, upstream + "simple/", names, max(1, args.rounds), args.profile, args.profile_out)
+            )
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
