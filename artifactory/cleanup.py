@@ -564,7 +564,10 @@ async def scheduled_run(state: AppState, owner: str, interval: float) -> Report 
     async def keep_lease() -> None:
         while True:
             await asyncio.sleep(LEASE_SECONDS / 3)
-            await to_thread.run_sync(renew, state.db, owner)
+            try:
+                await to_thread.run_sync(renew, state.db, owner)
+            except Exception:  # noqa: BLE001 - a database that failed once is tried again next time
+                log.warning("renewing the cleanup schedule's lease failed", exc_info=True)
 
     keeper = asyncio.get_running_loop().create_task(keep_lease())
     try:

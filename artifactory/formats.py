@@ -400,9 +400,8 @@ class Format:
         self, repositories: Any, repo: Repo, components: Sequence[ComponentInfo], principal: Any
     ) -> list[str]:
         """Remove these versions (all of one name) the way the format's own delete does, so that a
-        document listing versions (a packument) is updated; answers the paths deleted (a file's
-        companions go with it, unlisted). The default deletes each asset through
-        `repositories.delete`, a companion with its file."""
+        document listing versions (a packument) is updated; answers the paths deleted. The default
+        deletes each asset through `repositories.delete`, a companion with its file."""
         deleted: list[str] = []
         for component in components:
             paths = {asset.path for asset in component.assets}
@@ -411,6 +410,7 @@ class Format:
                     continue  # deleted with its file
                 if await repositories.delete(repo, asset.path, principal) is not None:
                     deleted.append(asset.path)
+                    deleted.extend(each for each in self.companions(asset.path) if each in paths)
         return deleted
 
 

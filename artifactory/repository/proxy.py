@@ -202,6 +202,8 @@ class Proxy:
         # SQLite: the node's leases (`db.leases`), and the descriptor of each one held, by owner.
         self._node = engine.db.node_leases
         self._held: dict[str, int] = {}
+        # PostgreSQL: the task that keeps each held lease row from expiring, by owner (`_keep_lease`).
+        self._keepers: dict[str, asyncio.Task[None]] = {}
         # Fetched bytes answered from memory while their blob is still being stored (documents,
         # and files that arrived whole in memory): sha256 -> bytes, and how many fetches hold them.
         self._pending: dict[str, bytes] = {}
@@ -295,8 +297,9 @@ class Proxy:
             self.engine.repos.set_state(repo.name, "invalidated_at", now)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        for task in [*self._tasks, *self._keepers.values()]:
             task.cancel()
+        self._keepers.clear()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -453,9 +456,34 @@ class Proxy:
             return self._node.held(repository_id, path)
         return _unexpired(self._lease_expiry.rows({"rid": repository_id, "path": path}))
 
-    def _refresh_lease(self, repository_id: int, path: str, owner: str) -> None:
-        if self._node is not None:  # a kernel lock lasts as long as its holder
+    def _keep_lease(self, repo: Repo, path: str, owner: str) -> None:
+        """Keep the lease row `owner` has just taken from expiring until the fetch lets go of it
+        (`_let_go`): refreshed every LEASE_REFRESH_SECONDS, however long the fetch takes (an
+        upstream's headers may take `timeout_seconds`, a body the whole transfer timeout, whether
+        streamed to a client or read whole), so that no other process takes it for an abandoned one
+        and fetches the path a second time. The node's lease (SQLite) is a kernel lock, held as
+        long as its holder lives: nothing to keep."""
+        if self._node is not None:
             return
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(LEASE_REFRESH_SECONDS)
+                try:
+                    await self.engine.db_call(self._refresh_lease, repo.id, path, owner)
+                except Exception as exc:  # noqa: BLE001 - tried again at the next refresh
+                    log.warning("proxy %s: refreshing the lease of %s failed: %s", repo.name, path, exc)
+
+        self._keepers[owner] = asyncio.get_running_loop().create_task(keep())
+
+    def _let_go(self, owner: str) -> None:
+        """Stop keeping `owner`'s lease (the transaction that releases it is under way): a refresh
+        still running then finds no row of its owner's, or none unexpired to matter."""
+        keeper = self._keepers.pop(owner, None)
+        if keeper is not None:
+            keeper.cancel()
+
+    def _refresh_lease(self, repository_id: int, path: str, owner: str) -> None:
         with self.engine.db.write(durable=False) as session:
             session.execute(
                 update(ProxyLease)
@@ -489,6 +517,7 @@ class Proxy:
         upstream's health, a revalidation), all of which a power cut may lose, so not durable. On
         SQLite a fetch that taught nothing to remember needs no transaction; the node's lease is let
         go once whatever there was to write has committed (or failed)."""
+        self._let_go(owner)
         try:
             if self._node is None or _teaches(outcome):
                 finish = functools.partial(self._finish, repo, path, owner, outcome)
@@ -613,6 +642,7 @@ class Proxy:
             return None
         if not claim.acquired:
             return await self._follow(repo, path, cached)
+        self._keep_lease(repo, path, owner)
         outcome = Outcome(unhealthy=claim.unhealthy)
         handed_over = False
         try:
@@ -940,7 +970,10 @@ class Proxy:
         finish = functools.partial(self._finish, repo, path, fetched.owner, fetched.outcome)
         # A cache's row need not survive a power cut (the bytes are durable; a lost row is fetched
         # again): on SQLite it commits without the WAL flush, which the next miss's claim would wait for.
-        stored = await self.engine.hosted.commit(repo, staged, upload, SYSTEM, also=finish, durable=False)
+        try:
+            stored = await self.engine.hosted.commit(repo, staged, upload, SYSTEM, also=finish, durable=False)
+        finally:
+            self._let_go(fetched.owner)  # released by the commit, or by the finish that follows a failure
         fetched.outcome.committed = True
         self._release_node(fetched.owner)  # after the commit: a follower then finds the asset
         return stored
@@ -985,7 +1018,6 @@ class Proxy:
         the format's check).
         """
         flight.landing = True
-        engine = self.engine
         queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=16)
         attached = True
         answered = False
@@ -1003,16 +1035,12 @@ class Proxy:
 
         async def source() -> AsyncIterator[bytes]:
             nonlocal held
-            refreshed = time.monotonic()
             async for chunk in body:
                 if held is not None and attached:
                     await queue.put(held)
                 held = chunk
                 for hasher in hashers.values():
                     hasher.update(chunk)
-                if time.monotonic() - refreshed > LEASE_REFRESH_SECONDS:
-                    refreshed = time.monotonic()
-                    await engine.db_call(self._refresh_lease, repo.id, path, fetched.owner)
                 yield chunk
             if early:
                 for algorithm, hasher in hashers.items():

@@ -12,6 +12,7 @@ import os
 
 import pytest
 
+from artifactory.repository import proxy as proxy_module
 from artifactory.repository.model import Streaming
 from artifactory.security.principal import Principal
 from tests.artifactory.repository.leases import leases_left
@@ -103,3 +104,49 @@ def test_a_digest_mismatch_lets_go_of_the_lease(state):
         asyncio.run(scenario())
         assert leases_left(state, repo, [path]) == []
         assert state.engine.lookup(repo, path) is None
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_fetch_slower_than_its_lease_keeps_it_and_lets_go_at_its_end(state, stream, monkeypatch):
+    """An upstream may take `timeout_seconds` for its headers and the transfer timeout for its body:
+    while it does, the fetch's lease stays held (on PostgreSQL its row is refreshed), so another
+    process follows the fetch rather than taking the lease for an abandoned one and asking again."""
+    monkeypatch.setattr(proxy_module, "LEASE_SECONDS", 1)
+    monkeypatch.setattr(proxy_module, "LEASE_REFRESH_SECONDS", 0.2)
+    with running() as upstream:
+        upstream.put("slow.bin", DATA)
+        upstream.delay["slow.bin"] = 1.5  # before the status line: longer than the lease
+        upstream.trickle["slow.bin"] = 0.2  # and a body of five chunks after it
+        name = f"p{os.urandom(4).hex()}"
+        state.engine.repos.create(
+            {"name": name, "format": "raw", "type": "proxy", "url": upstream.url, "timeout_seconds": 10}
+        )
+        repo = state.engine.repository(name)
+        held: list[bool] = []
+
+        async def fetch() -> None:
+            content = await state.engine.get(repo, "slow.bin", ADMIN, stream=stream)
+            if isinstance(content, Streaming):
+                async for _chunk in content.chunks:
+                    pass
+
+        async def scenario() -> None:
+            try:
+                fetching = asyncio.create_task(fetch())
+                for _ in range(12):  # 2.4 s: the headers' wait and most of the body's
+                    await asyncio.sleep(0.2)
+                    held.append(state.engine.proxy._lease_held(repo.id, "slow.bin"))
+                await fetching
+                for _ in range(500):  # the background commit and release
+                    if not state.engine.proxy._tasks and not state.engine.proxy._held:
+                        break
+                    await asyncio.sleep(0.01)
+                assert state.engine.proxy._keepers == {}
+            finally:
+                await state.engine.close()
+
+        asyncio.run(scenario())
+        assert held[:10] == [True] * 10  # 2 s of a fetch of 2.5, against a lease of 1
+        assert upstream.hits[("GET", "slow.bin")] == 1
+        assert leases_left(state, repo, ["slow.bin"]) == []
+        assert state.engine.lookup(repo, "slow.bin") is not None
