@@ -2,7 +2,7 @@
 from that upstream, in one run: pip, uv, npm and mvn.
 
     python bench/cold_group.py [--runs 3] [--packages 20] [--size-kib 64] [--clients pip,uv,npm,mvn]
-                               [--baseline DIR]
+                               [--shape flat|requests-flask] [--baseline DIR] [--reference] [--pin]
 
 The upstream is nginx serving a static copy of an index on 127.0.0.1: a PEP 503 simple index of
 wheels for pip and uv, packuments and tarballs for npm, a Maven repository layout for mvn.
@@ -30,6 +30,18 @@ medians and the ratio (target: at most 1.3x), the server's CPU seconds per insta
 (which load on the machine moves less than wall times), the client's own CPU seconds per install
 (direct / through the group) and the load average seen. Everything
 listens on 127.0.0.1.
+
+`--shape requests-flask`: pip's and uv's index is instead the install the issue's first figures were
+taken on, `requests flask`: twelve wheels of those projects' sizes, requiring each other as they do
+(three rounds of resolution); npm's and mvn's stay flat.
+
+`--reference`: pip, uv and mvn also install through nginx caching the static index
+(`proxy_cache`, cold on every run), in the group's stead: what a proxy in C costs on this machine
+(npm is left out: its packuments name the tarballs' upstream URLs, which bypass the cache).
+
+`--pin`: the clients run on CPU 0, nginx and the servers on CPU 1, so that a client and the server
+it talks to never take each other's core (a diagnostic: on two cores the client's own CPU competes
+with the server's, and the ratio follows the machine's speed).
 
 `--baseline DIR`: a second server run from another source tree (say `git archive <commit> | tar -x
 -C DIR`), measured the same way in the same runs, its installs interleaved with the others, for an
@@ -103,8 +115,28 @@ http {{
         # Read only, to seed the static Maven repository with the plugins a build needs (not measured).
         location /m2/ {{ alias {m2}/; }}
     }}
-}}
+{reference}}}
 """
+# `--reference`: nginx as a caching proxy of the static index, where the group stands in the measured
+# installs. Every run asks under a prefix of its own (/run-<client>-<n>/), part of the cache key:
+# every run starts cold, as the group does.
+REFERENCE_CONF = """\
+    proxy_cache_path {dir}/cache levels=1:2 keys_zone=reference:10m inactive=1h use_temp_path=off;
+    server {{
+        listen 127.0.0.1:{port};
+        location ~ ^/run-[^/]+(/.*)$ {{
+            proxy_pass http://127.0.0.1:{upstream}$1;
+            proxy_cache reference;
+            proxy_cache_valid 200 1h;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+"""
+REFERENCE = "nginx-cache"  # its rows' label
+# `--pin`: the clients run on CPU 0, nginx and the servers on CPU 1 (this script's own affinity,
+# which they inherit), so that neither takes the other's core.
+CLIENT_PREFIX: list[str] = []
 
 
 def payload(name: str, size: int) -> bytes:
@@ -176,8 +208,8 @@ def pip_install(index: str, work: Path, requirements: list[str]) -> None:
     target = Path(tempfile.mkdtemp(dir=work, prefix="pip-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "ARTIFACTORY_"))}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", NO_PROXY="*")
-    command = [sys.executable, "-m", "pip", "download", "--no-cache-dir", "-q", "-d", str(target),
-               "--index-url", index, *requirements]  # fmt: skip
+    command = [*CLIENT_PREFIX, sys.executable, "-m", "pip", "download", "--no-cache-dir", "-q",
+               "-d", str(target), "--index-url", index, *requirements]  # fmt: skip
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
 
 
@@ -185,7 +217,7 @@ def uv_install(index: str, work: Path, requirements: list[str]) -> None:
     target = Path(tempfile.mkdtemp(dir=work, prefix="uv-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "ARTIFACTORY_"))}
     env.update(UV_CACHE_DIR=str(target / "cache"), NO_PROXY="*")
-    command = [shutil.which("uv") or "uv", "pip", "install", "--no-cache", "-q",
+    command = [*CLIENT_PREFIX, shutil.which("uv") or "uv", "pip", "install", "--no-cache", "-q",
                "--target", str(target / "site"), "--python", sys.executable,
                "--index-url", index, *requirements]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, timeout=600)
@@ -240,7 +272,7 @@ def npm_install(registry: str, names: list[str], work: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.lower().startswith("npm_")}
     env.update(HOME=str(folder), npm_config_cache=str(folder / "cache"), npm_config_update_notifier="false")
     subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--registry", registry],
+        [*CLIENT_PREFIX, "npm", "install", "--no-audit", "--no-fund", "--registry", registry],
         cwd=folder, env=env, check=True, capture_output=True, timeout=600,
     )  # fmt: skip
     if len(list((folder / "node_modules").glob("cold-pkg-*"))) != len(names):
@@ -339,7 +371,8 @@ def mvn_install(url: str, project: Path, work: Path) -> Path:
     )
     shutil.rmtree(project / "target", ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAVEN_", "ARTIFACTORY_"))}
-    command = ["mvn", "-B", "-q", "-s", str(settings), f"-Dmaven.repo.local={local}", "compile"]
+    command = [*CLIENT_PREFIX, "mvn", "-B", "-q", "-s", str(settings), f"-Dmaven.repo.local={local}",
+               "compile"]  # fmt: skip
     done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"mvn against {url} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -362,7 +395,8 @@ def seed_maven(www: Path, upstream: str, project: Path, work: Path) -> None:
         "<activeProfiles><activeProfile>cold</activeProfile></activeProfiles></settings>"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAVEN_", "ARTIFACTORY_"))}
-    command = ["mvn", "-B", "-q", "-s", str(settings), f"-Dmaven.repo.local={local}", "compile"]
+    command = [*CLIENT_PREFIX, "mvn", "-B", "-q", "-s", str(settings), f"-Dmaven.repo.local={local}",
+               "compile"]  # fmt: skip
     done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"seeding the Maven repository from {M2} failed:\n{done.stdout[-3000:]}")
@@ -376,12 +410,19 @@ def seed_maven(www: Path, upstream: str, project: Path, work: Path) -> None:
 
 # -- servers ---------------------------------------------------------------------------------------
 @contextmanager
-def nginx(work: Path, www: Path, port: int) -> Iterator[str]:
+def nginx(work: Path, www: Path, port: int, reference_port: int | None = None) -> Iterator[str]:
+    """nginx serving `www` on `port` (its URL is yielded), and with `reference_port` a caching proxy
+    of it there too (REFERENCE_CONF)."""
     conf_dir = work / "nginx"
     conf_dir.mkdir()
     user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
     conf = conf_dir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, dir=conf_dir, port=port, www=www, m2=M2))
+    reference = (
+        REFERENCE_CONF.format(dir=conf_dir, port=reference_port, upstream=port) if reference_port else ""
+    )
+    conf.write_text(
+        NGINX_CONF.format(user=user, dir=conf_dir, port=port, www=www, m2=M2, reference=reference)
+    )
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     with open(conf_dir / "stderr.log", "wb") as log:
         process = subprocess.Popen(
@@ -421,19 +462,23 @@ def measure(
     project: Path | None,
     work: Path,
     runs: int,
+    reference: str | None = None,
 ) -> dict[str, dict[str, list[float]]]:
     """Wall times of `client`'s install straight from nginx and through a new (cold) group on each
-    server (by label), and each server's CPU seconds per install."""
+    server (by label), and each server's CPU seconds per install; with `reference` (the caching
+    nginx's URL), through it as well (label REFERENCE, no CPU figure)."""
     fmt = {"npm": "npm", "mvn": "maven"}.get(client, "pypi")
-    direct = upstream + {"npm": "npm/", "maven": "maven/"}.get(fmt, "simple/")
+    folder = {"npm": "npm/", "maven": "maven/"}.get(fmt, "simple/")
+    direct = upstream + folder
     install: Callable[[str], object] = {
         "pip": lambda url: pip_install(url, work, requirements),
         "uv": lambda url: uv_install(url, work, requirements),
         "npm": lambda url: npm_install(url, npm_names, work),
         "mvn": lambda url: shutil.rmtree(mvn_install(url, project or work, work), ignore_errors=True),
     }[client]
+    labels = [*servers, *([REFERENCE] if reference else [])]
     times: dict[str, dict[str, list[float]]] = {
-        label: {"direct": [], "group": [], "cpu": [], "load": [], "client": []} for label in servers
+        label: {"direct": [], "group": [], "cpu": [], "load": [], "client": []} for label in labels
     }
     directs: list[float] = []
     direct_client: list[float] = []
@@ -444,32 +489,34 @@ def measure(
             members = [hosted[label][fmt], proxy]
             group = server.create_repo(fmt, "group", name=f"{client}-all-{run}", members=members)
             order.append((label, f"{server.url}/repository/{group}/" + ("simple/" if fmt == "pypi" else "")))
+        if reference:
+            order.append((REFERENCE, f"{reference}run-{client}-{run}/{folder}"))
         shift = run % len(order)  # each position in turn, so no install always runs first
         for label, url in order[shift:] + order[:shift]:
-            process = servers[label].process if label else None
+            process = servers[label].process if label in servers else None
             cpu = _tree_cpu(process.pid) if process is not None else 0.0
             client_cpu = _children_cpu()
             started = time.monotonic()
             install(url)
             elapsed = time.monotonic() - started
             client_cpu = _children_cpu() - client_cpu
-            if process is None:
+            if not label:
                 directs.append(elapsed)
                 direct_client.append(client_cpu)
             else:
                 times[label]["group"].append(elapsed)
-                times[label]["cpu"].append(_tree_cpu(process.pid) - cpu)
+                times[label]["cpu"].append(_tree_cpu(process.pid) - cpu if process is not None else 0.0)
                 times[label]["client"].append(client_cpu)
         load = os.getloadavg()[0]
         through = ", ".join(
             f"group{'@' + label if label != CURRENT else ''} {times[label]['group'][-1]:.2f} s"
             f" (server CPU {times[label]['cpu'][-1]:.2f} s)"
             for label in servers
-        )
+        ) + (f", {REFERENCE} {times[REFERENCE]['group'][-1]:.2f} s" if reference else "")
         print(f"run {run + 1}: {client} direct {directs[-1]:.2f} s, {through}, load average {load:.1f}")
-        for label in servers:
+        for label in labels:
             times[label]["load"].append(load)
-    for label in servers:
+    for label in labels:
         times[label]["direct"] = directs
         times[label]["direct_client"] = direct_client
     return times
@@ -486,13 +533,24 @@ def main(argv: list[str] | None = None) -> int:
         help="pip's and uv's index: flat (a root and --packages projects) or requests-flask",
     )  # fmt: skip
     parser.add_argument("--baseline", type=Path, help="a source tree to measure beside this one (A/B)")
+    parser.add_argument(
+        "--reference", action="store_true",
+        help="also install through nginx caching the upstream (pip, uv, mvn): what a proxy costs here",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pin", action="store_true", help="clients on CPU 0, nginx and the servers on CPU 1"
+    )  # fmt: skip
     args = parser.parse_args(argv)
     clients = [c for c in args.clients.split(",") if c]
+    if args.pin:
+        os.sched_setaffinity(0, {1})  # inherited by nginx and the servers started below
+        CLIENT_PREFIX[:] = ["taskset", "-c", "0"]
     work = Path(tempfile.mkdtemp(prefix="cold-group-"))
     try:
         www = work / "www"
         port = free_port()
         upstream = f"http://127.0.0.1:{port}/"
+        reference_port = free_port() if args.reference else None
         _projects, requirements = pypi_static(www, args.packages, args.size_kib * 1024, args.shape)
         npm_names = npm_static(www, upstream, args.packages, args.size_kib * 1024)
         project = None
@@ -512,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for server in servers.values():
                 server.start()
-            with nginx(work, www, port):
+            with nginx(work, www, port, reference_port):
                 if project is not None:
                     seed_maven(www, upstream, project, work)
                 hosted = {
@@ -525,8 +583,18 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 times = {
                     client: measure(
-                        client, servers, hosted, upstream, npm_names, requirements, project, work, args.runs
-                    )
+                        client,
+                        servers,
+                        hosted,
+                        upstream,
+                        npm_names,
+                        requirements,
+                        project,
+                        work,
+                        args.runs,
+                        # npm's packuments name their tarballs' upstream URLs: not through the cache
+                        f"http://127.0.0.1:{reference_port}/" if reference_port and client != "npm" else None,
+                    )  # fmt: skip
                     for client in clients
                 }
         finally:
@@ -536,29 +604,34 @@ def main(argv: list[str] | None = None) -> int:
         shape = f"{args.packages} packages of {args.size_kib} KiB + 1 root"
         if args.shape == "requests-flask":  # pip's and uv's; npm's and mvn's are flat
             shape = f"pip, uv: requests flask ({len(REQUESTS_FLASK)} wheels); npm, mvn: {shape}"
-        print(f"{shape}, cold caches, median of {args.runs}")
+        pinned = ", clients on CPU 0 and the servers on CPU 1" if args.pin else ""
+        print(f"{shape}, cold caches, median of {args.runs}{pinned}")
         print(
-            f"{'client':<10}{'direct (nginx)':>16}{'through group':>16}{'ratio':>8}{'server CPU':>12}"
+            f"{'client':<16}{'direct (nginx)':>16}{'through group':>16}{'ratio':>8}{'server CPU':>12}"
             f"{'client CPU':>18}{'load avg':>10}  target <= {TARGET}x"
         )
         for client in clients:
             for label, measured in times[client].items():
                 direct = statistics.median(measured["direct"])
                 group = statistics.median(measured["group"])
-                cpu = statistics.median(measured["cpu"])
+                cpu = f"{statistics.median(measured['cpu']):.2f} s" if label != REFERENCE else "-"
                 own_direct = statistics.median(measured["direct_client"])
                 own = f"{own_direct:.2f} / {statistics.median(measured['client']):.2f} s"
                 load = max(measured["load"])
                 verdict = "met" if group / direct <= TARGET else "MISSED"
                 row = client if label == CURRENT else f"{client}@{label}"
                 print(
-                    f"{row:<10}{direct:>14.2f} s{group:>14.2f} s{group / direct:>7.2f}x{cpu:>10.2f} s"
+                    f"{row:<16}{direct:>14.2f} s{group:>14.2f} s{group / direct:>7.2f}x{cpu:>12}"
                     f"{own:>18}{load:>10.1f}  {verdict}"
                 )
         print("server CPU: CPU seconds our server used for one install through the group (median);")
         print("client CPU: the client's own CPU seconds per install, direct / through the group (median):")
         print("  on a machine of few cores client and server share them: the ratio moves with both;")
         print("load avg: the highest 1-minute load average seen after a run (above ~2 the times are noisy)")
+        if args.reference:
+            print(
+                f"@{REFERENCE}: through nginx caching the upstream (proxy_cache), cold, in the group's stead"
+            )
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
