@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from artifactory_formats.go.coordinates import WINDOWS_RESERVED
 
-from artifactory.plugin import ARCHIVE_ERRORS, BadRequest, zip_member_name
+from artifactory.plugin import ARCHIVE_ERRORS, BadRequest, inflation_limit, zip_member_name
 
 MAX_GO_MOD = 16 * 1024 * 1024  # the go command's own limits (for a LICENSE too)
 MAX_UNZIPPED = 500 * 1024 * 1024  # what a module zip may hold, and may weigh
@@ -210,7 +210,7 @@ def inspect_zip(file: BinaryIO, module: str, version: str, limit: int) -> bytes:
             total, ceiling = sum(e.file_size for e in files.values()), min(MAX_UNZIPPED, limit)
             if total > ceiling:
                 raise InvalidZip(f"the module zip expands to {total} bytes, more than the {ceiling} allowed")
-            if total > BOMB_MIN_BYTES and total > BOMB_RATIO * max(compressed, 1):
+            if total > inflation_limit(compressed, BOMB_RATIO, BOMB_MIN_BYTES, ceiling):
                 raise InvalidZip(
                     f"the module zip expands {total // max(compressed, 1)}-fold: refused as a bomb"
                 )

@@ -5,11 +5,11 @@ archives with unsafe member names or compression bombs refused).
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import hmac
 import io
 import re
+import sys
 import tarfile
 import zipfile
 from collections.abc import AsyncIterator
@@ -29,7 +29,7 @@ from packaging.version import InvalidVersion, Version
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from artifactory.plugin import ARCHIVE_ERRORS, BadRequest, zip_member_name
+from artifactory.plugin import ARCHIVE_ERRORS, BadRequest, gunzip_bounded, inflation_limit, zip_member_name
 
 MAX_FIELD_BYTES = 4 * 1024 * 1024  # one form field (a long description can be large)
 MAX_FORM_BYTES = 16 * 1024 * 1024  # all form fields together
@@ -39,6 +39,7 @@ MAX_ENTRIES = 200_000
 BOMB_RATIO = 200  # uncompressed / compressed beyond which a large member is a compression bomb
 BOMB_MIN_BYTES = 8 * 1024 * 1024  # members smaller than this are never called bombs
 MAX_EXPANSION = 512 * 1024 * 1024  # an archive may always expand to this much, whatever its ratio
+NO_CEILING = sys.maxsize  # beyond MAX_EXPANSION, only the ratio bounds an archive (a large wheel)
 DIGEST_FIELDS = {"sha256_digest": "sha256", "md5_digest": "md5", "blake2_256_digest": "blake2b_256"}
 DIGEST = re.compile(r"^[0-9a-fA-F]+$")
 
@@ -223,7 +224,7 @@ def _check_member(name: str) -> None:
 
 
 def _bomb(size: int, compressed: int) -> bool:
-    return size > BOMB_MIN_BYTES and size > BOMB_RATIO * max(compressed, 1)
+    return size > inflation_limit(compressed, BOMB_RATIO, BOMB_MIN_BYTES, NO_CEILING)
 
 
 def _from_zip(file: BinaryIO, dist: Distribution, wheel: bool) -> bytes:
@@ -253,7 +254,7 @@ def _from_zip(file: BinaryIO, dist: Distribution, wheel: bool) -> bytes:
             _check_overlap(file, infos, dist)
         except ARCHIVE_ERRORS as exc:  # a member's offset that points before the file
             raise BadRequest(f"{dist.filename} is not a valid zip archive: {exc}") from None
-        if total > max(MAX_EXPANSION, BOMB_RATIO * _size(file)):
+        if total > inflation_limit(_size(file), BOMB_RATIO, MAX_EXPANSION, NO_CEILING):
             raise UnsafeArchive(f"{dist.filename} expands to {total} bytes: a compression bomb")
         if wheel:
             candidates = [i for i in infos if re.fullmatch(r"[^/]+\.dist-info/METADATA", i.filename)]
@@ -306,33 +307,16 @@ def _check_dist_info(directory: str, dist: Distribution) -> None:
         raise BadRequest(f"{directory} does not match the wheel filename {dist.filename!r}")
 
 
-class _Counted(io.RawIOBase):
-    """Reads a decompressed stream, refusing to expand past `limit` bytes."""
-
-    def __init__(self, inner: BinaryIO, limit: int) -> None:
-        self.inner = inner
-        self.limit = limit
-        self.count = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.inner.read(len(buffer))
-        self.count += len(data)
-        if self.count > self.limit:
-            raise UnsafeArchive(f"the archive expands past {self.limit} bytes: a compression bomb")
-        buffer[: len(data)] = data
-        return len(data)
+def _expands_past(limit: int) -> UnsafeArchive:
+    return UnsafeArchive(f"the archive expands past {limit} bytes: a compression bomb")
 
 
 def _from_tar(file: BinaryIO, dist: Distribution, size: int) -> bytes:
-    limit = max(MAX_EXPANSION, BOMB_RATIO * size)
+    limit = inflation_limit(size, BOMB_RATIO, MAX_EXPANSION, NO_CEILING)
     found: bytes | None = None
     count = 0
     try:
-        decompressed: Any = gzip.GzipFile(fileobj=file, mode="rb")
-        stream = io.BufferedReader(_Counted(decompressed, limit), 1024 * 1024)
+        stream = gunzip_bounded(file, limit, _expands_past)
         with tarfile.open(fileobj=stream, mode="r|") as archive:  # type: ignore[call-overload]
             declared = 0
             for member in archive:
