@@ -3,11 +3,14 @@ so consecutive chunks of one upload may reach different processes or nodes (OCI 
 
 A session row records the bytes accepted so far (`offset`). An append claims the session by moving
 its offset to -1 (compare-and-set), writes, then records the new offset; an append that fails half
-way drops the session, since a temporary object cannot be truncated back.
+way drops the session, since a temporary object cannot be truncated back. Blob GC drops sessions
+untouched for `LEFTOVER_SECONDS`: an append that takes longer (a large layer over a slow link)
+touches its session every TOUCH_SECONDS while it runs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, select, update
 
 from artifactory.blobstore import store as blobstore
+from artifactory.blobstore.gc import LEFTOVER_SECONDS
 from artifactory.blobstore.store import StagedBlob
 from artifactory.db.models import UploadSession, utcnow
 from artifactory.repository.errors import DigestMismatch, TooLarge, UploadOffsetMismatch, UploadUnknown
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
     from artifactory.repository.engine import Engine
 
 BUSY = -1
+TOUCH_SECONDS = LEFTOVER_SECONDS / 4
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,22 @@ class Uploads:
             )
             return bool(getattr(result, "rowcount", 0))
 
+    def _touch(self, session_id: str) -> None:
+        with self.engine.db.write(durable=False) as session:
+            session.execute(
+                update(UploadSession)
+                .where(UploadSession.id == session_id, UploadSession.offset == BUSY)
+                .values(updated_at=utcnow())
+            )
+
+    async def _keep_touching(self, session_id: str) -> None:
+        while True:
+            await asyncio.sleep(TOUCH_SECONDS)
+            try:
+                await self.engine.db_call(self._touch, session_id)
+            except Exception:  # noqa: BLE001, S110 - tried again at the next turn
+                pass
+
     def _record(self, session_id: str, offset: int) -> None:
         with self.engine.db.write() as session:
             session.execute(
@@ -110,14 +131,17 @@ class Uploads:
         if not await self.engine.db_call(self._claim, session_id, row.offset):
             raise UploadOffsetMismatch(row.offset)
         limit = int(repo.config.get("max_upload_bytes") or self.engine.settings.max_upload_bytes)
+        keeper = asyncio.get_running_loop().create_task(self._keep_touching(session_id))
         try:
             size = await self.engine.blobs.append(row.temp_key, chunks, limit)
         except BaseException as exc:
+            keeper.cancel()
             await self.engine.blobs.drop_temp(row.temp_key)
             await self.engine.db_call(self._remove, session_id)
             if isinstance(exc, blobstore.TooLarge):
                 raise TooLarge(str(exc)) from None
             raise
+        keeper.cancel()
         await self.engine.db_call(self._record, session_id, size)
         return UploadState(row.id, size, row.path, row.attributes or {})
 

@@ -57,6 +57,38 @@ def test_upload_session_survives_across_engine_instances_and_verifies_digest(sta
     asyncio.run(scenario())
 
 
+def test_an_append_longer_than_gc_leaves_sessions_alone_keeps_its_session(state, monkeypatch):
+    """Blob GC drops upload sessions untouched for LEFTOVER_SECONDS; one chunk may take longer (a large
+    layer over a slow link): its session stays, and the upload finishes."""
+    from artifactory.blobstore import gc
+    from artifactory.repository import uploads
+
+    monkeypatch.setattr(gc, "LEFTOVER_SECONDS", 1)
+    monkeypatch.setattr(uploads, "TOUCH_SECONDS", 0.25)
+    repo = make_repo(state)
+    data = os.urandom(300_000)
+
+    async def slowly():
+        for start in range(0, len(data), 50_000):
+            await asyncio.sleep(0.4)  # 2.4 s in all: past the leftover age twice
+            yield data[start : start + 50_000]
+
+    async def scenario():
+        started = await state.engine.uploads.start(repo)
+        appending = asyncio.create_task(state.engine.uploads.append(repo, started.id, slowly()))
+        for _ in range(4):  # GC runs while the chunk arrives
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(gc.collect, state.db, state.blobs, 0)
+        assert (await appending).offset == len(data)
+        done, staged = await state.engine.uploads.finish(
+            repo, started.id, {"sha256": hashlib.sha256(data).hexdigest()}
+        )
+        asset = await state.engine.commit(repo, staged, Upload(path="layers/slow"), ADMIN)
+        assert done.offset == len(data) and asset.sha256 == hashlib.sha256(data).hexdigest()
+
+    asyncio.run(scenario())
+
+
 def test_upload_session_with_wrong_digest_is_refused_and_forgotten(state):
     repo = make_repo(state)
 
