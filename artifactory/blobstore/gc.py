@@ -33,10 +33,13 @@ from artifactory.db.models import Asset, Blob, ProxyLease, ProxyMiss, UploadSess
 
 log = logging.getLogger(__name__)
 DEFAULT_GRACE_SECONDS = 24 * 3600
-# The least age of a temporary object, upload session or row-less object before GC takes it: an
-# upload still arriving writes its temporary object at least this often.
+# The least age of a temporary object or row-less object before GC takes it: an upload still
+# arriving writes its temporary object at least this often.
 LEFTOVER_SECONDS = 3600
-# Upstream links unused and not named again by their upstream documents for this long are dropped.
+# An upload session untouched this long is abandoned, its temporary object with it (a client may
+# pause between chunks; incomplete uploads are kept a day, as Nexus's cleanup task keeps them). An
+# append touches its session while it runs (`Uploads.append`).
+SESSION_SECONDS = 24 * 3600
 BATCH = 200
 
 
@@ -105,7 +108,8 @@ def collect(
             now = utcnow()
             session.execute(delete(ProxyLease).where(ProxyLease.expires_at < now))
             session.execute(delete(ProxyMiss).where(ProxyMiss.expires_at < now))
-            session.execute(delete(UploadSession).where(UploadSession.updated_at < leftovers))
+            abandoned = utcnow() - timedelta(seconds=SESSION_SECONDS)
+            session.execute(delete(UploadSession).where(UploadSession.updated_at < abandoned))
     return report
 
 

@@ -4,8 +4,8 @@ so consecutive chunks of one upload may reach different processes or nodes (OCI 
 A session row records the bytes accepted so far (`offset`). An append claims the session by moving
 its offset to -1 (compare-and-set), writes, then records the new offset; an append that fails half
 way drops the session, since a temporary object cannot be truncated back. Blob GC drops sessions
-untouched for `LEFTOVER_SECONDS`: an append that takes longer (a large layer over a slow link)
-touches its session every TOUCH_SECONDS while it runs.
+untouched for `SESSION_SECONDS` (a day): an append that takes longer (a large layer over a slow
+link) touches its session every TOUCH_SECONDS while it runs.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, select, update
 
 from artifactory.blobstore import store as blobstore
-from artifactory.blobstore.gc import LEFTOVER_SECONDS
+from artifactory.blobstore.gc import SESSION_SECONDS
 from artifactory.blobstore.store import StagedBlob
 from artifactory.db.models import UploadSession, utcnow
 from artifactory.repository.errors import DigestMismatch, TooLarge, UploadOffsetMismatch, UploadUnknown
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from artifactory.repository.engine import Engine
 
 BUSY = -1
-TOUCH_SECONDS = LEFTOVER_SECONDS / 4
+TOUCH_SECONDS = SESSION_SECONDS / 24
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ import hashlib
 import json
 import os
 import threading
+import time
+from datetime import timedelta
 
 import pytest
 
@@ -58,12 +60,12 @@ def test_upload_session_survives_across_engine_instances_and_verifies_digest(sta
 
 
 def test_an_append_longer_than_gc_leaves_sessions_alone_keeps_its_session(state, monkeypatch):
-    """Blob GC drops upload sessions untouched for LEFTOVER_SECONDS; one chunk may take longer (a large
+    """Blob GC drops upload sessions untouched for SESSION_SECONDS; one chunk may take longer (a large
     layer over a slow link): its session stays, and the upload finishes."""
     from artifactory.blobstore import gc
     from artifactory.repository import uploads
 
-    monkeypatch.setattr(gc, "LEFTOVER_SECONDS", 1)
+    monkeypatch.setattr(gc, "SESSION_SECONDS", 1)
     monkeypatch.setattr(uploads, "TOUCH_SECONDS", 0.25)
     repo = make_repo(state)
     data = os.urandom(300_000)
@@ -85,6 +87,47 @@ def test_an_append_longer_than_gc_leaves_sessions_alone_keeps_its_session(state,
         )
         asset = await state.engine.commit(repo, staged, Upload(path="layers/slow"), ADMIN)
         assert done.offset == len(data) and asset.sha256 == hashlib.sha256(data).hexdigest()
+
+    asyncio.run(scenario())
+
+
+def test_gc_keeps_a_paused_upload_session_for_a_day_then_drops_it_and_its_bytes(state):
+    """A client may pause between chunks: its session and bytes outlive the hour GC gives other
+    leftovers, and go once the session has been untouched for SESSION_SECONDS."""
+    from sqlalchemy import update
+
+    from artifactory.blobstore import gc
+    from artifactory.db.models import UploadSession, utcnow
+
+    repo = make_repo(state)
+
+    def age(session_id, seconds):
+        with state.db.write() as session:
+            session.execute(
+                update(UploadSession)
+                .where(UploadSession.id == session_id)
+                .values(updated_at=utcnow() - timedelta(seconds=seconds))
+            )
+        for name, _mtime in state.blobs.driver.list_temps():
+            os.utime(state.blobs.driver.tmp / name, (time.time() - seconds,) * 2)
+
+    async def scenario():
+        started = await state.engine.uploads.start(repo)
+        await state.engine.uploads.append(repo, started.id, chunks(b"first chunk"))
+        age(started.id, 2 * 3600)  # paused two hours
+        gc.collect(state.db, state.blobs, 0)
+        await state.engine.uploads.append(repo, started.id, chunks(b", second"), start=11)
+        done, _staged = await state.engine.uploads.finish(repo, started.id)
+        assert done.offset == 19
+
+        paused = await state.engine.uploads.start(repo)
+        await state.engine.uploads.append(repo, paused.id, chunks(b"never finished"))
+        age(paused.id, gc.SESSION_SECONDS + 60)
+        gc.collect(state.db, state.blobs, 0)  # the session goes, then its bytes on the next run
+        gc.collect(state.db, state.blobs, 0)
+        with pytest.raises(UploadUnknown):
+            await state.engine.uploads.status(repo, paused.id)
+        assert list(state.blobs.driver.list_temps()) == []
 
     asyncio.run(scenario())
 
