@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute
 from artifactory.blobstore.store import BlobInfo
 from artifactory.http.errors import HTTPProblem
 from artifactory.repository.model import ComponentInfo, Repo
+from artifactory.text import ascii_digits
 
 
 @dataclass(frozen=True)
@@ -417,7 +418,9 @@ class Format:
 def natural_key(text: str) -> tuple[tuple[int, int, str], ...]:
     """Digit runs compare as numbers and everything else as text: 1.2 < 1.10 < 1.10a."""
     return tuple(
-        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part
+        (0, int(part), "") if ascii_digits(part) else (1, 0, part)
+        for part in re.split(r"([0-9]+)", text)
+        if part
     )
 
 

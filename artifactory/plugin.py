@@ -65,6 +65,7 @@ from artifactory.security.principal import ANONYMOUS, Credentials, Grant, Princi
 from artifactory.security.service import InvalidCredentials
 from artifactory.serve import respond
 from artifactory.state import AppState
+from artifactory.text import ascii_digits
 
 hookimpl = pluggy.HookimplMarker("artifactory")
 
@@ -119,6 +120,7 @@ __all__ = [
     "UpstreamAnswer",
     "UpstreamDocument",
     "NOTHING_NEEDED",
+    "ascii_digits",
     "loads",
     "InvalidJSON",
     "zip_member_name",

@@ -23,6 +23,7 @@ from artifactory.repository.model import PROXY
 from artifactory.repository.registry import RepositoryExists, RepositoryInUse
 from artifactory.security.principal import Principal
 from artifactory.state import AppState
+from artifactory.text import ascii_digits
 
 
 def _state(request: Request) -> AppState:
@@ -402,7 +403,7 @@ async def audit(request: Request) -> Response:
         )
     cursor_text = params.get("cursor")
     limit_text = params.get("limit", "100")
-    if (cursor_text is not None and not cursor_text.isdigit()) or not limit_text.isdigit():
+    if (cursor_text is not None and not ascii_digits(cursor_text)) or not ascii_digits(limit_text):
         raise BadRequest("cursor and limit must be whole numbers")
     since, until = _moment(params.get("since"), "since"), _moment(params.get("until"), "until")
     page = await _run(

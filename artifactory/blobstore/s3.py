@@ -25,6 +25,8 @@ from minio.commonconfig import ComposeSource
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
+from artifactory.text import ascii_digits
+
 if TYPE_CHECKING:
     from urllib3 import BaseHTTPResponse
 
@@ -167,7 +169,7 @@ class S3Driver:
         for obj in self.client.list_objects(self.bucket, prefix=folder, recursive=True):
             object_name = obj.object_name or ""
             suffix = object_name[len(folder) :]
-            if suffix.isdigit():
+            if ascii_digits(suffix):
                 parts.append(_Part(int(suffix), object_name, obj.size or 0))
         parts.sort(key=lambda part: part.number)
         return parts

@@ -38,6 +38,8 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from artifactory.text import ascii_digits
+
 log = logging.getLogger(__name__)
 
 # The notification channel of revision bumps; its payload is "<schema> <repository id> <revision>"
@@ -278,7 +280,7 @@ class PostgresChanges(Changes):
             for note in connection.notifies(timeout=POLL_SECONDS):
                 found_schema, repository_id, revision = (note.payload.split(" ") + ["", ""])[:3]
                 if found_schema == schema:
-                    if repository_id.isdigit() and revision.isdigit():
+                    if ascii_digits(repository_id) and ascii_digits(revision):
                         key = int(repository_id)
                         latest[key] = max(latest.get(key, 0), int(revision))
                     self._seen += 1

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.requests import Request
 
 from artifactory.http.errors import BadRequest, PayloadTooLarge
+from artifactory.text import ascii_digits
 
 ADMIN_BODY_BYTES = 1024 * 1024
 MAX_DEPTH = 64  # npm's most baroque `exports` map nests far less
@@ -23,7 +24,7 @@ MAX_VALUES = 1_000_000  # values outside strings; an npm publish holds a few hun
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not ascii_digits(declared):
             raise BadRequest("malformed Content-Length")
         if int(declared) > limit:
             raise PayloadTooLarge(f"the request body is larger than {limit} bytes")

@@ -70,6 +70,7 @@ from artifactory.repository.errors import UpstreamUnavailable
 from artifactory.repository.hosted import Upload, guess_content_type
 from artifactory.repository.model import Repo, StoredAsset, Streaming
 from artifactory.security.principal import Principal
+from artifactory.text import ascii_digits
 from artifactory.upstream.client import UpstreamError, UpstreamResponse
 
 if TYPE_CHECKING:
@@ -702,7 +703,7 @@ class Proxy:
             if (
                 not response.headers.get("content-encoding")
                 and length
-                and length.isdigit()
+                and ascii_digits(length)
                 and int(length) > limit
             ):
                 await response.aclose()
@@ -1028,7 +1029,7 @@ class Proxy:
             not self._checks(repo)
             and not response.headers.get("content-encoding")
             and length is not None
-            and length.isdigit()
+            and ascii_digits(length)
             and int(length) <= EARLY_VERIFY_BYTES
         )
         hashers = {algorithm: hashlib.new(algorithm) for algorithm in fetched.expected} if early else {}
@@ -1141,7 +1142,7 @@ class Proxy:
             repository=repo.name,
             path=path,
             chunks=chunks(),
-            size=int(size_header) if size_header and size_header.isdigit() else None,
+            size=int(size_header) if size_header and ascii_digits(size_header) else None,
             content_type=self.engine.formats[repo.format].content_type(path)
             or fetched.content_type
             or "application/octet-stream",

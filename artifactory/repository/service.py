@@ -34,6 +34,7 @@ from artifactory.repository.model import (
 )
 from artifactory.repository.uploads import UploadState
 from artifactory.security.principal import ANONYMOUS, Credentials, Principal
+from artifactory.text import ascii_digits
 
 if TYPE_CHECKING:
     from artifactory.repository.engine import Engine, Entry
@@ -311,7 +312,7 @@ class Repositories:
                 method, url, params=dict(params or {}), content=content, headers=dict(headers or {})
             ) as response:
                 declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limit:
+                if ascii_digits(declared) and int(declared) > limit:
                     raise too_large
                 body = bytearray()
                 async for chunk in response.aiter_bytes():

@@ -25,6 +25,7 @@ from artifactory.http.errors import BadRequest, Forbidden, HTTPProblem, NotFound
 from artifactory.http.urls import base_url
 from artifactory.security.principal import Principal
 from artifactory.state import PRINCIPAL_KEY, AppState
+from artifactory.text import ascii_digits
 from artifactory.ui.session import COOKIE, SESSION_SECONDS, Session, Sessions
 
 MAX_FORM_BYTES = 1024 * 1024
@@ -187,7 +188,7 @@ async def read_form(request: Request) -> dict[str, list[str]]:
     if kind != "application/x-www-form-urlencoded":
         return {}  # not one of our forms (which carry a CSRF token): refused as such
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+    if declared is not None and ascii_digits(declared) and int(declared) > MAX_FORM_BYTES:
         raise PayloadTooLarge(f"the form is larger than {MAX_FORM_BYTES} bytes")
     body = bytearray()
     async for chunk in request.stream():

@@ -303,7 +303,7 @@ def _parse_version(version: str) -> _List:
             current.items.append(sub)
             current = sub
             stack.append(sub)
-        elif char.isdigit():
+        elif "0" <= char <= "9":  # ASCII only: int() refuses "²", which str.isdigit() takes
             if not digit and i > start:
                 current.items.append(_Str(text[start:i], True))
                 start = i

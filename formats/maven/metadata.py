@@ -15,6 +15,8 @@ from artifactory_formats.maven import safexml
 from artifactory_formats.maven.coordinates import Artifact, is_snapshot, version_key
 from lxml import etree
 
+from artifactory.plugin import ascii_digits
+
 
 @dataclass
 class Plugin:
@@ -112,7 +114,7 @@ def parse(data: bytes) -> Metadata:
         snapshot_timestamp=text(snapshot, "timestamp"),
     )
     build = text(snapshot, "buildNumber")
-    metadata.snapshot_build = int(build) if build.isdigit() else 0
+    metadata.snapshot_build = int(build) if ascii_digits(build) else 0
     versions = safexml.child(versioning, "versions") if versioning is not None else None
     metadata.versions = [(v.text or "").strip() for v in safexml.children(versions, "version") if v.text]
     listed = safexml.child(versioning, "snapshotVersions") if versioning is not None else None

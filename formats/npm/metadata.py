@@ -34,6 +34,7 @@ from artifactory.plugin import (
     IndexKey,
     NotFound,
     Parsed,
+    ascii_digits,
     loads,
 )
 
@@ -140,7 +141,7 @@ def highest(versions: Iterable[str], prefer_release: bool = True) -> str | None:
 def _bump(doc: Doc) -> None:
     previous = str(doc.get("_rev") or "0-")
     count = previous.split("-", 1)[0]
-    number = int(count) + 1 if count.isdigit() else 1
+    number = int(count) + 1 if ascii_digits(count) else 1
     doc["_rev"] = f"{number}-{uuid.uuid4().hex[:16]}"
 
 

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from artifactory_formats.oci.coordinates import Digest, InvalidDigest, parse_digest
 from artifactory_formats.oci.errors import OCIError
 
-from artifactory.plugin import loads
+from artifactory.plugin import ascii_digits, loads
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -225,7 +225,7 @@ def paginate(names: Sequence[str], n: int | None, last: str | None) -> Page:
 def parse_page_args(n: str | None, last: str | None) -> tuple[int | None, str | None]:
     if n is None or n == "":
         return None, last or None
-    if not n.isdigit() or len(n) > 9:
+    if not ascii_digits(n) or len(n) > 9:
         raise OCIError("UNSUPPORTED", f"n must be a non-negative integer, not {n!r}", status=400)
     return int(n), last or None
 

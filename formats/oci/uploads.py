@@ -26,6 +26,7 @@ from artifactory.plugin import (
     Upload,
     UploadOffsetMismatch,
     UploadUnknown,
+    ascii_digits,
 )
 
 _RANGE = re.compile(r"^(?:bytes[= ])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
@@ -82,7 +83,7 @@ def _parse_range(request: Request) -> tuple[int, int] | None:
         raise OCIError("BLOB_UPLOAD_INVALID", f"malformed Content-Range {header!r}", status=416)
     start, end = int(match[1]), int(match[2])
     length = request.headers.get("content-length")
-    if end < start or (length and length.isdigit() and int(length) != end - start + 1):
+    if end < start or (length and ascii_digits(length) and int(length) != end - start + 1):
         raise OCIError("BLOB_UPLOAD_INVALID", f"Content-Range {header!r} does not match the body", status=416)
     return start, end
 

@@ -81,5 +81,9 @@ def test_audit_pages_with_a_cursor_filters_by_time_and_refuses_unknown_parameter
     with live.client() as admin:
         assert admin.get("/api/v1/audit", params={"sha256": "x"}).status_code == 400
         assert admin.get("/api/v1/audit", params={"since": "yesterday"}).status_code == 400
+        # Digits that are not 0-9: "²" passes str.isdigit() and fails int(), "٣" is read as 3.
+        for odd in ("²", "٣", "①"):
+            assert admin.get("/api/v1/audit", params={"cursor": odd}).status_code == 400
+            assert admin.get("/api/v1/audit", params={"limit": odd}).status_code == 400
     user = live.create_user(roles=[])
     assert httpx.get(f"{live.url}/api/v1/audit", auth=user).status_code == 403

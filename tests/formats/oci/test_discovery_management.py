@@ -33,6 +33,9 @@ def test_tags_list_is_sorted_and_paginates_with_n_last_and_link(admin, anon, nam
     last = anon.get(f"/v2/{name}/tags/list", params={"n": 2, "last": "d"})
     assert last.json()["tags"] == ["e"] and "link" not in last.headers
     assert anon.get(f"/v2/{name}/tags/list", params={"n": 0}).json()["tags"] == []
+    for odd in ("²", "٣"):  # not ASCII digits: refused in the OCI error shape, never a 500
+        refused = anon.get(f"/v2/{name}/tags/list", params={"n": odd})
+        assert refused.status_code == 400 and refused.json()["errors"][0]["code"] == "UNSUPPORTED"
 
 
 def test_tags_list_of_an_unknown_image_is_name_unknown(anon, name):
