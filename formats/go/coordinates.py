@@ -56,7 +56,7 @@ def path_major(module: str) -> str:
     """The module path's major-version suffix ("/v2", ".v3" for gopkg.in, "" for none)."""
     check_path(module)
     if module.startswith("gopkg.in/"):
-        found = re.search(r"\.v(0|[1-9]\d*)(?:-unstable)?$", module)
+        found = re.search(r"\.v(0|[1-9]\d*)(?:-unstable)?$", module, re.ASCII)
         if found is None:
             raise InvalidModule(f"{module}: a gopkg.in path ends with .vN")
         return found.group(0).removesuffix("-unstable")

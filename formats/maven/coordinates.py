@@ -22,7 +22,7 @@ _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
 _EXTENSION = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 _CLASSIFIER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
-_TIMESTAMPED = re.compile(r"^-(\d{8}\.\d{6})-([1-9]\d{0,8})")
+_TIMESTAMPED = re.compile(r"^-(\d{8}\.\d{6})-([1-9]\d{0,8})", re.ASCII)
 
 
 class LayoutError(ValueError):

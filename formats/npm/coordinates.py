@@ -26,7 +26,7 @@ MAX_NAME_LENGTH = 214
 MAX_VERSION_LENGTH = 256
 _PART = re.compile(r"^[a-z0-9._-]+$")
 _URL_SAFE = re.compile(r"^[A-Za-z0-9._~!*'()-]+$")  # what encodeURIComponent leaves alone
-_SEMVER_RANGE_START = re.compile(r"^(?:[<>=~^]|v?\d|[xX*](?:$|\.))")
+_SEMVER_RANGE_START = re.compile(r"^(?:[<>=~^]|v?\d|[xX*](?:$|\.))", re.ASCII)
 BLOCKED_NAMES = frozenset({"node_modules", "favicon.ico"})
 # Node's core modules: npm refuses them as names of new packages (validate-npm-package-name).
 CORE_MODULES = frozenset(

@@ -29,7 +29,7 @@ from artifactory.plugin import (
     ascii_digits,
 )
 
-_RANGE = re.compile(r"^(?:bytes[= ])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+_RANGE = re.compile(r"^(?:bytes[= ])?(\d+)-(\d+)(?:/(?:\d+|\*))?$", re.ASCII)
 _SESSION = re.compile(r"^[0-9a-f]{32}$")
 
 

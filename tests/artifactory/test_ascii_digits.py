@@ -65,3 +65,19 @@ def test_no_source_file_asks_str_isdigit():
         if ".isdigit()" in line.split("#", 1)[0]
     ]
     assert offenders == [], "ask artifactory.text.ascii_digits (the facade's ascii_digits) instead"
+
+
+def test_every_pattern_with_a_digit_class_is_ascii_only():
+    """Python's \\d matches every script's decimal digits ("٣" among them), which int() then reads:
+    a pattern that picks numbers out of outside text is compiled with re.ASCII (on its line or on
+    one of the next three, where a long pattern's flags go)."""
+    offenders = []
+    for folder in (ROOT / "artifactory", ROOT / "formats", ROOT / "plugins"):
+        for path in folder.rglob("*.py"):
+            lines = path.read_text().splitlines()
+            for number, line in enumerate(lines):
+                if "\\d" in line.split("#", 1)[0] and not any(
+                    "re.ASCII" in near for near in lines[number : number + 4]
+                ):
+                    offenders.append(f"{path.relative_to(ROOT)}:{number + 1}")
+    assert offenders == []
