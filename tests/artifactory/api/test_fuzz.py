@@ -8,6 +8,7 @@ server on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import base64
+import os
 
 import pytest
 import schemathesis
@@ -19,7 +20,8 @@ from artifactory.testing.server import ADMIN_PASSWORD
 SCHEMA = schemathesis.openapi.from_dict(OPENAPI)
 OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()}
-EXAMPLES = 10
+# Per operation and database in the suite; ARTIFACTORY_FUZZ_EXAMPLES=500 for a longer hunt.
+EXAMPLES = int(os.environ.get("ARTIFACTORY_FUZZ_EXAMPLES", "10"))
 
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: f"{op.method.upper()} {op.path}")
