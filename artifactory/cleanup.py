@@ -245,7 +245,7 @@ class Report:
         return sum(r.bytes for r in self.removals)
 
     def summary(self) -> dict[str, Any]:
-        return {
+        found = {
             "dry_run": self.dry_run,
             "repositories": self.repositories,
             "versions": len(self.removals),
@@ -255,6 +255,9 @@ class Report:
             "errors": self.errors,
             "seconds": round(self.seconds, 3),
         }
+        if not self.dry_run:  # what the run deleted: the planned assets, unless a deletion failed
+            found["deleted_assets"] = self.deleted_assets
+        return found
 
     def as_dict(self) -> dict[str, Any]:
         out = {**self.summary(), "removals": [r.as_dict() for r in self.removals], "kept": self.kept}

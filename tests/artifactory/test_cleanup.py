@@ -225,6 +225,8 @@ def test_pypi_keeps_the_newest_by_pep440_and_the_dry_run_names_every_file_and_by
     assert admin.get(metadata).status_code == 200
     done = cleanup(any_server, repo, run=cli)  # the real command: its --json report and audit record
     assert versions(done) == {"1.2", "1.9"} and done["gc"] is not None
+    assert done["deleted_assets"] == done["assets"] == 2  # the wheels (their .metadata go with them)
+    assert "deleted_assets" not in dry
     assert set(search(admin, repo)) == {"1.10"}
     page = admin.get(
         f"/repository/{repo}/simple/demo/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
