@@ -41,6 +41,7 @@ from sqlalchemy import select
 
 from artifactory.db import queries
 from artifactory.db.models import Asset, Blob, Component, Setting, utcnow
+from artifactory.keeper import Keeper
 from artifactory.repository.model import GROUP, ComponentInfo, Repo, StoredAsset
 
 if TYPE_CHECKING:
@@ -564,15 +565,12 @@ async def scheduled_run(state: AppState, owner: str, interval: float) -> Report 
     if not await to_thread.run_sync(acquire, state.db, owner, interval):
         return None
 
-    async def keep_lease() -> None:
-        while True:
-            await asyncio.sleep(LEASE_SECONDS / 3)
-            try:
-                await to_thread.run_sync(renew, state.db, owner)
-            except Exception:  # noqa: BLE001 - a database that failed once is tried again next time
-                log.warning("renewing the cleanup schedule's lease failed", exc_info=True)
+    async def renew_held(owners: list[str]) -> None:
+        for each in owners:
+            await to_thread.run_sync(renew, state.db, each)
 
-    keeper = asyncio.get_running_loop().create_task(keep_lease())
+    keeper: Keeper[str] = Keeper(lambda: LEASE_SECONDS / 3, renew_held, "the cleanup schedule's lease")
+    keeper.hold(owner)
     try:
         report = await run(state)
         report.gc = await to_thread.run_sync(_gc, state, report)
@@ -581,7 +579,7 @@ async def scheduled_run(state: AppState, owner: str, interval: float) -> Report 
         )
         return report
     finally:
-        keeper.cancel()
+        await keeper.close()
         await to_thread.run_sync(release, state.db, owner, interval)
 
 

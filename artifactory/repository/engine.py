@@ -443,6 +443,7 @@ class Engine:
 
     async def close(self) -> None:
         await self.proxy.close()
+        await self.uploads.close()
         await self.upstreams.close()
         await to_thread.run_sync(self.downloads.close)
 

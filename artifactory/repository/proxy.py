@@ -65,6 +65,7 @@ from artifactory.db.engine import read_connection
 from artifactory.db.models import Asset, ProxyHealth, ProxyLease, ProxyMiss, utcnow
 from artifactory.formats import CachePolicy, Format
 from artifactory.http.errors import BadGateway
+from artifactory.keeper import Keeper
 from artifactory.metrics import PROXY_FETCHES
 from artifactory.repository.errors import UpstreamUnavailable
 from artifactory.repository.hosted import Upload, guess_content_type
@@ -203,8 +204,10 @@ class Proxy:
         # SQLite: the node's leases (`db.leases`), and the descriptor of each one held, by owner.
         self._node = engine.db.node_leases
         self._held: dict[str, int] = {}
-        # PostgreSQL: the task that keeps each held lease row from expiring, by owner (`_keep_lease`).
-        self._keepers: dict[str, asyncio.Task[None]] = {}
+        # PostgreSQL: the lease rows held, (repository id, path, owner), kept from expiring (`_keep_lease`).
+        self._leases: Keeper[tuple[int, str, str]] = Keeper(
+            lambda: LEASE_REFRESH_SECONDS, self._refresh_leases, "the proxy's leases"
+        )
         # Fetched bytes answered from memory while their blob is still being stored (documents,
         # and files that arrived whole in memory): sha256 -> bytes, and how many fetches hold them.
         self._pending: dict[str, bytes] = {}
@@ -298,9 +301,9 @@ class Proxy:
             self.engine.repos.set_state(repo.name, "invalidated_at", now)
 
     async def close(self) -> None:
-        for task in [*self._tasks, *self._keepers.values()]:
+        for task in self._tasks:
             task.cancel()
-        self._keepers.clear()
+        await self._leases.close()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -459,42 +462,35 @@ class Proxy:
 
     def _keep_lease(self, repo: Repo, path: str, owner: str) -> None:
         """Keep the lease row `owner` has just taken from expiring until the fetch lets go of it
-        (`_let_go`): refreshed every LEASE_REFRESH_SECONDS, however long the fetch takes (an
-        upstream's headers may take `timeout_seconds`, a body the whole transfer timeout, whether
-        streamed to a client or read whole), so that no other process takes it for an abandoned one
-        and fetches the path a second time. The node's lease (SQLite) is a kernel lock, held as
-        long as its holder lives: nothing to keep."""
-        if self._node is not None:
-            return
+        (`_let_go`): refreshed every LEASE_REFRESH_SECONDS with the process's other held leases,
+        however long the fetch takes (an upstream's headers may take `timeout_seconds`, a body the
+        whole transfer timeout, whether streamed to a client or read whole), so that no other
+        process takes it for an abandoned one and fetches the path a second time. The node's lease
+        (SQLite) is a kernel lock, held as long as its holder lives: nothing to keep."""
+        if self._node is None:
+            self._leases.hold((repo.id, path, owner))
 
-        async def keep() -> None:
-            while True:
-                await asyncio.sleep(LEASE_REFRESH_SECONDS)
-                try:
-                    await self.engine.db_call(self._refresh_lease, repo.id, path, owner)
-                except Exception as exc:  # noqa: BLE001 - tried again at the next refresh
-                    log.warning("proxy %s: refreshing the lease of %s failed: %s", repo.name, path, exc)
-
-        self._keepers[owner] = asyncio.get_running_loop().create_task(keep())
-
-    def _let_go(self, owner: str) -> None:
+    def _let_go(self, repo: Repo, path: str, owner: str) -> None:
         """Stop keeping `owner`'s lease (the transaction that releases it is under way): a refresh
         still running then finds no row of its owner's, or none unexpired to matter."""
-        keeper = self._keepers.pop(owner, None)
-        if keeper is not None:
-            keeper.cancel()
+        self._leases.release((repo.id, path, owner))
 
-    def _refresh_lease(self, repository_id: int, path: str, owner: str) -> None:
+    async def _refresh_leases(self, held: list[tuple[int, str, str]]) -> None:
+        await self.engine.db_call(self._refresh_rows, held)
+
+    def _refresh_rows(self, held: list[tuple[int, str, str]]) -> None:
+        expires = utcnow() + timedelta(seconds=LEASE_SECONDS)
         with self.engine.db.write(durable=False) as session:
-            session.execute(
-                update(ProxyLease)
-                .where(
-                    ProxyLease.repository_id == repository_id,
-                    ProxyLease.path == path,
-                    ProxyLease.owner == owner,
+            for repository_id, path, owner in held:
+                session.execute(
+                    update(ProxyLease)
+                    .where(
+                        ProxyLease.repository_id == repository_id,
+                        ProxyLease.path == path,
+                        ProxyLease.owner == owner,
+                    )
+                    .values(expires_at=expires)
                 )
-                .values(expires_at=utcnow() + timedelta(seconds=LEASE_SECONDS))
-            )
 
     def _finish(self, repo: Repo, path: str, owner: str, outcome: Outcome, session: Session) -> None:
         """The one transaction after a fetch, or its part of the transaction that stores the file:
@@ -518,7 +514,7 @@ class Proxy:
         upstream's health, a revalidation), all of which a power cut may lose, so not durable. On
         SQLite a fetch that taught nothing to remember needs no transaction; the node's lease is let
         go once whatever there was to write has committed (or failed)."""
-        self._let_go(owner)
+        self._let_go(repo, path, owner)
         try:
             if self._node is None or _teaches(outcome):
                 finish = functools.partial(self._finish, repo, path, owner, outcome)
@@ -973,8 +969,8 @@ class Proxy:
         # again): on SQLite it commits without the WAL flush, which the next miss's claim would wait for.
         try:
             stored = await self.engine.hosted.commit(repo, staged, upload, SYSTEM, also=finish, durable=False)
-        finally:
-            self._let_go(fetched.owner)  # released by the commit, or by the finish that follows a failure
+        finally:  # the lease is released by the commit, or by the finish that follows its failure
+            self._let_go(repo, path, fetched.owner)
         fetched.outcome.committed = True
         self._release_node(fetched.owner)  # after the commit: a follower then finds the asset
         return stored

@@ -10,7 +10,6 @@ link) touches its session every TOUCH_SECONDS while it runs.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from artifactory.blobstore import store as blobstore
 from artifactory.blobstore.gc import SESSION_SECONDS
 from artifactory.blobstore.store import StagedBlob
 from artifactory.db.models import UploadSession, utcnow
+from artifactory.keeper import Keeper
 from artifactory.repository.errors import DigestMismatch, TooLarge, UploadOffsetMismatch, UploadUnknown
 from artifactory.repository.model import Repo
 
@@ -43,6 +43,8 @@ class UploadState:
 class Uploads:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # The sessions a chunk is being appended to, touched while it arrives.
+        self._appending: Keeper[str] = Keeper(lambda: TOUCH_SECONDS, self._touch, "upload sessions")
 
     async def start(
         self, repo: Repo, path: str = "", attributes: Mapping[str, Any] | None = None
@@ -89,21 +91,19 @@ class Uploads:
             )
             return bool(getattr(result, "rowcount", 0))
 
-    def _touch(self, session_id: str) -> None:
+    async def close(self) -> None:
+        await self._appending.close()
+
+    async def _touch(self, session_ids: list[str]) -> None:
+        await self.engine.db_call(self._touch_rows, session_ids)
+
+    def _touch_rows(self, session_ids: list[str]) -> None:
         with self.engine.db.write(durable=False) as session:
             session.execute(
                 update(UploadSession)
-                .where(UploadSession.id == session_id, UploadSession.offset == BUSY)
+                .where(UploadSession.id.in_(session_ids), UploadSession.offset == BUSY)
                 .values(updated_at=utcnow())
             )
-
-    async def _keep_touching(self, session_id: str) -> None:
-        while True:
-            await asyncio.sleep(TOUCH_SECONDS)
-            try:
-                await self.engine.db_call(self._touch, session_id)
-            except Exception:  # noqa: BLE001, S110 - tried again at the next turn
-                pass
 
     def _record(self, session_id: str, offset: int) -> None:
         with self.engine.db.write() as session:
@@ -131,17 +131,17 @@ class Uploads:
         if not await self.engine.db_call(self._claim, session_id, row.offset):
             raise UploadOffsetMismatch(row.offset)
         limit = int(repo.config.get("max_upload_bytes") or self.engine.settings.max_upload_bytes)
-        keeper = asyncio.get_running_loop().create_task(self._keep_touching(session_id))
+        self._appending.hold(session_id)
         try:
             size = await self.engine.blobs.append(row.temp_key, chunks, limit)
         except BaseException as exc:
-            keeper.cancel()
             await self.engine.blobs.drop_temp(row.temp_key)
             await self.engine.db_call(self._remove, session_id)
             if isinstance(exc, blobstore.TooLarge):
                 raise TooLarge(str(exc)) from None
             raise
-        keeper.cancel()
+        finally:
+            self._appending.release(session_id)
         await self.engine.db_call(self._record, session_id, size)
         return UploadState(row.id, size, row.path, row.attributes or {})
 

@@ -141,7 +141,7 @@ def test_a_fetch_slower_than_its_lease_keeps_it_and_lets_go_at_its_end(state, st
                     if not state.engine.proxy._tasks and not state.engine.proxy._held:
                         break
                     await asyncio.sleep(0.01)
-                assert state.engine.proxy._keepers == {}
+                assert state.engine.proxy._leases.held == []
             finally:
                 await state.engine.close()
 
