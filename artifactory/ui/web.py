@@ -21,11 +21,11 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from artifactory.http.errors import BadRequest, Forbidden, HTTPProblem, NotFound, PayloadTooLarge
+from artifactory.http.bodies import read_body
+from artifactory.http.errors import BadRequest, Forbidden, HTTPProblem, NotFound
 from artifactory.http.urls import base_url
 from artifactory.security.principal import Principal
 from artifactory.state import PRINCIPAL_KEY, AppState
-from artifactory.text import ascii_digits
 from artifactory.ui.session import COOKIE, SESSION_SECONDS, Session, Sessions
 
 MAX_FORM_BYTES = 1024 * 1024
@@ -187,14 +187,7 @@ async def read_form(request: Request) -> dict[str, list[str]]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/x-www-form-urlencoded":
         return {}  # not one of our forms (which carry a CSRF token): refused as such
-    declared = request.headers.get("content-length")
-    if declared is not None and ascii_digits(declared) and int(declared) > MAX_FORM_BYTES:
-        raise PayloadTooLarge(f"the form is larger than {MAX_FORM_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise PayloadTooLarge(f"the form is larger than {MAX_FORM_BYTES} bytes")
+    body = await read_body(request, MAX_FORM_BYTES)
     try:
         pairs = parse_qsl(
             body.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=2000

@@ -281,3 +281,9 @@ def test_tokens_page_creates_a_scoped_expiring_token_shown_once_and_revokes_it(u
         assert refused.status_code == 400 and "at most 200" in refused.text
     finally:
         browser.close()
+
+
+def test_a_form_larger_than_a_mebibyte_is_refused_with_413(browser):
+    browser.get("/ui/login")
+    response = browser.post("/ui/login", {"username": "admin", "password": "x" * (1024 * 1024 + 1)})
+    assert response.status_code == 413
